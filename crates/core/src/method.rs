@@ -1,0 +1,118 @@
+//! The payment-method plug-in interface.
+//!
+//! A *rail* (EIP-3009 authorizations, a Stripe card, a Lightning invoice, ...) is one implementation of
+//! [`PaymentMethod`], instantiated once per configured [`PaymentOption`] (rail + network + asset + recipient).
+//! The gateway asks it for the terms of an offer in each protocol's framing, hands it the proof a client sent
+//! back, and later asks it to settle. Everything protocol-generic (challenge binding, expiry, route scope,
+//! replay claims, receipts) stays in the gateway, so a new rail is one module and one registry line.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use paygate_proto::{mpp, x402};
+
+use crate::money::AtomicAmount;
+use crate::network::Network;
+use crate::reject::Rejection;
+
+/// The EIP-712 domain name and version of a token, which differ per chain (`"USD Coin"` on Base, `"USDC"` on
+/// Base Sepolia).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eip712Domain {
+    pub name: String,
+    pub version: String,
+}
+
+/// A token an offer is priced in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asset {
+    /// Contract address, EIP-55 checksummed.
+    pub address: String,
+    pub symbol: String,
+    pub decimals: u8,
+    /// A USD stablecoin: `$` prices are paid in it one to one.
+    pub usd: bool,
+    /// Present when the token implements EIP-3009.
+    pub eip712: Option<Eip712Domain>,
+}
+
+/// One way the seller accepts money, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentOption {
+    /// The operator's name for it (`usdc-base`), used in routes, the ledger and metrics.
+    pub name: String,
+    pub network: Network,
+    pub asset: Asset,
+    /// The seller's address.
+    pub pay_to: String,
+    /// How long a payer has to complete payment (x402 `maxTimeoutSeconds`).
+    pub max_timeout_secs: u64,
+}
+
+/// An offer in MPP terms: the challenge's method, intent and request object (the binding is the gateway's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MppTerms {
+    pub method: &'static str,
+    pub intent: &'static str,
+    pub request: Value,
+}
+
+/// The proof of payment a client sent, in the framing it came in.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// x402 (v2 `PAYMENT-SIGNATURE` or v1 `X-PAYMENT`): the scheme `payload`.
+    X402 { version: u32, payload: &'a Value },
+    /// MPP `Authorization: Payment`: the credential, whose echoed challenge some rails bind into the proof.
+    Mpp { credential: &'a mpp::Credential },
+}
+
+/// A proof that checked out, ready to be claimed and settled.
+///
+/// `settlement` is what the rail needs to settle later (for EIP-3009 the signed authorization); it is stored in
+/// the ledger so that a settlement interrupted by a crash can be finished by the reconciler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifiedPayment {
+    /// The money itself, unique across all instances: `eip155:8453:<payer>:<nonce>`, a tx hash, a payment hash.
+    pub proof_key: String,
+    pub payer: String,
+    pub amount: AtomicAmount,
+    pub settlement: Value,
+}
+
+/// How a settlement ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// The money moved; `reference` is the transaction hash or the rail's id for it.
+    Settled { reference: String },
+    /// The money definitely did not move (the transaction reverted, the facilitator refused).
+    Failed { reason: String, reference: Option<String> },
+    /// Nobody knows yet (a timeout after broadcasting): the ledger marks it `pending` for reconciliation.
+    Unknown { reason: String, reference: Option<String> },
+}
+
+/// A payment rail bound to one [`PaymentOption`].
+#[async_trait]
+pub trait PaymentMethod: Send + Sync + Debug {
+    /// The rail's name in the ledger and metrics (`eip3009`).
+    fn rail(&self) -> &'static str;
+
+    /// The option this instance serves.
+    fn option(&self) -> &PaymentOption;
+
+    /// The x402 v2 `accepts[]` entry for `amount`, if the rail speaks x402. The gateway adds its binding to
+    /// `extra` and derives the v1 form.
+    fn x402_requirements(&self, amount: AtomicAmount) -> Option<x402::PaymentRequirements>;
+
+    /// The MPP method, intent and request for `amount`, if the rail speaks MPP.
+    fn mpp_terms(&self, amount: AtomicAmount) -> Option<MppTerms>;
+
+    /// Checks a proof against the offer of `amount`: locally first, then against the chain or processor. Has no
+    /// side effect: nothing is moved, and a verified proof may still be refused later as a replay.
+    async fn verify(&self, proof: Proof<'_>, amount: AtomicAmount) -> Result<VerifiedPayment, Rejection>;
+
+    /// Moves the money. Called at most once per claim.
+    async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome;
+}

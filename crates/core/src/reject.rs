@@ -1,0 +1,210 @@
+//! Every way paygate refuses a request, with its HTTP status and stable problem `type`.
+//!
+//! Where MPP defines a problem type with the same meaning, paygate uses it (`https://paymentauth.org/problems/…`)
+//! so MPP tooling recognizes it; the rest are paygate's own (`urn:paygate:problem:…`). A finer, stable
+//! `reason` code (snake_case, in the style of x402's reasons) goes with each rejection; operators and tests
+//! switch on `type` and `reason`, people read `detail`. `docs/problems.md` lists them all.
+
+use paygate_proto::problem::Problem;
+
+const MPP: &str = "https://paymentauth.org/problems/";
+const PAYGATE: &str = "urn:paygate:problem:";
+
+/// The kinds of rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// No credential: the ordinary 402 with offers.
+    PaymentRequired,
+    /// A credential header that is not base64 / JSON / the expected shape.
+    MalformedCredential,
+    /// The credential answers no offer this request is making now: bad HMAC, other route, other body,
+    /// changed terms.
+    InvalidChallenge,
+    /// The challenge expired.
+    PaymentExpired,
+    /// The proof of payment is invalid: signature, recipient, asset, network, time window.
+    VerificationFailed,
+    /// The proof pays a different amount than the offer.
+    PaymentInsufficient,
+    /// The payer's balance cannot cover the payment.
+    InsufficientFunds,
+    /// The proof was already used (settled, pending, or failed on chain).
+    Replayed,
+    /// The same proof is being processed by another request right now.
+    InFlight,
+    /// Settlement was attempted and definitely failed; nothing was charged.
+    SettlementFailed,
+    /// The chain's JSON-RPC could not be reached or answered an error.
+    ChainUnavailable,
+    /// The x402 facilitator could not be reached or answered garbage.
+    FacilitatorUnavailable,
+    /// The ledger/claim store could not be reached.
+    StoreUnavailable,
+    /// The upstream API could not be reached.
+    UpstreamUnavailable,
+    /// The upstream API did not answer in time.
+    UpstreamTimeout,
+    /// No route matches and the config says unknown routes are refused.
+    RouteNotFound,
+    /// A path that decodes ambiguously (`%2F`, `..`, `%00`).
+    AmbiguousPath,
+    /// A payment header over the size limit.
+    HeaderTooLarge,
+    /// A request body over the size limit.
+    BodyTooLarge,
+    /// More than one credential in one request.
+    MultipleCredentials,
+    /// An unexpected fault inside paygate.
+    Internal,
+}
+
+impl RejectKind {
+    pub fn status(self) -> u16 {
+        use RejectKind::*;
+        match self {
+            PaymentRequired | InvalidChallenge | PaymentExpired | VerificationFailed | PaymentInsufficient
+            | InsufficientFunds | SettlementFailed => 402,
+            MalformedCredential | AmbiguousPath | MultipleCredentials => 400,
+            Replayed => 403,
+            RouteNotFound => 404,
+            InFlight => 409,
+            BodyTooLarge => 413,
+            HeaderTooLarge => 431,
+            Internal => 500,
+            ChainUnavailable | FacilitatorUnavailable | UpstreamUnavailable => 502,
+            StoreUnavailable => 503,
+            UpstreamTimeout => 504,
+        }
+    }
+
+    /// The problem `type` URI.
+    pub fn type_uri(self) -> String {
+        use RejectKind::*;
+        let (base, slug) = match self {
+            PaymentRequired => (MPP, "payment-required"),
+            MalformedCredential => (MPP, "malformed-credential"),
+            InvalidChallenge => (MPP, "invalid-challenge"),
+            PaymentExpired => (MPP, "payment-expired"),
+            VerificationFailed => (MPP, "verification-failed"),
+            PaymentInsufficient => (MPP, "payment-insufficient"),
+            InsufficientFunds => (PAYGATE, "insufficient-funds"),
+            Replayed => (PAYGATE, "payment-replayed"),
+            InFlight => (PAYGATE, "payment-in-flight"),
+            SettlementFailed => (PAYGATE, "settlement-failed"),
+            ChainUnavailable => (PAYGATE, "chain-unavailable"),
+            FacilitatorUnavailable => (PAYGATE, "facilitator-unavailable"),
+            StoreUnavailable => (PAYGATE, "store-unavailable"),
+            UpstreamUnavailable => (PAYGATE, "upstream-unavailable"),
+            UpstreamTimeout => (PAYGATE, "upstream-timeout"),
+            RouteNotFound => (PAYGATE, "route-not-found"),
+            AmbiguousPath => (PAYGATE, "ambiguous-path"),
+            HeaderTooLarge => (PAYGATE, "header-too-large"),
+            BodyTooLarge => (PAYGATE, "body-too-large"),
+            MultipleCredentials => (PAYGATE, "multiple-credentials"),
+            Internal => (PAYGATE, "internal-error"),
+        };
+        format!("{base}{slug}")
+    }
+
+    pub fn title(self) -> &'static str {
+        use RejectKind::*;
+        match self {
+            PaymentRequired => "Payment Required",
+            MalformedCredential => "Malformed Credential",
+            InvalidChallenge => "Invalid Challenge",
+            PaymentExpired => "Payment Expired",
+            VerificationFailed => "Verification Failed",
+            PaymentInsufficient => "Payment Insufficient",
+            InsufficientFunds => "Insufficient Funds",
+            Replayed => "Payment Already Used",
+            InFlight => "Payment In Flight",
+            SettlementFailed => "Settlement Failed",
+            ChainUnavailable => "Chain Unavailable",
+            FacilitatorUnavailable => "Facilitator Unavailable",
+            StoreUnavailable => "Store Unavailable",
+            UpstreamUnavailable => "Upstream Unavailable",
+            UpstreamTimeout => "Upstream Timeout",
+            RouteNotFound => "Route Not Found",
+            AmbiguousPath => "Ambiguous Path",
+            HeaderTooLarge => "Header Too Large",
+            BodyTooLarge => "Body Too Large",
+            MultipleCredentials => "Multiple Credentials",
+            Internal => "Internal Error",
+        }
+    }
+
+    /// Whether the response carries fresh offers: every 402, so a client that can fix its payment may pay.
+    pub fn offers_again(self) -> bool {
+        self.status() == 402
+    }
+
+    pub fn all() -> &'static [RejectKind] {
+        use RejectKind::*;
+        &[
+            PaymentRequired,
+            MalformedCredential,
+            InvalidChallenge,
+            PaymentExpired,
+            VerificationFailed,
+            PaymentInsufficient,
+            InsufficientFunds,
+            Replayed,
+            InFlight,
+            SettlementFailed,
+            ChainUnavailable,
+            FacilitatorUnavailable,
+            StoreUnavailable,
+            UpstreamUnavailable,
+            UpstreamTimeout,
+            RouteNotFound,
+            AmbiguousPath,
+            HeaderTooLarge,
+            BodyTooLarge,
+            MultipleCredentials,
+            Internal,
+        ]
+    }
+}
+
+/// One refusal: its kind, a stable reason code, and a human explanation (never containing a secret, an RPC
+/// URL or a raw upstream error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?} ({reason}): {detail}")]
+pub struct Rejection {
+    pub kind: RejectKind,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(kind: RejectKind, reason: &'static str, detail: impl Into<String>) -> Self {
+        Rejection { kind, reason, detail: detail.into() }
+    }
+
+    /// The problem body (without the offers a 402 adds).
+    pub fn to_problem(&self) -> Problem {
+        Problem::new(self.kind.type_uri(), self.kind.title(), self.kind.status())
+            .with_detail(self.detail.clone())
+            .with_extension("reason", self.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_unique_and_statuses_match_the_design() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in RejectKind::all() {
+            assert!(seen.insert(kind.type_uri()), "{kind:?}");
+        }
+        assert_eq!(RejectKind::Replayed.status(), 403);
+        assert_eq!(RejectKind::InFlight.status(), 409);
+        assert_eq!(RejectKind::MalformedCredential.status(), 400);
+        assert_eq!(RejectKind::ChainUnavailable.status(), 502);
+        assert_eq!(RejectKind::StoreUnavailable.status(), 503);
+        assert!(RejectKind::PaymentExpired.offers_again());
+        assert!(!RejectKind::Replayed.offers_again());
+    }
+}
