@@ -1,1 +1,59 @@
-fn main() {}
+//! The `paygate` binary: argument parsing and wiring. The work happens in the library crates.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Sell any HTTP API to AI agents: paygate answers unpaid requests with 402 offers in x402 and MPP,
+/// verifies and settles payments, and proxies paid requests to your API.
+#[derive(Debug, Parser)]
+#[command(name = "paygate", version, propagate_version = true)]
+struct Cli {
+    /// Log filter (RUST_LOG syntax), for example `info` or `paygate=debug`.
+    #[arg(long, global = true, env = "PAYGATE_LOG", default_value = "info")]
+    log: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: commands::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: a reverse proxy that charges for the configured routes.
+    Serve(commands::serve::Args),
+    /// List the payments in the ledger.
+    Ledger(commands::ledger::Args),
+    /// Developer tools for local chains.
+    #[command(subcommand)]
+    Dev(commands::dev::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    commands::init_logging(&cli.log, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Ledger(args) => commands::ledger::run(args).await,
+            Command::Dev(command) => commands::dev::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

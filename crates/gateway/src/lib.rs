@@ -1,1 +1,65 @@
-//! placeholder
+//! The paying gateway.
+//!
+//! * [`engine`]: the paid-request flow, [`Gateway::handle`](engine::Gateway::handle).
+//! * [`layer`]: [`PaygateLayer`](layer::PaygateLayer), the flow as a tower layer for any axum app.
+//! * [`proxy`]: [`UpstreamProxy`](proxy::UpstreamProxy), the reverse proxy `paygate serve` puts behind it.
+//! * [`server`]: the HTTP server with graceful shutdown.
+//! * [`config`] and [`build`]: the operator's TOML and how it becomes a gateway.
+//! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
+
+pub mod body;
+pub mod build;
+pub mod config;
+pub mod credential;
+pub mod engine;
+pub mod layer;
+pub mod offers;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+
+pub use build::{BuildOptions, Built, build};
+pub use config::Config;
+pub use engine::Gateway;
+pub use layer::PaygateLayer;
+pub use proxy::UpstreamProxy;
+
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// CORS for browser clients: they must be able to send the payment headers and read the offers and receipts.
+pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let names = |list: &[&'static str]| list.iter().map(|n| http::HeaderName::from_static(n)).collect::<Vec<_>>();
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods(tower_http::cors::Any)
+            .allow_headers(names(&[
+                "authorization",
+                "content-type",
+                "payment-signature",
+                "x-payment",
+                "payment-authorization",
+                "access-control-expose-headers",
+                "accept-payment",
+                "x-request-id",
+            ]))
+            .expose_headers(names(&[
+                "www-authenticate",
+                "payment-required",
+                "payment-response",
+                "x-payment-response",
+                "payment-receipt",
+                "paygate-settlement",
+                "x-request-id",
+            ]))
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}

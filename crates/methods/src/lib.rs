@@ -1,1 +1,11 @@
-//! placeholder
+//! Payment rails, one module each, each implementing [`paygate_core::method::PaymentMethod`].
+//!
+//! * [`eip3009`]: a signed EIP-3009 `transferWithAuthorization`, the payload of both x402 `exact` on EVM and
+//!   MPP `evm`/`charge`: one verification path serves both protocols.
+//! * [`facilitator`]: the client of an x402 facilitator (`/verify`, `/settle`, `/supported`), one way a rail
+//!   can settle.
+//!
+//! Adding a rail is a new module here and one line in the gateway's registry.
+
+pub mod eip3009;
+pub mod facilitator;

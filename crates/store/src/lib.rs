@@ -1,1 +1,222 @@
-//! placeholder
+//! The ledger and the proof claims that all gateway instances share.
+//!
+//! One row per payment proof. [`Store::claim`] inserts it atomically keyed by the proof (the money itself) and
+//! by the challenge it answers, so a proof or a challenge is used at most once however many requests race and
+//! however many gateway instances share the store. Every state change goes through [`Store::transition`],
+//! which also appends to the row's event history.
+//!
+//! States: `verified` (claimed, upstream not yet answered) → `settling` → `settled` | `failed` | `pending`
+//! (outcome unknown, for the reconciler); `verified` → `voided` when the upstream failed and nothing was
+//! charged, after which the same proof may be claimed again.
+//!
+//! Backends: SQLite ([`SqliteStore`], embedded, the default). Both answer the same test suite.
+
+mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+/// A ledger row id.
+pub type PaymentId = i64;
+
+/// Where a payment is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentState {
+    Verified,
+    Settling,
+    Settled,
+    Failed,
+    Pending,
+    Voided,
+}
+
+impl PaymentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentState::Verified => "verified",
+            PaymentState::Settling => "settling",
+            PaymentState::Settled => "settled",
+            PaymentState::Failed => "failed",
+            PaymentState::Pending => "pending",
+            PaymentState::Voided => "voided",
+        }
+    }
+
+    pub const ALL: [PaymentState; 6] = [
+        PaymentState::Verified,
+        PaymentState::Settling,
+        PaymentState::Settled,
+        PaymentState::Failed,
+        PaymentState::Pending,
+        PaymentState::Voided,
+    ];
+}
+
+impl fmt::Display for PaymentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PaymentState {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PaymentState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown payment state {s:?}")))
+    }
+}
+
+/// A payment about to be claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPayment {
+    pub proof_key: String,
+    pub challenge_id: Option<String>,
+    pub request_id: String,
+    /// `METHOD /path` of the request paid for.
+    pub route: String,
+    /// `x402-v2`, `x402-v1` or `mpp`.
+    pub protocol: String,
+    pub rail: String,
+    pub option_name: String,
+    pub network: String,
+    pub asset: String,
+    pub asset_symbol: String,
+    pub decimals: u8,
+    /// Atomic units.
+    pub amount: u128,
+    pub payer: String,
+    pub pay_to: String,
+    /// The rail's settlement data (JSON).
+    pub settlement: serde_json::Value,
+}
+
+/// The result of a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This request owns the payment now.
+    Claimed(PaymentId),
+    /// Another request owns it or already used it: the row is in `state`.
+    Taken { id: PaymentId, state: PaymentState },
+}
+
+/// One ledger row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentRecord {
+    pub id: PaymentId,
+    pub proof_key: String,
+    pub challenge_id: Option<String>,
+    pub state: PaymentState,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub request_id: String,
+    pub route: String,
+    pub protocol: String,
+    pub rail: String,
+    pub option_name: String,
+    pub network: String,
+    pub asset: String,
+    pub asset_symbol: String,
+    pub decimals: u8,
+    /// Atomic units as a decimal string, exact.
+    pub amount: String,
+    pub payer: String,
+    pub pay_to: String,
+    pub tx_hash: Option<String>,
+    pub upstream_status: Option<u16>,
+    #[serde(skip)]
+    pub settlement: serde_json::Value,
+    pub reason: Option<String>,
+}
+
+/// One recorded state change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentEvent {
+    pub at_ms: i64,
+    pub from_state: Option<PaymentState>,
+    pub to_state: PaymentState,
+    pub reason: String,
+}
+
+/// What else a transition records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Transition<'a> {
+    pub reason: &'a str,
+    pub tx_hash: Option<&'a str>,
+    pub upstream_status: Option<u16>,
+}
+
+/// A filter over the ledger, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentQuery {
+    pub state: Option<PaymentState>,
+    pub payer: Option<String>,
+    pub route: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the operation.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The database holds something paygate did not write.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+    /// The transition is not allowed from the row's current state.
+    #[error("payment {id} is {actual}, not {expected}")]
+    WrongState { id: PaymentId, expected: &'static str, actual: PaymentState },
+    #[error("unsupported store URL {0:?}: use sqlite://PATH or sqlite::memory:")]
+    UnsupportedUrl(String),
+}
+
+/// The ledger.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Claims a proof atomically: inserts it in `verified`, or takes back a `voided` row for the same proof.
+    async fn claim(&self, payment: &NewPayment) -> Result<Claim, StoreError>;
+
+    /// Moves a payment to `to` if it is in one of `from`, recording why.
+    async fn transition(
+        &self,
+        id: PaymentId,
+        from: &[PaymentState],
+        to: PaymentState,
+        transition: Transition<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// One payment.
+    async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError>;
+
+    /// Payments matching `query`, newest first.
+    async fn payments(&self, query: &PaymentQuery) -> Result<Vec<PaymentRecord>, StoreError>;
+
+    /// The history of one payment, oldest first.
+    async fn events(&self, id: PaymentId) -> Result<Vec<PaymentEvent>, StoreError>;
+}
+
+/// Opens the store a URL names, applying migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStore::open(url).await?));
+    }
+    Err(StoreError::UnsupportedUrl(url.to_owned()))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,81 @@
+//! `paygate serve`: the gateway in front of the configured upstream.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, cors_layer, server};
+use tower::ServiceBuilder;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The configuration file.
+    #[arg(long, short, env = "PAYGATE_CONFIG")]
+    config: PathBuf,
+    /// Validate the configuration, print what it sets up, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let file = args.config.display().to_string();
+    let config = Config::load(&args.config)?;
+    let built = build(&config, &file, BuildOptions::default()).await?;
+    let proxy = UpstreamProxy::new(
+        &config.upstream.url,
+        Duration::from_secs(config.upstream.timeout_secs),
+        Duration::from_secs(config.upstream.connect_timeout_secs),
+    )
+    .map_err(|e| anyhow::anyhow!("{file}: upstream.url: {e}"))?;
+    if args.check_config {
+        println!("{file}: configuration is valid");
+        for route in built.gateway.routes() {
+            let offers: Vec<String> = route
+                .offers
+                .iter()
+                .map(|o| {
+                    let asset = &o.method.option().asset;
+                    format!("{} {} ({})", paygate_core::money::format_atomic(o.amount, asset.decimals), asset.symbol, o.method.option().name)
+                })
+                .collect();
+            let price = if offers.is_empty() { "free".to_owned() } else { offers.join(" | ") };
+            println!("  {:?} {price}", route.matcher);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let service = ServiceBuilder::new()
+        .option_layer(cors_layer(&config.server.cors_origins))
+        .layer(PaygateLayer::new(built.gateway))
+        .service(proxy);
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| format!("{file}: server.listen: cannot listen on {}", config.server.listen))?;
+    tracing::info!(address = %listener.local_addr()?, upstream = %config.upstream.url, "paygate is listening");
+    server::serve(listener, service, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down; finishing in-flight requests");
+}

@@ -1,0 +1,438 @@
+//! The operator's configuration: a TOML file, read once at start.
+//!
+//! String values may reference the environment as `${NAME}` or `${NAME:-default}`; secrets (the challenge
+//! secret, settler keys) are expected to come that way and are held in [`Secret`], which never prints. Every
+//! error names the file, the field (`routes[1].price`) and what is wrong.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration error, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    /// The field's path (`routes[0].price`), or `(file)` for file-level errors.
+    pub field: String,
+    pub message: String,
+}
+
+/// A secret string: its `Debug` never shows the value.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Chains by the name options refer to.
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkConfig>,
+    /// The ways the seller accepts money.
+    #[serde(default)]
+    pub accept: Vec<AcceptConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// MPP realm; defaults to the request's `Host`.
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// Public base URL of the API, for x402's `resource.url`; defaults to `http://<Host>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// How long a 402's offers stay payable.
+    #[serde(default = "default_challenge_ttl")]
+    pub challenge_ttl_secs: u64,
+    /// HMAC key of the challenge ids, at least 32 bytes. Share it between instances. When absent a random key
+    /// is made at start (challenges then do not survive a restart).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// What to do with requests no route matches.
+    #[serde(default)]
+    pub unknown_routes: UnknownRoutes,
+    /// Largest request body paid routes accept (they buffer it to bind its digest).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS; `[]` turns CORS off.
+    #[serde(default = "default_cors")]
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            realm: None,
+            public_url: None,
+            challenge_ttl_secs: default_challenge_ttl(),
+            secret: None,
+            unknown_routes: UnknownRoutes::default(),
+            max_body_bytes: default_max_body(),
+            cors_origins: default_cors(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8402".into()
+}
+fn default_challenge_ttl() -> u64 {
+    30
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_cors() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// Requests that match no route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownRoutes {
+    /// 404 with a problem body; the upstream never sees them.
+    #[default]
+    Reject,
+    /// Passed to the upstream untouched, like free routes.
+    Proxy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL of the API being sold.
+    pub url: String,
+    /// Longest wait for the upstream's response headers.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+fn default_upstream_timeout() -> u64 {
+    30
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path` (relative paths are relative to the config file) or `sqlite::memory:`.
+    #[serde(default = "default_store")]
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: default_store() }
+    }
+}
+
+fn default_store() -> String {
+    "sqlite://paygate.db".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub chain_id: u64,
+    /// JSON-RPC URL; needed for built-in settlement, optional with a facilitator.
+    #[serde(default)]
+    pub rpc_url: Option<String>,
+    #[serde(default = "default_rpc_timeout")]
+    pub rpc_timeout_secs: u64,
+    /// Longest wait for a settlement receipt before the payment becomes `pending`.
+    #[serde(default = "default_receipt_timeout")]
+    pub receipt_timeout_secs: u64,
+    #[serde(default = "default_poll_ms")]
+    pub receipt_poll_ms: u64,
+    /// Tokens on this chain, by symbol.
+    #[serde(default)]
+    pub assets: BTreeMap<String, AssetConfig>,
+}
+
+fn default_rpc_timeout() -> u64 {
+    10
+}
+fn default_receipt_timeout() -> u64 {
+    60
+}
+fn default_poll_ms() -> u64 {
+    500
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetConfig {
+    pub address: String,
+    pub decimals: u8,
+    /// A USD stablecoin (`$` prices are paid in it one to one).
+    #[serde(default = "yes")]
+    pub usd: bool,
+    /// EIP-712 domain, for EIP-3009 tokens.
+    #[serde(default)]
+    pub eip712_name: Option<String>,
+    #[serde(default)]
+    pub eip712_version: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One way the seller accepts money.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptConfig {
+    /// Name for routes, the ledger and metrics; defaults to `<asset>-<network>`, lowercase.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A network name from `[networks]`.
+    pub network: String,
+    /// An asset symbol of that network.
+    pub asset: String,
+    /// The seller's address.
+    pub pay_to: String,
+    #[serde(default = "default_max_timeout")]
+    pub max_timeout_secs: u64,
+    pub settlement: SettlementKind,
+    /// Built-in settlement: the key that submits and pays gas.
+    #[serde(default)]
+    pub settler_key: Option<Secret>,
+    /// Facilitator settlement: its base URL.
+    #[serde(default)]
+    pub facilitator_url: Option<String>,
+    #[serde(default = "default_facilitator_timeout")]
+    pub facilitator_timeout_secs: u64,
+}
+
+fn default_max_timeout() -> u64 {
+    60
+}
+fn default_facilitator_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SettlementKind {
+    Builtin,
+    Facilitator,
+}
+
+/// One route of the upstream API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// HTTP method, or absent for any.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// `/exact`, `/items/{id}` (one segment), `/files/*` (the rest).
+    pub path: String,
+    /// `"$0.01"` or `"0.5 USDC"`; absent for a free route.
+    #[serde(default)]
+    pub price: Option<String>,
+    /// Option names this route accepts; all when absent.
+    #[serde(default)]
+    pub accept: Option<Vec<String>>,
+    /// Settle after the upstream answered (default, never charges for a failed call) or before proxying.
+    #[serde(default)]
+    pub settle: SettleTiming,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Media type of the response, for x402's `resource.mimeType`.
+    #[serde(default)]
+    pub mime_type: Option<String>,
+}
+
+/// When a route's payments are settled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SettleTiming {
+    #[default]
+    After,
+    Before,
+}
+
+impl Config {
+    /// Reads, expands and parses a configuration file. Relative `sqlite://` paths are made relative to it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            field: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        if let Some(rest) = config.store.url.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            config.store.url = format!("sqlite://{}", PathBuf::from(dir).join(rest).display());
+        }
+        Ok(config)
+    }
+
+    /// Parses configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, file, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text, looking environment references up with `env`.
+    pub fn parse_with_env(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let err = |field: String, message: String| ConfigError { file: file.to_owned(), field, message };
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_owned();
+            let field = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "(file)".into());
+            err(field, message)
+        })?;
+        expand_env(&mut value, &mut String::new(), env).map_err(|(field, message)| err(field, message))?;
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            err(if field == "." { "(file)".into() } else { field }, e.into_inner().message().to_owned())
+        })
+    }
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` in every string value; `path` tracks the field for errors.
+fn expand_env(value: &mut toml::Value, path: &mut String, env: &dyn Fn(&str) -> Option<String>) -> Result<(), (String, String)> {
+    match value {
+        toml::Value::String(s) if s.contains("${") => {
+            *s = expand_str(s, env).map_err(|m| (path.clone(), m))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                expand_env(item, path, env)?;
+                path.truncate(len);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                expand_env(item, path, env)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| "unterminated ${...} reference".to_owned())?;
+        let reference = &after[..end];
+        let (name, default) = match reference.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (reference, None),
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("${{{reference}}} is not an environment reference"));
+        }
+        match (env(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [upstream]
+        url = "http://127.0.0.1:9000"
+    "#;
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c = Config::parse(MINIMAL, "x.toml").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8402");
+        assert_eq!(c.server.challenge_ttl_secs, 30);
+        assert_eq!(c.server.unknown_routes, UnknownRoutes::Reject);
+        assert_eq!(c.store.url, "sqlite://paygate.db");
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        let text = format!("{MINIMAL}\n[[routes]]\npath = \"/a\"\nprice = 3\n");
+        let e = Config::parse(&text, "gw.toml").unwrap_err();
+        assert_eq!(e.file, "gw.toml");
+        assert_eq!(e.field, "routes[0].price");
+        assert!(e.message.contains("string"), "{e}");
+        let e = Config::parse("[server]\nlisten = \"x\"\n", "gw.toml").unwrap_err();
+        assert!(e.message.contains("upstream"), "{e}");
+        let e = Config::parse(&format!("{MINIMAL}\n[server]\nlisten = \"x\"\nbogus = 1\n"), "gw.toml").unwrap_err();
+        assert_eq!(e.field, "server");
+        assert!(e.message.contains("bogus"), "{e}");
+        let e = Config::parse("[upstream\n", "gw.toml").unwrap_err();
+        assert_eq!(e.field, "line 1");
+    }
+
+    #[test]
+    fn environment_references_expand_and_secrets_do_not_print() {
+        let env = |name: &str| (name == "PAYGATE_TEST_SECRET_X").then(|| "s3cr3t-value".to_owned());
+        let text = format!("{MINIMAL}\n[server]\nsecret = \"${{PAYGATE_TEST_SECRET_X}}\"\nrealm = \"${{PAYGATE_TEST_UNSET_Y:-api.example}}\"\n");
+        let c = Config::parse_with_env(&text, "x.toml", &env).unwrap();
+        assert_eq!(c.server.secret.as_ref().unwrap().expose(), "s3cr3t-value");
+        assert_eq!(c.server.realm.as_deref(), Some("api.example"));
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let e = Config::parse_with_env(&format!("{MINIMAL}\n[server]\nsecret = \"${{PAYGATE_TEST_UNSET_Z}}\"\n"), "x.toml", &env)
+            .unwrap_err();
+        assert_eq!(e.field, "server.secret");
+        assert!(e.message.contains("PAYGATE_TEST_UNSET_Z"));
+    }
+}

@@ -1,0 +1,620 @@
+//! The paid-request engine: route → offers → (no credential: 402) → bind → verify → claim → proxy → settle →
+//! receipt and ledger. [`Gateway::handle`] is the whole flow; the tower layer in `layer.rs` only adapts it.
+//!
+//! Invariants kept here (numbered as in `docs/ARCHITECTURE.md`):
+//! 1. an unpaid or unverifiable request has no side effect: the inner service is not called, nothing is
+//!    claimed or settled;
+//! 3. a proof is claimed in the shared store before the upstream sees the request, so replays never reach it;
+//! 4. with the default `settle = "after"`, money moves only when the upstream answered below 400; a settlement
+//!    of unknown outcome is recorded `pending` and the response is delivered, never a fresh 402.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http_body_util::{BodyExt, Limited};
+use tower::{Service, ServiceExt};
+
+use paygate_core::binding::{BindingInput, ChallengeSecret, route_scope};
+use paygate_core::clock::{Clock, parse_rfc3339, rfc3339};
+use paygate_core::digest::{body_digest, digest_matches};
+use paygate_core::method::{Proof, SettleOutcome, VerifiedPayment};
+use paygate_core::reject::{RejectKind, Rejection};
+use paygate_proto::mpp::{self, Receipt};
+use paygate_proto::x402;
+use paygate_store::{Claim, NewPayment, PaymentId, PaymentState, Store, Transition};
+
+use crate::body::Body;
+use crate::config::{SettleTiming, UnknownRoutes};
+use crate::credential::{self, Presented};
+use crate::offers::{self, RequestBinding, ResourceText, RouteOffer, X402_BINDING_KEY};
+use crate::routes::{RouteMatcher, canonical_path};
+
+/// One configured route.
+#[derive(Debug)]
+pub struct Route {
+    pub matcher: RouteMatcher,
+    /// Empty for a free route.
+    pub offers: Vec<RouteOffer>,
+    pub settle: SettleTiming,
+    pub resource: ResourceText,
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub realm: Option<String>,
+    pub public_url: Option<String>,
+    pub challenge_ttl_secs: u64,
+    pub max_body_bytes: usize,
+    pub unknown_routes: UnknownRoutes,
+}
+
+/// A configured gateway, shared by every request.
+#[derive(Debug)]
+pub struct Gateway {
+    routes: Vec<Route>,
+    secret: ChallengeSecret,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    request_ids: RequestIds,
+}
+
+/// The request id header, set on the forwarded request and on every response paygate writes.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The header that tells a client its payment is accepted but its settlement not yet confirmed.
+pub const SETTLEMENT_HEADER: &str = "paygate-settlement";
+
+impl Gateway {
+    pub fn new(
+        routes: Vec<Route>,
+        secret: ChallengeSecret,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
+        Gateway { routes, secret, store, clock, settings, request_ids: RequestIds::new() }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Serves one request, calling `inner` (the upstream) only for free routes and verified payments.
+    pub async fn handle<S>(&self, mut request: Request<Body>, inner: S) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let request_id = self.request_ids.for_request(request.headers());
+        // The upstream logs the same id, and the proxy's own problem bodies carry it.
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            request.headers_mut().insert(REQUEST_ID, value);
+        }
+        let path = match canonical_path(request.uri().path()) {
+            Ok(path) => path,
+            Err(e) => {
+                let rejection = Rejection::new(RejectKind::AmbiguousPath, "ambiguous_path", e.to_string());
+                return offers::rejection_response(&rejection, &request_id);
+            }
+        };
+        let Some(route) = self.routes.iter().find(|r| r.matcher.matches(request.method(), &path)) else {
+            return match self.settings.unknown_routes {
+                UnknownRoutes::Proxy => call(inner, request).await,
+                UnknownRoutes::Reject => {
+                    let rejection = Rejection::new(RejectKind::RouteNotFound, "route_not_found", "no route matches");
+                    offers::rejection_response(&rejection, &request_id)
+                }
+            };
+        };
+        if route.offers.is_empty() {
+            return call(inner, request).await;
+        }
+
+        let presented = match credential::extract(request.headers()) {
+            Ok(presented) => presented,
+            Err(rejection) => return offers::rejection_response(&rejection, &request_id),
+        };
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, self.settings.max_body_bytes).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                let rejection = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    Rejection::new(
+                        RejectKind::BodyTooLarge,
+                        "body_too_large",
+                        format!("paid requests carry at most {} bytes", self.settings.max_body_bytes),
+                    )
+                } else {
+                    Rejection::new(RejectKind::MalformedCredential, "body_unreadable", "the request body could not be read")
+                };
+                return offers::rejection_response(&rejection, &request_id);
+            }
+        };
+        let binding = self.binding(&parts, &body);
+        let ctx = PaidRequest { route, binding: &binding, request_id: &request_id };
+        let Some(presented) = presented else {
+            return self.refuse(&ctx, None);
+        };
+        self.paid(&ctx, presented, parts, body, inner).await
+    }
+
+    /// What every challenge for this request binds.
+    fn binding(&self, parts: &Parts, body: &Bytes) -> RequestBinding {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let realm = self.settings.realm.clone().unwrap_or_else(|| host_name(host).to_owned());
+        let resource_url = match &self.settings.public_url {
+            Some(base) => format!("{}{path_and_query}", base.trim_end_matches('/')),
+            None => format!("http://{host}{path_and_query}"),
+        };
+        RequestBinding {
+            realm,
+            opaque: route_scope(parts.method.as_str(), path_and_query),
+            digest: (!body.is_empty()).then(|| body_digest(body)),
+            resource_url,
+        }
+    }
+
+    /// A refusal: a 402 with fresh offers when paying again could help, the bare problem otherwise.
+    fn refuse(&self, ctx: &PaidRequest<'_>, rejection: Option<&Rejection>) -> Response<Body> {
+        match rejection {
+            Some(r) if !r.kind.offers_again() => offers::rejection_response(r, ctx.request_id),
+            _ => offers::payment_required(
+                &ctx.route.offers,
+                ctx.binding,
+                &ctx.route.resource,
+                &self.secret,
+                self.clock.now_unix(),
+                self.settings.challenge_ttl_secs,
+                rejection,
+                ctx.request_id,
+            ),
+        }
+    }
+
+    async fn paid<S>(
+        &self,
+        ctx: &PaidRequest<'_>,
+        presented: Presented,
+        parts: Parts,
+        body: Bytes,
+        inner: S,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let (offer, challenge_id, proof) = match self.bind(ctx, &presented, &body) {
+            Ok(bound) => bound,
+            Err(rejection) => return self.refuse(ctx, Some(&rejection)),
+        };
+        let verified = match offer.method.verify(proof, offer.amount).await {
+            Ok(verified) => verified,
+            Err(rejection) => return self.refuse(ctx, Some(&rejection)),
+        };
+        let option = offer.method.option();
+        let new = NewPayment {
+            proof_key: verified.proof_key.clone(),
+            challenge_id,
+            request_id: ctx.request_id.to_owned(),
+            route: format!("{} {}", parts.method, parts.uri.path()),
+            protocol: presented.protocol().to_owned(),
+            rail: offer.method.rail().to_owned(),
+            option_name: option.name.clone(),
+            network: option.network.to_string(),
+            asset: option.asset.address.clone(),
+            asset_symbol: option.asset.symbol.clone(),
+            decimals: option.asset.decimals,
+            amount: offer.amount.0,
+            payer: verified.payer.clone(),
+            pay_to: option.pay_to.clone(),
+            settlement: verified.settlement.clone(),
+        };
+        let id = match self.store.claim(&new).await {
+            Ok(Claim::Claimed(id)) => id,
+            Ok(Claim::Taken { state, .. }) => return self.refuse(ctx, Some(&taken(state))),
+            Err(e) => return self.refuse(ctx, Some(&store_down(&e))),
+        };
+        let paid = Paid { ctx, presented: &presented, offer, verified: &verified, id };
+
+        if ctx.route.settle == SettleTiming::Before {
+            let outcome = match self.settle(&paid, &[PaymentState::Verified], None).await {
+                Ok(outcome) => outcome,
+                Err(response) => return response,
+            };
+            if let SettleOutcome::Failed { .. } = outcome {
+                return self.settlement_failed(&paid, &outcome);
+            }
+            let response = call(inner, Request::from_parts(parts, Body::from(body))).await;
+            let status = response.status().as_u16();
+            self.record_upstream_status(id, status).await;
+            return self.deliver(&paid, response, &outcome);
+        }
+
+        let response = call(inner, Request::from_parts(parts, Body::from(body))).await;
+        let status = response.status().as_u16();
+        if status >= 400 {
+            // Nothing is charged; the same credential may be sent again while it is valid.
+            let reason = format!("upstream answered {status}");
+            let voided = Transition { reason: &reason, upstream_status: Some(status), ..Default::default() };
+            if let Err(e) = self.store.transition(id, &[PaymentState::Verified], PaymentState::Voided, voided).await {
+                tracing::error!(payment = id, error = %e, "could not void a payment after an upstream failure");
+            }
+            return response;
+        }
+        let outcome = match self.settle(&paid, &[PaymentState::Verified], Some(status)).await {
+            Ok(outcome) => outcome,
+            Err(response) => return response,
+        };
+        if let SettleOutcome::Failed { .. } = outcome {
+            return self.settlement_failed(&paid, &outcome);
+        }
+        self.deliver(&paid, response, &outcome)
+    }
+
+    /// Binds a credential to the route's current offer it answers.
+    fn bind<'r, 'p>(
+        &self,
+        ctx: &PaidRequest<'r>,
+        presented: &'p Presented,
+        body: &Bytes,
+    ) -> Result<(&'r RouteOffer, Option<String>, Proof<'p>), Rejection> {
+        use RejectKind::*;
+        let route = ctx.route;
+        let binding = ctx.binding;
+        match presented {
+            Presented::Mpp(credential) => {
+                let ch = &credential.challenge;
+                let echoed = BindingInput {
+                    realm: &ch.realm,
+                    method: &ch.method,
+                    intent: &ch.intent,
+                    request: &ch.request,
+                    expires: ch.expires.as_deref(),
+                    digest: ch.digest.as_deref(),
+                    header: ch.header.as_deref(),
+                    opaque: ch.opaque.as_deref(),
+                };
+                if !self.secret.verify(&echoed, &ch.id) {
+                    return Err(Rejection::new(
+                        InvalidChallenge,
+                        "unknown_challenge",
+                        "the challenge was not issued by this server or was altered",
+                    ));
+                }
+                self.check_expiry(ch.expires.as_deref())?;
+                if ch.realm != binding.realm {
+                    return Err(Rejection::new(InvalidChallenge, "realm_mismatch", "the challenge belongs to another realm"));
+                }
+                if ch.opaque.as_deref() != Some(binding.opaque.as_str()) {
+                    return Err(Rejection::new(InvalidChallenge, "route_mismatch", "the challenge was issued for another request"));
+                }
+                let body_ok = match &ch.digest {
+                    Some(digest) => digest_matches(digest, body),
+                    None => body.is_empty(),
+                };
+                if !body_ok {
+                    return Err(Rejection::new(
+                        InvalidChallenge,
+                        "body_mismatch",
+                        "the request body is not the one the challenge was issued for",
+                    ));
+                }
+                let offer = route
+                    .offers
+                    .iter()
+                    .find(|o| o.mpp && o.terms.method == ch.method && o.terms.intent == ch.intent && o.terms.request == ch.request)
+                    .ok_or_else(|| {
+                        Rejection::new(InvalidChallenge, "offer_not_current", "this route no longer makes that offer")
+                    })?;
+                Ok((offer, Some(ch.id.clone()), Proof::Mpp { credential }))
+            }
+            Presented::X402V2(payload) => {
+                if payload.x402_version != 2 {
+                    return Err(Rejection::new(InvalidChallenge, "unsupported_version", "PAYMENT-SIGNATURE carries x402 v2"));
+                }
+                let mut accepted = serde_json::to_value(&payload.accepted).expect("requirements serialize");
+                let echoed = accepted.get_mut("extra").and_then(|e| e.as_object_mut()).and_then(|e| e.remove(X402_BINDING_KEY));
+                let offer = route.offers.iter().find(|o| o.x402_json.as_ref() == Some(&accepted)).ok_or_else(|| {
+                    Rejection::new(InvalidChallenge, mismatch_reason(route, &payload.accepted), "the payment accepts terms this route does not offer")
+                })?;
+                let (Some(id), Some(expires)) = (
+                    echoed.as_ref().and_then(|e| e.get("id")).and_then(|v| v.as_str()),
+                    echoed.as_ref().and_then(|e| e.get("expires")).and_then(|v| v.as_str()),
+                ) else {
+                    return Err(Rejection::new(
+                        InvalidChallenge,
+                        "missing_binding",
+                        "accepted.extra.paygate must echo the offer's binding",
+                    ));
+                };
+                if !self.secret.verify(&binding.input(offer, expires), id) {
+                    return Err(Rejection::new(
+                        InvalidChallenge,
+                        "challenge_mismatch",
+                        "the offer was made for another request (route or body) or was altered",
+                    ));
+                }
+                self.check_expiry(Some(expires))?;
+                Ok((offer, Some(id.to_owned()), Proof::X402 { version: 2, payload: &payload.payload }))
+            }
+            Presented::X402V1(payload) => {
+                let chain_id = x402::v1::chain_id(&payload.network);
+                let offer = route
+                    .offers
+                    .iter()
+                    .find(|o| {
+                        o.x402.as_ref().is_some_and(|r| {
+                            r.scheme == payload.scheme && chain_id.is_some() && x402::v1::chain_id(&r.network) == chain_id
+                        })
+                    })
+                    .ok_or_else(|| Rejection::new(InvalidChallenge, "network_mismatch", "no offer for that scheme and network"))?;
+                Ok((offer, None, Proof::X402 { version: 1, payload: &payload.payload }))
+            }
+        }
+    }
+
+    fn check_expiry(&self, expires: Option<&str>) -> Result<(), Rejection> {
+        let expires = expires
+            .ok_or_else(|| Rejection::new(RejectKind::InvalidChallenge, "missing_expires", "the challenge has no expiry"))?;
+        let at = parse_rfc3339(expires)
+            .ok_or_else(|| Rejection::new(RejectKind::InvalidChallenge, "invalid_expires", "the expiry is not RFC 3339"))?;
+        if self.clock.now_unix() >= at {
+            return Err(Rejection::new(RejectKind::PaymentExpired, "challenge_expired", "the offer expired; pay the fresh one"));
+        }
+        Ok(())
+    }
+
+    /// Moves the payment to `settling`, settles, and records the outcome.
+    async fn settle(
+        &self,
+        paid: &Paid<'_>,
+        from: &[PaymentState],
+        upstream_status: Option<u16>,
+    ) -> Result<SettleOutcome, Response<Body>> {
+        let reason = match upstream_status {
+            Some(status) => format!("upstream answered {status}"),
+            None => "settling before the upstream".to_owned(),
+        };
+        let settling = Transition { reason: &reason, upstream_status, ..Default::default() };
+        if let Err(e) = self.store.transition(paid.id, from, PaymentState::Settling, settling).await {
+            // Without a record of the attempt, money must not move.
+            return Err(self.refuse(paid.ctx, Some(&store_down(&e))));
+        }
+        let outcome = paid.offer.method.settle(paid.verified).await;
+        let (state, reason, reference) = match &outcome {
+            SettleOutcome::Settled { reference } => (PaymentState::Settled, "settled".to_owned(), Some(reference.as_str())),
+            SettleOutcome::Failed { reason, reference } => (PaymentState::Failed, reason.clone(), reference.as_deref()),
+            SettleOutcome::Unknown { reason, reference } => (PaymentState::Pending, reason.clone(), reference.as_deref()),
+        };
+        let done = Transition { reason: &reason, tx_hash: reference, ..Default::default() };
+        if let Err(e) = self.store.transition(paid.id, &[PaymentState::Settling], state, done).await {
+            tracing::error!(payment = paid.id, error = %e, ?outcome, "settled but could not record the outcome");
+        }
+        Ok(outcome)
+    }
+
+    async fn record_upstream_status(&self, id: PaymentId, status: u16) {
+        // Only the status is recorded; the state stays what settlement made it.
+        let state = match self.store.payment(id).await {
+            Ok(Some(row)) => row.state,
+            _ => return,
+        };
+        let t = Transition { reason: "upstream answered", upstream_status: Some(status), ..Default::default() };
+        if let Err(e) = self.store.transition(id, &[state], state, t).await {
+            tracing::warn!(payment = id, error = %e, "could not record the upstream status");
+        }
+    }
+
+    /// The upstream's response with the receipt (or the pending notice) added.
+    fn deliver(&self, paid: &Paid<'_>, mut response: Response<Body>, outcome: &SettleOutcome) -> Response<Body> {
+        let headers = response.headers_mut();
+        match outcome {
+            SettleOutcome::Settled { reference } => add_receipt(headers, paid, reference, self.clock.now_unix()),
+            SettleOutcome::Unknown { reference, .. } => {
+                headers.insert(SETTLEMENT_HEADER, HeaderValue::from_static("pending"));
+                add_x402_settlement(headers, paid, false, Some("settlement_pending"), reference.as_deref().unwrap_or(""));
+            }
+            SettleOutcome::Failed { .. } => {}
+        }
+        if let Ok(id) = HeaderValue::from_str(paid.ctx.request_id) {
+            headers.insert(REQUEST_ID, id);
+        }
+        response
+    }
+
+    /// Settlement definitely failed: the upstream's answer is withheld, the payer keeps their money.
+    fn settlement_failed(&self, paid: &Paid<'_>, outcome: &SettleOutcome) -> Response<Body> {
+        let reference = match outcome {
+            SettleOutcome::Failed { reference, .. } => reference.as_deref().unwrap_or(""),
+            _ => "",
+        };
+        let rejection = Rejection::new(
+            RejectKind::SettlementFailed,
+            "settlement_failed",
+            "the payment could not be settled; nothing was charged",
+        );
+        let mut response = self.refuse(paid.ctx, Some(&rejection));
+        add_x402_settlement(response.headers_mut(), paid, false, Some("settlement_failed"), reference);
+        response
+    }
+}
+
+/// A request to a priced route, while it is being paid for.
+struct PaidRequest<'a> {
+    route: &'a Route,
+    binding: &'a RequestBinding,
+    request_id: &'a str,
+}
+
+/// A claimed payment.
+struct Paid<'a> {
+    ctx: &'a PaidRequest<'a>,
+    presented: &'a Presented,
+    offer: &'a RouteOffer,
+    verified: &'a VerifiedPayment,
+    id: PaymentId,
+}
+
+fn add_receipt(headers: &mut HeaderMap, paid: &Paid<'_>, reference: &str, now: u64) {
+    match paid.presented {
+        Presented::Mpp(credential) => {
+            let receipt = Receipt::success(paid.offer.terms.method, reference, rfc3339(now))
+                .with("challengeId", credential.challenge.id.clone());
+            if let Ok(value) = HeaderValue::from_str(&receipt.to_header()) {
+                headers.insert(mpp::PAYMENT_RECEIPT, value);
+            }
+            let cache = match headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()) {
+                Some(existing) if !existing.contains("private") => format!("{existing}, private"),
+                Some(existing) => existing.to_owned(),
+                None => "private".to_owned(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&cache) {
+                headers.insert(header::CACHE_CONTROL, value);
+            }
+        }
+        Presented::X402V2(_) | Presented::X402V1(_) => add_x402_settlement(headers, paid, true, None, reference),
+    }
+}
+
+/// `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1); nothing for MPP.
+fn add_x402_settlement(headers: &mut HeaderMap, paid: &Paid<'_>, success: bool, reason: Option<&str>, reference: &str) {
+    let (name, network) = match paid.presented {
+        Presented::X402V2(_) => (x402::PAYMENT_RESPONSE, paid.offer.method.option().network.to_string()),
+        Presented::X402V1(payload) => (x402::X_PAYMENT_RESPONSE, payload.network.clone()),
+        Presented::Mpp(_) => return,
+    };
+    let response = x402::SettleResponse {
+        success,
+        error_reason: reason.map(str::to_owned),
+        transaction: reference.to_owned(),
+        network,
+        payer: Some(paid.verified.payer.clone()),
+        error_message: None,
+    };
+    if let Ok(value) = HeaderValue::from_str(&x402::encode_header(&response)) {
+        headers.insert(name, value);
+    }
+}
+
+fn taken(state: PaymentState) -> Rejection {
+    match state {
+        PaymentState::Verified | PaymentState::Settling => Rejection::new(
+            RejectKind::InFlight,
+            "payment_in_flight",
+            "this payment is being processed by another request; retry shortly",
+        ),
+        PaymentState::Voided => Rejection::new(
+            RejectKind::Replayed,
+            "challenge_used",
+            "this challenge was already paid with another payment; request a fresh offer",
+        ),
+        _ => Rejection::new(RejectKind::Replayed, "payment_replayed", "this payment was already used"),
+    }
+}
+
+fn store_down(err: &paygate_store::StoreError) -> Rejection {
+    tracing::error!(error = %err, "store unavailable");
+    Rejection::new(RejectKind::StoreUnavailable, "store_unavailable", "the payment ledger is unavailable; nothing was charged")
+}
+
+/// Which field of an echoed x402 offer differs from the route's offers.
+fn mismatch_reason(route: &Route, accepted: &x402::PaymentRequirements) -> &'static str {
+    let offers: Vec<&x402::PaymentRequirements> = route.offers.iter().filter_map(|o| o.x402.as_ref()).collect();
+    if !offers.iter().any(|o| o.network == accepted.network) {
+        "network_mismatch"
+    } else if !offers.iter().any(|o| o.asset.eq_ignore_ascii_case(&accepted.asset)) {
+        "asset_mismatch"
+    } else if !offers.iter().any(|o| o.pay_to.eq_ignore_ascii_case(&accepted.pay_to)) {
+        "recipient_mismatch"
+    } else if !offers.iter().any(|o| o.amount == accepted.amount) {
+        "amount_mismatch"
+    } else {
+        "offer_mismatch"
+    }
+}
+
+/// `api.example.com` of `api.example.com:8443` (and of `[::1]:80`, `[::1]`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host })
+}
+
+async fn call<S>(inner: S, request: Request<Body>) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+    S::Future: Send,
+{
+    match inner.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Request ids: the client's `X-Request-Id` when it is sane, otherwise a process prefix and a counter.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let random = alloy::primitives::B64::random();
+        RequestIds { prefix: format!("{random:x}")[2..].to_owned(), counter: AtomicU64::new(0) }
+    }
+
+    fn for_request(&self, headers: &HeaderMap) -> String {
+        if let Some(id) = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
+            && !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return id.to_owned();
+        }
+        format!("req_{}{:08x}", self.prefix, self.counter.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_drop_ports() {
+        assert_eq!(host_name("api.example.com:8443"), "api.example.com");
+        assert_eq!(host_name("api.example.com"), "api.example.com");
+        assert_eq!(host_name("[::1]:80"), "::1");
+        assert_eq!(host_name("127.0.0.1:8402"), "127.0.0.1");
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_client_ids_are_kept_when_sane() {
+        let ids = RequestIds::new();
+        let mut headers = HeaderMap::new();
+        let a = ids.for_request(&headers);
+        let b = ids.for_request(&headers);
+        assert_ne!(a, b);
+        headers.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(ids.for_request(&headers), "abc-123");
+        headers.insert("x-request-id", HeaderValue::from_static("bad id with spaces"));
+        assert!(ids.for_request(&headers).starts_with("req_"));
+    }
+}

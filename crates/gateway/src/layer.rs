@@ -1,0 +1,67 @@
+//! The tower [`Layer`] that puts a price on the routes of any service: paygate's reverse proxy, or an axum
+//! `Router` in someone else's application.
+//!
+//! ```ignore
+//! let app = Router::new().route("/v1/quote", get(quote)).layer(PaygateLayer::new(gateway));
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use crate::body::Body;
+use crate::engine::Gateway;
+
+/// Wraps a service so that its priced routes require payment.
+#[derive(Debug, Clone)]
+pub struct PaygateLayer {
+    gateway: Arc<Gateway>,
+}
+
+impl PaygateLayer {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        PaygateLayer { gateway }
+    }
+}
+
+impl<S> Layer<S> for PaygateLayer {
+    type Service = PaygateService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PaygateService { gateway: self.gateway.clone(), inner }
+    }
+}
+
+/// The service [`PaygateLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct PaygateService<S> {
+    gateway: Arc<Gateway>,
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for PaygateService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The ready service goes with this request; the clone waits for the next `poll_ready`.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let gateway = self.gateway.clone();
+        Box::pin(async move { Ok(gateway.handle(request, inner).await) })
+    }
+}

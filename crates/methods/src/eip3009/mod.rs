@@ -1,0 +1,423 @@
+//! The EIP-3009 rail: a payer signs `transferWithAuthorization(from, to, value, validAfter, validBefore, nonce)`
+//! for the token, and paygate (or a facilitator) submits it.
+//!
+//! The same authorization arrives framed as x402 `exact` (`PAYMENT-SIGNATURE` / `X-PAYMENT`) or as MPP
+//! `evm`/`charge` (`Authorization: Payment`); both go through [`Eip3009Method::verify`]:
+//!
+//! 1. local checks, no IO: recipient, exact amount, time window, EIP-712 signature (for MPP also the nonce
+//!    that binds the authorization to the challenge);
+//! 2. against the chain, when paygate has an RPC for it: one `eth_call` simulating the transfer, diagnosed
+//!    on revert (authorization used, balance short); otherwise the facilitator's `/verify`.
+//!
+//! Settlement is per payment option: [`Settlement::Builtin`] sends the transaction from the operator's settler
+//! key and waits for the receipt; [`Settlement::Facilitator`] hands it to a remote x402 facilitator.
+
+mod authorization;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::{Eip712Domain, SolCall};
+use async_trait::async_trait;
+use serde_json::json;
+
+use paygate_chain::abi::Eip3009Token;
+use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
+use paygate_core::clock::Clock;
+use paygate_core::method::{MppTerms, PaymentMethod, PaymentOption, Proof, SettleOutcome, VerifiedPayment};
+use paygate_core::money::AtomicAmount;
+use paygate_core::reject::{RejectKind, Rejection};
+use paygate_proto::x402::{self, FacilitatorRequest};
+
+pub use authorization::{SignedAuthorization, StoredAuthorization, domain, mpp_challenge_nonces};
+
+use crate::facilitator::{FacilitatorClient, FacilitatorError};
+
+/// The x402 reference facilitators refuse authorizations that expire within 6 s: a block may take that long.
+pub const VALID_BEFORE_MARGIN_SECS: u64 = 6;
+
+/// How an option's payments are settled.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// paygate submits `transferWithAuthorization` itself from the settler key and waits for the receipt.
+    Builtin {
+        sender: Arc<TxSender>,
+        /// How long to wait for the receipt before the payment becomes `pending`.
+        receipt_timeout: Duration,
+        /// Receipt polling interval.
+        poll_interval: Duration,
+    },
+    /// A remote x402 facilitator settles (and verifies, when paygate has no RPC for the chain).
+    Facilitator(FacilitatorClient),
+}
+
+/// The EIP-3009 rail for one payment option.
+#[derive(Debug)]
+pub struct Eip3009Method {
+    option: PaymentOption,
+    chain_id: u64,
+    token: Address,
+    pay_to: Address,
+    domain: Eip712Domain,
+    eip712_name: String,
+    eip712_version: String,
+    /// For simulation before claiming; the built-in settler's chain when there is one.
+    chain: Option<Arc<dyn Chain>>,
+    settlement: Settlement,
+    clock: Arc<dyn Clock>,
+}
+
+/// An option that cannot be served by this rail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payment option {option}: {problem}")]
+pub struct OptionError {
+    pub option: String,
+    pub problem: String,
+}
+
+impl Eip3009Method {
+    pub fn new(
+        option: PaymentOption,
+        chain: Option<Arc<dyn Chain>>,
+        settlement: Settlement,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OptionError> {
+        let err = |problem: &str| OptionError { option: option.name.clone(), problem: problem.to_owned() };
+        let chain_id = option.network.evm_chain_id().ok_or_else(|| err("EIP-3009 needs an eip155 network"))?;
+        let eip712 = option.asset.eip712.clone().ok_or_else(|| err("the asset has no EIP-712 name and version"))?;
+        let token: Address = option.asset.address.parse().map_err(|_| err("the asset is not an address"))?;
+        let pay_to: Address = option.pay_to.parse().map_err(|_| err("pay_to is not an address"))?;
+        if let Some(chain) = &chain
+            && chain.chain_id() != chain_id
+        {
+            return Err(err("the chain's id differs from the network's"));
+        }
+        if matches!(settlement, Settlement::Builtin { .. }) && chain.is_none() {
+            return Err(err("built-in settlement needs the chain's RPC"));
+        }
+        Ok(Eip3009Method {
+            domain: domain(&eip712.name, &eip712.version, chain_id, token),
+            eip712_name: eip712.name,
+            eip712_version: eip712.version,
+            option,
+            chain_id,
+            token,
+            pay_to,
+            chain,
+            settlement,
+            clock,
+        })
+    }
+
+    /// The signed authorization in a proof, with the MPP nonce binding checked.
+    fn authorization(&self, proof: Proof<'_>) -> Result<SignedAuthorization, Rejection> {
+        let malformed = |e: authorization::PayloadError| {
+            Rejection::new(RejectKind::MalformedCredential, "invalid_payload", e.0)
+        };
+        match proof {
+            Proof::X402 { payload, .. } => SignedAuthorization::from_x402(payload).map_err(malformed),
+            Proof::Mpp { credential } => {
+                let auth = SignedAuthorization::from_mpp(&credential.payload).map_err(malformed)?;
+                let challenge = &credential.challenge;
+                if !mpp_challenge_nonces(&challenge.id, &challenge.realm).contains(&auth.nonce) {
+                    return Err(Rejection::new(
+                        RejectKind::VerificationFailed,
+                        "challenge_nonce_mismatch",
+                        "the authorization nonce is not derived from this challenge",
+                    ));
+                }
+                if let Some(source) = &credential.source {
+                    let expected = format!("did:pkh:eip155:{}:{}", self.chain_id, auth.from);
+                    if !source.eq_ignore_ascii_case(&expected) {
+                        return Err(Rejection::new(
+                            RejectKind::VerificationFailed,
+                            "source_mismatch",
+                            "the credential source is not the authorization's signer",
+                        ));
+                    }
+                }
+                Ok(auth)
+            }
+        }
+    }
+
+    /// Everything that can be checked without IO.
+    fn check_locally(&self, auth: &SignedAuthorization, amount: AtomicAmount) -> Result<(), Rejection> {
+        use RejectKind::*;
+        if auth.to != self.pay_to {
+            return Err(Rejection::new(VerificationFailed, "recipient_mismatch", "the authorization pays someone else"));
+        }
+        let expected = U256::from(amount.0);
+        if auth.value < expected {
+            return Err(Rejection::new(
+                PaymentInsufficient,
+                "amount_mismatch",
+                format!("the authorization pays {} atomic units, the price is {expected}", auth.value),
+            ));
+        }
+        if auth.value > expected {
+            return Err(Rejection::new(
+                VerificationFailed,
+                "amount_mismatch",
+                format!("the authorization pays {} atomic units, the price is exactly {expected}", auth.value),
+            ));
+        }
+        let now = U256::from(self.clock.now_unix());
+        if auth.valid_after > now {
+            return Err(Rejection::new(VerificationFailed, "authorization_not_yet_valid", "validAfter is in the future"));
+        }
+        if auth.valid_before < now + U256::from(VALID_BEFORE_MARGIN_SECS) {
+            return Err(Rejection::new(PaymentExpired, "authorization_expired", "validBefore has passed or is too close"));
+        }
+        if auth.signature.len() == 65 && auth.recover_signer(&self.domain) != Some(auth.from) {
+            return Err(Rejection::new(
+                VerificationFailed,
+                "invalid_signature",
+                "the signature is not the payer's over this token, chain and amount",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Calldata of `transferWithAuthorization`, in the `v,r,s` form for 65-byte signatures.
+    fn transfer_call(auth: &SignedAuthorization) -> Bytes {
+        if auth.signature.len() == 65 {
+            let sig = &auth.signature;
+            let v = if sig[64] < 27 { sig[64] + 27 } else { sig[64] };
+            Eip3009Token::transferWithAuthorization_0Call {
+                from: auth.from,
+                to: auth.to,
+                value: auth.value,
+                validAfter: auth.valid_after,
+                validBefore: auth.valid_before,
+                nonce: auth.nonce,
+                v,
+                r: B256::from_slice(&sig[..32]),
+                s: B256::from_slice(&sig[32..64]),
+            }
+            .abi_encode()
+            .into()
+        } else {
+            Eip3009Token::transferWithAuthorization_1Call {
+                from: auth.from,
+                to: auth.to,
+                value: auth.value,
+                validAfter: auth.valid_after,
+                validBefore: auth.valid_before,
+                nonce: auth.nonce,
+                signature: auth.signature.clone(),
+            }
+            .abi_encode()
+            .into()
+        }
+    }
+
+    /// Simulates the transfer; on revert, finds out why with two cheap reads.
+    async fn simulate(&self, chain: &dyn Chain, auth: &SignedAuthorization) -> Result<(), Rejection> {
+        let from = match &self.settlement {
+            Settlement::Builtin { sender, .. } => sender.address(),
+            Settlement::Facilitator(_) => Address::ZERO,
+        };
+        let tx = TransactionRequest::default().from(from).to(self.token).input(Self::transfer_call(auth).into());
+        match chain.call(tx).await {
+            Ok(_) => Ok(()),
+            Err(ChainError::Reverted { message, .. }) => Err(self.diagnose(chain, auth, &message).await),
+            Err(e) => Err(chain_unavailable(&e)),
+        }
+    }
+
+    async fn diagnose(&self, chain: &dyn Chain, auth: &SignedAuthorization, revert: &str) -> Rejection {
+        let read = |data: Vec<u8>| chain.call(TransactionRequest::default().to(self.token).input(Bytes::from(data).into()));
+        let used = read(Eip3009Token::authorizationStateCall { authorizer: auth.from, nonce: auth.nonce }.abi_encode())
+            .await
+            .ok()
+            .and_then(|out| Eip3009Token::authorizationStateCall::abi_decode_returns(&out).ok());
+        if used == Some(true) {
+            return Rejection::new(RejectKind::Replayed, "nonce_already_used", "this authorization was already used on chain");
+        }
+        let balance = read(Eip3009Token::balanceOfCall { account: auth.from }.abi_encode())
+            .await
+            .ok()
+            .and_then(|out| Eip3009Token::balanceOfCall::abi_decode_returns(&out).ok());
+        if balance.is_some_and(|b| b < auth.value) {
+            return Rejection::new(RejectKind::InsufficientFunds, "insufficient_funds", "the payer's balance is too low");
+        }
+        let revert: String = revert.chars().filter(|c| !c.is_control()).take(200).collect();
+        Rejection::new(RejectKind::VerificationFailed, "simulation_failed", format!("the transfer would revert: {revert}"))
+    }
+
+    fn stored(&self, auth: &SignedAuthorization, amount: AtomicAmount) -> StoredAuthorization {
+        StoredAuthorization {
+            payload: auth.to_x402(),
+            // Plain data always serializes.
+            requirements: serde_json::to_value(self.requirements(amount)).expect("requirements serialize"),
+        }
+    }
+
+    fn requirements(&self, amount: AtomicAmount) -> x402::PaymentRequirements {
+        let mut extra = serde_json::Map::new();
+        extra.insert("name".into(), json!(self.eip712_name));
+        extra.insert("version".into(), json!(self.eip712_version));
+        x402::PaymentRequirements {
+            scheme: x402::SCHEME_EXACT.into(),
+            network: self.option.network.to_string(),
+            amount: amount.to_string(),
+            asset: self.token.to_checksum(None),
+            pay_to: self.pay_to.to_checksum(None),
+            max_timeout_seconds: self.option.max_timeout_secs,
+            extra: Some(extra),
+        }
+    }
+
+    fn facilitator_request(stored: &StoredAuthorization) -> FacilitatorRequest {
+        // An x402 v2 payload whose `accepted` is exactly the requirements sent beside it.
+        let payload = json!({
+            "x402Version": 2,
+            "accepted": stored.requirements,
+            "payload": stored.payload,
+        });
+        FacilitatorRequest { x402_version: 2, payment_payload: payload, payment_requirements: stored.requirements.clone() }
+    }
+
+    async fn verify_with_facilitator(
+        &self,
+        facilitator: &FacilitatorClient,
+        stored: &StoredAuthorization,
+    ) -> Result<(), Rejection> {
+        let answer = facilitator.verify(&Self::facilitator_request(stored)).await.map_err(facilitator_unavailable)?;
+        if answer.is_valid {
+            return Ok(());
+        }
+        let reason = answer.invalid_reason.unwrap_or_default();
+        let kind = if reason.contains("insufficient") {
+            RejectKind::InsufficientFunds
+        } else if reason.contains("nonce") {
+            RejectKind::Replayed
+        } else {
+            RejectKind::VerificationFailed
+        };
+        Err(Rejection::new(kind, "facilitator_rejected", format!("the facilitator refused the payment: {reason}")))
+    }
+}
+
+fn chain_unavailable(err: &ChainError) -> Rejection {
+    Rejection::new(RejectKind::ChainUnavailable, "chain_unavailable", format!("the chain could not be asked: {err}"))
+}
+
+fn facilitator_unavailable(err: FacilitatorError) -> Rejection {
+    Rejection::new(RejectKind::FacilitatorUnavailable, "facilitator_unavailable", err.to_string())
+}
+
+#[async_trait]
+impl PaymentMethod for Eip3009Method {
+    fn rail(&self) -> &'static str {
+        "eip3009"
+    }
+
+    fn option(&self) -> &PaymentOption {
+        &self.option
+    }
+
+    fn x402_requirements(&self, amount: AtomicAmount) -> Option<x402::PaymentRequirements> {
+        Some(self.requirements(amount))
+    }
+
+    fn mpp_terms(&self, amount: AtomicAmount) -> Option<MppTerms> {
+        // Exactly the request mppx's `evm.charge` server emits, so mppx clients accept it.
+        Some(MppTerms {
+            method: "evm",
+            intent: "charge",
+            request: json!({
+                "amount": amount.to_string(),
+                "currency": self.token.to_checksum(None),
+                "methodDetails": {
+                    "chainId": self.chain_id,
+                    "credentialTypes": ["authorization"],
+                    "decimals": self.option.asset.decimals,
+                },
+                "recipient": self.pay_to.to_checksum(None),
+            }),
+        })
+    }
+
+    async fn verify(&self, proof: Proof<'_>, amount: AtomicAmount) -> Result<VerifiedPayment, Rejection> {
+        let auth = self.authorization(proof)?;
+        self.check_locally(&auth, amount)?;
+        let stored = self.stored(&auth, amount);
+        match (&self.chain, &self.settlement) {
+            (Some(chain), _) => self.simulate(chain.as_ref(), &auth).await?,
+            (None, Settlement::Facilitator(facilitator)) => self.verify_with_facilitator(facilitator, &stored).await?,
+            (None, Settlement::Builtin { .. }) => {
+                return Err(Rejection::new(RejectKind::Internal, "no_chain", "built-in settlement without a chain"));
+            }
+        }
+        Ok(VerifiedPayment {
+            proof_key: format!("eip155:{}:{:#x}:{:#x}", self.chain_id, auth.from, auth.nonce),
+            payer: auth.from.to_checksum(None),
+            amount,
+            // Plain data always serializes.
+            settlement: serde_json::to_value(&stored).expect("authorization serializes"),
+        })
+    }
+
+    async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome {
+        let stored: StoredAuthorization = match serde_json::from_value(payment.settlement.clone()) {
+            Ok(stored) => stored,
+            Err(e) => return SettleOutcome::Failed { reason: format!("unreadable settlement data: {e}"), reference: None },
+        };
+        match &self.settlement {
+            Settlement::Builtin { sender, receipt_timeout, poll_interval } => {
+                let auth = match SignedAuthorization::from_exact(&stored.payload) {
+                    Ok(auth) => auth,
+                    Err(e) => return SettleOutcome::Failed { reason: e.0, reference: None },
+                };
+                settle_builtin(sender, self.token, &auth, *receipt_timeout, *poll_interval).await
+            }
+            Settlement::Facilitator(facilitator) => {
+                match facilitator.settle(&Self::facilitator_request(&stored)).await {
+                    Ok(answer) if answer.success => SettleOutcome::Settled { reference: answer.transaction },
+                    Ok(answer) => {
+                        let reason = answer.error_reason.unwrap_or_else(|| "settlement refused".into());
+                        let reference = Some(answer.transaction).filter(|t| !t.is_empty());
+                        if reason == "settlement_pending" {
+                            SettleOutcome::Unknown { reason, reference }
+                        } else {
+                            SettleOutcome::Failed { reason, reference }
+                        }
+                    }
+                    // The facilitator may have broadcast before failing to answer.
+                    Err(e) => SettleOutcome::Unknown { reason: e.to_string(), reference: None },
+                }
+            }
+        }
+    }
+}
+
+async fn settle_builtin(
+    sender: &TxSender,
+    token: Address,
+    auth: &SignedAuthorization,
+    receipt_timeout: Duration,
+    poll_interval: Duration,
+) -> SettleOutcome {
+    let hash = match sender.send(token, Eip3009Method::transfer_call(auth)).await {
+        Ok(hash) => hash,
+        Err(SendError::WouldRevert(message)) => {
+            return SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None };
+        }
+        // Nothing was broadcast, but the authorization is still good: the reconciler retries it.
+        Err(SendError::NotSent(e)) => return SettleOutcome::Unknown { reason: format!("not sent: {e}"), reference: None },
+        Err(SendError::Unknown { hash, reason }) => {
+            return SettleOutcome::Unknown { reason, reference: Some(hash.to_string()) };
+        }
+    };
+    let reference = Some(hash.to_string());
+    match wait_for_receipt(sender.chain().as_ref(), hash, receipt_timeout, poll_interval).await {
+        Ok(Some(receipt)) if receipt.status() => SettleOutcome::Settled { reference: hash.to_string() },
+        Ok(Some(_)) => SettleOutcome::Failed { reason: "the settlement transaction reverted".into(), reference },
+        Ok(None) => SettleOutcome::Unknown { reason: "no receipt before the timeout".into(), reference },
+        Err(e) => SettleOutcome::Unknown { reason: format!("receipt unavailable: {e}"), reference },
+    }
+}

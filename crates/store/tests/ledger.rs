@@ -1,0 +1,153 @@
+//! The ledger contract every store backend must keep: a proof and a challenge are claimed at most once, even
+//! under concurrency and across reopen; voided proofs can be claimed again; every transition is recorded.
+
+use std::sync::Arc;
+
+use paygate_store::{Claim, NewPayment, PaymentQuery, PaymentState, SqliteStore, Store, Transition};
+use serde_json::json;
+
+fn payment(proof: &str, challenge: Option<&str>) -> NewPayment {
+    NewPayment {
+        proof_key: proof.into(),
+        challenge_id: challenge.map(Into::into),
+        request_id: "req-1".into(),
+        route: "GET /v1/quote".into(),
+        protocol: "x402-v2".into(),
+        rail: "eip3009".into(),
+        option_name: "usdc".into(),
+        network: "eip155:31337".into(),
+        asset: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+        asset_symbol: "USDC".into(),
+        decimals: 6,
+        amount: 340_282_366_920_938_463_463_374_607_431_768_211_455,
+        payer: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+        pay_to: "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".into(),
+        settlement: json!({"authorization": {"nonce": "0x01"}}),
+    }
+}
+
+async fn temp_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+    let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+    Arc::new(SqliteStore::open(&url).await.expect("open sqlite"))
+}
+
+/// A proof is claimed once; the second claim sees its state; amounts survive exactly (u128::MAX here).
+#[tokio::test]
+async fn a_proof_is_claimed_once_and_amounts_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = temp_store(&dir).await;
+    let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!("first claim") };
+    assert_eq!(store.claim(&payment("p1", Some("c2"))).await.unwrap(), Claim::Taken { id, state: PaymentState::Verified });
+    let row = store.payment(id).await.unwrap().unwrap();
+    assert_eq!(row.amount, u128::MAX.to_string());
+    assert_eq!(row.settlement, json!({"authorization": {"nonce": "0x01"}}));
+}
+
+/// A challenge answered by one live payment cannot be answered by another proof.
+#[tokio::test]
+async fn a_challenge_is_single_use_among_live_payments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = temp_store(&dir).await;
+    let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!() };
+    assert!(matches!(store.claim(&payment("p2", Some("c1"))).await.unwrap(), Claim::Taken { .. }));
+    // Once voided (the upstream failed), the challenge may be paid with another proof, and the voided proof
+    // may be claimed again only while its challenge is free.
+    store.transition(id, &[PaymentState::Verified], PaymentState::Voided, Transition { reason: "upstream 500", ..Default::default() })
+        .await
+        .unwrap();
+    let Claim::Claimed(second) = store.claim(&payment("p2", Some("c1"))).await.unwrap() else { panic!("challenge free") };
+    assert_ne!(second, id);
+    assert!(matches!(store.claim(&payment("p1", Some("c1"))).await.unwrap(), Claim::Taken { state: PaymentState::Voided, .. }));
+}
+
+/// A voided proof is claimed again by the same credential, keeping one row and the full history.
+#[tokio::test]
+async fn a_voided_proof_can_be_claimed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = temp_store(&dir).await;
+    let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!() };
+    store
+        .transition(id, &[PaymentState::Verified], PaymentState::Voided, Transition { reason: "upstream down", upstream_status: Some(502), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(store.claim(&payment("p1", Some("c1"))).await.unwrap(), Claim::Claimed(id));
+    store.transition(id, &[PaymentState::Verified], PaymentState::Settling, Transition { reason: "upstream 200", ..Default::default() }).await.unwrap();
+    store
+        .transition(id, &[PaymentState::Settling], PaymentState::Settled, Transition { reason: "mined", tx_hash: Some("0xabc"), ..Default::default() })
+        .await
+        .unwrap();
+    let row = store.payment(id).await.unwrap().unwrap();
+    assert_eq!(row.state, PaymentState::Settled);
+    assert_eq!(row.tx_hash.as_deref(), Some("0xabc"));
+    assert_eq!(row.upstream_status, None, "a reclaim clears the failed attempt's status");
+    let history: Vec<_> = store.events(id).await.unwrap().into_iter().map(|e| (e.from_state, e.to_state)).collect();
+    use PaymentState::*;
+    assert_eq!(
+        history,
+        vec![(None, Verified), (Some(Verified), Voided), (Some(Voided), Verified), (Some(Verified), Settling), (Some(Settling), Settled)]
+    );
+    assert!(matches!(store.claim(&payment("p1", Some("c1"))).await.unwrap(), Claim::Taken { state: Settled, .. }));
+}
+
+/// Transitions from the wrong state are refused and change nothing.
+#[tokio::test]
+async fn transitions_check_the_current_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = temp_store(&dir).await;
+    let Claim::Claimed(id) = store.claim(&payment("p1", None)).await.unwrap() else { panic!() };
+    let err = store
+        .transition(id, &[PaymentState::Settling], PaymentState::Settled, Transition { reason: "x", ..Default::default() })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("verified"), "{err}");
+    assert_eq!(store.payment(id).await.unwrap().unwrap().state, PaymentState::Verified);
+}
+
+/// Forty concurrent claims of one proof through separate pool connections: exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = temp_store(&dir).await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim(&payment("p-race", Some(&format!("c{}", i % 3)))).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), Claim::Claimed(_)) {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(store.payments(&PaymentQuery::default()).await.unwrap().len(), 1);
+}
+
+/// Claims are durable: a reopened database still refuses the proof.
+#[tokio::test]
+async fn claims_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = temp_store(&dir).await;
+        assert!(matches!(store.claim(&payment("p1", Some("c1"))).await.unwrap(), Claim::Claimed(_)));
+    }
+    let store = temp_store(&dir).await;
+    assert!(matches!(store.claim(&payment("p1", Some("c9"))).await.unwrap(), Claim::Taken { .. }));
+}
+
+/// Listing filters by state and payer and pages newest first.
+#[tokio::test]
+async fn listing_filters_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = temp_store(&dir).await;
+    for i in 0..5 {
+        store.claim(&payment(&format!("p{i}"), None)).await.unwrap();
+    }
+    let page = store.payments(&PaymentQuery { limit: Some(2), offset: Some(1), ..Default::default() }).await.unwrap();
+    assert_eq!(page.iter().map(|p| p.proof_key.as_str()).collect::<Vec<_>>(), ["p3", "p2"]);
+    let by_payer = PaymentQuery { payer: Some("0x70997970c51812dc3a010c7d01b50e0d17dc79c8".into()), ..Default::default() };
+    assert_eq!(store.payments(&by_payer).await.unwrap().len(), 5);
+    let settled = PaymentQuery { state: Some(PaymentState::Settled), ..Default::default() };
+    assert!(store.payments(&settled).await.unwrap().is_empty());
+}

@@ -1,0 +1,81 @@
+// Drives the official x402 and MPP client packages against a URL, for paygate's interoperability tests.
+//
+//   node client.mjs <x402|x402v1|mppx> <pay|sign> URL [--method M] [--body JSON] [--key 0xPRIVATEKEY]
+//
+// pay:  performs the whole paid request with the official client and prints
+//       {"status", "body", "headers": {payment-response, x-payment-response, payment-receipt, ...}}
+// sign: fetches the 402, lets the official client create its credential, and prints {"name", "value"} of the
+//       header it would send, without sending it (the Rust tests replay and tamper with it).
+// Always prints exactly one JSON line on stdout; errors exit 1 with {"error"}.
+import { privateKeyToAccount } from 'viem/accounts';
+import { x402Client, x402HTTPClient } from '@x402/core/client';
+import { wrapFetchWithPayment } from '@x402/fetch';
+import { ExactEvmScheme } from '@x402/evm/exact/client';
+import { ExactEvmSchemeV1 } from '@x402/evm/exact/v1/client';
+import { Mppx, evm } from 'mppx/client';
+
+const [protocol, mode, url, ...rest] = process.argv.slice(2);
+const option = (name, fallback) => {
+  const i = rest.indexOf(`--${name}`);
+  return i >= 0 ? rest[i + 1] : fallback;
+};
+// Dev account 1 of anvil's public mnemonic.
+const key = option('key', '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d');
+const account = privateKeyToAccount(key);
+const method = option('method', 'GET');
+const body = option('body', undefined);
+const init = { method, ...(body !== undefined ? { body, headers: { 'content-type': 'application/json' } } : {}) };
+
+const interesting = ['payment-response', 'x-payment-response', 'payment-receipt', 'paygate-settlement', 'content-type', 'www-authenticate', 'payment-required', 'cache-control'];
+async function report(response) {
+  const headers = {};
+  for (const name of interesting) {
+    const value = response.headers.get(name);
+    if (value !== null) headers[name] = value;
+  }
+  return { status: response.status, body: await response.text(), headers };
+}
+
+async function x402v2() {
+  // The test token is not one of the SDK's default assets; allow it explicitly.
+  const client = new x402Client().register('eip155:*', new ExactEvmScheme(account));
+  client.setSpendControls({ allowedAssets: true });
+  if (mode === 'pay') return report(await wrapFetchWithPayment(fetch, client)(url, init));
+  const http = new x402HTTPClient(client);
+  const response = await fetch(url, init);
+  const text = await response.text();
+  const required = http.getPaymentRequiredResponse((n) => response.headers.get(n), text ? JSON.parse(text) : undefined);
+  const payload = await client.createPaymentPayload(required);
+  const [[name, value]] = Object.entries(http.encodePaymentSignatureHeader(payload));
+  return { name, value };
+}
+
+// What the legacy v1 clients do: read the 402 body's `accepts`, sign with the v1 scheme, send X-PAYMENT.
+async function x402v1() {
+  const response = await fetch(url, init);
+  const required = JSON.parse(await response.text());
+  if (required.x402Version !== 1) throw new Error(`not a v1 body: ${JSON.stringify(required)}`);
+  const payload = await new ExactEvmSchemeV1(account).createPaymentPayload(1, required.accepts[0]);
+  const value = Buffer.from(JSON.stringify(payload)).toString('base64');
+  if (mode === 'sign') return { name: 'X-PAYMENT', value };
+  return report(await fetch(url, { ...init, headers: { ...(init.headers ?? {}), 'X-PAYMENT': value } }));
+}
+
+async function mppx() {
+  const client = Mppx.create({
+    polyfill: false,
+    methods: [evm.charge({ account, authorization: { name: 'USD Coin', version: '2' } })],
+  });
+  if (mode === 'pay') return report(await client.fetch(url, init));
+  const response = await fetch(url, init);
+  return { name: 'Authorization', value: await client.createCredential(response) };
+}
+
+const run = { x402: x402v2, x402v1, mppx }[protocol];
+try {
+  if (!run || !['pay', 'sign'].includes(mode)) throw new Error('usage: client.mjs <x402|x402v1|mppx> <pay|sign> URL');
+  console.log(JSON.stringify(await run()));
+} catch (error) {
+  console.log(JSON.stringify({ error: String(error?.stack ?? error) }));
+  process.exit(1);
+}
