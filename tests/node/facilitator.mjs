@@ -8,7 +8,8 @@ import http from 'node:http';
 import { createWalletClient, defineChain, http as viemHttp, publicActions } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { x402Facilitator } from '@x402/core/facilitator';
-import { ExactEvmScheme, toFacilitatorEvmSigner } from '@x402/evm';
+import { toFacilitatorEvmSigner } from '@x402/evm';
+import { ExactEvmScheme } from '@x402/evm/exact/facilitator';
 
 const [port, rpcUrl, chainId, key] = process.argv.slice(2);
 const account = privateKeyToAccount(key);

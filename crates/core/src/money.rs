@@ -78,7 +78,7 @@ impl Decimal {
             return self.digits.checked_mul(factor).map(AtomicAmount).ok_or(MoneyError::Overflow);
         }
         let divisor = 10u128.pow(self.scale - decimals);
-        if self.digits % divisor != 0 {
+        if !self.digits.is_multiple_of(divisor) {
             return Err(MoneyError::NotRepresentable { decimals: decimals as u8 });
         }
         Ok(AtomicAmount(self.digits / divisor))

@@ -74,6 +74,7 @@ pub struct PaymentPayload {
     pub resource: Option<ResourceInfo>,
     pub accepted: PaymentRequirements,
     /// Scheme-specific; [`ExactEvmPayload`] for `exact` on EVM.
+    #[serde(serialize_with = "serialize_scheme_payload")]
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Map<String, Value>>,
@@ -84,6 +85,18 @@ pub struct PaymentPayload {
 pub struct ExactEvmPayload {
     pub signature: String,
     pub authorization: Eip3009Authorization,
+}
+
+/// Writes a scheme `payload`. A `Value` keeps no key order, so an `exact` EVM payload (nothing more, nothing
+/// less) is written as [`ExactEvmPayload`], in the specification's field order, for a decoded header to
+/// re-encode byte for byte; any other value is written as it is.
+fn serialize_scheme_payload<S: serde::Serializer>(payload: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+    if let Ok(exact) = ExactEvmPayload::deserialize(payload)
+        && serde_json::to_value(&exact).is_ok_and(|typed| typed == *payload)
+    {
+        return exact.serialize(serializer);
+    }
+    payload.serialize(serializer)
 }
 
 /// The fields of an EIP-3009 `TransferWithAuthorization`, all strings on the wire.
@@ -204,6 +217,7 @@ pub mod v1 {
         pub x402_version: u32,
         pub scheme: String,
         pub network: String,
+        #[serde(serialize_with = "super::serialize_scheme_payload")]
         pub payload: Value,
     }
 
@@ -283,6 +297,20 @@ mod tests {
         let r: SettleResponse = serde_json::from_slice(json).unwrap();
         assert!(!r.success);
         assert_eq!(r.error_reason, None);
+    }
+
+    #[test]
+    fn exact_payloads_keep_the_spec_field_order_and_other_payloads_every_field() {
+        let exact = concat!(
+            r#"{"signature":"0x1","authorization":{"from":"0xa","to":"0xb","value":"1","#,
+            r#""validAfter":"0","validBefore":"9","nonce":"0x2"}}"#
+        );
+        let json = format!(r#"{{"x402Version":1,"scheme":"exact","network":"base","payload":{exact}}}"#);
+        let payload: v1::PaymentPayload = serde_json::from_str(&json).expect("a v1 payload");
+        assert_eq!(serde_json::to_string(&payload).expect("serializes"), json);
+        let mut other = payload.clone();
+        other.payload["memo"] = Value::from("kept");
+        assert_eq!(serde_json::to_value(&other).expect("serializes")["payload"], other.payload);
     }
 
     #[test]

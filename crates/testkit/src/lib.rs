@@ -1,1 +1,56 @@
-//! placeholder
+//! Test harness shared by paygate's integration tests and benchmarks.
+//!
+//! It starts real software on loopback, on free ports, and stops it when dropped (anvil by PID through
+//! alloy's `AnvilInstance`, Node processes through `kill_on_drop`):
+//!
+//! * [`Devchain`]: anvil with the project's EIP-3009 test token deployed and dev accounts 1 to 9 funded;
+//! * [`Upstream`]: a small API whose answers (success, 500, down) a test can switch, counting its hits;
+//! * [`node`]: the official x402 and MPP packages, driven by `tests/node/*.mjs`;
+//! * [`ShiftedClock`]: a clock a test can move forward.
+//!
+//! Everything it needs is installed by `scripts/install-test-deps`; when something is missing it panics with
+//! the command that installs it, so a missing install step fails loudly instead of skipping tests.
+
+mod chain;
+pub mod node;
+mod upstream;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+pub use chain::Devchain;
+pub use upstream::{Upstream, UpstreamMode};
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root exists")
+}
+
+/// Panics with the install instruction when a test dependency is missing.
+pub fn missing(what: &str) -> ! {
+    panic!("{what} is not installed: run `scripts/install-test-deps` (or the README's test command) first")
+}
+
+/// A clock at the system time plus an offset a test can change.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    offset_secs: AtomicI64,
+}
+
+impl ShiftedClock {
+    pub fn advance(&self, secs: i64) {
+        self.offset_secs.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl paygate_core::clock::Clock for ShiftedClock {
+    fn now_unix(&self) -> u64 {
+        let now = paygate_core::clock::SystemClock.now_unix() as i64;
+        (now + self.offset_secs.load(Ordering::SeqCst)).max(0) as u64
+    }
+}
+
+/// A free TCP port on loopback (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}

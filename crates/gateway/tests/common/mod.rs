@@ -1,0 +1,221 @@
+//! The gateway under test: built from a TOML config like an operator's, served in-process on a free port in
+//! front of a real anvil and a test upstream, with a clock the test can move.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use paygate_chain::devtoken::dev_account;
+use paygate_gateway::{BuildOptions, Config, Gateway, PaygateLayer, UpstreamProxy, build, cors_layer, server};
+use paygate_proto::{b64, problem::Problem};
+use paygate_store::{PaymentQuery, PaymentRecord};
+use paygate_testkit::{Devchain, ShiftedClock, Upstream};
+use serde_json::Value;
+use tower::ServiceBuilder;
+
+/// anvil dev key 0: the settler.
+pub const SETTLER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+/// anvil dev key 1: the payer the node clients use.
+pub const PAYER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+/// A key of the dev mnemonic that holds ETH but no test USDC (account 15).
+pub const BROKE_KEY: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+
+pub fn payer() -> Address {
+    dev_account(1).address()
+}
+
+pub fn pay_to() -> Address {
+    dev_account(9).address()
+}
+
+/// Knobs of a test gateway.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub chain_id: u64,
+    pub settle: &'static str,
+    /// Settle through this facilitator instead of the built-in settler.
+    pub facilitator_url: Option<String>,
+    pub receipt_timeout_secs: u64,
+    pub anvil_args: Vec<&'static str>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { chain_id: 31337, settle: "after", facilitator_url: None, receipt_timeout_secs: 30, anvil_args: vec![] }
+    }
+}
+
+/// A running gateway and everything around it.
+pub struct Harness {
+    pub chain: Devchain,
+    pub upstream: Upstream,
+    pub gateway: Arc<Gateway>,
+    pub clock: Arc<ShiftedClock>,
+    pub base: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Harness {
+        let chain = Devchain::start_with(options.chain_id, &options.anvil_args).await;
+        let upstream = Upstream::start().await;
+        Harness::around(chain, upstream, options).await
+    }
+
+    /// A gateway in front of an existing chain and upstream.
+    pub async fn around(chain: Devchain, upstream: Upstream, options: Options) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settlement = match &options.facilitator_url {
+            Some(url) => format!("settlement = \"facilitator\"\nfacilitator_url = \"{url}\""),
+            None => format!("settlement = \"builtin\"\nsettler_key = \"{SETTLER_KEY}\""),
+        };
+        let toml = format!(
+            r#"
+            [server]
+            secret = "integration-test-secret-of-at-least-32-bytes"
+            challenge_ttl_secs = 30
+
+            [upstream]
+            url = "{upstream}"
+            timeout_secs = 5
+
+            [store]
+            url = "sqlite://{db}"
+
+            [networks.local]
+            chain_id = {chain_id}
+            rpc_url = "{rpc}"
+            receipt_timeout_secs = {receipt_timeout}
+            receipt_poll_ms = 50
+
+            [networks.local.assets.USDC]
+            address = "{token}"
+            decimals = 6
+            eip712_name = "USD Coin"
+            eip712_version = "2"
+
+            [[accept]]
+            name = "usdc-local"
+            network = "local"
+            asset = "USDC"
+            pay_to = "{pay_to}"
+            {settlement}
+
+            [[routes]]
+            method = "GET"
+            path = "/v1/quote"
+            price = "$0.01"
+            settle = "{settle}"
+            description = "A stock quote"
+
+            [[routes]]
+            method = "GET"
+            path = "/v1/other"
+            price = "$0.01"
+
+            [[routes]]
+            method = "POST"
+            path = "/v1/echo"
+            price = "$0.02"
+            settle = "{settle}"
+
+            [[routes]]
+            path = "/free"
+            "#,
+            upstream = upstream.url(),
+            db = dir.path().join("ledger.db").display(),
+            chain_id = chain.chain_id,
+            rpc = chain.rpc_url,
+            receipt_timeout = options.receipt_timeout_secs,
+            token = chain.token,
+            pay_to = pay_to(),
+            settle = options.settle,
+        );
+        let config = Config::parse(&toml, "test.toml").expect("test config parses");
+        let clock = Arc::new(ShiftedClock::default());
+        let built = build(&config, "test.toml", BuildOptions { clock: clock.clone(), ..Default::default() })
+            .await
+            .expect("test config builds");
+        let proxy = UpstreamProxy::new(&config.upstream.url, Duration::from_secs(5), Duration::from_secs(2)).expect("proxy");
+        let service = ServiceBuilder::new()
+            .option_layer(cors_layer(&config.server.cors_origins))
+            .layer(PaygateLayer::new(built.gateway.clone()))
+            .service(proxy);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            server::serve(listener, service, std::future::pending()).await.expect("gateway serves");
+        });
+        Harness {
+            chain,
+            upstream,
+            gateway: built.gateway,
+            clock,
+            base,
+            http: reqwest::Client::new(),
+            _dir: dir,
+            _server: server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn ledger(&self) -> Vec<PaymentRecord> {
+        self.gateway.store().payments(&PaymentQuery::default()).await.expect("ledger")
+    }
+
+    /// Sends a request with one extra header.
+    pub async fn send(&self, method: &str, path: &str, header: Option<(&str, &str)>, body: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.request(method.parse().expect("method"), self.url(path));
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_owned());
+        }
+        request.send().await.expect("the gateway answers")
+    }
+}
+
+/// A response's problem body, checked to be `application/problem+json`.
+pub async fn problem(response: reqwest::Response) -> (u16, Problem) {
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert_eq!(content_type, "application/problem+json", "status {status}");
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("a problem body: {text}")))
+}
+
+/// Decodes an x402 header (standard base64 JSON).
+pub fn decode_x402(value: &str) -> Value {
+    serde_json::from_slice(&b64::std_decode(value).expect("base64")).expect("JSON")
+}
+
+pub fn encode_x402(value: &Value) -> String {
+    b64::std_encode(value.to_string().as_bytes())
+}
+
+/// Decodes an MPP credential header (`Payment <base64url JSON>`).
+pub fn decode_mpp(value: &str) -> Value {
+    let token = value.strip_prefix("Payment ").expect("Payment scheme");
+    serde_json::from_slice(&b64::url_decode(token).expect("base64url")).expect("JSON")
+}
+
+pub fn encode_mpp(value: &Value) -> String {
+    format!("Payment {}", b64::url_encode(value.to_string().as_bytes()))
+}
+
+/// The usual `(type, reason)` of a problem.
+pub fn kind(problem: &Problem) -> (&str, &str) {
+    (problem.kind.as_str(), problem.extensions.get("reason").and_then(Value::as_str).unwrap_or(""))
+}

@@ -1,0 +1,72 @@
+//! anvil with the test token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, U256};
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use paygate_chain::abi::Eip3009Token;
+use paygate_chain::devtoken;
+use paygate_chain::{Chain, RpcChain};
+
+/// A running anvil with the test token deployed and dev accounts 1 to 9 holding 1,000 USDC each.
+#[derive(Debug)]
+pub struct Devchain {
+    // Killed when dropped.
+    _anvil: AnvilInstance,
+    pub rpc_url: String,
+    pub chain_id: u64,
+    pub chain: Arc<dyn Chain>,
+    pub token: Address,
+}
+
+/// One whole test USDC in atomic units.
+pub const USDC: u64 = 1_000_000;
+
+impl Devchain {
+    /// Starts anvil as chain `chain_id` and funds it.
+    pub async fn start(chain_id: u64) -> Devchain {
+        Self::start_with(chain_id, &[]).await
+    }
+
+    /// Starts anvil with extra arguments.
+    pub async fn start_with(chain_id: u64, args: &[&str]) -> Devchain {
+        let bin = std::env::var_os("ANVIL_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| crate::workspace_root().join(".cache/bin/anvil"));
+        if !bin.exists() {
+            crate::missing("anvil");
+        }
+        let anvil = Anvil::at(bin).chain_id(chain_id).args(args.iter().copied()).spawn();
+        let rpc_url = anvil.endpoint();
+        let chain: Arc<dyn Chain> = Arc::new(RpcChain::new(&rpc_url, chain_id, Duration::from_secs(10)).expect("rpc client"));
+        let report = devtoken::fund(chain.clone(), 1..=9, U256::from(1000 * USDC)).await.expect("fund the dev accounts");
+        Devchain { _anvil: anvil, rpc_url, chain_id, chain, token: report.token }
+    }
+
+    /// Test-USDC balance, atomic units.
+    pub async fn balance(&self, account: Address) -> u128 {
+        let balance = devtoken::balance_of(self.chain.as_ref(), self.token, account).await.expect("balanceOf");
+        balance.to::<u128>()
+    }
+
+    /// How many token transfers went from `from` to `to`, per the chain's logs.
+    pub async fn transfers(&self, from: Address, to: Address) -> usize {
+        let filter = Filter::new()
+            .address(self.token)
+            .event_signature(Eip3009Token::Transfer::SIGNATURE_HASH)
+            .topic1(from.into_word())
+            .topic2(to.into_word())
+            .from_block(0);
+        self.chain.logs(filter).await.expect("logs").len()
+    }
+
+    /// A raw JSON-RPC call (anvil's `evm_mine`, `anvil_setAutomine`, ...).
+    pub async fn rpc(&self, method: &'static str, params: serde_json::Value) -> serde_json::Value {
+        use alloy::providers::Provider;
+        let provider = alloy::providers::RootProvider::<alloy::network::Ethereum>::new_http(self.rpc_url.parse().expect("url"));
+        provider.raw_request(method.into(), params).await.expect("JSON-RPC call")
+    }
+}

@@ -1,0 +1,77 @@
+//! The official x402 and MPP packages, through the scripts in `tests/node/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn scripts() -> PathBuf {
+    let dir = crate::workspace_root().join("tests/node");
+    if !dir.join("node_modules/@x402/core").exists() || !dir.join("node_modules/mppx").exists() {
+        crate::missing("the npm reference packages (tests/node/node_modules)");
+    }
+    dir
+}
+
+/// Runs `node tests/node/client.mjs ARGS...` and returns its JSON line. Panics on a non-JSON answer; an
+/// `{"error"}` answer is returned for the test to inspect.
+pub async fn client(args: &[&str]) -> Value {
+    let dir = scripts();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new("node").arg(dir.join("client.mjs")).args(args).current_dir(&dir).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("the node client finished within 60 s")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!("node client.mjs {args:?} printed no JSON: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
+    })
+}
+
+/// Has the official client create a credential for `url` and returns `(header name, value)`.
+pub async fn sign(protocol: &str, url: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec![protocol, "sign", url];
+    args.extend_from_slice(extra);
+    let answer = client(&args).await;
+    match (answer["name"].as_str(), answer["value"].as_str()) {
+        (Some(name), Some(value)) => (name.to_owned(), value.to_owned()),
+        _ => panic!("{protocol} could not sign for {url}: {answer}"),
+    }
+}
+
+/// The reference x402 facilitator, running until dropped.
+#[derive(Debug)]
+pub struct Facilitator {
+    _child: Child,
+    pub url: String,
+}
+
+impl Facilitator {
+    /// Starts `tests/node/facilitator.mjs` on a free port, settling on `rpc_url` with `key`.
+    pub async fn start(rpc_url: &str, chain_id: u64, key: &str) -> Facilitator {
+        let dir = scripts();
+        let port = crate::free_port();
+        let mut child = Command::new("node")
+            .arg(dir.join("facilitator.mjs"))
+            .args([&port.to_string(), rpc_url, &chain_id.to_string(), key])
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+        match ready {
+            Ok(Ok(Some(line))) if line.contains("listening") => {}
+            other => panic!("the reference facilitator did not start: {other:?}"),
+        }
+        Facilitator { _child: child, url: format!("http://127.0.0.1:{port}") }
+    }
+}

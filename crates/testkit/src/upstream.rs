@@ -1,0 +1,110 @@
+//! A small upstream API for tests: counts its hits and can be told to fail or to go away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
+use tokio::task::JoinHandle;
+
+/// How the upstream answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UpstreamMode {
+    Ok = 0,
+    /// Every request gets 500.
+    Fail = 1,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    hits: AtomicUsize,
+    mode: AtomicU8,
+}
+
+/// A running upstream on a fixed loopback port, which can be stopped and started again.
+#[derive(Debug)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Upstream {
+    /// Starts on a free port.
+    pub async fn start() -> Upstream {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], crate::free_port()))).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> Upstream {
+        let mut upstream = Upstream { addr, shared: Arc::default(), server: None };
+        upstream.resume().await;
+        upstream
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests that reached it.
+    pub fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn set_mode(&self, mode: UpstreamMode) {
+        self.shared.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    /// Stops listening: connections are refused until [`Upstream::resume`].
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
+    /// Listens again on the same address.
+    pub async fn resume(&mut self) {
+        let app = Router::new()
+            .route("/v1/quote", get(quote))
+            .route("/v1/other", get(quote))
+            .route("/v1/echo", post(echo))
+            .route("/free", get(|| async { "free" }))
+            .fallback(any(|| async { (StatusCode::NOT_FOUND, "upstream: no such path") }))
+            .with_state(self.shared.clone());
+        let listener = tokio::net::TcpListener::bind(self.addr).await.expect("bind the upstream");
+        self.server = Some(tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("upstream serves");
+        }));
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+fn count(shared: &Shared) -> Result<(), (StatusCode, &'static str)> {
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    if shared.mode.load(Ordering::SeqCst) == UpstreamMode::Fail as u8 {
+        return Err((StatusCode::INTERNAL_SERVER_ERROR, "upstream failure"));
+    }
+    Ok(())
+}
+
+async fn quote(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    count(&shared).map(|()| ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#))
+}
+
+async fn echo(State(shared): State<Arc<Shared>>, body: String) -> impl IntoResponse {
+    count(&shared).map(|()| ([("content-type", "application/json")], body))
+}
