@@ -146,7 +146,8 @@ impl Price {
         if let Some(usd) = text.strip_prefix('$') {
             return Ok(Price::Usd(Decimal::parse(usd.trim())?));
         }
-        let (amount, unit) = text.split_once(char::is_whitespace).ok_or_else(|| MoneyError::NotAPrice(text.to_owned()))?;
+        let (amount, unit) =
+            text.split_once(char::is_whitespace).ok_or_else(|| MoneyError::NotAPrice(text.to_owned()))?;
         let amount = Decimal::parse(amount)?;
         let unit = unit.trim();
         if unit.eq_ignore_ascii_case("usd") {

@@ -12,38 +12,21 @@ use paygate_proto::{b64, jcs};
 use serde_json::Value;
 use sha2::Sha256;
 
-const CHALLENGE_ID: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../proto/tests/vectors/mpp/challenge-id.json"
-));
-const APERTURE: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../proto/tests/vectors/mpp/aperture-vectors.json"
-));
+const CHALLENGE_ID: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/tests/vectors/mpp/challenge-id.json"));
+const APERTURE: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/tests/vectors/mpp/aperture-vectors.json"));
 
 /// Runs `run` on every case of `cases` (which must number `expected_len`), collects each problem as
 /// `section / case name: problem`, and fails once listing all of them.
 fn check(section: &str, cases: &[Value], expected_len: usize, run: impl Fn(&Value) -> Vec<String>) {
-    assert_eq!(
-        cases.len(),
-        expected_len,
-        "{section}: number of cases in the vector file"
-    );
+    assert_eq!(cases.len(), expected_len, "{section}: number of cases in the vector file");
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().expect("every vector case has a name");
-        failures.extend(
-            run(case)
-                .into_iter()
-                .map(|problem| format!("{section} / {name}: {problem}")),
-        );
+        failures.extend(run(case).into_iter().map(|problem| format!("{section} / {name}: {problem}")));
     }
-    assert!(
-        failures.is_empty(),
-        "{} vector mismatch(es):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} vector mismatch(es):\n{}", failures.len(), failures.join("\n"));
 }
 
 fn load(text: &str) -> Value {
@@ -63,10 +46,7 @@ fn tampered(id: &str) -> String {
 
 fn hex_decode(hex: &str) -> Vec<u8> {
     assert!(hex.len().is_multiple_of(2), "hex string of even length");
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits"))
-        .collect()
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits")).collect()
 }
 
 fn hmac_b64(secret: &[u8], message: &str) -> String {
@@ -89,9 +69,7 @@ fn mpp_tools_challenge_id_vectors() {
                 Err(_) => vec![],
             };
         }
-        let expected = scenario["expected"]
-            .as_str()
-            .expect("generate scenarios have an expected id");
+        let expected = scenario["expected"].as_str().expect("generate scenarios have an expected id");
         let secret = match ChallengeSecret::new(secret_key.as_bytes().to_vec()) {
             Ok(secret) => secret,
             Err(e) => return vec![format!("secret refused: {e}")],
@@ -100,9 +78,7 @@ fn mpp_tools_challenge_id_vectors() {
         let opaque = match input.get("opaque") {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(object @ Value::Object(_)) => {
-                Some(b64::url_encode(jcs::canonicalize(object).as_bytes()))
-            }
+            Some(object @ Value::Object(_)) => Some(b64::url_encode(jcs::canonicalize(object).as_bytes())),
             Some(other) => {
                 return vec![format!("opaque is neither a string nor an object: {other}")];
             }
@@ -121,19 +97,13 @@ fn mpp_tools_challenge_id_vectors() {
         let mut problems = Vec::new();
         let id = secret.challenge_id(&binding);
         if id != expected {
-            problems.push(format!(
-                "id {id}, expected {expected} (HMAC input {:?})",
-                binding.message()
-            ));
+            problems.push(format!("id {id}, expected {expected} (HMAC input {:?})", binding.message()));
         }
         if !secret.verify(&binding, expected) {
             problems.push("verify rejects the expected id".into());
         }
         if secret.verify(&binding, &tampered(expected)) {
-            problems.push(format!(
-                "verify accepts the altered id {}",
-                tampered(expected)
-            ));
+            problems.push(format!("verify accepts the altered id {}", tampered(expected)));
         }
         problems
     });
@@ -143,14 +113,8 @@ fn mpp_tools_challenge_id_vectors() {
 fn aperture_challenge_id_vectors() {
     let file = load(APERTURE);
     let secret = hex_decode(file["hmacSecretHex"].as_str().expect("hmacSecretHex"));
-    assert_eq!(
-        secret, b"mpp-test-vector-secret",
-        "the README names the secret"
-    );
-    assert!(
-        ChallengeSecret::new(secret.clone()).is_err(),
-        "a 22-byte secret is under the 32-byte minimum"
-    );
+    assert_eq!(secret, b"mpp-test-vector-secret", "the README names the secret");
+    assert!(ChallengeSecret::new(secret.clone()).is_err(), "a 22-byte secret is under the 32-byte minimum");
 
     let cases = file["challengeIds"].as_array().expect("challengeIds");
     check("aperture challengeIds", cases, 4, |case| {
@@ -165,10 +129,7 @@ fn aperture_challenge_id_vectors() {
         // BindingInput takes the request as JSON and re-encodes it; a request token that is not base64url of
         // JSON (`cQ` is "q") cannot come out of it, so only the HMAC above applies to those cases.
         let encoded = opt_str(params, "request").expect("params have a request");
-        let Some(request) = b64::url_decode(encoded)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        else {
+        let Some(request) = b64::url_decode(encoded).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
             return problems;
         };
         let binding = BindingInput {
@@ -186,10 +147,7 @@ fn aperture_challenge_id_vectors() {
             problems.push(format!("message() is {message:?}, expected {hmac_input:?}"));
         }
         if hmac_b64(&secret, &message) != expected_id {
-            problems.push(format!(
-                "HMAC of message() is {}, expected {expected_id}",
-                hmac_b64(&secret, &message)
-            ));
+            problems.push(format!("HMAC of message() is {}, expected {expected_id}", hmac_b64(&secret, &message)));
         }
         problems
     });

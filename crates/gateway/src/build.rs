@@ -100,7 +100,10 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         let field = |name: &str| format!("routes[{i}].{name}");
         let method = match route.method.as_deref() {
             None | Some("*") => None,
-            Some(m) => Some(Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| err(field("method"), format!("{m:?} is not an HTTP method")))?),
+            Some(m) => Some(
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| err(field("method"), format!("{m:?} is not an HTTP method")))?,
+            ),
         };
         let pattern = PathPattern::parse(&route.path).map_err(|e| err(field("path"), e.0))?;
         let mut offers = Vec::new();
@@ -163,9 +166,10 @@ fn build_method(
         .networks
         .get(&accept.network)
         .ok_or_else(|| (field("network"), format!("no [networks.{}] is configured", accept.network)))?;
-    let asset = network.assets.get(&accept.asset).ok_or_else(|| {
-        (field("asset"), format!("network {:?} has no asset {:?}", accept.network, accept.asset))
-    })?;
+    let asset = network
+        .assets
+        .get(&accept.asset)
+        .ok_or_else(|| (field("asset"), format!("network {:?} has no asset {:?}", accept.network, accept.asset)))?;
     let asset_address: Address = asset.address.parse().map_err(|_| {
         (format!("networks.{}.assets.{}.address", accept.network, accept.asset), "not an address".to_owned())
     })?;
@@ -194,17 +198,17 @@ fn build_method(
     let settlement = match accept.settlement {
         SettlementKind::Builtin => {
             let chain = chain.clone().ok_or_else(|| {
-                (format!("networks.{}.rpc_url", accept.network), "built-in settlement needs the chain's RPC URL".to_owned())
+                (
+                    format!("networks.{}.rpc_url", accept.network),
+                    "built-in settlement needs the chain's RPC URL".to_owned(),
+                )
             })?;
             let key = accept
                 .settler_key
                 .as_ref()
                 .ok_or_else(|| (field("settler_key"), "built-in settlement needs a settler key".to_owned()))?;
-            let signer: PrivateKeySigner = key
-                .expose()
-                .trim()
-                .parse()
-                .map_err(|_| (field("settler_key"), "not a hex private key".to_owned()))?;
+            let signer: PrivateKeySigner =
+                key.expose().trim().parse().map_err(|_| (field("settler_key"), "not a hex private key".to_owned()))?;
             let sender = senders
                 .entry((accept.network.clone(), signer.address()))
                 .or_insert_with(|| Arc::new(TxSender::new(chain, signer)))

@@ -333,7 +333,11 @@ impl Config {
 }
 
 /// Replaces `${NAME}` and `${NAME:-default}` in every string value; `path` tracks the field for errors.
-fn expand_env(value: &mut toml::Value, path: &mut String, env: &dyn Fn(&str) -> Option<String>) -> Result<(), (String, String)> {
+fn expand_env(
+    value: &mut toml::Value,
+    path: &mut String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
     match value {
         toml::Value::String(s) if s.contains("${") => {
             *s = expand_str(s, env).map_err(|m| (path.clone(), m))?;
@@ -425,13 +429,19 @@ mod tests {
     #[test]
     fn environment_references_expand_and_secrets_do_not_print() {
         let env = |name: &str| (name == "PAYGATE_TEST_SECRET_X").then(|| "s3cr3t-value".to_owned());
-        let text = format!("{MINIMAL}\n[server]\nsecret = \"${{PAYGATE_TEST_SECRET_X}}\"\nrealm = \"${{PAYGATE_TEST_UNSET_Y:-api.example}}\"\n");
+        let text = format!(
+            "{MINIMAL}\n[server]\nsecret = \"${{PAYGATE_TEST_SECRET_X}}\"\nrealm = \"${{PAYGATE_TEST_UNSET_Y:-api.example}}\"\n"
+        );
         let c = Config::parse_with_env(&text, "x.toml", &env).unwrap();
         assert_eq!(c.server.secret.as_ref().unwrap().expose(), "s3cr3t-value");
         assert_eq!(c.server.realm.as_deref(), Some("api.example"));
         assert!(!format!("{c:?}").contains("s3cr3t"));
-        let e = Config::parse_with_env(&format!("{MINIMAL}\n[server]\nsecret = \"${{PAYGATE_TEST_UNSET_Z}}\"\n"), "x.toml", &env)
-            .unwrap_err();
+        let e = Config::parse_with_env(
+            &format!("{MINIMAL}\n[server]\nsecret = \"${{PAYGATE_TEST_UNSET_Z}}\"\n"),
+            "x.toml",
+            &env,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "server.secret");
         assert!(e.message.contains("PAYGATE_TEST_UNSET_Z"));
     }

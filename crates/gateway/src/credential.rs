@@ -43,7 +43,11 @@ pub fn extract(headers: &HeaderMap) -> Result<Option<Presented>, Rejection> {
         let mut values = headers.get_all(name).iter();
         let Some(first) = values.next() else { return Ok(None) };
         if values.next().is_some() {
-            return Err(Rejection::new(RejectKind::MultipleCredentials, "multiple_credentials", format!("{name} is repeated")));
+            return Err(Rejection::new(
+                RejectKind::MultipleCredentials,
+                "multiple_credentials",
+                format!("{name} is repeated"),
+            ));
         }
         if first.len() > limits::MAX_CREDENTIAL_HEADER_BYTES {
             return Err(Rejection::new(
@@ -71,7 +75,11 @@ pub fn extract(headers: &HeaderMap) -> Result<Option<Presented>, Rejection> {
                 found.push(Presented::Mpp(credential));
             }
             Err(CredentialError::Multiple) => {
-                return Err(Rejection::new(RejectKind::MultipleCredentials, "multiple_credentials", "several Payment credentials"));
+                return Err(Rejection::new(
+                    RejectKind::MultipleCredentials,
+                    "multiple_credentials",
+                    "several Payment credentials",
+                ));
             }
             Err(CredentialError::Decode(e)) => return Err(malformed(format!("{name}: {e}"))),
         }

@@ -135,7 +135,11 @@ impl Gateway {
                         format!("paid requests carry at most {} bytes", self.settings.max_body_bytes),
                     )
                 } else {
-                    Rejection::new(RejectKind::MalformedCredential, "body_unreadable", "the request body could not be read")
+                    Rejection::new(
+                        RejectKind::MalformedCredential,
+                        "body_unreadable",
+                        "the request body could not be read",
+                    )
                 };
                 return offers::rejection_response(&rejection, &request_id);
             }
@@ -299,10 +303,18 @@ impl Gateway {
                 }
                 self.check_expiry(ch.expires.as_deref())?;
                 if ch.realm != binding.realm {
-                    return Err(Rejection::new(InvalidChallenge, "realm_mismatch", "the challenge belongs to another realm"));
+                    return Err(Rejection::new(
+                        InvalidChallenge,
+                        "realm_mismatch",
+                        "the challenge belongs to another realm",
+                    ));
                 }
                 if ch.opaque.as_deref() != Some(binding.opaque.as_str()) {
-                    return Err(Rejection::new(InvalidChallenge, "route_mismatch", "the challenge was issued for another request"));
+                    return Err(Rejection::new(
+                        InvalidChallenge,
+                        "route_mismatch",
+                        "the challenge was issued for another request",
+                    ));
                 }
                 let body_ok = match &ch.digest {
                     Some(digest) => digest_matches(digest, body),
@@ -318,7 +330,12 @@ impl Gateway {
                 let offer = route
                     .offers
                     .iter()
-                    .find(|o| o.mpp && o.terms.method == ch.method && o.terms.intent == ch.intent && o.terms.request == ch.request)
+                    .find(|o| {
+                        o.mpp
+                            && o.terms.method == ch.method
+                            && o.terms.intent == ch.intent
+                            && o.terms.request == ch.request
+                    })
                     .ok_or_else(|| {
                         Rejection::new(InvalidChallenge, "offer_not_current", "this route no longer makes that offer")
                     })?;
@@ -326,12 +343,21 @@ impl Gateway {
             }
             Presented::X402V2(payload) => {
                 if payload.x402_version != 2 {
-                    return Err(Rejection::new(InvalidChallenge, "unsupported_version", "PAYMENT-SIGNATURE carries x402 v2"));
+                    return Err(Rejection::new(
+                        InvalidChallenge,
+                        "unsupported_version",
+                        "PAYMENT-SIGNATURE carries x402 v2",
+                    ));
                 }
                 let mut accepted = serde_json::to_value(&payload.accepted).expect("requirements serialize");
-                let echoed = accepted.get_mut("extra").and_then(|e| e.as_object_mut()).and_then(|e| e.remove(X402_BINDING_KEY));
+                let echoed =
+                    accepted.get_mut("extra").and_then(|e| e.as_object_mut()).and_then(|e| e.remove(X402_BINDING_KEY));
                 let offer = route.offers.iter().find(|o| o.x402_json.as_ref() == Some(&accepted)).ok_or_else(|| {
-                    Rejection::new(InvalidChallenge, mismatch_reason(route, &payload.accepted), "the payment accepts terms this route does not offer")
+                    Rejection::new(
+                        InvalidChallenge,
+                        mismatch_reason(route, &payload.accepted),
+                        "the payment accepts terms this route does not offer",
+                    )
                 })?;
                 let (Some(id), Some(expires)) = (
                     echoed.as_ref().and_then(|e| e.get("id")).and_then(|v| v.as_str()),
@@ -360,22 +386,32 @@ impl Gateway {
                     .iter()
                     .find(|o| {
                         o.x402.as_ref().is_some_and(|r| {
-                            r.scheme == payload.scheme && chain_id.is_some() && x402::v1::chain_id(&r.network) == chain_id
+                            r.scheme == payload.scheme
+                                && chain_id.is_some()
+                                && x402::v1::chain_id(&r.network) == chain_id
                         })
                     })
-                    .ok_or_else(|| Rejection::new(InvalidChallenge, "network_mismatch", "no offer for that scheme and network"))?;
+                    .ok_or_else(|| {
+                        Rejection::new(InvalidChallenge, "network_mismatch", "no offer for that scheme and network")
+                    })?;
                 Ok((offer, None, Proof::X402 { version: 1, payload: &payload.payload }))
             }
         }
     }
 
     fn check_expiry(&self, expires: Option<&str>) -> Result<(), Rejection> {
-        let expires = expires
-            .ok_or_else(|| Rejection::new(RejectKind::InvalidChallenge, "missing_expires", "the challenge has no expiry"))?;
-        let at = parse_rfc3339(expires)
-            .ok_or_else(|| Rejection::new(RejectKind::InvalidChallenge, "invalid_expires", "the expiry is not RFC 3339"))?;
+        let expires = expires.ok_or_else(|| {
+            Rejection::new(RejectKind::InvalidChallenge, "missing_expires", "the challenge has no expiry")
+        })?;
+        let at = parse_rfc3339(expires).ok_or_else(|| {
+            Rejection::new(RejectKind::InvalidChallenge, "invalid_expires", "the expiry is not RFC 3339")
+        })?;
         if self.clock.now_unix() >= at {
-            return Err(Rejection::new(RejectKind::PaymentExpired, "challenge_expired", "the offer expired; pay the fresh one"));
+            return Err(Rejection::new(
+                RejectKind::PaymentExpired,
+                "challenge_expired",
+                "the offer expired; pay the fresh one",
+            ));
         }
         Ok(())
     }
@@ -398,9 +434,13 @@ impl Gateway {
         }
         let outcome = paid.offer.method.settle(paid.verified).await;
         let (state, reason, reference) = match &outcome {
-            SettleOutcome::Settled { reference } => (PaymentState::Settled, "settled".to_owned(), Some(reference.as_str())),
+            SettleOutcome::Settled { reference } => {
+                (PaymentState::Settled, "settled".to_owned(), Some(reference.as_str()))
+            }
             SettleOutcome::Failed { reason, reference } => (PaymentState::Failed, reason.clone(), reference.as_deref()),
-            SettleOutcome::Unknown { reason, reference } => (PaymentState::Pending, reason.clone(), reference.as_deref()),
+            SettleOutcome::Unknown { reason, reference } => {
+                (PaymentState::Pending, reason.clone(), reference.as_deref())
+            }
         };
         let done = Transition { reason: &reason, tx_hash: reference, ..Default::default() };
         if let Err(e) = self.store.transition(paid.id, &[PaymentState::Settling], state, done).await {
@@ -428,7 +468,13 @@ impl Gateway {
             SettleOutcome::Settled { reference } => add_receipt(headers, paid, reference, self.clock.now_unix()),
             SettleOutcome::Unknown { reference, .. } => {
                 headers.insert(SETTLEMENT_HEADER, HeaderValue::from_static("pending"));
-                add_x402_settlement(headers, paid, false, Some("settlement_pending"), reference.as_deref().unwrap_or(""));
+                add_x402_settlement(
+                    headers,
+                    paid,
+                    false,
+                    Some("settlement_pending"),
+                    reference.as_deref().unwrap_or(""),
+                );
             }
             SettleOutcome::Failed { .. } => {}
         }
@@ -530,7 +576,11 @@ fn taken(state: PaymentState) -> Rejection {
 
 fn store_down(err: &paygate_store::StoreError) -> Rejection {
     tracing::error!(error = %err, "store unavailable");
-    Rejection::new(RejectKind::StoreUnavailable, "store_unavailable", "the payment ledger is unavailable; nothing was charged")
+    Rejection::new(
+        RejectKind::StoreUnavailable,
+        "store_unavailable",
+        "the payment ledger is unavailable; nothing was charged",
+    )
 }
 
 /// Which field of an echoed x402 offer differs from the route's offers.
@@ -554,7 +604,8 @@ fn host_name(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    host.rsplit_once(':').map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host })
+    host.rsplit_once(':')
+        .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host })
 }
 
 async fn call<S>(inner: S, request: Request<Body>) -> Response<Body>

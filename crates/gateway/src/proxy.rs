@@ -53,7 +53,11 @@ impl UpstreamProxy {
     pub fn new(base_url: &str, timeout: Duration, connect_timeout: Duration) -> Result<Self, BadUpstream> {
         let bad = || BadUpstream(base_url.to_owned());
         let uri: Uri = base_url.parse().map_err(|_| bad())?;
-        let scheme = uri.scheme().cloned().filter(|s| *s == http::uri::Scheme::HTTP || *s == http::uri::Scheme::HTTPS).ok_or_else(bad)?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .filter(|s| *s == http::uri::Scheme::HTTP || *s == http::uri::Scheme::HTTPS)
+            .ok_or_else(bad)?;
         let authority = uri.authority().cloned().ok_or_else(bad)?;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
@@ -109,17 +113,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 impl ProxyInner {
     async fn forward(&self, mut request: Request<Body>) -> Response<Body> {
-        let request_id =
-            request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let path_and_query = request.uri().path_and_query().map_or("/", PathAndQuery::as_str);
         let target = format!("{}{}", self.prefix, path_and_query);
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(target)
-            .build();
+        let uri =
+            Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(target).build();
         let Ok(uri) = uri else {
-            let rejection = Rejection::new(RejectKind::AmbiguousPath, "bad_target", "the request target cannot be forwarded");
+            let rejection =
+                Rejection::new(RejectKind::AmbiguousPath, "bad_target", "the request target cannot be forwarded");
             return rejection_response(&rejection, &request_id);
         };
 

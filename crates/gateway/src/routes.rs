@@ -128,7 +128,12 @@ impl RouteMatcher {
 }
 
 /// Index of the first route (in config order) matching the request.
-pub fn find<'a, T>(routes: &'a [T], matcher: impl Fn(&T) -> &RouteMatcher, method: &Method, path: &str) -> Option<&'a T> {
+pub fn find<'a, T>(
+    routes: &'a [T],
+    matcher: impl Fn(&T) -> &RouteMatcher,
+    method: &Method,
+    path: &str,
+) -> Option<&'a T> {
     routes.iter().find(|r| matcher(r).matches(method, path))
 }
 

@@ -44,13 +44,15 @@ async fn official_mppx_client_pays_get_and_post_with_a_receipt() {
 
     let answer = node::client(&["mppx", "pay", &h.url("/v1/quote")]).await;
     assert_eq!(answer["status"], 200, "{answer}");
-    let receipt = Receipt::from_header(answer["headers"]["payment-receipt"].as_str().expect("Payment-Receipt")).unwrap();
+    let receipt =
+        Receipt::from_header(answer["headers"]["payment-receipt"].as_str().expect("Payment-Receipt")).unwrap();
     assert_eq!(receipt.status, "success");
     assert_eq!(receipt.method, "evm");
     assert!(answer["headers"]["cache-control"].as_str().unwrap().contains("private"));
 
     // A POST: the challenge binds the body digest, and mppx sends the same body again.
-    let answer = node::client(&["mppx", "pay", &h.url("/v1/echo"), "--method", "POST", "--body", r#"{"hello":"world"}"#]).await;
+    let answer =
+        node::client(&["mppx", "pay", &h.url("/v1/echo"), "--method", "POST", "--body", r#"{"hello":"world"}"#]).await;
     assert_eq!(answer["status"], 200, "{answer}");
     assert_eq!(answer["body"], r#"{"hello":"world"}"#);
 
@@ -90,7 +92,12 @@ async fn settles_through_the_reference_facilitator() {
     )
     .await;
     let upstream = paygate_testkit::Upstream::start().await;
-    let h = Harness::around(chain, upstream, Options { facilitator_url: Some(facilitator.url.clone()), ..Default::default() }).await;
+    let h = Harness::around(
+        chain,
+        upstream,
+        Options { facilitator_url: Some(facilitator.url.clone()), ..Default::default() },
+    )
+    .await;
     let before = h.chain.balance(pay_to()).await;
 
     for protocol in ["x402", "mppx"] {
@@ -101,5 +108,7 @@ async fn settles_through_the_reference_facilitator() {
     assert_eq!(h.chain.balance(pay_to()).await - before, 2 * CENT);
     assert_eq!(h.chain.transfers(payer(), pay_to()).await, 2);
     let ledger = h.ledger().await;
-    assert!(ledger.iter().all(|p| p.state == PaymentState::Settled && p.tx_hash.as_ref().is_some_and(|t| t.len() == 66)));
+    assert!(
+        ledger.iter().all(|p| p.state == PaymentState::Settled && p.tx_hash.as_ref().is_some_and(|t| t.len() == 66))
+    );
 }

@@ -52,8 +52,7 @@ impl FacilitatorClient {
     }
 
     async fn post<T: DeserializeOwned>(&self, path: &str, body: &FacilitatorRequest) -> Result<T, FacilitatorError> {
-        let response =
-            self.http.post(format!("{}/{path}", self.base)).json(body).send().await.map_err(summarize)?;
+        let response = self.http.post(format!("{}/{path}", self.base)).json(body).send().await.map_err(summarize)?;
         decode(response, &[200, 400, 402, 412]).await
     }
 }

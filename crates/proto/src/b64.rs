@@ -14,9 +14,7 @@ const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(
 );
 const URL_LENIENT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
 /// Standard alphabet, padded: the x402 header encoding.

@@ -293,7 +293,8 @@ mod tests {
 
     #[test]
     fn settle_response_tolerates_nulls_and_unknown_fields() {
-        let json = br#"{"success":false,"errorReason":null,"transaction":"","network":"eip155:1","payer":null,"extra":1}"#;
+        let json =
+            br#"{"success":false,"errorReason":null,"transaction":"","network":"eip155:1","payer":null,"extra":1}"#;
         let r: SettleResponse = serde_json::from_slice(json).unwrap();
         assert!(!r.success);
         assert_eq!(r.error_reason, None);

@@ -29,26 +29,13 @@ const MAX_PARSE_TIME: Duration = Duration::from_secs(1);
 /// Runs `run` on every case of `cases` (which must number `expected_len`, so a truncated file is noticed),
 /// collects each problem as `section / case name: problem`, and fails once listing all of them.
 fn check(section: &str, cases: &[Value], expected_len: usize, run: impl Fn(&Value) -> Vec<String>) {
-    assert_eq!(
-        cases.len(),
-        expected_len,
-        "{section}: number of cases in the vector file"
-    );
+    assert_eq!(cases.len(), expected_len, "{section}: number of cases in the vector file");
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().expect("every vector case has a name");
-        failures.extend(
-            run(case)
-                .into_iter()
-                .map(|problem| format!("{section} / {name}: {problem}")),
-        );
+        failures.extend(run(case).into_iter().map(|problem| format!("{section} / {name}: {problem}")));
     }
-    assert!(
-        failures.is_empty(),
-        "{} vector mismatch(es):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} vector mismatch(es):\n{}", failures.len(), failures.join("\n"));
 }
 
 fn load(text: &str) -> Value {
@@ -56,9 +43,7 @@ fn load(text: &str) -> Value {
 }
 
 fn cases<'a>(file: &'a Value, key: &str) -> &'a [Value] {
-    file[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("vector file has an array `{key}`"))
+    file[key].as_array().unwrap_or_else(|| panic!("vector file has an array `{key}`"))
 }
 
 /// What a scenario's `tests.<key>` asks: nothing, success, or a failure of the given type.
@@ -73,12 +58,9 @@ fn expectation(scenario: &Value, key: &str) -> Expect {
     match &scenario["tests"][key] {
         Value::Null | Value::Bool(false) => Expect::Skip,
         Value::Bool(true) => Expect::Pass,
-        Value::Object(o) if o.get("success") == Some(&Value::Bool(false)) => Expect::Fail(
-            o.get("error_type")
-                .and_then(Value::as_str)
-                .unwrap_or("unspecified")
-                .to_owned(),
-        ),
+        Value::Object(o) if o.get("success") == Some(&Value::Bool(false)) => {
+            Expect::Fail(o.get("error_type").and_then(Value::as_str).unwrap_or("unspecified").to_owned())
+        }
         other => panic!("unknown expectation for tests.{key}: {other}"),
     }
 }
@@ -89,17 +71,9 @@ fn wire(scenario: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Object(o) => {
             let part = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("");
-            let count = o
-                .get("count")
-                .and_then(Value::as_u64)
-                .expect("expanded wire has a count");
+            let count = o.get("count").and_then(Value::as_u64).expect("expanded wire has a count");
             let count = usize::try_from(count).expect("count fits usize");
-            Some(format!(
-                "{}{}{}",
-                part("prefix"),
-                part("repeat").repeat(count),
-                part("suffix")
-            ))
+            Some(format!("{}{}{}", part("prefix"), part("repeat").repeat(count), part("suffix")))
         }
         _ => None,
     }
@@ -111,10 +85,7 @@ fn opt_str(object: &Value, key: &str) -> Option<String> {
 
 fn hex_decode(hex: &str) -> Vec<u8> {
     assert!(hex.len().is_multiple_of(2), "hex string of even length");
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits"))
-        .collect()
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits")).collect()
 }
 
 /// `opaque` as our `Challenge` holds it: a string as given, an object as base64url of its JCS text.
@@ -128,17 +99,13 @@ fn opaque_param(object: &Value) -> Option<String> {
 
 /// The challenge an mpp-tools `object` describes (its `request` is a JSON object).
 fn challenge_from_object(object: &Value) -> Result<Challenge, String> {
-    let required =
-        |k: &str| opt_str(object, k).ok_or_else(|| format!("object has no string `{k}`"));
+    let required = |k: &str| opt_str(object, k).ok_or_else(|| format!("object has no string `{k}`"));
     Ok(Challenge {
         id: required("id")?,
         realm: required("realm")?,
         method: required("method")?,
         intent: required("intent")?,
-        request: object
-            .get("request")
-            .cloned()
-            .ok_or("object has no request")?,
+        request: object.get("request").cloned().ok_or("object has no request")?,
         description: opt_str(object, "description"),
         digest: opt_str(object, "digest"),
         expires: opt_str(object, "expires"),
@@ -149,17 +116,14 @@ fn challenge_from_object(object: &Value) -> Result<Challenge, String> {
 
 /// The challenge an aperture parameter set describes (its `request` is the base64url string).
 fn challenge_from_params(params: &Value) -> Result<Challenge, String> {
-    let encoded = params["request"]
-        .as_str()
-        .ok_or("params have no string request")?;
+    let encoded = params["request"].as_str().ok_or("params have no string request")?;
     let mut object = params.clone();
     object["request"] = decode_json(encoded)?;
     challenge_from_object(&object)
 }
 
 fn decode_json(encoded: &str) -> Result<Value, String> {
-    let bytes =
-        b64::url_decode(encoded).map_err(|e| format!("{encoded:?} is not base64url: {e}"))?;
+    let bytes = b64::url_decode(encoded).map_err(|e| format!("{encoded:?} is not base64url: {e}"))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("{encoded:?} is not base64url JSON: {e}"))
 }
 
@@ -206,27 +170,18 @@ fn same_challenge_header(ours: &str, theirs: &str) -> Vec<String> {
         params
             .iter()
             .map(|(k, v)| {
-                let value = if k == "request" {
-                    decode_json(v).unwrap_or(json!(v))
-                } else {
-                    json!(v)
-                };
+                let value = if k == "request" { decode_json(v).unwrap_or(json!(v)) } else { json!(v) };
                 (k.clone(), value)
             })
             .collect()
     };
     let mut problems = Vec::new();
     if as_map(&ours_params) != as_map(&theirs_params) {
-        problems.push(format!(
-            "formatted parameters differ:\n  ours:   {ours}\n  vector: {theirs}"
-        ));
+        problems.push(format!("formatted parameters differ:\n  ours:   {ours}\n  vector: {theirs}"));
     }
-    let names =
-        |params: &[(String, String)]| params.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    let names = |params: &[(String, String)]| params.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
     if names(&ours_params) == names(&theirs_params) && ours != theirs {
-        problems.push(format!(
-            "same parameter order but different bytes:\n  ours:   {ours}\n  vector: {theirs}"
-        ));
+        problems.push(format!("same parameter order but different bytes:\n  ours:   {ours}\n  vector: {theirs}"));
     }
     problems
 }
@@ -249,93 +204,77 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 #[test]
 fn www_authenticate_vectors() {
     let file = load(WWW_AUTHENTICATE);
-    check(
-        "www-authenticate.json",
-        cases(&file, "scenarios"),
-        27,
-        |scenario| {
-            let mut problems = Vec::new();
-            let wire = wire(scenario);
-            let object = scenario.get("object").map(challenge_from_object);
+    check("www-authenticate.json", cases(&file, "scenarios"), 27, |scenario| {
+        let mut problems = Vec::new();
+        let wire = wire(scenario);
+        let object = scenario.get("object").map(challenge_from_object);
 
-            match expectation(scenario, "parse") {
-                Expect::Skip => {}
-                Expect::Pass => {
-                    let wire = wire.as_deref().expect("parse scenarios have a wire");
-                    let (parsed, elapsed) = timed(|| mpp::parse_challenge(wire));
-                    if elapsed > MAX_PARSE_TIME {
-                        problems.push(format!("parse took {elapsed:?}"));
-                    }
-                    match (parsed, &object) {
-                        (Ok(parsed), Some(Ok(expected))) if parsed == *expected => {}
-                        (parsed, expected) => {
-                            problems.push(format!("parse: got {parsed:?}, expected {expected:?}"))
-                        }
-                    }
+        match expectation(scenario, "parse") {
+            Expect::Skip => {}
+            Expect::Pass => {
+                let wire = wire.as_deref().expect("parse scenarios have a wire");
+                let (parsed, elapsed) = timed(|| mpp::parse_challenge(wire));
+                if elapsed > MAX_PARSE_TIME {
+                    problems.push(format!("parse took {elapsed:?}"));
                 }
-                Expect::Fail(kind) => {
-                    let wire = wire.as_deref().expect("parse scenarios have a wire");
-                    let (parsed, elapsed) = timed(|| mpp::parse_challenge(wire));
-                    if elapsed > MAX_PARSE_TIME {
-                        problems.push(format!("parse took {elapsed:?}"));
-                    }
-                    if let Ok(parsed) = parsed {
-                        problems.push(format!("parse: expected a {kind}, got {parsed:?}"));
-                    }
+                match (parsed, &object) {
+                    (Ok(parsed), Some(Ok(expected))) if parsed == *expected => {}
+                    (parsed, expected) => problems.push(format!("parse: got {parsed:?}, expected {expected:?}")),
                 }
             }
+            Expect::Fail(kind) => {
+                let wire = wire.as_deref().expect("parse scenarios have a wire");
+                let (parsed, elapsed) = timed(|| mpp::parse_challenge(wire));
+                if elapsed > MAX_PARSE_TIME {
+                    problems.push(format!("parse took {elapsed:?}"));
+                }
+                if let Ok(parsed) = parsed {
+                    problems.push(format!("parse: expected a {kind}, got {parsed:?}"));
+                }
+            }
+        }
 
-            match expectation(scenario, "format") {
-                Expect::Skip => {}
-                Expect::Pass => match &object {
-                    Some(Ok(challenge)) => match challenge.to_header() {
-                        Ok(header) => {
-                            match mpp::parse_challenge(&header) {
-                                Ok(back) if back == *challenge => {}
-                                back => problems
-                                    .push(format!("format: {header} parses back as {back:?}")),
-                            }
-                            match &wire {
-                                Some(wire) => problems.extend(same_challenge_header(&header, wire)),
-                                None => problems.push("format scenario without a wire".into()),
-                            }
+        match expectation(scenario, "format") {
+            Expect::Skip => {}
+            Expect::Pass => match &object {
+                Some(Ok(challenge)) => match challenge.to_header() {
+                    Ok(header) => {
+                        match mpp::parse_challenge(&header) {
+                            Ok(back) if back == *challenge => {}
+                            back => problems.push(format!("format: {header} parses back as {back:?}")),
                         }
-                        Err(e) => problems.push(format!("format failed: {e}")),
-                    },
-                    other => problems.push(format!(
-                        "format scenario without a usable object: {other:?}"
-                    )),
-                },
-                Expect::Fail(kind) => match &object {
-                    Some(Ok(challenge)) => {
-                        if let Ok(header) = challenge.to_header() {
-                            problems.push(format!("format: expected a {kind}, got {header:?}"));
+                        match &wire {
+                            Some(wire) => problems.extend(same_challenge_header(&header, wire)),
+                            None => problems.push("format scenario without a wire".into()),
                         }
                     }
-                    other => problems.push(format!(
-                        "format scenario without a usable object: {other:?}"
-                    )),
+                    Err(e) => problems.push(format!("format failed: {e}")),
                 },
-            }
-
-            match expectation(scenario, "roundtrip") {
-                Expect::Skip => {}
-                Expect::Pass => match &object {
-                    Some(Ok(challenge)) => {
-                        match challenge.to_header().map(|h| mpp::parse_challenge(&h)) {
-                            Ok(Ok(back)) if back == *challenge => {}
-                            other => problems.push(format!("roundtrip: {other:?}")),
-                        }
+                other => problems.push(format!("format scenario without a usable object: {other:?}")),
+            },
+            Expect::Fail(kind) => match &object {
+                Some(Ok(challenge)) => {
+                    if let Ok(header) = challenge.to_header() {
+                        problems.push(format!("format: expected a {kind}, got {header:?}"));
                     }
-                    other => problems.push(format!(
-                        "roundtrip scenario without a usable object: {other:?}"
-                    )),
+                }
+                other => problems.push(format!("format scenario without a usable object: {other:?}")),
+            },
+        }
+
+        match expectation(scenario, "roundtrip") {
+            Expect::Skip => {}
+            Expect::Pass => match &object {
+                Some(Ok(challenge)) => match challenge.to_header().map(|h| mpp::parse_challenge(&h)) {
+                    Ok(Ok(back)) if back == *challenge => {}
+                    other => problems.push(format!("roundtrip: {other:?}")),
                 },
-                Expect::Fail(kind) => panic!("no roundtrip {kind} is defined"),
-            }
-            problems
-        },
-    );
+                other => problems.push(format!("roundtrip scenario without a usable object: {other:?}")),
+            },
+            Expect::Fail(kind) => panic!("no roundtrip {kind} is defined"),
+        }
+        problems
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -345,10 +284,7 @@ fn www_authenticate_vectors() {
 fn credential_from_object(object: &Value) -> Result<Credential, String> {
     Ok(Credential {
         challenge: challenge_from_object(&object["challenge"])?,
-        payload: object
-            .get("payload")
-            .cloned()
-            .ok_or("object has no payload")?,
+        payload: object.get("payload").cloned().ok_or("object has no payload")?,
         source: opt_str(object, "source"),
     })
 }
@@ -364,79 +300,63 @@ fn credential_wire_json(object: &Value) -> Value {
 #[test]
 fn authorization_vectors() {
     let file = load(AUTHORIZATION);
-    check(
-        "authorization.json",
-        cases(&file, "scenarios"),
-        9,
-        |scenario| {
-            let mut problems = Vec::new();
-            let wire = wire(scenario);
-            let object = scenario.get("object");
-            let expected = object.map(credential_from_object);
+    check("authorization.json", cases(&file, "scenarios"), 9, |scenario| {
+        let mut problems = Vec::new();
+        let wire = wire(scenario);
+        let object = scenario.get("object");
+        let expected = object.map(credential_from_object);
 
-            match expectation(scenario, "parse") {
-                Expect::Skip => {}
-                Expect::Pass => {
-                    let wire = wire.as_deref().expect("parse scenarios have a wire");
-                    match (Credential::from_header(wire), &expected) {
-                        (Ok(parsed), Some(Ok(expected))) if parsed == *expected => {}
-                        (parsed, expected) => {
-                            problems.push(format!("parse: got {parsed:?}, expected {expected:?}"))
-                        }
-                    }
-                }
-                Expect::Fail(kind) => {
-                    let wire = wire.as_deref().expect("parse scenarios have a wire");
-                    if let Ok(parsed) = Credential::from_header(wire) {
-                        problems.push(format!("parse: expected a {kind}, got {parsed:?}"));
-                    }
+        match expectation(scenario, "parse") {
+            Expect::Skip => {}
+            Expect::Pass => {
+                let wire = wire.as_deref().expect("parse scenarios have a wire");
+                match (Credential::from_header(wire), &expected) {
+                    (Ok(parsed), Some(Ok(expected))) if parsed == *expected => {}
+                    (parsed, expected) => problems.push(format!("parse: got {parsed:?}, expected {expected:?}")),
                 }
             }
-
-            match expectation(scenario, "format") {
-                Expect::Skip => {}
-                Expect::Pass => match (&expected, object, &wire) {
-                    (Some(Ok(credential)), Some(object), Some(wire)) => {
-                        let header = credential.to_header();
-                        if !header.starts_with("Payment ") {
-                            problems
-                                .push(format!("format: {header:?} does not start with `Payment `"));
-                        }
-                        let ours = token_json(&header);
-                        if ours != token_json(wire)
-                            || ours.as_ref().ok() != Some(&credential_wire_json(object))
-                        {
-                            problems.push(format!(
-                                "format: JSON differs\n  ours:   {ours:?}\n  vector: {:?}",
-                                token_json(wire)
-                            ));
-                        }
-                    }
-                    other => problems.push(format!(
-                        "format scenario without object and wire: {other:?}"
-                    )),
-                },
-                Expect::Fail(kind) => panic!("no format {kind} is defined for credentials"),
+            Expect::Fail(kind) => {
+                let wire = wire.as_deref().expect("parse scenarios have a wire");
+                if let Ok(parsed) = Credential::from_header(wire) {
+                    problems.push(format!("parse: expected a {kind}, got {parsed:?}"));
+                }
             }
+        }
 
-            match expectation(scenario, "roundtrip") {
-                Expect::Skip => {}
-                Expect::Pass => match &expected {
-                    Some(Ok(credential)) => {
-                        match Credential::from_header(&credential.to_header()) {
-                            Ok(back) if back == *credential => {}
-                            other => problems.push(format!("roundtrip: {other:?}")),
-                        }
+        match expectation(scenario, "format") {
+            Expect::Skip => {}
+            Expect::Pass => match (&expected, object, &wire) {
+                (Some(Ok(credential)), Some(object), Some(wire)) => {
+                    let header = credential.to_header();
+                    if !header.starts_with("Payment ") {
+                        problems.push(format!("format: {header:?} does not start with `Payment `"));
                     }
-                    other => problems.push(format!(
-                        "roundtrip scenario without a usable object: {other:?}"
-                    )),
+                    let ours = token_json(&header);
+                    if ours != token_json(wire) || ours.as_ref().ok() != Some(&credential_wire_json(object)) {
+                        problems.push(format!(
+                            "format: JSON differs\n  ours:   {ours:?}\n  vector: {:?}",
+                            token_json(wire)
+                        ));
+                    }
+                }
+                other => problems.push(format!("format scenario without object and wire: {other:?}")),
+            },
+            Expect::Fail(kind) => panic!("no format {kind} is defined for credentials"),
+        }
+
+        match expectation(scenario, "roundtrip") {
+            Expect::Skip => {}
+            Expect::Pass => match &expected {
+                Some(Ok(credential)) => match Credential::from_header(&credential.to_header()) {
+                    Ok(back) if back == *credential => {}
+                    other => problems.push(format!("roundtrip: {other:?}")),
                 },
-                Expect::Fail(kind) => panic!("no roundtrip {kind} is defined"),
-            }
-            problems
-        },
-    );
+                other => problems.push(format!("roundtrip scenario without a usable object: {other:?}")),
+            },
+            Expect::Fail(kind) => panic!("no roundtrip {kind} is defined"),
+        }
+        problems
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -445,69 +365,54 @@ fn authorization_vectors() {
 #[test]
 fn base64url_vectors() {
     let file = load(BASE64URL);
-    check(
-        "base64url.json",
-        cases(&file, "scenarios"),
-        12,
-        |scenario| {
-            let mut problems = Vec::new();
-            let encoded = scenario["encoded"]
-                .as_str()
-                .expect("base64url scenarios have `encoded`");
-            let decoded = scenario["decoded"].as_str();
+    check("base64url.json", cases(&file, "scenarios"), 12, |scenario| {
+        let mut problems = Vec::new();
+        let encoded = scenario["encoded"].as_str().expect("base64url scenarios have `encoded`");
+        let decoded = scenario["decoded"].as_str();
 
-            match expectation(scenario, "parse") {
-                Expect::Skip => {}
-                Expect::Pass => {
-                    let decoded = decoded.expect("parse scenarios have `decoded`");
-                    if b64::url_decode(encoded).as_deref() != Ok(decoded.as_bytes()) {
-                        problems.push(format!(
-                            "url_decode({encoded:?}) = {:?}",
-                            b64::url_decode(encoded)
-                        ));
-                    }
-                    if mpp::decode_text(encoded).as_deref() != Ok(decoded) {
-                        problems.push(format!(
-                            "decode_text({encoded:?}) = {:?}",
-                            mpp::decode_text(encoded)
-                        ));
-                    }
+        match expectation(scenario, "parse") {
+            Expect::Skip => {}
+            Expect::Pass => {
+                let decoded = decoded.expect("parse scenarios have `decoded`");
+                if b64::url_decode(encoded).as_deref() != Ok(decoded.as_bytes()) {
+                    problems.push(format!("url_decode({encoded:?}) = {:?}", b64::url_decode(encoded)));
                 }
-                Expect::Fail(kind) => {
-                    if let Ok(text) = mpp::decode_text(encoded) {
-                        problems.push(format!(
-                            "decode_text({encoded:?}): expected an {kind}, got {text:?}"
-                        ));
-                    }
+                if mpp::decode_text(encoded).as_deref() != Ok(decoded) {
+                    problems.push(format!("decode_text({encoded:?}) = {:?}", mpp::decode_text(encoded)));
                 }
             }
-
-            match expectation(scenario, "format") {
-                Expect::Skip => {}
-                Expect::Pass => {
-                    let decoded = decoded.expect("format scenarios have `decoded`");
-                    let ours = b64::url_encode(decoded.as_bytes());
-                    if ours != encoded {
-                        problems.push(format!("url_encode gives {ours:?}, expected {encoded:?}"));
-                    }
+            Expect::Fail(kind) => {
+                if let Ok(text) = mpp::decode_text(encoded) {
+                    problems.push(format!("decode_text({encoded:?}): expected an {kind}, got {text:?}"));
                 }
-                Expect::Fail(kind) => panic!("no format {kind} is defined for base64url"),
             }
+        }
 
-            match expectation(scenario, "roundtrip") {
-                Expect::Skip => {}
-                Expect::Pass => {
-                    let decoded = decoded.expect("roundtrip scenarios have `decoded`");
-                    let back = mpp::decode_text(&b64::url_encode(decoded.as_bytes()));
-                    if back.as_deref() != Ok(decoded) {
-                        problems.push(format!("roundtrip gives {back:?}"));
-                    }
+        match expectation(scenario, "format") {
+            Expect::Skip => {}
+            Expect::Pass => {
+                let decoded = decoded.expect("format scenarios have `decoded`");
+                let ours = b64::url_encode(decoded.as_bytes());
+                if ours != encoded {
+                    problems.push(format!("url_encode gives {ours:?}, expected {encoded:?}"));
                 }
-                Expect::Fail(kind) => panic!("no roundtrip {kind} is defined"),
             }
-            problems
-        },
-    );
+            Expect::Fail(kind) => panic!("no format {kind} is defined for base64url"),
+        }
+
+        match expectation(scenario, "roundtrip") {
+            Expect::Skip => {}
+            Expect::Pass => {
+                let decoded = decoded.expect("roundtrip scenarios have `decoded`");
+                let back = mpp::decode_text(&b64::url_encode(decoded.as_bytes()));
+                if back.as_deref() != Ok(decoded) {
+                    problems.push(format!("roundtrip gives {back:?}"));
+                }
+            }
+            Expect::Fail(kind) => panic!("no roundtrip {kind} is defined"),
+        }
+        problems
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -520,36 +425,20 @@ fn is_error(case: &Value) -> bool {
 #[test]
 fn aperture_canonicalization_vectors() {
     let file = load(APERTURE);
-    check(
-        "aperture canonicalization",
-        cases(&file, "canonicalization"),
-        22,
-        |case| {
-            let input = case["input"]
-                .as_str()
-                .expect("canonicalization cases have an input");
-            let parsed = serde_json::from_str::<Value>(input);
-            match (is_error(case), parsed) {
-                (true, Ok(value)) => vec![format!(
-                    "expected an error, canonicalized to {}",
-                    jcs::canonicalize(&value)
-                )],
-                (true, Err(_)) => vec![],
-                (false, Err(e)) => vec![format!("input does not parse: {e}")],
-                (false, Ok(value)) => {
-                    let expected = case["canonical"]
-                        .as_str()
-                        .expect("canonicalization cases have `canonical`");
-                    let ours = jcs::canonicalize(&value);
-                    if ours == expected {
-                        vec![]
-                    } else {
-                        vec![format!("got {ours:?}, expected {expected:?}")]
-                    }
-                }
+    check("aperture canonicalization", cases(&file, "canonicalization"), 22, |case| {
+        let input = case["input"].as_str().expect("canonicalization cases have an input");
+        let parsed = serde_json::from_str::<Value>(input);
+        match (is_error(case), parsed) {
+            (true, Ok(value)) => vec![format!("expected an error, canonicalized to {}", jcs::canonicalize(&value))],
+            (true, Err(_)) => vec![],
+            (false, Err(e)) => vec![format!("input does not parse: {e}")],
+            (false, Ok(value)) => {
+                let expected = case["canonical"].as_str().expect("canonicalization cases have `canonical`");
+                let ours = jcs::canonicalize(&value);
+                if ours == expected { vec![] } else { vec![format!("got {ours:?}, expected {expected:?}")] }
             }
-        },
-    );
+        }
+    });
 }
 
 /// Cases whose expectation contradicts the mpp-tools vectors or the official SDKs; see tests/vectors/mpp/README.md.
@@ -563,90 +452,63 @@ const APERTURE_LEFT_OUT: &[&str] = &[
 #[test]
 fn aperture_base64url_vectors() {
     let file = load(APERTURE);
-    check(
-        "aperture base64url",
-        cases(&file, "base64url"),
-        17,
-        |case| {
-            let name = case["name"].as_str().expect("named");
-            if APERTURE_LEFT_OUT.contains(&name) {
-                return vec![];
-            }
-            let encoded = case["encoded"]
-                .as_str()
-                .expect("base64url cases have `encoded`");
-            let decoded = b64::url_decode(encoded);
-            if is_error(case) {
-                return match decoded {
-                    Ok(bytes) => vec![format!("expected an error, decoded {bytes:02x?}")],
-                    Err(_) => vec![],
-                };
-            }
-            let expected = hex_decode(case.get("decodedHex").and_then(Value::as_str).unwrap_or(""));
-            let mut problems = Vec::new();
-            if decoded.as_ref() != Ok(&expected) {
-                problems.push(format!(
-                    "url_decode gives {decoded:02x?}, expected {expected:02x?}"
-                ));
-            }
-            let canonical = case["canonical"]
-                .as_bool()
-                .expect("base64url cases say whether they are canonical");
-            let ours = b64::url_encode(&expected);
-            if (ours == encoded) != canonical {
-                problems.push(format!(
-                    "url_encode gives {ours:?}; the vector's form is canonical: {canonical}"
-                ));
-            }
-            problems
-        },
-    );
+    check("aperture base64url", cases(&file, "base64url"), 17, |case| {
+        let name = case["name"].as_str().expect("named");
+        if APERTURE_LEFT_OUT.contains(&name) {
+            return vec![];
+        }
+        let encoded = case["encoded"].as_str().expect("base64url cases have `encoded`");
+        let decoded = b64::url_decode(encoded);
+        if is_error(case) {
+            return match decoded {
+                Ok(bytes) => vec![format!("expected an error, decoded {bytes:02x?}")],
+                Err(_) => vec![],
+            };
+        }
+        let expected = hex_decode(case.get("decodedHex").and_then(Value::as_str).unwrap_or(""));
+        let mut problems = Vec::new();
+        if decoded.as_ref() != Ok(&expected) {
+            problems.push(format!("url_decode gives {decoded:02x?}, expected {expected:02x?}"));
+        }
+        let canonical = case["canonical"].as_bool().expect("base64url cases say whether they are canonical");
+        let ours = b64::url_encode(&expected);
+        if (ours == encoded) != canonical {
+            problems.push(format!("url_encode gives {ours:?}; the vector's form is canonical: {canonical}"));
+        }
+        problems
+    });
 }
 
 #[test]
 fn aperture_challenge_header_vectors() {
     let file = load(APERTURE);
-    check(
-        "aperture challengeHeaders",
-        cases(&file, "challengeHeaders"),
-        6,
-        |case| {
-            let mut problems = Vec::new();
-            let header = case["header"]
-                .as_str()
-                .expect("challengeHeaders cases have a header");
-            match (
-                mpp::parse_challenge(header),
-                challenge_from_params(&case["parsed"]),
-            ) {
-                (Ok(parsed), Ok(expected)) if parsed == expected => {
-                    // The request is echoed as sent: our JCS re-encoding reproduces the parameter.
-                    if Some(parsed.request_b64().as_str()) != case["parsed"]["request"].as_str() {
-                        problems.push(format!("request re-encodes as {}", parsed.request_b64()));
-                    }
-                }
-                (parsed, expected) => {
-                    problems.push(format!("parse: got {parsed:?}, expected {expected:?}"))
+    check("aperture challengeHeaders", cases(&file, "challengeHeaders"), 6, |case| {
+        let mut problems = Vec::new();
+        let header = case["header"].as_str().expect("challengeHeaders cases have a header");
+        match (mpp::parse_challenge(header), challenge_from_params(&case["parsed"])) {
+            (Ok(parsed), Ok(expected)) if parsed == expected => {
+                // The request is echoed as sent: our JCS re-encoding reproduces the parameter.
+                if Some(parsed.request_b64().as_str()) != case["parsed"]["request"].as_str() {
+                    problems.push(format!("request re-encodes as {}", parsed.request_b64()));
                 }
             }
-            match challenge_from_params(&case["params"]) {
-                Ok(challenge) => match challenge.to_header() {
-                    Ok(ours) => {
-                        problems.extend(same_challenge_header(&ours, header));
-                        match mpp::parse_challenge(&ours) {
-                            Ok(back) if back == challenge => {}
-                            back => {
-                                problems.push(format!("format: {ours} parses back as {back:?}"))
-                            }
-                        }
+            (parsed, expected) => problems.push(format!("parse: got {parsed:?}, expected {expected:?}")),
+        }
+        match challenge_from_params(&case["params"]) {
+            Ok(challenge) => match challenge.to_header() {
+                Ok(ours) => {
+                    problems.extend(same_challenge_header(&ours, header));
+                    match mpp::parse_challenge(&ours) {
+                        Ok(back) if back == challenge => {}
+                        back => problems.push(format!("format: {ours} parses back as {back:?}")),
                     }
-                    Err(e) => problems.push(format!("format failed: {e}")),
-                },
-                Err(e) => problems.push(format!("params: {e}")),
-            }
-            problems
-        },
-    );
+                }
+                Err(e) => problems.push(format!("format failed: {e}")),
+            },
+            Err(e) => problems.push(format!("params: {e}")),
+        }
+        problems
+    });
 }
 
 /// aperture's list vectors carry `request` values that are base64url of plain text (`cQ` is "q"), which
@@ -658,10 +520,7 @@ const SUBSTITUTE_KEY: &str = "aperture-request";
 fn substitute_requests(header: &str, expected: &mut [Value]) -> Result<String, String> {
     let mut header = header.to_owned();
     for challenge in expected.iter_mut() {
-        let token = challenge["request"]
-            .as_str()
-            .ok_or("expected challenge without a request")?
-            .to_owned();
+        let token = challenge["request"].as_str().ok_or("expected challenge without a request")?.to_owned();
         if decode_json(&token).is_ok_and(|v| v.is_object()) {
             continue;
         }
@@ -687,150 +546,104 @@ fn substitute_requests(header: &str, expected: &mut [Value]) -> Result<String, S
 #[test]
 fn aperture_challenge_list_vectors() {
     let file = load(APERTURE);
-    check(
-        "aperture challengeLists",
-        cases(&file, "challengeLists"),
-        11,
-        |case| {
-            let name = case["name"].as_str().expect("named");
-            if APERTURE_LEFT_OUT.contains(&name) {
-                return vec![];
-            }
-            let header = case["header"]
-                .as_str()
-                .expect("challengeLists cases have a header");
-            let ok = |value: &str| {
-                mpp::parse_challenges(value)
-                    .into_iter()
-                    .filter_map(Result::ok)
-                    .collect::<Vec<_>>()
-            };
-            if is_error(case) {
-                let found = ok(header);
-                return if found.is_empty() {
-                    vec![]
-                } else {
-                    vec![format!("expected no challenge, got {found:?}")]
-                };
-            }
-            let mut expected: Vec<Value> =
-                case["challenges"].as_array().expect("challenges").clone();
-            let mut problems = Vec::new();
-            // As given, the non-JSON requests must make every offer fail (error_invalid_json).
-            let unmodified = ok(header);
-            if !unmodified.is_empty() {
-                problems.push(format!("non-JSON requests were accepted: {unmodified:?}"));
-            }
-            let header = match substitute_requests(header, &mut expected) {
-                Ok(header) => header,
-                Err(e) => return vec![e],
-            };
-            let expected: Result<Vec<Challenge>, String> =
-                expected.iter().map(challenge_from_params).collect();
-            match expected {
-                Ok(expected) => {
-                    let parsed = ok(&header);
-                    if parsed != expected {
-                        problems.push(format!("parse_challenges({header:?})\n  got:      {parsed:?}\n  expected: {expected:?}"));
-                    }
+    check("aperture challengeLists", cases(&file, "challengeLists"), 11, |case| {
+        let name = case["name"].as_str().expect("named");
+        if APERTURE_LEFT_OUT.contains(&name) {
+            return vec![];
+        }
+        let header = case["header"].as_str().expect("challengeLists cases have a header");
+        let ok = |value: &str| mpp::parse_challenges(value).into_iter().filter_map(Result::ok).collect::<Vec<_>>();
+        if is_error(case) {
+            let found = ok(header);
+            return if found.is_empty() { vec![] } else { vec![format!("expected no challenge, got {found:?}")] };
+        }
+        let mut expected: Vec<Value> = case["challenges"].as_array().expect("challenges").clone();
+        let mut problems = Vec::new();
+        // As given, the non-JSON requests must make every offer fail (error_invalid_json).
+        let unmodified = ok(header);
+        if !unmodified.is_empty() {
+            problems.push(format!("non-JSON requests were accepted: {unmodified:?}"));
+        }
+        let header = match substitute_requests(header, &mut expected) {
+            Ok(header) => header,
+            Err(e) => return vec![e],
+        };
+        let expected: Result<Vec<Challenge>, String> = expected.iter().map(challenge_from_params).collect();
+        match expected {
+            Ok(expected) => {
+                let parsed = ok(&header);
+                if parsed != expected {
+                    problems.push(format!(
+                        "parse_challenges({header:?})\n  got:      {parsed:?}\n  expected: {expected:?}"
+                    ));
                 }
-                Err(e) => problems.push(e),
             }
-            problems
-        },
-    );
+            Err(e) => problems.push(e),
+        }
+        problems
+    });
 }
 
 #[test]
 fn aperture_credential_vectors() {
     let file = load(APERTURE);
-    check(
-        "aperture credentials",
-        cases(&file, "credentials"),
-        11,
-        |case| {
-            let header = case["header"]
-                .as_str()
-                .expect("credential cases have a header");
-            let parsed = Credential::from_header(header);
-            if is_error(case) {
-                return match parsed {
-                    Ok(credential) => vec![format!("expected an error, got {credential:?}")],
-                    Err(_) => vec![],
-                };
-            }
-            let json: Value =
-                serde_json::from_str(case["credentialJson"].as_str().expect("credentialJson"))
-                    .expect("credentialJson is JSON");
-            let mut problems = Vec::new();
-            match parsed {
-                Ok(credential) => {
-                    let ours = serde_json::to_value(&credential).expect("credential serializes");
-                    if ours != json {
-                        problems.push(format!(
-                            "parsed credential serializes as {ours}, expected {json}"
-                        ));
-                    }
-                    if token_json(&credential.to_header()).as_ref() != Ok(&json) {
-                        problems.push(format!(
-                            "to_header() carries {:?}",
-                            token_json(&credential.to_header())
-                        ));
-                    }
+    check("aperture credentials", cases(&file, "credentials"), 11, |case| {
+        let header = case["header"].as_str().expect("credential cases have a header");
+        let parsed = Credential::from_header(header);
+        if is_error(case) {
+            return match parsed {
+                Ok(credential) => vec![format!("expected an error, got {credential:?}")],
+                Err(_) => vec![],
+            };
+        }
+        let json: Value = serde_json::from_str(case["credentialJson"].as_str().expect("credentialJson"))
+            .expect("credentialJson is JSON");
+        let mut problems = Vec::new();
+        match parsed {
+            Ok(credential) => {
+                let ours = serde_json::to_value(&credential).expect("credential serializes");
+                if ours != json {
+                    problems.push(format!("parsed credential serializes as {ours}, expected {json}"));
                 }
-                Err(e) => problems.push(format!("from_header failed: {e}")),
+                if token_json(&credential.to_header()).as_ref() != Ok(&json) {
+                    problems.push(format!("to_header() carries {:?}", token_json(&credential.to_header())));
+                }
             }
-            problems
-        },
-    );
+            Err(e) => problems.push(format!("from_header failed: {e}")),
+        }
+        problems
+    });
 }
 
 /// The fields `Receipt` requires; aperture's need-top-up events share the encoding but are not receipts.
 fn is_payment_receipt(json: &Map<String, Value>) -> bool {
-    ["status", "method", "timestamp", "reference"]
-        .iter()
-        .all(|k| json.contains_key(*k))
+    ["status", "method", "timestamp", "reference"].iter().all(|k| json.contains_key(*k))
 }
 
 #[test]
 fn aperture_receipt_vectors() {
     let file = load(APERTURE);
     check("aperture receipts", cases(&file, "receipts"), 8, |case| {
-        let header = case["header"]
-            .as_str()
-            .expect("receipt cases have a header");
+        let header = case["header"].as_str().expect("receipt cases have a header");
         let text = case["receiptJson"].as_str().expect("receiptJson");
         let json: Value = serde_json::from_str(text).expect("receiptJson is JSON");
         let mut problems = Vec::new();
         // The encoding: base64url (no padding) of the JSON text.
         if b64::url_encode(text.as_bytes()) != header {
-            problems.push(format!(
-                "url_encode(receiptJson) = {}",
-                b64::url_encode(text.as_bytes())
-            ));
+            problems.push(format!("url_encode(receiptJson) = {}", b64::url_encode(text.as_bytes())));
         }
         if is_payment_receipt(json.as_object().expect("receiptJson is an object")) {
             match Receipt::from_header(header) {
                 Ok(receipt) => {
                     let ours = serde_json::to_value(&receipt).expect("receipt serializes");
                     if ours != json {
-                        problems.push(format!(
-                            "parsed receipt serializes as {ours}, expected {json}"
-                        ));
+                        problems.push(format!("parsed receipt serializes as {ours}, expected {json}"));
                     }
                     if token_json(&receipt.to_header()).as_ref() != Ok(&json) {
-                        problems.push(format!(
-                            "to_header() carries {:?}",
-                            token_json(&receipt.to_header())
-                        ));
+                        problems.push(format!("to_header() carries {:?}", token_json(&receipt.to_header())));
                     }
-                    if serde_json::from_value::<Receipt>(json.clone())
-                        .as_ref()
-                        .ok()
-                        != Some(&receipt)
-                    {
-                        problems
-                            .push("receiptJson does not deserialize to the same receipt".into());
+                    if serde_json::from_value::<Receipt>(json.clone()).as_ref().ok() != Some(&receipt) {
+                        problems.push("receiptJson does not deserialize to the same receipt".into());
                     }
                 }
                 Err(e) => problems.push(format!("Receipt::from_header failed: {e}")),

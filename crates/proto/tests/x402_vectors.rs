@@ -18,26 +18,13 @@ const EXAMPLES: &str = include_str!("vectors/x402/examples.json");
 /// Runs `run` on every case of `cases` (which must number `expected_len`), collects each problem as
 /// `case name: problem`, and fails once listing all of them.
 fn check(cases: &[Value], expected_len: usize, run: impl Fn(&Value) -> Vec<String>) {
-    assert_eq!(
-        cases.len(),
-        expected_len,
-        "number of cases in examples.json"
-    );
+    assert_eq!(cases.len(), expected_len, "number of cases in examples.json");
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().expect("every vector case has a name");
-        failures.extend(
-            run(case)
-                .into_iter()
-                .map(|problem| format!("examples.json / {name}: {problem}")),
-        );
+        failures.extend(run(case).into_iter().map(|problem| format!("examples.json / {name}: {problem}")));
     }
-    assert!(
-        failures.is_empty(),
-        "{} vector mismatch(es):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} vector mismatch(es):\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Checks one case as type `T`: the header (if any) decodes, the value equals `decoded`, and re-encodes.
@@ -62,9 +49,7 @@ where
     match x402::decode_header::<T>(header) {
         Ok(value) => {
             if value != from_json {
-                problems.push(format!(
-                    "header decodes to {value:?}, `decoded` is {from_json:?}"
-                ));
+                problems.push(format!("header decodes to {value:?}, `decoded` is {from_json:?}"));
             }
             if case["compactJsonEqualsDecodedText"] == Value::Bool(true) {
                 let ours = x402::encode_header(&value);
@@ -76,9 +61,7 @@ where
         Err(e) => problems.push(format!("decode_header failed: {e}")),
     }
     // The vector's own `decodedText` is what the header holds.
-    let text = b64::std_decode(header)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let text = b64::std_decode(header).ok().and_then(|bytes| String::from_utf8(bytes).ok());
     if text.as_deref() != case["decodedText"].as_str() {
         problems.push(format!("header holds {text:?}, `decodedText` differs"));
     }
@@ -91,9 +74,7 @@ fn check_exact_payload(case: &Value) -> Vec<String> {
     match serde_json::from_value::<x402::ExactEvmPayload>(payload.clone()) {
         Ok(exact) => match serde_json::to_value(&exact) {
             Ok(back) if back == *payload => vec![],
-            back => vec![format!(
-                "ExactEvmPayload serializes as {back:?}, expected {payload}"
-            )],
+            back => vec![format!("ExactEvmPayload serializes as {back:?}, expected {payload}")],
         },
         Err(e) => vec![format!("payload is not an ExactEvmPayload: {e}")],
     }
@@ -131,18 +112,14 @@ fn x402_eip3009_authorization_matches_the_payloads() {
     let file: Value = serde_json::from_str(EXAMPLES).expect("examples.json is JSON");
     let eip3009 = &file["eip3009"];
     let authorization: x402::Eip3009Authorization =
-        serde_json::from_value(eip3009["authorization"].clone())
-            .expect("eip3009.authorization deserializes");
+        serde_json::from_value(eip3009["authorization"].clone()).expect("eip3009.authorization deserializes");
     let signature = eip3009["signature"].as_str().expect("eip3009.signature");
     let payloads: Vec<x402::ExactEvmPayload> = file["cases"]
         .as_array()
         .expect("cases")
         .iter()
         .filter(|case| case["kind"] == "PaymentPayload")
-        .map(|case| {
-            serde_json::from_value(case["decoded"]["payload"].clone())
-                .expect("payload is ExactEvmPayload")
-        })
+        .map(|case| serde_json::from_value(case["decoded"]["payload"].clone()).expect("payload is ExactEvmPayload"))
         .collect();
     assert_eq!(payloads.len(), 3, "three payment payload examples");
     for payload in payloads {

@@ -7,7 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
@@ -184,7 +186,8 @@ impl Store for SqliteStore {
         .await;
         match reclaimed {
             Ok(done) if done.rows_affected() == 1 => {
-                record_event(&mut tx, id, Some(PaymentState::Voided), PaymentState::Verified, "claimed again", now).await?;
+                record_event(&mut tx, id, Some(PaymentState::Voided), PaymentState::Verified, "claimed again", now)
+                    .await?;
                 tx.commit().await.map_err(unavailable)?;
                 Ok(Claim::Claimed(id))
             }
@@ -212,7 +215,11 @@ impl Store for SqliteStore {
             .ok_or_else(|| StoreError::Corrupt(format!("no payment {id}")))?;
         let current: PaymentState = current.parse()?;
         if !from.contains(&current) {
-            return Err(StoreError::WrongState { id, expected: from.first().map_or("", |s| s.as_str()), actual: current });
+            return Err(StoreError::WrongState {
+                id,
+                expected: from.first().map_or("", |s| s.as_str()),
+                actual: current,
+            });
         }
         sqlx::query(
             "UPDATE payments SET state = ?, reason = ?, tx_hash = COALESCE(?, tx_hash), \
@@ -234,7 +241,8 @@ impl Store for SqliteStore {
 
     async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {
         let sql = format!("SELECT {RECORD_COLUMNS} FROM payments WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await.map_err(unavailable)?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await.map_err(unavailable)?;
         row.as_ref().map(record).transpose()
     }
 
@@ -256,11 +264,13 @@ impl Store for SqliteStore {
     }
 
     async fn events(&self, id: PaymentId) -> Result<Vec<PaymentEvent>, StoreError> {
-        let rows = sqlx::query("SELECT at_ms, from_state, to_state, reason FROM payment_events WHERE payment_id = ? ORDER BY id")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let rows = sqlx::query(
+            "SELECT at_ms, from_state, to_state, reason FROM payment_events WHERE payment_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
         rows.iter()
             .map(|row| {
                 Ok(PaymentEvent {

@@ -37,7 +37,10 @@ async fn a_proof_is_claimed_once_and_amounts_are_exact() {
     let dir = tempfile::tempdir().unwrap();
     let store = temp_store(&dir).await;
     let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!("first claim") };
-    assert_eq!(store.claim(&payment("p1", Some("c2"))).await.unwrap(), Claim::Taken { id, state: PaymentState::Verified });
+    assert_eq!(
+        store.claim(&payment("p1", Some("c2"))).await.unwrap(),
+        Claim::Taken { id, state: PaymentState::Verified }
+    );
     let row = store.payment(id).await.unwrap().unwrap();
     assert_eq!(row.amount, u128::MAX.to_string());
     assert_eq!(row.settlement, json!({"authorization": {"nonce": "0x01"}}));
@@ -52,12 +55,23 @@ async fn a_challenge_is_single_use_among_live_payments() {
     assert!(matches!(store.claim(&payment("p2", Some("c1"))).await.unwrap(), Claim::Taken { .. }));
     // Once voided (the upstream failed), the challenge may be paid with another proof, and the voided proof
     // may be claimed again only while its challenge is free.
-    store.transition(id, &[PaymentState::Verified], PaymentState::Voided, Transition { reason: "upstream 500", ..Default::default() })
+    store
+        .transition(
+            id,
+            &[PaymentState::Verified],
+            PaymentState::Voided,
+            Transition { reason: "upstream 500", ..Default::default() },
+        )
         .await
         .unwrap();
-    let Claim::Claimed(second) = store.claim(&payment("p2", Some("c1"))).await.unwrap() else { panic!("challenge free") };
+    let Claim::Claimed(second) = store.claim(&payment("p2", Some("c1"))).await.unwrap() else {
+        panic!("challenge free")
+    };
     assert_ne!(second, id);
-    assert!(matches!(store.claim(&payment("p1", Some("c1"))).await.unwrap(), Claim::Taken { state: PaymentState::Voided, .. }));
+    assert!(matches!(
+        store.claim(&payment("p1", Some("c1"))).await.unwrap(),
+        Claim::Taken { state: PaymentState::Voided, .. }
+    ));
 }
 
 /// A voided proof is claimed again by the same credential, keeping one row and the full history.
@@ -67,13 +81,31 @@ async fn a_voided_proof_can_be_claimed_again() {
     let store = temp_store(&dir).await;
     let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!() };
     store
-        .transition(id, &[PaymentState::Verified], PaymentState::Voided, Transition { reason: "upstream down", upstream_status: Some(502), ..Default::default() })
+        .transition(
+            id,
+            &[PaymentState::Verified],
+            PaymentState::Voided,
+            Transition { reason: "upstream down", upstream_status: Some(502), ..Default::default() },
+        )
         .await
         .unwrap();
     assert_eq!(store.claim(&payment("p1", Some("c1"))).await.unwrap(), Claim::Claimed(id));
-    store.transition(id, &[PaymentState::Verified], PaymentState::Settling, Transition { reason: "upstream 200", ..Default::default() }).await.unwrap();
     store
-        .transition(id, &[PaymentState::Settling], PaymentState::Settled, Transition { reason: "mined", tx_hash: Some("0xabc"), ..Default::default() })
+        .transition(
+            id,
+            &[PaymentState::Verified],
+            PaymentState::Settling,
+            Transition { reason: "upstream 200", ..Default::default() },
+        )
+        .await
+        .unwrap();
+    store
+        .transition(
+            id,
+            &[PaymentState::Settling],
+            PaymentState::Settled,
+            Transition { reason: "mined", tx_hash: Some("0xabc"), ..Default::default() },
+        )
         .await
         .unwrap();
     let row = store.payment(id).await.unwrap().unwrap();
@@ -84,7 +116,13 @@ async fn a_voided_proof_can_be_claimed_again() {
     use PaymentState::*;
     assert_eq!(
         history,
-        vec![(None, Verified), (Some(Verified), Voided), (Some(Voided), Verified), (Some(Verified), Settling), (Some(Settling), Settled)]
+        vec![
+            (None, Verified),
+            (Some(Verified), Voided),
+            (Some(Voided), Verified),
+            (Some(Verified), Settling),
+            (Some(Settling), Settled)
+        ]
     );
     assert!(matches!(store.claim(&payment("p1", Some("c1"))).await.unwrap(), Claim::Taken { state: Settled, .. }));
 }
@@ -96,7 +134,12 @@ async fn transitions_check_the_current_state() {
     let store = temp_store(&dir).await;
     let Claim::Claimed(id) = store.claim(&payment("p1", None)).await.unwrap() else { panic!() };
     let err = store
-        .transition(id, &[PaymentState::Settling], PaymentState::Settled, Transition { reason: "x", ..Default::default() })
+        .transition(
+            id,
+            &[PaymentState::Settling],
+            PaymentState::Settled,
+            Transition { reason: "x", ..Default::default() },
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("verified"), "{err}");
@@ -146,7 +189,8 @@ async fn listing_filters_and_pages() {
     }
     let page = store.payments(&PaymentQuery { limit: Some(2), offset: Some(1), ..Default::default() }).await.unwrap();
     assert_eq!(page.iter().map(|p| p.proof_key.as_str()).collect::<Vec<_>>(), ["p3", "p2"]);
-    let by_payer = PaymentQuery { payer: Some("0x70997970c51812dc3a010c7d01b50e0d17dc79c8".into()), ..Default::default() };
+    let by_payer =
+        PaymentQuery { payer: Some("0x70997970c51812dc3a010c7d01b50e0d17dc79c8".into()), ..Default::default() };
     assert_eq!(store.payments(&by_payer).await.unwrap().len(), 5);
     let settled = PaymentQuery { state: Some(PaymentState::Settled), ..Default::default() };
     assert!(store.payments(&settled).await.unwrap().is_empty());

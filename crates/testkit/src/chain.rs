@@ -15,7 +15,7 @@ use paygate_chain::{Chain, RpcChain};
 #[derive(Debug)]
 pub struct Devchain {
     // Killed when dropped.
-    _anvil: AnvilInstance,
+    anvil: Option<AnvilInstance>,
     pub rpc_url: String,
     pub chain_id: u64,
     pub chain: Arc<dyn Chain>,
@@ -41,9 +41,16 @@ impl Devchain {
         }
         let anvil = Anvil::at(bin).chain_id(chain_id).args(args.iter().copied()).spawn();
         let rpc_url = anvil.endpoint();
-        let chain: Arc<dyn Chain> = Arc::new(RpcChain::new(&rpc_url, chain_id, Duration::from_secs(10)).expect("rpc client"));
-        let report = devtoken::fund(chain.clone(), 1..=9, U256::from(1000 * USDC)).await.expect("fund the dev accounts");
-        Devchain { _anvil: anvil, rpc_url, chain_id, chain, token: report.token }
+        let chain: Arc<dyn Chain> =
+            Arc::new(RpcChain::new(&rpc_url, chain_id, Duration::from_secs(10)).expect("rpc client"));
+        let report =
+            devtoken::fund(chain.clone(), 1..=9, U256::from(1000 * USDC)).await.expect("fund the dev accounts");
+        Devchain { anvil: Some(anvil), rpc_url, chain_id, chain, token: report.token }
+    }
+
+    /// Kills anvil: the chain becomes unreachable.
+    pub fn kill(&mut self) {
+        self.anvil.take();
     }
 
     /// Test-USDC balance, atomic units.
@@ -66,7 +73,8 @@ impl Devchain {
     /// A raw JSON-RPC call (anvil's `evm_mine`, `anvil_setAutomine`, ...).
     pub async fn rpc(&self, method: &'static str, params: serde_json::Value) -> serde_json::Value {
         use alloy::providers::Provider;
-        let provider = alloy::providers::RootProvider::<alloy::network::Ethereum>::new_http(self.rpc_url.parse().expect("url"));
+        let provider =
+            alloy::providers::RootProvider::<alloy::network::Ethereum>::new_http(self.rpc_url.parse().expect("url"));
         provider.raw_request(method.into(), params).await.expect("JSON-RPC call")
     }
 }

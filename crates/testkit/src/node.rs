@@ -30,7 +30,10 @@ pub async fn client(args: &[&str]) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!("node client.mjs {args:?} printed no JSON: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
+        panic!(
+            "node client.mjs {args:?} printed no JSON: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
     })
 }
 

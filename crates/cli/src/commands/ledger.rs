@@ -42,7 +42,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn amount(p: &PaymentRecord) -> String {
-    let units = p.amount.parse::<AtomicAmount>().map(|a| format_atomic(a, p.decimals)).unwrap_or_else(|_| p.amount.clone());
+    let units =
+        p.amount.parse::<AtomicAmount>().map(|a| format_atomic(a, p.decimals)).unwrap_or_else(|_| p.amount.clone());
     format!("{units} {}", p.asset_symbol)
 }
 
@@ -71,7 +72,11 @@ fn row(p: &PaymentRecord) -> [String; 11] {
 
 fn csv(payments: &[PaymentRecord]) -> String {
     let quote = |field: &str| {
-        if field.contains([',', '"', '\n', '\r']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_owned() }
+        if field.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", field.replace('"', "\"\""))
+        } else {
+            field.to_owned()
+        }
     };
     let mut out = COLUMNS.join(",") + "\n";
     for p in payments {
@@ -88,8 +93,10 @@ fn table(payments: &[PaymentRecord]) -> String {
     // The atomic amount, asset address and protocol stay out of the table; --json and --csv have them.
     let shown = [0, 1, 2, 3, 4, 8, 9];
     let rows: Vec<[String; 11]> = payments.iter().map(row).collect();
-    let widths: Vec<usize> =
-        shown.iter().map(|&c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0).max(COLUMNS[c].len())).collect();
+    let widths: Vec<usize> = shown
+        .iter()
+        .map(|&c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0).max(COLUMNS[c].len()))
+        .collect();
     let mut out = String::new();
     let line = |cells: Vec<&str>, out: &mut String| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();

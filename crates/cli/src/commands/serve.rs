@@ -36,7 +36,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|o| {
                     let asset = &o.method.option().asset;
-                    format!("{} {} ({})", paygate_core::money::format_atomic(o.amount, asset.decimals), asset.symbol, o.method.option().name)
+                    format!(
+                        "{} {} ({})",
+                        paygate_core::money::format_atomic(o.amount, asset.decimals),
+                        asset.symbol,
+                        o.method.option().name
+                    )
                 })
                 .collect();
             let price = if offers.is_empty() { "free".to_owned() } else { offers.join(" | ") };

@@ -19,8 +19,10 @@ use tower::ServiceBuilder;
 pub const SETTLER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 /// anvil dev key 1: the payer the node clients use.
 pub const PAYER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-/// A key of the dev mnemonic that holds ETH but no test USDC (account 15).
-pub const BROKE_KEY: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+/// The key of dev account 15, which holds ETH but no test USDC.
+pub fn broke_key() -> String {
+    dev_account(15).to_bytes().to_string()
+}
 
 pub fn payer() -> Address {
     dev_account(1).address()
@@ -43,7 +45,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { chain_id: 31337, settle: "after", facilitator_url: None, receipt_timeout_secs: 30, anvil_args: vec![] }
+        Options {
+            chain_id: 31337,
+            settle: "after",
+            facilitator_url: None,
+            receipt_timeout_secs: 30,
+            anvil_args: vec![],
+        }
     }
 }
 
@@ -144,7 +152,8 @@ impl Harness {
         let built = build(&config, "test.toml", BuildOptions { clock: clock.clone(), ..Default::default() })
             .await
             .expect("test config builds");
-        let proxy = UpstreamProxy::new(&config.upstream.url, Duration::from_secs(5), Duration::from_secs(2)).expect("proxy");
+        let proxy =
+            UpstreamProxy::new(&config.upstream.url, Duration::from_secs(5), Duration::from_secs(2)).expect("proxy");
         let service = ServiceBuilder::new()
             .option_layer(cors_layer(&config.server.cors_origins))
             .layer(PaygateLayer::new(built.gateway.clone()))
@@ -175,7 +184,13 @@ impl Harness {
     }
 
     /// Sends a request with one extra header.
-    pub async fn send(&self, method: &str, path: &str, header: Option<(&str, &str)>, body: Option<&str>) -> reqwest::Response {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        header: Option<(&str, &str)>,
+        body: Option<&str>,
+    ) -> reqwest::Response {
         let mut request = self.http.request(method.parse().expect("method"), self.url(path));
         if let Some((name, value)) = header {
             request = request.header(name, value);
@@ -218,4 +233,19 @@ pub fn encode_mpp(value: &Value) -> String {
 /// The usual `(type, reason)` of a problem.
 pub fn kind(problem: &Problem) -> (&str, &str) {
     (problem.kind.as_str(), problem.extensions.get("reason").and_then(Value::as_str).unwrap_or(""))
+}
+
+/// Sends `GET path` as written, bypassing URL normalization (which would resolve `..` before sending), and
+/// returns the status code and the body.
+pub async fn raw_get(base: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }

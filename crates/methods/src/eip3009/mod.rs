@@ -113,9 +113,8 @@ impl Eip3009Method {
 
     /// The signed authorization in a proof, with the MPP nonce binding checked.
     fn authorization(&self, proof: Proof<'_>) -> Result<SignedAuthorization, Rejection> {
-        let malformed = |e: authorization::PayloadError| {
-            Rejection::new(RejectKind::MalformedCredential, "invalid_payload", e.0)
-        };
+        let malformed =
+            |e: authorization::PayloadError| Rejection::new(RejectKind::MalformedCredential, "invalid_payload", e.0);
         match proof {
             Proof::X402 { payload, .. } => SignedAuthorization::from_x402(payload).map_err(malformed),
             Proof::Mpp { credential } => {
@@ -147,7 +146,11 @@ impl Eip3009Method {
     fn check_locally(&self, auth: &SignedAuthorization, amount: AtomicAmount) -> Result<(), Rejection> {
         use RejectKind::*;
         if auth.to != self.pay_to {
-            return Err(Rejection::new(VerificationFailed, "recipient_mismatch", "the authorization pays someone else"));
+            return Err(Rejection::new(
+                VerificationFailed,
+                "recipient_mismatch",
+                "the authorization pays someone else",
+            ));
         }
         let expected = U256::from(amount.0);
         if auth.value < expected {
@@ -166,10 +169,18 @@ impl Eip3009Method {
         }
         let now = U256::from(self.clock.now_unix());
         if auth.valid_after > now {
-            return Err(Rejection::new(VerificationFailed, "authorization_not_yet_valid", "validAfter is in the future"));
+            return Err(Rejection::new(
+                VerificationFailed,
+                "authorization_not_yet_valid",
+                "validAfter is in the future",
+            ));
         }
         if auth.valid_before < now + U256::from(VALID_BEFORE_MARGIN_SECS) {
-            return Err(Rejection::new(PaymentExpired, "authorization_expired", "validBefore has passed or is too close"));
+            return Err(Rejection::new(
+                PaymentExpired,
+                "authorization_expired",
+                "validBefore has passed or is too close",
+            ));
         }
         if auth.signature.len() == 65 && auth.recover_signer(&self.domain) != Some(auth.from) {
             return Err(Rejection::new(
@@ -229,23 +240,36 @@ impl Eip3009Method {
     }
 
     async fn diagnose(&self, chain: &dyn Chain, auth: &SignedAuthorization, revert: &str) -> Rejection {
-        let read = |data: Vec<u8>| chain.call(TransactionRequest::default().to(self.token).input(Bytes::from(data).into()));
+        let read =
+            |data: Vec<u8>| chain.call(TransactionRequest::default().to(self.token).input(Bytes::from(data).into()));
         let used = read(Eip3009Token::authorizationStateCall { authorizer: auth.from, nonce: auth.nonce }.abi_encode())
             .await
             .ok()
             .and_then(|out| Eip3009Token::authorizationStateCall::abi_decode_returns(&out).ok());
         if used == Some(true) {
-            return Rejection::new(RejectKind::Replayed, "nonce_already_used", "this authorization was already used on chain");
+            return Rejection::new(
+                RejectKind::Replayed,
+                "nonce_already_used",
+                "this authorization was already used on chain",
+            );
         }
         let balance = read(Eip3009Token::balanceOfCall { account: auth.from }.abi_encode())
             .await
             .ok()
             .and_then(|out| Eip3009Token::balanceOfCall::abi_decode_returns(&out).ok());
         if balance.is_some_and(|b| b < auth.value) {
-            return Rejection::new(RejectKind::InsufficientFunds, "insufficient_funds", "the payer's balance is too low");
+            return Rejection::new(
+                RejectKind::InsufficientFunds,
+                "insufficient_funds",
+                "the payer's balance is too low",
+            );
         }
         let revert: String = revert.chars().filter(|c| !c.is_control()).take(200).collect();
-        Rejection::new(RejectKind::VerificationFailed, "simulation_failed", format!("the transfer would revert: {revert}"))
+        Rejection::new(
+            RejectKind::VerificationFailed,
+            "simulation_failed",
+            format!("the transfer would revert: {revert}"),
+        )
     }
 
     fn stored(&self, auth: &SignedAuthorization, amount: AtomicAmount) -> StoredAuthorization {
@@ -278,7 +302,11 @@ impl Eip3009Method {
             "accepted": stored.requirements,
             "payload": stored.payload,
         });
-        FacilitatorRequest { x402_version: 2, payment_payload: payload, payment_requirements: stored.requirements.clone() }
+        FacilitatorRequest {
+            x402_version: 2,
+            payment_payload: payload,
+            payment_requirements: stored.requirements.clone(),
+        }
     }
 
     async fn verify_with_facilitator(
@@ -365,7 +393,9 @@ impl PaymentMethod for Eip3009Method {
     async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome {
         let stored: StoredAuthorization = match serde_json::from_value(payment.settlement.clone()) {
             Ok(stored) => stored,
-            Err(e) => return SettleOutcome::Failed { reason: format!("unreadable settlement data: {e}"), reference: None },
+            Err(e) => {
+                return SettleOutcome::Failed { reason: format!("unreadable settlement data: {e}"), reference: None };
+            }
         };
         match &self.settlement {
             Settlement::Builtin { sender, receipt_timeout, poll_interval } => {
@@ -408,7 +438,9 @@ async fn settle_builtin(
             return SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None };
         }
         // Nothing was broadcast, but the authorization is still good: the reconciler retries it.
-        Err(SendError::NotSent(e)) => return SettleOutcome::Unknown { reason: format!("not sent: {e}"), reference: None },
+        Err(SendError::NotSent(e)) => {
+            return SettleOutcome::Unknown { reason: format!("not sent: {e}"), reference: None };
+        }
         Err(SendError::Unknown { hash, reason }) => {
             return SettleOutcome::Unknown { reason, reference: Some(hash.to_string()) };
         }

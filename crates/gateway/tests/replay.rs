@@ -1,0 +1,71 @@
+//! A credential pays once. Sent again, or twenty times at once, exactly one request reaches the upstream and
+//! exactly one transfer reaches the chain; every other copy gets a problem body that says why.
+
+mod common;
+
+use common::{Harness, kind, pay_to, payer, problem};
+use futures_util::future::join_all;
+use paygate_testkit::node;
+
+async fn replayed_sequentially(protocol: &str) {
+    let h = Harness::start().await;
+    let (name, value) = node::sign(protocol, &h.url("/v1/quote"), &[]).await;
+    let first = h.send("GET", "/v1/quote", Some((&name, &value)), None).await;
+    assert_eq!(first.status(), 200);
+    let (status, p) = problem(h.send("GET", "/v1/quote", Some((&name, &value)), None).await).await;
+    assert_eq!(status, 403);
+    // The chain's simulation already sees the authorization used; the ledger would refuse it next.
+    assert_eq!(kind(&p).0, "urn:paygate:problem:payment-replayed");
+    assert!(["nonce_already_used", "payment_replayed"].contains(&kind(&p).1), "{p:?}");
+    assert_eq!(h.upstream.hits(), 1);
+    assert_eq!(h.chain.transfers(payer(), pay_to()).await, 1);
+    assert_eq!(h.ledger().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_x402_credential_pays_once() {
+    replayed_sequentially("x402").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mpp_credential_pays_once() {
+    replayed_sequentially("mppx").await;
+}
+
+async fn replayed_concurrently(protocol: &str) {
+    let h = Harness::start().await;
+    let before = h.chain.balance(pay_to()).await;
+    let (name, value) = node::sign(protocol, &h.url("/v1/quote"), &[]).await;
+    let responses = join_all((0..20).map(|_| h.send("GET", "/v1/quote", Some((&name, &value)), None))).await;
+    let mut ok = 0;
+    for response in responses {
+        if response.status() == 200 {
+            ok += 1;
+            continue;
+        }
+        let (status, p) = problem(response).await;
+        assert!(
+            matches!(
+                kind(&p),
+                ("urn:paygate:problem:payment-replayed", _) | ("urn:paygate:problem:payment-in-flight", _)
+            ),
+            "{status} {p:?}"
+        );
+        assert!(status == 403 || status == 409, "{status}");
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(h.upstream.hits(), 1, "replays never reach the upstream");
+    assert_eq!(h.chain.transfers(payer(), pay_to()).await, 1);
+    assert_eq!(h.chain.balance(pay_to()).await - before, 10_000);
+    assert_eq!(h.ledger().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_x402_copies_pay_once() {
+    replayed_concurrently("x402").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_mpp_copies_pay_once() {
+    replayed_concurrently("mppx").await;
+}

@@ -1,0 +1,105 @@
+//! What unpaid requests get: a 402 that offers every option in both protocols and has no side effect, free
+//! routes passed through, unknown and ambiguous paths refused, and CORS for browser clients.
+
+mod common;
+
+use common::{Harness, decode_x402, kind, problem};
+use paygate_proto::mpp;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpaid_requests_get_offers_in_both_protocols_and_touch_nothing() {
+    let h = Harness::start().await;
+    for _ in 0..5 {
+        let response = h.send("GET", "/v1/quote", None, None).await;
+        assert_eq!(response.status(), 402);
+        let headers = response.headers().clone();
+        assert_eq!(headers["cache-control"], "no-store");
+        // x402 v2: standard base64 JSON with the binding in `extra`.
+        let required = decode_x402(headers["payment-required"].to_str().unwrap());
+        assert_eq!(required["x402Version"], 2);
+        let offer = &required["accepts"][0];
+        assert_eq!(
+            (offer["scheme"].as_str(), offer["amount"].as_str(), offer["network"].as_str()),
+            (Some("exact"), Some("10000"), Some("eip155:31337"))
+        );
+        assert_eq!(
+            (offer["extra"]["name"].as_str(), offer["extra"]["version"].as_str()),
+            (Some("USD Coin"), Some("2"))
+        );
+        assert!(offer["extra"]["paygate"]["id"].is_string());
+        assert!(required["resource"]["url"].as_str().unwrap().ends_with("/v1/quote"));
+        // MPP: one challenge, method evm, intent charge, the same id as the x402 offer.
+        let challenges: Vec<_> = headers
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| mpp::parse_challenge(v.to_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(challenges.len(), 1);
+        assert_eq!((challenges[0].method.as_str(), challenges[0].intent.as_str()), ("evm", "charge"));
+        assert_eq!(challenges[0].id, offer["extra"]["paygate"]["id"].as_str().unwrap());
+        assert_eq!(challenges[0].request["amount"], "10000");
+        assert!(challenges[0].expires.is_some() && challenges[0].digest.is_none());
+        // The body is a problem that is also x402 v1's 402 body.
+        let (status, p) = problem(response).await;
+        assert_eq!(
+            (status, kind(&p)),
+            (402, ("https://paymentauth.org/problems/payment-required", "payment_required"))
+        );
+        assert_eq!(p.extensions["x402Version"], 1);
+        assert_eq!(p.extensions["accepts"][0]["maxAmountRequired"], "10000");
+    }
+    // A POST's challenge binds its body.
+    let response = h.send("POST", "/v1/echo", None, Some(r#"{"a":1}"#)).await;
+    let challenge = mpp::parse_challenge(response.headers()["www-authenticate"].to_str().unwrap()).unwrap();
+    assert_eq!(challenge.digest.as_deref(), Some(paygate_core::digest::body_digest(br#"{"a":1}"#).as_str()));
+    assert_eq!(h.upstream.hits(), 0);
+    assert!(h.ledger().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_unknown_and_ambiguous_routes() {
+    let h = Harness::start().await;
+    let response = h.send("GET", "/free", None, None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "free");
+    assert_eq!(h.upstream.hits(), 0, "the free route does not count hits");
+
+    let (status, p) = problem(h.send("GET", "/admin", None, None).await).await;
+    assert_eq!((status, kind(&p)), (404, ("urn:paygate:problem:route-not-found", "route_not_found")));
+    // Encoded forms of a priced path are still priced; ambiguous ones are refused.
+    assert_eq!(h.send("GET", "/v1/%71uote", None, None).await.status(), 402);
+    assert_eq!(h.send("GET", "/v1/quote/", None, None).await.status(), 402);
+    for path in ["/v1%2Fquote", "/v1//quote", "/v1/./quote", "/free/../v1/quote", "/free/%2e%2e/v1/quote", "/v1/%00"] {
+        let (status, body) = common::raw_get(&h.base, path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body.contains("urn:paygate:problem:ambiguous-path"), "{path}: {body}");
+    }
+    // A method the route does not list is not that route.
+    assert_eq!(h.send("DELETE", "/v1/quote", None, None).await.status(), 404);
+    assert_eq!(h.upstream.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_can_send_payments_and_read_offers() {
+    let h = Harness::start().await;
+    let preflight = h
+        .http
+        .request(reqwest::Method::OPTIONS, h.url("/v1/quote"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "payment-signature,access-control-expose-headers")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    let allowed = preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+    for name in ["payment-signature", "x-payment", "authorization", "access-control-expose-headers"] {
+        assert!(allowed.contains(name), "{name} in {allowed}");
+    }
+    let response = h.http.get(h.url("/v1/quote")).header("origin", "https://app.example").send().await.unwrap();
+    let exposed = response.headers()["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+    for name in ["payment-required", "www-authenticate", "payment-response", "payment-receipt"] {
+        assert!(exposed.contains(name), "{name} in {exposed}");
+    }
+    assert_eq!(h.upstream.hits(), 0);
+}
