@@ -92,11 +92,24 @@ impl ChallengeSecret {
     }
 }
 
-/// The `opaque` object paygate binds into every challenge: the request it was issued for (method and path with
-/// query), so that an offer made for one route cannot pay for another.
-pub fn route_scope(http_method: &str, path_and_query: &str) -> String {
-    let scope = serde_json::json!({ "route": format!("{http_method} {path_and_query}") });
+/// The `opaque` object paygate binds into every challenge: the request it was issued for (`GET /path?query`), so
+/// that an offer made for one route cannot pay for another, and a random nonce, so that two 402s for the same
+/// request in the same second still carry different (single-use) challenges.
+pub fn challenge_scope(route: &str, nonce: &str) -> String {
+    let scope = serde_json::json!({ "n": nonce, "route": route });
     b64::url_encode(jcs::canonicalize(&scope).as_bytes())
+}
+
+/// The route a [`challenge_scope`] was issued for; `None` when `opaque` is not one.
+pub fn scope_route(opaque: &str) -> Option<String> {
+    let bytes = b64::url_decode(opaque).ok()?;
+    let scope: Value = serde_json::from_slice(&bytes).ok()?;
+    scope.get("route")?.as_str().map(str::to_owned)
+}
+
+/// A fresh challenge nonce: 16 random bytes, base64url.
+pub fn new_nonce() -> String {
+    b64::url_encode(alloy::primitives::B128::random().as_slice())
 }
 
 #[cfg(test)]
@@ -106,6 +119,16 @@ mod tests {
 
     fn secret() -> ChallengeSecret {
         ChallengeSecret::new(b"test-vector-secret-minimum-32-byte-secret".to_vec()).unwrap()
+    }
+
+    #[test]
+    fn scopes_carry_the_route_and_differ_by_nonce() {
+        let a = challenge_scope("GET /v1/quote", &new_nonce());
+        let b = challenge_scope("GET /v1/quote", &new_nonce());
+        assert_ne!(a, b);
+        assert_eq!(scope_route(&a).as_deref(), Some("GET /v1/quote"));
+        assert_eq!(scope_route("e30"), None);
+        assert_eq!(scope_route("!!"), None);
     }
 
     #[test]

@@ -420,7 +420,7 @@ mod tests {
         let e = Config::parse("[server]\nlisten = \"x\"\n", "gw.toml").unwrap_err();
         assert!(e.message.contains("upstream"), "{e}");
         let e = Config::parse(&format!("{MINIMAL}\n[server]\nlisten = \"x\"\nbogus = 1\n"), "gw.toml").unwrap_err();
-        assert_eq!(e.field, "server");
+        assert_eq!(e.field, "server.bogus");
         assert!(e.message.contains("bogus"), "{e}");
         let e = Config::parse("[upstream\n", "gw.toml").unwrap_err();
         assert_eq!(e.field, "line 1");

@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
 use tower::{Service, ServiceExt};
 
-use paygate_core::binding::{BindingInput, ChallengeSecret, route_scope};
+use paygate_core::binding::{BindingInput, ChallengeSecret, challenge_scope, scope_route};
 use paygate_core::clock::{Clock, parse_rfc3339, rfc3339};
 use paygate_core::digest::{body_digest, digest_matches};
 use paygate_core::method::{Proof, SettleOutcome, VerifiedPayment};
@@ -168,7 +168,7 @@ impl Gateway {
         };
         RequestBinding {
             realm,
-            opaque: route_scope(parts.method.as_str(), path_and_query),
+            route: format!("{} {path_and_query}", parts.method),
             digest: (!body.is_empty()).then(|| body_digest(body)),
             resource_url,
         }
@@ -309,7 +309,7 @@ impl Gateway {
                         "the challenge belongs to another realm",
                     ));
                 }
-                if ch.opaque.as_deref() != Some(binding.opaque.as_str()) {
+                if ch.opaque.as_deref().and_then(scope_route).as_deref() != Some(binding.route.as_str()) {
                     return Err(Rejection::new(
                         InvalidChallenge,
                         "route_mismatch",
@@ -359,17 +359,16 @@ impl Gateway {
                         "the payment accepts terms this route does not offer",
                     )
                 })?;
-                let (Some(id), Some(expires)) = (
-                    echoed.as_ref().and_then(|e| e.get("id")).and_then(|v| v.as_str()),
-                    echoed.as_ref().and_then(|e| e.get("expires")).and_then(|v| v.as_str()),
-                ) else {
+                let field = |name: &str| echoed.as_ref().and_then(|e| e.get(name)).and_then(|v| v.as_str());
+                let (Some(id), Some(expires), Some(nonce)) = (field("id"), field("expires"), field("nonce")) else {
                     return Err(Rejection::new(
                         InvalidChallenge,
                         "missing_binding",
                         "accepted.extra.paygate must echo the offer's binding",
                     ));
                 };
-                if !self.secret.verify(&binding.input(offer, expires), id) {
+                let opaque = challenge_scope(&binding.route, nonce);
+                if !self.secret.verify(&binding.input(offer, expires, &opaque), id) {
                     return Err(Rejection::new(
                         InvalidChallenge,
                         "challenge_mismatch",

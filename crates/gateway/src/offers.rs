@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
-use paygate_core::binding::{BindingInput, ChallengeSecret};
+use paygate_core::binding::{BindingInput, ChallengeSecret, challenge_scope, new_nonce};
 use paygate_core::clock::rfc3339;
 use paygate_core::method::{MppTerms, PaymentMethod};
 use paygate_core::money::AtomicAmount;
@@ -59,8 +59,8 @@ impl RouteOffer {
 #[derive(Debug, Clone)]
 pub struct RequestBinding {
     pub realm: String,
-    /// `route_scope(method, path?query)`.
-    pub opaque: String,
+    /// `METHOD /path?query` as requested.
+    pub route: String,
     /// Digest of the body, when there is one.
     pub digest: Option<String>,
     /// Absolute URL of the resource, for x402.
@@ -68,7 +68,8 @@ pub struct RequestBinding {
 }
 
 impl RequestBinding {
-    pub fn input<'a>(&'a self, offer: &'a RouteOffer, expires: &'a str) -> BindingInput<'a> {
+    /// The binding of `offer` with this expiry and scope (`challenge_scope(route, nonce)`).
+    pub fn input<'a>(&'a self, offer: &'a RouteOffer, expires: &'a str, opaque: &'a str) -> BindingInput<'a> {
         BindingInput {
             realm: &self.realm,
             method: offer.terms.method,
@@ -77,7 +78,7 @@ impl RequestBinding {
             expires: Some(expires),
             digest: self.digest.as_deref(),
             header: None,
-            opaque: Some(&self.opaque),
+            opaque: Some(opaque),
         }
     }
 }
@@ -103,12 +104,14 @@ pub fn payment_required(
     request_id: &str,
 ) -> Response<Body> {
     let expires = rfc3339(now + ttl_secs);
+    let nonce = new_nonce();
+    let opaque = challenge_scope(&binding.route, &nonce);
     let mut headers = HeaderMap::new();
     let mut accepts_v2 = Vec::new();
     let mut accepts_v1 = Vec::new();
     let mut first_id = None;
     for offer in offers {
-        let id = secret.challenge_id(&binding.input(offer, &expires));
+        let id = secret.challenge_id(&binding.input(offer, &expires, &opaque));
         first_id.get_or_insert_with(|| id.clone());
         if offer.mpp {
             let challenge = Challenge {
@@ -121,7 +124,7 @@ pub fn payment_required(
                 digest: binding.digest.clone(),
                 expires: Some(expires.clone()),
                 header: None,
-                opaque: Some(binding.opaque.clone()),
+                opaque: Some(opaque.clone()),
             };
             if let Ok(Ok(value)) = challenge.to_header().map(|h| HeaderValue::from_str(&h)) {
                 headers.append(header::WWW_AUTHENTICATE, value);
@@ -132,7 +135,7 @@ pub fn payment_required(
             bound
                 .extra
                 .get_or_insert_with(Map::new)
-                .insert(X402_BINDING_KEY.into(), json!({ "id": id, "expires": expires }));
+                .insert(X402_BINDING_KEY.into(), json!({ "id": id, "expires": expires, "nonce": nonce }));
             accepts_v1.push(v1_requirements(requirements, binding, resource));
             accepts_v2.push(bound);
         }

@@ -69,3 +69,21 @@ async fn twenty_concurrent_x402_copies_pay_once() {
 async fn twenty_concurrent_mpp_copies_pay_once() {
     replayed_concurrently("mppx").await;
 }
+
+/// Challenges are single-use, but each 402 mints new ones: payers who ask for the same route at the same moment
+/// all get to pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payers_asking_at_the_same_moment_all_pay() {
+    let h = Harness::start().await;
+    let keys: Vec<String> = (1..=3).map(|i| paygate_chain::devtoken::dev_account(i).to_bytes().to_string()).collect();
+    let url = h.url("/v1/quote");
+    let args: Vec<[&str; 2]> = keys.iter().map(|k| ["--key", k.as_str()]).collect();
+    let signed = join_all(args.iter().map(|a| node::sign("x402", &url, a))).await;
+    let responses = join_all(signed.iter().map(|(n, v)| h.send("GET", "/v1/quote", Some((n, v)), None))).await;
+    assert!(
+        responses.iter().all(|r| r.status() == 200),
+        "{:?}",
+        responses.iter().map(|r| r.status()).collect::<Vec<_>>()
+    );
+    assert_eq!(h.ledger().await.len(), 3);
+}

@@ -9,6 +9,7 @@ use paygate_proto::mpp;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpaid_requests_get_offers_in_both_protocols_and_touch_nothing() {
     let h = Harness::start().await;
+    let mut ids = std::collections::HashSet::new();
     for _ in 0..5 {
         let response = h.send("GET", "/v1/quote", None, None).await;
         assert_eq!(response.status(), 402);
@@ -27,6 +28,8 @@ async fn unpaid_requests_get_offers_in_both_protocols_and_touch_nothing() {
             (Some("USD Coin"), Some("2"))
         );
         assert!(offer["extra"]["paygate"]["id"].is_string());
+        // Every 402 mints its own single-use challenge, even for the same request in the same second.
+        assert!(ids.insert(offer["extra"]["paygate"]["id"].as_str().unwrap().to_owned()));
         assert!(required["resource"]["url"].as_str().unwrap().ends_with("/v1/quote"));
         // MPP: one challenge, method evm, intent charge, the same id as the x402 offer.
         let challenges: Vec<_> = headers
