@@ -240,6 +240,7 @@ mod tests {
         for bad in ["", "$", "$-1", "$1e3", "$0.1.2", "4 cents!", "$ 0,04", "1"] {
             assert!(Price::parse(bad).is_err(), "{bad}");
         }
+        assert!(matches!(Price::parse("ten cents"), Err(MoneyError::NotAPrice(_))));
     }
 
     #[test]

@@ -135,7 +135,9 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         } else if route.accept.is_some() {
             return Err(err(field("accept"), "a free route (no price) accepts no payment".into()));
         }
+        let name = format!("{} {}", method.as_ref().map_or("*", |m| m.as_str()), route.path);
         routes.push(Route {
+            name,
             matcher: RouteMatcher { method, pattern },
             offers,
             settle: route.settle,

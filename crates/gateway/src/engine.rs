@@ -11,6 +11,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -30,12 +31,15 @@ use paygate_store::{Claim, NewPayment, PaymentId, PaymentState, Store, Transitio
 use crate::body::Body;
 use crate::config::{SettleTiming, UnknownRoutes};
 use crate::credential::{self, Presented};
+use crate::metrics::{Metrics, Outcome, Phase};
 use crate::offers::{self, RequestBinding, ResourceText, RouteOffer, X402_BINDING_KEY};
 use crate::routes::{RouteMatcher, canonical_path};
 
 /// One configured route.
 #[derive(Debug)]
 pub struct Route {
+    /// `METHOD /pattern` as configured, for metrics.
+    pub name: String,
     pub matcher: RouteMatcher,
     /// Empty for a free route.
     pub offers: Vec<RouteOffer>,
@@ -62,6 +66,7 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     settings: Settings,
     request_ids: RequestIds,
+    metrics: Metrics,
 }
 
 /// The request id header, set on the forwarded request and on every response paygate writes.
@@ -78,7 +83,7 @@ impl Gateway {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
-        Gateway { routes, secret, store, clock, settings, request_ids: RequestIds::new() }
+        Gateway { routes, secret, store, clock, settings, request_ids: RequestIds::new(), metrics: Metrics::new() }
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -87,6 +92,17 @@ impl Gateway {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A refusal without offers, counted.
+    fn reject(&self, rejection: &Rejection, request_id: &str) -> Response<Body> {
+        self.metrics.outcome(Outcome::Rejected);
+        self.metrics.rejected(rejection.reason);
+        offers::rejection_response(rejection, request_id)
     }
 
     /// Serves one request, calling `inner` (the upstream) only for free routes and verified payments.
@@ -104,10 +120,11 @@ impl Gateway {
             Ok(path) => path,
             Err(e) => {
                 let rejection = Rejection::new(RejectKind::AmbiguousPath, "ambiguous_path", e.to_string());
-                return offers::rejection_response(&rejection, &request_id);
+                return self.reject(&rejection, &request_id);
             }
         };
         let Some(route) = self.routes.iter().find(|r| r.matcher.matches(request.method(), &path)) else {
+            self.metrics.outcome(Outcome::UnknownRoute);
             return match self.settings.unknown_routes {
                 UnknownRoutes::Proxy => call(inner, request).await,
                 UnknownRoutes::Reject => {
@@ -117,12 +134,13 @@ impl Gateway {
             };
         };
         if route.offers.is_empty() {
+            self.metrics.outcome(Outcome::Free);
             return call(inner, request).await;
         }
 
         let presented = match credential::extract(request.headers()) {
             Ok(presented) => presented,
-            Err(rejection) => return offers::rejection_response(&rejection, &request_id),
+            Err(rejection) => return self.reject(&rejection, &request_id),
         };
         let (parts, body) = request.into_parts();
         let body = match Limited::new(body, self.settings.max_body_bytes).collect().await {
@@ -141,7 +159,7 @@ impl Gateway {
                         "the request body could not be read",
                     )
                 };
-                return offers::rejection_response(&rejection, &request_id);
+                return self.reject(&rejection, &request_id);
             }
         };
         let binding = self.binding(&parts, &body);
@@ -176,6 +194,16 @@ impl Gateway {
 
     /// A refusal: a 402 with fresh offers when paying again could help, the bare problem otherwise.
     fn refuse(&self, ctx: &PaidRequest<'_>, rejection: Option<&Rejection>) -> Response<Body> {
+        let outcome = match rejection.map(|r| r.kind) {
+            None => Outcome::Challenged,
+            Some(RejectKind::Replayed) => Outcome::Replayed,
+            Some(RejectKind::SettlementFailed) => Outcome::SettleFailed,
+            Some(_) => Outcome::Rejected,
+        };
+        self.metrics.outcome(outcome);
+        if let Some(r) = rejection {
+            self.metrics.rejected(r.reason);
+        }
         match rejection {
             Some(r) if !r.kind.offers_again() => offers::rejection_response(r, ctx.request_id),
             _ => offers::payment_required(
@@ -207,7 +235,10 @@ impl Gateway {
             Ok(bound) => bound,
             Err(rejection) => return self.refuse(ctx, Some(&rejection)),
         };
-        let verified = match offer.method.verify(proof, offer.amount).await {
+        let started = Instant::now();
+        let verified = offer.method.verify(proof, offer.amount).await;
+        self.metrics.time(Phase::Verify, started.elapsed());
+        let verified = match verified {
             Ok(verified) => verified,
             Err(rejection) => return self.refuse(ctx, Some(&rejection)),
         };
@@ -229,7 +260,10 @@ impl Gateway {
             pay_to: option.pay_to.clone(),
             settlement: verified.settlement.clone(),
         };
-        let id = match self.store.claim(&new).await {
+        let started = Instant::now();
+        let claim = self.store.claim(&new).await;
+        self.metrics.time(Phase::Claim, started.elapsed());
+        let id = match claim {
             Ok(Claim::Claimed(id)) => id,
             Ok(Claim::Taken { state, .. }) => return self.refuse(ctx, Some(&taken(state))),
             Err(e) => return self.refuse(ctx, Some(&store_down(&e))),
@@ -244,15 +278,16 @@ impl Gateway {
             if let SettleOutcome::Failed { .. } = outcome {
                 return self.settlement_failed(&paid, &outcome);
             }
-            let response = call(inner, Request::from_parts(parts, Body::from(body))).await;
+            let response = self.upstream(inner, Request::from_parts(parts, Body::from(body))).await;
             let status = response.status().as_u16();
             self.record_upstream_status(id, status).await;
             return self.deliver(&paid, response, &outcome);
         }
 
-        let response = call(inner, Request::from_parts(parts, Body::from(body))).await;
+        let response = self.upstream(inner, Request::from_parts(parts, Body::from(body))).await;
         let status = response.status().as_u16();
         if status >= 400 {
+            self.metrics.outcome(Outcome::Voided);
             // Nothing is charged; the same credential may be sent again while it is valid.
             let reason = format!("upstream answered {status}");
             let voided = Transition { reason: &reason, upstream_status: Some(status), ..Default::default() };
@@ -269,6 +304,18 @@ impl Gateway {
             return self.settlement_failed(&paid, &outcome);
         }
         self.deliver(&paid, response, &outcome)
+    }
+
+    /// Calls the upstream, timed.
+    async fn upstream<S>(&self, inner: S, request: Request<Body>) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let started = Instant::now();
+        let response = call(inner, request).await;
+        self.metrics.time(Phase::Upstream, started.elapsed());
+        response
     }
 
     /// Binds a credential to the route's current offer it answers.
@@ -431,7 +478,19 @@ impl Gateway {
             // Without a record of the attempt, money must not move.
             return Err(self.refuse(paid.ctx, Some(&store_down(&e))));
         }
+        let started = Instant::now();
         let outcome = paid.offer.method.settle(paid.verified).await;
+        self.metrics.time(Phase::Settle, started.elapsed());
+        let option = paid.offer.method.option();
+        match &outcome {
+            SettleOutcome::Settled { .. } => {
+                self.metrics.outcome(Outcome::Paid);
+                self.metrics.revenue(&paid.ctx.route.name, &option.network.to_string(), &option.asset.symbol, paid.offer.amount.0);
+            }
+            SettleOutcome::Unknown { .. } => self.metrics.outcome(Outcome::Pending),
+            // Counted where the refusal is written.
+            SettleOutcome::Failed { .. } => {}
+        }
         let (state, reason, reference) = match &outcome {
             SettleOutcome::Settled { reference } => {
                 (PaymentState::Settled, "settled".to_owned(), Some(reference.as_str()))

@@ -13,6 +13,7 @@ pub mod config;
 pub mod credential;
 pub mod engine;
 pub mod layer;
+pub mod metrics;
 pub mod offers;
 pub mod proxy;
 pub mod routes;

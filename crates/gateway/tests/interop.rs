@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Harness, Options, decode_x402, pay_to, payer};
+use paygate_gateway::metrics::{Outcome, Phase};
 use paygate_proto::mpp::Receipt;
 use paygate_store::PaymentState;
 use paygate_testkit::node;
@@ -35,6 +36,15 @@ async fn official_x402_client_pays_and_gets_a_payment_response() {
     assert_eq!(ledger[0].tx_hash.as_deref(), Some(tx));
     assert_eq!(ledger[0].upstream_status, Some(200));
     assert_eq!(h.upstream.hits(), 1);
+
+    // The metrics saw the 402, the payment, its phases and its revenue.
+    let metrics = h.gateway.metrics();
+    assert_eq!((metrics.count(Outcome::Challenged), metrics.count(Outcome::Paid)), (1, 1));
+    for phase in Phase::ALL {
+        assert_eq!(metrics.phase_total(phase).0, 1, "{phase:?}");
+    }
+    let text = metrics.encode();
+    assert!(text.contains(r#"paygate_revenue_atomic_total{asset="USDC",network="eip155:31337",route="GET /v1/quote"} 10000"#), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

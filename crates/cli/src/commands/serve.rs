@@ -30,7 +30,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .map_err(|e| anyhow::anyhow!("{file}: upstream.url: {e}"))?;
     if args.check_config {
         println!("{file}: configuration is valid");
-        for route in built.gateway.routes() {
+        // One built route per configured route, in order: print them as the operator wrote them.
+        for (route, configured) in built.gateway.routes().iter().zip(&config.routes) {
             let offers: Vec<String> = route
                 .offers
                 .iter()
@@ -45,7 +46,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             let price = if offers.is_empty() { "free".to_owned() } else { offers.join(" | ") };
-            println!("  {:?} {price}", route.matcher);
+            println!("  {} {} {price}", configured.method.as_deref().unwrap_or("*"), configured.path);
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -1,0 +1,196 @@
+//! `cargo bench -p paygate-bench`: the gateway on loopback, in one run:
+//!
+//! (a) the upstream directly, (b) a free route through paygate, (c) 402 challenge issuance, (d) paid requests
+//! (verify + claim + proxy + settle on anvil, paid with x402 v2 credentials signed beforehand),
+//! then the ratios (b)/(a) and (c)/(b) and where (d)'s time goes.
+//!
+//! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
+//! (paid requests, default 400), `BENCH_PAID_CONNECTIONS` (default 8), `BENCH_ONLY` (`a`, `b` or `c`: run up to that
+//! scenario and stop, for profiling). Needs anvil (`scripts/install-test-deps`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{B256, U256};
+use alloy::signers::SignerSync;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use paygate_bench::{Stats, run, show};
+use paygate_chain::devtoken::dev_account;
+use paygate_gateway::metrics::Phase;
+use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, server};
+use paygate_methods::eip3009::{SignedAuthorization, domain};
+use paygate_proto::x402;
+use paygate_testkit::Devchain;
+use serde_json::json;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(bench());
+}
+
+async fn serve_upstream() -> String {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/free", get(|| async { ([("content-type", "application/json")], r#"{"ok":true,"note":"free"}"#) }))
+        .route("/v1/quote", get(|| async { ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("upstream") });
+    url
+}
+
+fn get(url: String) -> paygate_bench::MakeRequest {
+    Arc::new(move |_| Request::get(&url).body(Full::new(Bytes::new())).expect("request"))
+}
+
+async fn bench() {
+    let secs = Duration::from_secs(env("BENCH_SECS", 5) as u64);
+    let connections = env("BENCH_CONNECTIONS", 32);
+    let paid = env("BENCH_PAID", 400);
+    let paid_connections = env("BENCH_PAID_CONNECTIONS", 8);
+
+    let upstream = serve_upstream().await;
+    let chain = Devchain::start(31337).await;
+    let dir = std::env::temp_dir().join(format!("paygate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let toml = format!(
+        r#"
+        [server]
+        secret = "benchmark-secret-of-at-least-thirty-two-bytes"
+        challenge_ttl_secs = 600
+        [upstream]
+        url = "{upstream}"
+        [store]
+        url = "sqlite://{db}"
+        [networks.anvil]
+        chain_id = 31337
+        rpc_url = "{rpc}"
+        receipt_poll_ms = 20
+        [networks.anvil.assets.USDC]
+        address = "{token}"
+        decimals = 6
+        eip712_name = "USD Coin"
+        eip712_version = "2"
+        [[accept]]
+        network = "anvil"
+        asset = "USDC"
+        pay_to = "{pay_to}"
+        settlement = "builtin"
+        settler_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+        [[routes]]
+        method = "GET"
+        path = "/v1/quote"
+        price = "$0.01"
+        [[routes]]
+        path = "/free"
+        "#,
+        db = dir.join("ledger.db").display(),
+        rpc = chain.rpc_url,
+        token = chain.token,
+        pay_to = dev_account(9).address(),
+    );
+    let config = Config::parse(&toml, "bench.toml").expect("config");
+    let built = build(&config, "bench.toml", BuildOptions::default()).await.expect("gateway");
+    let gateway = built.gateway.clone();
+    let proxy = UpstreamProxy::new(&upstream, Duration::from_secs(10), Duration::from_secs(2)).expect("proxy");
+    let service = tower::ServiceBuilder::new().layer(PaygateLayer::new(built.gateway)).service(proxy);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { server::serve(listener, service, std::future::pending()).await.expect("gateway") });
+
+    println!("paygate bench: {connections} connections, {} s per scenario, {paid} paid requests over {paid_connections} connections", secs.as_secs());
+    println!("(2 runtime threads; load generator, gateway, upstream and anvil share this machine's cores)\n");
+    let warm = Duration::from_millis(500);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let mut rows: Vec<(&str, Stats)> = Vec::new();
+    for (name, url, expect) in [
+        ("(a) upstream directly", format!("{upstream}/free"), StatusCode::OK),
+        ("(b) free route via paygate", format!("{base}/free"), StatusCode::OK),
+        ("(c) 402 challenge", format!("{base}/v1/quote"), StatusCode::PAYMENT_REQUIRED),
+    ] {
+        run(get(url.clone()), expect, connections, warm, None).await;
+        rows.push((name, run(get(url), expect, connections, secs, None).await));
+        // Profiling one scenario: `BENCH_ONLY=b` stops after it.
+        if !only.is_empty() && name.starts_with(&format!("({only})")) {
+            println!("{name}: {:.0} req/s", rows.last().map_or(0.0, |r| r.1.per_second()));
+            return;
+        }
+    }
+
+    // (d): one fresh 402 per credential, signed by dev accounts 1..=8 in turn.
+    let credentials = Arc::new(sign_credentials(&base, paid).await);
+    let quote = format!("{base}/v1/quote");
+    let make: paygate_bench::MakeRequest = {
+        let credentials = credentials.clone();
+        Arc::new(move |i| {
+            Request::get(&quote).header("payment-signature", &credentials[i]).body(Full::new(Bytes::new())).expect("request")
+        })
+    };
+    let before = chain.balance(dev_account(9).address()).await;
+    let stats = run(make, StatusCode::OK, paid_connections, Duration::from_secs(600), Some(paid)).await;
+    let earned = chain.balance(dev_account(9).address()).await - before;
+    rows.push(("(d) paid, settled on anvil", stats));
+
+    println!("{:<30} {:>10} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50", "p99", "errors");
+    for (name, s) in &rows {
+        println!("{name:<30} {:>10.0} {:>10} {:>10} {:>10}", s.per_second(), show(s.p50), show(s.p99), s.unexpected);
+    }
+    let rate = |i: usize| rows[i].1.per_second();
+    println!();
+    println!("(b)/(a) = {:.2}  (target >= 0.70)", rate(1) / rate(0));
+    println!("(c)/(b) = {:.2}  (target >= 1.00)", rate(2) / rate(1));
+    println!("(d): {} paid, {earned} atomic units settled to the seller (expected {})", rows[3].1.requests, rows[3].1.requests as u128 * 10_000);
+    print!("(d) mean time per phase:");
+    for phase in Phase::ALL {
+        let (count, total) = gateway.metrics().phase_total(phase);
+        let mean = if count == 0 { Duration::ZERO } else { total / count as u32 };
+        print!("  {} {}", phase.as_str(), show(mean));
+    }
+    println!();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Fetches `n` 402s and signs an x402 v2 `exact` credential for each.
+async fn sign_credentials(base: &str, n: usize) -> Vec<String> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let now = paygate_core::clock::SystemClock;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let request = Request::get(format!("{base}/v1/quote")).body(Full::new(Bytes::new())).expect("request");
+        let response = client.request(request).await.expect("402");
+        let header = response.headers()["payment-required"].to_str().expect("ascii").to_owned();
+        let required: x402::PaymentRequired = x402::decode_header(&header).expect("PAYMENT-REQUIRED");
+        let offer = required.accepts[0].clone();
+        let signer = dev_account(1 + (i % 8) as u32);
+        let extra = offer.extra.clone().expect("extra");
+        let valid_before = paygate_core::clock::Clock::now_unix(&now) + 600;
+        let auth = SignedAuthorization {
+            from: signer.address(),
+            to: offer.pay_to.parse().expect("payTo"),
+            value: offer.amount.parse().expect("amount"),
+            valid_after: U256::ZERO,
+            valid_before: U256::from(valid_before),
+            nonce: B256::random(),
+            signature: Default::default(),
+        };
+        let chain_id = x402::v1::chain_id(&offer.network).expect("eip155 network");
+        let d = domain(extra["name"].as_str().expect("name"), extra["version"].as_str().expect("version"), chain_id, offer.asset.parse().expect("asset"));
+        let signature = signer.sign_hash_sync(&auth.signing_hash(&d)).expect("sign");
+        let auth = SignedAuthorization { signature: signature.as_bytes().to_vec().into(), ..auth };
+        let payload = x402::PaymentPayload {
+            x402_version: 2,
+            resource: Some(required.resource.clone()),
+            accepted: offer,
+            payload: json!(auth.to_x402()),
+            extensions: None,
+        };
+        out.push(x402::encode_header(&payload));
+    }
+    out
+}

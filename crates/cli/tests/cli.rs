@@ -1,0 +1,205 @@
+//! The `paygate` binary without a chain: `--version` and `--help`, `serve` refusing bad configuration files
+//! with an error that names the file, the field and the problem (and exits non-zero before listening), and
+//! `serve --check-config` accepting a valid file, listing its routes, when the chain is unreachable.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_paygate");
+
+/// The name of an environment variable no test sets.
+const UNSET_VAR: &str = "PAYGATE_CLI_TEST_NEVER_SET";
+
+fn paygate(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("PAYGATE_CONFIG")
+        .env_remove("PAYGATE_LOG")
+        .env_remove(UNSET_VAR)
+        .output()
+        .expect("the paygate binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
+}
+
+/// Writes `toml` as `gateway.toml` in a fresh directory (which also receives the default `paygate.db`).
+fn write_config(toml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, toml).expect("write the config");
+    (dir, path)
+}
+
+/// A network whose RPC URL nothing listens on, its test USDC, and one option named `usdc-local`.
+fn network() -> String {
+    let port = paygate_testkit::free_port();
+    format!(
+        r#"
+[networks.local]
+chain_id = 31337
+rpc_url = "http://127.0.0.1:{port}"
+rpc_timeout_secs = 2
+
+[networks.local.assets.USDC]
+address = "0x5f7b9bccD62f34E77c6082a12665eaDB93C56aF5"
+decimals = 6
+eip712_name = "USD Coin"
+eip712_version = "2"
+
+[[accept]]
+name = "usdc-local"
+network = "local"
+asset = "USDC"
+pay_to = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"
+settlement = "builtin"
+settler_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+"#
+    )
+}
+
+const UPSTREAM: &str = "[upstream]\nurl = \"http://127.0.0.1:9\"\n";
+const SECRET: &str = "[server]\nsecret = \"a-challenge-secret-of-at-least-32-bytes\"\n";
+
+/// Runs `paygate serve --config` on `toml`, which must be refused; checks that stderr's error line starts with
+/// the file and the field (`field` may be a prefix: an unknown key is reported in its table or as itself) and
+/// says each of `problem`, and returns stderr.
+#[track_caller]
+fn refused(toml: &str, field: &str, problem: &[&str]) -> String {
+    let (_dir, path) = write_config(toml);
+    let file = path.display().to_string();
+    let output = paygate(&["serve", "--config", &file]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{field}: a bad config was accepted\nstderr: {stderr}");
+    assert_eq!(output.status.code(), Some(1), "{field}: {stderr}");
+    assert!(output.stdout.is_empty(), "{field}: stdout is for command output: {}", text(&output.stdout));
+    let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(error.contains(&format!("{file}: {field}")), "the error names neither {file} nor {field}: {error}");
+    for words in problem {
+        assert!(error.contains(words), "{field}: the error does not say {words:?}: {error}");
+    }
+    assert!(!stderr.contains('\x1b'), "stderr is not a terminal, yet it has escape codes: {stderr:?}");
+    stderr
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let output = paygate(&["--version"]);
+    assert!(output.status.success());
+    assert_eq!(text(&output.stdout).trim(), format!("paygate {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let output = paygate(&["--help"]);
+    assert!(output.status.success());
+    let stdout = text(&output.stdout);
+    for command in ["serve", "ledger", "dev"] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "--help does not list {command}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_price_that_is_not_a_price_is_refused() {
+    let net = network();
+    refused(
+        &format!("{UPSTREAM}{net}\n[[routes]]\npath = \"/a\"\nprice = \"cheap\"\n"),
+        "routes[0].price",
+        &["\"cheap\" is not a price", "$0.04"],
+    );
+    refused(
+        &format!(
+            "{UPSTREAM}{net}\n[[routes]]\npath = \"/a\"\nprice = \"$1\"\n[[routes]]\npath = \"/b\"\nprice = \"ten cents\"\n"
+        ),
+        "routes[1].price",
+        &["\"ten\" is not a decimal number"],
+    );
+    refused(
+        &format!("{UPSTREAM}\n[[routes]]\npath = \"/a\"\nprice = 0.01\n"),
+        "routes[0].price",
+        &["invalid type", "string"],
+    );
+}
+
+#[test]
+fn an_unknown_field_is_refused() {
+    refused(
+        &format!("{UPSTREAM}\n[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n"),
+        "server",
+        &["unknown field `lisen`"],
+    );
+    refused(
+        &format!("{UPSTREAM}\n[[route]]\npath = \"/a\"\n"),
+        "route",
+        &["unknown field `route`", "expected one of", "`routes`"],
+    );
+}
+
+#[test]
+fn a_missing_upstream_is_refused() {
+    refused("[server]\nlisten = \"127.0.0.1:0\"\n", "(file)", &["missing field `upstream`"]);
+}
+
+#[test]
+fn an_unset_environment_reference_is_refused() {
+    refused(
+        &format!("{UPSTREAM}\n[server]\nsecret = \"${{{UNSET_VAR}}}\"\n"),
+        "server.secret",
+        &[&format!("environment variable {UNSET_VAR} is not set")],
+    );
+}
+
+#[test]
+fn a_short_challenge_secret_is_refused() {
+    refused(
+        &format!("{UPSTREAM}\n[server]\nsecret = \"only-31-bytes-long-secret-value\"\n"),
+        "server.secret",
+        &["at least 32 bytes, it is 31"],
+    );
+}
+
+#[test]
+fn a_route_accepting_an_unknown_option_is_refused() {
+    let net = network();
+    refused(
+        &format!("{SECRET}{UPSTREAM}{net}\n[[routes]]\npath = \"/a\"\nprice = \"$0.01\"\naccept = [\"usdc-base\"]\n"),
+        "routes[0].accept",
+        &["no payment option is named \"usdc-base\""],
+    );
+}
+
+#[test]
+fn a_price_below_a_tenth_of_a_cent_is_refused() {
+    let net = network();
+    refused(
+        &format!("{SECRET}{UPSTREAM}{net}\n[[routes]]\npath = \"/a\"\nprice = \"$0.0009\"\n"),
+        "routes[0].price",
+        &["below the minimum price of $0.001"],
+    );
+}
+
+#[test]
+fn check_config_accepts_a_valid_file_with_an_unreachable_chain() {
+    let net = network();
+    let (_dir, path) = write_config(&format!(
+        "{SECRET}{UPSTREAM}{net}\n[[routes]]\npath = \"/health\"\n\n[[routes]]\nmethod = \"GET\"\npath = \"/v1/quote\"\nprice = \"$0.01\"\n"
+    ));
+    let file = path.display().to_string();
+    let output = paygate(&["serve", "--config", &file, "--check-config"]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some(format!("{file}: configuration is valid").as_str()), "{stdout}");
+    // The routes, as configured, with what they cost.
+    assert_eq!(lines.next().map(str::trim), Some("* /health free"), "{stdout}");
+    assert_eq!(lines.next().map(str::trim), Some("GET /v1/quote 0.01 USDC (usdc-local)"), "{stdout}");
+    assert_eq!(lines.next(), None, "{stdout}");
+    // The chain being down is worth a warning, not a refusal.
+    assert!(stderr.contains("WARN") && stderr.contains("not reachable"), "{stderr}");
+    assert!(!stderr.lines().any(|l| l.starts_with("error")), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
+}

@@ -1,0 +1,142 @@
+//! What the gateway counts and times, in a Prometheus registry of its own (no global state).
+//!
+//! Revenue is counted in atomic units with integer counters; the ledger stays the source of truth for money,
+//! metrics are for watching it move.
+
+use std::time::Duration;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// The phases of a paid request that are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Verify,
+    Claim,
+    Upstream,
+    Settle,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Verify, Phase::Claim, Phase::Upstream, Phase::Settle];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Verify => "verify",
+            Phase::Claim => "claim",
+            Phase::Upstream => "upstream",
+            Phase::Settle => "settle",
+        }
+    }
+}
+
+/// Outcomes of requests, one counter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Free,
+    UnknownRoute,
+    Challenged,
+    Paid,
+    Rejected,
+    Replayed,
+    Voided,
+    SettleFailed,
+    Pending,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Free => "free",
+            Outcome::UnknownRoute => "unknown_route",
+            Outcome::Challenged => "challenged",
+            Outcome::Paid => "paid",
+            Outcome::Rejected => "rejected",
+            Outcome::Replayed => "replayed",
+            Outcome::Voided => "voided",
+            Outcome::SettleFailed => "settle_failed",
+            Outcome::Pending => "pending",
+        }
+    }
+}
+
+/// The gateway's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    rejections: IntCounterVec,
+    phases: HistogramVec,
+    revenue: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("paygate_requests_total", "Requests by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let rejections = IntCounterVec::new(
+            Opts::new("paygate_rejections_total", "Refused payments by problem reason"),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let phases = HistogramVec::new(
+            HistogramOpts::new("paygate_phase_seconds", "Time spent per phase of paid requests").buckets(buckets),
+            &["phase"],
+        )
+        .expect("valid metric");
+        let revenue = IntCounterVec::new(
+            Opts::new("paygate_revenue_atomic_total", "Settled revenue in the asset's atomic units"),
+            &["route", "network", "asset"],
+        )
+        .expect("valid metric");
+        for collector in [Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>, Box::new(rejections.clone()), Box::new(phases.clone()), Box::new(revenue.clone())] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Metrics { registry, requests, rejections, phases, revenue }
+    }
+
+    pub fn outcome(&self, outcome: Outcome) {
+        self.requests.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    pub fn rejected(&self, reason: &str) {
+        self.rejections.with_label_values(&[reason]).inc();
+    }
+
+    pub fn time(&self, phase: Phase, took: Duration) {
+        self.phases.with_label_values(&[phase.as_str()]).observe(took.as_secs_f64());
+    }
+
+    pub fn revenue(&self, route: &str, network: &str, asset: &str, atomic: u128) {
+        self.revenue.with_label_values(&[route, network, asset]).inc_by(u64::try_from(atomic).unwrap_or(u64::MAX));
+    }
+
+    /// How many times `phase` ran and how long it took in all.
+    pub fn phase_total(&self, phase: Phase) -> (u64, Duration) {
+        let histogram = self.phases.with_label_values(&[phase.as_str()]);
+        (histogram.get_sample_count(), Duration::from_secs_f64(histogram.get_sample_sum()))
+    }
+
+    /// Requests counted with `outcome`.
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.requests.with_label_values(&[outcome.as_str()]).get()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding our own well-formed metrics into a Vec cannot fail.
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("metrics encode");
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
