@@ -146,9 +146,9 @@ impl Price {
         if let Some(usd) = text.strip_prefix('$') {
             return Ok(Price::Usd(Decimal::parse(usd.trim())?));
         }
-        let (amount, unit) =
-            text.split_once(char::is_whitespace).ok_or_else(|| MoneyError::NotAPrice(text.to_owned()))?;
-        let amount = Decimal::parse(amount)?;
+        let not_a_price = || MoneyError::NotAPrice(text.to_owned());
+        let (amount, unit) = text.split_once(char::is_whitespace).ok_or_else(not_a_price)?;
+        let amount = Decimal::parse(amount).map_err(|_| not_a_price())?;
         let unit = unit.trim();
         if unit.eq_ignore_ascii_case("usd") {
             return Ok(Price::Usd(amount));
