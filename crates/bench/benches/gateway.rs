@@ -1,6 +1,7 @@
 //! `cargo bench -p paygate-bench`: the gateway on loopback, in one run:
 //!
-//! (a) the upstream directly, (b) a free route through paygate, (c) 402 challenge issuance, (d) paid requests
+//! (a) the upstream directly, (b0) the same reverse proxy without the paygate layer (a diagnostic), (b) a free
+//! route through paygate, (c) 402 challenge issuance, (d) paid requests
 //! (verify + claim + proxy + settle on anvil, paid with x402 v2 credentials signed beforehand),
 //! then the ratios (b)/(a) and (c)/(b) and where (d)'s time goes.
 //!
@@ -30,6 +31,9 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    // Warnings and errors of the gateway go to stderr (`RUST_LOG` overrides).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(bench());
 }
@@ -38,7 +42,10 @@ async fn serve_upstream() -> String {
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/free", get(|| async { ([("content-type", "application/json")], r#"{"ok":true,"note":"free"}"#) }))
-        .route("/v1/quote", get(|| async { ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#) }));
+        .route(
+            "/v1/quote",
+            get(|| async { ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#) }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await.expect("upstream") });
@@ -103,22 +110,49 @@ async fn bench() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { server::serve(listener, service, std::future::pending()).await.expect("gateway") });
+    // The same server and reverse proxy without the paygate layer: what a bare proxy hop costs here.
+    let bare = UpstreamProxy::new(&upstream, Duration::from_secs(10), Duration::from_secs(2)).expect("proxy");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let bare_base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { server::serve(listener, bare, std::future::pending()).await.expect("bare proxy") });
 
-    println!("paygate bench: {connections} connections, {} s per scenario, {paid} paid requests over {paid_connections} connections", secs.as_secs());
+    println!(
+        "paygate bench: {connections} connections, {} s per scenario, {paid} paid requests over {paid_connections} connections",
+        secs.as_secs()
+    );
     println!("(2 runtime threads; load generator, gateway, upstream and anvil share this machine's cores)\n");
-    let warm = Duration::from_millis(500);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    // The 402 itself, without sockets: what challenge issuance costs the gateway's CPU.
+    {
+        let gateway = gateway.clone();
+        let started = std::time::Instant::now();
+        let n = env("BENCH_402", 20_000) as u32;
+        for _ in 0..n {
+            let request =
+                Request::get("/v1/quote").header("host", "bench").body(axum::body::Body::empty()).expect("request");
+            let response = gateway.handle(request, tower::service_fn(|_| async { unreachable_upstream() })).await;
+            assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        }
+        println!("402 built in-process: {} each\n", show(started.elapsed() / n));
+        if only == "402" {
+            return;
+        }
+    }
+    println!("{:<30} {:>10} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50", "p99", "errors");
+    let warm = Duration::from_millis(500);
     let mut rows: Vec<(&str, Stats)> = Vec::new();
     for (name, url, expect) in [
         ("(a) upstream directly", format!("{upstream}/free"), StatusCode::OK),
+        ("(b0) same proxy, no paygate", format!("{bare_base}/free"), StatusCode::OK),
         ("(b) free route via paygate", format!("{base}/free"), StatusCode::OK),
         ("(c) 402 challenge", format!("{base}/v1/quote"), StatusCode::PAYMENT_REQUIRED),
     ] {
         run(get(url.clone()), expect, connections, warm, None).await;
-        rows.push((name, run(get(url), expect, connections, secs, None).await));
-        // Profiling one scenario: `BENCH_ONLY=b` stops after it.
+        let stats = run(get(url), expect, connections, secs, None).await;
+        print_row(name, &stats);
+        rows.push((name, stats));
+        // Profiling: `BENCH_ONLY=b` stops after that scenario.
         if !only.is_empty() && name.starts_with(&format!("({only})")) {
-            println!("{name}: {:.0} req/s", rows.last().map_or(0.0, |r| r.1.per_second()));
             return;
         }
     }
@@ -129,23 +163,28 @@ async fn bench() {
     let make: paygate_bench::MakeRequest = {
         let credentials = credentials.clone();
         Arc::new(move |i| {
-            Request::get(&quote).header("payment-signature", &credentials[i]).body(Full::new(Bytes::new())).expect("request")
+            Request::get(&quote)
+                .header("payment-signature", &credentials[i])
+                .body(Full::new(Bytes::new()))
+                .expect("request")
         })
     };
     let before = chain.balance(dev_account(9).address()).await;
     let stats = run(make, StatusCode::OK, paid_connections, Duration::from_secs(600), Some(paid)).await;
     let earned = chain.balance(dev_account(9).address()).await - before;
+    print_row("(d) paid, settled on anvil", &stats);
     rows.push(("(d) paid, settled on anvil", stats));
-
-    println!("{:<30} {:>10} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50", "p99", "errors");
-    for (name, s) in &rows {
-        println!("{name:<30} {:>10.0} {:>10} {:>10} {:>10}", s.per_second(), show(s.p50), show(s.p99), s.unexpected);
-    }
     let rate = |i: usize| rows[i].1.per_second();
     println!();
-    println!("(b)/(a) = {:.2}  (target >= 0.70)", rate(1) / rate(0));
-    println!("(c)/(b) = {:.2}  (target >= 1.00)", rate(2) / rate(1));
-    println!("(d): {} paid, {earned} atomic units settled to the seller (expected {})", rows[3].1.requests, rows[3].1.requests as u128 * 10_000);
+    println!("(b)/(a)  = {:.2}  (target >= 0.70)", rate(2) / rate(0));
+    println!("(b0)/(a) = {:.2}  (a bare proxy hop, for comparison)", rate(1) / rate(0));
+    println!("(b)/(b0) = {:.2}  (the paygate layer's share)", rate(2) / rate(1));
+    println!("(c)/(b)  = {:.2}  (target >= 1.00)", rate(3) / rate(2));
+    println!(
+        "(d): {} paid, {earned} atomic units settled to the seller (expected {})",
+        rows[4].1.requests,
+        rows[4].1.requests as u128 * 10_000
+    );
     print!("(d) mean time per phase:");
     for phase in Phase::ALL {
         let (count, total) = gateway.metrics().phase_total(phase);
@@ -153,12 +192,31 @@ async fn bench() {
         print!("  {} {}", phase.as_str(), show(mean));
     }
     println!();
+    let ledger = gateway.store().payments(&Default::default()).await.expect("ledger");
+    let mut states = std::collections::BTreeMap::new();
+    for row in &ledger {
+        *states.entry(row.state.as_str()).or_insert(0) += 1;
+        if row.state != paygate_store::PaymentState::Settled {
+            println!("  not settled: #{} {} {:?} {:?}", row.id, row.state, row.reason, row.tx_hash);
+        }
+    }
+    println!("(d) ledger: {states:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The inner service of the in-process 402 measurement: an unpaid request never reaches it.
+fn unreachable_upstream() -> Result<http::Response<axum::body::Body>, std::convert::Infallible> {
+    Ok(http::Response::builder().status(500).body(axum::body::Body::from("upstream called")).expect("response"))
+}
+
+fn print_row(name: &str, s: &Stats) {
+    println!("{name:<30} {:>10.0} {:>10} {:>10} {:>10}", s.per_second(), show(s.p50), show(s.p99), s.unexpected);
 }
 
 /// Fetches `n` 402s and signs an x402 v2 `exact` credential for each.
 async fn sign_credentials(base: &str, n: usize) -> Vec<String> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
     let now = paygate_core::clock::SystemClock;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -180,7 +238,12 @@ async fn sign_credentials(base: &str, n: usize) -> Vec<String> {
             signature: Default::default(),
         };
         let chain_id = x402::v1::chain_id(&offer.network).expect("eip155 network");
-        let d = domain(extra["name"].as_str().expect("name"), extra["version"].as_str().expect("version"), chain_id, offer.asset.parse().expect("asset"));
+        let d = domain(
+            extra["name"].as_str().expect("name"),
+            extra["version"].as_str().expect("version"),
+            chain_id,
+            offer.asset.parse().expect("asset"),
+        );
         let signature = signer.sign_hash_sync(&auth.signing_hash(&d)).expect("sign");
         let auth = SignedAuthorization { signature: signature.as_bytes().to_vec().into(), ..auth };
         let payload = x402::PaymentPayload {

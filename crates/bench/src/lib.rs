@@ -85,7 +85,12 @@ pub async fn run(
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
-    let pick = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Stats { requests: latencies.len(), elapsed, p50: pick(0.50), p99: pick(0.99), unexpected }
 }
 

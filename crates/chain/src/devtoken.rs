@@ -33,13 +33,22 @@ pub const TEST_USDC_VERSION: &str = "2";
 pub const TEST_USDC_SYMBOL: &str = "USDC";
 pub const TEST_USDC_DECIMALS: u8 = 6;
 
-/// Dev account `index` of [`DEV_MNEMONIC`] (`m/44'/60'/0'/0/index`).
+/// Dev account `index` of [`DEV_MNEMONIC`] (`m/44'/60'/0'/0/index`). Derivations are cached: each costs a
+/// 2,048-round PBKDF2.
 pub fn dev_account(index: u32) -> PrivateKeySigner {
-    MnemonicBuilder::<English>::default()
-        .phrase(DEV_MNEMONIC)
-        .index(index)
-        .and_then(|b| b.build())
-        .expect("the dev mnemonic derives")
+    static CACHE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<u32, PrivateKeySigner>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    cache
+        .entry(index)
+        .or_insert_with(|| {
+            MnemonicBuilder::<English>::default()
+                .phrase(DEV_MNEMONIC)
+                .index(index)
+                .and_then(|b| b.build())
+                .expect("the dev mnemonic derives")
+        })
+        .clone()
 }
 
 /// The token's creation code with its constructor argument (the minter, dev account 0).

@@ -1,6 +1,7 @@
 //! The `paygate` binary: argument parsing and wiring. The work happens in the library crates.
 
 mod commands;
+mod sample_api;
 
 use std::process::ExitCode;
 

@@ -116,7 +116,7 @@ fn a_price_that_is_not_a_price_is_refused() {
             "{UPSTREAM}{net}\n[[routes]]\npath = \"/a\"\nprice = \"$1\"\n[[routes]]\npath = \"/b\"\nprice = \"ten cents\"\n"
         ),
         "routes[1].price",
-        &["\"ten\" is not a decimal number"],
+        &["\"ten cents\" is not a price", "$0.04"],
     );
     refused(
         &format!("{UPSTREAM}\n[[routes]]\npath = \"/a\"\nprice = 0.01\n"),

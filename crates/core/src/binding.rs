@@ -49,7 +49,8 @@ pub struct BindingInput<'a> {
     pub realm: &'a str,
     pub method: &'a str,
     pub intent: &'a str,
-    pub request: &'a Value,
+    /// The `request` parameter as sent: base64url of the request's JCS text ([`encode_request`]).
+    pub request: &'a str,
     pub expires: Option<&'a str>,
     pub digest: Option<&'a str>,
     /// The credential header, when it is not the default `Authorization`.
@@ -61,9 +62,14 @@ pub struct BindingInput<'a> {
 impl BindingInput<'_> {
     /// The pipe-joined HMAC input.
     pub fn message(&self) -> String {
-        let request = b64::url_encode(jcs::canonicalize(self.request).as_bytes());
-        let mut slots: Vec<&str> =
-            vec![self.realm, self.method, self.intent, &request, self.expires.unwrap_or(""), self.digest.unwrap_or("")];
+        let mut slots: Vec<&str> = vec![
+            self.realm,
+            self.method,
+            self.intent,
+            self.request,
+            self.expires.unwrap_or(""),
+            self.digest.unwrap_or(""),
+        ];
         if let Some(header) = self.header.filter(|h| !h.eq_ignore_ascii_case("authorization")) {
             slots.push(header);
         }
@@ -92,6 +98,11 @@ impl ChallengeSecret {
     }
 }
 
+/// A challenge's `request` parameter: base64url (no padding) of the JCS text of the request object.
+pub fn encode_request(request: &Value) -> String {
+    b64::url_encode(jcs::canonicalize(request).as_bytes())
+}
+
 /// The `opaque` object paygate binds into every challenge: the request it was issued for (`GET /path?query`), so
 /// that an offer made for one route cannot pay for another, and a random nonce, so that two 402s for the same
 /// request in the same second still carry different (single-use) challenges.
@@ -107,9 +118,17 @@ pub fn scope_route(opaque: &str) -> Option<String> {
     scope.get("route")?.as_str().map(str::to_owned)
 }
 
-/// A fresh challenge nonce: 16 random bytes, base64url.
+/// A fresh challenge nonce, unique across processes and calls: 8 random bytes chosen once per process and a
+/// counter, base64url. It need not be secret or unpredictable (the HMAC makes ids unforgeable), only unique, and
+/// this way costs no system call per 402.
 pub fn new_nonce() -> String {
-    b64::url_encode(alloy::primitives::B128::random().as_slice())
+    static PREFIX: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| alloy::primitives::B64::random().0);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(prefix);
+    bytes[8..].copy_from_slice(&COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_be_bytes());
+    b64::url_encode(&bytes)
 }
 
 #[cfg(test)]
@@ -139,7 +158,7 @@ mod tests {
 
     #[test]
     fn verify_accepts_the_id_and_nothing_else() {
-        let request = json!({"amount": "1000000"});
+        let request = encode_request(&json!({"amount": "1000000"}));
         let input = BindingInput {
             realm: "api.example.com",
             method: "tempo",
@@ -153,7 +172,7 @@ mod tests {
         let id = secret().challenge_id(&input);
         assert_eq!(id, "6QDs0BmhrI_v67iWeCMvGqQJEFQ6ErWKlk7zi5xL6t0");
         assert!(secret().verify(&input, &id));
-        let other = json!({"amount": "1000001"});
+        let other = encode_request(&json!({"amount": "1000001"}));
         assert!(!secret().verify(&BindingInput { request: &other, ..input }, &id));
         assert!(!secret().verify(&input, "not base64 !"));
         assert!(!secret().verify(&input, &id[..20]));

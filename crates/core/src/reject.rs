@@ -7,9 +7,6 @@
 
 use paygate_proto::problem::Problem;
 
-const MPP: &str = "https://paymentauth.org/problems/";
-const PAYGATE: &str = "urn:paygate:problem:";
-
 /// The kinds of rejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectKind {
@@ -78,32 +75,31 @@ impl RejectKind {
     }
 
     /// The problem `type` URI.
-    pub fn type_uri(self) -> String {
+    pub fn type_uri(self) -> &'static str {
         use RejectKind::*;
-        let (base, slug) = match self {
-            PaymentRequired => (MPP, "payment-required"),
-            MalformedCredential => (MPP, "malformed-credential"),
-            InvalidChallenge => (MPP, "invalid-challenge"),
-            PaymentExpired => (MPP, "payment-expired"),
-            VerificationFailed => (MPP, "verification-failed"),
-            PaymentInsufficient => (MPP, "payment-insufficient"),
-            InsufficientFunds => (PAYGATE, "insufficient-funds"),
-            Replayed => (PAYGATE, "payment-replayed"),
-            InFlight => (PAYGATE, "payment-in-flight"),
-            SettlementFailed => (PAYGATE, "settlement-failed"),
-            ChainUnavailable => (PAYGATE, "chain-unavailable"),
-            FacilitatorUnavailable => (PAYGATE, "facilitator-unavailable"),
-            StoreUnavailable => (PAYGATE, "store-unavailable"),
-            UpstreamUnavailable => (PAYGATE, "upstream-unavailable"),
-            UpstreamTimeout => (PAYGATE, "upstream-timeout"),
-            RouteNotFound => (PAYGATE, "route-not-found"),
-            AmbiguousPath => (PAYGATE, "ambiguous-path"),
-            HeaderTooLarge => (PAYGATE, "header-too-large"),
-            BodyTooLarge => (PAYGATE, "body-too-large"),
-            MultipleCredentials => (PAYGATE, "multiple-credentials"),
-            Internal => (PAYGATE, "internal-error"),
-        };
-        format!("{base}{slug}")
+        match self {
+            PaymentRequired => concat!("https://paymentauth.org/problems/", "payment-required"),
+            MalformedCredential => concat!("https://paymentauth.org/problems/", "malformed-credential"),
+            InvalidChallenge => concat!("https://paymentauth.org/problems/", "invalid-challenge"),
+            PaymentExpired => concat!("https://paymentauth.org/problems/", "payment-expired"),
+            VerificationFailed => concat!("https://paymentauth.org/problems/", "verification-failed"),
+            PaymentInsufficient => concat!("https://paymentauth.org/problems/", "payment-insufficient"),
+            InsufficientFunds => concat!("urn:paygate:problem:", "insufficient-funds"),
+            Replayed => concat!("urn:paygate:problem:", "payment-replayed"),
+            InFlight => concat!("urn:paygate:problem:", "payment-in-flight"),
+            SettlementFailed => concat!("urn:paygate:problem:", "settlement-failed"),
+            ChainUnavailable => concat!("urn:paygate:problem:", "chain-unavailable"),
+            FacilitatorUnavailable => concat!("urn:paygate:problem:", "facilitator-unavailable"),
+            StoreUnavailable => concat!("urn:paygate:problem:", "store-unavailable"),
+            UpstreamUnavailable => concat!("urn:paygate:problem:", "upstream-unavailable"),
+            UpstreamTimeout => concat!("urn:paygate:problem:", "upstream-timeout"),
+            RouteNotFound => concat!("urn:paygate:problem:", "route-not-found"),
+            AmbiguousPath => concat!("urn:paygate:problem:", "ambiguous-path"),
+            HeaderTooLarge => concat!("urn:paygate:problem:", "header-too-large"),
+            BodyTooLarge => concat!("urn:paygate:problem:", "body-too-large"),
+            MultipleCredentials => concat!("urn:paygate:problem:", "multiple-credentials"),
+            Internal => concat!("urn:paygate:problem:", "internal-error"),
+        }
     }
 
     pub fn title(self) -> &'static str {

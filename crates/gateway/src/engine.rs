@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
 use tower::{Service, ServiceExt};
 
-use paygate_core::binding::{BindingInput, ChallengeSecret, challenge_scope, scope_route};
+use paygate_core::binding::{BindingInput, ChallengeSecret, challenge_scope, encode_request, scope_route};
 use paygate_core::clock::{Clock, parse_rfc3339, rfc3339};
 use paygate_core::digest::{body_digest, digest_matches};
 use paygate_core::method::{Proof, SettleOutcome, VerifiedPayment};
@@ -331,11 +331,12 @@ impl Gateway {
         match presented {
             Presented::Mpp(credential) => {
                 let ch = &credential.challenge;
+                let request = encode_request(&ch.request);
                 let echoed = BindingInput {
                     realm: &ch.realm,
                     method: &ch.method,
                     intent: &ch.intent,
-                    request: &ch.request,
+                    request: &request,
                     expires: ch.expires.as_deref(),
                     digest: ch.digest.as_deref(),
                     header: ch.header.as_deref(),
@@ -485,7 +486,12 @@ impl Gateway {
         match &outcome {
             SettleOutcome::Settled { .. } => {
                 self.metrics.outcome(Outcome::Paid);
-                self.metrics.revenue(&paid.ctx.route.name, &option.network.to_string(), &option.asset.symbol, paid.offer.amount.0);
+                self.metrics.revenue(
+                    &paid.ctx.route.name,
+                    &option.network.to_string(),
+                    &option.asset.symbol,
+                    paid.offer.amount.0,
+                );
             }
             SettleOutcome::Unknown { .. } => self.metrics.outcome(Outcome::Pending),
             // Counted where the refusal is written.

@@ -1,7 +1,7 @@
 //! The tower [`Layer`] that puts a price on the routes of any service: paygate's reverse proxy, or an axum
 //! `Router` in someone else's application.
 //!
-//! ```ignore
+//! ```text
 //! let app = Router::new().route("/v1/quote", get(quote)).layer(PaygateLayer::new(gateway));
 //! ```
 

@@ -78,11 +78,8 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new("paygate_requests_total", "Requests by outcome"),
-            &["outcome"],
-        )
-        .expect("valid metric");
+        let requests = IntCounterVec::new(Opts::new("paygate_requests_total", "Requests by outcome"), &["outcome"])
+            .expect("valid metric");
         let rejections = IntCounterVec::new(
             Opts::new("paygate_rejections_total", "Refused payments by problem reason"),
             &["reason"],
@@ -99,7 +96,12 @@ impl Metrics {
             &["route", "network", "asset"],
         )
         .expect("valid metric");
-        for collector in [Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>, Box::new(rejections.clone()), Box::new(phases.clone()), Box::new(revenue.clone())] {
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rejections.clone()),
+            Box::new(phases.clone()),
+            Box::new(revenue.clone()),
+        ] {
             registry.register(collector).expect("metric names are unique");
         }
         Metrics { registry, requests, rejections, phases, revenue }

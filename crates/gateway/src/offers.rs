@@ -8,24 +8,27 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use serde_json::{Map, Value, json};
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-use paygate_core::binding::{BindingInput, ChallengeSecret, challenge_scope, new_nonce};
+use paygate_core::binding::{BindingInput, ChallengeSecret, challenge_scope, encode_request, new_nonce};
 use paygate_core::clock::rfc3339;
 use paygate_core::method::{MppTerms, PaymentMethod};
 use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
-use paygate_proto::mpp::Challenge;
+use paygate_proto::mpp::ChallengeParams;
 use paygate_proto::problem::{self, Problem};
-use paygate_proto::x402;
+use paygate_proto::{b64, x402};
 
 use crate::body::Body;
+use crate::engine::REQUEST_ID;
 
 /// The key under x402 `extra` that carries paygate's binding.
 pub const X402_BINDING_KEY: &str = "paygate";
 
-/// One offer of a route: a payment method and the amount it asks, with its terms computed once.
+/// One offer of a route: a payment method and the amount it asks, with everything that does not change per
+/// request computed once, when the route is built.
 #[derive(Debug)]
 pub struct RouteOffer {
     pub method: Arc<dyn PaymentMethod>,
@@ -34,8 +37,12 @@ pub struct RouteOffer {
     pub x402: Option<x402::PaymentRequirements>,
     /// The same as JSON, compared with what a client echoes.
     pub x402_json: Option<Value>,
+    /// The v1 network name (or CAIP-2 where the chain has none).
+    pub v1_network: Option<String>,
     /// The terms the challenge id binds (and MPP's framing, when `mpp` is true).
     pub terms: MppTerms,
+    /// `terms.request` as it goes on the wire: base64url of its JCS text.
+    pub request_b64: String,
     /// Whether the rail speaks MPP.
     pub mpp: bool,
 }
@@ -44,6 +51,11 @@ impl RouteOffer {
     pub fn new(method: Arc<dyn PaymentMethod>, amount: AtomicAmount) -> Self {
         let x402 = method.x402_requirements(amount);
         let x402_json = x402.as_ref().map(|r| serde_json::to_value(r).expect("requirements serialize"));
+        let v1_network = x402.as_ref().map(|r| {
+            x402::v1::chain_id(&r.network)
+                .and_then(x402::v1::network_name)
+                .map_or_else(|| r.network.clone(), str::to_owned)
+        });
         let (terms, mpp) = match method.mpp_terms(amount) {
             Some(terms) => (terms, true),
             None => {
@@ -51,7 +63,8 @@ impl RouteOffer {
                 (MppTerms { method: "x402", intent: "exact", request }, false)
             }
         };
-        RouteOffer { method, amount, x402, x402_json, terms, mpp }
+        let request_b64 = encode_request(&terms.request);
+        RouteOffer { method, amount, x402, x402_json, v1_network, terms, request_b64, mpp }
     }
 }
 
@@ -74,7 +87,7 @@ impl RequestBinding {
             realm: &self.realm,
             method: offer.terms.method,
             intent: offer.terms.intent,
-            request: &offer.terms.request,
+            request: &offer.request_b64,
             expires: Some(expires),
             digest: self.digest.as_deref(),
             header: None,
@@ -89,6 +102,93 @@ pub struct ResourceText {
     pub description: Option<String>,
     pub mime_type: Option<String>,
 }
+
+/// An x402 v2 offer with paygate's binding in `extra`, serialized from borrowed parts.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BoundRequirements<'a> {
+    scheme: &'a str,
+    network: &'a str,
+    amount: &'a str,
+    asset: &'a str,
+    pay_to: &'a str,
+    max_timeout_seconds: u64,
+    extra: BoundExtra<'a>,
+}
+
+#[derive(Serialize)]
+struct BoundExtra<'a> {
+    #[serde(flatten)]
+    base: &'a Map<String, Value>,
+    paygate: Binding<'a>,
+}
+
+#[derive(Serialize)]
+struct Binding<'a> {
+    id: &'a str,
+    expires: &'a str,
+    nonce: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentRequiredHeader<'a> {
+    x402_version: u8,
+    error: &'a str,
+    resource: Resource<'a>,
+    accepts: Vec<BoundRequirements<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Resource<'a> {
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mime_type: Option<&'a str>,
+}
+
+/// The 402 body: an RFC 9457 problem whose extension members are also x402 v1's 402 body.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentRequiredBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    reason: &'a str,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    challenge_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x402_version: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    accepts: Vec<V1Requirements<'a>>,
+}
+
+/// An x402 v1 offer (the body's `accepts[]`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V1Requirements<'a> {
+    scheme: &'a str,
+    network: &'a str,
+    max_amount_required: &'a str,
+    asset: &'a str,
+    pay_to: &'a str,
+    resource: &'a str,
+    description: &'a str,
+    mime_type: &'a str,
+    output_schema: Option<()>,
+    max_timeout_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a Map<String, Value>>,
+}
+
+static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
 /// Builds the 402 for `offers`: x402 v2 header, MPP challenges, and a problem body that is also x402 v1's.
 /// `rejection` explains why a presented payment was refused, when one was.
@@ -106,99 +206,106 @@ pub fn payment_required(
     let expires = rfc3339(now + ttl_secs);
     let nonce = new_nonce();
     let opaque = challenge_scope(&binding.route, &nonce);
-    let mut headers = HeaderMap::new();
+    let description = resource.description.as_deref();
+    let mime_type = resource.mime_type.as_deref().unwrap_or("application/json");
+    let ids: Vec<String> = offers.iter().map(|o| secret.challenge_id(&binding.input(o, &expires, &opaque))).collect();
+
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
     let mut accepts_v2 = Vec::new();
     let mut accepts_v1 = Vec::new();
-    let mut first_id = None;
-    for offer in offers {
-        let id = secret.challenge_id(&binding.input(offer, &expires, &opaque));
-        first_id.get_or_insert_with(|| id.clone());
+    for (offer, id) in offers.iter().zip(&ids) {
         if offer.mpp {
-            let challenge = Challenge {
-                id: id.clone(),
-                realm: binding.realm.clone(),
-                method: offer.terms.method.to_owned(),
-                intent: offer.terms.intent.to_owned(),
-                request: offer.terms.request.clone(),
-                description: resource.description.clone().filter(|d| d.is_ascii()),
-                digest: binding.digest.clone(),
-                expires: Some(expires.clone()),
+            let challenge = ChallengeParams {
+                id,
+                realm: &binding.realm,
+                method: offer.terms.method,
+                intent: offer.terms.intent,
+                request: &offer.request_b64,
+                description: description.filter(|d| d.is_ascii()),
+                digest: binding.digest.as_deref(),
+                expires: Some(&expires),
                 header: None,
-                opaque: Some(opaque.clone()),
+                opaque: Some(&opaque),
             };
-            if let Ok(Ok(value)) = challenge.to_header().map(|h| HeaderValue::from_str(&h)) {
+            if let Ok(Ok(value)) = challenge.to_header().map(HeaderValue::try_from) {
                 headers.append(header::WWW_AUTHENTICATE, value);
             }
         }
-        if let Some(requirements) = &offer.x402 {
-            let mut bound = requirements.clone();
-            bound
-                .extra
-                .get_or_insert_with(Map::new)
-                .insert(X402_BINDING_KEY.into(), json!({ "id": id, "expires": expires, "nonce": nonce }));
-            accepts_v1.push(v1_requirements(requirements, binding, resource));
-            accepts_v2.push(bound);
+        if let (Some(r), Some(v1_network)) = (&offer.x402, &offer.v1_network) {
+            let extra = r.extra.as_ref().unwrap_or(&EMPTY);
+            accepts_v2.push(BoundRequirements {
+                scheme: &r.scheme,
+                network: &r.network,
+                amount: &r.amount,
+                asset: &r.asset,
+                pay_to: &r.pay_to,
+                max_timeout_seconds: r.max_timeout_seconds,
+                extra: BoundExtra { base: extra, paygate: Binding { id, expires: &expires, nonce: &nonce } },
+            });
+            accepts_v1.push(V1Requirements {
+                scheme: &r.scheme,
+                network: v1_network,
+                max_amount_required: &r.amount,
+                asset: &r.asset,
+                pay_to: &r.pay_to,
+                resource: &binding.resource_url,
+                description: description.unwrap_or(""),
+                mime_type,
+                output_schema: None,
+                max_timeout_seconds: r.max_timeout_seconds,
+                extra: r.extra.as_ref(),
+            });
         }
     }
-    let rejection = rejection.cloned().unwrap_or_else(|| {
-        Rejection::new(RejectKind::PaymentRequired, "payment_required", "This resource requires payment.")
-    });
+
+    let default_rejection;
+    let rejection = match rejection {
+        Some(r) => r,
+        None => {
+            default_rejection =
+                Rejection::new(RejectKind::PaymentRequired, "payment_required", "This resource requires payment.");
+            &default_rejection
+        }
+    };
+    let reason =
+        |default: &'static str| if rejection.kind == RejectKind::PaymentRequired { default } else { rejection.reason };
     if !accepts_v2.is_empty() {
-        let required = x402::PaymentRequired {
+        let required = PaymentRequiredHeader {
             x402_version: 2,
-            error: Some(x402_error(&rejection, "PAYMENT-SIGNATURE header is required")),
-            resource: x402::ResourceInfo {
-                url: binding.resource_url.clone(),
-                description: resource.description.clone(),
-                mime_type: resource.mime_type.clone(),
-            },
+            error: reason("PAYMENT-SIGNATURE header is required"),
+            resource: Resource { url: &binding.resource_url, description, mime_type: resource.mime_type.as_deref() },
             accepts: accepts_v2,
-            extensions: None,
         };
-        if let Ok(value) = HeaderValue::from_str(&x402::encode_header(&required)) {
+        let json = serde_json::to_vec(&required).expect("x402 offers serialize");
+        if let Ok(value) = HeaderValue::try_from(b64::std_encode(&json)) {
             headers.insert(x402::PAYMENT_REQUIRED, value);
         }
     }
-    let mut body = rejection.to_problem().with_extension("requestId", request_id);
-    if let Some(id) = first_id {
-        body = body.with_extension("challengeId", id);
-    }
-    if !accepts_v1.is_empty() {
-        body = body
-            .with_extension("x402Version", 1)
-            .with_extension("error", x402_error(&rejection, "X-PAYMENT header is required"))
-            .with_extension("accepts", serde_json::to_value(accepts_v1).expect("requirements serialize"));
-    }
-    let mut response = problem_response(body, request_id);
-    response.headers_mut().extend(headers);
+    let has_v1 = !accepts_v1.is_empty();
+    let body = PaymentRequiredBody {
+        kind: rejection.kind.type_uri(),
+        title: rejection.kind.title(),
+        status: rejection.kind.status(),
+        detail: &rejection.detail,
+        reason: rejection.reason,
+        request_id,
+        challenge_id: ids.first().map(String::as_str),
+        x402_version: has_v1.then_some(1),
+        error: has_v1.then(|| reason("X-PAYMENT header is required")),
+        accepts: accepts_v1,
+    };
+    *response.body_mut() = Body::from(serde_json::to_vec(&body).expect("402 body serializes"));
+    *response.status_mut() = StatusCode::from_u16(rejection.kind.status()).unwrap_or(StatusCode::PAYMENT_REQUIRED);
+    set_problem_headers(response.headers_mut(), request_id);
     response
 }
 
-fn x402_error(rejection: &Rejection, default: &str) -> String {
-    if rejection.kind == RejectKind::PaymentRequired { default.to_owned() } else { rejection.reason.to_owned() }
-}
-
-/// The v1 form of an offer: v1 network name where the chain has one, CAIP-2 otherwise.
-fn v1_requirements(
-    requirements: &x402::PaymentRequirements,
-    binding: &RequestBinding,
-    resource: &ResourceText,
-) -> x402::v1::PaymentRequirements {
-    let network = x402::v1::chain_id(&requirements.network)
-        .and_then(x402::v1::network_name)
-        .map_or_else(|| requirements.network.clone(), str::to_owned);
-    x402::v1::PaymentRequirements {
-        scheme: requirements.scheme.clone(),
-        network,
-        max_amount_required: requirements.amount.clone(),
-        asset: requirements.asset.clone(),
-        pay_to: requirements.pay_to.clone(),
-        resource: binding.resource_url.clone(),
-        description: resource.description.clone().unwrap_or_default(),
-        mime_type: Some(resource.mime_type.clone().unwrap_or_else(|| "application/json".into())),
-        output_schema: None,
-        max_timeout_seconds: requirements.max_timeout_seconds,
-        extra: requirements.extra.clone(),
+fn set_problem_headers(headers: &mut http::HeaderMap, request_id: &str) {
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(problem::CONTENT_TYPE));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID, id);
     }
 }
 
@@ -207,12 +314,7 @@ pub fn problem_response(problem: Problem, request_id: &str) -> Response<Body> {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::new(Body::from(problem.to_json()));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(problem::CONTENT_TYPE));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", id);
-    }
+    set_problem_headers(response.headers_mut(), request_id);
     response
 }
 

@@ -44,7 +44,12 @@ async fn official_x402_client_pays_and_gets_a_payment_response() {
         assert_eq!(metrics.phase_total(phase).0, 1, "{phase:?}");
     }
     let text = metrics.encode();
-    assert!(text.contains(r#"paygate_revenue_atomic_total{asset="USDC",network="eip155:31337",route="GET /v1/quote"} 10000"#), "{text}");
+    assert!(
+        text.contains(
+            r#"paygate_revenue_atomic_total{asset="USDC",network="eip155:31337",route="GET /v1/quote"} 10000"#
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

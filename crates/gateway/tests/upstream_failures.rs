@@ -80,7 +80,8 @@ async fn settle_before_charges_first() {
 /// lands once the chain mines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_settlement_is_pending_and_the_response_is_delivered() {
-    let h = Harness::start_with(Options { receipt_timeout_secs: 1, ..Default::default() }).await;
+    // Pure automine, so that nothing mines the transaction before the test says so.
+    let h = Harness::start_with(Options { receipt_timeout_secs: 1, anvil_args: vec![], ..Default::default() }).await;
     h.chain.rpc("evm_setAutomine", serde_json::json!([false])).await;
     let answer = node::client(&["x402", "pay", &h.url("/v1/quote")]).await;
     assert_eq!(answer["status"], 200, "{answer}");

@@ -39,9 +39,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        // An in-memory database exists per connection: keep exactly one.
+        // One connection: SQLite has one writer at a time anyway, and writers queued in the pool wait for
+        // microseconds where writers contending inside SQLite sleep in its busy handler for milliseconds.
+        // (An in-memory database also exists per connection.)
         let pool = SqlitePoolOptions::new()
-            .max_connections(if memory { 1 } else { 8 })
+            .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)

@@ -22,16 +22,22 @@ pub struct Devchain {
     pub token: Address,
 }
 
+/// anvil's mining mode for [`Devchain::start`]: automine plus a one-second interval.
+pub const MINING: &[&str] = &["--mixed-mining", "--block-time", "1"];
+
 /// One whole test USDC in atomic units.
 pub const USDC: u64 = 1_000_000;
 
 impl Devchain {
-    /// Starts anvil as chain `chain_id` and funds it.
+    /// Starts anvil as chain `chain_id` and funds it, mining each transaction at once and also every second.
+    ///
+    /// The interval works around an anvil bug (foundry-rs/foundry#10122): in pure automine mode, transactions
+    /// sent back to back from one key occasionally stay in the pool unmined forever.
     pub async fn start(chain_id: u64) -> Devchain {
-        Self::start_with(chain_id, &[]).await
+        Self::start_with(chain_id, MINING).await
     }
 
-    /// Starts anvil with extra arguments.
+    /// Starts anvil with exactly these extra arguments (none: pure automine).
     pub async fn start_with(chain_id: u64, args: &[&str]) -> Devchain {
         let bin = std::env::var_os("ANVIL_BIN")
             .map(std::path::PathBuf::from)

@@ -18,7 +18,7 @@ mod upstream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-pub use chain::Devchain;
+pub use chain::{Devchain, MINING};
 pub use upstream::{Upstream, UpstreamMode};
 
 /// The repository root.

@@ -21,6 +21,12 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         amount: u64,
     },
+    /// Serve the built-in sample API (GET /v1/quote, POST /v1/echo, GET /v1/weather, GET /health), to put
+    /// paygate in front of when you have no API of your own yet.
+    Upstream {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+    },
 }
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -36,6 +42,15 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("{account}: {} USDC", balance / U256::from(10u64).pow(U256::from(TEST_USDC_DECIMALS)));
             }
             println!("{}", report.token);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Upstream { listen } => {
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            tracing::info!(address = %listener.local_addr()?, "sample API listening");
+            tokio::select! {
+                served = crate::sample_api::serve(listener) => served?,
+                () = super::serve::shutdown_signal() => {}
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

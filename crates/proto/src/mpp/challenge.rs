@@ -43,43 +43,88 @@ impl Challenge {
 
     /// The header value, parameters in mppx's order, every value a quoted-string.
     pub fn to_header(&self) -> Result<String, FormatError> {
-        let mut out = String::with_capacity(256);
-        out.push_str(super::SCHEME);
         let request = self.request_b64();
+        ChallengeParams {
+            id: &self.id,
+            realm: &self.realm,
+            method: &self.method,
+            intent: &self.intent,
+            request: &request,
+            description: self.description.as_deref(),
+            digest: self.digest.as_deref(),
+            expires: self.expires.as_deref(),
+            header: self.header.as_deref(),
+            opaque: self.opaque.as_deref(),
+        }
+        .to_header()
+    }
+}
+
+/// A challenge's parameters as they go on the wire, borrowed: how a server that keeps the encoded `request`
+/// of each offer writes challenges without re-encoding it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChallengeParams<'a> {
+    pub id: &'a str,
+    pub realm: &'a str,
+    pub method: &'a str,
+    pub intent: &'a str,
+    /// base64url of the JCS request.
+    pub request: &'a str,
+    pub description: Option<&'a str>,
+    pub digest: Option<&'a str>,
+    pub expires: Option<&'a str>,
+    pub header: Option<&'a str>,
+    pub opaque: Option<&'a str>,
+}
+
+impl ChallengeParams<'_> {
+    /// The header value, parameters in mppx's order, every value a quoted-string.
+    pub fn to_header(&self) -> Result<String, FormatError> {
         let params: [(&'static str, Option<&str>); 10] = [
-            ("id", Some(&self.id)),
-            ("realm", Some(&self.realm)),
-            ("method", Some(&self.method)),
-            ("intent", Some(&self.intent)),
-            ("request", Some(&request)),
-            ("description", self.description.as_deref()),
-            ("digest", self.digest.as_deref()),
-            ("expires", self.expires.as_deref()),
-            ("header", self.header.as_deref()),
-            ("opaque", self.opaque.as_deref()),
+            ("id", Some(self.id)),
+            ("realm", Some(self.realm)),
+            ("method", Some(self.method)),
+            ("intent", Some(self.intent)),
+            ("request", Some(self.request)),
+            ("description", self.description),
+            ("digest", self.digest),
+            ("expires", self.expires),
+            ("header", self.header),
+            ("opaque", self.opaque),
         ];
+        let mut out = String::with_capacity(64 + params.iter().map(|(_, v)| v.map_or(0, str::len) + 16).sum::<usize>());
+        out.push_str(super::SCHEME);
         let mut first = true;
         for (name, value) in params {
             let Some(value) = value else { continue };
-            if value.contains(['\r', '\n']) {
-                return Err(FormatError::LineBreak(name));
+            let mut plain = true;
+            for b in value.bytes() {
+                match b {
+                    b'\r' | b'\n' => return Err(FormatError::LineBreak(name)),
+                    b'\\' | b'"' | 0x80.. => plain = false,
+                    _ => {}
+                }
             }
             out.push_str(if first { " " } else { ", " });
             first = false;
             out.push_str(name);
             out.push_str("=\"");
-            for c in value.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    c if (c as u32) > 0xff => {
-                        // Header values are byte strings; mppx writes and reads these escapes.
-                        let mut units = [0u16; 2];
-                        for unit in c.encode_utf16(&mut units) {
-                            out.push_str(&format!("\\u{unit:04x}"));
+            if plain {
+                out.push_str(value);
+            } else {
+                for c in value.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '"' => out.push_str("\\\""),
+                        c if (c as u32) > 0xff => {
+                            // Header values are byte strings; mppx writes and reads these escapes.
+                            let mut units = [0u16; 2];
+                            for unit in c.encode_utf16(&mut units) {
+                                out.push_str(&format!("\\u{unit:04x}"));
+                            }
                         }
+                        c => out.push(c),
                     }
-                    c => out.push(c),
                 }
             }
             out.push('"');

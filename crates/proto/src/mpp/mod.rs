@@ -11,7 +11,7 @@ mod challenge;
 mod credential;
 mod receipt;
 
-pub use challenge::{Challenge, FormatError, parse_challenge, parse_challenges};
+pub use challenge::{Challenge, ChallengeParams, FormatError, parse_challenge, parse_challenges};
 pub use credential::{Credential, CredentialError, find_payment_credential};
 pub use receipt::Receipt;
 
