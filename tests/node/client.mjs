@@ -33,7 +33,9 @@ async function report(response) {
     const value = response.headers.get(name);
     if (value !== null) headers[name] = value;
   }
-  return { status: response.status, body: await response.text(), headers };
+  const receipt = headers['payment-response'] ?? headers['x-payment-response'] ?? headers['payment-receipt'];
+  const decoded = receipt ? JSON.parse(Buffer.from(receipt, receipt === headers['payment-receipt'] ? 'base64url' : 'base64').toString()) : undefined;
+  return { status: response.status, body: await response.text(), receipt: decoded, headers };
 }
 
 async function x402v2() {
