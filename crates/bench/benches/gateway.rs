@@ -75,21 +75,7 @@ async fn bench() {
         url = "{upstream}"
         [store]
         url = "sqlite://{db}"
-        [networks.anvil]
-        chain_id = 31337
-        rpc_url = "{rpc}"
-        receipt_poll_ms = 20
-        [networks.anvil.assets.USDC]
-        address = "{token}"
-        decimals = 6
-        eip712_name = "USD Coin"
-        eip712_version = "2"
-        [[accept]]
-        network = "anvil"
-        asset = "USDC"
-        pay_to = "{pay_to}"
-        settlement = "builtin"
-        settler_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+        {accept}
         [[routes]]
         method = "GET"
         path = "/v1/quote"
@@ -98,9 +84,13 @@ async fn bench() {
         path = "/free"
         "#,
         db = dir.join("ledger.db").display(),
-        rpc = chain.rpc_url,
-        token = chain.token,
-        pay_to = dev_account(9).address(),
+        accept = paygate_testkit::local_usdc_toml(
+            chain.chain_id,
+            &chain.rpc_url,
+            "receipt_poll_ms = 20",
+            dev_account(9).address(),
+            &paygate_testkit::builtin_settlement()
+        ),
     );
     let config = Config::parse(&toml, "bench.toml").expect("config");
     let built = build(&config, "bench.toml", BuildOptions::default()).await.expect("gateway");

@@ -34,28 +34,14 @@ fn write_config(toml: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// A network whose RPC URL nothing listens on, its test USDC, and one option named `usdc-local`.
 fn network() -> String {
-    let port = paygate_testkit::free_port();
-    format!(
-        r#"
-[networks.local]
-chain_id = 31337
-rpc_url = "http://127.0.0.1:{port}"
-rpc_timeout_secs = 2
-
-[networks.local.assets.USDC]
-address = "0x5f7b9bccD62f34E77c6082a12665eaDB93C56aF5"
-decimals = 6
-eip712_name = "USD Coin"
-eip712_version = "2"
-
-[[accept]]
-name = "usdc-local"
-network = "local"
-asset = "USDC"
-pay_to = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"
-settlement = "builtin"
-settler_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-"#
+    let rpc = format!("http://127.0.0.1:{}", paygate_testkit::free_port());
+    let pay_to = paygate_chain::devtoken::dev_account(9).address();
+    paygate_testkit::local_usdc_toml(
+        31337,
+        &rpc,
+        "rpc_timeout_secs = 2",
+        pay_to,
+        &paygate_testkit::builtin_settlement(),
     )
 }
 

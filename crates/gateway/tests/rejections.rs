@@ -20,8 +20,26 @@ struct Case {
     reason: &'static str,
 }
 
-const MPP: &str = "https://paymentauth.org/problems/";
-const PAYGATE: &str = "urn:paygate:problem:";
+const INVALID: &str = "https://paymentauth.org/problems/invalid-challenge";
+const FAILED: &str = "https://paymentauth.org/problems/verification-failed";
+const INSUFFICIENT: &str = "https://paymentauth.org/problems/payment-insufficient";
+const MALFORMED: &str = "https://paymentauth.org/problems/malformed-credential";
+const EXPIRED: &str = "https://paymentauth.org/problems/payment-expired";
+const NO_FUNDS: &str = "urn:paygate:problem:insufficient-funds";
+const TOO_LARGE: &str = "urn:paygate:problem:header-too-large";
+const MULTIPLE: &str = "urn:paygate:problem:multiple-credentials";
+
+/// A `GET` case.
+fn get(
+    name: &'static str,
+    path: &'static str,
+    header: (String, String),
+    status: u16,
+    kind: &'static str,
+    reason: &'static str,
+) -> Case {
+    Case { name, method: "GET", path, header, body: None, status, kind, reason }
+}
 
 fn x402_tampered(value: &str, edit: impl Fn(&mut Value)) -> (String, String) {
     let mut payload = decode_x402(value);
@@ -84,157 +102,147 @@ async fn bad_x402_payments_are_refused_without_side_effects() {
     let quote_credential = signed[0].1.clone();
     let echo_credential = signed[1].1.clone();
     let broke_credential = signed[2].1.clone();
-    let c = |name, path: &'static str, header: (String, String), status, kind: String, reason| Case {
-        name,
-        method: "GET",
-        path,
-        header,
-        body: None,
-        status,
-        kind: Box::leak(kind.into_boxed_str()),
-        reason,
-    };
     let mut cases = vec![
-        c(
+        get(
             "tampered signature",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| p["payload"]["signature"] = flip(&p["payload"]["signature"])),
             402,
-            format!("{MPP}verification-failed"),
+            FAILED,
             "invalid_signature",
         ),
-        c(
+        get(
             "signed amount lower than the price",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| p["payload"]["authorization"]["value"] = json!("9999")),
             402,
-            format!("{MPP}payment-insufficient"),
+            INSUFFICIENT,
             "amount_mismatch",
         ),
-        c(
+        get(
             "accepted amount changed",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| p["accepted"]["amount"] = json!("1")),
             402,
-            format!("{MPP}invalid-challenge"),
+            INVALID,
             "amount_mismatch",
         ),
-        c(
+        get(
             "authorization pays someone else",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| p["payload"]["authorization"]["to"] = json!(payer().to_string())),
             402,
-            format!("{MPP}verification-failed"),
+            FAILED,
             "recipient_mismatch",
         ),
-        c(
+        get(
             "accepted payTo changed",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| p["accepted"]["payTo"] = json!(payer().to_string())),
             402,
-            format!("{MPP}invalid-challenge"),
+            INVALID,
             "recipient_mismatch",
         ),
-        c(
+        get(
             "another asset",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| {
                 p["accepted"]["asset"] = json!("0x036CbD53842c5426634e7929541eC2318f3dCF7e")
             }),
             402,
-            format!("{MPP}invalid-challenge"),
+            INVALID,
             "asset_mismatch",
         ),
-        c(
+        get(
             "another chain",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| p["accepted"]["network"] = json!("eip155:8453")),
             402,
-            format!("{MPP}invalid-challenge"),
+            INVALID,
             "network_mismatch",
         ),
-        c(
+        get(
             "binding removed",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| {
                 p["accepted"]["extra"].as_object_mut().unwrap().remove("paygate");
             }),
             402,
-            format!("{MPP}invalid-challenge"),
+            INVALID,
             "missing_binding",
         ),
-        c(
+        get(
             "expiry pushed back",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| {
                 p["accepted"]["extra"]["paygate"]["expires"] = json!("2099-01-01T00:00:00Z")
             }),
             402,
-            format!("{MPP}invalid-challenge"),
+            INVALID,
             "challenge_mismatch",
         ),
-        c(
+        get(
             "challenge of another route",
             "/v1/other",
             ("PAYMENT-SIGNATURE".into(), quote_credential.clone()),
             402,
-            format!("{MPP}invalid-challenge"),
+            INVALID,
             "challenge_mismatch",
         ),
-        c(
+        get(
             "payer without funds",
             "/v1/quote",
             ("PAYMENT-SIGNATURE".into(), broke_credential),
             402,
-            format!("{PAYGATE}insufficient-funds"),
+            NO_FUNDS,
             "insufficient_funds",
         ),
-        c(
+        get(
             "not base64",
             "/v1/quote",
             ("PAYMENT-SIGNATURE".into(), "!!not base64!!".into()),
             400,
-            format!("{MPP}malformed-credential"),
+            MALFORMED,
             "malformed_credential",
         ),
-        c(
+        get(
             "not JSON",
             "/v1/quote",
             ("PAYMENT-SIGNATURE".into(), "eyJ4NDAy".into()),
             400,
-            format!("{MPP}malformed-credential"),
+            MALFORMED,
             "malformed_credential",
         ),
-        c(
+        get(
             "JSON of the wrong shape",
             "/v1/quote",
             ("PAYMENT-SIGNATURE".into(), encode_x402(&json!({"x402Version": 2}))),
             400,
-            format!("{MPP}malformed-credential"),
+            MALFORMED,
             "malformed_credential",
         ),
-        c(
+        get(
             "malformed authorization",
             "/v1/quote",
             x402_tampered(&quote_credential, |p| p["payload"]["authorization"]["value"] = json!("ten")),
             400,
-            format!("{MPP}malformed-credential"),
+            MALFORMED,
             "invalid_payload",
         ),
-        c(
+        get(
             "v1 header garbage",
             "/v1/quote",
             ("X-PAYMENT".into(), "e30=".into()),
             400,
-            format!("{MPP}malformed-credential"),
+            MALFORMED,
             "malformed_credential",
         ),
-        c(
+        get(
             "oversized header",
             "/v1/quote",
             ("PAYMENT-SIGNATURE".into(), "A".repeat(20 * 1024)),
             431,
-            format!("{PAYGATE}header-too-large"),
+            TOO_LARGE,
             "header_too_large",
         ),
     ];
@@ -245,19 +253,19 @@ async fn bad_x402_payments_are_refused_without_side_effects() {
         header: ("PAYMENT-SIGNATURE".into(), echo_credential),
         body: Some(r#"{"n":2}"#),
         status: 402,
-        kind: "https://paymentauth.org/problems/invalid-challenge",
+        kind: INVALID,
         reason: "challenge_mismatch",
     });
     check(&h, cases).await;
 
     // Expiry: the gateway's clock moves past the challenge's 30 s.
     h.clock.advance(31);
-    let expired = vec![c(
+    let expired = vec![get(
         "expired challenge",
         "/v1/quote",
         ("PAYMENT-SIGNATURE".into(), quote_credential),
         402,
-        format!("{MPP}payment-expired"),
+        EXPIRED,
         "challenge_expired",
     )];
     check(&h, expired).await;
@@ -277,63 +285,50 @@ async fn bad_mpp_payments_are_refused_without_side_effects() {
     .await;
     let quote_credential = signed[0].1.clone();
     let echo_credential = signed[1].1.clone();
-    let c = |name, path: &'static str, header: (String, String), status, kind: &'static str, reason| Case {
-        name,
-        method: "GET",
-        path,
-        header,
-        body: None,
-        status,
-        kind,
-        reason,
-    };
-    let invalid = "https://paymentauth.org/problems/invalid-challenge";
-    let failed = "https://paymentauth.org/problems/verification-failed";
-    let malformed = "https://paymentauth.org/problems/malformed-credential";
     let cases = vec![
-        c(
+        get(
             "tampered signature",
             "/v1/quote",
             mpp_tampered(&quote_credential, |c| c["payload"]["signature"] = flip(&c["payload"]["signature"])),
             402,
-            failed,
+            FAILED,
             "invalid_signature",
         ),
-        c(
+        get(
             "signed amount lower than the price",
             "/v1/quote",
             mpp_tampered(&quote_credential, |c| c["payload"]["value"] = json!("9999")),
             402,
-            "https://paymentauth.org/problems/payment-insufficient",
+            INSUFFICIENT,
             "amount_mismatch",
         ),
-        c(
+        get(
             "authorization pays someone else",
             "/v1/quote",
             mpp_tampered(&quote_credential, |c| c["payload"]["to"] = json!(payer().to_string())),
             402,
-            failed,
+            FAILED,
             "recipient_mismatch",
         ),
-        c(
+        get(
             "nonce not bound to the challenge",
             "/v1/quote",
             mpp_tampered(&quote_credential, |c| c["payload"]["nonce"] = flip(&c["payload"]["nonce"])),
             402,
-            failed,
+            FAILED,
             "challenge_nonce_mismatch",
         ),
-        c(
+        get(
             "challenge id forged",
             "/v1/quote",
             mpp_tampered(&quote_credential, |c| {
                 c["challenge"]["id"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
             }),
             402,
-            invalid,
+            INVALID,
             "unknown_challenge",
         ),
-        c(
+        get(
             "challenge terms changed (another chain)",
             "/v1/quote",
             mpp_tampered(&quote_credential, |c| {
@@ -346,47 +341,47 @@ async fn bad_mpp_payments_are_refused_without_side_effects() {
                     json!(paygate_proto::b64::url_encode(paygate_proto::jcs::canonicalize(&request).as_bytes()));
             }),
             402,
-            invalid,
+            INVALID,
             "unknown_challenge",
         ),
-        c(
+        get(
             "challenge of another route",
             "/v1/other",
             ("Authorization".into(), quote_credential.clone()),
             402,
-            invalid,
+            INVALID,
             "route_mismatch",
         ),
-        c(
+        get(
             "payer without funds",
             "/v1/quote",
             ("Authorization".into(), signed[2].1.clone()),
             402,
-            "urn:paygate:problem:insufficient-funds",
+            NO_FUNDS,
             "insufficient_funds",
         ),
-        c(
+        get(
             "not base64url",
             "/v1/quote",
             ("Authorization".into(), "Payment !!!".into()),
             400,
-            malformed,
+            MALFORMED,
             "malformed_credential",
         ),
-        c(
+        get(
             "not a credential",
             "/v1/quote",
             ("Authorization".into(), encode_mpp(&json!({"payload": {}}))),
             400,
-            malformed,
+            MALFORMED,
             "malformed_credential",
         ),
-        c(
+        get(
             "two credentials",
             "/v1/quote",
             ("Authorization".into(), format!("{quote_credential}, {quote_credential}")),
             400,
-            "urn:paygate:problem:multiple-credentials",
+            MULTIPLE,
             "multiple_credentials",
         ),
     ];
@@ -398,7 +393,7 @@ async fn bad_mpp_payments_are_refused_without_side_effects() {
         header: ("Authorization".into(), echo_credential),
         body: Some(r#"{"n":2}"#),
         status: 402,
-        kind: invalid,
+        kind: INVALID,
         reason: "body_mismatch",
     }];
     check(&h, cases).await;
@@ -413,17 +408,17 @@ async fn bad_mpp_payments_are_refused_without_side_effects() {
         .await
         .unwrap();
     let (status, p) = problem(response).await;
-    assert_eq!((status, kind(&p)), (400, ("urn:paygate:problem:multiple-credentials", "multiple_credentials")));
+    assert_eq!((status, kind(&p)), (400, (MULTIPLE, "multiple_credentials")));
 
     h.clock.advance(31);
     check(
         &h,
-        vec![c(
+        vec![get(
             "expired challenge",
             "/v1/quote",
             ("Authorization".into(), quote_credential),
             402,
-            "https://paymentauth.org/problems/payment-expired",
+            EXPIRED,
             "challenge_expired",
         )],
     )

@@ -54,3 +54,45 @@ impl paygate_core::clock::Clock for ShiftedClock {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
+
+/// anvil dev key 0, the settler of every test config (public: never for real money).
+pub const SETTLER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+/// The `settlement` lines of a built-in option settled by [`SETTLER_KEY`].
+pub fn builtin_settlement() -> String {
+    format!("settlement = \"builtin\"\nsettler_key = \"{SETTLER_KEY}\"")
+}
+
+/// Config TOML for the test token: `[networks.local]` (chain `chain_id` at `rpc_url`, plus `network_extra`
+/// lines) with its `USDC`, and one `[[accept]]` option `usdc-local` paying `pay_to`, settled as the
+/// `settlement` lines say.
+pub fn local_usdc_toml(
+    chain_id: u64,
+    rpc_url: &str,
+    network_extra: &str,
+    pay_to: alloy::primitives::Address,
+    settlement: &str,
+) -> String {
+    format!(
+        r#"
+[networks.local]
+chain_id = {chain_id}
+rpc_url = "{rpc_url}"
+{network_extra}
+
+[networks.local.assets.USDC]
+address = "{token}"
+decimals = 6
+eip712_name = "USD Coin"
+eip712_version = "2"
+
+[[accept]]
+name = "usdc-local"
+network = "local"
+asset = "USDC"
+pay_to = "{pay_to}"
+{settlement}
+"#,
+        token = paygate_chain::devtoken::test_usdc_address(),
+    )
+}

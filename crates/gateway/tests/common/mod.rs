@@ -15,8 +15,6 @@ use paygate_testkit::{Devchain, ShiftedClock, Upstream};
 use serde_json::Value;
 use tower::ServiceBuilder;
 
-/// anvil dev key 0: the settler.
-pub const SETTLER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 /// anvil dev key 1: the payer the node clients use.
 pub const PAYER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 /// The key of dev account 15, which holds ETH but no test USDC.
@@ -83,7 +81,7 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let settlement = match &options.facilitator_url {
             Some(url) => format!("settlement = \"facilitator\"\nfacilitator_url = \"{url}\""),
-            None => format!("settlement = \"builtin\"\nsettler_key = \"{SETTLER_KEY}\""),
+            None => paygate_testkit::builtin_settlement(),
         };
         let toml = format!(
             r#"
@@ -98,24 +96,7 @@ impl Harness {
             [store]
             url = "sqlite://{db}"
 
-            [networks.local]
-            chain_id = {chain_id}
-            rpc_url = "{rpc}"
-            receipt_timeout_secs = {receipt_timeout}
-            receipt_poll_ms = 50
-
-            [networks.local.assets.USDC]
-            address = "{token}"
-            decimals = 6
-            eip712_name = "USD Coin"
-            eip712_version = "2"
-
-            [[accept]]
-            name = "usdc-local"
-            network = "local"
-            asset = "USDC"
-            pay_to = "{pay_to}"
-            {settlement}
+            {accept}
 
             [[routes]]
             method = "GET"
@@ -140,11 +121,13 @@ impl Harness {
             "#,
             upstream = upstream.url(),
             db = dir.path().join("ledger.db").display(),
-            chain_id = chain.chain_id,
-            rpc = chain.rpc_url,
-            receipt_timeout = options.receipt_timeout_secs,
-            token = chain.token,
-            pay_to = pay_to(),
+            accept = paygate_testkit::local_usdc_toml(
+                chain.chain_id,
+                &chain.rpc_url,
+                &format!("receipt_timeout_secs = {}\nreceipt_poll_ms = 50", options.receipt_timeout_secs),
+                pay_to(),
+                &settlement,
+            ),
             settle = options.settle,
         );
         let config = Config::parse(&toml, "test.toml").expect("test config parses");
