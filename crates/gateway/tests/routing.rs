@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Harness, decode_x402, kind, problem};
+use common::{Harness, Options, decode_x402, kind, problem};
 use paygate_proto::mpp;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,5 +104,17 @@ async fn browsers_can_send_payments_and_read_offers() {
     for name in ["payment-required", "www-authenticate", "payment-response", "payment-receipt"] {
         assert!(exposed.contains(name), "{name} in {exposed}");
     }
+    assert_eq!(h.upstream.hits(), 0);
+}
+
+/// With `unknown_routes = "proxy"` a path no route names goes to the upstream untouched, while priced routes
+/// (in any spelling) still ask for payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_can_pass_through() {
+    let h = Harness::start_with(Options { unknown_routes: "proxy", ..Default::default() }).await;
+    let response = h.send("GET", "/somewhere/else", None, None).await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.text().await.unwrap(), "upstream: no such path", "the upstream answered");
+    assert_eq!(h.send("GET", "/v1/%71uote/", None, None).await.status(), 402);
     assert_eq!(h.upstream.hits(), 0);
 }

@@ -39,6 +39,8 @@ pub struct Options {
     pub facilitator_url: Option<String>,
     pub receipt_timeout_secs: u64,
     pub anvil_args: Vec<&'static str>,
+    /// `server.unknown_routes`.
+    pub unknown_routes: &'static str,
 }
 
 impl Default for Options {
@@ -48,7 +50,8 @@ impl Default for Options {
             settle: "after",
             facilitator_url: None,
             receipt_timeout_secs: 30,
-            anvil_args: vec![],
+            anvil_args: paygate_testkit::MINING.to_vec(),
+            unknown_routes: "reject",
         }
     }
 }
@@ -88,6 +91,7 @@ impl Harness {
             [server]
             secret = "integration-test-secret-of-at-least-32-bytes"
             challenge_ttl_secs = 30
+            unknown_routes = "{unknown_routes}"
 
             [upstream]
             url = "{upstream}"
@@ -129,6 +133,7 @@ impl Harness {
                 &settlement,
             ),
             settle = options.settle,
+            unknown_routes = options.unknown_routes,
         );
         let config = Config::parse(&toml, "test.toml").expect("test config parses");
         let clock = Arc::new(ShiftedClock::default());
