@@ -8,6 +8,7 @@
 //! * [`method`]: the [`PaymentMethod`](method::PaymentMethod) trait every payment rail implements, the
 //!   [`Offer`](method::PaymentOption) it prices, and what verification and settlement return.
 //! * [`reject`]: every way a paid request can be refused, with its HTTP status and stable problem type.
+//! * [`registry`]: built-in networks and assets (Base, Base Sepolia, Ethereum, Polygon, Tempo, anvil).
 //! * [`clock`]: wall-clock time, injectable for tests.
 //!
 //! Architecture invariant: money is `u128` atomic units everywhere; no float carries an amount.
@@ -18,4 +19,5 @@ pub mod digest;
 pub mod method;
 pub mod money;
 pub mod network;
+pub mod registry;
 pub mod reject;

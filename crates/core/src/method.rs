@@ -67,6 +67,20 @@ pub enum Proof<'a> {
     X402 { version: u32, payload: &'a Value },
     /// MPP `Authorization: Payment`: the credential, whose echoed challenge some rails bind into the proof.
     Mpp { credential: &'a mpp::Credential },
+    /// Pay first, prove later: the hash of a transfer the payer already made (`X-402-Payment-Proof`,
+    /// `x-402-payment`, `X-Payment-Hash`), with what the payer says it pays when the dialect says it.
+    TxHash(&'a TxHashProof),
+}
+
+/// A transfer a payer made and names by its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxHashProof {
+    /// The header it came in, for the ledger (`x-402-payment-proof`).
+    pub dialect: &'static str,
+    pub tx_hash: String,
+    pub network: Option<String>,
+    pub token: Option<String>,
+    pub amount: Option<String>,
 }
 
 /// A proof that checked out, ready to be claimed and settled.
@@ -104,15 +118,53 @@ pub trait PaymentMethod: Send + Sync + Debug {
 
     /// The x402 v2 `accepts[]` entry for `amount`, if the rail speaks x402. The gateway adds its binding to
     /// `extra` and derives the v1 form.
-    fn x402_requirements(&self, amount: AtomicAmount) -> Option<x402::PaymentRequirements>;
+    fn x402_requirements(&self, _amount: AtomicAmount) -> Option<x402::PaymentRequirements> {
+        None
+    }
 
-    /// The MPP method, intent and request for `amount`, if the rail speaks MPP.
-    fn mpp_terms(&self, amount: AtomicAmount) -> Option<MppTerms>;
+    /// The MPP method, intent and request for `amount` when they are the same for every request (computed once
+    /// per route). `None` for rails without MPP, or whose terms are made per challenge.
+    fn mpp_terms(&self, _amount: AtomicAmount) -> Option<MppTerms> {
+        None
+    }
+
+    /// Whether the MPP terms are made for each challenge ([`PaymentMethod::challenge_terms`]), such as a
+    /// Lightning invoice per 402.
+    fn terms_per_challenge(&self) -> bool {
+        false
+    }
+
+    /// The MPP terms of one challenge, for rails whose [`PaymentMethod::terms_per_challenge`] is true. Called
+    /// for every 402 that offers this rail.
+    async fn challenge_terms(&self, _amount: AtomicAmount) -> Result<Option<MppTerms>, Rejection> {
+        Ok(None)
+    }
+
+    /// Whether an MPP `request` echoed by a client (its challenge id already checked) is this option's offer of
+    /// `amount`. Rails with per-challenge terms check the fields that must not change.
+    fn matches_request(&self, request: &Value, amount: AtomicAmount) -> bool {
+        self.mpp_terms(amount).is_some_and(|terms| terms.request == *request)
+    }
+
+    /// Plain headers that pay-first dialects read from the 402 (`X-402-Amount`, `X-Payment-PayTo`, ...).
+    fn dialect_headers(&self, _amount: AtomicAmount, _expires_unix: u64) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// Whether this rail takes tx-hash proofs.
+    fn accepts_tx_hash(&self) -> bool {
+        false
+    }
 
     /// Checks a proof against the offer of `amount`: locally first, then against the chain or processor. Has no
     /// side effect: nothing is moved, and a verified proof may still be refused later as a replay.
     async fn verify(&self, proof: Proof<'_>, amount: AtomicAmount) -> Result<VerifiedPayment, Rejection>;
 
-    /// Moves the money. Called at most once per claim.
+    /// Moves the money. Called at most once per claim. Rails whose payer already moved it (a tx-hash proof)
+    /// answer `Settled` with its reference.
     async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome;
+
+    /// Undoes what `verify` holds for a payment whose request failed upstream, so nothing stays reserved (a card
+    /// authorization is cancelled). Most rails hold nothing.
+    async fn release(&self, _payment: &VerifiedPayment) {}
 }

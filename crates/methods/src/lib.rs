@@ -2,6 +2,10 @@
 //!
 //! * [`eip3009`]: a signed EIP-3009 `transferWithAuthorization`, the payload of both x402 `exact` on EVM and
 //!   MPP `evm`/`charge`: one verification path serves both protocols.
+//! * [`txhash`]: pay first, prove with the transfer's hash (the `X-402-*` header dialects).
+//! * [`tempo`]: MPP `tempo` charges of TIP-20 stablecoins on Tempo.
+//! * [`stripe`]: MPP `stripe` charges of Shared Payment Tokens through the Stripe API.
+//! * [`lightning`]: MPP `lightning` charges of BOLT11 invoices, proven by their preimage.
 //! * [`facilitator`]: the client of an x402 facilitator (`/verify`, `/settle`, `/supported`), one way a rail
 //!   can settle.
 //!
@@ -9,3 +13,7 @@
 
 pub mod eip3009;
 pub mod facilitator;
+pub mod lightning;
+pub mod stripe;
+pub mod tempo;
+pub mod txhash;

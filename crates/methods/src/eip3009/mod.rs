@@ -117,6 +117,11 @@ impl Eip3009Method {
             |e: authorization::PayloadError| Rejection::new(RejectKind::MalformedCredential, "invalid_payload", e.0);
         match proof {
             Proof::X402 { payload, .. } => SignedAuthorization::from_x402(payload).map_err(malformed),
+            Proof::TxHash(_) => Err(Rejection::new(
+                RejectKind::MalformedCredential,
+                "invalid_payload",
+                "this offer is paid with a signed authorization, not a transaction hash",
+            )),
             Proof::Mpp { credential } => {
                 let auth = SignedAuthorization::from_mpp(&credential.payload).map_err(malformed)?;
                 let challenge = &credential.challenge;
