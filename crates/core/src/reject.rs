@@ -25,6 +25,8 @@ pub enum RejectKind {
     PaymentInsufficient,
     /// The payer's balance cannot cover the payment.
     InsufficientFunds,
+    /// The payment needs an action by the payer first (a card's 3-D Secure: Stripe `requires_action`).
+    PaymentActionRequired,
     /// The proof was already used (settled, pending, or failed on chain).
     Replayed,
     /// The same proof is being processed by another request right now.
@@ -35,6 +37,8 @@ pub enum RejectKind {
     ChainUnavailable,
     /// The x402 facilitator could not be reached or answered garbage.
     FacilitatorUnavailable,
+    /// A payment processor (Stripe, a Lightning node) could not be reached or answered garbage.
+    ProcessorUnavailable,
     /// The ledger/claim store could not be reached.
     StoreUnavailable,
     /// The upstream API could not be reached.
@@ -60,7 +64,7 @@ impl RejectKind {
         use RejectKind::*;
         match self {
             PaymentRequired | InvalidChallenge | PaymentExpired | VerificationFailed | PaymentInsufficient
-            | InsufficientFunds | SettlementFailed => 402,
+            | InsufficientFunds | PaymentActionRequired | SettlementFailed => 402,
             MalformedCredential | AmbiguousPath | MultipleCredentials => 400,
             Replayed => 403,
             RouteNotFound => 404,
@@ -68,7 +72,7 @@ impl RejectKind {
             BodyTooLarge => 413,
             HeaderTooLarge => 431,
             Internal => 500,
-            ChainUnavailable | FacilitatorUnavailable | UpstreamUnavailable => 502,
+            ChainUnavailable | FacilitatorUnavailable | ProcessorUnavailable | UpstreamUnavailable => 502,
             StoreUnavailable => 503,
             UpstreamTimeout => 504,
         }
@@ -85,11 +89,13 @@ impl RejectKind {
             VerificationFailed => concat!("https://paymentauth.org/problems/", "verification-failed"),
             PaymentInsufficient => concat!("https://paymentauth.org/problems/", "payment-insufficient"),
             InsufficientFunds => concat!("urn:paygate:problem:", "insufficient-funds"),
+            PaymentActionRequired => concat!("https://paymentauth.org/problems/", "payment-action-required"),
             Replayed => concat!("urn:paygate:problem:", "payment-replayed"),
             InFlight => concat!("urn:paygate:problem:", "payment-in-flight"),
             SettlementFailed => concat!("urn:paygate:problem:", "settlement-failed"),
             ChainUnavailable => concat!("urn:paygate:problem:", "chain-unavailable"),
             FacilitatorUnavailable => concat!("urn:paygate:problem:", "facilitator-unavailable"),
+            ProcessorUnavailable => concat!("urn:paygate:problem:", "processor-unavailable"),
             StoreUnavailable => concat!("urn:paygate:problem:", "store-unavailable"),
             UpstreamUnavailable => concat!("urn:paygate:problem:", "upstream-unavailable"),
             UpstreamTimeout => concat!("urn:paygate:problem:", "upstream-timeout"),
@@ -112,11 +118,13 @@ impl RejectKind {
             VerificationFailed => "Verification Failed",
             PaymentInsufficient => "Payment Insufficient",
             InsufficientFunds => "Insufficient Funds",
+            PaymentActionRequired => "Payment Action Required",
             Replayed => "Payment Already Used",
             InFlight => "Payment In Flight",
             SettlementFailed => "Settlement Failed",
             ChainUnavailable => "Chain Unavailable",
             FacilitatorUnavailable => "Facilitator Unavailable",
+            ProcessorUnavailable => "Processor Unavailable",
             StoreUnavailable => "Store Unavailable",
             UpstreamUnavailable => "Upstream Unavailable",
             UpstreamTimeout => "Upstream Timeout",
@@ -144,11 +152,13 @@ impl RejectKind {
             VerificationFailed,
             PaymentInsufficient,
             InsufficientFunds,
+            PaymentActionRequired,
             Replayed,
             InFlight,
             SettlementFailed,
             ChainUnavailable,
             FacilitatorUnavailable,
+            ProcessorUnavailable,
             StoreUnavailable,
             UpstreamUnavailable,
             UpstreamTimeout,
