@@ -72,6 +72,9 @@ pub trait Chain: Send + Sync + Debug {
     /// `eth_blockNumber`.
     async fn block_number(&self) -> Result<u64, ChainError>;
 
+    /// The timestamp (Unix seconds) of block `number`; `None` when there is no such block yet.
+    async fn block_timestamp(&self, number: u64) -> Result<Option<u64>, ChainError>;
+
     /// `eth_getLogs`.
     async fn logs(&self, filter: Filter) -> Result<Vec<Log>, ChainError>;
 

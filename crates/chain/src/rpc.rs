@@ -136,6 +136,11 @@ impl Chain for RpcChain {
         self.provider.get_block_number().await.map_err(classify)
     }
 
+    async fn block_timestamp(&self, number: u64) -> Result<Option<u64>, ChainError> {
+        let block = self.provider.get_block_by_number(BlockNumberOrTag::Number(number)).await.map_err(classify)?;
+        Ok(block.map(|b| b.header.timestamp))
+    }
+
     async fn logs(&self, filter: Filter) -> Result<Vec<Log>, ChainError> {
         self.provider.get_logs(&filter).await.map_err(classify)
     }

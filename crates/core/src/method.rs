@@ -128,6 +128,12 @@ pub trait PaymentMethod: Send + Sync + Debug {
         None
     }
 
+    /// The MPP `(method, intent)` of this rail's challenges, if it speaks MPP. Rails with per-challenge terms
+    /// must say it here; the default reads it from [`PaymentMethod::mpp_terms`].
+    fn mpp_method(&self) -> Option<(&'static str, &'static str)> {
+        self.mpp_terms(AtomicAmount(0)).map(|terms| (terms.method, terms.intent))
+    }
+
     /// Whether the MPP terms are made for each challenge ([`PaymentMethod::challenge_terms`]), such as a
     /// Lightning invoice per 402.
     fn terms_per_challenge(&self) -> bool {

@@ -63,8 +63,14 @@ impl RejectKind {
     pub fn status(self) -> u16 {
         use RejectKind::*;
         match self {
-            PaymentRequired | InvalidChallenge | PaymentExpired | VerificationFailed | PaymentInsufficient
-            | InsufficientFunds | PaymentActionRequired | SettlementFailed => 402,
+            PaymentRequired
+            | InvalidChallenge
+            | PaymentExpired
+            | VerificationFailed
+            | PaymentInsufficient
+            | InsufficientFunds
+            | PaymentActionRequired
+            | SettlementFailed => 402,
             MalformedCredential | AmbiguousPath | MultipleCredentials => 400,
             Replayed => 403,
             RouteNotFound => 404,

@@ -3,25 +3,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
-use alloy::primitives::Address;
-use alloy::signers::local::PrivateKeySigner;
 use http::Method;
 
-use paygate_chain::{Chain, RpcChain, TxSender};
+use paygate_chain::Chain;
 use paygate_core::binding::ChallengeSecret;
 use paygate_core::clock::{Clock, SystemClock};
-use paygate_core::method::{Asset, Eip712Domain, PaymentMethod, PaymentOption};
-use paygate_core::money::Price;
-use paygate_core::network::Network;
-use paygate_methods::eip3009::{Eip3009Method, Settlement};
-use paygate_methods::facilitator::FacilitatorClient;
+use paygate_core::money::{AtomicAmount, Decimal, Price};
 use paygate_store::Store;
 
-use crate::config::{AcceptConfig, Config, ConfigError, SettlementKind};
+use crate::config::{Config, ConfigError};
 use crate::engine::{Gateway, Route, Settings};
 use crate::offers::{ResourceText, RouteOffer};
+use crate::rails::{BuiltOption, RailContext, build_option};
 use crate::routes::{PathPattern, RouteMatcher};
 
 /// Everything `build` makes.
@@ -65,34 +59,16 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
     let store: Arc<dyn Store> =
         paygate_store::open(&config.store.url).await.map_err(|e| err("store.url".into(), e.to_string()))?;
 
-    let mut chains = options.chains.clone();
-    for (name, network) in &config.networks {
-        if chains.contains_key(name) {
-            continue;
-        }
-        let Some(url) = &network.rpc_url else { continue };
-        let chain = RpcChain::new(url, network.chain_id, Duration::from_secs(network.rpc_timeout_secs))
-            .map_err(|e| err(format!("networks.{name}.rpc_url"), e.to_string()))?;
-        match chain.check().await {
-            Ok(()) => {}
-            Err(paygate_chain::ChainError::Unavailable(reason)) => {
-                tracing::warn!(network = %name, %reason, "the chain is not reachable now; payments on it will fail until it is");
-            }
-            Err(e) => return Err(err(format!("networks.{name}.rpc_url"), e.to_string())),
-        }
-        chains.insert(name.clone(), Arc::new(chain));
-    }
-
-    let mut senders: HashMap<(String, Address), Arc<TxSender>> = HashMap::new();
-    let mut methods: Vec<Arc<dyn PaymentMethod>> = Vec::new();
+    let mut ctx =
+        RailContext { config, clock: options.clock.clone(), chains: options.chains.clone(), senders: HashMap::new() };
+    let mut built_options: Vec<BuiltOption> = Vec::new();
     for (i, accept) in config.accept.iter().enumerate() {
         let field = |name: &str| format!("accept[{i}].{name}");
-        let method = build_method(config, accept, &chains, &mut senders, options.clock.clone(), &field)
-            .map_err(|(f, m)| err(f, m))?;
-        if methods.iter().any(|m| m.option().name == method.option().name) {
-            return Err(err(field("name"), format!("{:?} is used by two options", method.option().name)));
+        let option = build_option(&mut ctx, accept, &field).await.map_err(|(f, m)| err(f, m))?;
+        if built_options.iter().any(|o| o.method.option().name == option.method.option().name) {
+            return Err(err(field("name"), format!("{:?} is used by two options", option.method.option().name)));
         }
-        methods.push(method);
+        built_options.push(option);
     }
 
     let mut routes = Vec::new();
@@ -110,27 +86,33 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         if let Some(price_text) = &route.price {
             let price = Price::parse(price_text).map_err(|e| err(field("price"), e.to_string()))?;
             price.check_minimum().map_err(|e| err(field("price"), e.to_string()))?;
-            let chosen: Vec<&Arc<dyn PaymentMethod>> = match &route.accept {
-                None => methods.iter().collect(),
+            let named = route.accept.is_some();
+            let chosen: Vec<&BuiltOption> = match &route.accept {
+                None => built_options.iter().collect(),
                 Some(names) => names
                     .iter()
                     .map(|name| {
-                        methods
+                        built_options
                             .iter()
-                            .find(|m| m.option().name == *name)
+                            .find(|o| o.method.option().name == *name)
                             .ok_or_else(|| err(field("accept"), format!("no payment option is named {name:?}")))
                     })
                     .collect::<Result<_, _>>()?,
             };
-            if chosen.is_empty() {
-                return Err(err(field("price"), "a priced route needs at least one [[accept]] option".into()));
+            for option in chosen {
+                let name = &option.method.option().name;
+                match price_in(option, &price) {
+                    Ok(amount) => offers.push(RouteOffer::new(option.method.clone(), amount)),
+                    // A route that names the option must be payable through it; one that takes every option
+                    // takes those that can charge its price.
+                    Err(problem) if named => return Err(err(field("price"), format!("{problem} (option {name:?})"))),
+                    Err(problem) => {
+                        tracing::warn!(route = %route.path, option = %name, %problem, "option not offered on this route")
+                    }
+                }
             }
-            for method in chosen {
-                let asset = &method.option().asset;
-                let amount = price
-                    .in_asset(&asset.symbol, asset.usd, asset.decimals)
-                    .map_err(|e| err(field("price"), format!("{e} (option {:?})", method.option().name)))?;
-                offers.push(RouteOffer::new(method.clone(), amount));
+            if offers.is_empty() {
+                return Err(err(field("price"), format!("no [[accept]] option can charge {price}")));
             }
         } else if route.accept.is_some() {
             return Err(err(field("accept"), "a free route (no price) accepts no payment".into()));
@@ -153,84 +135,21 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         unknown_routes: config.server.unknown_routes,
     };
     let gateway = Gateway::new(routes, secret, store, options.clock, settings);
-    Ok(Built { gateway: Arc::new(gateway), chains })
+    Ok(Built { gateway: Arc::new(gateway), chains: ctx.chains })
 }
 
-fn build_method(
-    config: &Config,
-    accept: &AcceptConfig,
-    chains: &BTreeMap<String, Arc<dyn Chain>>,
-    senders: &mut HashMap<(String, Address), Arc<TxSender>>,
-    clock: Arc<dyn Clock>,
-    field: &dyn Fn(&str) -> String,
-) -> Result<Arc<dyn PaymentMethod>, (String, String)> {
-    let network = config
-        .networks
-        .get(&accept.network)
-        .ok_or_else(|| (field("network"), format!("no [networks.{}] is configured", accept.network)))?;
-    let asset = network
-        .assets
-        .get(&accept.asset)
-        .ok_or_else(|| (field("asset"), format!("network {:?} has no asset {:?}", accept.network, accept.asset)))?;
-    let asset_address: Address = asset.address.parse().map_err(|_| {
-        (format!("networks.{}.assets.{}.address", accept.network, accept.asset), "not an address".to_owned())
-    })?;
-    let pay_to: Address = accept.pay_to.parse().map_err(|_| (field("pay_to"), "not an address".to_owned()))?;
-    if pay_to == Address::ZERO {
-        return Err((field("pay_to"), "the zero address burns payments".into()));
+/// What `price` asks of one option, exactly, or why it cannot be charged there.
+fn price_in(option: &BuiltOption, price: &Price) -> Result<AtomicAmount, String> {
+    let asset = &option.method.option().asset;
+    let amount = match (price, option.units_per_usd) {
+        (Price::Usd(usd), Some(rate)) => {
+            let digits = usd.digits.checked_mul(u128::from(rate)).ok_or_else(|| "the amount overflows".to_owned())?;
+            Decimal { digits, scale: usd.scale }.to_atomic(asset.decimals).map_err(|e| e.to_string())?
+        }
+        _ => price.in_asset(&asset.symbol, asset.usd, asset.decimals).map_err(|e| e.to_string())?,
+    };
+    if amount.0 < option.min_amount {
+        return Err(format!("{price} is under this rail's minimum charge of {} atomic units", option.min_amount));
     }
-    let eip712 = match (&asset.eip712_name, &asset.eip712_version) {
-        (Some(name), Some(version)) => Some(Eip712Domain { name: name.clone(), version: version.clone() }),
-        _ => None,
-    };
-    let option = PaymentOption {
-        name: accept.name.clone().unwrap_or_else(|| format!("{}-{}", accept.asset, accept.network).to_lowercase()),
-        network: Network::Evm(network.chain_id),
-        asset: Asset {
-            address: asset_address.to_checksum(None),
-            symbol: accept.asset.clone(),
-            decimals: asset.decimals,
-            usd: asset.usd,
-            eip712,
-        },
-        pay_to: pay_to.to_checksum(None),
-        max_timeout_secs: accept.max_timeout_secs,
-    };
-    let chain = chains.get(&accept.network).cloned();
-    let settlement = match accept.settlement {
-        SettlementKind::Builtin => {
-            let chain = chain.clone().ok_or_else(|| {
-                (
-                    format!("networks.{}.rpc_url", accept.network),
-                    "built-in settlement needs the chain's RPC URL".to_owned(),
-                )
-            })?;
-            let key = accept
-                .settler_key
-                .as_ref()
-                .ok_or_else(|| (field("settler_key"), "built-in settlement needs a settler key".to_owned()))?;
-            let signer: PrivateKeySigner =
-                key.expose().trim().parse().map_err(|_| (field("settler_key"), "not a hex private key".to_owned()))?;
-            let sender = senders
-                .entry((accept.network.clone(), signer.address()))
-                .or_insert_with(|| Arc::new(TxSender::new(chain, signer)))
-                .clone();
-            Settlement::Builtin {
-                sender,
-                receipt_timeout: Duration::from_secs(network.receipt_timeout_secs),
-                poll_interval: Duration::from_millis(network.receipt_poll_ms.max(1)),
-            }
-        }
-        SettlementKind::Facilitator => {
-            let url = accept
-                .facilitator_url
-                .as_deref()
-                .ok_or_else(|| (field("facilitator_url"), "facilitator settlement needs facilitator_url".to_owned()))?;
-            let client = FacilitatorClient::new(url, Duration::from_secs(accept.facilitator_timeout_secs))
-                .map_err(|e| (field("facilitator_url"), e.to_string()))?;
-            Settlement::Facilitator(client)
-        }
-    };
-    let method = Eip3009Method::new(option, chain, settlement, clock).map_err(|e| (field("asset"), e.problem))?;
-    Ok(Arc::new(method))
+    Ok(amount)
 }

@@ -49,7 +49,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub store: StoreConfig,
-    /// Chains by the name options refer to.
+    /// Networks by the name options refer to: built-in ones (`base`, `base-sepolia`, `ethereum`, `polygon`,
+    /// `tempo`, `tempo-testnet`, `anvil`) need no entry unless something is overridden; others need `chain_id`.
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkConfig>,
     /// The ways the seller accepts money.
@@ -165,13 +166,18 @@ fn default_store() -> String {
     "sqlite://paygate.db".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
-    pub chain_id: u64,
-    /// JSON-RPC URL; needed for built-in settlement, optional with a facilitator.
+    /// Required for networks paygate does not know.
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+    /// JSON-RPC URL; defaults to the built-in network's public endpoint, if it has one.
     #[serde(default)]
     pub rpc_url: Option<String>,
+    /// Blocks a pay-first transfer must be buried under; defaults to the built-in network's.
+    #[serde(default)]
+    pub confirmations: Option<u64>,
     #[serde(default = "default_rpc_timeout")]
     pub rpc_timeout_secs: u64,
     /// Longest wait for a settlement receipt before the payment becomes `pending`.
@@ -213,22 +219,47 @@ fn yes() -> bool {
     true
 }
 
+/// The payment rails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rail {
+    /// A signed EIP-3009 authorization (x402 `exact` and MPP `evm`).
+    Eip3009,
+    /// Pay first, prove with the transaction hash (`X-402-Payment-Proof` and kin).
+    Txhash,
+    /// MPP `tempo`: a TIP-20 transfer on Tempo.
+    Tempo,
+    /// MPP `stripe`: a card through a Stripe Shared Payment Token.
+    Stripe,
+    /// MPP `lightning`: a BOLT11 invoice.
+    Lightning,
+}
+
 /// One way the seller accepts money.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptConfig {
-    /// Name for routes, the ledger and metrics; defaults to `<asset>-<network>`, lowercase.
+    /// Name for routes, the ledger and metrics; defaults to `<asset>-<network>` (lowercase), or the rail.
     #[serde(default)]
     pub name: Option<String>,
-    /// A network name from `[networks]`.
-    pub network: String,
-    /// An asset symbol of that network.
-    pub asset: String,
-    /// The seller's address.
-    pub pay_to: String,
+    /// The rail; by default `stripe` or `lightning` when that section is present, `tempo` on Tempo networks,
+    /// `eip3009` for EIP-3009 tokens, `txhash` for other tokens.
+    #[serde(default)]
+    pub rail: Option<Rail>,
+    /// A network name (chain rails).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// An asset symbol of that network (chain rails).
+    #[serde(default)]
+    pub asset: Option<String>,
+    /// The seller's address (chain rails).
+    #[serde(default)]
+    pub pay_to: Option<String>,
     #[serde(default = "default_max_timeout")]
     pub max_timeout_secs: u64,
-    pub settlement: SettlementKind,
+    /// `eip3009`: who submits the authorization; `builtin` when a settler key is given, else `facilitator`.
+    #[serde(default)]
+    pub settlement: Option<SettlementKind>,
     /// Built-in settlement: the key that submits and pays gas.
     #[serde(default)]
     pub settler_key: Option<Secret>,
@@ -237,6 +268,103 @@ pub struct AcceptConfig {
     pub facilitator_url: Option<String>,
     #[serde(default = "default_facilitator_timeout")]
     pub facilitator_timeout_secs: u64,
+    /// `txhash`: confirmations required (default: the network's).
+    #[serde(default)]
+    pub confirmations: Option<u64>,
+    /// `txhash`: how old a transfer may be and still pay.
+    #[serde(default = "default_proof_window")]
+    pub proof_window_secs: u64,
+    #[serde(default)]
+    pub tempo: Option<TempoConfig>,
+    #[serde(default)]
+    pub stripe: Option<StripeConfig>,
+    #[serde(default)]
+    pub lightning: Option<LightningConfig>,
+}
+
+/// `[accept.tempo]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TempoConfig {
+    /// Key that co-signs and pays the fees of pull transactions; without it payers pay their own fees.
+    #[serde(default)]
+    pub fee_payer_key: Option<Secret>,
+    /// `["pull", "push"]` by default.
+    #[serde(default)]
+    pub modes: Option<Vec<String>>,
+    /// Sponsor policy: the highest gas limit co-signed (default 2,000,000).
+    #[serde(default)]
+    pub max_gas: Option<u64>,
+    /// Sponsor policy: the longest validity window co-signed (default 900 s).
+    #[serde(default)]
+    pub max_validity_secs: Option<u64>,
+}
+
+/// `[accept.stripe]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeConfig {
+    /// `sk_...`, from the environment.
+    pub secret_key: Secret,
+    #[serde(default = "default_stripe_api")]
+    pub api_base: String,
+    /// The seller's Stripe Business Network profile id.
+    #[serde(default)]
+    pub network_id: Option<String>,
+    #[serde(default = "default_payment_method_types")]
+    pub payment_method_types: Vec<String>,
+    /// Smallest charge in cents: Stripe refuses card charges under $0.50.
+    #[serde(default = "default_stripe_minimum")]
+    pub min_amount_cents: u64,
+    #[serde(default = "default_stripe_timeout")]
+    pub timeout_secs: u64,
+    /// The form field that carries the buyer's token.
+    #[serde(default = "default_token_param")]
+    pub token_param: String,
+}
+
+/// `[accept.lightning]`: an LND node's REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LightningConfig {
+    pub lnd_url: String,
+    pub macaroon_file: String,
+    pub tls_cert_file: String,
+    /// `bitcoin`, `testnet`, `signet` or `regtest`.
+    #[serde(default = "default_ln_network")]
+    pub network: String,
+    /// Satoshis per US dollar, for routes priced in `$`; without it only routes priced in `SAT` offer Lightning.
+    #[serde(default)]
+    pub sats_per_usd: Option<u64>,
+    #[serde(default = "default_invoice_expiry")]
+    pub invoice_expiry_secs: u64,
+    #[serde(default = "default_stripe_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_proof_window() -> u64 {
+    600
+}
+fn default_stripe_api() -> String {
+    "https://api.stripe.com".into()
+}
+fn default_payment_method_types() -> Vec<String> {
+    vec!["card".into()]
+}
+fn default_stripe_minimum() -> u64 {
+    50
+}
+fn default_stripe_timeout() -> u64 {
+    20
+}
+fn default_token_param() -> String {
+    "shared_payment_granted_token".into()
+}
+fn default_ln_network() -> String {
+    "bitcoin".into()
+}
+fn default_invoice_expiry() -> u64 {
+    600
 }
 
 fn default_max_timeout() -> u64 {

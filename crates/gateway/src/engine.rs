@@ -165,7 +165,7 @@ impl Gateway {
         let binding = self.binding(&parts, &body);
         let ctx = PaidRequest { route, binding: &binding, request_id: &request_id };
         let Some(presented) = presented else {
-            return self.refuse(&ctx, None);
+            return self.refuse(&ctx, None).await;
         };
         self.paid(&ctx, presented, parts, body, inner).await
     }
@@ -193,7 +193,7 @@ impl Gateway {
     }
 
     /// A refusal: a 402 with fresh offers when paying again could help, the bare problem otherwise.
-    fn refuse(&self, ctx: &PaidRequest<'_>, rejection: Option<&Rejection>) -> Response<Body> {
+    async fn refuse(&self, ctx: &PaidRequest<'_>, rejection: Option<&Rejection>) -> Response<Body> {
         let outcome = match rejection.map(|r| r.kind) {
             None => Outcome::Challenged,
             Some(RejectKind::Replayed) => Outcome::Replayed,
@@ -206,16 +206,19 @@ impl Gateway {
         }
         match rejection {
             Some(r) if !r.kind.offers_again() => offers::rejection_response(r, ctx.request_id),
-            _ => offers::payment_required(
-                &ctx.route.offers,
-                ctx.binding,
-                &ctx.route.resource,
-                &self.secret,
-                self.clock.now_unix(),
-                self.settings.challenge_ttl_secs,
-                rejection,
-                ctx.request_id,
-            ),
+            _ => {
+                offers::payment_required(
+                    &ctx.route.offers,
+                    ctx.binding,
+                    &ctx.route.resource,
+                    &self.secret,
+                    self.clock.now_unix(),
+                    self.settings.challenge_ttl_secs,
+                    rejection,
+                    ctx.request_id,
+                )
+                .await
+            }
         }
     }
 
@@ -231,16 +234,9 @@ impl Gateway {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
-        let (offer, challenge_id, proof) = match self.bind(ctx, &presented, &body) {
+        let (offer, challenge_id, verified) = match self.bind_and_verify(ctx, &presented, &body).await {
             Ok(bound) => bound,
-            Err(rejection) => return self.refuse(ctx, Some(&rejection)),
-        };
-        let started = Instant::now();
-        let verified = offer.method.verify(proof, offer.amount).await;
-        self.metrics.time(Phase::Verify, started.elapsed());
-        let verified = match verified {
-            Ok(verified) => verified,
-            Err(rejection) => return self.refuse(ctx, Some(&rejection)),
+            Err(rejection) => return self.refuse(ctx, Some(&rejection)).await,
         };
         let option = offer.method.option();
         let new = NewPayment {
@@ -265,8 +261,8 @@ impl Gateway {
         self.metrics.time(Phase::Claim, started.elapsed());
         let id = match claim {
             Ok(Claim::Claimed(id)) => id,
-            Ok(Claim::Taken { state, .. }) => return self.refuse(ctx, Some(&taken(state))),
-            Err(e) => return self.refuse(ctx, Some(&store_down(&e))),
+            Ok(Claim::Taken { state, .. }) => return self.refuse(ctx, Some(&taken(state))).await,
+            Err(e) => return self.refuse(ctx, Some(&store_down(&e))).await,
         };
         let paid = Paid { ctx, presented: &presented, offer, verified: &verified, id };
 
@@ -276,7 +272,7 @@ impl Gateway {
                 Err(response) => return response,
             };
             if let SettleOutcome::Failed { .. } = outcome {
-                return self.settlement_failed(&paid, &outcome);
+                return self.settlement_failed(&paid, &outcome).await;
             }
             let response = self.upstream(inner, Request::from_parts(parts, Body::from(body))).await;
             let status = response.status().as_u16();
@@ -294,6 +290,7 @@ impl Gateway {
             if let Err(e) = self.store.transition(id, &[PaymentState::Verified], PaymentState::Voided, voided).await {
                 tracing::error!(payment = id, error = %e, "could not void a payment after an upstream failure");
             }
+            offer.method.release(&verified).await;
             return response;
         }
         let outcome = match self.settle(&paid, &[PaymentState::Verified], Some(status)).await {
@@ -301,7 +298,7 @@ impl Gateway {
             Err(response) => return response,
         };
         if let SettleOutcome::Failed { .. } = outcome {
-            return self.settlement_failed(&paid, &outcome);
+            return self.settlement_failed(&paid, &outcome).await;
         }
         self.deliver(&paid, response, &outcome)
     }
@@ -316,6 +313,44 @@ impl Gateway {
         let response = call(inner, request).await;
         self.metrics.time(Phase::Upstream, started.elapsed());
         response
+    }
+
+    /// Binds a credential to the offer it answers and verifies it. A tx-hash proof binds no challenge: it is
+    /// tried against each of the route's offers that take tx hashes (those it names first) until one accepts it.
+    async fn bind_and_verify<'r>(
+        &self,
+        ctx: &PaidRequest<'r>,
+        presented: &Presented,
+        body: &Bytes,
+    ) -> Result<(&'r RouteOffer, Option<String>, VerifiedPayment), Rejection> {
+        if let Presented::TxHash(proof) = presented {
+            let mut first_error = None;
+            for offer in ctx.route.offers.iter().filter(|o| o.method.accepts_tx_hash()) {
+                match self.verify_timed(offer, Proof::TxHash(proof)).await {
+                    Ok(verified) => return Ok((offer, None, verified)),
+                    Err(rejection) => {
+                        first_error.get_or_insert(rejection);
+                    }
+                }
+            }
+            return Err(first_error.unwrap_or_else(|| {
+                Rejection::new(
+                    RejectKind::InvalidChallenge,
+                    "offer_not_current",
+                    "this route takes no transaction-hash proofs",
+                )
+            }));
+        }
+        let (offer, challenge_id, proof) = self.bind(ctx, presented, body)?;
+        let verified = self.verify_timed(offer, proof).await?;
+        Ok((offer, challenge_id, verified))
+    }
+
+    async fn verify_timed(&self, offer: &RouteOffer, proof: Proof<'_>) -> Result<VerifiedPayment, Rejection> {
+        let started = Instant::now();
+        let verified = offer.method.verify(proof, offer.amount).await;
+        self.metrics.time(Phase::Verify, started.elapsed());
+        verified
     }
 
     /// Binds a credential to the route's current offer it answers.
@@ -378,12 +413,7 @@ impl Gateway {
                 let offer = route
                     .offers
                     .iter()
-                    .find(|o| {
-                        o.mpp
-                            && o.terms.method == ch.method
-                            && o.terms.intent == ch.intent
-                            && o.terms.request == ch.request
-                    })
+                    .find(|o| o.answers_mpp(&ch.method, &ch.intent, &ch.request))
                     .ok_or_else(|| {
                         Rejection::new(InvalidChallenge, "offer_not_current", "this route no longer makes that offer")
                     })?;
@@ -416,7 +446,10 @@ impl Gateway {
                     ));
                 };
                 let opaque = challenge_scope(&binding.route, nonce);
-                if !self.secret.verify(&binding.input(offer, expires, &opaque), id) {
+                let terms = offer.terms.as_ref().ok_or_else(|| {
+                    Rejection::new(InvalidChallenge, "offer_not_current", "this offer binds no challenge")
+                })?;
+                if !self.secret.verify(&binding.input(terms, expires, &opaque), id) {
                     return Err(Rejection::new(
                         InvalidChallenge,
                         "challenge_mismatch",
@@ -442,6 +475,9 @@ impl Gateway {
                         Rejection::new(InvalidChallenge, "network_mismatch", "no offer for that scheme and network")
                     })?;
                 Ok((offer, None, Proof::X402 { version: 1, payload: &payload.payload }))
+            }
+            Presented::TxHash(_) => {
+                Err(Rejection::new(InvalidChallenge, "offer_not_current", "transaction-hash proofs bind no challenge"))
             }
         }
     }
@@ -477,7 +513,7 @@ impl Gateway {
         let settling = Transition { reason: &reason, upstream_status, ..Default::default() };
         if let Err(e) = self.store.transition(paid.id, from, PaymentState::Settling, settling).await {
             // Without a record of the attempt, money must not move.
-            return Err(self.refuse(paid.ctx, Some(&store_down(&e))));
+            return Err(self.refuse(paid.ctx, Some(&store_down(&e))).await);
         }
         let started = Instant::now();
         let outcome = paid.offer.method.settle(paid.verified).await;
@@ -549,7 +585,7 @@ impl Gateway {
     }
 
     /// Settlement definitely failed: the upstream's answer is withheld, the payer keeps their money.
-    fn settlement_failed(&self, paid: &Paid<'_>, outcome: &SettleOutcome) -> Response<Body> {
+    async fn settlement_failed(&self, paid: &Paid<'_>, outcome: &SettleOutcome) -> Response<Body> {
         let reference = match outcome {
             SettleOutcome::Failed { reference, .. } => reference.as_deref().unwrap_or(""),
             _ => "",
@@ -559,7 +595,7 @@ impl Gateway {
             "settlement_failed",
             "the payment could not be settled; nothing was charged",
         );
-        let mut response = self.refuse(paid.ctx, Some(&rejection));
+        let mut response = self.refuse(paid.ctx, Some(&rejection)).await;
         add_x402_settlement(response.headers_mut(), paid, false, Some("settlement_failed"), reference);
         response
     }
@@ -584,8 +620,9 @@ struct Paid<'a> {
 fn add_receipt(headers: &mut HeaderMap, paid: &Paid<'_>, reference: &str, now: u64) {
     match paid.presented {
         Presented::Mpp(credential) => {
-            let receipt = Receipt::success(paid.offer.terms.method, reference, rfc3339(now))
-                .with("challengeId", credential.challenge.id.clone());
+            let method = paid.offer.mpp.map_or(credential.challenge.method.as_str(), |(method, _)| method);
+            let receipt =
+                Receipt::success(method, reference, rfc3339(now)).with("challengeId", credential.challenge.id.clone());
             if let Ok(value) = HeaderValue::from_str(&receipt.to_header()) {
                 headers.insert(mpp::PAYMENT_RECEIPT, value);
             }
@@ -599,6 +636,8 @@ fn add_receipt(headers: &mut HeaderMap, paid: &Paid<'_>, reference: &str, now: u
             }
         }
         Presented::X402V2(_) | Presented::X402V1(_) => add_x402_settlement(headers, paid, true, None, reference),
+        // The pay-first dialects define no receipt; the ledger and `X-Request-Id` have it.
+        Presented::TxHash(_) => {}
     }
 }
 
@@ -607,7 +646,7 @@ fn add_x402_settlement(headers: &mut HeaderMap, paid: &Paid<'_>, success: bool, 
     let (name, network) = match paid.presented {
         Presented::X402V2(_) => (x402::PAYMENT_RESPONSE, paid.offer.method.option().network.to_string()),
         Presented::X402V1(payload) => (x402::X_PAYMENT_RESPONSE, payload.network.clone()),
-        Presented::Mpp(_) => return,
+        Presented::Mpp(_) | Presented::TxHash(_) => return,
     };
     let response = x402::SettleResponse {
         success,

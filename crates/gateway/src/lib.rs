@@ -4,7 +4,7 @@
 //! * [`layer`]: [`PaygateLayer`](layer::PaygateLayer), the flow as a tower layer for any axum app.
 //! * [`proxy`]: [`UpstreamProxy`](proxy::UpstreamProxy), the reverse proxy `paygate serve` puts behind it.
 //! * [`server`]: the HTTP server with graceful shutdown.
-//! * [`config`] and [`build`]: the operator's TOML and how it becomes a gateway.
+//! * [`config`], [`build`] and `rails`: the operator's TOML, how it becomes a gateway, and the rail registry.
 //! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
 
 pub mod body;
@@ -16,6 +16,7 @@ pub mod layer;
 pub mod metrics;
 pub mod offers;
 pub mod proxy;
+mod rails;
 pub mod routes;
 pub mod server;
 
@@ -51,6 +52,9 @@ pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 "access-control-expose-headers",
                 "accept-payment",
                 "x-request-id",
+                "x-402-payment-proof",
+                "x-402-payment",
+                "x-payment-hash",
             ]))
             .expose_headers(names(&[
                 "www-authenticate",
@@ -60,6 +64,15 @@ pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 "payment-receipt",
                 "paygate-settlement",
                 "x-request-id",
+                "x-402-version",
+                "x-402-amount",
+                "x-402-currency",
+                "x-402-network",
+                "x-402-token",
+                "x-402-receiver",
+                "x-402-expires",
+                "x-payment-payto",
+                "x-payment-amount",
             ]))
             .max_age(std::time::Duration::from_secs(600)),
     )

@@ -39,12 +39,25 @@ pub struct RouteOffer {
     pub x402_json: Option<Value>,
     /// The v1 network name (or CAIP-2 where the chain has none).
     pub v1_network: Option<String>,
-    /// The terms the challenge id binds (and MPP's framing, when `mpp` is true).
+    /// The terms the challenge id binds when they are the same for every request; `None` for rails that make
+    /// them per challenge (a Lightning invoice) or bind no challenge at all (pay-first tx hashes).
+    pub terms: Option<Terms>,
+    /// The MPP `(method, intent)`, when the rail speaks MPP.
+    pub mpp: Option<(&'static str, &'static str)>,
+}
+
+/// Challenge terms with their encoded `request`.
+#[derive(Debug, Clone)]
+pub struct Terms {
     pub terms: MppTerms,
     /// `terms.request` as it goes on the wire: base64url of its JCS text.
     pub request_b64: String,
-    /// Whether the rail speaks MPP.
-    pub mpp: bool,
+}
+
+impl Terms {
+    pub fn new(terms: MppTerms) -> Self {
+        Terms { request_b64: encode_request(&terms.request), terms }
+    }
 }
 
 impl RouteOffer {
@@ -56,15 +69,37 @@ impl RouteOffer {
                 .and_then(x402::v1::network_name)
                 .map_or_else(|| r.network.clone(), str::to_owned)
         });
-        let (terms, mpp) = match method.mpp_terms(amount) {
-            Some(terms) => (terms, true),
-            None => {
-                let request = x402_json.clone().unwrap_or(Value::Null);
-                (MppTerms { method: "x402", intent: "exact", request }, false)
+        let mpp = method.mpp_method();
+        let terms = match method.mpp_terms(amount) {
+            Some(terms) => Some(Terms::new(terms)),
+            // An x402-only rail: the challenge id binds its x402 requirements.
+            None if !method.terms_per_challenge() => {
+                x402_json.clone().map(|request| Terms::new(MppTerms { method: "x402", intent: "exact", request }))
             }
+            None => None,
         };
-        let request_b64 = encode_request(&terms.request);
-        RouteOffer { method, amount, x402, x402_json, v1_network, terms, request_b64, mpp }
+        RouteOffer { method, amount, x402, x402_json, v1_network, terms, mpp }
+    }
+
+    /// The terms of this offer in one challenge: the route's, or fresh ones for per-challenge rails.
+    /// `Ok(None)` for offers that bind no challenge.
+    pub async fn challenge_terms(&self) -> Result<Option<Terms>, Rejection> {
+        if self.method.terms_per_challenge() {
+            return Ok(self.method.challenge_terms(self.amount).await?.map(Terms::new));
+        }
+        Ok(self.terms.clone())
+    }
+
+    /// Whether an echoed MPP challenge (its id already checked) is this offer.
+    pub fn answers_mpp(&self, method: &str, intent: &str, request: &Value) -> bool {
+        let Some((m, i)) = self.mpp else { return false };
+        if m != method || i != intent {
+            return false;
+        }
+        match &self.terms {
+            Some(terms) => terms.terms.request == *request,
+            None => self.method.matches_request(request, self.amount),
+        }
     }
 }
 
@@ -81,13 +116,13 @@ pub struct RequestBinding {
 }
 
 impl RequestBinding {
-    /// The binding of `offer` with this expiry and scope (`challenge_scope(route, nonce)`).
-    pub fn input<'a>(&'a self, offer: &'a RouteOffer, expires: &'a str, opaque: &'a str) -> BindingInput<'a> {
+    /// The binding of `terms` with this expiry and scope (`challenge_scope(route, nonce)`).
+    pub fn input<'a>(&'a self, terms: &'a Terms, expires: &'a str, opaque: &'a str) -> BindingInput<'a> {
         BindingInput {
             realm: &self.realm,
-            method: offer.terms.method,
-            intent: offer.terms.intent,
-            request: &offer.request_b64,
+            method: terms.terms.method,
+            intent: terms.terms.intent,
+            request: &terms.request_b64,
             expires: Some(expires),
             digest: self.digest.as_deref(),
             header: None,
@@ -193,7 +228,7 @@ static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new
 /// Builds the 402 for `offers`: x402 v2 header, MPP challenges, and a problem body that is also x402 v1's.
 /// `rejection` explains why a presented payment was refused, when one was.
 #[allow(clippy::too_many_arguments)]
-pub fn payment_required(
+pub async fn payment_required(
     offers: &[RouteOffer],
     binding: &RequestBinding,
     resource: &ResourceText,
@@ -208,20 +243,46 @@ pub fn payment_required(
     let opaque = challenge_scope(&binding.route, &nonce);
     let description = resource.description.as_deref();
     let mime_type = resource.mime_type.as_deref().unwrap_or("application/json");
-    let ids: Vec<String> = offers.iter().map(|o| secret.challenge_id(&binding.input(o, &expires, &opaque))).collect();
+    // Each offer's terms in this challenge (made now for per-challenge rails) and its id. An offer whose
+    // terms cannot be made (its processor is down) is left out; the others still stand.
+    let mut made = Vec::with_capacity(offers.len());
+    let mut unavailable = None;
+    for offer in offers {
+        match offer.challenge_terms().await {
+            Ok(terms) => {
+                let id = terms.as_ref().map(|t| secret.challenge_id(&binding.input(t, &expires, &opaque)));
+                made.push((offer, terms, id));
+            }
+            Err(rejection) => {
+                tracing::warn!(option = %offer.method.option().name, reason = rejection.reason, "offer left out of a 402");
+                unavailable.get_or_insert(rejection);
+            }
+        }
+    }
+    if made.is_empty()
+        && let Some(rejection) = unavailable
+    {
+        return rejection_response(&rejection, request_id);
+    }
 
     let mut response = Response::new(Body::empty());
     let headers = response.headers_mut();
     let mut accepts_v2 = Vec::new();
     let mut accepts_v1 = Vec::new();
-    for (offer, id) in offers.iter().zip(&ids) {
-        if offer.mpp {
+    for (offer, terms, id) in &made {
+        for (name, value) in offer.method.dialect_headers(offer.amount, now + ttl_secs) {
+            if let Ok(value) = HeaderValue::try_from(value) {
+                headers.append(name, value);
+            }
+        }
+        let (Some(terms), Some(id)) = (terms, id) else { continue };
+        if offer.mpp.is_some() {
             let challenge = ChallengeParams {
                 id,
                 realm: &binding.realm,
-                method: offer.terms.method,
-                intent: offer.terms.intent,
-                request: &offer.request_b64,
+                method: terms.terms.method,
+                intent: terms.terms.intent,
+                request: &terms.request_b64,
                 description: description.filter(|d| d.is_ascii()),
                 digest: binding.digest.as_deref(),
                 expires: Some(&expires),
@@ -290,7 +351,7 @@ pub fn payment_required(
         detail: &rejection.detail,
         reason: rejection.reason,
         request_id,
-        challenge_id: ids.first().map(String::as_str),
+        challenge_id: made.iter().find_map(|(_, _, id)| id.as_deref()),
         x402_version: has_v1.then_some(1),
         error: has_v1.then(|| reason("X-PAYMENT header is required")),
         accepts: accepts_v1,

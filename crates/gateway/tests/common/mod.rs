@@ -41,6 +41,8 @@ pub struct Options {
     pub anvil_args: Vec<&'static str>,
     /// `server.unknown_routes`.
     pub unknown_routes: &'static str,
+    /// More config (extra `[[accept]]` options, networks), appended as is.
+    pub extra_toml: String,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             receipt_timeout_secs: 30,
             anvil_args: paygate_testkit::MINING.to_vec(),
             unknown_routes: "reject",
+            extra_toml: String::new(),
         }
     }
 }
@@ -122,6 +125,8 @@ impl Harness {
 
             [[routes]]
             path = "/free"
+
+            {extra}
             "#,
             upstream = upstream.url(),
             db = dir.path().join("ledger.db").display(),
@@ -134,6 +139,7 @@ impl Harness {
             ),
             settle = options.settle,
             unknown_routes = options.unknown_routes,
+            extra = options.extra_toml,
         );
         let config = Config::parse(&toml, "test.toml").expect("test config parses");
         let clock = Arc::new(ShiftedClock::default());
