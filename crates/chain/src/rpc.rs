@@ -55,6 +55,21 @@ impl RpcChain {
     }
 }
 
+/// Reads a receipt of any transaction type. alloy's Ethereum receipt knows types 0 to 4 and refuses the rest,
+/// but chains with their own transaction types (Tempo's `0x76`) answer with the same receipt fields (status,
+/// gas, logs, bloom, sender) plus extras of their own. paygate reads only those common fields, so a type it
+/// does not know is read in the shape of an EIP-1559 receipt; the extras are ignored.
+fn receipt_of_any_type(mut raw: serde_json::Value) -> Result<TransactionReceipt, ChainError> {
+    const KNOWN_TYPES: [&str; 5] = ["0x0", "0x1", "0x2", "0x3", "0x4"];
+    if let Some(kind) = raw.get_mut("type") {
+        let known = kind.as_str().is_some_and(|k| KNOWN_TYPES.contains(&k.to_ascii_lowercase().as_str()));
+        if !known {
+            *kind = serde_json::Value::String("0x2".into());
+        }
+    }
+    serde_json::from_value(raw).map_err(|_| ChainError::Unavailable("malformed receipt".into()))
+}
+
 /// Sorts alloy's errors into the three cases paygate acts on, without keeping the URL.
 fn classify(err: RpcError<TransportErrorKind>) -> ChainError {
     match err {
@@ -129,7 +144,9 @@ impl Chain for RpcChain {
     }
 
     async fn receipt(&self, hash: TxHash) -> Result<Option<TransactionReceipt>, ChainError> {
-        self.provider.get_transaction_receipt(hash).await.map_err(classify)
+        let raw: Option<serde_json::Value> =
+            self.provider.raw_request("eth_getTransactionReceipt".into(), (hash,)).await.map_err(classify)?;
+        raw.map(receipt_of_any_type).transpose()
     }
 
     async fn block_number(&self) -> Result<u64, ChainError> {
@@ -147,5 +164,61 @@ impl Chain for RpcChain {
 
     async fn code(&self, address: Address) -> Result<Bytes, ChainError> {
         self.provider.get_code_at(address).await.map_err(classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn receipt_json(kind: &str) -> serde_json::Value {
+        json!({
+            "type": kind,
+            "status": "0x1",
+            "cumulativeGasUsed": "0x5208",
+            "logs": [{
+                "address": "0x20c0000000000000000000000000000000000000",
+                "topics": ["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"],
+                "data": "0x",
+                "blockNumber": "0x10",
+                "transactionHash": "0x1111111111111111111111111111111111111111111111111111111111111111",
+                "transactionIndex": "0x0",
+                "blockHash": "0x2222222222222222222222222222222222222222222222222222222222222222",
+                "logIndex": "0x0",
+                "removed": false
+            }],
+            "logsBloom": format!("0x{}", "00".repeat(256)),
+            "transactionHash": "0x1111111111111111111111111111111111111111111111111111111111111111",
+            "transactionIndex": "0x0",
+            "blockHash": "0x2222222222222222222222222222222222222222222222222222222222222222",
+            "blockNumber": "0x10",
+            "gasUsed": "0x5208",
+            "effectiveGasPrice": "0x1",
+            "from": "0x3333333333333333333333333333333333333333",
+            "to": "0x20c0000000000000000000000000000000000000",
+            "contractAddress": null,
+            "feeToken": "0x20c0000000000000000000000000000000000001",
+            "feePayer": "0x4444444444444444444444444444444444444444"
+        })
+    }
+
+    #[test]
+    fn a_tempo_receipt_keeps_status_sender_block_and_logs() {
+        let receipt = receipt_of_any_type(receipt_json("0x76")).expect("a 0x76 receipt reads");
+        assert!(receipt.status());
+        assert_eq!(receipt.block_number, Some(16));
+        assert_eq!(receipt.from, "0x3333333333333333333333333333333333333333".parse::<Address>().unwrap());
+        assert_eq!(receipt.inner.logs().len(), 1);
+    }
+
+    #[test]
+    fn known_types_read_as_they_are_and_garbage_is_refused() {
+        assert!(receipt_of_any_type(receipt_json("0x2")).unwrap().status());
+        let mut failed = receipt_json("0x0");
+        failed["status"] = json!("0x0");
+        assert!(!receipt_of_any_type(failed).unwrap().status());
+        assert!(matches!(receipt_of_any_type(json!({"type": "0x76"})), Err(ChainError::Unavailable(_))));
     }
 }

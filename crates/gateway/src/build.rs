@@ -101,8 +101,17 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             };
             for option in chosen {
                 let name = &option.method.option().name;
-                match price_in(option, &price) {
-                    Ok(amount) => offers.push(RouteOffer::new(option.method.clone(), amount)),
+                match price_in(option, &price).map(|amount| RouteOffer::new(option.method.clone(), amount)) {
+                    Ok(offer) if offer.can_be_paid() => offers.push(offer),
+                    Ok(_) if named => {
+                        return Err(err(
+                            field("price"),
+                            format!("option {name:?} cannot charge {price} (under its minimum)"),
+                        ));
+                    }
+                    Ok(_) => {
+                        tracing::warn!(route = %route.path, option = %name, "option cannot charge this price; not offered")
+                    }
                     // A route that names the option must be payable through it; one that takes every option
                     // takes those that can charge its price.
                     Err(problem) if named => return Err(err(field("price"), format!("{problem} (option {name:?})"))),
@@ -148,8 +157,5 @@ fn price_in(option: &BuiltOption, price: &Price) -> Result<AtomicAmount, String>
         }
         _ => price.in_asset(&asset.symbol, asset.usd, asset.decimals).map_err(|e| e.to_string())?,
     };
-    if amount.0 < option.min_amount {
-        return Err(format!("{price} is under this rail's minimum charge of {} atomic units", option.min_amount));
-    }
     Ok(amount)
 }

@@ -313,9 +313,10 @@ pub struct StripeConfig {
     pub network_id: Option<String>,
     #[serde(default = "default_payment_method_types")]
     pub payment_method_types: Vec<String>,
-    /// Smallest charge in cents: Stripe refuses card charges under $0.50.
-    #[serde(default = "default_stripe_minimum")]
-    pub min_amount_cents: u64,
+    /// Smallest charge offered, in cents; default: Stripe's minimum for the currency ($0.50), under which Stripe
+    /// refuses card charges.
+    #[serde(default)]
+    pub min_amount_cents: Option<u64>,
     #[serde(default = "default_stripe_timeout")]
     pub timeout_secs: u64,
     /// The form field that carries the buyer's token.
@@ -350,9 +351,6 @@ fn default_stripe_api() -> String {
 }
 fn default_payment_method_types() -> Vec<String> {
     vec!["card".into()]
-}
-fn default_stripe_minimum() -> u64 {
-    50
 }
 fn default_stripe_timeout() -> u64 {
     20

@@ -81,6 +81,14 @@ impl RouteOffer {
         RouteOffer { method, amount, x402, x402_json, v1_network, terms, mpp }
     }
 
+    /// Whether a payer can pay this offer in some framing: x402, MPP (fixed or per-challenge terms), or a
+    /// transaction-hash proof. A rail makes no terms for amounts it cannot charge (under Stripe's minimum).
+    pub fn can_be_paid(&self) -> bool {
+        self.x402.is_some()
+            || (self.mpp.is_some() && (self.terms.is_some() || self.method.terms_per_challenge()))
+            || self.method.accepts_tx_hash()
+    }
+
     /// The terms of this offer in one challenge: the route's, or fresh ones for per-challenge rails.
     /// `Ok(None)` for offers that bind no challenge.
     pub async fn challenge_terms(&self) -> Result<Option<Terms>, Rejection> {

@@ -138,8 +138,6 @@ pub(crate) struct BuiltOption {
     pub method: Arc<dyn PaymentMethod>,
     /// Atomic units per US dollar when `$` prices convert at a configured rate (Lightning's sats).
     pub units_per_usd: Option<u64>,
-    /// The smallest amount the rail can charge (Stripe's card minimum), atomic units.
-    pub min_amount: u128,
 }
 
 /// Builds the payment method of one `[[accept]]` entry; `field` names its fields in errors.
@@ -182,13 +180,10 @@ pub(crate) async fn build_option(
                 payment_method_types: stripe.payment_method_types.clone(),
                 timeout: Duration::from_secs(stripe.timeout_secs.max(1)),
                 token_param: stripe.token_param.clone(),
+                min_amount: stripe.min_amount_cents.map(u128::from),
             };
             let method = StripeMethod::new(option, settings).map_err(|e| (field("stripe"), e.problem))?;
-            Ok(BuiltOption {
-                method: Arc::new(method),
-                units_per_usd: None,
-                min_amount: u128::from(stripe.min_amount_cents),
-            })
+            Ok(BuiltOption { method: Arc::new(method), units_per_usd: None })
         }
         Rail::Lightning => {
             let ln = accept.lightning.as_ref().ok_or_else(|| missing("lightning"))?;
@@ -206,7 +201,7 @@ pub(crate) async fn build_option(
                 LightningSettings { network: ln.network.clone(), invoice_expiry_secs: ln.invoice_expiry_secs };
             let method = LightningMethod::new(option, Arc::new(backend), settings, ctx.clock.clone())
                 .map_err(|e| (field("lightning"), e.problem))?;
-            Ok(BuiltOption { method: Arc::new(method), units_per_usd: ln.sats_per_usd, min_amount: 1 })
+            Ok(BuiltOption { method: Arc::new(method), units_per_usd: ln.sats_per_usd })
         }
     }
 }
@@ -336,5 +331,5 @@ async fn chain_option(
             )
         }
     };
-    Ok(BuiltOption { method, units_per_usd: None, min_amount: 1 })
+    Ok(BuiltOption { method, units_per_usd: None })
 }

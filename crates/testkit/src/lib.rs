@@ -13,6 +13,8 @@
 
 mod chain;
 pub mod node;
+pub mod stripe;
+pub mod tip20;
 mod upstream;
 
 use std::path::PathBuf;
