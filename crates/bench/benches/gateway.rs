@@ -3,27 +3,39 @@
 //! (a) the upstream directly, (b0) the same reverse proxy without the paygate layer (a diagnostic), (b) a free
 //! route through paygate, (c) 402 challenge issuance, (d) paid requests
 //! (verify + claim + proxy + settle on anvil, paid with x402 v2 credentials signed beforehand),
-//! then the ratios (b)/(a) and (c)/(b) and where (d)'s time goes.
+//! then the ratios (b)/(a) and (c)/(b) and where (d)'s time goes; then paid requests per rail that runs
+//! locally, each on a route offering only that rail, with proofs made beforehand: (e) tx-hash proofs of ERC-20
+//! transfers on anvil, (f) MPP `tempo` hash credentials of TIP-20 transfers (a look-alike on anvil) bound to
+//! their challenges, (g) MPP `stripe` credentials charged through localstripe. Lightning is not measured: its
+//! only local backend in the gateway is LND's recorded answer, one invoice that pays once.
 //!
 //! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
-//! (paid requests, default 400), `BENCH_PAID_CONNECTIONS` (default 8), `BENCH_ONLY` (`a`, `b` or `c`: run up to that
-//! scenario and stop, for profiling). Needs anvil (`scripts/install-test-deps`).
+//! (paid requests, default 400), `BENCH_PAID_CONNECTIONS` (default 8), `BENCH_RAIL_PAID` (paid requests per
+//! rail in (e) to (g), default 200), `BENCH_ONLY` (`a`, `b` or `c`: run up to that scenario and stop, for
+//! profiling). Needs anvil and localstripe (`scripts/install-test-deps`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
 use alloy::signers::SignerSync;
+use alloy::sol_types::SolCall;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use paygate_bench::{Stats, run, show};
+use paygate_chain::abi::Eip3009Token;
 use paygate_chain::devtoken::dev_account;
+use paygate_chain::{TxSender, wait_for_receipt};
 use paygate_gateway::metrics::Phase;
 use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, server};
 use paygate_methods::eip3009::{SignedAuthorization, domain};
+use paygate_methods::tempo::encode_memo;
+use paygate_proto::mpp::{Credential, parse_challenge};
 use paygate_proto::x402;
 use paygate_testkit::Devchain;
+use paygate_testkit::stripe::LocalStripe;
+use paygate_testkit::tip20::Tip20;
 use serde_json::json;
 
 fn env(name: &str, default: usize) -> usize {
@@ -42,10 +54,7 @@ async fn serve_upstream() -> String {
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/free", get(|| async { ([("content-type", "application/json")], r#"{"ok":true,"note":"free"}"#) }))
-        .route(
-            "/v1/quote",
-            get(|| async { ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#) }),
-        );
+        .fallback(get(|| async { ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await.expect("upstream") });
@@ -62,8 +71,15 @@ async fn bench() {
     let paid = env("BENCH_PAID", 400);
     let paid_connections = env("BENCH_PAID_CONNECTIONS", 8);
 
+    let rail_paid = env("BENCH_RAIL_PAID", 200);
+
     let upstream = serve_upstream().await;
     let chain = Devchain::start(31337).await;
+    let tip20 = Tip20::deploy(chain.chain.clone(), "Test Dollar", "TUSD").await;
+    for i in 1..=8 {
+        tip20.mint(dev_account(i).address(), U256::from(1_000_000_000u64)).await;
+    }
+    let stripe = LocalStripe::start().await;
     let dir = std::env::temp_dir().join(format!("paygate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let toml = format!(
@@ -76,14 +92,59 @@ async fn bench() {
         [store]
         url = "sqlite://{db}"
         {accept}
+        [networks.tempo-testnet]
+        chain_id = 31337
+        rpc_url = "{rpc}"
+        receipt_poll_ms = 20
+        [networks.tempo-testnet.assets.TUSD]
+        address = "{tip20}"
+        decimals = 6
+        [[accept]]
+        name = "tusd-tempo"
+        network = "tempo-testnet"
+        asset = "TUSD"
+        pay_to = "{pay_to}"
+        [[accept]]
+        name = "usdc-txhash"
+        rail = "txhash"
+        network = "local"
+        asset = "USDC"
+        pay_to = "{pay_to}"
+        proof_window_secs = 3600
+        [[accept]]
+        name = "card"
+        [accept.stripe]
+        secret_key = "{stripe_key}"
+        api_base = "{stripe_url}"
+        min_amount_cents = 1
+        token_param = "payment_method"
+
         [[routes]]
         method = "GET"
         path = "/v1/quote"
         price = "$0.01"
+        accept = ["usdc-local"]
         [[routes]]
         path = "/free"
+        [[routes]]
+        path = "/rail/txhash"
+        price = "$0.01"
+        accept = ["usdc-txhash"]
+        [[routes]]
+        path = "/rail/tempo"
+        price = "$0.01"
+        accept = ["tusd-tempo"]
+        [[routes]]
+        path = "/rail/stripe"
+        price = "$0.01"
+        accept = ["card"]
         "#,
         db = dir.join("ledger.db").display(),
+        rpc = chain.rpc_url,
+        tip20 = tip20.address,
+        pay_to = dev_account(9).address(),
+        stripe_key = paygate_testkit::stripe::SECRET_KEY,
+        stripe_url = stripe.url,
         accept = paygate_testkit::local_usdc_toml(
             chain.chain_id,
             &chain.rpc_url,
@@ -191,7 +252,78 @@ async fn bench() {
         }
     }
     println!("(d) ledger: {states:?}");
+
+    println!("\n{rail_paid} paid requests per rail over {paid_connections} connections, proofs made beforehand:");
+    let card = stripe.card_payment_method(paygate_testkit::stripe::cards::SUCCEEDS).await;
+    let rails = [
+        ("(e) tx-hash proof (anvil)", "/rail/txhash", Rail::TxHash),
+        ("(f) MPP tempo hash (anvil)", "/rail/tempo", Rail::Tempo(&tip20)),
+        ("(g) MPP stripe (localstripe)", "/rail/stripe", Rail::Stripe(&card)),
+    ];
+    for (name, path, rail) in rails {
+        let url = format!("{base}{path}");
+        let proofs = Arc::new(rail_proofs(&chain, &url, rail, rail_paid).await);
+        let make: paygate_bench::MakeRequest = Arc::new(move |i| {
+            let (header, value) = &proofs[i];
+            Request::get(&url).header(*header, value).body(Full::new(Bytes::new())).expect("request")
+        });
+        let stats = run(make, StatusCode::OK, paid_connections, Duration::from_secs(600), Some(rail_paid)).await;
+        print_row(name, &stats);
+    }
+    let ledger = gateway.store().payments(&Default::default()).await.expect("ledger");
+    let mut by_rail = std::collections::BTreeMap::new();
+    for row in &ledger {
+        *by_rail.entry((row.rail.clone(), row.state.as_str())).or_insert(0) += 1;
+    }
+    println!("ledger by rail and state: {by_rail:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How the proofs of one rail are made.
+#[derive(Clone, Copy)]
+enum Rail<'a> {
+    /// A transfer of the test USDC, named by its hash in `X-Payment-Hash`.
+    TxHash,
+    /// A TIP-20 `transferWithMemo` bound to a fresh challenge, answered with an MPP `hash` credential.
+    Tempo(&'a Tip20),
+    /// A fresh challenge answered with the card's PaymentMethod id.
+    Stripe(&'a str),
+}
+
+/// `n` proofs for `url`, as `(header, value)`; payers rotate over dev accounts 1 to 8.
+async fn rail_proofs(chain: &Devchain, url: &str, rail: Rail<'_>, n: usize) -> Vec<(&'static str, String)> {
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let senders: Vec<TxSender> = (1..=8).map(|i| TxSender::new(chain.chain.clone(), dev_account(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let payer = dev_account(1 + (i % 8) as u32);
+        if let Rail::TxHash = rail {
+            let call = Eip3009Token::transferCall { to: dev_account(9).address(), value: U256::from(10_000u64) };
+            let hash = senders[i % 8].send(chain.token, call.abi_encode().into()).await.expect("transfer");
+            let mined =
+                wait_for_receipt(chain.chain.as_ref(), hash, Duration::from_secs(30), Duration::from_millis(10));
+            assert!(mined.await.expect("receipt").expect("mined").status());
+            out.push(("x-payment-hash", hash.to_string()));
+            continue;
+        }
+        let request = Request::get(url).body(Full::new(Bytes::new())).expect("request");
+        let response = client.request(request).await.expect("402");
+        let header = response.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
+        let challenge = parse_challenge(&header).expect("an MPP challenge");
+        let payload = match rail {
+            Rail::Tempo(tip20) => {
+                let memo = encode_memo(&challenge.realm, &challenge.id, None);
+                let hash =
+                    tip20.transfer_with_memo(&payer, dev_account(9).address(), U256::from(10_000u64), memo).await;
+                json!({"type": "hash", "hash": format!("{hash:#x}")})
+            }
+            Rail::Stripe(card) => json!({"spt": card}),
+            Rail::TxHash => unreachable!("handled above"),
+        };
+        out.push(("authorization", Credential { challenge, payload, source: None }.to_header()));
+    }
+    out
 }
 
 /// The inner service of the in-process 402 measurement: an unpaid request never reaches it.

@@ -169,6 +169,20 @@ fn a_price_below_a_tenth_of_a_cent_is_refused() {
 }
 
 #[test]
+fn a_lightning_invoice_shorter_than_a_challenge_is_refused() {
+    let lightning = "[[accept]]\nrail = \"lightning\"\n[accept.lightning]\nlnd_url = \"https://127.0.0.1:8080\"\n\
+                     macaroon_file = \"invoice.macaroon\"\ntls_cert_file = \"tls.cert\"\nnetwork = \"regtest\"\n\
+                     invoice_expiry_secs = 20\n";
+    refused(
+        &format!(
+            "{SECRET}challenge_ttl_secs = 30\n{UPSTREAM}{lightning}[[routes]]\npath = \"/a\"\nprice = \"25 SAT\"\n"
+        ),
+        "accept[0].lightning.invoice_expiry_secs",
+        &["shorter than server.challenge_ttl_secs (30 s)"],
+    );
+}
+
+#[test]
 fn check_config_accepts_a_valid_file_with_an_unreachable_chain() {
     let net = network();
     let (_dir, path) = write_config(&format!(

@@ -156,6 +156,41 @@ pub struct StoreConfig {
     pub url: String,
 }
 
+impl StoreConfig {
+    /// Reads only the `[store]` table of a configuration file, expanding only its environment references: what
+    /// commands that read the ledger need, without the secrets of the rest (a Stripe key, a settler key).
+    pub fn load(path: &Path) -> Result<StoreConfig, ConfigError> {
+        let file = path.display().to_string();
+        let err = |field: &str, message: String| ConfigError { file: file.clone(), field: field.into(), message };
+        let value: toml::Value = toml::from_str(&read(path)?).map_err(|e| err("(file)", e.message().to_owned()))?;
+        let mut store = value.get("store").cloned().unwrap_or_else(|| toml::Value::Table(Default::default()));
+        expand_env(&mut store, &mut "store".to_owned(), &|name| std::env::var(name).ok())
+            .map_err(|(field, message)| err(&field, message))?;
+        let mut store: StoreConfig =
+            store.try_into().map_err(|e: toml::de::Error| err("store", e.message().to_owned()))?;
+        store.resolve_relative_to(path);
+        Ok(store)
+    }
+
+    /// Makes a relative `sqlite://` path relative to the config file at `path`.
+    fn resolve_relative_to(&mut self, path: &Path) {
+        if let Some(rest) = self.url.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            self.url = format!("sqlite://{}", PathBuf::from(dir).join(rest).display());
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        field: "(file)".into(),
+        message: format!("cannot read: {e}"),
+    })
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig { url: default_store() }
@@ -416,18 +451,8 @@ pub enum SettleTiming {
 impl Config {
     /// Reads, expands and parses a configuration file. Relative `sqlite://` paths are made relative to it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            field: "(file)".into(),
-            message: format!("cannot read: {e}"),
-        })?;
-        let mut config = Config::parse(&text, &path.display().to_string())?;
-        if let Some(rest) = config.store.url.strip_prefix("sqlite://")
-            && !rest.starts_with('/')
-            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        {
-            config.store.url = format!("sqlite://{}", PathBuf::from(dir).join(rest).display());
-        }
+        let mut config = Config::parse(&read(path)?, &path.display().to_string())?;
+        config.store.resolve_relative_to(path);
         Ok(config)
     }
 
@@ -526,6 +551,21 @@ mod tests {
         [upstream]
         url = "http://127.0.0.1:9000"
     "#;
+
+    #[test]
+    fn the_store_table_loads_without_the_rest_of_the_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        let text = "[store]\nurl = \"sqlite://${PAYGATE_TEST_UNSET_DB:-ledger.db}\"\n\n[[accept]]\nrail = \"stripe\"\n\
+                    [accept.stripe]\nsecret_key = \"${PAYGATE_TEST_UNSET_STRIPE_KEY}\"\n";
+        std::fs::write(&path, text).unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert_eq!(err.field, "accept[0].stripe.secret_key", "the whole config needs the key");
+        let store = StoreConfig::load(&path).expect("the store alone does not");
+        assert_eq!(store.url, format!("sqlite://{}", dir.path().join("ledger.db").display()));
+        std::fs::write(&path, "[store]\nurl = \"${PAYGATE_TEST_UNSET_DB}\"\n").unwrap();
+        assert_eq!(StoreConfig::load(&path).unwrap_err().field, "store.url");
+    }
 
     #[test]
     fn minimal_config_has_defaults() {

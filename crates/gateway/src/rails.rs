@@ -194,6 +194,17 @@ pub(crate) async fn build_option(
                 pay_to: "lightning".into(),
                 max_timeout_secs: accept.max_timeout_secs,
             };
+            let ttl = ctx.config.server.challenge_ttl_secs;
+            if ln.invoice_expiry_secs < ttl {
+                return Err((
+                    field("lightning.invoice_expiry_secs"),
+                    format!(
+                        "{} s is shorter than server.challenge_ttl_secs ({ttl} s): invoices would expire before \
+                         their challenges",
+                        ln.invoice_expiry_secs
+                    ),
+                ));
+            }
             let timeout = Duration::from_secs(ln.timeout_secs.max(1));
             let backend = LndRest::new(&ln.lnd_url, &ln.macaroon_file, &ln.tls_cert_file, timeout)
                 .map_err(|e| (field("lightning"), e.to_string()))?;

@@ -6,12 +6,14 @@
 //! * [`Devchain`]: anvil with the project's EIP-3009 test token deployed and dev accounts 1 to 9 funded;
 //! * [`Upstream`]: a small API whose answers (success, 500, down) a test can switch, counting its hits;
 //! * [`node`]: the official x402 and MPP packages, driven by `tests/node/*.mjs`;
+//! * [`stripe`]: localstripe; [`tip20`]: a TIP-20 look-alike token on anvil; [`lnd`]: LND's REST port, recorded;
 //! * [`ShiftedClock`]: a clock a test can move forward.
 //!
 //! Everything it needs is installed by `scripts/install-test-deps`; when something is missing it panics with
 //! the command that installs it, so a missing install step fails loudly instead of skipping tests.
 
 mod chain;
+pub mod lnd;
 pub mod node;
 pub mod stripe;
 pub mod tip20;

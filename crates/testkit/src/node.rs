@@ -19,21 +19,28 @@ fn scripts() -> PathBuf {
 /// Runs `node tests/node/client.mjs ARGS...` and returns its JSON line. Panics on a non-JSON answer; an
 /// `{"error"}` answer is returned for the test to inspect.
 pub async fn client(args: &[&str]) -> Value {
+    script("client.mjs", args).await
+}
+
+/// Runs `node tests/node/parse402.mjs URL`: what the official parsers (mppx, @x402/core) understand of the 402 at
+/// `url`, or `{"error"}` when one of them refuses it.
+pub async fn parse402(url: &str) -> Value {
+    script("parse402.mjs", &[url]).await
+}
+
+async fn script(name: &str, args: &[&str]) -> Value {
     let dir = scripts();
     let output = tokio::time::timeout(
         Duration::from_secs(60),
-        Command::new("node").arg(dir.join("client.mjs")).args(args).current_dir(&dir).kill_on_drop(true).output(),
+        Command::new("node").arg(dir.join(name)).args(args).current_dir(&dir).kill_on_drop(true).output(),
     )
     .await
-    .expect("the node client finished within 60 s")
+    .unwrap_or_else(|_| panic!("node {name} finished within 60 s"))
     .expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!(
-            "node client.mjs {args:?} printed no JSON: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
+        panic!("node {name} {args:?} printed no JSON: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
     })
 }
 

@@ -43,12 +43,16 @@ impl LocalStripe {
     /// Starts localstripe on a free port and waits until it answers. Panics with the install command when the
     /// venv of `scripts/install-test-deps` is missing.
     pub async fn start() -> LocalStripe {
+        LocalStripe::start_on(crate::free_port()).await
+    }
+
+    /// Starts localstripe on `port` (as an example config expects it) and waits until it answers.
+    pub async fn start_on(port: u16) -> LocalStripe {
         let root = crate::workspace_root();
         let python = root.join(".cache/venv/bin/python");
         if !python.exists() {
             crate::missing("localstripe (.cache/venv)");
         }
-        let port = crate::free_port();
         let mut child = Command::new(&python)
             .arg(root.join("tests/stripe/localstripe_server.py"))
             .arg(port.to_string())

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use paygate_core::money::{AtomicAmount, format_atomic};
-use paygate_gateway::Config;
+use paygate_gateway::config::StoreConfig;
 use paygate_store::{PaymentQuery, PaymentRecord, PaymentState};
 
 #[derive(Debug, clap::Args)]
@@ -27,8 +27,9 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config)?;
-    let store = paygate_store::open(&config.store.url).await?;
+    // Only `[store]`: reading the ledger needs none of the payment options' secrets.
+    let store_config = StoreConfig::load(&args.config)?;
+    let store = paygate_store::open(&store_config.url).await?;
     let state = args.state.as_deref().map(str::parse::<PaymentState>).transpose()?;
     let payments = store.payments(&PaymentQuery { state, limit: Some(args.limit), ..Default::default() }).await?;
     if args.json {
