@@ -28,6 +28,13 @@ enum Command {
     Serve(commands::serve::Args),
     /// List the payments in the ledger.
     Ledger(commands::ledger::Args),
+    /// Send an HTTP request and pay its 402 from the local wallet, within limits.
+    Pay(Box<commands::pay::Args>),
+    /// The buyer's spend log, with totals per day and host.
+    Spend(commands::spend::Args),
+    /// The buyer's wallet key.
+    #[command(subcommand)]
+    Wallet(commands::wallet::Command),
     /// Developer tools for local chains.
     #[command(subcommand)]
     Dev(commands::dev::Command),
@@ -47,6 +54,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Ledger(args) => commands::ledger::run(args).await,
+            Command::Pay(args) => commands::pay::run(*args).await,
+            Command::Spend(args) => commands::spend::run(args).await,
+            Command::Wallet(command) => commands::wallet::run(command).await,
             Command::Dev(command) => commands::dev::run(command).await,
         }
     });

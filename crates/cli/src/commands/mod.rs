@@ -2,7 +2,10 @@
 
 pub mod dev;
 pub mod ledger;
+pub mod pay;
 pub mod serve;
+pub mod spend;
+pub mod wallet;
 
 use tracing_subscriber::EnvFilter;
 

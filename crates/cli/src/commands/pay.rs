@@ -1,0 +1,297 @@
+//! `paygate pay`: curl that pays. Sends a request; on a 402 pays the cheapest acceptable offer from the local
+//! wallet within the owner's limits, and prints the answer's body.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alloy::primitives::Address;
+use anyhow::Context;
+use paygate_client::{AssetBook, KnownAsset, Offer, PayError, PayingClient, Policy, SpendLog, Wallet};
+use paygate_core::money::{Decimal, format_atomic};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Exit code: refused by the policy (`--max`, budgets, host lists); nothing was signed.
+pub const EXIT_POLICY: u8 = 3;
+/// Exit code: the server refused the payment.
+pub const EXIT_REJECTED: u8 = 4;
+/// Exit code: transport error.
+pub const EXIT_TRANSPORT: u8 = 5;
+/// Exit code: the 402 offers nothing this wallet can pay.
+pub const EXIT_NO_OFFER: u8 = 6;
+
+const EXIT_CODES: &str = "The response body goes to stdout, a one-line payment summary to stderr. \
+The wallet key is read from PAYGATE_WALLET_KEY (hex).
+
+Exit codes:
+  0  success (a 2xx answer, paid or free)
+  1  other errors (a non-2xx answer that asked no payment, a broken spend log, ...)
+  2  usage error
+  3  refused by policy (--max, budgets, host, network and asset lists): nothing was signed
+  4  the server rejected the payment
+  5  transport error
+  6  no payable offer in the 402";
+
+/// Send an HTTP request and pay its 402, if any, from the local wallet.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct Args {
+    /// The URL to request.
+    url: String,
+    /// HTTP method.
+    #[arg(short = 'X', long = "request", default_value = "GET")]
+    method: String,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// The request body.
+    #[arg(short = 'd', long = "data", conflicts_with = "data_file")]
+    data: Option<String>,
+    /// The request body, from a file.
+    #[arg(long, value_name = "FILE")]
+    data_file: Option<PathBuf>,
+    /// Pay at most this many US dollars for this request (`0.01`: one cent), whatever the asset.
+    #[arg(long, value_name = "USD", env = "PAYGATE_MAX_PER_PAYMENT")]
+    max: Option<String>,
+    /// At most this many US dollars over the last 24 hours, all hosts together (per the spend log).
+    #[arg(long, value_name = "USD", env = "PAYGATE_DAILY_BUDGET")]
+    daily_budget: Option<String>,
+    /// At most this many US dollars over the last 24 hours to the URL's host.
+    #[arg(long, value_name = "USD", env = "PAYGATE_HOST_DAILY_BUDGET")]
+    host_daily_budget: Option<String>,
+    /// Pay only these hosts (`api.example.com`, `*.example.com`; repeatable).
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
+    /// Never pay these hosts (repeatable).
+    #[arg(long, value_name = "HOST")]
+    deny_host: Vec<String>,
+    /// Pay only on these networks (`base`, `eip155:8453`; repeatable).
+    #[arg(long, value_name = "NETWORK")]
+    allow_network: Vec<String>,
+    /// Never pay on these networks (repeatable).
+    #[arg(long, value_name = "NETWORK")]
+    deny_network: Vec<String>,
+    /// Pay only in these assets (symbol or token address; repeatable).
+    #[arg(long, value_name = "ASSET")]
+    allow_asset: Vec<String>,
+    /// Never pay in these assets (repeatable).
+    #[arg(long, value_name = "ASSET")]
+    deny_asset: Vec<String>,
+    /// Show the offers and the one that would be paid; pay nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print a JSON summary on stdout instead of the body.
+    #[arg(long)]
+    json: bool,
+    /// The spend log (default: $PAYGATE_HOME/spend.db, else ~/.paygate/spend.db).
+    #[arg(long, env = "PAYGATE_SPEND_LOG")]
+    spend_log: Option<PathBuf>,
+    /// A token to value as a USD stablecoin besides the built-in ones:
+    /// `CHAIN_ID:ADDRESS:DECIMALS:EIP712_NAME:EIP712_VERSION` (repeatable).
+    #[arg(long, value_name = "TOKEN")]
+    usd_token: Vec<String>,
+}
+
+/// `$PAYGATE_HOME/spend.db`, else `~/.paygate/spend.db`.
+pub fn default_spend_log() -> anyhow::Result<PathBuf> {
+    if let Some(home) = std::env::var_os("PAYGATE_HOME") {
+        return Ok(PathBuf::from(home).join("spend.db"));
+    }
+    let home = std::env::var_os("HOME").context("neither PAYGATE_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".paygate").join("spend.db"))
+}
+
+pub async fn open_spend_log(path: Option<PathBuf>) -> anyhow::Result<SpendLog> {
+    let path = match path {
+        Some(path) => path,
+        None => default_spend_log()?,
+    };
+    SpendLog::open(&path).await.with_context(|| format!("spend log {}", path.display()))
+}
+
+/// Dollars (`0.01`) as micro-dollars, exactly.
+pub fn usd_micros(text: &str) -> anyhow::Result<u128> {
+    let decimal = Decimal::parse(text.trim().trim_start_matches('$')).with_context(|| format!("{text} US dollars"))?;
+    Ok(decimal.to_atomic(6).with_context(|| format!("{text} US dollars: at most 6 decimals"))?.0)
+}
+
+fn usd_token(text: &str) -> anyhow::Result<KnownAsset> {
+    let parts: Vec<&str> = text.splitn(5, ':').collect();
+    let [chain_id, address, decimals, name, version] = parts[..] else {
+        anyhow::bail!("--usd-token {text}: expected CHAIN_ID:ADDRESS:DECIMALS:EIP712_NAME:EIP712_VERSION");
+    };
+    Ok(KnownAsset {
+        chain_id: chain_id.parse().context("--usd-token chain id")?,
+        address: address.parse::<Address>().context("--usd-token address")?,
+        symbol: "USD".into(),
+        decimals: decimals.parse().context("--usd-token decimals")?,
+        usd: true,
+        eip712: Some((name.to_owned(), version.to_owned())),
+    })
+}
+
+fn headers(lines: &[String]) -> anyhow::Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').with_context(|| format!("-H {line}: expected `Name: value`"))?;
+        map.append(
+            HeaderName::from_bytes(name.trim().as_bytes()).with_context(|| format!("-H {line}: header name"))?,
+            HeaderValue::from_str(value.trim()).with_context(|| format!("-H {line}: header value"))?,
+        );
+    }
+    Ok(map)
+}
+
+fn describe(offer: &Offer) -> String {
+    let amount = match offer.decimals {
+        Some(d) => format_atomic(offer.amount, d),
+        None => format!("{} atomic", offer.amount),
+    };
+    let asset = offer.symbol.clone().unwrap_or_else(|| offer.asset.clone());
+    format!("{amount} {asset} on {} via {} ({})", offer.network, offer.protocol, offer.scheme)
+}
+
+fn code(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let dollars = |text: &Option<String>| text.as_deref().map(usd_micros).transpose();
+    let policy = Policy {
+        max_per_payment: dollars(&args.max)?,
+        daily_budget: dollars(&args.daily_budget)?,
+        per_host_daily_budget: dollars(&args.host_daily_budget)?,
+        allow_hosts: args.allow_host.clone(),
+        deny_hosts: args.deny_host.clone(),
+        allow_networks: args.allow_network.clone(),
+        deny_networks: args.deny_network.clone(),
+        allow_assets: args.allow_asset.clone(),
+        deny_assets: args.deny_asset.clone(),
+    };
+    let mut assets = AssetBook::builtin();
+    for token in &args.usd_token {
+        assets = assets.with(usd_token(token)?);
+    }
+    let headers = headers(&args.headers)?;
+    let body = match (&args.data, &args.data_file) {
+        (Some(data), _) => Some(data.clone().into_bytes()),
+        (None, Some(file)) => Some(std::fs::read(file).with_context(|| format!("--data-file {}", file.display()))?),
+        (None, None) => None,
+    };
+    let log = open_spend_log(args.spend_log.clone()).await?;
+    // A dry run signs nothing: any key will do when none is configured.
+    let wallet = match Wallet::from_env() {
+        Ok(wallet) => wallet,
+        Err(_) if args.dry_run => Wallet::random(),
+        Err(e) => return Err(e.into()),
+    };
+    let client = PayingClient::new(reqwest::Client::new(), wallet, policy, log).with_assets(assets);
+
+    if args.dry_run {
+        let dry = match client.dry_run(&args.method, &args.url, headers, body).await {
+            Ok(dry) => dry,
+            Err(e) => return Ok(failure(e, args.json)),
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&dry)?);
+        } else {
+            println!("status {}", dry.status);
+            for (i, offer) in dry.offers.iter().enumerate() {
+                let mark = if dry.chosen == Some(i) { "*" } else { " " };
+                let why = offer.unpayable.as_deref().map(|w| format!(" [not payable: {w}]")).unwrap_or_default();
+                println!("{mark} {}{why}", describe(offer));
+            }
+            match (dry.chosen, &dry.refused) {
+                (_, Some(refused)) => println!("would refuse: {refused}"),
+                (Some(i), None) => println!("would pay: {}", describe(&dry.offers[i])),
+                (None, _) if dry.status == 402 => println!("no payable offer"),
+                (None, _) => println!("nothing to pay"),
+            }
+        }
+        return Ok(match (dry.status, dry.chosen, &dry.refused) {
+            (_, _, Some(_)) => code(EXIT_POLICY),
+            (402, None, _) => code(EXIT_NO_OFFER),
+            _ => ExitCode::SUCCESS,
+        });
+    }
+
+    let progress = progress();
+    let result = client.send(&args.method, &args.url, headers, body).await;
+    if let Some(progress) = progress {
+        progress.abort();
+        let _ = progress.await;
+        eprint!("\r\x1b[K");
+    }
+    let paid = match result {
+        Ok(paid) => paid,
+        Err(e) => return Ok(failure(e, args.json)),
+    };
+    if let Some(payment) = &paid.payment {
+        eprintln!("paid {} ref {}", describe(&payment.offer), payment.reference.as_deref().unwrap_or("(none)"));
+    }
+    if args.json {
+        let summary = serde_json::json!({
+            "status": paid.status.as_u16(),
+            "payment": paid.payment,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        use std::io::Write;
+        std::io::stdout().write_all(&paid.body)?;
+    }
+    Ok(if paid.status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// On a terminal, a line on stderr counting the seconds of a long wait (a settlement being confirmed);
+/// nothing when stderr is piped.
+fn progress() -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    Some(tokio::spawn(async {
+        let start = std::time::Instant::now();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            eprint!("\rwaiting for the server ({} s)", start.elapsed().as_secs());
+        }
+    }))
+}
+
+/// Prints why nothing was paid, and picks the exit code.
+fn failure(err: PayError, json: bool) -> ExitCode {
+    let exit = match &err {
+        PayError::Policy(_) => EXIT_POLICY,
+        PayError::Rejected { .. } => EXIT_REJECTED,
+        PayError::Transport(_) | PayError::PaidTransport { .. } => EXIT_TRANSPORT,
+        PayError::NoPayableOffer { .. } | PayError::Offers(_) => EXIT_NO_OFFER,
+        _ => 1,
+    };
+    if json {
+        let detail = match &err {
+            PayError::Policy(violation) => serde_json::to_value(violation).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        println!("{}", serde_json::json!({"error": err.to_string(), "exit": exit, "policy": detail}));
+    }
+    eprintln!("error: {err}");
+    if let PayError::NoPayableOffer { offers } = &err {
+        for offer in offers {
+            eprintln!("  {} [{}]", describe(offer), offer.unpayable.as_deref().unwrap_or("not chosen"));
+        }
+    }
+    code(exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_are_micro_dollars_exactly() {
+        assert_eq!(usd_micros("0.01").unwrap(), 10_000);
+        assert_eq!(usd_micros("$1").unwrap(), 1_000_000);
+        assert!(usd_micros("0.0000001").is_err());
+        assert!(usd_micros("abc").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! `paygate pay`, `paygate spend` and `paygate wallet` against our real gateway on a real anvil: a dry run
+//! shows the offer and pays nothing, `--max` below the price exits 3 with nothing signed, and a paid request
+//! prints the body, a summary, and lands in the spend log.
+
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use paygate_chain::devtoken::{dev_account, test_usdc_address};
+use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, server};
+use paygate_testkit::{Devchain, Upstream};
+use tower::ServiceBuilder;
+
+const BIN: &str = env!("CARGO_BIN_EXE_paygate");
+
+fn pay_to() -> Address {
+    dev_account(9).address()
+}
+
+/// The gateway in front of anvil and a test upstream, `/v1/quote` at one cent.
+struct Seller {
+    chain: Devchain,
+    upstream: Upstream,
+    base: String,
+    dir: tempfile::TempDir,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Seller {
+    async fn start() -> Seller {
+        let chain = Devchain::start(31337).await;
+        let upstream = Upstream::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let toml = format!(
+            r#"
+            [server]
+            secret = "integration-test-secret-of-at-least-32-bytes"
+
+            [upstream]
+            url = "{upstream}"
+
+            [store]
+            url = "sqlite://{db}"
+
+            {accept}
+
+            [[routes]]
+            method = "GET"
+            path = "/v1/quote"
+            price = "$0.01"
+            "#,
+            upstream = upstream.url(),
+            db = dir.path().join("ledger.db").display(),
+            accept = paygate_testkit::local_usdc_toml(
+                chain.chain_id,
+                &chain.rpc_url,
+                "receipt_poll_ms = 50",
+                pay_to(),
+                &paygate_testkit::builtin_settlement(),
+            ),
+        );
+        let config = Config::parse(&toml, "test.toml").expect("test config parses");
+        let built = build(&config, "test.toml", BuildOptions::default()).await.expect("test config builds");
+        let proxy =
+            UpstreamProxy::new(&config.upstream.url, Duration::from_secs(5), Duration::from_secs(2)).expect("proxy");
+        let service = ServiceBuilder::new().layer(PaygateLayer::new(built.gateway.clone())).service(proxy);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            server::serve(listener, service, std::future::pending()).await.expect("gateway serves");
+        });
+        Seller { chain, upstream, base, dir, _server: server }
+    }
+
+    /// Runs `paygate` with the payer's key and this test's spend log; returns (exit code, stdout, stderr).
+    async fn paygate(&self, args: &[&str]) -> (i32, String, String) {
+        let token = format!("31337:{}:6:USD Coin:2", test_usdc_address());
+        let spend_log = self.dir.path().join("spend.db");
+        let mut command = tokio::process::Command::new(BIN);
+        command
+            .args(args)
+            .env("PAYGATE_WALLET_KEY", dev_account(1).to_bytes().to_string())
+            .env("PAYGATE_SPEND_LOG", &spend_log)
+            .env("PAYGATE_LOG", "warn")
+            .env_remove("PAYGATE_HOME")
+            .env_remove("PAYGATE_MAX_PER_PAYMENT")
+            .env_remove("PAYGATE_DAILY_BUDGET")
+            .env_remove("PAYGATE_HOST_DAILY_BUDGET");
+        if args.first() == Some(&"pay") {
+            command.args(["--usd-token", &token]);
+        }
+        let output = command.output().await.expect("the paygate binary runs");
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("UTF-8");
+        (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_the_offer_and_pays_nothing() {
+    let seller = Seller::start().await;
+    let url = format!("{}/v1/quote", seller.base);
+
+    let (code, stdout, stderr) = seller.paygate(&["pay", "--dry-run", &url]).await;
+
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("status 402"), "{stdout}");
+    assert!(stdout.contains("would pay: 0.01 USD on eip155:31337"), "{stdout}");
+    let (code, json, stderr) = seller.paygate(&["pay", "--dry-run", "--json", "--max", "0.005", &url]).await;
+    assert_eq!(code, 3, "stdout: {json}\nstderr: {stderr}");
+    let dry: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let chosen = &dry["offers"][dry["chosen"].as_u64().expect("an offer is chosen") as usize];
+    assert_eq!((chosen["amount"].as_str(), chosen["usd_micros"].as_u64()), (Some("10000"), Some(10_000)));
+    assert_eq!(dry["refused"], serde_json::json!({"limit": "over_max_per_payment", "asked": 10_000, "max": 5_000}));
+    assert_eq!(seller.upstream.hits(), 0);
+    assert_eq!(seller.chain.transfers(dev_account(1).address(), pay_to()).await, 0);
+    let (_, spend, _) = seller.paygate(&["spend", "--json"]).await;
+    let spend: serde_json::Value = serde_json::from_str(&spend).expect("JSON");
+    assert_eq!(spend["records"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn max_below_the_price_exits_3_and_signs_nothing() {
+    let seller = Seller::start().await;
+    let url = format!("{}/v1/quote", seller.base);
+
+    let (code, stdout, stderr) = seller.paygate(&["pay", "--max", "0.005", &url]).await;
+
+    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("maximum per payment"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(seller.upstream.hits(), 0);
+    assert_eq!(seller.chain.transfers(dev_account(1).address(), pay_to()).await, 0);
+}
+
+#[tokio::test]
+async fn pay_prints_the_body_and_a_summary_and_logs_the_payment() {
+    let seller = Seller::start().await;
+    let url = format!("{}/v1/quote", seller.base);
+    let before = seller.chain.balance(pay_to()).await;
+
+    let (code, stdout, stderr) = seller.paygate(&["pay", "--max", "0.01", &url]).await;
+
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(!stdout.is_empty());
+    assert!(stderr.contains("paid 0.01 USD on eip155:31337 via"), "{stderr}");
+    assert_eq!(seller.chain.balance(pay_to()).await, before + 10_000);
+    let (code, spend, _) = seller.paygate(&["spend", "--json"]).await;
+    assert_eq!(code, 0);
+    let spend: serde_json::Value = serde_json::from_str(&spend).expect("JSON");
+    assert_eq!(spend["records"][0]["state"], "paid");
+    let reference = spend["records"][0]["reference"].as_str().expect("a reference");
+    assert!(stderr.contains(reference), "{stderr}");
+    assert_eq!(spend["totals"][0]["usd_micros"], 10_000);
+    let rpc = format!("31337={}", seller.chain.rpc_url);
+    let (code, _, stderr) = seller.paygate(&["spend", "--reconcile", "--rpc", &rpc]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("reconciled: 0 settled, 0 expired, 0 never signed, 0 undecided"), "{stderr}");
+    let token = test_usdc_address().to_string();
+    let (code, balance, stderr) =
+        seller.paygate(&["wallet", "balance", "--rpc-url", &seller.chain.rpc_url, "--token", &token]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(balance.starts_with("999.99 "), "{balance}");
+}
+
+#[tokio::test]
+async fn wallet_new_prints_a_key_whose_address_wallet_address_shows() {
+    let output = tokio::process::Command::new(BIN).args(["wallet", "new"]).output().await.expect("runs");
+    assert!(output.status.success());
+    let key = String::from_utf8(output.stdout).expect("UTF-8").trim().to_owned();
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+    assert!(stderr.contains("warning"), "{stderr}");
+    let address = tokio::process::Command::new(BIN)
+        .args(["wallet", "address"])
+        .env("PAYGATE_WALLET_KEY", &key)
+        .output()
+        .await
+        .expect("runs");
+    let address = String::from_utf8(address.stdout).expect("UTF-8").trim().to_owned();
+    assert!(stderr.contains(&address) && address.starts_with("0x"), "{stderr} / {address}");
+}

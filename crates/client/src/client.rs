@@ -1,0 +1,347 @@
+//! [`PayingClient`]: sends a request, and on a 402 pays one offer within the policy and sends it again.
+//!
+//! The order is what makes it safe: choose, check the policy and write `pending` (one transaction), then
+//! sign, then send. A transport error on the paid request resends the same credential (the server settles a
+//! credential at most once), never a new one; a refusal of the paid request is recorded and reported, never
+//! paid again.
+
+use std::sync::Arc;
+
+use paygate_proto::{mpp, x402};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+
+use crate::offer::{AssetBook, Offer, OfferError, parse_offers};
+use crate::policy::{CheapestOffer, OfferChooser, Policy, PolicyViolation, host_of};
+use crate::sign::{SignError, credential};
+use crate::spend::{SpendError, SpendLog, SpendState, now_ms};
+use crate::wallet::Wallet;
+
+/// How many times a paid request is resent, with the same credential, after a transport error.
+pub const PAID_RETRIES: usize = 3;
+
+/// Why a request was not paid and answered.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The request could not be sent; nothing was paid.
+    #[error("transport error: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The paid request got no answer after every retry; the credential may or may not have been settled. Its
+    /// spend log row stays `pending` until [`crate::reconcile`] decides it.
+    #[error("transport error after paying (spend log row {spend_id}): {source}")]
+    PaidTransport {
+        spend_id: i64,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(transparent)]
+    Offers(#[from] OfferError),
+    /// The 402 offers nothing this client can pay (or that its chooser accepts).
+    #[error("no payable offer among {}", .offers.len())]
+    NoPayableOffer { offers: Vec<Offer> },
+    /// Refused by the owner's policy before anything was signed.
+    #[error("refused by policy: {0}")]
+    Policy(#[from] PolicyViolation),
+    /// The server refused the paid request.
+    #[error("the server refused the payment (status {status}, spend log row {spend_id}): {body}")]
+    Rejected { status: u16, body: String, spend_id: i64 },
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error(transparent)]
+    SpendLog(SpendError),
+}
+
+impl From<SpendError> for PayError {
+    fn from(err: SpendError) -> Self {
+        match err {
+            SpendError::Policy(violation) => PayError::Policy(violation),
+            other => PayError::SpendLog(other),
+        }
+    }
+}
+
+/// A payment made for a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Payment {
+    /// The spend log row.
+    pub spend_id: i64,
+    pub offer: Offer,
+    /// The settlement's transaction hash or receipt reference, when the server sent one.
+    pub reference: Option<String>,
+}
+
+/// The final answer to a request, and what was paid for it (nothing when it was not a 402).
+#[derive(Debug)]
+pub struct Paid {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub payment: Option<Payment>,
+}
+
+/// What a request would pay.
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    /// The unpaid answer's status (402 when there is something to pay).
+    pub status: u16,
+    pub offers: Vec<Offer>,
+    /// Index in `offers` of the one that would be paid.
+    pub chosen: Option<usize>,
+    /// Why the chosen offer would be refused.
+    pub refused: Option<PolicyViolation>,
+}
+
+/// Asked before each payment, after the policy's cap and lists and before the budgets and signing: the
+/// offer, and the host that asks for it. `false` refuses with [`PolicyViolation::Declined`].
+pub type Confirm = Arc<dyn Fn(&Offer, &str) -> bool + Send + Sync>;
+
+/// An HTTP client that pays 402s.
+#[derive(Clone)]
+pub struct PayingClient {
+    http: reqwest::Client,
+    wallet: Wallet,
+    policy: Policy,
+    log: SpendLog,
+    assets: AssetBook,
+    chooser: Arc<dyn OfferChooser>,
+    confirm: Option<Confirm>,
+}
+
+impl std::fmt::Debug for PayingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayingClient").field("wallet", &self.wallet).field("policy", &self.policy).finish()
+    }
+}
+
+struct Outgoing {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+}
+
+impl PayingClient {
+    pub fn new(http: reqwest::Client, wallet: Wallet, policy: Policy, log: SpendLog) -> PayingClient {
+        PayingClient {
+            http,
+            wallet,
+            policy,
+            log,
+            assets: AssetBook::builtin(),
+            chooser: Arc::new(CheapestOffer::default()),
+            confirm: None,
+        }
+    }
+
+    /// Asks `confirm` before every payment.
+    pub fn with_confirmation(mut self, confirm: impl Fn(&Offer, &str) -> bool + Send + Sync + 'static) -> PayingClient {
+        self.confirm = Some(Arc::new(confirm));
+        self
+    }
+
+    /// Replaces the tokens the client knows.
+    pub fn with_assets(mut self, assets: AssetBook) -> PayingClient {
+        self.assets = assets;
+        self
+    }
+
+    pub fn with_chooser(mut self, chooser: impl OfferChooser + 'static) -> PayingClient {
+        self.chooser = Arc::new(chooser);
+        self
+    }
+
+    pub fn wallet(&self) -> &Wallet {
+        &self.wallet
+    }
+
+    pub fn spend_log(&self) -> &SpendLog {
+        &self.log
+    }
+
+    async fn send_once(
+        &self,
+        out: &Outgoing,
+        extra: Option<(&HeaderName, &HeaderValue)>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut request = self.http.request(out.method.clone(), out.url.clone()).headers(out.headers.clone());
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        if let Some(body) = &out.body {
+            request = request.body(body.clone());
+        }
+        request.send().await
+    }
+
+    fn outgoing(method: &str, url: &str, headers: HeaderMap, body: Option<Vec<u8>>) -> Result<Outgoing, PayError> {
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+        let url = Url::parse(url).map_err(|e| PayError::InvalidRequest(format!("{url}: {e}")))?;
+        Ok(Outgoing { method, url, headers, body })
+    }
+
+    /// The payable offers and the index (in `offers`) of the one the chooser picks.
+    /// Offers outside the policy's network and asset lists are not candidates; when they were the only
+    /// payable ones, the first one's violation is the answer.
+    fn choose(&self, offers: &[Offer]) -> Result<Option<usize>, PolicyViolation> {
+        let payable: Vec<(usize, &Offer)> = offers.iter().enumerate().filter(|(_, o)| o.is_payable()).collect();
+        let allowed: Vec<(usize, &Offer)> =
+            payable.iter().copied().filter(|(_, o)| self.policy.check_terms(o).is_ok()).collect();
+        if allowed.is_empty()
+            && let Some((_, offer)) = payable.first()
+        {
+            self.policy.check_terms(offer)?;
+        }
+        let views: Vec<&Offer> = allowed.iter().map(|(_, o)| *o).collect();
+        Ok(self.chooser.choose(&views).and_then(|i| allowed.get(i)).map(|(i, _)| *i))
+    }
+
+    /// Sends the request; on a 402, pays the chosen offer within the policy and sends it again.
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<Paid, PayError> {
+        let mut out = Self::outgoing(method, url, headers, body)?;
+        let first = self.send_once(&out, None).await.map_err(PayError::Transport)?;
+        if first.status() != StatusCode::PAYMENT_REQUIRED {
+            return read(first, None).await.map_err(PayError::Transport);
+        }
+        // The 402 may come from where a redirect led: that host is the one paid, checked and sent the credential.
+        out.url = first.url().clone();
+        let headers = first.headers().clone();
+        let body = first.bytes().await.map_err(PayError::Transport)?;
+        let offers = parse_offers(&headers, &body, &self.assets)?;
+        let Some(index) = self.choose(&offers)? else {
+            return Err(PayError::NoPayableOffer { offers });
+        };
+        let offer = offers[index].clone();
+        let host = host_of(&out.url);
+        let usd = offer.usd_micros.unwrap_or(u128::MAX);
+        self.policy.check_offer(&host, usd)?;
+        if let Some(confirm) = &self.confirm
+            && !confirm(&offer, &host)
+        {
+            return Err(PolicyViolation::Declined.into());
+        }
+        let spend_id =
+            self.log.reserve(&self.policy, out.method.as_str(), out.url.as_str(), &host, &offer, now_ms()).await?;
+        tracing::debug!(spend_id, protocol = %offer.protocol, amount = %offer.amount, "paying");
+
+        let header = match credential(&self.wallet, &offer) {
+            Ok(header) => header,
+            Err(e) => {
+                self.log.finish(spend_id, SpendState::Failed, None, Some(&e.to_string())).await?;
+                return Err(e.into());
+            }
+        };
+        let payer = header.payer.to_checksum(None);
+        self.log.signed(spend_id, &payer, &header.nonce.to_string(), header.valid_before).await?;
+        let (name, value) = match (HeaderName::from_bytes(header.name.as_bytes()), HeaderValue::from_str(&header.value))
+        {
+            (Ok(name), Ok(value)) => (name, value),
+            _ => {
+                let why = "the credential is not a valid header";
+                self.log.finish(spend_id, SpendState::Failed, None, Some(why)).await?;
+                return Err(PayError::InvalidRequest(why.to_owned()));
+            }
+        };
+
+        let mut attempt = 0;
+        let response = loop {
+            match self.send_once(&out, Some((&name, &value))).await {
+                Ok(response) => break response,
+                Err(e) if attempt < PAID_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(spend_id, attempt, error = %e, "the paid request failed; resending the same credential");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64)).await;
+                }
+                Err(e) => {
+                    // The credential may have reached the server and been settled: the row stays `pending` for
+                    // `reconcile` to decide from the chain.
+                    self.log.finish(spend_id, SpendState::Pending, None, Some(&e.to_string())).await?;
+                    return Err(PayError::PaidTransport { spend_id, source: e });
+                }
+            }
+        };
+        let reference = reference(response.headers());
+        let status = response.status();
+        if status.is_success() {
+            self.log.finish(spend_id, SpendState::Paid, reference.as_deref(), None).await?;
+            let payment = Payment { spend_id, offer, reference };
+            return match read(response, Some(payment)).await {
+                Ok(paid) => Ok(paid),
+                Err(e) => Err(PayError::PaidTransport { spend_id, source: e }),
+            };
+        }
+        let body = response.text().await.unwrap_or_default();
+        self.log.finish(spend_id, SpendState::Rejected, reference.as_deref(), Some(&body)).await?;
+        Err(PayError::Rejected { status: status.as_u16(), body, spend_id })
+    }
+
+    /// Sends the request unpaid and says which offer [`PayingClient::send`] would pay, and whether the policy
+    /// would let it. Pays and records nothing.
+    pub async fn dry_run(
+        &self,
+        method: &str,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<DryRun, PayError> {
+        let mut out = Self::outgoing(method, url, headers, body)?;
+        let response = self.send_once(&out, None).await.map_err(PayError::Transport)?;
+        out.url = response.url().clone();
+        let status = response.status().as_u16();
+        if response.status() != StatusCode::PAYMENT_REQUIRED {
+            return Ok(DryRun { status, offers: Vec::new(), chosen: None, refused: None });
+        }
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(PayError::Transport)?;
+        let offers = parse_offers(&headers, &body, &self.assets)?;
+        let (chosen, refused) = match self.choose(&offers) {
+            Ok(chosen) => (chosen, None),
+            Err(violation) => (None, Some(violation)),
+        };
+        let refused = match chosen {
+            None => refused,
+            Some(i) => {
+                let host = host_of(&out.url);
+                let usd = offers[i].usd_micros.unwrap_or(u128::MAX);
+                match self.policy.check_offer(&host, usd) {
+                    Err(violation) => Some(violation),
+                    Ok(()) => {
+                        let spent = self.log.spent(&host, now_ms()).await?;
+                        self.policy.check_budgets(&host, usd, spent.total, spent.host).err()
+                    }
+                }
+            }
+        };
+        Ok(DryRun { status, offers, chosen, refused })
+    }
+}
+
+async fn read(response: reqwest::Response, payment: Option<Payment>) -> Result<Paid, reqwest::Error> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await?.to_vec();
+    Ok(Paid { status, headers, body, payment })
+}
+
+/// The settlement reference of a paid answer: the x402 `PAYMENT-RESPONSE` (or v1 `X-PAYMENT-RESPONSE`)
+/// transaction, or the MPP `Payment-Receipt` reference.
+fn reference(headers: &HeaderMap) -> Option<String> {
+    for name in [x402::PAYMENT_RESPONSE, x402::X_PAYMENT_RESPONSE] {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
+            && let Ok(settled) = x402::decode_header::<x402::SettleResponse>(value)
+            && !settled.transaction.is_empty()
+        {
+            return Some(settled.transaction);
+        }
+    }
+    let value = headers.get(mpp::PAYMENT_RECEIPT)?.to_str().ok()?;
+    mpp::Receipt::from_header(value).ok().map(|r| r.reference)
+}

@@ -1,0 +1,27 @@
+//! The buyer's side of paygate: an HTTP client that answers a 402 by itself.
+//!
+//! On a 402 the [`PayingClient`] reads every offer (x402 v2 header, x402 v1 body, MPP `WWW-Authenticate:
+//! Payment` challenges), keeps those it can pay from its local [`Wallet`], lets an [`OfferChooser`] pick one
+//! (by default the cheapest in US dollars), checks the owner's [`Policy`] (and an optional confirmation) and
+//! records the payment as `pending` in the [`SpendLog`] in one transaction, and only then signs and retries.
+//! A payment a crash left `pending` is decided later from the chain by [`reconcile`]. Money is atomic units and
+//! micro-dollars, never floats.
+
+mod client;
+mod offer;
+mod policy;
+mod reconcile;
+mod sign;
+mod spend;
+mod wallet;
+
+pub use client::{Confirm, DryRun, Paid, PayError, PayingClient, Payment};
+pub use offer::{AssetBook, KnownAsset, Offer, OfferError, Protocol, parse_offers};
+pub use policy::{CheapestOffer, OfferChooser, Policy, PolicyViolation, host_of};
+pub use reconcile::{ReconcileError, Reconciled, reconcile};
+pub use sign::{CredentialHeader, SignError, credential};
+pub use spend::{SpendError, SpendLog, SpendRecord, SpendState, Spent, now_ms};
+pub use wallet::{Wallet, WalletError};
+
+/// The environment variable holding the wallet's hex private key.
+pub const WALLET_KEY_ENV: &str = "PAYGATE_WALLET_KEY";

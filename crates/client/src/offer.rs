@@ -1,0 +1,360 @@
+//! Reading a 402: every offer it makes, in x402 v2 (`PAYMENT-REQUIRED`), x402 v1 (the body) and MPP
+//! (`WWW-Authenticate: Payment`), turned into one [`Offer`] type the chooser and the policy can compare.
+//!
+//! An offer is payable when this client can sign for it (EIP-3009: x402 `exact`, MPP `evm` `charge`), knows
+//! the token's EIP-712 domain, and can value it in US dollars (every limit of the policy is in dollars, so an
+//! asset without a dollar value could never be checked against them).
+
+use std::fmt;
+
+use alloy::primitives::Address;
+use paygate_core::money::AtomicAmount;
+use paygate_core::registry::{self, ChainKind, TransferMethod};
+use paygate_proto::mpp::{self, Challenge};
+use paygate_proto::x402;
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Which protocol an offer came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    X402,
+    Mpp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::X402 => "x402",
+            Protocol::Mpp => "mpp",
+        })
+    }
+}
+
+/// A token this client knows: its decimals, whether it is a USD stablecoin, its EIP-712 domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownAsset {
+    pub chain_id: u64,
+    pub address: Address,
+    pub symbol: String,
+    pub decimals: u8,
+    pub usd: bool,
+    /// EIP-712 `(name, version)`, for EIP-3009 tokens.
+    pub eip712: Option<(String, String)>,
+}
+
+/// The tokens the client can value and sign for: the registry's EVM stablecoins plus any the owner adds.
+#[derive(Debug, Clone, Default)]
+pub struct AssetBook {
+    assets: Vec<KnownAsset>,
+}
+
+impl AssetBook {
+    /// Every EIP-3009 token of the built-in registry.
+    pub fn builtin() -> AssetBook {
+        let mut assets = Vec::new();
+        for network in registry::NETWORKS.iter().filter(|n| n.kind == ChainKind::Evm) {
+            for asset in network.assets.iter().filter(|a| a.transfers.contains(&TransferMethod::Eip3009)) {
+                let Ok(address) = asset.address.parse() else { continue };
+                assets.push(KnownAsset {
+                    chain_id: network.chain_id,
+                    address,
+                    symbol: asset.symbol.to_owned(),
+                    decimals: asset.decimals,
+                    usd: asset.usd,
+                    eip712: asset.eip712.map(|(n, v)| (n.to_owned(), v.to_owned())),
+                });
+            }
+        }
+        AssetBook { assets }
+    }
+
+    /// Adds (or replaces) a token.
+    pub fn with(mut self, asset: KnownAsset) -> AssetBook {
+        self.assets.retain(|a| !(a.chain_id == asset.chain_id && a.address == asset.address));
+        self.assets.push(asset);
+        self
+    }
+
+    pub fn find(&self, chain_id: u64, address: Address) -> Option<&KnownAsset> {
+        self.assets.iter().find(|a| a.chain_id == chain_id && a.address == address)
+    }
+}
+
+/// Where an offer came from, kept to build the credential that answers it.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    X402V2 { resource: Box<x402::ResourceInfo>, requirements: Box<x402::PaymentRequirements> },
+    X402V1 { requirements: Box<x402::v1::PaymentRequirements> },
+    Mpp { challenge: Box<Challenge> },
+}
+
+/// One offer of a 402.
+#[derive(Debug, Clone, Serialize)]
+pub struct Offer {
+    pub protocol: Protocol,
+    /// x402 version (1 or 2); `None` for MPP.
+    pub x402_version: Option<u32>,
+    /// x402 scheme (`exact`) or MPP `method/intent` (`evm/charge`).
+    pub scheme: String,
+    /// CAIP-2 network (`eip155:8453`) when the chain is known, else the network as offered.
+    pub network: String,
+    pub chain_id: Option<u64>,
+    /// The token contract, as offered.
+    pub asset: String,
+    /// The token's symbol when the client knows it.
+    pub symbol: Option<String>,
+    /// Atomic units of `asset`.
+    #[serde(serialize_with = "as_string")]
+    pub amount: AtomicAmount,
+    pub decimals: Option<u8>,
+    pub pay_to: String,
+    /// The price in millionths of a US dollar, when `asset` is a USD stablecoin the client knows.
+    pub usd_micros: Option<u128>,
+    /// Why the client cannot pay this offer; `None` when it can.
+    pub unpayable: Option<String>,
+    #[serde(skip)]
+    pub(crate) eip712: Option<(String, String)>,
+    #[serde(skip)]
+    pub(crate) max_timeout_secs: u64,
+    #[serde(skip)]
+    pub(crate) source: Source,
+}
+
+fn as_string<S: serde::Serializer>(amount: &AtomicAmount, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&amount.0.to_string())
+}
+
+impl Offer {
+    pub fn is_payable(&self) -> bool {
+        self.unpayable.is_none()
+    }
+}
+
+/// Why a 402 yielded no offer at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error("the 402 carries no offer in any protocol this client reads")]
+    None,
+}
+
+/// Atomic units of a `decimals`-decimal USD token in micro-dollars, rounded up (a cap must never be passed by
+/// rounding).
+pub(crate) fn usd_micros(amount: u128, decimals: u8) -> Option<u128> {
+    if decimals <= 6 {
+        amount.checked_mul(10u128.checked_pow(u32::from(6 - decimals))?)
+    } else {
+        let unit = 10u128.checked_pow(u32::from(decimals - 6))?;
+        Some(amount.div_ceil(unit))
+    }
+}
+
+struct Draft {
+    protocol: Protocol,
+    x402_version: Option<u32>,
+    scheme: String,
+    network: String,
+    chain_id: Option<u64>,
+    asset: String,
+    amount: Option<u128>,
+    decimals: Option<u8>,
+    pay_to: String,
+    eip712: Option<(String, String)>,
+    supported: Result<(), String>,
+    max_timeout_secs: u64,
+    source: Source,
+}
+
+impl Draft {
+    fn finish(self, book: &AssetBook) -> Offer {
+        let token: Option<Address> = self.asset.parse().ok();
+        let known = self.chain_id.zip(token).and_then(|(chain, token)| book.find(chain, token));
+        let decimals = self.decimals.or(known.map(|k| k.decimals));
+        let eip712 = self.eip712.or_else(|| known.and_then(|k| k.eip712.clone()));
+        let amount = self.amount.unwrap_or(0);
+        let usd_micros = known.filter(|k| k.usd).and_then(|k| usd_micros(amount, decimals.unwrap_or(k.decimals)));
+        let unpayable = if let Err(why) = self.supported {
+            Some(why)
+        } else if self.amount.is_none() {
+            Some("the amount is not a decimal integer".to_owned())
+        } else if self.chain_id.is_none() {
+            Some(format!("unknown network {}", self.network))
+        } else if self.pay_to.parse::<Address>().is_err() {
+            Some("payTo is not an address".to_owned())
+        } else if token.is_none() {
+            Some("the asset is not a token address".to_owned())
+        } else if usd_micros.is_none() {
+            Some("the asset is not a USD stablecoin this client knows".to_owned())
+        } else if eip712.is_none() {
+            Some("the token's EIP-712 domain is unknown".to_owned())
+        } else {
+            None
+        };
+        let network = self.chain_id.map(|id| format!("eip155:{id}")).unwrap_or(self.network);
+        Offer {
+            protocol: self.protocol,
+            x402_version: self.x402_version,
+            scheme: self.scheme,
+            network,
+            chain_id: self.chain_id,
+            asset: self.asset,
+            symbol: known.map(|k| k.symbol.clone()),
+            amount: AtomicAmount(amount),
+            decimals,
+            pay_to: self.pay_to,
+            usd_micros,
+            unpayable,
+            eip712,
+            max_timeout_secs: self.max_timeout_secs,
+            source: self.source,
+        }
+    }
+}
+
+fn parse_amount(text: &str) -> Option<u128> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn eip712_of(extra: &Option<serde_json::Map<String, Value>>) -> Option<(String, String)> {
+    let extra = extra.as_ref()?;
+    Some((extra.get("name")?.as_str()?.to_owned(), extra.get("version")?.as_str()?.to_owned()))
+}
+
+fn exact_only(scheme: &str) -> Result<(), String> {
+    if scheme == x402::SCHEME_EXACT { Ok(()) } else { Err(format!("x402 scheme {scheme} is not supported")) }
+}
+
+fn x402_v2(required: &x402::PaymentRequired) -> Vec<Draft> {
+    required
+        .accepts
+        .iter()
+        .map(|r| Draft {
+            protocol: Protocol::X402,
+            x402_version: Some(2),
+            scheme: r.scheme.clone(),
+            network: r.network.clone(),
+            chain_id: x402::v1::chain_id(&r.network),
+            asset: r.asset.clone(),
+            amount: parse_amount(&r.amount),
+            decimals: None,
+            pay_to: r.pay_to.clone(),
+            eip712: eip712_of(&r.extra),
+            supported: exact_only(&r.scheme),
+            max_timeout_secs: r.max_timeout_seconds,
+            source: Source::X402V2 { resource: Box::new(required.resource.clone()), requirements: Box::new(r.clone()) },
+        })
+        .collect()
+}
+
+fn x402_v1(required: &x402::v1::PaymentRequired) -> Vec<Draft> {
+    required
+        .accepts
+        .iter()
+        .map(|r| Draft {
+            protocol: Protocol::X402,
+            x402_version: Some(1),
+            scheme: r.scheme.clone(),
+            network: r.network.clone(),
+            chain_id: x402::v1::chain_id(&r.network),
+            asset: r.asset.clone(),
+            amount: parse_amount(&r.max_amount_required),
+            decimals: None,
+            pay_to: r.pay_to.clone(),
+            eip712: eip712_of(&r.extra),
+            supported: exact_only(&r.scheme),
+            max_timeout_secs: r.max_timeout_seconds,
+            source: Source::X402V1 { requirements: Box::new(r.clone()) },
+        })
+        .collect()
+}
+
+fn mpp_offer(challenge: Challenge) -> Draft {
+    let request = &challenge.request;
+    let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_default();
+    let details = &request["methodDetails"];
+    let chain_id = details["chainId"].as_u64();
+    let supported = if challenge.method != "evm" || challenge.intent != "charge" {
+        Err(format!("MPP method {} intent {} is not supported", challenge.method, challenge.intent))
+    } else if let Some(types) = details["credentialTypes"].as_array()
+        && !types.iter().any(|t| t == "authorization")
+    {
+        Err("the evm challenge does not accept authorization credentials".to_owned())
+    } else {
+        Ok(())
+    };
+    Draft {
+        protocol: Protocol::Mpp,
+        x402_version: None,
+        scheme: format!("{}/{}", challenge.method, challenge.intent),
+        network: chain_id.map(|id| format!("eip155:{id}")).unwrap_or_else(|| challenge.method.clone()),
+        chain_id,
+        asset: text(&request["currency"]),
+        amount: request["amount"].as_str().and_then(parse_amount),
+        decimals: details["decimals"].as_u64().and_then(|d| u8::try_from(d).ok()),
+        pay_to: text(&request["recipient"]),
+        eip712: None,
+        supported,
+        max_timeout_secs: 300,
+        source: Source::Mpp { challenge: Box::new(challenge) },
+    }
+}
+
+/// Every offer of a 402 response: its headers and body. Offers this client cannot pay are kept, marked
+/// [`Offer::unpayable`], so that a dry run can show them.
+pub fn parse_offers(headers: &HeaderMap, body: &[u8], book: &AssetBook) -> Result<Vec<Offer>, OfferError> {
+    let mut drafts = Vec::new();
+    if let Some(value) = headers.get(x402::PAYMENT_REQUIRED).and_then(|v| v.to_str().ok())
+        && let Ok(required) = x402::decode_header::<x402::PaymentRequired>(value)
+    {
+        drafts.extend(x402_v2(&required));
+    } else if let Ok(required) = serde_json::from_slice::<x402::v1::PaymentRequired>(body)
+        && required.x402_version == 1
+    {
+        drafts.extend(x402_v1(&required));
+    }
+    for value in headers.get_all(reqwest::header::WWW_AUTHENTICATE) {
+        let Ok(value) = value.to_str() else { continue };
+        drafts.extend(mpp::parse_challenges(value).into_iter().flatten().map(mpp_offer));
+    }
+    if drafts.is_empty() {
+        return Err(OfferError::None);
+    }
+    Ok(drafts.into_iter().map(|d| d.finish(book)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_micros_rounds_up_and_scales() {
+        assert_eq!(usd_micros(10_000, 6), Some(10_000));
+        assert_eq!(usd_micros(1, 18), Some(1));
+        assert_eq!(usd_micros(10u128.pow(16), 18), Some(10_000));
+        assert_eq!(usd_micros(5, 2), Some(50_000));
+    }
+
+    #[test]
+    fn v1_body_offers_parse_and_unknown_assets_are_unpayable() {
+        let body = serde_json::json!({"x402Version": 1, "accepts": [{
+            "scheme": "exact", "network": "base", "maxAmountRequired": "10000",
+            "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+            "resource": "https://x/y", "maxTimeoutSeconds": 60}, {
+            "scheme": "exact", "network": "base", "maxAmountRequired": "10000",
+            "asset": "0x0000000000000000000000000000000000000001", "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+            "resource": "https://x/y", "maxTimeoutSeconds": 60}]});
+        let offers = parse_offers(&HeaderMap::new(), body.to_string().as_bytes(), &AssetBook::builtin()).unwrap();
+        assert_eq!(offers.len(), 2);
+        assert_eq!(offers[0].network, "eip155:8453");
+        assert_eq!(offers[0].usd_micros, Some(10_000));
+        assert_eq!(offers[0].decimals, Some(6));
+        assert!(offers[0].is_payable(), "{:?}", offers[0].unpayable);
+        assert!(!offers[1].is_payable());
+        assert!(parse_offers(&HeaderMap::new(), b"{}", &AssetBook::builtin()).is_err());
+    }
+}

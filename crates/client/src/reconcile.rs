@@ -1,0 +1,106 @@
+//! Settling what a crash left in doubt. A payment that died between signing and the server's answer stays
+//! `pending` in the spend log; its signed authorization may or may not have been settled. The chain knows:
+//! the token's `authorizationState(payer, nonce)` says whether it was used (then the `AuthorizationUsed` log
+//! gives the transaction), and an unused one past its `validBefore` can never be.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256, Bytes};
+use alloy::rpc::types::{Filter, TransactionRequest};
+use alloy::sol_types::{SolCall, SolEvent};
+use paygate_chain::Chain;
+use paygate_chain::abi::Eip3009Token;
+
+use crate::spend::{SpendError, SpendLog, SpendRecord, SpendState};
+
+/// How old an unsigned `pending` row must be before it is taken for abandoned (a payment in flight signs
+/// within milliseconds of writing its row).
+pub const UNSIGNED_GRACE_MS: i64 = 60_000;
+
+/// Why reconciliation stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    SpendLog(#[from] SpendError),
+    #[error("row {id}: {message}")]
+    Chain { id: i64, message: String },
+}
+
+/// What a reconciliation did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Settled on chain: now `paid`.
+    pub settled: usize,
+    /// Never settled and expired: now `failed`.
+    pub expired: usize,
+    /// Never signed (the client died before signing): now `failed`.
+    pub unsigned: usize,
+    /// Still undecided: not settled yet but still valid, or no chain given for their network.
+    pub undecided: usize,
+}
+
+fn chain_id(network: &str) -> Option<u64> {
+    network.strip_prefix("eip155:")?.parse().ok()
+}
+
+async fn settlement(chain: &dyn Chain, row: &SpendRecord) -> Result<Option<(bool, Option<String>)>, String> {
+    let (Some(payer), Some(nonce)) = (&row.payer, &row.nonce) else { return Ok(None) };
+    let payer: Address = payer.parse().map_err(|_| "payer is not an address".to_owned())?;
+    let nonce: B256 = nonce.parse().map_err(|_| "nonce is not 32 bytes of hex".to_owned())?;
+    let token: Address = row.asset.parse().map_err(|_| "asset is not an address".to_owned())?;
+    let call = Eip3009Token::authorizationStateCall { authorizer: payer, nonce }.abi_encode();
+    let out = chain
+        .call(TransactionRequest::default().to(token).input(Bytes::from(call).into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let used = Eip3009Token::authorizationStateCall::abi_decode_returns(&out).map_err(|e| e.to_string())?;
+    if !used {
+        return Ok(Some((false, None)));
+    }
+    let filter = Filter::new()
+        .address(token)
+        .event_signature(Eip3009Token::AuthorizationUsed::SIGNATURE_HASH)
+        .topic1(payer.into_word())
+        .topic2(nonce)
+        .from_block(0);
+    let logs = chain.logs(filter).await.map_err(|e| e.to_string())?;
+    Ok(Some((true, logs.first().and_then(|l| l.transaction_hash).map(|h| h.to_string()))))
+}
+
+/// Decides every `pending` row of `log` that the chains in `chains` (by chain id) can decide.
+pub async fn reconcile(
+    log: &SpendLog,
+    chains: &HashMap<u64, Arc<dyn Chain>>,
+    now_ms: i64,
+) -> Result<Reconciled, ReconcileError> {
+    let mut done = Reconciled::default();
+    for row in log.pending().await? {
+        if row.nonce.is_none() {
+            if now_ms - row.at_ms > UNSIGNED_GRACE_MS {
+                log.finish(row.id, SpendState::Failed, None, Some("reconciled: never signed")).await?;
+                done.unsigned += 1;
+            } else {
+                done.undecided += 1;
+            }
+            continue;
+        }
+        let Some(chain) = chain_id(&row.network).and_then(|id| chains.get(&id)) else {
+            done.undecided += 1;
+            continue;
+        };
+        match settlement(chain.as_ref(), &row).await.map_err(|message| ReconcileError::Chain { id: row.id, message })? {
+            Some((true, reference)) => {
+                log.finish(row.id, SpendState::Paid, reference.as_deref(), Some("reconciled: settled on chain"))
+                    .await?;
+                done.settled += 1;
+            }
+            Some((false, _)) if row.valid_before.is_some_and(|b| b.saturating_mul(1000) < now_ms) => {
+                log.finish(row.id, SpendState::Failed, None, Some("reconciled: expired unsettled")).await?;
+                done.expired += 1;
+            }
+            _ => done.undecided += 1,
+        }
+    }
+    Ok(done)
+}
