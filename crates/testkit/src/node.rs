@@ -85,3 +85,37 @@ impl Facilitator {
         Facilitator { _child: child, url: format!("http://127.0.0.1:{port}") }
     }
 }
+
+/// An official seller (`tests/node/server.mjs`): the `@x402/core` resource server with the `@x402/evm` exact
+/// scheme, or mppx's server with its `evm` charge, serving `GET /paid` for 10000 atomic units of `token`,
+/// settling through the reference facilitator at `facilitator_url`. Runs until dropped.
+#[derive(Debug)]
+pub struct Server {
+    _child: Child,
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `node tests/node/server.mjs KIND` (`x402` or `mppx`) on a free port.
+    pub async fn start(kind: &str, rpc_url: &str, token: &str, pay_to: &str, facilitator_url: &str) -> Server {
+        let dir = scripts();
+        let port = crate::free_port().to_string();
+        let mut child = Command::new("node")
+            .arg(dir.join("server.mjs"))
+            .args([kind, "--port", &port, "--rpc", rpc_url, "--token", token, "--pay-to", pay_to])
+            .args(["--facilitator", facilitator_url])
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+        match ready {
+            Ok(Ok(Some(line))) if line.contains("\"port\"") => {}
+            other => panic!("the official {kind} server did not start: {other:?}"),
+        }
+        Server { _child: child, url: format!("http://127.0.0.1:{port}") }
+    }
+}
