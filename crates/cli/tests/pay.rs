@@ -7,7 +7,7 @@ use std::time::Duration;
 use alloy::primitives::Address;
 use paygate_chain::devtoken::{dev_account, test_usdc_address};
 use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, server};
-use paygate_testkit::{Devchain, Upstream};
+use paygate_testkit::{Devchain, Upstream, UpstreamMode};
 use tower::ServiceBuilder;
 
 const BIN: &str = env!("CARGO_BIN_EXE_paygate");
@@ -47,6 +47,14 @@ impl Seller {
             method = "GET"
             path = "/v1/quote"
             price = "$0.01"
+
+            # Settled before the upstream is asked: with a slow upstream, the money has moved while the
+            # client still waits for its answer.
+            [[routes]]
+            method = "GET"
+            path = "/v1/other"
+            price = "$0.01"
+            settle = "before"
             "#,
             upstream = upstream.url(),
             db = dir.path().join("ledger.db").display(),
@@ -73,6 +81,13 @@ impl Seller {
 
     /// Runs `paygate` with the payer's key and this test's spend log; returns (exit code, stdout, stderr).
     async fn paygate(&self, args: &[&str]) -> (i32, String, String) {
+        let output = self.command(args).output().await.expect("the paygate binary runs");
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("UTF-8");
+        (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+    }
+
+    /// `paygate ARGS` with the payer's key and this test's spend log, not started.
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
         let token = format!("31337:{}:6:USD Coin:2", test_usdc_address());
         let spend_log = self.dir.path().join("spend.db");
         let mut command = tokio::process::Command::new(BIN);
@@ -88,9 +103,15 @@ impl Seller {
         if args.first() == Some(&"pay") {
             command.args(["--usd-token", &token]);
         }
-        let output = command.output().await.expect("the paygate binary runs");
-        let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("UTF-8");
-        (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+        command.kill_on_drop(true);
+        command
+    }
+
+    async fn spend_records(&self) -> Vec<serde_json::Value> {
+        let (code, spend, stderr) = self.paygate(&["spend", "--json"]).await;
+        assert_eq!(code, 0, "{stderr}");
+        let spend: serde_json::Value = serde_json::from_str(&spend).expect("JSON");
+        spend["records"].as_array().expect("records").clone()
     }
 }
 
@@ -176,4 +197,37 @@ async fn wallet_new_prints_a_key_whose_address_wallet_address_shows() {
         .expect("runs");
     let address = String::from_utf8(address.stdout).expect("UTF-8").trim().to_owned();
     assert!(stderr.contains(&address) && address.starts_with("0x"), "{stderr} / {address}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_after_paying_leaves_pending_and_the_next_run_reconciles_it() {
+    let seller = Seller::start().await;
+    seller.upstream.set_mode(UpstreamMode::Slow);
+    let url = format!("{}/v1/other", seller.base);
+    let payer = dev_account(1).address();
+
+    // The client pays; the gateway settles, then waits three seconds for the upstream: kill the client then.
+    let mut child = seller.command(&["pay", "--max", "0.01", &url]).spawn().expect("paygate pay starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seller.chain.transfers(payer, pay_to()).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the payment was never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().await.expect("kill the client");
+    let records = seller.spend_records().await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["state"], "pending", "the killed run could not record the answer");
+
+    // The next run first decides the leftover from the chain, then pays for its own request.
+    seller.upstream.set_mode(UpstreamMode::Ok);
+    let rpc = format!("31337={}", seller.chain.rpc_url);
+    let (code, stdout, stderr) = seller.paygate(&["pay", "--max", "0.01", "--rpc", &rpc, &url]).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("reconciled earlier payments: 1 settled"), "{stderr}");
+    let records = seller.spend_records().await;
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r["state"] == "paid"), "{records:?}");
+    let references: Vec<&str> = records.iter().map(|r| r["reference"].as_str().expect("a tx hash")).collect();
+    assert_ne!(references[0], references[1], "two payments, two transfers");
+    assert_eq!(seller.chain.transfers(payer, pay_to()).await, 2, "the leftover was not paid again");
 }

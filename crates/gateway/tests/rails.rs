@@ -355,7 +355,7 @@ async fn lightning_a_preimage_pays_its_invoice_once() {
     assert_refused(response, 402, EXPIRED, "challenge_expired", "expired").await;
 
     // LND unreachable: the other rails are still offered; a Lightning-only route answers 502.
-    r.lnd.stop();
+    r.lnd.stop().await;
     let response = r.h.send("GET", "/v1/quote", None, None).await;
     let methods: Vec<String> = mpp_challenges(&response).iter().map(|c| c.method.clone()).collect();
     assert_eq!(methods, ["evm", "tempo", "stripe"]);

@@ -128,7 +128,8 @@ pub struct LndStandIn {
     pub url: String,
     /// Every request, in order.
     pub seen: Arc<Mutex<Vec<Seen>>>,
-    server: tokio::task::JoinHandle<()>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    shutdown: Arc<tokio::sync::Notify>,
 }
 
 impl LndStandIn {
@@ -148,21 +149,33 @@ impl LndStandIn {
         let state = StandInState { expected_macaroon: hex::encode(expected_macaroon), seen: seen.clone() };
         let app = Router::new().route("/v1/invoices", post(add_invoice)).with_state(state);
         let listener = TlsListener { tcp, acceptor: TlsAcceptor::from(Arc::new(config)) };
+        let shutdown = Arc::new(tokio::sync::Notify::new());
+        let signal = shutdown.clone();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { signal.notified().await }).await;
         });
-        LndStandIn { url, seen, server }
+        LndStandIn { url, seen, server: Mutex::new(Some(server)), shutdown }
     }
 
-    /// Stops answering: the port refuses connections from now on.
-    pub fn stop(&self) {
-        self.server.abort();
+    /// Stops answering: closes the connections clients keep alive, then the port refuses connections.
+    pub async fn stop(&self) {
+        self.shutdown.notify_one();
+        let server = self.server.lock().unwrap().take();
+        if let Some(server) = server {
+            // Graceful shutdown closes idle connections at once; one still busy is cut after a second.
+            let abort = server.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(1), server).await.is_err() {
+                abort.abort();
+            }
+        }
     }
 }
 
 impl Drop for LndStandIn {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = self.server.lock().unwrap().take() {
+            server.abort();
+        }
     }
 }
 

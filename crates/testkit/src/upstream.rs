@@ -18,6 +18,8 @@ pub enum UpstreamMode {
     Ok = 0,
     /// Every request gets 500.
     Fail = 1,
+    /// Every request is answered after three seconds, for tests that need a request in flight.
+    Slow = 2,
 }
 
 #[derive(Debug, Default)]
@@ -93,18 +95,22 @@ impl Drop for Upstream {
     }
 }
 
-fn count(shared: &Shared) -> Result<(), (StatusCode, &'static str)> {
+async fn count(shared: &Shared) -> Result<(), (StatusCode, &'static str)> {
     shared.hits.fetch_add(1, Ordering::SeqCst);
-    if shared.mode.load(Ordering::SeqCst) == UpstreamMode::Fail as u8 {
+    let mode = shared.mode.load(Ordering::SeqCst);
+    if mode == UpstreamMode::Fail as u8 {
         return Err((StatusCode::INTERNAL_SERVER_ERROR, "upstream failure"));
+    }
+    if mode == UpstreamMode::Slow as u8 {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     }
     Ok(())
 }
 
 async fn quote(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    count(&shared).map(|()| ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#))
+    count(&shared).await.map(|()| ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#))
 }
 
 async fn echo(State(shared): State<Arc<Shared>>, body: String) -> impl IntoResponse {
-    count(&shared).map(|()| ([("content-type", "application/json")], body))
+    count(&shared).await.map(|()| ([("content-type", "application/json")], body))
 }

@@ -1,11 +1,15 @@
 //! `paygate pay`: curl that pays. Sends a request; on a 402 pays the cheapest acceptable offer from the local
 //! wallet within the owner's limits, and prints the answer's body.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use alloy::primitives::Address;
 use anyhow::Context;
+use paygate_chain::{Chain, RpcChain};
 use paygate_client::{AssetBook, KnownAsset, Offer, PayError, PayingClient, Policy, SpendLog, Wallet};
 use paygate_core::money::{Decimal, format_atomic};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -37,6 +41,10 @@ Exit codes:
 pub struct Args {
     /// The URL to request.
     url: String,
+    /// The JSON-RPC URL of a chain, `CHAIN_ID=URL` (repeatable), to reconcile payments an earlier run left
+    /// pending; built-in networks default to their public endpoint.
+    #[arg(long, value_name = "CHAIN_ID=URL")]
+    rpc: Vec<String>,
     /// HTTP method.
     #[arg(short = 'X', long = "request", default_value = "GET")]
     method: String,
@@ -178,6 +186,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, None) => None,
     };
     let log = open_spend_log(args.spend_log.clone()).await?;
+    reconcile_leftovers(&log, &args.rpc).await;
     // A dry run signs nothing: any key will do when none is configured.
     let wallet = match Wallet::from_env() {
         Ok(wallet) => wallet,
@@ -281,6 +290,51 @@ fn failure(err: PayError, json: bool) -> ExitCode {
         }
     }
     code(exit)
+}
+
+/// The chains to reconcile against: the built-in networks' public endpoints, overridden by `--rpc`.
+pub(super) fn chains(rpc: &[String]) -> anyhow::Result<HashMap<u64, Arc<dyn Chain>>> {
+    let timeout = Duration::from_secs(10);
+    let mut chains: HashMap<u64, Arc<dyn Chain>> = HashMap::new();
+    for network in paygate_core::registry::NETWORKS {
+        if let Some(url) = network.public_rpc {
+            chains.insert(network.chain_id, Arc::new(RpcChain::new(url, network.chain_id, timeout)?));
+        }
+    }
+    for entry in rpc {
+        let (id, url) = entry.split_once('=').with_context(|| format!("--rpc {entry}: expected CHAIN_ID=URL"))?;
+        let id: u64 = id.trim().parse().with_context(|| format!("--rpc {entry}: chain id"))?;
+        chains.insert(id, Arc::new(RpcChain::new(url.trim(), id, timeout)?));
+    }
+    Ok(chains)
+}
+
+/// Decides the payments an earlier run left `pending` (killed between paying and the answer) before paying
+/// anything new: settled ones become `paid`, expired ones `failed`. A chain that cannot be asked now leaves
+/// them for the next run; it never stops this one.
+async fn reconcile_leftovers(log: &SpendLog, rpc: &[String]) {
+    match log.pending().await {
+        Ok(pending) if pending.is_empty() => return,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the spend log's pending payments");
+            return;
+        }
+    }
+    let outcome = match chains(rpc) {
+        Ok(chains) => {
+            paygate_client::reconcile(log, &chains, paygate_client::now_ms()).await.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match outcome {
+        Ok(done) if done.settled + done.expired + done.unsigned > 0 => eprintln!(
+            "reconciled earlier payments: {} settled, {} expired, {} never signed, {} undecided",
+            done.settled, done.expired, done.unsigned, done.undecided
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "earlier pending payments stay pending"),
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,8 @@
 //! `paygate spend`: what the wallet paid, from the local spend log, with totals per day and host.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
-
-use anyhow::Context;
-use paygate_chain::{Chain, RpcChain};
 
 use paygate_core::money::{AtomicAmount, format_atomic};
 
@@ -29,23 +24,6 @@ pub struct Args {
     rpc: Vec<String>,
 }
 
-/// The chains to reconcile against: the built-in networks' public endpoints, overridden by `--rpc`.
-fn chains(rpc: &[String]) -> anyhow::Result<HashMap<u64, Arc<dyn Chain>>> {
-    let timeout = Duration::from_secs(10);
-    let mut chains: HashMap<u64, Arc<dyn Chain>> = HashMap::new();
-    for network in paygate_core::registry::NETWORKS {
-        if let Some(url) = network.public_rpc {
-            chains.insert(network.chain_id, Arc::new(RpcChain::new(url, network.chain_id, timeout)?));
-        }
-    }
-    for entry in rpc {
-        let (id, url) = entry.split_once('=').with_context(|| format!("--rpc {entry}: expected CHAIN_ID=URL"))?;
-        let id: u64 = id.trim().parse().with_context(|| format!("--rpc {entry}: chain id"))?;
-        chains.insert(id, Arc::new(RpcChain::new(url.trim(), id, timeout)?));
-    }
-    Ok(chains)
-}
-
 fn usd(micros: u128) -> String {
     format!("${}", format_atomic(AtomicAmount(micros), 6))
 }
@@ -53,7 +31,7 @@ fn usd(micros: u128) -> String {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let log = super::pay::open_spend_log(args.spend_log).await?;
     if args.reconcile {
-        let done = paygate_client::reconcile(&log, &chains(&args.rpc)?, paygate_client::now_ms()).await?;
+        let done = paygate_client::reconcile(&log, &super::pay::chains(&args.rpc)?, paygate_client::now_ms()).await?;
         eprintln!(
             "reconciled: {} settled, {} expired, {} never signed, {} undecided",
             done.settled, done.expired, done.unsigned, done.undecided
