@@ -65,23 +65,9 @@ pub struct Facilitator {
 impl Facilitator {
     /// Starts `tests/node/facilitator.mjs` on a free port, settling on `rpc_url` with `key`.
     pub async fn start(rpc_url: &str, chain_id: u64, key: &str) -> Facilitator {
-        let dir = scripts();
-        let port = crate::free_port();
-        let mut child = Command::new("node")
-            .arg(dir.join("facilitator.mjs"))
-            .args([&port.to_string(), rpc_url, &chain_id.to_string(), key])
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
-        match ready {
-            Ok(Ok(Some(line))) if line.contains("listening") => {}
-            other => panic!("the reference facilitator did not start: {other:?}"),
-        }
+        let port = crate::free_port().to_string();
+        let child =
+            start_listening("facilitator.mjs", &[&port, rpc_url, &chain_id.to_string(), key], "listening").await;
         Facilitator { _child: child, url: format!("http://127.0.0.1:{port}") }
     }
 }
@@ -98,24 +84,41 @@ pub struct Server {
 impl Server {
     /// Starts `node tests/node/server.mjs KIND` (`x402` or `mppx`) on a free port.
     pub async fn start(kind: &str, rpc_url: &str, token: &str, pay_to: &str, facilitator_url: &str) -> Server {
-        let dir = scripts();
         let port = crate::free_port().to_string();
-        let mut child = Command::new("node")
-            .arg(dir.join("server.mjs"))
-            .args([kind, "--port", &port, "--rpc", rpc_url, "--token", token, "--pay-to", pay_to])
-            .args(["--facilitator", facilitator_url])
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
-        match ready {
-            Ok(Ok(Some(line))) if line.contains("\"port\"") => {}
-            other => panic!("the official {kind} server did not start: {other:?}"),
-        }
+        let args = [
+            kind,
+            "--port",
+            &port,
+            "--rpc",
+            rpc_url,
+            "--token",
+            token,
+            "--pay-to",
+            pay_to,
+            "--facilitator",
+            facilitator_url,
+        ];
+        let child = start_listening("server.mjs", &args, "\"port\"").await;
         Server { _child: child, url: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+/// Starts `node tests/node/SCRIPT ARGS...`, killed when dropped, and waits (30 s at most) for its first line of
+/// output, which must contain `ready`.
+async fn start_listening(script: &str, args: &[&str], ready: &str) -> Child {
+    let dir = scripts();
+    let mut child = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+        Ok(Ok(Some(line))) if line.contains(ready) => child,
+        other => panic!("node {script} did not start: {other:?}"),
     }
 }
