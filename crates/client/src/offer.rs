@@ -312,7 +312,10 @@ pub fn parse_offers(headers: &HeaderMap, body: &[u8], book: &AssetBook) -> Resul
         && let Ok(required) = x402::decode_header::<x402::PaymentRequired>(value)
     {
         drafts.extend(x402_v2(&required));
-    } else if let Ok(required) = serde_json::from_slice::<x402::v1::PaymentRequired>(body)
+    }
+    // A server speaking both versions also offers v1 in its body; those come after the v2 offers, so the
+    // default choice (first of the cheapest) stays v2.
+    if let Ok(required) = serde_json::from_slice::<x402::v1::PaymentRequired>(body)
         && required.x402_version == 1
     {
         drafts.extend(x402_v1(&required));

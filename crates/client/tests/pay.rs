@@ -4,7 +4,7 @@
 mod common;
 
 use common::{PRICE, Seller, client, pay_to, payer};
-use paygate_client::{CheapestOffer, PayError, Policy, PolicyViolation, Protocol, SpendState};
+use paygate_client::{CheapestOffer, Offer, OfferChooser, PayError, Policy, PolicyViolation, Protocol, SpendState};
 use reqwest::header::HeaderMap;
 
 async fn pays_in(protocol: Protocol) {
@@ -48,6 +48,34 @@ async fn pays_an_x402_offer() {
 #[tokio::test]
 async fn pays_an_mpp_offer() {
     pays_in(Protocol::Mpp).await;
+}
+
+/// Picks the x402 v1 offer (the 402's body), which is paid in `X-PAYMENT`.
+struct X402V1Only;
+
+impl OfferChooser for X402V1Only {
+    fn choose(&self, offers: &[&Offer]) -> Option<usize> {
+        offers.iter().position(|o| o.x402_version == Some(1) && o.usd_micros.is_some())
+    }
+}
+
+#[tokio::test]
+async fn pays_an_x402_v1_offer() {
+    let seller = Seller::start().await;
+    let client = client(Policy { max_per_payment: Some(PRICE), ..Policy::default() }).await.with_chooser(X402V1Only);
+    let before = seller.chain.balance(pay_to()).await;
+
+    let paid = client.send("GET", &seller.url("/v1/quote"), HeaderMap::new(), None).await.expect("paid");
+
+    assert!(paid.status.is_success(), "{}", paid.status);
+    assert!(paid.headers.contains_key("x-payment-response"), "a v1 payment is answered in X-PAYMENT-RESPONSE");
+    let payment = paid.payment.expect("a payment");
+    assert_eq!(payment.offer.x402_version, Some(1));
+    assert!(payment.reference.is_some_and(|r| r.starts_with("0x") && r.len() == 66));
+    assert_eq!(seller.chain.balance(pay_to()).await, before + PRICE);
+    assert_eq!(seller.chain.transfers(payer(), pay_to()).await, 1);
+    let records = client.spend_log().records().await.expect("records");
+    assert_eq!(records.iter().map(|r| r.state).collect::<Vec<_>>(), [SpendState::Paid]);
 }
 
 #[tokio::test]
