@@ -119,8 +119,22 @@ impl Metrics {
         self.phases.with_label_values(&[phase.as_str()]).observe(took.as_secs_f64());
     }
 
+    /// Adds a settled amount. Prometheus counters are 64-bit, and an 18-decimal token (DAI) reaches `u64::MAX` at
+    /// about 18.4 tokens, so the counter stops there instead of wrapping to a small number; the ledger keeps the
+    /// exact amounts.
     pub fn revenue(&self, route: &str, network: &str, asset: &str, atomic: u128) {
-        self.revenue.with_label_values(&[route, network, asset]).inc_by(u64::try_from(atomic).unwrap_or(u64::MAX));
+        let counter = self.revenue.with_label_values(&[route, network, asset]);
+        let room = u64::MAX - counter.get();
+        let add = u64::try_from(atomic).unwrap_or(u64::MAX).min(room);
+        if u128::from(add) < atomic {
+            tracing::warn!(route, network, asset, "the revenue counter is full; the ledger has the exact amounts");
+        }
+        counter.inc_by(add);
+    }
+
+    /// The revenue counter's value for these labels.
+    pub fn revenue_total(&self, route: &str, network: &str, asset: &str) -> u64 {
+        self.revenue.with_label_values(&[route, network, asset]).get()
     }
 
     /// How many times `phase` ran and how long it took in all.
@@ -140,5 +154,24 @@ impl Metrics {
         // Encoding our own well-formed metrics into a Vec cannot fail.
         TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("metrics encode");
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revenue_in_18_decimal_tokens_saturates_instead_of_wrapping() {
+        let metrics = Metrics::default();
+        let labels = ("GET /v1/quote", "eip155:1", "DAI");
+        // $0.01 in DAI is 10^16 atomic units: 1,844 of them fill a 64-bit counter.
+        for _ in 0..2_000 {
+            metrics.revenue(labels.0, labels.1, labels.2, 10_000_000_000_000_000);
+        }
+        assert_eq!(metrics.revenue_total(labels.0, labels.1, labels.2), u64::MAX);
+        metrics.revenue("GET /v1/other", "eip155:8453", "USDC", 10_000);
+        metrics.revenue("GET /v1/other", "eip155:8453", "USDC", 10_000);
+        assert_eq!(metrics.revenue_total("GET /v1/other", "eip155:8453", "USDC"), 20_000, "exact below the limit");
     }
 }
