@@ -3,7 +3,7 @@
 //
 //   node facilitator.mjs PORT RPC_URL CHAIN_ID PRIVATE_KEY
 //
-// Prints {"listening": PORT} once ready.
+// Prints {"listening": PORT} once ready (port 0 takes a free port, and PORT says which).
 import http from 'node:http';
 import { createWalletClient, defineChain, http as viemHttp, publicActions } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
@@ -44,4 +44,4 @@ const server = http.createServer(async (req, res) => {
     send(500, { error: String(error?.message ?? error) });
   }
 });
-server.listen(Number(port), '127.0.0.1', () => console.log(JSON.stringify({ listening: Number(port) })));
+server.listen(Number(port), '127.0.0.1', () => console.log(JSON.stringify({ listening: server.address().port })));

@@ -8,7 +8,7 @@
 // authorization is submitted on the chain by the facilitator's key, so no settler key is needed here). mppx's
 // 402 carries both its `WWW-Authenticate: Payment` evm/charge challenge and its x402 compatibility offer
 // (PAYMENT-REQUIRED). --rpc is accepted for the caller's symmetry; the facilitator is what talks to the chain.
-// Prints {"port": P} once listening.
+// Prints {"port": P} once listening (`--port 0` takes a free port, and P says which).
 import http from 'node:http';
 import { HTTPFacilitatorClient, x402HTTPResourceServer, x402ResourceServer } from '@x402/core/server';
 import { ExactEvmScheme } from '@x402/evm/exact/server';
@@ -82,7 +82,7 @@ async function x402() {
   };
 }
 
-async function mppx() {
+async function mppx(port) {
   const mppx = Mppx.create({
     methods: [
       evm.charge({
@@ -110,15 +110,17 @@ async function mppx() {
 
 const make = { x402, mppx }[kind];
 if (!make) throw new Error('usage: server.mjs x402|mppx --port P --rpc URL --token ADDR --pay-to ADDR --facilitator URL');
-const handle = await make();
-http
-  .createServer(async (req, res) => {
-    try {
-      await handle(req, res);
-    } catch (error) {
-      console.error(error);
-      if (!res.headersSent) json(res, 500, { error: String(error?.message ?? error) });
-      else res.end();
-    }
-  })
-  .listen(port, '127.0.0.1', () => console.log(JSON.stringify({ port })));
+let handle = null;
+const server = http.createServer(async (req, res) => {
+  try {
+    await handle(req, res);
+  } catch (error) {
+    console.error(error);
+    if (!res.headersSent) json(res, 500, { error: String(error?.message ?? error) });
+    else res.end();
+  }
+});
+await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+const listening = server.address().port;
+handle = await make(listening);
+console.log(JSON.stringify({ port: listening }));

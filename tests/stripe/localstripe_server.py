@@ -2,6 +2,8 @@
 
 Usage: .cache/venv/bin/python tests/stripe/localstripe_server.py PORT
 
+Prints the port it listens on, then serves (PORT 0 takes a free port).
+
 Two shims bring localstripe closer to the Stripe API paygate calls; each follows Stripe's documented behaviour
 and tests/stripe/README.md lists them as gaps (what they emulate was not exercised against Stripe itself):
 
@@ -84,4 +86,5 @@ port = int(sys.argv[1]) if len(sys.argv) > 1 else 8420
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 sock.bind(('127.0.0.1', port))
+print(sock.getsockname()[1], flush=True)
 web.run_app(server.app, sock=sock, print=None)

@@ -34,7 +34,7 @@ fn write_config(toml: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// A network whose RPC URL nothing listens on, its test USDC, and one option named `usdc-local`.
 fn network() -> String {
-    let rpc = format!("http://127.0.0.1:{}", paygate_testkit::free_port());
+    let rpc = format!("http://127.0.0.1:{}", paygate_testkit::REFUSED_PORT);
     let pay_to = paygate_chain::devtoken::dev_account(9).address();
     paygate_testkit::local_usdc_toml(
         31337,

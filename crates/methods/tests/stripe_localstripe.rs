@@ -308,15 +308,14 @@ async fn a_token_stripe_does_not_know_is_refused() {
 
 #[tokio::test]
 async fn unreachable_stripe_is_processor_unavailable_without_url_or_key() {
-    let port = paygate_testkit::free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://127.0.0.1:{}", paygate_testkit::REFUSED_PORT);
     let rail = method(&base);
 
     let result = verify(&rail, &credential(&rail, "chal_down", json!({"spt": "pm_123"}))).await;
     let rejection = assert_rejected(result, RejectKind::ProcessorUnavailable, "processor_unavailable");
     assert_eq!(rejection.kind.status(), 502);
     let shown = format!("{rejection} {:?} {}", rejection, serde_json::to_string(&rejection.to_problem()).unwrap());
-    for secret in ["127.0.0.1", &port.to_string(), "http", SECRET_KEY] {
+    for secret in [base.as_str(), "127.0.0.1", "http", SECRET_KEY] {
         assert!(!shown.contains(secret), "{secret:?} leaked: {shown}");
     }
 }
@@ -329,7 +328,7 @@ async fn settle_is_unknown_when_stripe_is_unreachable_and_failed_when_refused() 
     let paid = verify(&rail, &credential(&rail, "chal_settle", json!({"spt": pm}))).await.unwrap();
     let pi = intent_id(&paid);
 
-    let down = method(&format!("http://127.0.0.1:{}", paygate_testkit::free_port()));
+    let down = method(&format!("http://127.0.0.1:{}", paygate_testkit::REFUSED_PORT));
     match down.settle(&paid).await {
         SettleOutcome::Unknown { reference, .. } => assert_eq!(reference, Some(pi.clone())),
         other => panic!("an unreachable capture may have happened: {other:?}"),

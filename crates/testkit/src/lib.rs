@@ -54,10 +54,10 @@ impl paygate_core::clock::Clock for ShiftedClock {
     }
 }
 
-/// A free TCP port on loopback (bound then released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
+/// A loopback port that refuses connections, for "the service is down" cases: port 1 is outside the kernel's
+/// ephemeral range, so no server a test starts on port 0 can land on it, and no test binds it. (Servers take their
+/// ports by binding port 0 themselves: a port picked here and bound later could be taken in between.)
+pub const REFUSED_PORT: u16 = 1;
 
 /// anvil dev key 0, the settler of every test config (public: never for real money).
 pub const SETTLER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";

@@ -65,9 +65,8 @@ pub struct Facilitator {
 impl Facilitator {
     /// Starts `tests/node/facilitator.mjs` on a free port, settling on `rpc_url` with `key`.
     pub async fn start(rpc_url: &str, chain_id: u64, key: &str) -> Facilitator {
-        let port = crate::free_port().to_string();
-        let child =
-            start_listening("facilitator.mjs", &[&port, rpc_url, &chain_id.to_string(), key], "listening").await;
+        let (child, port) =
+            start_listening("facilitator.mjs", &["0", rpc_url, &chain_id.to_string(), key], "listening").await;
         Facilitator { _child: child, url: format!("http://127.0.0.1:{port}") }
     }
 }
@@ -84,11 +83,10 @@ pub struct Server {
 impl Server {
     /// Starts `node tests/node/server.mjs KIND` (`x402` or `mppx`) on a free port.
     pub async fn start(kind: &str, rpc_url: &str, token: &str, pay_to: &str, facilitator_url: &str) -> Server {
-        let port = crate::free_port().to_string();
         let args = [
             kind,
             "--port",
-            &port,
+            "0",
             "--rpc",
             rpc_url,
             "--token",
@@ -98,14 +96,15 @@ impl Server {
             "--facilitator",
             facilitator_url,
         ];
-        let child = start_listening("server.mjs", &args, "\"port\"").await;
+        let (child, port) = start_listening("server.mjs", &args, "port").await;
         Server { _child: child, url: format!("http://127.0.0.1:{port}") }
     }
 }
 
-/// Starts `node tests/node/SCRIPT ARGS...`, killed when dropped, and waits (30 s at most) for its first line of
-/// output, which must contain `ready`.
-async fn start_listening(script: &str, args: &[&str], ready: &str) -> Child {
+/// Starts `node tests/node/SCRIPT ARGS...` (which listens on a port the kernel picks), killed when dropped, and
+/// waits (30 s at most) for its first line of output: a JSON object whose `port_key` is the port it listens on.
+/// Letting the script bind port 0 itself leaves no window in which a concurrent test could take the port.
+async fn start_listening(script: &str, args: &[&str], port_key: &str) -> (Child, u16) {
     let dir = scripts();
     let mut child = Command::new("node")
         .arg(dir.join(script))
@@ -117,8 +116,13 @@ async fn start_listening(script: &str, args: &[&str], ready: &str) -> Child {
         .expect("node runs");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
-    match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
-        Ok(Ok(Some(line))) if line.contains(ready) => child,
-        other => panic!("node {script} did not start: {other:?}"),
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+    let port = match &first {
+        Ok(Ok(Some(line))) => serde_json::from_str::<Value>(line).ok().and_then(|json| json[port_key].as_u64()),
+        _ => None,
+    };
+    match port.and_then(|port| u16::try_from(port).ok()) {
+        Some(port) => (child, port),
+        None => panic!("node {script} did not start: {first:?}"),
     }
 }

@@ -40,13 +40,13 @@ pub struct LocalStripe {
 }
 
 impl LocalStripe {
-    /// Starts localstripe on a free port and waits until it answers. Panics with the install command when the
-    /// venv of `scripts/install-test-deps` is missing.
+    /// Starts localstripe on a port the kernel picks and waits until it answers. Panics with the install
+    /// command when the venv of `scripts/install-test-deps` is missing.
     pub async fn start() -> LocalStripe {
-        LocalStripe::start_on(crate::free_port()).await
+        LocalStripe::start_on(0).await
     }
 
-    /// Starts localstripe on `port` (as an example config expects it) and waits until it answers.
+    /// Starts localstripe on `port` (as an example config expects it; 0 for any) and waits until it answers.
     pub async fn start_on(port: u16) -> LocalStripe {
         let root = crate::workspace_root();
         let python = root.join(".cache/venv/bin/python");
@@ -58,7 +58,7 @@ impl LocalStripe {
             .arg(port.to_string())
             .current_dir(&root)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -77,6 +77,14 @@ impl LocalStripe {
                 log.push(line);
             }
         });
+        // The first line of stdout is the port it bound; drained after that.
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let bound = tokio::time::timeout(READY_DEADLINE, stdout.next_line()).await;
+        let port = match bound {
+            Ok(Ok(Some(line))) => line.trim().parse().unwrap_or(port),
+            _ => port, // it exited or hung: wait_ready says why
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("HTTP client");
         let stripe = LocalStripe { url: format!("http://127.0.0.1:{port}"), child, log, http };
         stripe.wait_ready().await

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
+use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
 /// How the upstream answers.
@@ -34,17 +35,25 @@ pub struct Upstream {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     server: Option<JoinHandle<()>>,
+    /// While stopped: the address, bound but not listening, so connections are refused and no concurrent test
+    /// can take the port before [`Upstream::resume`].
+    parked: Option<TcpSocket>,
 }
 
 impl Upstream {
-    /// Starts on a free port.
+    /// Starts on a port the kernel picks (bound once and kept, so no concurrent test can race for it).
     pub async fn start() -> Upstream {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], crate::free_port()))).await
+        Self::serving(bind(SocketAddr::from(([127, 0, 0, 1], 0)))).await
     }
 
-    /// Starts on `addr`.
+    /// Starts on `addr` (a port an example config names).
     pub async fn start_on(addr: SocketAddr) -> Upstream {
-        let mut upstream = Upstream { addr, shared: Arc::default(), server: None };
+        Self::serving(bind(addr)).await
+    }
+
+    async fn serving(socket: TcpSocket) -> Upstream {
+        let addr = socket.local_addr().expect("a bound address");
+        let mut upstream = Upstream { addr, shared: Arc::default(), server: None, parked: Some(socket) };
         upstream.resume().await;
         upstream
     }
@@ -68,11 +77,13 @@ impl Upstream {
         if let Some(server) = self.server.take() {
             server.abort();
             let _ = server.await;
+            self.parked = Some(bind(self.addr));
         }
     }
 
     /// Listens again on the same address.
     pub async fn resume(&mut self) {
+        let Some(socket) = self.parked.take() else { return };
         let app = Router::new()
             .route("/v1/quote", get(quote))
             .route("/v1/other", get(quote))
@@ -80,11 +91,20 @@ impl Upstream {
             .route("/free", get(|| async { "free" }))
             .fallback(any(|| async { (StatusCode::NOT_FOUND, "upstream: no such path") }))
             .with_state(self.shared.clone());
-        let listener = tokio::net::TcpListener::bind(self.addr).await.expect("bind the upstream");
+        let listener = socket.listen(1024).expect("the upstream listens");
         self.server = Some(tokio::spawn(async move {
             axum::serve(listener, app).await.expect("upstream serves");
         }));
     }
+}
+
+/// A loopback socket bound to `addr` but not yet listening.
+fn bind(addr: SocketAddr) -> TcpSocket {
+    let socket = TcpSocket::new_v4().expect("a TCP socket");
+    // The address may still have connections in TIME_WAIT from before a stop.
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket.bind(addr).unwrap_or_else(|e| panic!("bind the upstream to {addr}: {e}"));
+    socket
 }
 
 impl Drop for Upstream {
