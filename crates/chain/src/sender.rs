@@ -27,6 +27,9 @@ pub enum SendError {
     /// The node refused it or could not be asked before sending: nothing was broadcast.
     #[error("not sent: {0}")]
     NotSent(ChainError),
+    /// The caller could not record the signed transaction: nothing was broadcast.
+    #[error("not sent: the transaction could not be recorded: {0}")]
+    NotRecorded(String),
     /// The broadcast may or may not have reached the node; the transaction, if it exists, has this hash.
     #[error("broadcast outcome unknown: {reason}")]
     Unknown { hash: TxHash, reason: String },
@@ -70,6 +73,18 @@ impl TxSender {
 
     /// Estimates gas, signs with the next nonce and broadcasts a call of `data` on `to`.
     pub async fn send(&self, to: Address, data: Bytes) -> Result<TxHash, SendError> {
+        self.send_recorded(to, data, async |_| Ok(())).await
+    }
+
+    /// [`TxSender::send`], calling `record` with the transaction's hash after signing and before broadcasting,
+    /// so a payer can write down what it is about to spend (and find it after a crash). When `record` fails,
+    /// nothing is broadcast: [`SendError::NotRecorded`].
+    pub async fn send_recorded(
+        &self,
+        to: Address,
+        data: Bytes,
+        record: impl AsyncFnOnce(TxHash) -> Result<(), String>,
+    ) -> Result<TxHash, SendError> {
         let request = TransactionRequest::default().from(self.address()).to(to).input(data.clone().into());
         let gas = match self.chain.estimate_gas(request).await {
             Ok(gas) => gas,
@@ -101,6 +116,7 @@ impl TxSender {
             .map_err(|e| SendError::NotSent(ChainError::Rpc { code: 0, message: format!("signing: {e}") }))?;
         let envelope: TxEnvelope = tx.into_signed(signature).into();
         let hash = *envelope.tx_hash();
+        record(hash).await.map_err(SendError::NotRecorded)?;
         match self.chain.send_raw_transaction(envelope.encoded_2718().into()).await {
             Ok(_) => {
                 *next_nonce = Some(nonce + 1);

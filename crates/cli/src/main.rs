@@ -24,6 +24,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// See paygate earn money: an embedded devnet, a sample API, the gateway, and a client paying it.
+    Demo(commands::demo::Args),
+    /// Write a commented starter config for the devnet, Base Sepolia or Base.
+    Init(commands::init::Args),
     /// Run the gateway: a reverse proxy that charges for the configured routes.
     Serve(commands::serve::Args),
     /// List the payments in the ledger.
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => commands::demo::run(args).await,
+            Command::Init(args) => commands::init::run(args),
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Ledger(args) => commands::ledger::run(args).await,
             Command::Pay(args) => commands::pay::run(*args).await,

@@ -199,6 +199,45 @@ async fn wallet_new_prints_a_key_whose_address_wallet_address_shows() {
     assert!(stderr.contains(&address) && address.starts_with("0x"), "{stderr} / {address}");
 }
 
+#[tokio::test]
+async fn a_keystore_wallet_pays_and_a_wrong_password_signs_nothing() {
+    let seller = Seller::start().await;
+    let url = format!("{}/v1/quote", seller.base);
+    let keystore = seller.dir.path().join("buyer.json");
+    // `wallet new --keystore` writes a file that `wallet address` opens with the same password.
+    let made = seller.dir.path().join("made.json");
+    let made_str = made.to_str().expect("UTF-8 path");
+    let mut new = seller.command(&["wallet", "new", "--keystore", made_str]);
+    let output = new.env("PAYGATE_WALLET_PASSWORD", "pw").output().await.expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let made_address = String::from_utf8(output.stdout).expect("UTF-8").trim().to_owned();
+    let mut address = seller.command(&["wallet", "address"]);
+    address.env("PAYGATE_WALLET_KEYSTORE", &made).env("PAYGATE_WALLET_PASSWORD", "pw");
+    let shown = address.output().await.expect("runs");
+    assert_eq!(String::from_utf8(shown.stdout).expect("UTF-8").trim(), made_address);
+
+    // The payer's funded key (dev account 1) in a keystore; the keystore wins over PAYGATE_WALLET_KEY.
+    paygate_client::Wallet::from_signer(dev_account(1)).save_keystore(&keystore, "s3cret").expect("write keystore");
+    let pay = |password: &'static str| {
+        let mut command = seller.command(&["pay", "--max", "0.01", &url]);
+        command
+            .env("PAYGATE_WALLET_KEYSTORE", &keystore)
+            .env("PAYGATE_WALLET_PASSWORD", password)
+            .env("PAYGATE_WALLET_KEY", dev_account(2).to_bytes().to_string());
+        command
+    };
+    let wrong = pay("guess").output().await.expect("runs");
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("wrong password") && !stderr.contains("guess"), "{stderr}");
+    assert!(seller.spend_records().await.is_empty(), "nothing was signed or logged");
+
+    let paid = pay("s3cret").output().await.expect("runs");
+    assert!(paid.status.success(), "{}", String::from_utf8_lossy(&paid.stderr));
+    assert_eq!(seller.chain.transfers(dev_account(1).address(), pay_to()).await, 1, "paid from the keystore's key");
+    assert_eq!(seller.chain.transfers(dev_account(2).address(), pay_to()).await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_after_paying_leaves_pending_and_the_next_run_reconciles_it() {
     let seller = Seller::start().await;
@@ -230,4 +269,38 @@ async fn a_client_killed_after_paying_leaves_pending_and_the_next_run_reconciles
     let references: Vec<&str> = records.iter().map(|r| r["reference"].as_str().expect("a tx hash")).collect();
     assert_ne!(references[0], references[1], "two payments, two transfers");
     assert_eq!(seller.chain.transfers(payer, pay_to()).await, 2, "the leftover was not paid again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_shows_progress_on_a_terminal_and_nothing_when_piped() {
+    let seller = Seller::start().await;
+    seller.upstream.set_mode(UpstreamMode::Slow);
+    let url = format!("{}/v1/quote", seller.base);
+
+    // Piped: the body on stdout, one summary line on stderr, no progress.
+    let (code, _, stderr) = seller.paygate(&["pay", "--max", "0.01", &url]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains('\r') && !stderr.contains("waiting"), "{stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+
+    // On a terminal (util-linux `script` gives the command a pseudo-terminal): a line that says what it waits
+    // for and counts the seconds of the three-second upstream.
+    let token = format!("31337:{}:6:USD Coin:2", test_usdc_address());
+    let line = format!("{BIN} pay --max 0.01 --usd-token '{token}' {url}");
+    let mut command = seller.command(&[]);
+    let std_command = command.as_std_mut();
+    let env: Vec<_> = std_command.get_envs().map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned))).collect();
+    let mut terminal = tokio::process::Command::new("script");
+    terminal.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    for (key, value) in env {
+        match value {
+            Some(value) => terminal.env(key, value),
+            None => terminal.env_remove(key),
+        };
+    }
+    let output = terminal.output().await.expect("script runs");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("paid, waiting for the server to serve and settle (1 s)"), "{shown:?}");
+    assert!(shown.contains("paid 0.01 USD"), "{shown:?}");
 }

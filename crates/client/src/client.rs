@@ -4,15 +4,25 @@
 //! sign, then send. A transport error on the paid request resends the same credential (the server settles a
 //! credential at most once), never a new one; a refusal of the paid request is recorded and reported, never
 //! paid again.
+//!
+//! A pay-first offer is paid by a `transfer` the client sends itself: the signed transaction's hash is written
+//! to the row before it is broadcast, the client waits for it to be mined, and then proves it with the hash
+//! (resending the same proof while the seller waits for confirmations).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use alloy::primitives::{Address, U256};
+use alloy::sol_types::SolCall;
+use paygate_chain::abi::Eip3009Token;
+use paygate_chain::{Chain, SendError, TxSender, wait_for_receipt};
 use paygate_proto::{mpp, x402};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 
-use crate::offer::{AssetBook, Offer, OfferError, parse_offers};
+use crate::offer::{AssetBook, Offer, OfferError, Source, parse_offers};
 use crate::policy::{CheapestOffer, OfferChooser, Policy, PolicyViolation, host_of};
 use crate::sign::{SignError, credential};
 use crate::spend::{SpendError, SpendLog, SpendState, now_ms};
@@ -20,6 +30,26 @@ use crate::wallet::Wallet;
 
 /// How many times a paid request is resent, with the same credential, after a transport error.
 pub const PAID_RETRIES: usize = 3;
+/// How long a pay-first transfer may take to be mined.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the same transaction-hash proof is resent while the seller waits for more confirmations.
+pub const CONFIRMATION_WAIT: Duration = Duration::from_secs(120);
+
+/// What a payment is waiting for, for a progress display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A pay-first transfer was broadcast; waiting for it to be mined.
+    TransferSent { tx_hash: String },
+    /// The transfer was mined in `block`.
+    TransferMined { tx_hash: String, block: u64 },
+    /// The seller wants more confirmations of the transfer; the same proof is sent again shortly.
+    AwaitingConfirmations,
+    /// The paid request is sent; the seller verifies, serves and settles before it answers.
+    AwaitingAnswer,
+}
+
+/// Called as a payment moves on; see [`PayingClient::with_progress`].
+pub type OnProgress = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// Why a request was not paid and answered.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +80,13 @@ pub enum PayError {
     Rejected { status: u16, body: String, spend_id: i64 },
     #[error(transparent)]
     Sign(#[from] SignError),
+    /// A pay-first transfer was not sent or did not succeed (spend log row `spend_id`, now `failed`).
+    #[error("the transfer failed (spend log row {spend_id}): {reason}")]
+    Transfer { spend_id: i64, reason: String },
+    /// A pay-first transfer may have been sent but was not seen mined in time; its row stays `pending` for
+    /// [`crate::reconcile`], which asks the chain for its receipt.
+    #[error("the transfer {tx_hash} is not confirmed yet (spend log row {spend_id}): {reason}")]
+    TransferUnconfirmed { spend_id: i64, tx_hash: String, reason: String },
     #[error(transparent)]
     SpendLog(SpendError),
 }
@@ -108,6 +145,8 @@ pub struct PayingClient {
     assets: AssetBook,
     chooser: Arc<dyn OfferChooser>,
     confirm: Option<Confirm>,
+    chains: HashMap<u64, Arc<dyn Chain>>,
+    progress: Option<OnProgress>,
 }
 
 impl std::fmt::Debug for PayingClient {
@@ -133,7 +172,38 @@ impl PayingClient {
             assets: AssetBook::builtin(),
             chooser: Arc::new(CheapestOffer::default()),
             confirm: None,
+            chains: HashMap::new(),
+            progress: None,
         }
+    }
+
+    /// Chains (by chain id) the client may send pay-first transfers on. Without one, such offers are unpayable.
+    pub fn with_chains(mut self, chains: HashMap<u64, Arc<dyn Chain>>) -> PayingClient {
+        self.chains = chains;
+        self
+    }
+
+    /// Calls `on_progress` as a payment waits (a transfer being mined, the seller settling).
+    pub fn with_progress(mut self, on_progress: impl Fn(&Progress) + Send + Sync + 'static) -> PayingClient {
+        self.progress = Some(Arc::new(on_progress));
+        self
+    }
+
+    fn report(&self, progress: Progress) {
+        if let Some(on_progress) = &self.progress {
+            on_progress(&progress);
+        }
+    }
+
+    /// The offers of a 402; pay-first offers on a chain the client has no access to are unpayable.
+    fn offers(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Offer>, OfferError> {
+        let mut offers = parse_offers(headers, body, &self.assets)?;
+        for offer in offers.iter_mut().filter(|o| matches!(o.source, Source::TxHash) && o.unpayable.is_none()) {
+            if !offer.chain_id.is_some_and(|id| self.chains.contains_key(&id)) {
+                offer.unpayable = Some(format!("a pay-first transfer needs access to {}: give its RPC", offer.network));
+            }
+        }
+        Ok(offers)
     }
 
     /// Asks `confirm` before every payment.
@@ -215,7 +285,7 @@ impl PayingClient {
         out.url = first.url().clone();
         let headers = first.headers().clone();
         let body = first.bytes().await.map_err(PayError::Transport)?;
-        let offers = parse_offers(&headers, &body, &self.assets)?;
+        let offers = self.offers(&headers, &body)?;
         let Some(index) = self.choose(&offers)? else {
             return Err(PayError::NoPayableOffer { offers });
         };
@@ -232,7 +302,61 @@ impl PayingClient {
             self.log.reserve(&self.policy, out.method.as_str(), out.url.as_str(), &host, &offer, now_ms()).await?;
         tracing::debug!(spend_id, protocol = %offer.protocol, amount = %offer.amount, "paying");
 
-        let header = match credential(&self.wallet, &offer) {
+        let (name, value) = match offer.source {
+            Source::TxHash => self.transfer(spend_id, &offer).await?,
+            _ => self.sign(spend_id, &offer).await?,
+        };
+        self.report(Progress::AwaitingAnswer);
+        let confirmations_deadline = tokio::time::Instant::now() + CONFIRMATION_WAIT;
+        // A pay-first transfer is its own reference: the money moved whatever the seller answers.
+        let transfer = matches!(offer.source, Source::TxHash).then(|| value.to_str().unwrap_or_default().to_owned());
+
+        loop {
+            let mut attempt = 0;
+            let response = loop {
+                match self.send_once(&out, Some((&name, &value))).await {
+                    Ok(response) => break response,
+                    Err(e) if attempt < PAID_RETRIES => {
+                        attempt += 1;
+                        tracing::warn!(spend_id, attempt, error = %e, "the paid request failed; resending the same credential");
+                        tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64)).await;
+                    }
+                    Err(e) => {
+                        // The credential may have reached the server and been settled: the row stays `pending` for
+                        // `reconcile` to decide from the chain.
+                        let reference = transfer.as_deref();
+                        self.log.finish(spend_id, SpendState::Pending, reference, Some(&e.to_string())).await?;
+                        return Err(PayError::PaidTransport { spend_id, source: e });
+                    }
+                }
+            };
+            let reference = transfer.clone().or_else(|| reference(response.headers()));
+            let status = response.status();
+            if status.is_success() {
+                self.log.finish(spend_id, SpendState::Paid, reference.as_deref(), None).await?;
+                let payment = Payment { spend_id, offer, reference };
+                return match read(response, Some(payment)).await {
+                    Ok(paid) => Ok(paid),
+                    Err(e) => Err(PayError::PaidTransport { spend_id, source: e }),
+                };
+            }
+            let body = response.text().await.unwrap_or_default();
+            if transfer.is_some()
+                && awaits_confirmations(status, &body)
+                && tokio::time::Instant::now() < confirmations_deadline
+            {
+                self.report(Progress::AwaitingConfirmations);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            self.log.finish(spend_id, SpendState::Rejected, reference.as_deref(), Some(&body)).await?;
+            return Err(PayError::Rejected { status: status.as_u16(), body, spend_id });
+        }
+    }
+
+    /// Signs an authorization for `offer` and records it on row `spend_id`: the credential header.
+    async fn sign(&self, spend_id: i64, offer: &Offer) -> Result<(HeaderName, HeaderValue), PayError> {
+        let header = match credential(&self.wallet, offer) {
             Ok(header) => header,
             Err(e) => {
                 self.log.finish(spend_id, SpendState::Failed, None, Some(&e.to_string())).await?;
@@ -241,46 +365,64 @@ impl PayingClient {
         };
         let payer = header.payer.to_checksum(None);
         self.log.signed(spend_id, &payer, &header.nonce.to_string(), header.valid_before).await?;
-        let (name, value) = match (HeaderName::from_bytes(header.name.as_bytes()), HeaderValue::from_str(&header.value))
-        {
-            (Ok(name), Ok(value)) => (name, value),
+        match (HeaderName::from_bytes(header.name.as_bytes()), HeaderValue::from_str(&header.value)) {
+            (Ok(name), Ok(value)) => Ok((name, value)),
             _ => {
                 let why = "the credential is not a valid header";
                 self.log.finish(spend_id, SpendState::Failed, None, Some(why)).await?;
-                return Err(PayError::InvalidRequest(why.to_owned()));
+                Err(PayError::InvalidRequest(why.to_owned()))
             }
-        };
-
-        let mut attempt = 0;
-        let response = loop {
-            match self.send_once(&out, Some((&name, &value))).await {
-                Ok(response) => break response,
-                Err(e) if attempt < PAID_RETRIES => {
-                    attempt += 1;
-                    tracing::warn!(spend_id, attempt, error = %e, "the paid request failed; resending the same credential");
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64)).await;
-                }
-                Err(e) => {
-                    // The credential may have reached the server and been settled: the row stays `pending` for
-                    // `reconcile` to decide from the chain.
-                    self.log.finish(spend_id, SpendState::Pending, None, Some(&e.to_string())).await?;
-                    return Err(PayError::PaidTransport { spend_id, source: e });
-                }
-            }
-        };
-        let reference = reference(response.headers());
-        let status = response.status();
-        if status.is_success() {
-            self.log.finish(spend_id, SpendState::Paid, reference.as_deref(), None).await?;
-            let payment = Payment { spend_id, offer, reference };
-            return match read(response, Some(payment)).await {
-                Ok(paid) => Ok(paid),
-                Err(e) => Err(PayError::PaidTransport { spend_id, source: e }),
-            };
         }
-        let body = response.text().await.unwrap_or_default();
-        self.log.finish(spend_id, SpendState::Rejected, reference.as_deref(), Some(&body)).await?;
-        Err(PayError::Rejected { status: status.as_u16(), body, spend_id })
+    }
+
+    /// Sends the `transfer` a pay-first `offer` asks for, recorded on row `spend_id` before it is broadcast, and
+    /// waits until it is mined: the proof header.
+    async fn transfer(&self, spend_id: i64, offer: &Offer) -> Result<(HeaderName, HeaderValue), PayError> {
+        let failed = async |reason: String| -> Result<(HeaderName, HeaderValue), PayError> {
+            self.log.finish(spend_id, SpendState::Failed, None, Some(&reason)).await?;
+            Err(PayError::Transfer { spend_id, reason })
+        };
+        let Some(chain) = offer.chain_id.and_then(|id| self.chains.get(&id)) else {
+            return failed(format!("no chain access for {}", offer.network)).await;
+        };
+        let (Ok(token), Ok(to)) = (offer.asset.parse::<Address>(), offer.pay_to.parse::<Address>()) else {
+            return failed("the offer's token or receiver is not an address".to_owned()).await;
+        };
+        let sender = TxSender::new(chain.clone(), self.wallet.signer().clone());
+        let data = Eip3009Token::transferCall { to, value: U256::from(offer.amount.0) }.abi_encode();
+        let payer = self.wallet.address().to_checksum(None);
+        let log = &self.log;
+        let record = async |hash: alloy::primitives::TxHash| {
+            log.transfer_signed(spend_id, &payer, &hash.to_string()).await.map_err(|e| e.to_string())
+        };
+        let hash = match sender.send_recorded(token, data.into(), record).await {
+            Ok(hash) => hash,
+            Err(SendError::Unknown { hash, reason }) => {
+                let tx_hash = hash.to_string();
+                return Err(PayError::TransferUnconfirmed { spend_id, tx_hash, reason });
+            }
+            Err(e) => return failed(e.to_string()).await,
+        };
+        let tx_hash = hash.to_string();
+        self.report(Progress::TransferSent { tx_hash: tx_hash.clone() });
+        let poll = Duration::from_millis(500);
+        match wait_for_receipt(chain.as_ref(), hash, TRANSFER_TIMEOUT, poll).await {
+            Ok(Some(receipt)) if receipt.status() => {
+                let block = receipt.block_number.unwrap_or_default();
+                self.report(Progress::TransferMined { tx_hash: tx_hash.clone(), block });
+            }
+            Ok(Some(_)) => {
+                self.log.finish(spend_id, SpendState::Failed, Some(&tx_hash), Some("the transfer reverted")).await?;
+                return Err(PayError::Transfer { spend_id, reason: format!("the transfer {tx_hash} reverted") });
+            }
+            Ok(None) => {
+                let reason = format!("not mined within {} s", TRANSFER_TIMEOUT.as_secs());
+                return Err(PayError::TransferUnconfirmed { spend_id, tx_hash, reason });
+            }
+            Err(e) => return Err(PayError::TransferUnconfirmed { spend_id, tx_hash, reason: e.to_string() }),
+        }
+        let value = HeaderValue::from_str(&tx_hash).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+        Ok((HeaderName::from_static("x-payment-hash"), value))
     }
 
     /// Sends the request unpaid and says which offer [`PayingClient::send`] would pay, and whether the policy
@@ -301,7 +443,7 @@ impl PayingClient {
         }
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(PayError::Transport)?;
-        let offers = parse_offers(&headers, &body, &self.assets)?;
+        let offers = self.offers(&headers, &body)?;
         let (chosen, refused) = match self.choose(&offers) {
             Ok(chosen) => (chosen, None),
             Err(violation) => (None, Some(violation)),
@@ -329,6 +471,15 @@ async fn read(response: reqwest::Response, payment: Option<Payment>) -> Result<P
     let headers = response.headers().clone();
     let body = response.bytes().await?.to_vec();
     Ok(Paid { status, headers, body, payment })
+}
+
+/// Whether a refused transaction-hash proof may pass later: the transfer is not (yet) seen or not buried
+/// under the seller's confirmations.
+fn awaits_confirmations(status: StatusCode, body: &str) -> bool {
+    status == StatusCode::PAYMENT_REQUIRED
+        && serde_json::from_str::<serde_json::Value>(body).is_ok_and(|problem| {
+            matches!(problem["reason"].as_str(), Some("insufficient_confirmations" | "transaction_not_found"))
+        })
 }
 
 /// The settlement reference of a paid answer: the x402 `PAYMENT-RESPONSE` (or v1 `X-PAYMENT-RESPONSE`)

@@ -15,7 +15,7 @@ mod sign;
 mod spend;
 mod wallet;
 
-pub use client::{Confirm, DryRun, Paid, PayError, PayingClient, Payment};
+pub use client::{Confirm, DryRun, OnProgress, Paid, PayError, PayingClient, Payment, Progress};
 pub use offer::{AssetBook, KnownAsset, Offer, OfferError, Protocol, parse_offers};
 pub use policy::{CheapestOffer, OfferChooser, Policy, PolicyViolation, host_of};
 pub use reconcile::{ReconcileError, Reconciled, reconcile};
@@ -25,3 +25,8 @@ pub use wallet::{Wallet, WalletError};
 
 /// The environment variable holding the wallet's hex private key.
 pub const WALLET_KEY_ENV: &str = "PAYGATE_WALLET_KEY";
+/// The environment variable naming an encrypted keystore file (Web3 Secret Storage v3, as geth, foundry's
+/// `cast wallet` and alloy write it); it takes precedence over [`WALLET_KEY_ENV`].
+pub const WALLET_KEYSTORE_ENV: &str = "PAYGATE_WALLET_KEYSTORE";
+/// The environment variable holding the keystore's password.
+pub const WALLET_PASSWORD_ENV: &str = "PAYGATE_WALLET_PASSWORD";

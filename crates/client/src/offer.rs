@@ -1,14 +1,18 @@
 //! Reading a 402: every offer it makes, in x402 v2 (`PAYMENT-REQUIRED`), x402 v1 (the body) and MPP
 //! (`WWW-Authenticate: Payment`), turned into one [`Offer`] type the chooser and the policy can compare.
 //!
-//! An offer is payable when this client can sign for it (EIP-3009: x402 `exact`, MPP `evm` `charge`), knows
-//! the token's EIP-712 domain, and can value it in US dollars (every limit of the policy is in dollars, so an
-//! asset without a dollar value could never be checked against them).
+//! It also reads the pay-first dialect (`x-402-token`, `x-402-receiver`, `x-402-amount`, `x-402-network`
+//! headers): the payer sends an ordinary ERC-20 transfer and proves it with the transaction hash.
+//!
+//! An offer is payable when this client can pay it (EIP-3009: x402 `exact`, MPP `evm` `charge`, with the token's
+//! EIP-712 domain known; a pay-first transfer, given a chain to send it on) and can value it in US dollars
+//! (every limit of the policy is in dollars, so an asset without a dollar value could never be checked
+//! against them).
 
 use std::fmt;
 
 use alloy::primitives::Address;
-use paygate_core::money::AtomicAmount;
+use paygate_core::money::{AtomicAmount, Decimal};
 use paygate_core::registry::{self, ChainKind, TransferMethod};
 use paygate_proto::mpp::{self, Challenge};
 use paygate_proto::x402;
@@ -22,6 +26,8 @@ use serde_json::Value;
 pub enum Protocol {
     X402,
     Mpp,
+    /// The pay-first dialect: a transfer proven by its transaction hash.
+    TxHash,
 }
 
 impl fmt::Display for Protocol {
@@ -29,6 +35,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::X402 => "x402",
             Protocol::Mpp => "mpp",
+            Protocol::TxHash => "txhash",
         })
     }
 }
@@ -52,11 +59,11 @@ pub struct AssetBook {
 }
 
 impl AssetBook {
-    /// Every EIP-3009 token of the built-in registry.
+    /// Every token of the built-in EVM networks (with the EIP-712 domain of those that take EIP-3009).
     pub fn builtin() -> AssetBook {
         let mut assets = Vec::new();
         for network in registry::NETWORKS.iter().filter(|n| n.kind == ChainKind::Evm) {
-            for asset in network.assets.iter().filter(|a| a.transfers.contains(&TransferMethod::Eip3009)) {
+            for asset in network.assets.iter() {
                 let Ok(address) = asset.address.parse() else { continue };
                 assets.push(KnownAsset {
                     chain_id: network.chain_id,
@@ -64,7 +71,10 @@ impl AssetBook {
                     symbol: asset.symbol.to_owned(),
                     decimals: asset.decimals,
                     usd: asset.usd,
-                    eip712: asset.eip712.map(|(n, v)| (n.to_owned(), v.to_owned())),
+                    eip712: asset
+                        .eip712
+                        .filter(|_| asset.transfers.contains(&TransferMethod::Eip3009))
+                        .map(|(n, v)| (n.to_owned(), v.to_owned())),
                 });
             }
         }
@@ -86,9 +96,18 @@ impl AssetBook {
 /// Where an offer came from, kept to build the credential that answers it.
 #[derive(Debug, Clone)]
 pub(crate) enum Source {
-    X402V2 { resource: Box<x402::ResourceInfo>, requirements: Box<x402::PaymentRequirements> },
-    X402V1 { requirements: Box<x402::v1::PaymentRequirements> },
-    Mpp { challenge: Box<Challenge> },
+    X402V2 {
+        resource: Box<x402::ResourceInfo>,
+        requirements: Box<x402::PaymentRequirements>,
+    },
+    X402V1 {
+        requirements: Box<x402::v1::PaymentRequirements>,
+    },
+    Mpp {
+        challenge: Box<Challenge>,
+    },
+    /// Pay first with a `transfer`, then prove it with the transaction hash.
+    TxHash,
 }
 
 /// One offer of a 402.
@@ -187,7 +206,7 @@ impl Draft {
             Some("the asset is not a token address".to_owned())
         } else if usd_micros.is_none() {
             Some("the asset is not a USD stablecoin this client knows".to_owned())
-        } else if eip712.is_none() {
+        } else if eip712.is_none() && !matches!(self.source, Source::TxHash) {
             Some("the token's EIP-712 domain is unknown".to_owned())
         } else {
             None
@@ -304,6 +323,45 @@ fn mpp_offer(challenge: Challenge) -> Draft {
     }
 }
 
+/// The pay-first dialect's headers, one value per offer (a gateway with several such offers repeats each
+/// header in the same order). Its amount is in token units (`0.01`), so only tokens the book knows can be read.
+fn tx_hash_offers(headers: &HeaderMap, book: &AssetBook) -> Vec<Draft> {
+    let all = |name: &str| -> Vec<String> {
+        headers.get_all(name).iter().map(|v| v.to_str().unwrap_or_default().trim().to_owned()).collect()
+    };
+    let (tokens, receivers, amounts, networks) =
+        (all("x-402-token"), all("x-402-receiver"), all("x-402-amount"), all("x-402-network"));
+    if [receivers.len(), amounts.len(), networks.len()].iter().any(|&n| n != tokens.len()) {
+        return Vec::new();
+    }
+    let offers = tokens.into_iter().zip(receivers).zip(amounts).zip(networks);
+    offers
+        .map(|(((token, pay_to), amount), network)| {
+            let chain_id = x402::v1::chain_id(&network);
+            let decimals = chain_id
+                .zip(token.parse::<Address>().ok())
+                .and_then(|(chain, token)| book.find(chain, token))
+                .map(|known| known.decimals);
+            let atomic = decimals.and_then(|d| Decimal::parse(&amount).ok()?.to_atomic(d).ok()).map(|a| a.0);
+            Draft {
+                protocol: Protocol::TxHash,
+                x402_version: None,
+                scheme: "transfer".to_owned(),
+                network,
+                chain_id,
+                asset: token,
+                amount: atomic,
+                decimals,
+                pay_to,
+                eip712: None,
+                supported: Ok(()),
+                max_timeout_secs: 0,
+                source: Source::TxHash,
+            }
+        })
+        .collect()
+}
+
 /// Every offer of a 402 response: its headers and body. Offers this client cannot pay are kept, marked
 /// [`Offer::unpayable`], so that a dry run can show them.
 pub fn parse_offers(headers: &HeaderMap, body: &[u8], book: &AssetBook) -> Result<Vec<Offer>, OfferError> {
@@ -324,6 +382,8 @@ pub fn parse_offers(headers: &HeaderMap, body: &[u8], book: &AssetBook) -> Resul
         let Ok(value) = value.to_str() else { continue };
         drafts.extend(mpp::parse_challenges(value).into_iter().flatten().map(mpp_offer));
     }
+    // Last: at the same price, an authorization (no gas, settled by the seller) beats a transfer.
+    drafts.extend(tx_hash_offers(headers, book));
     if drafts.is_empty() {
         return Err(OfferError::None);
     }

@@ -1,7 +1,8 @@
 //! Settling what a crash left in doubt. A payment that died between signing and the server's answer stays
 //! `pending` in the spend log; its signed authorization may or may not have been settled. The chain knows:
 //! the token's `authorizationState(payer, nonce)` says whether it was used (then the `AuthorizationUsed` log
-//! gives the transaction), and an unused one past its `validBefore` can never be.
+//! gives the transaction), and an unused one past its `validBefore` can never be. A pay-first transfer is
+//! decided by its receipt: mined and successful is money spent, reverted is nothing spent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use alloy::sol_types::{SolCall, SolEvent};
 use paygate_chain::Chain;
 use paygate_chain::abi::Eip3009Token;
 
+use crate::offer::Protocol;
 use crate::spend::{SpendError, SpendLog, SpendRecord, SpendState};
 
 /// How old an unsigned `pending` row must be before it is taken for abandoned (a payment in flight signs
@@ -32,7 +34,7 @@ pub enum ReconcileError {
 pub struct Reconciled {
     /// Settled on chain: now `paid`.
     pub settled: usize,
-    /// Never settled and expired: now `failed`.
+    /// Never settled and expired, or a pay-first transfer that reverted: now `failed`.
     pub expired: usize,
     /// Never signed (the client died before signing): now `failed`.
     pub unsigned: usize,
@@ -42,6 +44,14 @@ pub struct Reconciled {
 
 fn chain_id(network: &str) -> Option<u64> {
     network.strip_prefix("eip155:")?.parse().ok()
+}
+
+/// What the chain says of a pay-first row's transfer: `Some(true)` mined and successful, `Some(false)`
+/// reverted, `None` not mined (it may still be, or never was broadcast).
+async fn transfer_outcome(chain: &dyn Chain, row: &SpendRecord) -> Result<Option<bool>, String> {
+    let Some(hash) = &row.nonce else { return Ok(None) };
+    let hash: B256 = hash.parse().map_err(|_| "the transaction hash is not 32 bytes of hex".to_owned())?;
+    Ok(chain.receipt(hash).await.map_err(|e| e.to_string())?.map(|receipt| receipt.status()))
 }
 
 async fn settlement(chain: &dyn Chain, row: &SpendRecord) -> Result<Option<(bool, Option<String>)>, String> {
@@ -89,7 +99,24 @@ pub async fn reconcile(
             done.undecided += 1;
             continue;
         };
-        match settlement(chain.as_ref(), &row).await.map_err(|message| ReconcileError::Chain { id: row.id, message })? {
+        let failed = |message| ReconcileError::Chain { id: row.id, message };
+        if row.protocol == Protocol::TxHash.to_string() {
+            match transfer_outcome(chain.as_ref(), &row).await.map_err(failed)? {
+                Some(true) => {
+                    let note = Some("reconciled: the transfer was mined");
+                    log.finish(row.id, SpendState::Paid, row.nonce.as_deref(), note).await?;
+                    done.settled += 1;
+                }
+                Some(false) => {
+                    let note = Some("reconciled: the transfer reverted");
+                    log.finish(row.id, SpendState::Failed, row.nonce.as_deref(), note).await?;
+                    done.expired += 1;
+                }
+                None => done.undecided += 1,
+            }
+            continue;
+        }
+        match settlement(chain.as_ref(), &row).await.map_err(failed)? {
             Some((true, reference)) => {
                 log.finish(row.id, SpendState::Paid, reference.as_deref(), Some("reconciled: settled on chain"))
                     .await?;

@@ -92,7 +92,7 @@ pub struct SpendRecord {
     pub state: SpendState,
     /// The signer of the authorization, once signed.
     pub payer: Option<String>,
-    /// The authorization's EIP-3009 nonce, once signed.
+    /// The authorization's EIP-3009 nonce, once signed; for a pay-first transfer, its transaction hash.
     pub nonce: Option<String>,
     /// The authorization's `validBefore` (Unix seconds), once signed.
     pub valid_before: Option<i64>,
@@ -250,6 +250,20 @@ impl SpendLog {
             .bind(payer)
             .bind(nonce)
             .bind(i64::try_from(valid_before).unwrap_or(i64::MAX))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Records the transfer a pending pay-first row signed, before it is broadcast: its hash goes where an
+    /// authorization's nonce goes, and is the row's reference.
+    pub async fn transfer_signed(&self, id: i64, payer: &str, tx_hash: &str) -> Result<(), SpendError> {
+        sqlx::query("UPDATE spend_log SET payer = ?, nonce = ?, reference = ? WHERE id = ?")
+            .bind(payer)
+            .bind(tx_hash)
+            .bind(tx_hash)
             .bind(id)
             .execute(&self.pool)
             .await

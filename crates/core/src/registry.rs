@@ -228,7 +228,27 @@ pub const NETWORKS: &[NetworkInfo] = &[
             transfers: USDC_EIP3009,
         }],
     },
+    NetworkInfo {
+        name: "devnet",
+        chain_id: DEVNET_CHAIN_ID,
+        kind: ChainKind::Evm,
+        confirmations: 1,
+        // In the paygate process itself (`paygate-devnet`): no endpoint to reach.
+        public_rpc: None,
+        // The same test token, deployed at genesis at the same deterministic address.
+        assets: &[AssetInfo {
+            symbol: "USDC",
+            address: "0x5f7b9bccD62f34E77c6082a12665eaDB93C56aF5",
+            decimals: 6,
+            usd: true,
+            eip712: Some(("USD Coin", "2")),
+            transfers: USDC_EIP3009,
+        }],
+    },
 ];
+
+/// The chain id of the embedded devnet (network `devnet`), a chain of its own: `eip155:402402`.
+pub const DEVNET_CHAIN_ID: u64 = 402_402;
 
 /// A built-in network by name.
 pub fn network(name: &str) -> Option<&'static NetworkInfo> {

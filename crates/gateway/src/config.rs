@@ -223,6 +223,10 @@ pub struct NetworkConfig {
     /// Tokens on this chain, by symbol.
     #[serde(default)]
     pub assets: BTreeMap<String, AssetConfig>,
+    /// `devnet` only: keep the embedded devnet's state in this file, so balances survive a restart (default:
+    /// in memory).
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
 }
 
 fn default_rpc_timeout() -> u64 {
@@ -476,11 +480,35 @@ impl Config {
             err(field, message)
         })?;
         expand_env(&mut value, &mut String::new(), env).map_err(|(field, message)| err(field, message))?;
-        serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let field = e.path().to_string();
             err(if field == "." { "(file)".into() } else { field }, e.into_inner().message().to_owned())
-        })
+        })?;
+        if config.accept.is_empty() {
+            config.accept.push(devnet_accept());
+        }
+        Ok(config)
     }
+
+    /// Whether an option is paid on the embedded devnet (network `devnet` without an `rpc_url` of its own).
+    pub fn uses_embedded_devnet(&self) -> bool {
+        let overridden = self.networks.get(DEVNET).is_some_and(|n| n.rpc_url.is_some());
+        !overridden && self.accept.iter().any(|a| a.network.as_deref() == Some(DEVNET))
+    }
+}
+
+/// The embedded devnet's network name.
+pub const DEVNET: &str = "devnet";
+
+/// The option of a config that names none: test USDC on the embedded devnet, paid to dev account 9 and
+/// settled by dev account 0 (the devnet funds both; test money only).
+fn devnet_accept() -> AcceptConfig {
+    let text = format!(
+        "network = \"{DEVNET}\"\nasset = \"USDC\"\npay_to = \"{}\"\nsettlement = \"builtin\"\nsettler_key = \"{}\"\n",
+        paygate_chain::devtoken::dev_account(9).address(),
+        paygate_chain::devtoken::dev_account(0).to_bytes(),
+    );
+    toml::from_str(&text).expect("the devnet option is valid")
 }
 
 /// Replaces `${NAME}` and `${NAME:-default}` in every string value; `path` tracks the field for errors.

@@ -87,7 +87,7 @@ fn csv(payments: &[PaymentRecord]) -> String {
     out
 }
 
-fn table(payments: &[PaymentRecord]) -> String {
+pub(crate) fn table(payments: &[PaymentRecord]) -> String {
     if payments.is_empty() {
         return "no payments\n".into();
     }

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod demo;
 pub mod dev;
+pub mod init;
 pub mod ledger;
 pub mod pay;
 pub mod serve;

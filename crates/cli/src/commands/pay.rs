@@ -10,7 +10,7 @@ use std::time::Duration;
 use alloy::primitives::Address;
 use anyhow::Context;
 use paygate_chain::{Chain, RpcChain};
-use paygate_client::{AssetBook, KnownAsset, Offer, PayError, PayingClient, Policy, SpendLog, Wallet};
+use paygate_client::{AssetBook, KnownAsset, Offer, PayError, PayingClient, Policy, Progress, SpendLog, Wallet};
 use paygate_core::money::{Decimal, format_atomic};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -24,7 +24,8 @@ pub const EXIT_TRANSPORT: u8 = 5;
 pub const EXIT_NO_OFFER: u8 = 6;
 
 const EXIT_CODES: &str = "The response body goes to stdout, a one-line payment summary to stderr. \
-The wallet key is read from PAYGATE_WALLET_KEY (hex).
+The wallet is the encrypted keystore file in PAYGATE_WALLET_KEYSTORE (its password in PAYGATE_WALLET_PASSWORD),
+or else the hex key in PAYGATE_WALLET_KEY.
 
 Exit codes:
   0  success (a 2xx answer, paid or free)
@@ -41,8 +42,9 @@ Exit codes:
 pub struct Args {
     /// The URL to request.
     url: String,
-    /// The JSON-RPC URL of a chain, `CHAIN_ID=URL` (repeatable), to reconcile payments an earlier run left
-    /// pending; built-in networks default to their public endpoint.
+    /// The JSON-RPC URL of a chain, `CHAIN_ID=URL` (repeatable): pay-first offers are paid by a transfer sent
+    /// there, and payments an earlier run left pending are reconciled there. Built-in networks default to their
+    /// public endpoint.
     #[arg(long, value_name = "CHAIN_ID=URL")]
     rpc: Vec<String>,
     /// HTTP method.
@@ -193,7 +195,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(_) if args.dry_run => Wallet::random(),
         Err(e) => return Err(e.into()),
     };
-    let client = PayingClient::new(reqwest::Client::new(), wallet, policy, log).with_assets(assets);
+    let stage = Arc::new(std::sync::Mutex::new(String::from("waiting for the server")));
+    let shown = stage.clone();
+    let client = PayingClient::new(reqwest::Client::new(), wallet, policy, log)
+        .with_assets(assets)
+        .with_chains(chains(&args.rpc)?)
+        .with_progress(move |progress| *shown.lock().unwrap_or_else(|p| p.into_inner()) = stage_label(progress));
 
     if args.dry_run {
         let dry = match client.dry_run(&args.method, &args.url, headers, body).await {
@@ -223,7 +230,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
     }
 
-    let progress = progress();
+    let progress = progress(stage);
     let result = client.send(&args.method, &args.url, headers, body).await;
     if let Some(progress) = progress {
         progress.abort();
@@ -250,19 +257,30 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(if paid.status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// On a terminal, a line on stderr counting the seconds of a long wait (a settlement being confirmed);
-/// nothing when stderr is piped.
-fn progress() -> Option<tokio::task::JoinHandle<()>> {
+/// What a payment waits for, as the progress line says it.
+fn stage_label(progress: &Progress) -> String {
+    match progress {
+        Progress::TransferSent { tx_hash } => format!("transfer {tx_hash} sent, waiting for it to be mined"),
+        Progress::TransferMined { block, .. } => format!("transfer mined in block {block}, proving it"),
+        Progress::AwaitingConfirmations => "waiting for the seller's confirmations".to_owned(),
+        Progress::AwaitingAnswer => "paid, waiting for the server to serve and settle".to_owned(),
+    }
+}
+
+/// On a terminal, a line on stderr saying what a long wait waits for (a transfer being mined, a settlement
+/// being confirmed) and for how long; nothing when stderr is piped.
+fn progress(stage: Arc<std::sync::Mutex<String>>) -> Option<tokio::task::JoinHandle<()>> {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return None;
     }
-    Some(tokio::spawn(async {
+    Some(tokio::spawn(async move {
         let start = std::time::Instant::now();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.tick().await;
         loop {
             tick.tick().await;
-            eprint!("\rwaiting for the server ({} s)", start.elapsed().as_secs());
+            let stage = stage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            eprint!("\r\x1b[K{stage} ({} s)", start.elapsed().as_secs());
         }
     }))
 }
@@ -272,7 +290,9 @@ fn failure(err: PayError, json: bool) -> ExitCode {
     let exit = match &err {
         PayError::Policy(_) => EXIT_POLICY,
         PayError::Rejected { .. } => EXIT_REJECTED,
-        PayError::Transport(_) | PayError::PaidTransport { .. } => EXIT_TRANSPORT,
+        PayError::Transport(_) | PayError::PaidTransport { .. } | PayError::TransferUnconfirmed { .. } => {
+            EXIT_TRANSPORT
+        }
         PayError::NoPayableOffer { .. } | PayError::Offers(_) => EXIT_NO_OFFER,
         _ => 1,
     };

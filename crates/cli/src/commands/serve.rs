@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use paygate_core::registry::DEVNET_CHAIN_ID;
+use paygate_devnet::{Devnet, DevnetConfig};
+use paygate_gateway::config::DEVNET;
 use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, cors_layer, server};
 use tower::ServiceBuilder;
 
@@ -18,10 +22,24 @@ pub struct Args {
     check_config: bool,
 }
 
+/// The build options of `config`: with the embedded devnet as network `devnet` when an option is paid there.
+pub fn build_options(config: &Config) -> anyhow::Result<(BuildOptions, Option<Arc<Devnet>>)> {
+    let mut options = BuildOptions::default();
+    if !config.uses_embedded_devnet() {
+        return Ok((options, None));
+    }
+    let state_file = config.networks.get(DEVNET).and_then(|n| n.state_file.clone());
+    let devnet = Arc::new(Devnet::new(DevnetConfig { chain_id: DEVNET_CHAIN_ID, state_file, ..Default::default() })?);
+    tracing::info!(chain_id = DEVNET_CHAIN_ID, state_file = ?devnet.state_file(), "embedded devnet started");
+    options.chains.insert(DEVNET.to_owned(), devnet.clone());
+    Ok((options, Some(devnet)))
+}
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let file = args.config.display().to_string();
     let config = Config::load(&args.config)?;
-    let built = build(&config, &file, BuildOptions::default()).await?;
+    let (options, _devnet) = build_options(&config)?;
+    let built = build(&config, &file, options).await?;
     let proxy = UpstreamProxy::new(
         &config.upstream.url,
         Duration::from_secs(config.upstream.timeout_secs),

@@ -1,6 +1,9 @@
-//! `paygate wallet`: the buyer's key. `new` makes one; `address` shows the address of the key in
-//! PAYGATE_WALLET_KEY; `balance` reads its stablecoin balances from the chain.
+//! `paygate wallet`: the buyer's key. `new` makes one (printed once, or written to an encrypted keystore
+//! file); `address` shows the address of the configured key; `balance` reads its stablecoin balances from the
+//! chain. The configured key is the keystore in PAYGATE_WALLET_KEYSTORE (password in PAYGATE_WALLET_PASSWORD)
+//! or else the hex key in PAYGATE_WALLET_KEY.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,10 +16,15 @@ use paygate_core::money::{AtomicAmount, format_atomic};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Make a fresh key: the address goes to stderr, the private key to stdout (store it as
-    /// PAYGATE_WALLET_KEY; anyone who reads it can spend the wallet's funds).
-    New,
-    /// Print the address of the key in PAYGATE_WALLET_KEY.
+    /// Make a fresh key. Without --keystore: the address goes to stderr, the private key to stdout (store it
+    /// as PAYGATE_WALLET_KEY; anyone who reads it can spend the wallet's funds). With --keystore FILE: the key
+    /// is written to FILE encrypted with the password in PAYGATE_WALLET_PASSWORD, and the address printed.
+    New {
+        /// Write an encrypted keystore file (Web3 Secret Storage v3) instead of printing the key.
+        #[arg(long, value_name = "FILE")]
+        keystore: Option<PathBuf>,
+    },
+    /// Print the address of the configured key (PAYGATE_WALLET_KEYSTORE or PAYGATE_WALLET_KEY).
     Address,
     /// Print the wallet's balance of each EIP-3009 token of a network (or of one token).
     Balance {
@@ -37,7 +45,23 @@ pub enum Command {
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::New => {
+        Command::New { keystore: Some(path) } => {
+            let password = std::env::var(paygate_client::WALLET_PASSWORD_ENV).with_context(|| {
+                format!("set {} to the password that encrypts the keystore", paygate_client::WALLET_PASSWORD_ENV)
+            })?;
+            anyhow::ensure!(!password.is_empty(), "{} is empty", paygate_client::WALLET_PASSWORD_ENV);
+            let wallet = Wallet::random();
+            wallet.save_keystore(&path, &password)?;
+            eprintln!(
+                "wrote {}; use it with {}={} and the password in {}",
+                path.display(),
+                paygate_client::WALLET_KEYSTORE_ENV,
+                path.display(),
+                paygate_client::WALLET_PASSWORD_ENV
+            );
+            println!("{}", wallet.address());
+        }
+        Command::New { keystore: None } => {
             let wallet = Wallet::random();
             eprintln!("address: {}", wallet.address());
             eprintln!("warning: the line on stdout is the private key; keep it secret (PAYGATE_WALLET_KEY)");

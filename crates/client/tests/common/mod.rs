@@ -34,6 +34,11 @@ pub struct Seller {
 
 impl Seller {
     pub async fn start() -> Seller {
+        Seller::start_with("").await
+    }
+
+    /// With `extra_accept` (more `[[accept]]` options) appended to the config.
+    pub async fn start_with(extra_accept: &str) -> Seller {
         let chain = Devchain::start(31337).await;
         let upstream = Upstream::start().await;
         let dir = tempfile::tempdir().expect("temp dir");
@@ -51,6 +56,7 @@ impl Seller {
             url = "sqlite://{db}"
 
             {accept}
+            {extra_accept}
 
             [[routes]]
             method = "GET"

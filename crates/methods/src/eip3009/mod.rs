@@ -443,8 +443,8 @@ async fn settle_builtin(
             return SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None };
         }
         // Nothing was broadcast, but the authorization is still good: the reconciler retries it.
-        Err(SendError::NotSent(e)) => {
-            return SettleOutcome::Unknown { reason: format!("not sent: {e}"), reference: None };
+        Err(e @ (SendError::NotSent(_) | SendError::NotRecorded(_))) => {
+            return SettleOutcome::Unknown { reason: e.to_string(), reference: None };
         }
         Err(SendError::Unknown { hash, reason }) => {
             return SettleOutcome::Unknown { reason, reference: Some(hash.to_string()) };
