@@ -2,8 +2,9 @@
 //!
 //! (a) the upstream directly, (b0) the same reverse proxy without the paygate layer (a diagnostic), (b) a free
 //! route through paygate, (c) 402 challenge issuance, (d) paid requests
-//! (verify + claim + proxy + settle on anvil, paid with x402 v2 credentials signed beforehand),
-//! then the ratios (b)/(a) and (c)/(b) and where (d)'s time goes; then paid requests per rail that runs
+//! (verify + claim + proxy + settle on anvil, paid with x402 v2 credentials signed beforehand), (d') the same
+//! paid requests settled on the embedded devnet (revm in this process) instead of anvil,
+//! then the ratios (b)/(a), (c)/(b) and (d')/(d) and where (d)'s time goes; then paid requests per rail that runs
 //! locally, each on a route offering only that rail, with proofs made beforehand: (e) tx-hash proofs of ERC-20
 //! transfers on anvil, (f) MPP `tempo` hash credentials of TIP-20 transfers (a look-alike on anvil) bound to
 //! their challenges, (g) MPP `stripe` credentials charged through localstripe. Lightning is not measured: its
@@ -75,6 +76,7 @@ async fn bench() {
 
     let upstream = serve_upstream().await;
     let chain = Devchain::start(31337).await;
+    let devnet = Devchain::embedded(paygate_core::registry::DEVNET_CHAIN_ID);
     let tip20 = Tip20::deploy(chain.chain.clone(), "Test Dollar", "TUSD").await;
     for i in 1..=8 {
         tip20.mint(dev_account(i).address(), U256::from(1_000_000_000u64)).await;
@@ -104,6 +106,20 @@ async fn bench() {
         network = "tempo-testnet"
         asset = "TUSD"
         pay_to = "{pay_to}"
+        [networks.embedded]
+        chain_id = {devnet_chain_id}
+        receipt_poll_ms = 20
+        [networks.embedded.assets.USDC]
+        address = "{usdc}"
+        decimals = 6
+        eip712_name = "USD Coin"
+        eip712_version = "2"
+        [[accept]]
+        name = "usdc-devnet"
+        network = "embedded"
+        asset = "USDC"
+        pay_to = "{pay_to}"
+        {builtin}
         [[accept]]
         name = "usdc-txhash"
         rail = "txhash"
@@ -125,6 +141,11 @@ async fn bench() {
         price = "$0.01"
         accept = ["usdc-local"]
         [[routes]]
+        method = "GET"
+        path = "/v1/devnet-quote"
+        price = "$0.01"
+        accept = ["usdc-devnet"]
+        [[routes]]
         path = "/free"
         [[routes]]
         path = "/rail/txhash"
@@ -145,6 +166,9 @@ async fn bench() {
         pay_to = dev_account(9).address(),
         stripe_key = paygate_testkit::stripe::SECRET_KEY,
         stripe_url = stripe.url,
+        devnet_chain_id = devnet.chain_id,
+        usdc = devnet.token,
+        builtin = paygate_testkit::builtin_settlement(),
         accept = paygate_testkit::local_usdc_toml(
             chain.chain_id,
             &chain.rpc_url,
@@ -154,7 +178,9 @@ async fn bench() {
         ),
     );
     let config = Config::parse(&toml, "bench.toml").expect("config");
-    let built = build(&config, "bench.toml", BuildOptions::default()).await.expect("gateway");
+    let mut options = BuildOptions::default();
+    options.chains.insert("embedded".to_owned(), devnet.chain.clone());
+    let built = build(&config, "bench.toml", options).await.expect("gateway");
     let gateway = built.gateway.clone();
     let proxy = UpstreamProxy::new(&upstream, Duration::from_secs(10), Duration::from_secs(2)).expect("proxy");
     let service = tower::ServiceBuilder::new().layer(PaygateLayer::new(built.gateway)).service(proxy);
@@ -209,22 +235,20 @@ async fn bench() {
     }
 
     // (d): one fresh 402 per credential, signed by dev accounts 1..=8 in turn.
-    let credentials = Arc::new(sign_credentials(&base, paid).await);
-    let quote = format!("{base}/v1/quote");
-    let make: paygate_bench::MakeRequest = {
-        let credentials = credentials.clone();
-        Arc::new(move |i| {
-            Request::get(&quote)
-                .header("payment-signature", &credentials[i])
-                .body(Full::new(Bytes::new()))
-                .expect("request")
-        })
-    };
-    let before = chain.balance(dev_account(9).address()).await;
-    let stats = run(make, StatusCode::OK, paid_connections, Duration::from_secs(600), Some(paid)).await;
-    let earned = chain.balance(dev_account(9).address()).await - before;
+    let (stats, earned) = paid_run(&chain, &format!("{base}/v1/quote"), paid, paid_connections).await;
     print_row("(d) paid, settled on anvil", &stats);
     rows.push(("(d) paid, settled on anvil", stats));
+    // The phase means below are (d)'s: read them before (d') adds to them.
+    let phases: Vec<(Phase, Duration)> = Phase::ALL
+        .into_iter()
+        .map(|phase| {
+            let (count, total) = gateway.metrics().phase_total(phase);
+            (phase, if count == 0 { Duration::ZERO } else { total / count as u32 })
+        })
+        .collect();
+    let (stats, devnet_earned) = paid_run(&devnet, &format!("{base}/v1/devnet-quote"), paid, paid_connections).await;
+    print_row("(d') paid, settled on devnet", &stats);
+    rows.push(("(d') paid, settled on devnet", stats));
     let rate = |i: usize| rows[i].1.per_second();
     println!();
     println!("(b)/(a)  = {:.2}  (target >= 0.70)", rate(2) / rate(0));
@@ -236,10 +260,14 @@ async fn bench() {
         rows[4].1.requests,
         rows[4].1.requests as u128 * 10_000
     );
+    println!("(d')/(d) = {:.2}  (paid throughput, embedded devnet over anvil)", rate(5) / rate(4));
+    println!(
+        "(d'): {} paid, {devnet_earned} atomic units settled to the seller (expected {})",
+        rows[5].1.requests,
+        rows[5].1.requests as u128 * 10_000
+    );
     print!("(d) mean time per phase:");
-    for phase in Phase::ALL {
-        let (count, total) = gateway.metrics().phase_total(phase);
-        let mean = if count == 0 { Duration::ZERO } else { total / count as u32 };
+    for (phase, mean) in phases {
         print!("  {} {}", phase.as_str(), show(mean));
     }
     println!();
@@ -251,7 +279,7 @@ async fn bench() {
             println!("  not settled: #{} {} {:?} {:?}", row.id, row.state, row.reason, row.tx_hash);
         }
     }
-    println!("(d) ledger: {states:?}");
+    println!("(d) and (d') ledger: {states:?}");
 
     println!("\n{rail_paid} paid requests per rail over {paid_connections} connections, proofs made beforehand:");
     let card = stripe.card_payment_method(paygate_testkit::stripe::cards::SUCCEEDS).await;
@@ -335,14 +363,27 @@ fn print_row(name: &str, s: &Stats) {
     println!("{name:<30} {:>10.0} {:>10} {:>10} {:>10}", s.per_second(), show(s.p50), show(s.p99), s.unexpected);
 }
 
-/// Fetches `n` 402s and signs an x402 v2 `exact` credential for each.
-async fn sign_credentials(base: &str, n: usize) -> Vec<String> {
+/// Pays `url` `n` times with credentials signed beforehand (one fresh 402 each, dev accounts 1 to 8 in turn), and
+/// returns the run's figures and what the seller earned on `chain`.
+async fn paid_run(chain: &Devchain, url: &str, n: usize, connections: usize) -> (Stats, u128) {
+    let credentials = Arc::new(sign_credentials(url, n).await);
+    let url = url.to_owned();
+    let make: paygate_bench::MakeRequest = Arc::new(move |i| {
+        Request::get(&url).header("payment-signature", &credentials[i]).body(Full::new(Bytes::new())).expect("request")
+    });
+    let before = chain.balance(dev_account(9).address()).await;
+    let stats = run(make, StatusCode::OK, connections, Duration::from_secs(600), Some(n)).await;
+    (stats, chain.balance(dev_account(9).address()).await - before)
+}
+
+/// Fetches `n` 402s from `url` and signs an x402 v2 `exact` credential for each.
+async fn sign_credentials(url: &str, n: usize) -> Vec<String> {
     let client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
     let now = paygate_core::clock::SystemClock;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let request = Request::get(format!("{base}/v1/quote")).body(Full::new(Bytes::new())).expect("request");
+        let request = Request::get(url).body(Full::new(Bytes::new())).expect("request");
         let response = client.request(request).await.expect("402");
         let header = response.headers()["payment-required"].to_str().expect("ascii").to_owned();
         let required: x402::PaymentRequired = x402::decode_header(&header).expect("PAYMENT-REQUIRED");

@@ -223,8 +223,8 @@ pub struct NetworkConfig {
     /// Tokens on this chain, by symbol.
     #[serde(default)]
     pub assets: BTreeMap<String, AssetConfig>,
-    /// `devnet` only: keep the embedded devnet's state in this file, so balances survive a restart (default:
-    /// in memory).
+    /// `devnet` only: keep the embedded devnet's state in this file (relative to the config file), so balances
+    /// survive a restart (default: in memory).
     #[serde(default)]
     pub state_file: Option<PathBuf>,
 }
@@ -453,10 +453,18 @@ pub enum SettleTiming {
 }
 
 impl Config {
-    /// Reads, expands and parses a configuration file. Relative `sqlite://` paths are made relative to it.
+    /// Reads, expands and parses a configuration file. Relative `sqlite://` paths and devnet state files are made
+    /// relative to it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let mut config = Config::parse(&read(path)?, &path.display().to_string())?;
         config.store.resolve_relative_to(path);
+        if let Some(dir) = path.parent() {
+            for network in config.networks.values_mut() {
+                if let Some(file) = network.state_file.as_mut().filter(|f| f.is_relative()) {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
         Ok(config)
     }
 

@@ -1,10 +1,12 @@
 //! The official clients pay through paygate on a real chain: `@x402/fetch` + `@x402/evm` (v2), the v1 scheme
 //! of `@x402/evm` (`X-PAYMENT`), and `mppx`'s `evm` charge. Each payment moves exactly the price on chain,
-//! leaves one `settled` ledger row, and is answered with the protocol's receipt header.
+//! leaves one `settled` ledger row, and is answered with the protocol's receipt header. The client cases run on
+//! anvil and on the embedded devnet; the facilitator, a separate process, needs anvil's JSON-RPC.
 
+#[macro_use]
 mod common;
 
-use common::{Harness, Options, decode_x402, pay_to, payer};
+use common::{Backend, Harness, Options, decode_x402, pay_to, payer};
 use paygate_gateway::metrics::{Outcome, Phase};
 use paygate_proto::mpp::Receipt;
 use paygate_store::PaymentState;
@@ -12,9 +14,14 @@ use paygate_testkit::node;
 
 const CENT: u128 = 10_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_x402_client_pays_and_gets_a_payment_response() {
-    let h = Harness::start().await;
+on_both_chains! {
+    official_x402_client_pays_and_gets_a_payment_response = x402_client_pays();
+    official_mppx_client_pays_get_and_post_with_a_receipt = mppx_client_pays();
+    x402_v1_client_is_served = x402_v1_client_pays();
+}
+
+async fn x402_client_pays(backend: Backend) {
+    let h = Harness::start_with(backend.options()).await;
     let before = h.chain.balance(pay_to()).await;
     let answer = node::client(&["x402", "pay", &h.url("/v1/quote")]).await;
     assert_eq!(answer["status"], 200, "{answer}");
@@ -52,9 +59,8 @@ async fn official_x402_client_pays_and_gets_a_payment_response() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_mppx_client_pays_get_and_post_with_a_receipt() {
-    let h = Harness::start().await;
+async fn mppx_client_pays(backend: Backend) {
+    let h = Harness::start_with(backend.options()).await;
     let before = h.chain.balance(pay_to()).await;
 
     let answer = node::client(&["mppx", "pay", &h.url("/v1/quote")]).await;
@@ -81,9 +87,8 @@ async fn official_mppx_client_pays_get_and_post_with_a_receipt() {
 }
 
 /// v1 clients only know named networks, so this chain runs as Base Sepolia's id (84532, `base-sepolia`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn x402_v1_client_is_served() {
-    let h = Harness::start_with(Options { chain_id: 84532, ..Default::default() }).await;
+async fn x402_v1_client_pays(backend: Backend) {
+    let h = Harness::start_with(Options { chain_id: 84532, ..backend.options() }).await;
     let before = h.chain.balance(pay_to()).await;
     let answer = node::client(&["x402v1", "pay", &h.url("/v1/quote")]).await;
     assert_eq!(answer["status"], 200, "{answer}");

@@ -1,14 +1,24 @@
 //! A credential pays once. Sent again, or twenty times at once, exactly one request reaches the upstream and
-//! exactly one transfer reaches the chain; every other copy gets a problem body that says why.
+//! exactly one transfer reaches the chain; every other copy gets a problem body that says why. Every case runs
+//! on anvil and on the embedded devnet.
 
+#[macro_use]
 mod common;
 
-use common::{Harness, kind, pay_to, payer, problem};
+use common::{Backend, Harness, kind, pay_to, payer, problem};
 use futures_util::future::join_all;
 use paygate_testkit::node;
 
-async fn replayed_sequentially(protocol: &str) {
-    let h = Harness::start().await;
+on_both_chains! {
+    an_x402_credential_pays_once = replayed_sequentially("x402");
+    an_mpp_credential_pays_once = replayed_sequentially("mppx");
+    twenty_concurrent_x402_copies_pay_once = replayed_concurrently("x402");
+    twenty_concurrent_mpp_copies_pay_once = replayed_concurrently("mppx");
+    payers_asking_at_the_same_moment_all_pay = simultaneous_payers();
+}
+
+async fn replayed_sequentially(backend: Backend, protocol: &str) {
+    let h = Harness::start_with(backend.options()).await;
     let (name, value) = node::sign(protocol, &h.url("/v1/quote"), &[]).await;
     let first = h.send("GET", "/v1/quote", Some((&name, &value)), None).await;
     assert_eq!(first.status(), 200);
@@ -22,18 +32,8 @@ async fn replayed_sequentially(protocol: &str) {
     assert_eq!(h.ledger().await.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_x402_credential_pays_once() {
-    replayed_sequentially("x402").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_mpp_credential_pays_once() {
-    replayed_sequentially("mppx").await;
-}
-
-async fn replayed_concurrently(protocol: &str) {
-    let h = Harness::start().await;
+async fn replayed_concurrently(backend: Backend, protocol: &str) {
+    let h = Harness::start_with(backend.options()).await;
     let before = h.chain.balance(pay_to()).await;
     let (name, value) = node::sign(protocol, &h.url("/v1/quote"), &[]).await;
     let responses = join_all((0..20).map(|_| h.send("GET", "/v1/quote", Some((&name, &value)), None))).await;
@@ -60,21 +60,11 @@ async fn replayed_concurrently(protocol: &str) {
     assert_eq!(h.ledger().await.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_concurrent_x402_copies_pay_once() {
-    replayed_concurrently("x402").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_concurrent_mpp_copies_pay_once() {
-    replayed_concurrently("mppx").await;
-}
-
 /// Challenges are single-use, but each 402 mints new ones: payers who ask for the same route at the same moment
-/// all get to pay.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payers_asking_at_the_same_moment_all_pay() {
-    let h = Harness::start().await;
+/// all get to pay, and each moves exactly the price.
+async fn simultaneous_payers(backend: Backend) {
+    let h = Harness::start_with(backend.options()).await;
+    let before = h.chain.balance(pay_to()).await;
     let keys: Vec<String> = (1..=3).map(|i| paygate_chain::devtoken::dev_account(i).to_bytes().to_string()).collect();
     let url = h.url("/v1/quote");
     let args: Vec<[&str; 2]> = keys.iter().map(|k| ["--key", k.as_str()]).collect();
@@ -86,4 +76,5 @@ async fn payers_asking_at_the_same_moment_all_pay() {
         responses.iter().map(|r| r.status()).collect::<Vec<_>>()
     );
     assert_eq!(h.ledger().await.len(), 3);
+    assert_eq!(h.chain.balance(pay_to()).await - before, 3 * 10_000);
 }

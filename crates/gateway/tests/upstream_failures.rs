@@ -1,16 +1,24 @@
 //! A payer is never charged for nothing: when the upstream fails (500, refused, timeout) nothing is settled
 //! and the same credential works once the upstream is back. A settlement whose outcome is unknown becomes
 //! `pending` and the response is still delivered. A chain that cannot be asked refuses with 502 and claims
-//! nothing.
+//! nothing. The settlement cases run on anvil and on the embedded devnet; the ones that stop or kill the chain
+//! need anvil.
 
+#[macro_use]
 mod common;
 
-use common::{Harness, Options, kind, pay_to, payer, problem};
+use common::{Backend, Harness, Options, kind, pay_to, payer, problem};
 use paygate_store::PaymentState;
 use paygate_testkit::{UpstreamMode, node};
 
-async fn retry_after_failure(protocol: &str) {
-    let mut h = Harness::start().await;
+on_both_chains! {
+    x402_payer_keeps_their_money_when_the_upstream_fails_and_can_retry = retry_after_failure("x402");
+    mpp_payer_keeps_their_money_when_the_upstream_fails_and_can_retry = retry_after_failure("mppx");
+    settle_before_charges_first = settled_before_proxying();
+}
+
+async fn retry_after_failure(backend: Backend, protocol: &str) {
+    let mut h = Harness::start_with(backend.options()).await;
     let payer_before = h.chain.balance(payer()).await;
     let (name, value) = node::sign(protocol, &h.url("/v1/quote"), &[]).await;
 
@@ -48,21 +56,10 @@ async fn retry_after_failure(protocol: &str) {
     assert_eq!(history, [Verified, Voided, Verified, Voided, Verified, Settling, Settled]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn x402_payer_keeps_their_money_when_the_upstream_fails_and_can_retry() {
-    retry_after_failure("x402").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mpp_payer_keeps_their_money_when_the_upstream_fails_and_can_retry() {
-    retry_after_failure("mppx").await;
-}
-
 /// `settle = "before"`: the money moves before the upstream is called, so an upstream failure is charged (the
 /// operator chose so); the ledger records the upstream's status.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settle_before_charges_first() {
-    let h = Harness::start_with(Options { settle: "before", ..Default::default() }).await;
+async fn settled_before_proxying(backend: Backend) {
+    let h = Harness::start_with(Options { settle: "before", ..backend.options() }).await;
     let answer = node::client(&["x402", "pay", &h.url("/v1/quote")]).await;
     assert_eq!(answer["status"], 200, "{answer}");
     h.upstream.set_mode(UpstreamMode::Fail);

@@ -1,4 +1,4 @@
-//! anvil with the test token.
+//! The chain of a test: anvil with the test token, or the embedded devnet, which has it at genesis.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +11,14 @@ use paygate_chain::abi::Eip3009Token;
 use paygate_chain::devtoken;
 use paygate_chain::{Chain, RpcChain};
 
-/// A running anvil with the test token deployed and dev accounts 1 to 9 holding 1,000 USDC each.
+/// A running chain with the test token deployed and dev accounts 1 to 9 holding test USDC: anvil (1,000 USDC
+/// each) or the embedded devnet (1,000,000 each, and no JSON-RPC: hand [`Devchain::chain`] to the gateway).
 #[derive(Debug)]
 pub struct Devchain {
     // Killed when dropped.
     anvil: Option<AnvilInstance>,
+    embedded: bool,
+    /// anvil's endpoint; for the embedded devnet, a refused port (nothing should call it).
     pub rpc_url: String,
     pub chain_id: u64,
     pub chain: Arc<dyn Chain>,
@@ -51,7 +54,26 @@ impl Devchain {
             Arc::new(RpcChain::new(&rpc_url, chain_id, Duration::from_secs(10)).expect("rpc client"));
         let report =
             devtoken::fund(chain.clone(), 1..=9, U256::from(1000 * USDC)).await.expect("fund the dev accounts");
-        Devchain { anvil: Some(anvil), rpc_url, chain_id, chain, token: report.token }
+        Devchain { anvil: Some(anvil), embedded: false, rpc_url, chain_id, chain, token: report.token }
+    }
+
+    /// The embedded devnet (revm in this process) as chain `chain_id`, with the test token at the same address.
+    pub fn embedded(chain_id: u64) -> Devchain {
+        let devnet = paygate_devnet::Devnet::new(paygate_devnet::DevnetConfig { chain_id, ..Default::default() })
+            .expect("the devnet starts");
+        Devchain {
+            anvil: None,
+            embedded: true,
+            rpc_url: format!("http://127.0.0.1:{}", crate::REFUSED_PORT),
+            chain_id,
+            chain: Arc::new(devnet),
+            token: devtoken::test_usdc_address(),
+        }
+    }
+
+    /// Whether this is the embedded devnet, which a gateway must be handed rather than reach over JSON-RPC.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded
     }
 
     /// Kills anvil: the chain becomes unreachable.

@@ -4,7 +4,7 @@
 //! its receipt, both balances and the ledger. Then it stays up for trying by hand, or with `--exit` it exits 0
 //! only if every call was paid and settled.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use alloy::primitives::Address;
 use anyhow::Context as _;
 use paygate_chain::Chain;
 use paygate_chain::devtoken::{balance_of, dev_account, test_usdc_address};
-use paygate_client::{CheapestOffer, PayingClient, Policy, Protocol, SpendLog, Wallet};
+use paygate_client::{CheapestOffer, PayingClient, Policy, Progress, Protocol, SpendLog, Wallet};
 use paygate_core::money::{AtomicAmount, format_atomic};
 use paygate_gateway::{Config, PaygateLayer, UpstreamProxy, build, server};
 use paygate_store::{PaymentQuery, PaymentState};
@@ -31,6 +31,28 @@ pub struct Args {
     /// Exit after the paid calls: 0 only if every one was paid and settled.
     #[arg(long)]
     exit: bool,
+}
+
+/// The line that says what the demo is waiting for, on a terminal only: rewritten in place and cleared before
+/// the result is printed. Piped, the output is the plain result lines alone.
+#[derive(Debug, Clone, Copy)]
+struct Status {
+    terminal: bool,
+}
+
+impl Status {
+    fn show(self, text: &str) {
+        if self.terminal {
+            print!("\r\x1b[2K\x1b[2m{text}\x1b[0m");
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    fn clear(self) {
+        if self.terminal {
+            print!("\r\x1b[2K");
+        }
+    }
 }
 
 /// The sample API's routes and their prices.
@@ -60,6 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let heading = |text: &str| {
         if terminal { println!("\n\x1b[1m{text}\x1b[0m") } else { println!("\n== {text}") }
     };
+    let status = Status { terminal };
 
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api_url = format!("http://{}", api.local_addr()?);
@@ -104,9 +127,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Alternate the protocols, so both are seen paying.
         let protocol = if i % 2 == 0 { Protocol::X402 } else { Protocol::Mpp };
         let client = PayingClient::new(reqwest::Client::new(), buyer(), policy.clone(), log.clone())
-            .with_chooser(CheapestOffer::only(protocol));
+            .with_chooser(CheapestOffer::only(protocol))
+            .with_progress(move |progress| {
+                if matches!(progress, Progress::AwaitingAnswer) {
+                    status.show("paying    -> signed; paygate verifies, calls the API and settles on chain ...");
+                }
+            });
         heading(&format!("call {} of {}: {method} {path}", i + 1, args.requests));
+        status.show(&format!("asking    -> {method} {path} without paying ..."));
         let dry = client.dry_run(method, &url, HeaderMap::new(), body.clone()).await?;
+        status.clear();
         println!("unpaid    -> {} Payment Required, {} offers:", dry.status, dry.offers.len());
         for offer in &dry.offers {
             let amount = offer.decimals.map(|d| format_atomic(offer.amount, d)).unwrap_or_default();
@@ -115,7 +145,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let (before_buyer, before_seller) =
             (balance(chain.as_ref(), buyer().address()).await?, balance(chain.as_ref(), seller()).await?);
-        let paid = match client.send(method, &url, HeaderMap::new(), body).await {
+        status.show("paying    -> choosing an offer and signing ...");
+        let sent = client.send(method, &url, HeaderMap::new(), body).await;
+        status.clear();
+        let paid = match sent {
             Ok(paid) => paid,
             Err(e) => {
                 println!("not paid  -> {e}");

@@ -33,6 +33,9 @@ pub struct Args {
     /// Settle through this x402 facilitator (default on base-sepolia: https://x402.org/facilitator).
     #[arg(long, conflicts_with = "settler_key_env")]
     facilitator: Option<String>,
+    /// Your JSON-RPC endpoint for the network (default: its public one, which is rate-limited).
+    #[arg(long)]
+    rpc_url: Option<String>,
     /// Settle with paygate's built-in settler, its key read from this environment variable.
     #[arg(long, value_name = "ENV_VAR")]
     settler_key_env: Option<String>,
@@ -68,7 +71,7 @@ fn render(args: &Args) -> anyhow::Result<String> {
         Target::Base => "base",
     };
     writeln!(t, "# paygate configuration for {network}, written by `paygate init`.")?;
-    writeln!(t, "# Every field is explained; the README's Configuration section lists them all with their defaults.")?;
+    writeln!(t, "# Every field is explained; docs/configuration.md lists them all with their defaults.")?;
     writeln!(t, "\n[server]")?;
     writeln!(t, "# Where paygate listens; point your clients (or load balancer) here.")?;
     writeln!(t, "listen = \"127.0.0.1:8402\"")?;
@@ -84,6 +87,24 @@ fn render(args: &Args) -> anyhow::Result<String> {
     writeln!(t, "# The ledger of payments (relative paths are relative to this file).")?;
     writeln!(t, "url = \"sqlite://paygate-ledger.db\"")?;
 
+    if args.network == Target::Devnet && args.rpc_url.is_some() {
+        anyhow::bail!("--rpc-url is for base-sepolia and base: the devnet runs inside paygate");
+    }
+    if args.network != Target::Devnet {
+        writeln!(t, "\n[networks.{network}]")?;
+        writeln!(
+            t,
+            "# The chain's JSON-RPC endpoint: paygate simulates each payment there before accepting it, and the"
+        )?;
+        writeln!(t, "# built-in settler submits there. Without it, the network's public endpoint (rate-limited).")?;
+        match &args.rpc_url {
+            Some(url) => writeln!(t, "rpc_url = \"{url}\"")?,
+            None => {
+                let public = paygate_core::registry::network(network).and_then(|n| n.public_rpc).unwrap_or_default();
+                writeln!(t, "# rpc_url = \"{public}\"")?
+            }
+        }
+    }
     writeln!(t, "\n[[accept]]")?;
     writeln!(t, "# The network paid on.")?;
     writeln!(t, "network = \"{network}\"")?;

@@ -33,6 +33,8 @@ pub fn pay_to() -> Address {
 /// Knobs of a test gateway.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Where payments settle: anvil over JSON-RPC, or the embedded devnet handed to the gateway.
+    pub backend: Backend,
     pub chain_id: u64,
     pub settle: &'static str,
     /// Settle through this facilitator instead of the built-in settler.
@@ -48,6 +50,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            backend: Backend::Anvil,
             chain_id: 31337,
             settle: "after",
             facilitator_url: None,
@@ -57,6 +60,38 @@ impl Default for Options {
             extra_toml: String::new(),
         }
     }
+}
+
+/// The chains the settlement suite runs on: the same tests, the same config, either chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Anvil,
+    Devnet,
+}
+
+impl Backend {
+    pub fn options(self) -> Options {
+        Options { backend: self, ..Default::default() }
+    }
+}
+
+/// Declares each settlement case as two tests, `<test>::anvil` and `<test>::devnet`: `test = case(args);`
+/// runs `case(Backend::Anvil, args)` and `case(Backend::Devnet, args)`.
+#[allow(unused_macros)]
+macro_rules! on_both_chains {
+    ($($test:ident = $case:ident($($arg:expr),*);)*) => {$(
+        mod $test {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn anvil() {
+                $case(common::Backend::Anvil $(, $arg)*).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn devnet() {
+                $case(common::Backend::Devnet $(, $arg)*).await;
+            }
+        }
+    )*};
 }
 
 /// A running gateway and everything around it.
@@ -77,7 +112,10 @@ impl Harness {
     }
 
     pub async fn start_with(options: Options) -> Harness {
-        let chain = Devchain::start_with(options.chain_id, &options.anvil_args).await;
+        let chain = match options.backend {
+            Backend::Anvil => Devchain::start_with(options.chain_id, &options.anvil_args).await,
+            Backend::Devnet => Devchain::embedded(options.chain_id),
+        };
         let upstream = Upstream::start().await;
         Harness::around(chain, upstream, options).await
     }
@@ -143,9 +181,11 @@ impl Harness {
         );
         let config = Config::parse(&toml, "test.toml").expect("test config parses");
         let clock = Arc::new(ShiftedClock::default());
-        let built = build(&config, "test.toml", BuildOptions { clock: clock.clone(), ..Default::default() })
-            .await
-            .expect("test config builds");
+        let mut build_options = BuildOptions { clock: clock.clone(), ..Default::default() };
+        if chain.is_embedded() {
+            build_options.chains.insert("local".to_owned(), chain.chain.clone());
+        }
+        let built = build(&config, "test.toml", build_options).await.expect("test config builds");
         let proxy =
             UpstreamProxy::new(&config.upstream.url, Duration::from_secs(5), Duration::from_secs(2)).expect("proxy");
         let service = ServiceBuilder::new()
