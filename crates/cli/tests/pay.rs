@@ -27,6 +27,11 @@ struct Seller {
 
 impl Seller {
     async fn start() -> Seller {
+        Seller::start_with("").await
+    }
+
+    /// With `extra` (more `[[accept]]` options and routes) appended to the config.
+    async fn start_with(extra: &str) -> Seller {
         let chain = Devchain::start(31337).await;
         let upstream = Upstream::start().await;
         let dir = tempfile::tempdir().expect("temp dir");
@@ -55,6 +60,8 @@ impl Seller {
             path = "/v1/other"
             price = "$0.01"
             settle = "before"
+
+            {extra}
             "#,
             upstream = upstream.url(),
             db = dir.path().join("ledger.db").display(),
@@ -303,4 +310,45 @@ async fn a_long_wait_shows_progress_on_a_terminal_and_nothing_when_piped() {
     assert!(output.status.success(), "{shown}");
     assert!(shown.contains("paid, waiting for the server to serve and settle (1 s)"), "{shown:?}");
     assert!(shown.contains("paid 0.01 USD"), "{shown:?}");
+}
+
+/// `--stripe-token` (or `PAYGATE_STRIPE_TOKEN`) pays an MPP `stripe` card offer; without it the card offer is
+/// unpayable (exit 6). Against localstripe, where a card PaymentMethod id stands in for the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_offer_is_paid_with_the_stripe_token_given() {
+    use paygate_testkit::stripe::{LocalStripe, SECRET_KEY, cards};
+    let stripe = LocalStripe::start().await;
+    let seller = Seller::start_with(&format!(
+        r#"
+        [[accept]]
+        name = "card"
+        rail = "stripe"
+        [accept.stripe]
+        secret_key = "{SECRET_KEY}"
+        api_base = "{}"
+        min_amount_cents = 1
+        token_param = "payment_method"
+        [[routes]]
+        method = "GET"
+        path = "/free"
+        price = "$0.01"
+        accept = ["card"]
+        "#,
+        stripe.url
+    ))
+    .await;
+    let url = format!("{}/free", seller.base);
+    let without = seller.command(&["pay", "--max", "0.01", &url]).env_remove("PAYGATE_STRIPE_TOKEN").output().await;
+    let without = without.expect("paygate runs");
+    assert_eq!(without.status.code(), Some(6), "{}", String::from_utf8_lossy(&without.stderr));
+
+    let card = stripe.card_payment_method(cards::SUCCEEDS).await;
+    let paid = seller.command(&["pay", "--max", "0.01", "--stripe-token", &card, &url]).output().await;
+    let paid = paid.expect("paygate runs");
+    let stderr = String::from_utf8_lossy(&paid.stderr);
+    assert!(paid.status.success(), "{stderr}");
+    assert!(stderr.contains("via mpp (stripe/charge)") && stderr.contains(" ref pi_"), "{stderr}");
+    let intents = stripe.payment_intents().await;
+    assert_eq!(intents.len(), 1);
+    assert_eq!((intents[0]["status"].as_str(), intents[0]["amount"].as_u64()), (Some("succeeded"), Some(1)));
 }

@@ -5,9 +5,10 @@
 //! credential at most once), never a new one; a refusal of the paid request is recorded and reported, never
 //! paid again.
 //!
-//! A pay-first offer is paid by a `transfer` the client sends itself: the signed transaction's hash is written
-//! to the row before it is broadcast, the client waits for it to be mined, and then proves it with the hash
-//! (resending the same proof while the seller waits for confirmations).
+//! A pay-first offer is paid by a `transfer` the client sends itself, and an MPP `tempo` charge by a TIP-20
+//! `transferWithMemo` whose memo binds it to the challenge: the signed transaction's hash is written to the row
+//! before it is broadcast, the client waits for it to be mined, and then proves it with the hash (resending the
+//! same proof while the seller waits for confirmations).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use alloy::primitives::{Address, U256};
 use alloy::sol_types::SolCall;
 use paygate_chain::abi::Eip3009Token;
 use paygate_chain::{Chain, SendError, TxSender, wait_for_receipt};
+use paygate_methods::tempo::{encode_memo, tip20};
 use paygate_proto::{mpp, x402};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
@@ -147,7 +149,18 @@ pub struct PayingClient {
     confirm: Option<Confirm>,
     chains: HashMap<u64, Arc<dyn Chain>>,
     progress: Option<OnProgress>,
+    card_token: Option<CardToken>,
 }
+
+/// The header an MPP credential for `challenge` goes in: the one it names, else `Authorization`.
+fn authorization_name(challenge: &mpp::Challenge) -> Result<HeaderName, PayError> {
+    let name = challenge.header.as_deref().unwrap_or("authorization").to_ascii_lowercase();
+    HeaderName::from_bytes(name.as_bytes()).map_err(|e| PayError::InvalidRequest(e.to_string()))
+}
+
+/// Supplies a Stripe Shared Payment Token for a card offer (the owner's code mints one per payment, scoped to the
+/// offer's amount and seller), or `None` to leave the offer unpaid.
+pub type CardToken = Arc<dyn Fn(&Offer) -> Option<String> + Send + Sync>;
 
 impl std::fmt::Debug for PayingClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,7 +187,18 @@ impl PayingClient {
             confirm: None,
             chains: HashMap::new(),
             progress: None,
+            card_token: None,
         }
+    }
+
+    /// Pays MPP `stripe` card offers with the Shared Payment Token `card_token` supplies. Without it, such offers
+    /// are unpayable.
+    pub fn with_card_token(
+        mut self,
+        card_token: impl Fn(&Offer) -> Option<String> + Send + Sync + 'static,
+    ) -> PayingClient {
+        self.card_token = Some(Arc::new(card_token));
+        self
     }
 
     /// Chains (by chain id) the client may send pay-first transfers on. Without one, such offers are unpayable.
@@ -198,9 +222,12 @@ impl PayingClient {
     /// The offers of a 402; pay-first offers on a chain the client has no access to are unpayable.
     fn offers(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Offer>, OfferError> {
         let mut offers = parse_offers(headers, body, &self.assets)?;
-        for offer in offers.iter_mut().filter(|o| matches!(o.source, Source::TxHash) && o.unpayable.is_none()) {
-            if !offer.chain_id.is_some_and(|id| self.chains.contains_key(&id)) {
-                offer.unpayable = Some(format!("a pay-first transfer needs access to {}: give its RPC", offer.network));
+        for offer in offers.iter_mut().filter(|o| o.unpayable.is_none()) {
+            if offer.source.is_transfer() && !offer.chain_id.is_some_and(|id| self.chains.contains_key(&id)) {
+                offer.unpayable = Some(format!("paying by transfer needs access to {}: give its RPC", offer.network));
+            }
+            if matches!(offer.source, Source::Stripe { .. }) && self.card_token.is_none() {
+                offer.unpayable = Some("a card offer needs a Stripe Shared Payment Token: configure one".to_owned());
             }
         }
         Ok(offers)
@@ -302,14 +329,18 @@ impl PayingClient {
             self.log.reserve(&self.policy, out.method.as_str(), out.url.as_str(), &host, &offer, now_ms()).await?;
         tracing::debug!(spend_id, protocol = %offer.protocol, amount = %offer.amount, "paying");
 
-        let (name, value) = match offer.source {
-            Source::TxHash => self.transfer(spend_id, &offer).await?,
-            _ => self.sign(spend_id, &offer).await?,
+        // A transfer is its own reference: the money moved whatever the seller answers.
+        let (name, value, transfer) = if offer.source.is_transfer() {
+            let (name, value, tx_hash) = self.transfer(spend_id, &offer).await?;
+            (name, value, Some(tx_hash))
+        } else if let Source::Stripe { challenge } = &offer.source {
+            (authorization_name(challenge)?, self.present_card(spend_id, &offer, challenge).await?, None)
+        } else {
+            let (name, value) = self.sign(spend_id, &offer).await?;
+            (name, value, None)
         };
         self.report(Progress::AwaitingAnswer);
         let confirmations_deadline = tokio::time::Instant::now() + CONFIRMATION_WAIT;
-        // A pay-first transfer is its own reference: the money moved whatever the seller answers.
-        let transfer = matches!(offer.source, Source::TxHash).then(|| value.to_str().unwrap_or_default().to_owned());
 
         loop {
             let mut attempt = 0;
@@ -375,10 +406,11 @@ impl PayingClient {
         }
     }
 
-    /// Sends the `transfer` a pay-first `offer` asks for, recorded on row `spend_id` before it is broadcast, and
-    /// waits until it is mined: the proof header.
-    async fn transfer(&self, spend_id: i64, offer: &Offer) -> Result<(HeaderName, HeaderValue), PayError> {
-        let failed = async |reason: String| -> Result<(HeaderName, HeaderValue), PayError> {
+    /// Sends the transfer `offer` asks for (an ERC-20 `transfer` for a pay-first offer, a TIP-20
+    /// `transferWithMemo` bound to the challenge for MPP `tempo`), recorded on row `spend_id` before it is
+    /// broadcast, and waits until it is mined: the proof header, and the transaction hash.
+    async fn transfer(&self, spend_id: i64, offer: &Offer) -> Result<(HeaderName, HeaderValue, String), PayError> {
+        let failed = async |reason: String| -> Result<(HeaderName, HeaderValue, String), PayError> {
             self.log.finish(spend_id, SpendState::Failed, None, Some(&reason)).await?;
             Err(PayError::Transfer { spend_id, reason })
         };
@@ -389,7 +421,14 @@ impl PayingClient {
             return failed("the offer's token or receiver is not an address".to_owned()).await;
         };
         let sender = TxSender::new(chain.clone(), self.wallet.signer().clone());
-        let data = Eip3009Token::transferCall { to, value: U256::from(offer.amount.0) }.abi_encode();
+        let amount = U256::from(offer.amount.0);
+        let data = match &offer.source {
+            Source::Tempo { challenge } => {
+                let memo = encode_memo(&challenge.realm, &challenge.id, None);
+                tip20::transferWithMemoCall { to, amount, memo }.abi_encode()
+            }
+            _ => Eip3009Token::transferCall { to, value: amount }.abi_encode(),
+        };
         let payer = self.wallet.address().to_checksum(None);
         let log = &self.log;
         let record = async |hash: alloy::primitives::TxHash| {
@@ -421,8 +460,44 @@ impl PayingClient {
             }
             Err(e) => return Err(PayError::TransferUnconfirmed { spend_id, tx_hash, reason: e.to_string() }),
         }
-        let value = HeaderValue::from_str(&tx_hash).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
-        Ok((HeaderName::from_static("x-payment-hash"), value))
+        let (name, value) = match &offer.source {
+            Source::Tempo { challenge } => {
+                let payload = serde_json::json!({"type": "hash", "hash": tx_hash});
+                let source = offer.chain_id.map(|id| format!("did:pkh:eip155:{id}:{}", self.wallet.address()));
+                let credential = mpp::Credential { challenge: (**challenge).clone(), payload, source };
+                (authorization_name(challenge)?, credential.to_header())
+            }
+            _ => (HeaderName::from_static("x-payment-hash"), tx_hash.clone()),
+        };
+        let value = HeaderValue::from_str(&value).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+        Ok((name, value, tx_hash))
+    }
+
+    /// Answers a card `offer` with the token the owner's [`CardToken`] supplies, recorded on row `spend_id` (by
+    /// the challenge id: the token itself is a bearer credential and stays out of the log).
+    async fn present_card(
+        &self,
+        spend_id: i64,
+        offer: &Offer,
+        challenge: &mpp::Challenge,
+    ) -> Result<HeaderValue, PayError> {
+        let failed = async |reason: &str| -> Result<HeaderValue, PayError> {
+            self.log.finish(spend_id, SpendState::Failed, None, Some(reason)).await?;
+            Err(PayError::InvalidRequest(reason.to_owned()))
+        };
+        let Some(token) = self.card_token.as_ref().and_then(|supply| supply(offer)) else {
+            return failed("no Stripe Shared Payment Token for this offer").await;
+        };
+        let mut payload = serde_json::json!({"spt": token});
+        if let Some(external_id) = challenge.request.get("externalId") {
+            payload["externalId"] = external_id.clone();
+        }
+        self.log.card_presented(spend_id, &challenge.id).await?;
+        let credential = mpp::Credential { challenge: challenge.clone(), payload, source: None };
+        match HeaderValue::from_str(&credential.to_header()) {
+            Ok(value) => Ok(value),
+            Err(_) => failed("the credential is not a valid header").await,
+        }
     }
 
     /// Sends the request unpaid and says which offer [`PayingClient::send`] would pay, and whether the policy

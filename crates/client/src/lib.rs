@@ -15,7 +15,7 @@ mod sign;
 mod spend;
 mod wallet;
 
-pub use client::{Confirm, DryRun, OnProgress, Paid, PayError, PayingClient, Payment, Progress};
+pub use client::{CardToken, Confirm, DryRun, OnProgress, Paid, PayError, PayingClient, Payment, Progress};
 pub use offer::{AssetBook, KnownAsset, Offer, OfferError, Protocol, parse_offers};
 pub use policy::{CheapestOffer, OfferChooser, Policy, PolicyViolation, host_of};
 pub use reconcile::{ReconcileError, Reconciled, reconcile};

@@ -5,7 +5,9 @@
 //! headers): the payer sends an ordinary ERC-20 transfer and proves it with the transaction hash.
 //!
 //! An offer is payable when this client can pay it (EIP-3009: x402 `exact`, MPP `evm` `charge`, with the token's
-//! EIP-712 domain known; a pay-first transfer, given a chain to send it on) and can value it in US dollars
+//! EIP-712 domain known; a pay-first transfer or an MPP `tempo` `charge` taking `hash` credentials, given a chain
+//! to send the transfer on; an MPP `stripe` `charge` in US dollars, given a Stripe Shared Payment Token) and can
+//! value it in US dollars
 //! (every limit of the policy is in dollars, so an asset without a dollar value could never be checked
 //! against them).
 
@@ -59,10 +61,10 @@ pub struct AssetBook {
 }
 
 impl AssetBook {
-    /// Every token of the built-in EVM networks (with the EIP-712 domain of those that take EIP-3009).
+    /// Every token of the built-in EVM and Tempo networks (with the EIP-712 domain of those that take EIP-3009).
     pub fn builtin() -> AssetBook {
         let mut assets = Vec::new();
-        for network in registry::NETWORKS.iter().filter(|n| n.kind == ChainKind::Evm) {
+        for network in registry::NETWORKS.iter().filter(|n| matches!(n.kind, ChainKind::Evm | ChainKind::Tempo)) {
             for asset in network.assets.iter() {
                 let Ok(address) = asset.address.parse() else { continue };
                 assets.push(KnownAsset {
@@ -108,6 +110,22 @@ pub(crate) enum Source {
     },
     /// Pay first with a `transfer`, then prove it with the transaction hash.
     TxHash,
+    /// MPP `tempo` `charge`: a TIP-20 `transferWithMemo` bound to the challenge by its memo, answered with a
+    /// `hash` credential.
+    Tempo {
+        challenge: Box<Challenge>,
+    },
+    /// MPP `stripe` `charge`: a card, through a Stripe Shared Payment Token the owner supplies.
+    Stripe {
+        challenge: Box<Challenge>,
+    },
+}
+
+impl Source {
+    /// Whether the payer pays by sending a transfer itself (rather than signing an authorization).
+    pub(crate) fn is_transfer(&self) -> bool {
+        matches!(self, Source::TxHash | Source::Tempo { .. })
+    }
 }
 
 /// One offer of a 402.
@@ -188,6 +206,9 @@ struct Draft {
 
 impl Draft {
     fn finish(self, book: &AssetBook) -> Offer {
+        if matches!(self.source, Source::Stripe { .. }) {
+            return self.finish_card();
+        }
         let token: Option<Address> = self.asset.parse().ok();
         let known = self.chain_id.zip(token).and_then(|(chain, token)| book.find(chain, token));
         let decimals = self.decimals.or(known.map(|k| k.decimals));
@@ -206,7 +227,7 @@ impl Draft {
             Some("the asset is not a token address".to_owned())
         } else if usd_micros.is_none() {
             Some("the asset is not a USD stablecoin this client knows".to_owned())
-        } else if eip712.is_none() && !matches!(self.source, Source::TxHash) {
+        } else if eip712.is_none() && !self.source.is_transfer() {
             Some("the token's EIP-712 domain is unknown".to_owned())
         } else {
             None
@@ -226,6 +247,37 @@ impl Draft {
             usd_micros,
             unpayable,
             eip712,
+            max_timeout_secs: self.max_timeout_secs,
+            source: self.source,
+        }
+    }
+}
+
+impl Draft {
+    /// A card offer: an amount in cents of `usd` (Stripe's minor unit), no chain, no token.
+    fn finish_card(self) -> Offer {
+        let usd = self.asset.eq_ignore_ascii_case("usd");
+        let usd_micros = self.amount.filter(|_| usd).and_then(|cents| usd_micros(cents, 2));
+        let unpayable = match (self.supported, self.amount) {
+            (Err(why), _) => Some(why),
+            (_, None) => Some("the amount is not a decimal integer".to_owned()),
+            _ if !usd => Some(format!("the card offer is in {}, not US dollars", self.asset)),
+            _ => None,
+        };
+        Offer {
+            protocol: self.protocol,
+            x402_version: None,
+            scheme: self.scheme,
+            network: "stripe".to_owned(),
+            chain_id: None,
+            symbol: usd.then(|| "USD".to_owned()),
+            asset: self.asset,
+            amount: AtomicAmount(self.amount.unwrap_or(0)),
+            decimals: Some(2),
+            pay_to: self.pay_to,
+            usd_micros,
+            unpayable,
+            eip712: None,
             max_timeout_secs: self.max_timeout_secs,
             source: self.source,
         }
@@ -297,14 +349,24 @@ fn mpp_offer(challenge: Challenge) -> Draft {
     let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_default();
     let details = &request["methodDetails"];
     let chain_id = details["chainId"].as_u64();
-    let supported = if challenge.method != "evm" || challenge.intent != "charge" {
-        Err(format!("MPP method {} intent {} is not supported", challenge.method, challenge.intent))
-    } else if let Some(types) = details["credentialTypes"].as_array()
-        && !types.iter().any(|t| t == "authorization")
-    {
-        Err("the evm challenge does not accept authorization credentials".to_owned())
-    } else {
-        Ok(())
+    let method = challenge.method.clone();
+    let supported = match (challenge.method.as_str(), challenge.intent.as_str()) {
+        ("evm", "charge") => match details["credentialTypes"].as_array() {
+            Some(types) if !types.iter().any(|t| t == "authorization") => {
+                Err("the evm challenge does not accept authorization credentials".to_owned())
+            }
+            _ => Ok(()),
+        },
+        // `push`: the payer broadcasts the transfer and sends its hash (the other mode, `pull`, hands the signed
+        // transaction to the seller).
+        ("tempo", "charge") => match details["supportedModes"].as_array() {
+            Some(modes) if !modes.iter().any(|m| m == "push") => {
+                Err("the tempo challenge does not accept hash credentials".to_owned())
+            }
+            _ => Ok(()),
+        },
+        ("stripe", "charge") => Ok(()),
+        (method, intent) => Err(format!("MPP method {method} intent {intent} is not supported")),
     };
     Draft {
         protocol: Protocol::Mpp,
@@ -319,7 +381,11 @@ fn mpp_offer(challenge: Challenge) -> Draft {
         eip712: None,
         supported,
         max_timeout_secs: 300,
-        source: Source::Mpp { challenge: Box::new(challenge) },
+        source: match method.as_str() {
+            "tempo" => Source::Tempo { challenge: Box::new(challenge) },
+            "stripe" => Source::Stripe { challenge: Box::new(challenge) },
+            _ => Source::Mpp { challenge: Box::new(challenge) },
+        },
     }
 }
 
@@ -400,6 +466,39 @@ mod tests {
         assert_eq!(usd_micros(1, 18), Some(1));
         assert_eq!(usd_micros(10u128.pow(16), 18), Some(10_000));
         assert_eq!(usd_micros(5, 2), Some(50_000));
+    }
+
+    /// An MPP `tempo` charge for $0.01 of Tempo mainnet's pathUSD, with `supportedModes` when given.
+    fn tempo_challenge(modes: Option<&[&str]>) -> HeaderMap {
+        let mut details = serde_json::json!({"chainId": 4217});
+        if let Some(modes) = modes {
+            details["supportedModes"] = serde_json::json!(modes);
+        }
+        let request = serde_json::json!({
+            "amount": "10000", "currency": "0x20c0000000000000000000000000000000000000",
+            "recipient": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "methodDetails": details});
+        let encoded = paygate_proto::b64::url_encode(request.to_string().as_bytes());
+        let value =
+            format!(r#"Payment id="abc", realm="api.example", method="tempo", intent="charge", request="{encoded}""#);
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::WWW_AUTHENTICATE, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_tempo_charge_is_payable_by_a_hash_credential_unless_the_challenge_wants_the_transaction() {
+        let book = AssetBook::builtin();
+        for modes in [None, Some(&["push", "pull"][..]), Some(&["push"][..])] {
+            let offers = parse_offers(&tempo_challenge(modes), b"", &book).unwrap();
+            let offer = &offers[0];
+            assert!(offer.is_payable(), "{modes:?}: {:?}", offer.unpayable);
+            assert_eq!((offer.protocol, offer.scheme.as_str()), (Protocol::Mpp, "tempo/charge"));
+            assert_eq!((offer.network.as_str(), offer.symbol.as_deref()), ("eip155:4217", Some("pathUSD")));
+            assert_eq!(offer.usd_micros, Some(10_000));
+            assert!(offer.source.is_transfer());
+        }
+        let offers = parse_offers(&tempo_challenge(Some(&["pull"])), b"", &book).unwrap();
+        assert_eq!(offers[0].unpayable.as_deref(), Some("the tempo challenge does not accept hash credentials"));
     }
 
     #[test]

@@ -13,7 +13,6 @@ use alloy::sol_types::{SolCall, SolEvent};
 use paygate_chain::Chain;
 use paygate_chain::abi::Eip3009Token;
 
-use crate::offer::Protocol;
 use crate::spend::{SpendError, SpendLog, SpendRecord, SpendState};
 
 /// How old an unsigned `pending` row must be before it is taken for abandoned (a payment in flight signs
@@ -100,7 +99,7 @@ pub async fn reconcile(
             continue;
         };
         let failed = |message| ReconcileError::Chain { id: row.id, message };
-        if row.protocol == Protocol::TxHash.to_string() {
+        if row.is_transfer() {
             match transfer_outcome(chain.as_ref(), &row).await.map_err(failed)? {
                 Some(true) => {
                     let note = Some("reconciled: the transfer was mined");

@@ -92,13 +92,22 @@ pub struct SpendRecord {
     pub state: SpendState,
     /// The signer of the authorization, once signed.
     pub payer: Option<String>,
-    /// The authorization's EIP-3009 nonce, once signed; for a pay-first transfer, its transaction hash.
+    /// The authorization's EIP-3009 nonce, once signed; for a transfer (pay-first, MPP `tempo`), its
+    /// transaction hash.
     pub nonce: Option<String>,
     /// The authorization's `validBefore` (Unix seconds), once signed.
     pub valid_before: Option<i64>,
     /// The settlement's transaction hash (or receipt reference).
     pub reference: Option<String>,
     pub error: Option<String>,
+}
+
+impl SpendRecord {
+    /// Whether the row paid by a transfer the client sent (pay-first, MPP `tempo`): [`SpendLog::transfer_signed`]
+    /// records a hash and no `valid_before`, which every signed authorization has.
+    pub fn is_transfer(&self) -> bool {
+        self.payer.as_deref() != Some("card") && self.nonce.is_some() && self.valid_before.is_none()
+    }
 }
 
 /// What was spent over the last 24 hours, in micro-dollars.
@@ -250,6 +259,19 @@ impl SpendLog {
             .bind(payer)
             .bind(nonce)
             .bind(i64::try_from(valid_before).unwrap_or(i64::MAX))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Records that a pending card row presented its token, for the challenge `challenge_id` (kept where an
+    /// authorization's nonce goes; the token is not kept). `reconcile` cannot ask Stripe: such a row stays
+    /// `pending` for the owner to look up.
+    pub async fn card_presented(&self, id: i64, challenge_id: &str) -> Result<(), SpendError> {
+        sqlx::query("UPDATE spend_log SET payer = 'card', nonce = ? WHERE id = ?")
+            .bind(challenge_id)
             .bind(id)
             .execute(&self.pool)
             .await

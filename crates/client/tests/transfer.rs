@@ -1,6 +1,7 @@
-//! Pay-first offers (the `x-402-*` dialect): the client sends the ERC-20 transfer itself, records its hash
-//! before broadcasting, waits for it to be mined and for the seller's confirmations, and proves it with the
-//! hash. Against our gateway's `txhash` rail on anvil.
+//! Offers paid by a transfer the client sends itself: pay-first offers (the `x-402-*` dialect: an ERC-20
+//! transfer) and MPP `tempo` charges (a TIP-20 `transferWithMemo` bound to the challenge). The client records
+//! the hash before broadcasting, waits for it to be mined and for the seller's confirmations, and proves it with
+//! the hash. Against our gateway's `txhash` and `tempo` rails on anvil (with a TIP-20 look-alike).
 
 mod common;
 
@@ -133,4 +134,87 @@ async fn a_pending_transfer_is_reconciled_from_its_receipt() {
     let row = log.records().await.unwrap().remove(0);
     assert_eq!(row.state, SpendState::Paid);
     assert_eq!(row.reference, row.nonce, "the transfer is the reference");
+}
+
+/// An MPP `tempo` charge: one `transferWithMemo` of exactly the price, its memo bound to the challenge, proven
+/// by a `hash` credential; the receipt names the transfer and the spend log records it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tempo_charge_is_paid_by_one_transfer_bound_to_its_challenge() {
+    use alloy::primitives::U256;
+    use alloy::rpc::types::Filter;
+    use alloy::sol_types::SolEvent;
+    use paygate_client::KnownAsset;
+    use paygate_methods::tempo::{decode_memo, tip20};
+
+    let chain = paygate_testkit::Devchain::start(31337).await;
+    let token = paygate_testkit::tip20::Tip20::deploy(chain.chain.clone(), "Test Dollar", "TUSD").await;
+    token.mint(payer(), U256::from(1_000_000u64)).await;
+    let tempo = format!(
+        r#"
+        # Tempo's testnet, here served by anvil with a TIP-20 look-alike.
+        [networks.tempo-testnet]
+        chain_id = 31337
+        rpc_url = "{rpc}"
+        receipt_poll_ms = 50
+        [networks.tempo-testnet.assets.TUSD]
+        address = "{token}"
+        decimals = 6
+        [[accept]]
+        name = "tusd-tempo"
+        network = "tempo-testnet"
+        asset = "TUSD"
+        pay_to = "{pay_to}"
+        [[routes]]
+        method = "GET"
+        path = "/v1/other"
+        price = "$0.01"
+        accept = ["tusd-tempo"]
+        "#,
+        rpc = chain.rpc_url,
+        token = token.address,
+        pay_to = pay_to(),
+    );
+    let seller = Seller::around(chain, &tempo).await;
+    let tusd = KnownAsset {
+        chain_id: 31337,
+        address: token.address,
+        symbol: "TUSD".into(),
+        decimals: 6,
+        usd: true,
+        eip712: None,
+    };
+    let client = client(Policy { max_per_payment: Some(PRICE), ..Policy::default() })
+        .await
+        .with_assets(common::local_assets().with(tusd))
+        .with_chains(chains(&seller));
+    let before = token.balance(pay_to()).await;
+
+    let paid = client.send("GET", &seller.url("/v1/other"), HeaderMap::new(), None).await.expect("paid");
+    assert_eq!(paid.status, 200);
+    let payment = paid.payment.expect("a payment");
+    assert_eq!((payment.offer.protocol, payment.offer.scheme.as_str()), (Protocol::Mpp, "tempo/charge"));
+    let tx_hash = payment.reference.clone().expect("the transfer is the reference");
+    let receipt = paid.headers["payment-receipt"].to_str().expect("ascii");
+    let receipt = paygate_proto::mpp::Receipt::from_header(receipt).expect("a receipt");
+    assert_eq!((receipt.method.as_str(), receipt.reference.as_str()), ("tempo", tx_hash.as_str()));
+
+    // Exactly one transfer, of exactly the price, carrying an MPP attribution memo (the gateway accepted it, so it
+    // names this challenge: `gateway/tests/rails.rs` refuses a transfer bound to another).
+    assert_eq!(token.balance(pay_to()).await - before, U256::from(PRICE));
+    let filter = Filter::new()
+        .address(token.address)
+        .event_signature(tip20::TransferWithMemo::SIGNATURE_HASH)
+        .topic1(payer().into_word())
+        .from_block(0);
+    let logs = seller.chain.chain.logs(filter).await.expect("logs");
+    assert_eq!(logs.len(), 1, "one transfer from the payer");
+    assert_eq!(format!("{:#x}", logs[0].transaction_hash.expect("hash")), tx_hash);
+    let memo = decode_memo(&logs[0].topics()[3]).expect("an attribution memo");
+    assert_eq!(memo.client_fingerprint, None);
+
+    let rows = client.spend_log().records().await.expect("records");
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].state, rows[0].protocol.as_str()), (SpendState::Paid, "mpp"));
+    assert_eq!(rows[0].reference.as_deref(), Some(tx_hash.as_str()));
+    assert!(rows[0].is_transfer(), "{:?}", rows[0]);
 }

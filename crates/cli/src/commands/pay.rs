@@ -96,9 +96,14 @@ pub struct Args {
     #[arg(long, env = "PAYGATE_SPEND_LOG")]
     spend_log: Option<PathBuf>,
     /// A token to value as a USD stablecoin besides the built-in ones:
-    /// `CHAIN_ID:ADDRESS:DECIMALS:EIP712_NAME:EIP712_VERSION` (repeatable).
+    /// `CHAIN_ID:ADDRESS:DECIMALS:EIP712_NAME:EIP712_VERSION`, or `CHAIN_ID:ADDRESS:DECIMALS` for a token paid by
+    /// transfers only (pay-first, TIP-20 on Tempo) (repeatable).
     #[arg(long, value_name = "TOKEN")]
     usd_token: Vec<String>,
+    /// A Stripe Shared Payment Token (`spt_...`) to pay an MPP `stripe` card offer with, for this request.
+    /// Without it card offers are not paid.
+    #[arg(long, env = "PAYGATE_STRIPE_TOKEN", hide_env_values = true)]
+    stripe_token: Option<String>,
 }
 
 /// `$PAYGATE_HOME/spend.db`, else `~/.paygate/spend.db`.
@@ -126,8 +131,15 @@ pub fn usd_micros(text: &str) -> anyhow::Result<u128> {
 
 fn usd_token(text: &str) -> anyhow::Result<KnownAsset> {
     let parts: Vec<&str> = text.splitn(5, ':').collect();
-    let [chain_id, address, decimals, name, version] = parts[..] else {
-        anyhow::bail!("--usd-token {text}: expected CHAIN_ID:ADDRESS:DECIMALS:EIP712_NAME:EIP712_VERSION");
+    let (chain_id, address, decimals, eip712) = match parts[..] {
+        [chain_id, address, decimals] => (chain_id, address, decimals, None),
+        [chain_id, address, decimals, name, version] => {
+            (chain_id, address, decimals, Some((name.to_owned(), version.to_owned())))
+        }
+        _ => anyhow::bail!(
+            "--usd-token {text}: expected CHAIN_ID:ADDRESS:DECIMALS[:EIP712_NAME:EIP712_VERSION] (without the \
+             EIP-712 domain, the token is paid by transfers only)"
+        ),
     };
     Ok(KnownAsset {
         chain_id: chain_id.parse().context("--usd-token chain id")?,
@@ -135,7 +147,7 @@ fn usd_token(text: &str) -> anyhow::Result<KnownAsset> {
         symbol: "USD".into(),
         decimals: decimals.parse().context("--usd-token decimals")?,
         usd: true,
-        eip712: Some((name.to_owned(), version.to_owned())),
+        eip712,
     })
 }
 
@@ -201,6 +213,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_assets(assets)
         .with_chains(chains(&args.rpc)?)
         .with_progress(move |progress| *shown.lock().unwrap_or_else(|p| p.into_inner()) = stage_label(progress));
+    let client = match args.stripe_token.clone() {
+        Some(token) => client.with_card_token(move |_| Some(token.clone())),
+        None => client,
+    };
 
     if args.dry_run {
         let dry = match client.dry_run(&args.method, &args.url, headers, body).await {
@@ -367,5 +383,17 @@ mod tests {
         assert_eq!(usd_micros("$1").unwrap(), 1_000_000);
         assert!(usd_micros("0.0000001").is_err());
         assert!(usd_micros("abc").is_err());
+    }
+
+    #[test]
+    fn a_usd_token_with_or_without_its_eip712_domain() {
+        let address = "0x20c0000000000000000000000000000000000001";
+        let signed = usd_token(&format!("31337:{address}:6:USD Coin:2")).unwrap();
+        assert_eq!((signed.chain_id, signed.decimals), (31337, 6));
+        assert_eq!(signed.eip712, Some(("USD Coin".to_owned(), "2".to_owned())));
+        let transferred = usd_token(&format!("42431:{address}:6")).unwrap();
+        assert_eq!((transferred.chain_id, transferred.eip712), (42431, None));
+        assert!(usd_token(&format!("1:{address}:6:USD Coin")).is_err());
+        assert!(usd_token("1:not-an-address:6").is_err());
     }
 }

@@ -39,7 +39,11 @@ impl Seller {
 
     /// With `extra_accept` (more `[[accept]]` options) appended to the config.
     pub async fn start_with(extra_accept: &str) -> Seller {
-        let chain = Devchain::start(31337).await;
+        Seller::around(Devchain::start(31337).await, extra_accept).await
+    }
+
+    /// On `chain` (prepared by the test), with `extra_accept` appended to the config.
+    pub async fn around(chain: Devchain, extra_accept: &str) -> Seller {
         let upstream = Upstream::start().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let toml = format!(
