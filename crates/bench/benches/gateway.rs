@@ -94,32 +94,8 @@ async fn bench() {
         [store]
         url = "sqlite://{db}"
         {accept}
-        [networks.tempo-testnet]
-        chain_id = 31337
-        rpc_url = "{rpc}"
-        receipt_poll_ms = 20
-        [networks.tempo-testnet.assets.TUSD]
-        address = "{tip20}"
-        decimals = 6
-        [[accept]]
-        name = "tusd-tempo"
-        network = "tempo-testnet"
-        asset = "TUSD"
-        pay_to = "{pay_to}"
-        [networks.embedded]
-        chain_id = {devnet_chain_id}
-        receipt_poll_ms = 20
-        [networks.embedded.assets.USDC]
-        address = "{usdc}"
-        decimals = 6
-        eip712_name = "USD Coin"
-        eip712_version = "2"
-        [[accept]]
-        name = "usdc-devnet"
-        network = "embedded"
-        asset = "USDC"
-        pay_to = "{pay_to}"
-        {builtin}
+        {tempo}
+        {devnet}
         [[accept]]
         name = "usdc-txhash"
         rail = "txhash"
@@ -127,13 +103,7 @@ async fn bench() {
         asset = "USDC"
         pay_to = "{pay_to}"
         proof_window_secs = 3600
-        [[accept]]
-        name = "card"
-        [accept.stripe]
-        secret_key = "{stripe_key}"
-        api_base = "{stripe_url}"
-        min_amount_cents = 1
-        token_param = "payment_method"
+        {card}
 
         [[routes]]
         method = "GET"
@@ -144,7 +114,7 @@ async fn bench() {
         method = "GET"
         path = "/v1/devnet-quote"
         price = "$0.01"
-        accept = ["usdc-devnet"]
+        accept = ["usdc-embedded"]
         [[routes]]
         path = "/free"
         [[routes]]
@@ -161,14 +131,16 @@ async fn bench() {
         accept = ["card"]
         "#,
         db = dir.join("ledger.db").display(),
-        rpc = chain.rpc_url,
-        tip20 = tip20.address,
         pay_to = dev_account(9).address(),
-        stripe_key = paygate_testkit::stripe::SECRET_KEY,
-        stripe_url = stripe.url,
-        devnet_chain_id = devnet.chain_id,
-        usdc = devnet.token,
-        builtin = paygate_testkit::builtin_settlement(),
+        tempo = tip20.tempo_testnet_toml(&chain.rpc_url, dev_account(9).address()),
+        card = stripe.card_toml(),
+        devnet = paygate_testkit::usdc_toml(
+            "embedded",
+            devnet.chain_id,
+            "receipt_poll_ms = 20",
+            dev_account(9).address(),
+            &paygate_testkit::builtin_settlement()
+        ),
         accept = paygate_testkit::local_usdc_toml(
             chain.chain_id,
             &chain.rpc_url,

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use paygate_chain::devtoken::{dev_account, test_usdc_address};
-use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, server};
-use paygate_testkit::{Devchain, Upstream, UpstreamMode};
-use tower::ServiceBuilder;
+use paygate_testkit::UpstreamMode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_paygate");
 
@@ -16,13 +14,18 @@ fn pay_to() -> Address {
     dev_account(9).address()
 }
 
-/// The gateway in front of anvil and a test upstream, `/v1/quote` at one cent.
-struct Seller {
-    chain: Devchain,
-    upstream: Upstream,
-    base: String,
-    dir: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
+/// The standard seller, plus `/v1/other` at one cent settled before the upstream is asked: with a slow upstream,
+/// the money has moved while the client still waits for its answer.
+struct Seller(paygate_testkit::Seller);
+
+const SETTLED_FIRST: &str =
+    "[[routes]]\nmethod = \"GET\"\npath = \"/v1/other\"\nprice = \"$0.01\"\nsettle = \"before\"\n";
+
+impl std::ops::Deref for Seller {
+    type Target = paygate_testkit::Seller;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Seller {
@@ -32,61 +35,9 @@ impl Seller {
 
     /// With `extra` (more `[[accept]]` options and routes) appended to the config.
     async fn start_with(extra: &str) -> Seller {
-        let chain = Devchain::start(31337).await;
-        let upstream = Upstream::start().await;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let toml = format!(
-            r#"
-            [server]
-            secret = "integration-test-secret-of-at-least-32-bytes"
-
-            [upstream]
-            url = "{upstream}"
-
-            [store]
-            url = "sqlite://{db}"
-
-            {accept}
-
-            [[routes]]
-            method = "GET"
-            path = "/v1/quote"
-            price = "$0.01"
-
-            # Settled before the upstream is asked: with a slow upstream, the money has moved while the
-            # client still waits for its answer.
-            [[routes]]
-            method = "GET"
-            path = "/v1/other"
-            price = "$0.01"
-            settle = "before"
-
-            {extra}
-            "#,
-            upstream = upstream.url(),
-            db = dir.path().join("ledger.db").display(),
-            accept = paygate_testkit::local_usdc_toml(
-                chain.chain_id,
-                &chain.rpc_url,
-                "receipt_poll_ms = 50",
-                pay_to(),
-                &paygate_testkit::builtin_settlement(),
-            ),
-        );
-        let config = Config::parse(&toml, "test.toml").expect("test config parses");
-        let built = build(&config, "test.toml", BuildOptions::default()).await.expect("test config builds");
-        let proxy =
-            UpstreamProxy::new(&config.upstream.url, Duration::from_secs(5), Duration::from_secs(2)).expect("proxy");
-        let service = ServiceBuilder::new().layer(PaygateLayer::new(built.gateway.clone())).service(proxy);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let server = tokio::spawn(async move {
-            server::serve(listener, service, std::future::pending()).await.expect("gateway serves");
-        });
-        Seller { chain, upstream, base, dir, _server: server }
+        Seller(paygate_testkit::Seller::start_with(&format!("{SETTLED_FIRST}\n{extra}")).await)
     }
 
-    /// Runs `paygate` with the payer's key and this test's spend log; returns (exit code, stdout, stderr).
     async fn paygate(&self, args: &[&str]) -> (i32, String, String) {
         let output = self.command(args).output().await.expect("the paygate binary runs");
         let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("UTF-8");
@@ -316,27 +267,10 @@ async fn a_long_wait_shows_progress_on_a_terminal_and_nothing_when_piped() {
 /// unpayable (exit 6). Against localstripe, where a card PaymentMethod id stands in for the token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_offer_is_paid_with_the_stripe_token_given() {
-    use paygate_testkit::stripe::{LocalStripe, SECRET_KEY, cards};
+    use paygate_testkit::stripe::{LocalStripe, cards};
     let stripe = LocalStripe::start().await;
-    let seller = Seller::start_with(&format!(
-        r#"
-        [[accept]]
-        name = "card"
-        rail = "stripe"
-        [accept.stripe]
-        secret_key = "{SECRET_KEY}"
-        api_base = "{}"
-        min_amount_cents = 1
-        token_param = "payment_method"
-        [[routes]]
-        method = "GET"
-        path = "/free"
-        price = "$0.01"
-        accept = ["card"]
-        "#,
-        stripe.url
-    ))
-    .await;
+    let card_route = "[[routes]]\nmethod = \"GET\"\npath = \"/free\"\nprice = \"$0.01\"\naccept = [\"card\"]\n";
+    let seller = Seller::start_with(&format!("{}\n{card_route}", stripe.card_toml())).await;
     let url = format!("{}/free", seller.base);
     let without = seller.command(&["pay", "--max", "0.01", &url]).env_remove("PAYGATE_STRIPE_TOKEN").output().await;
     let without = without.expect("paygate runs");

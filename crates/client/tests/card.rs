@@ -6,28 +6,21 @@ mod common;
 
 use common::{PRICE, Seller, client};
 use paygate_client::{PayError, Policy, SpendState};
-use paygate_testkit::stripe::{LocalStripe, SECRET_KEY, cards};
+use paygate_testkit::stripe::{LocalStripe, cards};
 use reqwest::header::HeaderMap;
 
 /// A route paid only by card, one cent.
 fn card_option(stripe: &LocalStripe) -> String {
     format!(
         r#"
-        [[accept]]
-        name = "card"
-        rail = "stripe"
-        [accept.stripe]
-        secret_key = "{SECRET_KEY}"
-        api_base = "{}"
-        min_amount_cents = 1
-        token_param = "payment_method"
+        {}
         [[routes]]
         method = "GET"
         path = "/v1/other"
         price = "$0.01"
         accept = ["card"]
         "#,
-        stripe.url
+        stripe.card_toml()
     )
 }
 

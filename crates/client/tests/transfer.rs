@@ -151,28 +151,14 @@ async fn a_tempo_charge_is_paid_by_one_transfer_bound_to_its_challenge() {
     token.mint(payer(), U256::from(1_000_000u64)).await;
     let tempo = format!(
         r#"
-        # Tempo's testnet, here served by anvil with a TIP-20 look-alike.
-        [networks.tempo-testnet]
-        chain_id = 31337
-        rpc_url = "{rpc}"
-        receipt_poll_ms = 50
-        [networks.tempo-testnet.assets.TUSD]
-        address = "{token}"
-        decimals = 6
-        [[accept]]
-        name = "tusd-tempo"
-        network = "tempo-testnet"
-        asset = "TUSD"
-        pay_to = "{pay_to}"
+        {}
         [[routes]]
         method = "GET"
         path = "/v1/other"
         price = "$0.01"
         accept = ["tusd-tempo"]
         "#,
-        rpc = chain.rpc_url,
-        token = token.address,
-        pay_to = pay_to(),
+        token.tempo_testnet_toml(&chain.rpc_url, pay_to())
     );
     let seller = Seller::around(chain, &tempo).await;
     let tusd = KnownAsset {

@@ -20,7 +20,7 @@ use paygate_store::PaymentState;
 use paygate_testkit::lnd::{
     Identity, LndStandIn, MACAROON, NodeFiles, RECORDED_CREATED, RECORDED_HASH, RECORDED_PREIMAGE,
 };
-use paygate_testkit::stripe::{LocalStripe, SECRET_KEY, cards};
+use paygate_testkit::stripe::{LocalStripe, cards};
 use paygate_testkit::tip20::Tip20;
 use paygate_testkit::{Devchain, MINING, Upstream, node};
 use serde_json::{Value, json};
@@ -48,37 +48,14 @@ impl AllRails {
         let files = NodeFiles::write(MACAROON, &identity.cert_pem);
         let extra_toml = format!(
             r#"
-            # Tempo's testnet, here served by anvil with a TIP-20 look-alike.
-            [networks.tempo-testnet]
-            chain_id = 31337
-            rpc_url = "{rpc}"
-            receipt_poll_ms = 50
-            [networks.tempo-testnet.assets.TUSD]
-            address = "{tip20}"
-            decimals = 6
-
-            [[accept]]
-            name = "tusd-tempo"
-            rail = "tempo"
-            network = "tempo-testnet"
-            asset = "TUSD"
-            pay_to = "{pay_to}"
-
+            {tempo}
+            {card}
             [[accept]]
             name = "usdc-local-txhash"
             rail = "txhash"
             network = "local"
             asset = "USDC"
             pay_to = "{pay_to}"
-
-            [[accept]]
-            name = "card"
-            rail = "stripe"
-            [accept.stripe]
-            secret_key = "{stripe_key}"
-            api_base = "{stripe_url}"
-            min_amount_cents = 1
-            token_param = "payment_method"
 
             [[accept]]
             name = "lightning"
@@ -96,11 +73,9 @@ impl AllRails {
             price = "$0.01"
             accept = ["lightning"]
             "#,
-            rpc = chain.rpc_url,
-            tip20 = tip20.address,
+            tempo = tip20.tempo_testnet_toml(&chain.rpc_url, pay_to()),
+            card = stripe.card_toml(),
             pay_to = pay_to(),
-            stripe_key = SECRET_KEY,
-            stripe_url = stripe.url,
             lnd_url = lnd.url,
             macaroon = files.macaroon.display(),
             tls_cert = files.tls_cert.display(),

@@ -13,6 +13,7 @@
 //! the command that installs it, so a missing install step fails loudly instead of skipping tests.
 
 mod chain;
+mod gateway;
 pub mod lnd;
 pub mod node;
 pub mod stripe;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 pub use chain::{Devchain, MINING};
+pub use gateway::{Seller, ServedGateway};
 pub use upstream::{Upstream, UpstreamMode};
 
 /// The repository root.
@@ -77,22 +79,33 @@ pub fn local_usdc_toml(
     pay_to: alloy::primitives::Address,
     settlement: &str,
 ) -> String {
+    usdc_toml("local", chain_id, &format!("rpc_url = \"{rpc_url}\"\n{network_extra}"), pay_to, settlement)
+}
+
+/// [`local_usdc_toml`] for a network named `network` (with `network_extra` lines, its `rpc_url` among them when
+/// it has one), whose option is `usdc-<network>`.
+pub fn usdc_toml(
+    network: &str,
+    chain_id: u64,
+    network_extra: &str,
+    pay_to: alloy::primitives::Address,
+    settlement: &str,
+) -> String {
     format!(
         r#"
-[networks.local]
+[networks.{network}]
 chain_id = {chain_id}
-rpc_url = "{rpc_url}"
 {network_extra}
 
-[networks.local.assets.USDC]
+[networks.{network}.assets.USDC]
 address = "{token}"
 decimals = 6
 eip712_name = "USD Coin"
 eip712_version = "2"
 
 [[accept]]
-name = "usdc-local"
-network = "local"
+name = "usdc-{network}"
+network = "{network}"
 asset = "USDC"
 pay_to = "{pay_to}"
 {settlement}

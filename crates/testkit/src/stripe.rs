@@ -118,6 +118,24 @@ impl LocalStripe {
     }
 
     /// `POST /v1/payment_methods` `type=card` with `number` (expiry 12/2030, CVC 123): the `pm_...` id.
+    /// Config TOML for one `[[accept]]` option `card` charging through this localstripe: cent prices allowed, and
+    /// a card PaymentMethod id in place of the Shared Payment Token localstripe does not have.
+    pub fn card_toml(&self) -> String {
+        format!(
+            r#"
+[[accept]]
+name = "card"
+rail = "stripe"
+[accept.stripe]
+secret_key = "{SECRET_KEY}"
+api_base = "{}"
+min_amount_cents = 1
+token_param = "payment_method"
+"#,
+            self.url
+        )
+    }
+
     pub async fn card_payment_method(&self, number: &str) -> String {
         let body = format!(
             "type=card&card%5Bnumber%5D={number}&card%5Bexp_month%5D=12&card%5Bexp_year%5D=2030&card%5Bcvc%5D=123"

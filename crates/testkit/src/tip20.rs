@@ -156,3 +156,30 @@ impl Tip20 {
         TestTip20::balanceOfCall::abi_decode_returns(&out).expect("balanceOf returns a uint256")
     }
 }
+
+impl Tip20 {
+    /// Config TOML selling in this token as Tempo's testnet, served by the anvil at `rpc_url` (chain 31337): the
+    /// network with the token as `TUSD`, and one `[[accept]]` option `tusd-tempo` paying `pay_to`.
+    pub fn tempo_testnet_toml(&self, rpc_url: &str, pay_to: Address) -> String {
+        format!(
+            r#"
+# Tempo's testnet, here served by anvil with a TIP-20 look-alike.
+[networks.tempo-testnet]
+chain_id = 31337
+rpc_url = "{rpc_url}"
+receipt_poll_ms = 20
+[networks.tempo-testnet.assets.TUSD]
+address = "{token}"
+decimals = 6
+
+[[accept]]
+name = "tusd-tempo"
+rail = "tempo"
+network = "tempo-testnet"
+asset = "TUSD"
+pay_to = "{pay_to}"
+"#,
+            token = self.address,
+        )
+    }
+}

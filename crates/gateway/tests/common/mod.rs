@@ -4,16 +4,14 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use alloy::primitives::Address;
 use paygate_chain::devtoken::dev_account;
-use paygate_gateway::{BuildOptions, Config, Gateway, PaygateLayer, UpstreamProxy, build, cors_layer, server};
+use paygate_gateway::{BuildOptions, Gateway};
 use paygate_proto::{b64, problem::Problem};
 use paygate_store::{PaymentQuery, PaymentRecord};
-use paygate_testkit::{Devchain, ShiftedClock, Upstream};
+use paygate_testkit::{Devchain, ServedGateway, ShiftedClock, Upstream};
 use serde_json::Value;
-use tower::ServiceBuilder;
 
 /// anvil dev key 1: the payer the node clients use.
 pub const PAYER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -103,7 +101,7 @@ pub struct Harness {
     pub base: String,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
+    _served: ServedGateway,
 }
 
 impl Harness {
@@ -179,33 +177,21 @@ impl Harness {
             unknown_routes = options.unknown_routes,
             extra = options.extra_toml,
         );
-        let config = Config::parse(&toml, "test.toml").expect("test config parses");
         let clock = Arc::new(ShiftedClock::default());
         let mut build_options = BuildOptions { clock: clock.clone(), ..Default::default() };
         if chain.is_embedded() {
             build_options.chains.insert("local".to_owned(), chain.chain.clone());
         }
-        let built = build(&config, "test.toml", build_options).await.expect("test config builds");
-        let proxy =
-            UpstreamProxy::new(&config.upstream.url, Duration::from_secs(5), Duration::from_secs(2)).expect("proxy");
-        let service = ServiceBuilder::new()
-            .option_layer(cors_layer(&config.server.cors_origins))
-            .layer(PaygateLayer::new(built.gateway.clone()))
-            .service(proxy);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let server = tokio::spawn(async move {
-            server::serve(listener, service, std::future::pending()).await.expect("gateway serves");
-        });
+        let served = ServedGateway::start(&toml, build_options).await;
         Harness {
             chain,
             upstream,
-            gateway: built.gateway,
+            gateway: served.gateway.clone(),
             clock,
-            base,
+            base: served.base.clone(),
             http: reqwest::Client::new(),
             _dir: dir,
-            _server: server,
+            _served: served,
         }
     }
 
