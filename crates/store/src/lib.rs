@@ -9,8 +9,11 @@
 //! (outcome unknown, for the reconciler); `verified` → `voided` when the upstream failed and nothing was
 //! charged, after which the same proof may be claimed again.
 //!
-//! Backends: SQLite ([`SqliteStore`], embedded, the default). Both answer the same test suite.
+//! Backends: SQLite ([`SqliteStore`], embedded, the default) and PostgreSQL ([`PgStore`], shared by several
+//! gateway instances). Both answer the same test suite (`tests/ledger.rs`).
 
+mod postgres;
+mod row;
 mod sqlite;
 
 use std::fmt;
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// A ledger row id.
@@ -177,7 +181,7 @@ pub enum StoreError {
     /// The transition is not allowed from the row's current state.
     #[error("payment {id} is {actual}, not {expected}")]
     WrongState { id: PaymentId, expected: &'static str, actual: PaymentState },
-    #[error("unsupported store URL {0:?}: use sqlite://PATH or sqlite::memory:")]
+    #[error("unsupported store URL {0:?}: use sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DATABASE")]
     UnsupportedUrl(String),
 }
 
@@ -210,6 +214,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStore::open(url).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::open(url).await?));
     }
     Err(StoreError::UnsupportedUrl(url.to_owned()))
 }

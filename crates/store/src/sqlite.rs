@@ -7,11 +7,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::row::{RECORD_COLUMNS, record};
 use crate::{
     Claim, NewPayment, PaymentEvent, PaymentId, PaymentQuery, PaymentRecord, PaymentState, Store, StoreError,
     Transition, now_ms,
@@ -53,41 +52,6 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(SqliteStore { pool })
     }
-}
-
-const RECORD_COLUMNS: &str = "id, proof_key, challenge_id, state, created_at_ms, updated_at_ms, request_id, route, \
-     protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, tx_hash, \
-     upstream_status, settlement, reason";
-
-fn record(row: &SqliteRow) -> Result<PaymentRecord, StoreError> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let settlement: String = row.try_get("settlement").map_err(corrupt)?;
-    let upstream_status: Option<i64> = row.try_get("upstream_status").map_err(corrupt)?;
-    let decimals: i64 = row.try_get("decimals").map_err(corrupt)?;
-    Ok(PaymentRecord {
-        id: row.try_get("id").map_err(corrupt)?,
-        proof_key: row.try_get("proof_key").map_err(corrupt)?,
-        challenge_id: row.try_get("challenge_id").map_err(corrupt)?,
-        state: row.try_get::<String, _>("state").map_err(corrupt)?.parse()?,
-        created_at_ms: row.try_get("created_at_ms").map_err(corrupt)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(corrupt)?,
-        request_id: row.try_get("request_id").map_err(corrupt)?,
-        route: row.try_get("route").map_err(corrupt)?,
-        protocol: row.try_get("protocol").map_err(corrupt)?,
-        rail: row.try_get("rail").map_err(corrupt)?,
-        option_name: row.try_get("option_name").map_err(corrupt)?,
-        network: row.try_get("network").map_err(corrupt)?,
-        asset: row.try_get("asset").map_err(corrupt)?,
-        asset_symbol: row.try_get("asset_symbol").map_err(corrupt)?,
-        decimals: u8::try_from(decimals).map_err(|_| StoreError::Corrupt("decimals out of range".into()))?,
-        amount: row.try_get("amount").map_err(corrupt)?,
-        payer: row.try_get("payer").map_err(corrupt)?,
-        pay_to: row.try_get("pay_to").map_err(corrupt)?,
-        tx_hash: row.try_get("tx_hash").map_err(corrupt)?,
-        upstream_status: upstream_status.and_then(|s| u16::try_from(s).ok()),
-        settlement: serde_json::from_str(&settlement).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        reason: row.try_get("reason").map_err(corrupt)?,
-    })
 }
 
 async fn record_event(

@@ -1,10 +1,73 @@
 //! The ledger contract every store backend must keep: a proof and a challenge are claimed at most once, even
-//! under concurrency and across reopen; voided proofs can be claimed again; every transition is recorded.
+//! under concurrency and across reopen; voided proofs can be claimed again; every transition is recorded. Each
+//! case runs on SQLite (`<case>::sqlite`) and on PostgreSQL (`<case>::postgres`: a throwaway cluster, or
+//! `DATABASE_URL`).
 
 use std::sync::Arc;
 
-use paygate_store::{Claim, NewPayment, PaymentQuery, PaymentState, SqliteStore, Store, Transition};
+use paygate_store::{Claim, NewPayment, PaymentQuery, PaymentState, Store, Transition};
+use paygate_testkit::postgres::PgServer;
 use serde_json::json;
+
+/// A ledger database of one backend, kept until the test ends.
+enum Database {
+    Sqlite(tempfile::TempDir),
+    /// The server stays up while the test holds it.
+    Postgres {
+        _server: PgServer,
+        url: String,
+    },
+}
+
+impl Database {
+    async fn sqlite() -> Database {
+        Database::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    async fn postgres() -> Database {
+        let server = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
+        let url = server.database().await;
+        Database::Postgres { _server: server, url }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Database::Sqlite(dir) => format!("sqlite://{}", dir.path().join("ledger.db").display()),
+            Database::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// Opens (again) the store on this database.
+    async fn open(&self) -> Arc<dyn Store> {
+        paygate_store::open(&self.url()).await.expect("the store opens")
+    }
+}
+
+/// Declares each case as `<case>::sqlite` and `<case>::postgres`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$case(super::Database::sqlite().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$case(super::Database::postgres().await).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    a_proof_is_claimed_once_and_amounts_are_exact,
+    a_challenge_is_single_use_among_live_payments,
+    a_voided_proof_can_be_claimed_again,
+    transitions_check_the_current_state,
+    concurrent_claims_have_one_winner,
+    claims_survive_reopening,
+    listing_filters_and_pages,
+);
 
 fn payment(proof: &str, challenge: Option<&str>) -> NewPayment {
     NewPayment {
@@ -26,16 +89,9 @@ fn payment(proof: &str, challenge: Option<&str>) -> NewPayment {
     }
 }
 
-async fn temp_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-    Arc::new(SqliteStore::open(&url).await.expect("open sqlite"))
-}
-
 /// A proof is claimed once; the second claim sees its state; amounts survive exactly (u128::MAX here).
-#[tokio::test]
-async fn a_proof_is_claimed_once_and_amounts_are_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = temp_store(&dir).await;
+async fn a_proof_is_claimed_once_and_amounts_are_exact(db: Database) {
+    let store = db.open().await;
     let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!("first claim") };
     assert_eq!(
         store.claim(&payment("p1", Some("c2"))).await.unwrap(),
@@ -47,10 +103,8 @@ async fn a_proof_is_claimed_once_and_amounts_are_exact() {
 }
 
 /// A challenge answered by one live payment cannot be answered by another proof.
-#[tokio::test]
-async fn a_challenge_is_single_use_among_live_payments() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = temp_store(&dir).await;
+async fn a_challenge_is_single_use_among_live_payments(db: Database) {
+    let store = db.open().await;
     let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!() };
     assert!(matches!(store.claim(&payment("p2", Some("c1"))).await.unwrap(), Claim::Taken { .. }));
     // Once voided (the upstream failed), the challenge may be paid with another proof, and the voided proof
@@ -75,10 +129,8 @@ async fn a_challenge_is_single_use_among_live_payments() {
 }
 
 /// A voided proof is claimed again by the same credential, keeping one row and the full history.
-#[tokio::test]
-async fn a_voided_proof_can_be_claimed_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = temp_store(&dir).await;
+async fn a_voided_proof_can_be_claimed_again(db: Database) {
+    let store = db.open().await;
     let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!() };
     store
         .transition(
@@ -128,10 +180,8 @@ async fn a_voided_proof_can_be_claimed_again() {
 }
 
 /// Transitions from the wrong state are refused and change nothing.
-#[tokio::test]
-async fn transitions_check_the_current_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = temp_store(&dir).await;
+async fn transitions_check_the_current_state(db: Database) {
+    let store = db.open().await;
     let Claim::Claimed(id) = store.claim(&payment("p1", None)).await.unwrap() else { panic!() };
     let err = store
         .transition(
@@ -146,11 +196,9 @@ async fn transitions_check_the_current_state() {
     assert_eq!(store.payment(id).await.unwrap().unwrap().state, PaymentState::Verified);
 }
 
-/// Forty concurrent claims of one proof through separate pool connections: exactly one wins.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claims_have_one_winner() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = temp_store(&dir).await;
+/// Forty concurrent claims of one proof (through separate connections on PostgreSQL): exactly one wins.
+async fn concurrent_claims_have_one_winner(db: Database) {
+    let store = db.open().await;
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let store = store.clone();
@@ -168,22 +216,18 @@ async fn concurrent_claims_have_one_winner() {
 }
 
 /// Claims are durable: a reopened database still refuses the proof.
-#[tokio::test]
-async fn claims_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
+async fn claims_survive_reopening(db: Database) {
     {
-        let store = temp_store(&dir).await;
+        let store = db.open().await;
         assert!(matches!(store.claim(&payment("p1", Some("c1"))).await.unwrap(), Claim::Claimed(_)));
     }
-    let store = temp_store(&dir).await;
+    let store = db.open().await;
     assert!(matches!(store.claim(&payment("p1", Some("c9"))).await.unwrap(), Claim::Taken { .. }));
 }
 
 /// Listing filters by state and payer and pages newest first.
-#[tokio::test]
-async fn listing_filters_and_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = temp_store(&dir).await;
+async fn listing_filters_and_pages(db: Database) {
+    let store = db.open().await;
     for i in 0..5 {
         store.claim(&payment(&format!("p{i}"), None)).await.unwrap();
     }

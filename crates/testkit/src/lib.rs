@@ -16,6 +16,7 @@ mod chain;
 mod gateway;
 pub mod lnd;
 pub mod node;
+pub mod postgres;
 pub mod stripe;
 pub mod tip20;
 mod upstream;

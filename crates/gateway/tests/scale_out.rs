@@ -1,0 +1,79 @@
+//! Several paygate instances on one PostgreSQL ledger, as behind a load balancer: a credential sent to two
+//! instances fifty times at once is paid once (one 200, one upstream call, one transfer on chain), and a
+//! claim outlives the instances that made it.
+
+use futures_util::future::join_all;
+use paygate_chain::devtoken::dev_account;
+use paygate_store::PaymentQuery;
+use paygate_testkit::postgres::PgServer;
+use paygate_testkit::{Devchain, MINING, ServedGateway, Upstream, node};
+
+/// Both instances share the secret, realm and public URL, so they issue and accept the same challenges.
+fn config(upstream: &str, chain: &Devchain, store_url: &str) -> String {
+    format!(
+        r#"
+        [server]
+        secret = "scale-out-test-secret-of-at-least-32-bytes"
+        realm = "api.test"
+        public_url = "http://api.test"
+
+        [upstream]
+        url = "{upstream}"
+
+        [store]
+        url = "{store_url}"
+
+        {accept}
+
+        [[routes]]
+        method = "GET"
+        path = "/v1/quote"
+        price = "$0.01"
+        "#,
+        accept = paygate_testkit::local_usdc_toml(
+            chain.chain_id,
+            &chain.rpc_url,
+            "receipt_poll_ms = 50",
+            dev_account(9).address(),
+            &paygate_testkit::builtin_settlement()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_postgres_pay_a_credential_once() {
+    let postgres = tokio::task::spawn_blocking(PgServer::start).await.expect("PostgreSQL starts");
+    let store_url = postgres.database().await;
+    let chain = Devchain::start_with(31337, MINING).await;
+    let upstream = Upstream::start().await;
+    let toml = config(&upstream.url(), &chain, &store_url);
+    let (a, b) =
+        (ServedGateway::start(&toml, Default::default()).await, ServedGateway::start(&toml, Default::default()).await);
+    let (payer, seller) = (dev_account(1).address(), dev_account(9).address());
+    let before = chain.balance(seller).await;
+
+    // The official client signs against instance A; the copies go to A and B alike.
+    let (name, value) = node::sign("x402", &a.url("/v1/quote"), &[]).await;
+    let http = reqwest::Client::new();
+    let sends = (0..50).map(|i| {
+        let url = if i % 2 == 0 { a.url("/v1/quote") } else { b.url("/v1/quote") };
+        http.get(url).header(&name, &value).send()
+    });
+    let statuses: Vec<u16> =
+        join_all(sends).await.into_iter().map(|r| r.expect("an answer").status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| [200, 403, 409].contains(s)), "{statuses:?}");
+    assert_eq!(upstream.hits(), 1, "one request reached the upstream");
+    assert_eq!(chain.transfers(payer, seller).await, 1, "one transfer on chain");
+    assert_eq!(chain.balance(seller).await - before, 10_000);
+    let ledger = a.gateway.store().payments(&PaymentQuery::default()).await.expect("ledger");
+    assert_eq!(ledger.len(), 1, "one row, seen from either instance");
+
+    // Both instances stop; a new one on the same database still refuses the spent credential.
+    drop((a, b));
+    let c = ServedGateway::start(&toml, Default::default()).await;
+    let again = http.get(c.url("/v1/quote")).header(&name, &value).send().await.expect("an answer");
+    assert_eq!(again.status(), 403);
+    assert_eq!(upstream.hits(), 1);
+    assert_eq!(chain.transfers(payer, seller).await, 1);
+}
