@@ -3,8 +3,9 @@
 //! (a) the upstream directly, (b0) the same reverse proxy without the paygate layer (a diagnostic), (b) a free
 //! route through paygate, (c) 402 challenge issuance, (d) paid requests
 //! (verify + claim + proxy + settle on anvil, paid with x402 v2 credentials signed beforehand), (d') the same
-//! paid requests settled on the embedded devnet (revm in this process) instead of anvil,
-//! then the ratios (b)/(a), (c)/(b) and (d')/(d) and where (d)'s time goes; then paid requests per rail that runs
+//! paid requests settled on the embedded devnet (revm in this process) instead of anvil, (d2) on anvil with the
+//! ledger in PostgreSQL (a throwaway cluster) instead of SQLite, (d3) the same through two instances sharing it,
+//! then the ratios (b)/(a), (c)/(b), (d')/(d), (d2)/(d) and (d3)/(d2) and where (d)'s time goes; then paid requests per rail that runs
 //! locally, each on a route offering only that rail, with proofs made beforehand: (e) tx-hash proofs of ERC-20
 //! transfers on anvil, (f) MPP `tempo` hash credentials of TIP-20 transfers (a look-alike on anvil) bound to
 //! their challenges, (g) MPP `stripe` credentials charged through localstripe. Lightning is not measured: its
@@ -13,7 +14,7 @@
 //! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
 //! (paid requests, default 400), `BENCH_PAID_CONNECTIONS` (default 8), `BENCH_RAIL_PAID` (paid requests per
 //! rail in (e) to (g), default 200), `BENCH_ONLY` (`a`, `b` or `c`: run up to that scenario and stop, for
-//! profiling). Needs anvil and localstripe (`scripts/install-test-deps`).
+//! profiling). Needs anvil, localstripe and PostgreSQL (`scripts/install-test-deps`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +35,10 @@ use paygate_methods::eip3009::{SignedAuthorization, domain};
 use paygate_methods::tempo::encode_memo;
 use paygate_proto::mpp::{Credential, parse_challenge};
 use paygate_proto::x402;
-use paygate_testkit::Devchain;
+use paygate_testkit::postgres::PgServer;
 use paygate_testkit::stripe::LocalStripe;
 use paygate_testkit::tip20::Tip20;
+use paygate_testkit::{Devchain, ServedGateway};
 use serde_json::json;
 
 fn env(name: &str, default: usize) -> usize {
@@ -150,9 +152,9 @@ async fn bench() {
         ),
     );
     let config = Config::parse(&toml, "bench.toml").expect("config");
-    let mut options = BuildOptions::default();
-    options.chains.insert("embedded".to_owned(), devnet.chain.clone());
-    let built = build(&config, "bench.toml", options).await.expect("gateway");
+    let mut build_options = BuildOptions::default();
+    build_options.chains.insert("embedded".to_owned(), devnet.chain.clone());
+    let built = build(&config, "bench.toml", build_options.clone()).await.expect("gateway");
     let gateway = built.gateway.clone();
     let proxy = UpstreamProxy::new(&upstream, Duration::from_secs(10), Duration::from_secs(2)).expect("proxy");
     let service = tower::ServiceBuilder::new().layer(PaygateLayer::new(built.gateway)).service(proxy);
@@ -207,7 +209,7 @@ async fn bench() {
     }
 
     // (d): one fresh 402 per credential, signed by dev accounts 1..=8 in turn.
-    let (stats, earned) = paid_run(&chain, &format!("{base}/v1/quote"), paid, paid_connections).await;
+    let (stats, earned) = paid_run(&chain, &[format!("{base}/v1/quote")], paid, paid_connections).await;
     print_row("(d) paid, settled on anvil", &stats);
     rows.push(("(d) paid, settled on anvil", stats));
     // The phase means below are (d)'s: read them before (d') adds to them.
@@ -218,7 +220,7 @@ async fn bench() {
             (phase, if count == 0 { Duration::ZERO } else { total / count as u32 })
         })
         .collect();
-    let (stats, devnet_earned) = paid_run(&devnet, &format!("{base}/v1/devnet-quote"), paid, paid_connections).await;
+    let (stats, devnet_earned) = paid_run(&devnet, &[format!("{base}/v1/devnet-quote")], paid, paid_connections).await;
     print_row("(d') paid, settled on devnet", &stats);
     rows.push(("(d') paid, settled on devnet", stats));
     let rate = |i: usize| rows[i].1.per_second();
@@ -237,6 +239,31 @@ async fn bench() {
         "(d'): {} paid, {devnet_earned} atomic units settled to the seller (expected {})",
         rows[5].1.requests,
         rows[5].1.requests as u128 * 10_000
+    );
+    // (d2), (d3): the same paid requests with the ledger in PostgreSQL, through one instance and then through two
+    // (requests alternating; one realm and public URL, so either accepts the other's challenges; each its own
+    // settler key, as docs/operate.md says).
+    let postgres = tokio::task::spawn_blocking(PgServer::start).await.expect("PostgreSQL starts");
+    let pg_toml = toml
+        .replace(&format!("sqlite://{}", dir.join("ledger.db").display()), &postgres.database().await)
+        .replace("[server]", "[server]\n        realm = \"bench\"\n        public_url = \"http://bench\"");
+    let second_settler = pg_toml.replace(paygate_testkit::SETTLER_KEY, &dev_account(9).to_bytes().to_string());
+    let pg_a = ServedGateway::start(&pg_toml, build_options.clone()).await;
+    let pg_b = ServedGateway::start(&second_settler, build_options.clone()).await;
+    let (stats, pg_earned) = paid_run(&chain, &[pg_a.url("/v1/quote")], paid, paid_connections).await;
+    print_row("(d2) paid, PostgreSQL store", &stats);
+    rows.push(("(d2) paid, PostgreSQL store", stats));
+    let (stats, pair_earned) =
+        paid_run(&chain, &[pg_a.url("/v1/quote"), pg_b.url("/v1/quote")], paid, paid_connections).await;
+    print_row("(d3) paid, PostgreSQL, 2 instances", &stats);
+    rows.push(("(d3) paid, PostgreSQL, 2 instances", stats));
+    let rate = |i: usize| rows[i].1.per_second();
+    println!("(d2)/(d) = {:.2}  (paid throughput, PostgreSQL store over SQLite)", rate(6) / rate(4));
+    println!("(d3)/(d2) = {:.2}  (paid throughput, two instances over one, one PostgreSQL)", rate(7) / rate(6));
+    println!(
+        "(d2), (d3): {pg_earned} and {pair_earned} atomic units settled to the seller (expected {} and {})",
+        rows[6].1.requests as u128 * 10_000,
+        rows[7].1.requests as u128 * 10_000
     );
     print!("(d) mean time per phase:");
     for (phase, mean) in phases {
@@ -335,13 +362,17 @@ fn print_row(name: &str, s: &Stats) {
     println!("{name:<30} {:>10.0} {:>10} {:>10} {:>10}", s.per_second(), show(s.p50), show(s.p99), s.unexpected);
 }
 
-/// Pays `url` `n` times with credentials signed beforehand (one fresh 402 each, dev accounts 1 to 8 in turn), and
-/// returns the run's figures and what the seller earned on `chain`.
-async fn paid_run(chain: &Devchain, url: &str, n: usize, connections: usize) -> (Stats, u128) {
-    let credentials = Arc::new(sign_credentials(url, n).await);
-    let url = url.to_owned();
+/// Pays `n` times with credentials signed beforehand (one fresh 402 each from the first of `urls`, dev accounts 1
+/// to 8 in turn), request `i` sent to `urls[i % urls.len()]`; returns the run's figures and what the seller earned
+/// on `chain`.
+async fn paid_run(chain: &Devchain, urls: &[String], n: usize, connections: usize) -> (Stats, u128) {
+    let credentials = Arc::new(sign_credentials(&urls[0], n).await);
+    let urls = urls.to_vec();
     let make: paygate_bench::MakeRequest = Arc::new(move |i| {
-        Request::get(&url).header("payment-signature", &credentials[i]).body(Full::new(Bytes::new())).expect("request")
+        Request::get(&urls[i % urls.len()])
+            .header("payment-signature", &credentials[i])
+            .body(Full::new(Bytes::new()))
+            .expect("request")
     });
     let before = chain.balance(dev_account(9).address()).await;
     let stats = run(make, StatusCode::OK, connections, Duration::from_secs(600), Some(n)).await;
