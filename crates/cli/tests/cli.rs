@@ -197,7 +197,11 @@ fn check_config_accepts_a_valid_file_with_an_unreachable_chain() {
     // The routes, as configured, with what they cost.
     assert_eq!(lines.next().map(str::trim), Some("* /health free"), "{stdout}");
     assert_eq!(lines.next().map(str::trim), Some("GET /v1/quote 0.01 USDC (usdc-local)"), "{stdout}");
-    assert_eq!(lines.next(), None, "{stdout}");
+    // Then the effective configuration, as TOML that parses back to the same routes.
+    assert_eq!(lines.next(), Some(""), "{stdout}");
+    assert!(lines.next().is_some_and(|l| l.starts_with("effective configuration")), "{stdout}");
+    let effective: toml::Value = toml::from_str(&lines.collect::<Vec<_>>().join("\n")).expect("TOML");
+    assert_eq!(effective["routes"].as_array().map(Vec::len), Some(2), "{effective}");
     // The chain being down is worth a warning, not a refusal.
     assert!(stderr.contains("WARN") && stderr.contains("not reachable"), "{stderr}");
     assert!(!stderr.lines().any(|l| l.starts_with("error")), "{stderr}");

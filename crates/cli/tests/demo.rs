@@ -64,6 +64,24 @@ fn a_config_without_networks_or_options_sells_on_the_embedded_devnet() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("* /v1/quote 0.01 USDC (usdc-devnet)"), "{stdout}");
+
+    // Environment variables named after a field override it; the effective config is printed, secrets masked.
+    let output = Command::new(BIN)
+        .args(["serve", "--check-config", "--config"])
+        .arg(&path)
+        .env("PAYGATE_LOG", "warn")
+        .env("PAYGATE_SERVER_LISTEN", "0.0.0.0:9402")
+        .env("PAYGATE_STORE_URL", "sqlite::memory:")
+        .output()
+        .expect("paygate runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let effective = stdout.split("effective configuration").nth(1).expect("the effective configuration");
+    assert!(effective.contains("listen = \"0.0.0.0:9402\""), "{effective}");
+    assert!(effective.contains("url = \"sqlite::memory:\""), "{effective}");
+    assert!(effective.contains("settler_key = \"<secret>\""), "{effective}");
+    let dev_key = paygate_chain::devtoken::dev_account(0).to_bytes().to_string();
+    assert!(!stdout.contains(dev_key.trim_start_matches("0x")), "a secret was printed: {stdout}");
 }
 
 fn paygate(args: &[&str], dir: &std::path::Path) -> (bool, String) {

@@ -1,13 +1,15 @@
 //! The operator's configuration: a TOML file, read once at start.
 //!
 //! String values may reference the environment as `${NAME}` or `${NAME:-default}`; secrets (the challenge
-//! secret, settler keys) are expected to come that way and are held in [`Secret`], which never prints. Every
-//! error names the file, the field (`routes[1].price`) and what is wrong.
+//! secret, settler keys) are expected to come that way and are held in [`Secret`], which never prints. A field
+//! of `[server]`, `[upstream]`, `[store]` or `[networks.<name>]` can also be set by an environment variable named
+//! after its path (`PAYGATE_SERVER_LISTEN`, `PAYGATE_STORE_URL`, `PAYGATE_NETWORKS_BASE_SEPOLIA_RPC_URL`), which
+//! wins over the file. Every error names the file, the field (`routes[1].price`) and what is wrong.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A configuration error, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +25,13 @@ pub struct ConfigError {
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+/// Printed configs show that a secret is set, never its value.
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<secret>")
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -41,7 +50,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -60,7 +69,7 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -119,7 +128,7 @@ fn default_cors() -> Vec<String> {
 }
 
 /// Requests that match no route.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownRoutes {
     /// 404 with a problem body; the upstream never sees them.
@@ -129,7 +138,7 @@ pub enum UnknownRoutes {
     Proxy,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Base URL of the API being sold.
@@ -148,7 +157,7 @@ fn default_connect_timeout() -> u64 {
     5
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite://path` (relative paths are relative to the config file) or `sqlite::memory:`.
@@ -157,12 +166,16 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Reads only the `[store]` table of a configuration file, expanding only its environment references: what
-    /// commands that read the ledger need, without the secrets of the rest (a Stripe key, a settler key).
+    /// Reads only the `[store]` table of a configuration file (with its `PAYGATE_STORE_*` overrides), expanding
+    /// only its environment references: what commands that read the ledger need, without the secrets of the rest
+    /// (a Stripe key, a settler key).
     pub fn load(path: &Path) -> Result<StoreConfig, ConfigError> {
         let file = path.display().to_string();
         let err = |field: &str, message: String| ConfigError { file: file.clone(), field: field.into(), message };
-        let value: toml::Value = toml::from_str(&read(path)?).map_err(|e| err("(file)", e.message().to_owned()))?;
+        let mut value: toml::Value = toml::from_str(&read(path)?).map_err(|e| err("(file)", e.message().to_owned()))?;
+        let overrides: Vec<(String, String)> =
+            std::env::vars().filter(|(name, _)| name.starts_with("PAYGATE_STORE_")).collect();
+        apply_overrides(&mut value, &overrides).map_err(|(field, message)| err(&field, message))?;
         let mut store = value.get("store").cloned().unwrap_or_else(|| toml::Value::Table(Default::default()));
         expand_env(&mut store, &mut "store".to_owned(), &|name| std::env::var(name).ok())
             .map_err(|(field, message)| err(&field, message))?;
@@ -201,7 +214,7 @@ fn default_store() -> String {
     "sqlite://paygate.db".into()
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
     /// Required for networks paygate does not know.
@@ -239,7 +252,7 @@ fn default_poll_ms() -> u64 {
     500
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssetConfig {
     pub address: String,
@@ -259,7 +272,7 @@ fn yes() -> bool {
 }
 
 /// The payment rails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Rail {
     /// A signed EIP-3009 authorization (x402 `exact` and MPP `evm`).
@@ -275,7 +288,7 @@ pub enum Rail {
 }
 
 /// One way the seller accepts money.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptConfig {
     /// Name for routes, the ledger and metrics; defaults to `<asset>-<network>` (lowercase), or the rail.
@@ -322,7 +335,7 @@ pub struct AcceptConfig {
 }
 
 /// `[accept.tempo]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TempoConfig {
     /// Key that co-signs and pays the fees of pull transactions; without it payers pay their own fees.
@@ -340,7 +353,7 @@ pub struct TempoConfig {
 }
 
 /// `[accept.stripe]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StripeConfig {
     /// `sk_...`, from the environment.
@@ -364,7 +377,7 @@ pub struct StripeConfig {
 }
 
 /// `[accept.lightning]`: an LND node's REST API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LightningConfig {
     pub lnd_url: String,
@@ -411,7 +424,7 @@ fn default_facilitator_timeout() -> u64 {
     30
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SettlementKind {
     Builtin,
@@ -419,7 +432,7 @@ pub enum SettlementKind {
 }
 
 /// One route of the upstream API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// HTTP method, or absent for any.
@@ -444,7 +457,7 @@ pub struct RouteConfig {
 }
 
 /// When a route's payments are settled.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SettleTiming {
     #[default]
@@ -455,8 +468,12 @@ pub enum SettleTiming {
 impl Config {
     /// Reads, expands and parses a configuration file. Relative `sqlite://` paths and devnet state files are made
     /// relative to it.
+    /// Fields named by `PAYGATE_<TABLE>_<FIELD>` environment variables override the file's.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let mut config = Config::parse(&read(path)?, &path.display().to_string())?;
+        let overrides: Vec<(String, String)> =
+            std::env::vars().filter(|(name, _)| name.starts_with(OVERRIDE_PREFIX)).collect();
+        let env = |name: &str| std::env::var(name).ok();
+        let mut config = Config::parse_with(&read(path)?, &path.display().to_string(), &env, &overrides)?;
         config.store.resolve_relative_to(path);
         if let Some(dir) = path.parent() {
             for network in config.networks.values_mut() {
@@ -475,6 +492,17 @@ impl Config {
 
     /// Parses configuration text, looking environment references up with `env`.
     pub fn parse_with_env(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::parse_with(text, file, env, &[])
+    }
+
+    /// Parses configuration text, looking environment references up with `env`, with the fields named by
+    /// `overrides` (`PAYGATE_SERVER_LISTEN` and kin, with their values) set over the file's.
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         let err = |field: String, message: String| ConfigError { file: file.to_owned(), field, message };
         let mut value: toml::Value = toml::from_str(text).map_err(|e| {
             let message = e.message().to_owned();
@@ -487,6 +515,7 @@ impl Config {
                 .unwrap_or_else(|| "(file)".into());
             err(field, message)
         })?;
+        apply_overrides(&mut value, overrides).map_err(|(field, message)| err(field, message))?;
         expand_env(&mut value, &mut String::new(), env).map_err(|(field, message)| err(field, message))?;
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let field = e.path().to_string();
@@ -517,6 +546,53 @@ fn devnet_accept() -> AcceptConfig {
         paygate_chain::devtoken::dev_account(0).to_bytes(),
     );
     toml::from_str(&text).expect("the devnet option is valid")
+}
+
+/// The prefix of environment variables that set config fields.
+pub const OVERRIDE_PREFIX: &str = "PAYGATE_";
+
+/// `PAYGATE_SERVER_LISTEN` and kin: a field of `[server]`, `[upstream]` or `[store]`, or of `[networks.<name>]`
+/// (the name in capitals, `-` as `_`: `PAYGATE_NETWORKS_BASE_SEPOLIA_RPC_URL`). Other `PAYGATE_` variables are
+/// not config fields and are left alone. The value keeps the type of the file's value when there is one, else
+/// reads as a TOML value (`30`, `true`, `["*"]`) or, failing that, a string.
+fn apply_overrides(value: &mut toml::Value, overrides: &[(String, String)]) -> Result<(), (String, String)> {
+    let Some(root) = value.as_table_mut() else { return Ok(()) };
+    let mut networks: Vec<String> =
+        root.get("networks").and_then(toml::Value::as_table).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    networks.extend(paygate_core::registry::NETWORKS.iter().map(|n| n.name.to_owned()));
+    networks.push(DEVNET.to_owned());
+    // The longest name first, so that `BASE_SEPOLIA_` is not read as `BASE_` + `SEPOLIA_...`.
+    networks.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    for (name, raw) in overrides {
+        let Some(rest) = name.strip_prefix(OVERRIDE_PREFIX) else { continue };
+        let (tables, field): (Vec<String>, &str) =
+            if let Some(table) = ["SERVER", "UPSTREAM", "STORE"].iter().find(|t| rest.starts_with(&format!("{t}_"))) {
+                (vec![table.to_ascii_lowercase()], &rest[table.len() + 1..])
+            } else if let Some(after) = rest.strip_prefix("NETWORKS_") {
+                let upper = |n: &str| n.to_ascii_uppercase().replace('-', "_");
+                let Some(network) = networks.iter().find(|n| after.starts_with(&format!("{}_", upper(n)))) else {
+                    return Err((name.clone(), "names no network of the file or the registry".to_owned()));
+                };
+                (vec!["networks".to_owned(), network.clone()], &after[network.len() + 1..])
+            } else {
+                continue;
+            };
+        let mut table = &mut *root;
+        for key in &tables {
+            let entry = table.entry(key.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
+            table = entry.as_table_mut().ok_or_else(|| (key.clone(), "is not a table".to_owned()))?;
+        }
+        let field = field.to_ascii_lowercase();
+        let parsed = match table.get(&field) {
+            Some(toml::Value::String(_)) => toml::Value::String(raw.clone()),
+            _ => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.clone())),
+        };
+        table.insert(field, parsed);
+    }
+    Ok(())
 }
 
 /// Replaces `${NAME}` and `${NAME:-default}` in every string value; `path` tracks the field for errors.
@@ -601,6 +677,50 @@ mod tests {
         assert_eq!(store.url, format!("sqlite://{}", dir.path().join("ledger.db").display()));
         std::fs::write(&path, "[store]\nurl = \"${PAYGATE_TEST_UNSET_DB}\"\n").unwrap();
         assert_eq!(StoreConfig::load(&path).unwrap_err().field, "store.url");
+    }
+
+    #[test]
+    fn environment_variables_named_after_a_field_override_the_file() {
+        let text = "[server]\nlisten = \"127.0.0.1:8402\"\nsecret = \"12345678901234567890123456789012345\"\n\n\
+                    [upstream]\nurl = \"http://127.0.0.1:9000\"\n";
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let overrides = vars(&[
+            ("PAYGATE_SERVER_LISTEN", "0.0.0.0:9402"),
+            // A string in the file stays a string, even made of digits.
+            ("PAYGATE_SERVER_SECRET", "98765432109876543210987654321098765"),
+            ("PAYGATE_SERVER_CHALLENGE_TTL_SECS", "60"),
+            ("PAYGATE_SERVER_CORS_ORIGINS", r#"["https://app.example"]"#),
+            ("PAYGATE_STORE_URL", "postgres://paygate@db/paygate"),
+            ("PAYGATE_NETWORKS_BASE_SEPOLIA_RPC_URL", "https://sepolia.example"),
+            // Not config fields: left alone.
+            ("PAYGATE_LOG", "debug"),
+            ("PAYGATE_WALLET_KEY", "0x01"),
+        ]);
+        let config = Config::parse_with(text, "t.toml", &|_| None, &overrides).unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:9402");
+        assert_eq!(config.server.secret.as_ref().map(Secret::expose), Some("98765432109876543210987654321098765"));
+        assert_eq!(config.server.challenge_ttl_secs, 60);
+        assert_eq!(config.server.cors_origins, ["https://app.example"]);
+        assert_eq!(config.store.url, "postgres://paygate@db/paygate");
+        assert_eq!(config.networks["base-sepolia"].rpc_url.as_deref(), Some("https://sepolia.example"));
+
+        let err = Config::parse_with(text, "t.toml", &|_| None, &vars(&[("PAYGATE_SERVER_LISTN", "x")])).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+        let err = Config::parse_with(text, "t.toml", &|_| None, &vars(&[("PAYGATE_NETWORKS_MARS_RPC_URL", "x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("PAYGATE_NETWORKS_MARS_RPC_URL"), "{err}");
+    }
+
+    #[test]
+    fn a_printed_config_masks_its_secrets() {
+        let text = "[server]\nsecret = \"a-secret-of-at-least-thirty-two-bytes!!\"\n[upstream]\nurl = \"http://x\"\n";
+        let printed = toml::to_string(&Config::parse(text, "t.toml").unwrap()).unwrap();
+        assert!(printed.contains("secret = \"<secret>\""), "{printed}");
+        assert!(!printed.contains("thirty-two"), "{printed}");
+        // The devnet option a config without options gets, its settler key masked too.
+        assert!(printed.contains("settler_key = \"<secret>\""), "{printed}");
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub struct Args {
     /// The configuration file.
     #[arg(long, short, env = "PAYGATE_CONFIG")]
     config: PathBuf,
-    /// Validate the configuration, print what it sets up, and exit.
+    /// Validate the configuration, print what it sets up and the effective configuration (with the
+    /// `PAYGATE_<TABLE>_<FIELD>` environment overrides; secrets masked), and exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -66,6 +67,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let price = if offers.is_empty() { "free".to_owned() } else { offers.join(" | ") };
             println!("  {} {} {price}", configured.method.as_deref().unwrap_or("*"), configured.path);
         }
+        // What will run: the file with its environment overrides and defaults, secrets masked.
+        let effective = toml::to_string(&config).context("print the effective configuration")?;
+        println!("\neffective configuration (environment overrides applied, secrets masked):\n{effective}");
         return Ok(ExitCode::SUCCESS);
     }
     let service = ServiceBuilder::new()
