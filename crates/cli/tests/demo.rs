@@ -15,6 +15,8 @@ fn the_demo_pays_three_calls_settles_them_and_moves_exactly_the_prices() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("3 of 3 calls paid, 3 settled"), "{stdout}");
+    // The dev accounts' mnemonic is printed, so their keys can be imported anywhere.
+    assert!(stdout.contains(paygate_chain::devtoken::DEV_MNEMONIC), "{stdout}");
     // Both protocols are offered and both pay.
     assert!(stdout.contains("x402 v2 exact 0.01 USDC on eip155:402402"), "{stdout}");
     assert!(stdout.contains("mpp evm/charge 0.002 USDC on eip155:402402"), "{stdout}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use alloy::primitives::Address;
 use anyhow::Context as _;
 use paygate_chain::Chain;
-use paygate_chain::devtoken::{balance_of, dev_account, test_usdc_address};
+use paygate_chain::devtoken::{DEV_MNEMONIC, balance_of, dev_account, test_usdc_address};
 use paygate_client::{CheapestOffer, PayingClient, Policy, Progress, Protocol, SpendLog, Wallet};
 use paygate_core::money::{AtomicAmount, format_atomic};
 use paygate_gateway::{Config, PaygateLayer, UpstreamProxy, build, server};
@@ -115,6 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("sample API {api_url}");
     println!("gateway   {base}  (prices: {})", ROUTES.map(|(m, p, price)| format!("{m} {p} {price}")).join(", "));
     println!("buyer     {} (dev account 1)   seller {} (dev account 9)", buyer().address(), seller());
+    println!("accounts  dev accounts 0-9 of the mnemonic \"{DEV_MNEMONIC}\" (public: test money only)");
 
     let log = SpendLog::in_memory().await?;
     let policy = Policy { max_per_payment: Some(50_000), ..Policy::default() };

@@ -31,7 +31,12 @@ pub fn build_options(config: &Config) -> anyhow::Result<(BuildOptions, Option<Ar
     }
     let state_file = config.networks.get(DEVNET).and_then(|n| n.state_file.clone());
     let devnet = Arc::new(Devnet::new(DevnetConfig { chain_id: DEVNET_CHAIN_ID, state_file, ..Default::default() })?);
-    tracing::info!(chain_id = DEVNET_CHAIN_ID, state_file = ?devnet.state_file(), "embedded devnet started");
+    tracing::info!(
+        chain_id = DEVNET_CHAIN_ID,
+        state_file = ?devnet.state_file(),
+        mnemonic = paygate_chain::devtoken::DEV_MNEMONIC,
+        "embedded devnet started; its dev accounts 0-9 of this public mnemonic hold test USDC"
+    );
     options.chains.insert(DEVNET.to_owned(), devnet.clone());
     Ok((options, Some(devnet)))
 }
