@@ -12,7 +12,7 @@ use paygate_chain::abi::Eip3009Token;
 use paygate_chain::{Chain, TxSender, devtoken};
 use paygate_devnet::{DEFAULT_CHAIN_ID, Devnet, DevnetConfig, DevnetError};
 
-use common::{authorization, mined, transfer_with_authorization};
+use common::{authorization, mined};
 
 fn config(path: &std::path::Path) -> DevnetConfig {
     DevnetConfig { state_file: Some(path.to_owned()), ..DevnetConfig::default() }
@@ -30,7 +30,7 @@ async fn a_restart_on_the_state_file_keeps_balances_nonces_and_receipts() {
     assert!(path.exists(), "the genesis state is saved at once");
     let auth = authorization(1, payee, 777, DEFAULT_CHAIN_ID);
     let sender = TxSender::new(first.clone(), devtoken::dev_account(0));
-    let hash = sender.send(token, transfer_with_authorization(&auth)).await.unwrap();
+    let hash = sender.send(token, auth.transfer_call()).await.unwrap();
     let receipt = mined(first.as_ref(), hash).await;
     assert!(receipt.status());
     let payer_balance = devtoken::balance_of(first.as_ref(), token, payer).await.unwrap();
@@ -60,15 +60,12 @@ async fn a_restart_on_the_state_file_keeps_balances_nonces_and_receipts() {
 
     // The token's storage came back too: the authorization stays used, and the chain goes on from nonce 1.
     let replay = second.call(
-        alloy::rpc::types::TransactionRequest::default()
-            .from(settler)
-            .to(token)
-            .input(transfer_with_authorization(&auth).into()),
+        alloy::rpc::types::TransactionRequest::default().from(settler).to(token).input(auth.transfer_call().into()),
     );
     assert!(replay.await.is_err(), "the used authorization still reverts after the restart");
     let sender = TxSender::new(second.clone(), devtoken::dev_account(0));
     let again = authorization(1, payee, 1, DEFAULT_CHAIN_ID);
-    let hash = sender.send(token, transfer_with_authorization(&again)).await.unwrap();
+    let hash = sender.send(token, again.transfer_call()).await.unwrap();
     assert_eq!(mined(second.as_ref(), hash).await.block_number, Some(2));
     assert_eq!(second.pending_nonce(settler).await.unwrap(), 2);
     drop(sender);

@@ -21,7 +21,7 @@ use paygate_devnet::{DEFAULT_CHAIN_ID, Devnet, DevnetConfig};
 use paygate_methods::eip3009::{Eip3009Method, Settlement};
 use serde_json::json;
 
-use common::{authorization, mined, transfer, transfer_with_authorization};
+use common::{authorization, mined, transfer};
 
 async fn usdc(chain: &dyn Chain, index: u32) -> U256 {
     devtoken::balance_of(chain, devtoken::test_usdc_address(), devtoken::dev_account(index).address()).await.unwrap()
@@ -37,7 +37,7 @@ async fn a_transfer_with_authorization_is_mined_logged_and_cannot_be_replayed() 
     let settler_eth_before = devnet.balance(settler.address());
 
     let auth = authorization(1, payee.address(), 12_345, DEFAULT_CHAIN_ID);
-    let call = transfer_with_authorization(&auth);
+    let call = auth.transfer_call();
     let simulation = TransactionRequest::default().from(settler.address()).to(token).input(call.clone().into());
     chain.call(simulation.clone()).await.expect("the authorization simulates");
 
@@ -108,7 +108,7 @@ async fn a_transfer_with_authorization_is_mined_logged_and_cannot_be_replayed() 
 
     // ecrecover really checks: an authorization signed for another chain does not recover to the payer.
     let foreign = authorization(1, payee.address(), 1, 1);
-    let request = TransactionRequest::default().to(token).input(transfer_with_authorization(&foreign).into());
+    let request = TransactionRequest::default().to(token).input(foreign.transfer_call().into());
     match chain.call(request).await {
         Err(ChainError::Reverted { message, .. }) => {
             assert_eq!(message, "execution reverted: FiatTokenV2: invalid signature");
@@ -220,7 +220,7 @@ async fn twenty_concurrent_settlements_from_one_settler_get_distinct_nonces() {
             let payer = 1 + (i % 2) as u32;
             tokio::spawn(async move {
                 let auth = authorization(payer, payee, 100 + i, DEFAULT_CHAIN_ID);
-                let hash = sender.send(token, transfer_with_authorization(&auth)).await.expect("sent");
+                let hash = sender.send(token, auth.transfer_call()).await.expect("sent");
                 mined(chain.as_ref(), hash).await
             })
         })

@@ -12,6 +12,7 @@
 //! Backends: SQLite ([`SqliteStore`], embedded, the default) and PostgreSQL ([`PgStore`], shared by several
 //! gateway instances). Both answer the same test suite (`tests/ledger.rs`).
 
+mod ledger_sql;
 mod postgres;
 mod row;
 mod sqlite;

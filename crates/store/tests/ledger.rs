@@ -239,3 +239,16 @@ async fn listing_filters_and_pages(db: Database) {
     let settled = PaymentQuery { state: Some(PaymentState::Settled), ..Default::default() };
     assert!(store.payments(&settled).await.unwrap().is_empty());
 }
+
+/// A store URL paygate cannot use is refused by name; a server that cannot be reached is `Unavailable` (the
+/// gateway then answers 503 and charges nothing), not a hang: the connection attempt fails at once here.
+#[tokio::test]
+async fn bad_and_unreachable_store_urls_are_told_apart() {
+    use paygate_store::StoreError;
+    let err = paygate_store::open("mysql://root@localhost/ledger").await.unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err}");
+    let nowhere = tempfile::tempdir().unwrap();
+    let url = format!("postgres://postgres@localhost/ledger?host={}", nowhere.path().display());
+    let err = paygate_store::open(&url).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+}

@@ -42,24 +42,6 @@ pub fn authorization(from: u32, to: Address, value: u64, chain_id: u64) -> Signe
     SignedAuthorization { signature: signature.as_bytes().to_vec().into(), ..unsigned }
 }
 
-/// `transferWithAuthorization(from, to, value, validAfter, validBefore, nonce, v, r, s)` redeeming `auth`.
-pub fn transfer_with_authorization(auth: &SignedAuthorization) -> Bytes {
-    let sig = &auth.signature;
-    Eip3009Token::transferWithAuthorization_0Call {
-        from: auth.from,
-        to: auth.to,
-        value: auth.value,
-        validAfter: auth.valid_after,
-        validBefore: auth.valid_before,
-        nonce: auth.nonce,
-        v: if sig[64] < 27 { sig[64] + 27 } else { sig[64] },
-        r: B256::from_slice(&sig[..32]),
-        s: B256::from_slice(&sig[32..64]),
-    }
-    .abi_encode()
-    .into()
-}
-
 /// `transfer(to, value)` on the test token.
 pub fn transfer(to: Address, value: u64) -> Bytes {
     Eip3009Token::transferCall { to, value: U256::from(value) }.abi_encode().into()

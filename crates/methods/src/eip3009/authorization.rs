@@ -2,9 +2,12 @@
 //! its signer recovered.
 
 use alloy::primitives::{Address, B256, Bytes, Signature, U256, keccak256};
+use alloy::sol_types::SolCall;
 use alloy::sol_types::{Eip712Domain, SolStruct};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use paygate_chain::abi::Eip3009Token;
 
 use paygate_proto::x402::{Eip3009Authorization, ExactEvmPayload};
 
@@ -64,6 +67,41 @@ fn hex_bytes(field: &str, text: &str) -> Result<Vec<u8>, PayloadError> {
 }
 
 impl SignedAuthorization {
+    /// Calldata of `transferWithAuthorization` redeeming this authorization, in the `v,r,s` form for 65-byte
+    /// signatures.
+    pub fn transfer_call(&self) -> Bytes {
+        let auth = self;
+        if auth.signature.len() == 65 {
+            let sig = &auth.signature;
+            let v = if sig[64] < 27 { sig[64] + 27 } else { sig[64] };
+            Eip3009Token::transferWithAuthorization_0Call {
+                from: auth.from,
+                to: auth.to,
+                value: auth.value,
+                validAfter: auth.valid_after,
+                validBefore: auth.valid_before,
+                nonce: auth.nonce,
+                v,
+                r: B256::from_slice(&sig[..32]),
+                s: B256::from_slice(&sig[32..64]),
+            }
+            .abi_encode()
+            .into()
+        } else {
+            Eip3009Token::transferWithAuthorization_1Call {
+                from: auth.from,
+                to: auth.to,
+                value: auth.value,
+                validAfter: auth.valid_after,
+                validBefore: auth.valid_before,
+                nonce: auth.nonce,
+                signature: auth.signature.clone(),
+            }
+            .abi_encode()
+            .into()
+        }
+    }
+
     /// From x402's `exact` EVM payload (`{signature, authorization}`).
     pub fn from_x402(payload: &Value) -> Result<Self, PayloadError> {
         let payload: ExactEvmPayload = serde_json::from_value(payload.clone())

@@ -17,7 +17,7 @@ mod authorization;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::{Address, Bytes, U256};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::{Eip712Domain, SolCall};
 use async_trait::async_trait;
@@ -197,46 +197,13 @@ impl Eip3009Method {
         Ok(())
     }
 
-    /// Calldata of `transferWithAuthorization`, in the `v,r,s` form for 65-byte signatures.
-    fn transfer_call(auth: &SignedAuthorization) -> Bytes {
-        if auth.signature.len() == 65 {
-            let sig = &auth.signature;
-            let v = if sig[64] < 27 { sig[64] + 27 } else { sig[64] };
-            Eip3009Token::transferWithAuthorization_0Call {
-                from: auth.from,
-                to: auth.to,
-                value: auth.value,
-                validAfter: auth.valid_after,
-                validBefore: auth.valid_before,
-                nonce: auth.nonce,
-                v,
-                r: B256::from_slice(&sig[..32]),
-                s: B256::from_slice(&sig[32..64]),
-            }
-            .abi_encode()
-            .into()
-        } else {
-            Eip3009Token::transferWithAuthorization_1Call {
-                from: auth.from,
-                to: auth.to,
-                value: auth.value,
-                validAfter: auth.valid_after,
-                validBefore: auth.valid_before,
-                nonce: auth.nonce,
-                signature: auth.signature.clone(),
-            }
-            .abi_encode()
-            .into()
-        }
-    }
-
     /// Simulates the transfer; on revert, finds out why with two cheap reads.
     async fn simulate(&self, chain: &dyn Chain, auth: &SignedAuthorization) -> Result<(), Rejection> {
         let from = match &self.settlement {
             Settlement::Builtin { sender, .. } => sender.address(),
             Settlement::Facilitator(_) => Address::ZERO,
         };
-        let tx = TransactionRequest::default().from(from).to(self.token).input(Self::transfer_call(auth).into());
+        let tx = TransactionRequest::default().from(from).to(self.token).input(auth.transfer_call().into());
         match chain.call(tx).await {
             Ok(_) => Ok(()),
             Err(ChainError::Reverted { message, .. }) => Err(self.diagnose(chain, auth, &message).await),
@@ -437,7 +404,7 @@ async fn settle_builtin(
     receipt_timeout: Duration,
     poll_interval: Duration,
 ) -> SettleOutcome {
-    let hash = match sender.send(token, Eip3009Method::transfer_call(auth)).await {
+    let hash = match sender.send(token, auth.transfer_call()).await {
         Ok(hash) => hash,
         Err(SendError::WouldRevert(message)) => {
             return SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None };

@@ -1,0 +1,231 @@
+//! The one implementation of [`crate::Store`] both backends share, as a macro that each backend module expands
+//! over its own pool. The statements are the same text for SQLite and PostgreSQL: sqlx binds `$N` parameters
+//! the same way for both, `CAST($1 AS TEXT)` types a parameter that may be NULL, and `ON CONFLICT DO NOTHING
+//! RETURNING` means the same. Two things differ and are the macro's arguments: how a write transaction begins
+//! (SQLite's `BEGIN IMMEDIATE` takes the write lock up front, so claims are serialized) and what locks the row a
+//! transition reads (PostgreSQL's `FOR UPDATE`; SQLite's transaction already holds the lock).
+//!
+//! A macro rather than a function generic over `sqlx::Database`: the executor, encode and decode bounds such a
+//! function needs for every bound and read type would be longer than the code they serve.
+
+/// Expands, in the calling module, a module `ledger` with `impl Store for $store` (whose `pool` field is a pool
+/// of `$db`), its helpers, and `ledger::unavailable`, the store's error for a database failure.
+macro_rules! impl_store {
+    ($store:ident, $db:ty, begin: $begin:literal, lock_row: $lock_row:literal) => {
+        mod ledger {
+            use sqlx::Row as _;
+
+            use crate::row::{RECORD_COLUMNS, record};
+            use crate::{
+                Claim, NewPayment, PaymentEvent, PaymentId, PaymentQuery, PaymentRecord, PaymentState, StoreError,
+                Transition, now_ms,
+            };
+
+            pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
+                StoreError::Unavailable(err.to_string())
+            }
+
+            fn is_unique_violation(err: &sqlx::Error) -> bool {
+                err.as_database_error().is_some_and(|e| e.is_unique_violation())
+            }
+
+            async fn record_event(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                id: PaymentId,
+                from: Option<PaymentState>,
+                to: PaymentState,
+                reason: &str,
+                at_ms: i64,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO payment_events (payment_id, at_ms, from_state, to_state, reason) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(at_ms)
+                .bind(from.map(PaymentState::as_str))
+                .bind(to.as_str())
+                .bind(reason)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+                Ok(())
+            }
+
+            #[async_trait::async_trait]
+            impl crate::Store for super::$store {
+                async fn claim(&self, p: &NewPayment) -> Result<Claim, StoreError> {
+                    let now = now_ms();
+                    let settlement = p.settlement.to_string();
+                    let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
+                    let inserted: Option<PaymentId> = sqlx::query_scalar(
+                        "INSERT INTO payments (proof_key, challenge_id, state, created_at_ms, updated_at_ms, request_id, route, \
+                         protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, settlement) \
+                         VALUES ($1, $2, 'verified', $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                         ON CONFLICT DO NOTHING RETURNING id",
+                    )
+                    .bind(&p.proof_key)
+                    .bind(&p.challenge_id)
+                    .bind(now)
+                    .bind(&p.request_id)
+                    .bind(&p.route)
+                    .bind(&p.protocol)
+                    .bind(&p.rail)
+                    .bind(&p.option_name)
+                    .bind(&p.network)
+                    .bind(&p.asset)
+                    .bind(&p.asset_symbol)
+                    .bind(i64::from(p.decimals))
+                    .bind(p.amount.to_string())
+                    .bind(&p.payer)
+                    .bind(&p.pay_to)
+                    .bind(&settlement)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                    if let Some(id) = inserted {
+                        record_event(&mut tx, id, None, PaymentState::Verified, "claimed", now).await?;
+                        tx.commit().await.map_err(unavailable)?;
+                        return Ok(Claim::Claimed(id));
+                    }
+
+                    // The proof or the challenge is known (committed: SQLite serializes writers, PostgreSQL made the insert
+                    // wait for it). A voided proof (the upstream failed, nothing was charged) may be claimed again; anything
+                    // else is taken.
+                    let existing = sqlx::query("SELECT id, state FROM payments WHERE proof_key = $1")
+                        .bind(&p.proof_key)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    let (id, state) = match existing {
+                        Some(row) => (row.get::<i64, _>("id"), row.get::<String, _>("state").parse::<PaymentState>()?),
+                        None => {
+                            let row = sqlx::query("SELECT id, state FROM payments WHERE challenge_id = $1 AND state <> 'voided'")
+                                .bind(&p.challenge_id)
+                                .fetch_one(&mut *tx)
+                                .await
+                                .map_err(unavailable)?;
+                            return Ok(Claim::Taken { id: row.get("id"), state: row.get::<String, _>("state").parse()? });
+                        }
+                    };
+                    if state != PaymentState::Voided {
+                        return Ok(Claim::Taken { id, state });
+                    }
+                    let reclaimed = sqlx::query(
+                        "UPDATE payments SET state = 'verified', challenge_id = $1, request_id = $2, route = $3, protocol = $4, \
+                         settlement = $5, upstream_status = NULL, reason = NULL, updated_at_ms = $6 WHERE id = $7 AND state = 'voided'",
+                    )
+                    .bind(&p.challenge_id)
+                    .bind(&p.request_id)
+                    .bind(&p.route)
+                    .bind(&p.protocol)
+                    .bind(&settlement)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await;
+                    match reclaimed {
+                        Ok(done) if done.rows_affected() == 1 => {
+                            record_event(&mut tx, id, Some(PaymentState::Voided), PaymentState::Verified, "claimed again", now)
+                                .await?;
+                            tx.commit().await.map_err(unavailable)?;
+                            Ok(Claim::Claimed(id))
+                        }
+                        // Another request took it back first (PostgreSQL's row lock made this one wait and see it).
+                        Ok(_) => Ok(Claim::Taken { id, state: PaymentState::Verified }),
+                        // Its challenge was used by another live payment meanwhile.
+                        Err(e) if is_unique_violation(&e) => Ok(Claim::Taken { id, state }),
+                        Err(e) => Err(unavailable(e)),
+                    }
+                }
+
+                async fn transition(
+                    &self,
+                    id: PaymentId,
+                    from: &[PaymentState],
+                    to: PaymentState,
+                    t: Transition<'_>,
+                ) -> Result<(), StoreError> {
+                    let now = now_ms();
+                    let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
+                    let current: String = sqlx::query_scalar(concat!("SELECT state FROM payments WHERE id = $1", $lock_row))
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unavailable)?
+                        .ok_or_else(|| StoreError::Corrupt(format!("no payment {id}")))?;
+                    let current: PaymentState = current.parse()?;
+                    if !from.contains(&current) {
+                        return Err(StoreError::WrongState {
+                            id,
+                            expected: from.first().map_or("", |s| s.as_str()),
+                            actual: current,
+                        });
+                    }
+                    sqlx::query(
+                        "UPDATE payments SET state = $1, reason = $2, tx_hash = COALESCE($3, tx_hash), \
+                         upstream_status = COALESCE($4, upstream_status), updated_at_ms = $5 WHERE id = $6",
+                    )
+                    .bind(to.as_str())
+                    .bind(t.reason)
+                    .bind(t.tx_hash)
+                    .bind(t.upstream_status.map(i64::from))
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                    record_event(&mut tx, id, Some(current), to, t.reason, now).await?;
+                    tx.commit().await.map_err(unavailable)?;
+                    Ok(())
+                }
+
+                async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {
+                    let sql = format!("SELECT {RECORD_COLUMNS} FROM payments WHERE id = $1");
+                    let row =
+                        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await.map_err(unavailable)?;
+                    row.as_ref().map(record).transpose()
+                }
+
+                async fn payments(&self, q: &PaymentQuery) -> Result<Vec<PaymentRecord>, StoreError> {
+                    let sql = format!(
+                        "SELECT {RECORD_COLUMNS} FROM payments WHERE (CAST($1 AS TEXT) IS NULL OR state = $1) \
+                         AND (CAST($2 AS TEXT) IS NULL OR lower(payer) = lower($2)) \
+                         AND (CAST($3 AS TEXT) IS NULL OR route = $3) ORDER BY id DESC LIMIT $4 OFFSET $5"
+                    );
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(q.state.map(PaymentState::as_str))
+                        .bind(q.payer.as_deref())
+                        .bind(q.route.as_deref())
+                        .bind(i64::from(q.limit.unwrap_or(u32::MAX)))
+                        .bind(i64::from(q.offset.unwrap_or(0)))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                    rows.iter().map(record).collect()
+                }
+
+                async fn events(&self, id: PaymentId) -> Result<Vec<PaymentEvent>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT at_ms, from_state, to_state, reason FROM payment_events WHERE payment_id = $1 ORDER BY id",
+                    )
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(PaymentEvent {
+                                at_ms: row.get("at_ms"),
+                                from_state: row.get::<Option<String>, _>("from_state").map(|s| s.parse()).transpose()?,
+                                to_state: row.get::<String, _>("to_state").parse()?,
+                                reason: row.get("reason"),
+                            })
+                        })
+                        .collect()
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;
