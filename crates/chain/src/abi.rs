@@ -31,3 +31,52 @@ alloy::sol! {
         function mint(address to, uint256 amount) external;
     }
 }
+
+use alloy::primitives::{Address, B256, Bytes, TxHash};
+use alloy::rpc::types::{Filter, TransactionRequest};
+use alloy::sol_types::{SolCall, SolEvent};
+
+use crate::{Chain, ChainError};
+
+/// Whether an EIP-3009 authorization was used on chain, and by which transaction when its
+/// `AuthorizationUsed` log can be found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationUse {
+    Unused,
+    Used { tx: Option<TxHash> },
+}
+
+/// `authorizationState(authorizer, nonce)` of `token`: whether the authorization was used (or cancelled).
+pub async fn authorization_state(
+    chain: &dyn Chain,
+    token: Address,
+    authorizer: Address,
+    nonce: B256,
+) -> Result<bool, ChainError> {
+    let call = Eip3009Token::authorizationStateCall { authorizer, nonce }.abi_encode();
+    let out = chain.call(TransactionRequest::default().to(token).input(Bytes::from(call).into())).await?;
+    Eip3009Token::authorizationStateCall::abi_decode_returns(&out)
+        .map_err(|e| ChainError::Unavailable(format!("authorizationState answered {out}: {e}")))
+}
+
+/// Asks `token` whether `authorizer`'s authorization `nonce` was used (`authorizationState`), and if so finds
+/// the transaction through its `AuthorizationUsed` log. The chain's answer is final: a used authorization has
+/// moved the money to the recipient it names, whoever broadcast it.
+pub async fn authorization_use(
+    chain: &dyn Chain,
+    token: Address,
+    authorizer: Address,
+    nonce: B256,
+) -> Result<AuthorizationUse, ChainError> {
+    if !authorization_state(chain, token, authorizer, nonce).await? {
+        return Ok(AuthorizationUse::Unused);
+    }
+    let filter = Filter::new()
+        .address(token)
+        .event_signature(Eip3009Token::AuthorizationUsed::SIGNATURE_HASH)
+        .topic1(authorizer.into_word())
+        .topic2(nonce)
+        .from_block(0);
+    let logs = chain.logs(filter).await?;
+    Ok(AuthorizationUse::Used { tx: logs.first().and_then(|log| log.transaction_hash) })
+}

@@ -115,7 +115,9 @@ impl Chain for RpcChain {
     }
 
     async fn call(&self, tx: TransactionRequest) -> Result<Bytes, ChainError> {
-        self.provider.call(tx).await.map_err(classify)
+        // Explicitly the latest block: a node may default to `pending`, where a broadcast but unmined
+        // settlement would already count as used.
+        self.provider.call(tx).block(alloy::eips::BlockId::latest()).await.map_err(classify)
     }
 
     async fn estimate_gas(&self, tx: TransactionRequest) -> Result<u64, ChainError> {

@@ -7,11 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use alloy::primitives::{Address, B256, Bytes};
-use alloy::rpc::types::{Filter, TransactionRequest};
-use alloy::sol_types::{SolCall, SolEvent};
+use alloy::primitives::{Address, B256};
 use paygate_chain::Chain;
-use paygate_chain::abi::Eip3009Token;
+use paygate_chain::abi::{AuthorizationUse, authorization_use};
 
 use crate::spend::{SpendError, SpendLog, SpendRecord, SpendState};
 
@@ -58,23 +56,10 @@ async fn settlement(chain: &dyn Chain, row: &SpendRecord) -> Result<Option<(bool
     let payer: Address = payer.parse().map_err(|_| "payer is not an address".to_owned())?;
     let nonce: B256 = nonce.parse().map_err(|_| "nonce is not 32 bytes of hex".to_owned())?;
     let token: Address = row.asset.parse().map_err(|_| "asset is not an address".to_owned())?;
-    let call = Eip3009Token::authorizationStateCall { authorizer: payer, nonce }.abi_encode();
-    let out = chain
-        .call(TransactionRequest::default().to(token).input(Bytes::from(call).into()))
-        .await
-        .map_err(|e| e.to_string())?;
-    let used = Eip3009Token::authorizationStateCall::abi_decode_returns(&out).map_err(|e| e.to_string())?;
-    if !used {
-        return Ok(Some((false, None)));
+    match authorization_use(chain, token, payer, nonce).await.map_err(|e| e.to_string())? {
+        AuthorizationUse::Unused => Ok(Some((false, None))),
+        AuthorizationUse::Used { tx } => Ok(Some((true, tx.map(|h| h.to_string())))),
     }
-    let filter = Filter::new()
-        .address(token)
-        .event_signature(Eip3009Token::AuthorizationUsed::SIGNATURE_HASH)
-        .topic1(payer.into_word())
-        .topic2(nonce)
-        .from_block(0);
-    let logs = chain.logs(filter).await.map_err(|e| e.to_string())?;
-    Ok(Some((true, logs.first().and_then(|l| l.transaction_hash).map(|h| h.to_string()))))
 }
 
 /// Decides every `pending` row of `log` that the chains in `chains` (by chain id) can decide.

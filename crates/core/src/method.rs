@@ -107,6 +107,48 @@ pub enum SettleOutcome {
     Unknown { reason: String, reference: Option<String> },
 }
 
+/// Where a rail writes down what it is about to broadcast, before it does: the gateway records the reference
+/// (a transaction hash) in the ledger, so that after a crash the reconciler knows what to look for and never
+/// broadcasts the same payment twice.
+#[async_trait]
+pub trait SettleJournal: Send + Sync {
+    /// Records `reference` as the payment's settlement; an error means it was not recorded, and the rail must
+    /// then not broadcast.
+    async fn broadcasting(&self, reference: &str) -> Result<(), String>;
+
+    /// The node refused what [`SettleJournal::broadcasting`] recorded: nothing was broadcast, forget it.
+    async fn not_broadcast(&self);
+}
+
+/// A journal that records nothing, for settlements nobody will reconcile (tests, one-off tools).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJournal;
+
+#[async_trait]
+impl SettleJournal for NoJournal {
+    async fn broadcasting(&self, _reference: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn not_broadcast(&self) {}
+}
+
+/// What the chain or processor says of a payment whose settlement outcome the ledger does not know (it is
+/// `pending`, or a gateway died while it was `settling`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettlementStatus {
+    /// The money moved; `reference` is the transaction (empty when it cannot be found).
+    Settled { reference: String },
+    /// The money did not move and never will (the authorization expired unused, the transaction reverted).
+    Failed { reason: String },
+    /// A broadcast may still land: ask again later, do not broadcast again.
+    InFlight,
+    /// Certainly nothing was broadcast and the proof is still good: settle it now.
+    Retry,
+    /// The rail cannot tell (its processor is unreachable, or it has no way to ask).
+    Unknown { reason: String },
+}
+
 /// A payment rail bound to one [`PaymentOption`].
 #[async_trait]
 pub trait PaymentMethod: Send + Sync + Debug {
@@ -169,6 +211,24 @@ pub trait PaymentMethod: Send + Sync + Debug {
     /// Moves the money. Called at most once per claim. Rails whose payer already moved it (a tx-hash proof)
     /// answer `Settled` with its reference.
     async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome;
+
+    /// [`PaymentMethod::settle`], writing the broadcast's reference to `journal` before broadcasting. Rails that
+    /// broadcast nothing of their own keep the default.
+    async fn settle_recorded(&self, payment: &VerifiedPayment, _journal: &dyn SettleJournal) -> SettleOutcome {
+        self.settle(payment).await
+    }
+
+    /// Finds out what became of a settlement whose outcome was not recorded; `reference` is what the journal
+    /// recorded, if anything. The default cannot tell.
+    async fn settlement_status(&self, _payment: &VerifiedPayment, _reference: Option<&str>) -> SettlementStatus {
+        SettlementStatus::Unknown { reason: format!("the {} rail cannot be reconciled", self.rail()) }
+    }
+
+    /// The key [`VerifiedPayment::proof_key`] of a proof, read without IO, so that a proof the chain already
+    /// took can be found in the ledger. `None` when the proof is unreadable or the rail does not say.
+    fn proof_key(&self, _proof: Proof<'_>) -> Option<String> {
+        None
+    }
 
     /// Undoes what `verify` holds for a payment whose request failed upstream, so nothing stays reserved (a card
     /// authorization is cancelled). Most rails hold nothing.

@@ -143,7 +143,8 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         max_body_bytes: config.server.max_body_bytes,
         unknown_routes: config.server.unknown_routes,
     };
-    let gateway = Gateway::new(routes, secret, store, options.clock, settings);
+    let methods = built_options.iter().map(|o| o.method.clone()).collect();
+    let gateway = Gateway::new(routes, methods, secret, store, options.clock, settings);
     Ok(Built { gateway: Arc::new(gateway), chains: ctx.chains })
 }
 

@@ -58,6 +58,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub reconciler: ReconcilerConfig,
     /// Networks by the name options refer to: built-in ones (`base`, `base-sepolia`, `ethereum`, `polygon`,
     /// `tempo`, `tempo-testnet`, `anvil`) need no entry unless something is overridden; others need `chain_id`.
     #[serde(default)]
@@ -194,6 +196,32 @@ impl StoreConfig {
             self.url = format!("sqlite://{}", PathBuf::from(dir).join(rest).display());
         }
     }
+}
+
+/// The reconciler, which decides `pending` payments and those a stopped gateway left unfinished.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcilerConfig {
+    /// Seconds between passes (the first runs at start); 0 runs none.
+    #[serde(default = "default_reconcile_interval")]
+    pub interval_secs: u64,
+    /// Seconds a `verified` or `settling` payment must have been left alone before it is taken for abandoned
+    /// by a gateway that stopped. Keep it above the upstream timeout and the receipt timeout.
+    #[serde(default = "default_stale_after")]
+    pub stale_after_secs: u64,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig { interval_secs: default_reconcile_interval(), stale_after_secs: default_stale_after() }
+    }
+}
+
+fn default_reconcile_interval() -> u64 {
+    30
+}
+fn default_stale_after() -> u64 {
+    300
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {

@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -22,17 +22,18 @@ use tower::{Service, ServiceExt};
 use paygate_core::binding::{BindingInput, ChallengeSecret, challenge_scope, encode_request, scope_route};
 use paygate_core::clock::{Clock, parse_rfc3339, rfc3339};
 use paygate_core::digest::{body_digest, digest_matches};
-use paygate_core::method::{Proof, SettleOutcome, VerifiedPayment};
+use paygate_core::method::{PaymentMethod, Proof, SettleOutcome, VerifiedPayment};
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::mpp::{self, Receipt};
 use paygate_proto::x402;
-use paygate_store::{Claim, NewPayment, PaymentId, PaymentState, Store, Transition};
+use paygate_store::{Claim, NewPayment, PaymentId, PaymentRecord, PaymentState, Store, Transition};
 
 use crate::body::Body;
 use crate::config::{SettleTiming, UnknownRoutes};
 use crate::credential::{self, Presented};
 use crate::metrics::{Metrics, Outcome, Phase};
 use crate::offers::{self, RequestBinding, ResourceText, RouteOffer, X402_BINDING_KEY};
+use crate::reconciler::{Reconciler, settle_payment};
 use crate::routes::{RouteMatcher, canonical_path};
 
 /// One configured route.
@@ -61,6 +62,9 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct Gateway {
     routes: Vec<Route>,
+    /// Every configured payment option, also those no route offers (their payments may still need
+    /// reconciling).
+    options: Vec<Arc<dyn PaymentMethod>>,
     secret: ChallengeSecret,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -78,12 +82,22 @@ pub const SETTLEMENT_HEADER: &str = "paygate-settlement";
 impl Gateway {
     pub fn new(
         routes: Vec<Route>,
+        options: Vec<Arc<dyn PaymentMethod>>,
         secret: ChallengeSecret,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
-        Gateway { routes, secret, store, clock, settings, request_ids: RequestIds::new(), metrics: Metrics::new() }
+        Gateway {
+            routes,
+            options,
+            secret,
+            store,
+            clock,
+            settings,
+            request_ids: RequestIds::new(),
+            metrics: Metrics::new(),
+        }
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -96,6 +110,11 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// A reconciler for this gateway's payments; rows untouched for `stale_after` are taken for abandoned.
+    pub fn reconciler(&self, stale_after: Duration) -> Reconciler {
+        Reconciler::new(self.store.clone(), &self.options, stale_after)
     }
 
     /// A refusal without offers, counted.
@@ -236,7 +255,17 @@ impl Gateway {
     {
         let (offer, challenge_id, verified) = match self.bind_and_verify(ctx, &presented, &body).await {
             Ok(bound) => bound,
-            Err(rejection) => return self.refuse(ctx, Some(&rejection)).await,
+            Err(rejection) => {
+                // A proof the chain already took may be one whose response a crashed gateway never sent.
+                if rejection.kind == RejectKind::Replayed
+                    && let Ok((offer, _, proof)) = self.bind(ctx, &presented, &body)
+                    && let Some(proof_key) = offer.method.proof_key(proof)
+                    && let Some(owed) = self.owed_response(&proof_key).await
+                {
+                    return self.redeliver(ctx, &presented, offer, owed, parts, body, inner).await;
+                }
+                return self.refuse(ctx, Some(&rejection)).await;
+            }
         };
         let option = offer.method.option();
         let new = NewPayment {
@@ -261,7 +290,14 @@ impl Gateway {
         self.metrics.time(Phase::Claim, started.elapsed());
         let id = match claim {
             Ok(Claim::Claimed(id)) => id,
-            Ok(Claim::Taken { state, .. }) => return self.refuse(ctx, Some(&taken(state))).await,
+            Ok(Claim::Taken { state, .. }) => {
+                if state == PaymentState::Settled
+                    && let Some(owed) = self.owed_response(&verified.proof_key).await
+                {
+                    return self.redeliver(ctx, &presented, offer, owed, parts, body, inner).await;
+                }
+                return self.refuse(ctx, Some(&taken(state))).await;
+            }
             Err(e) => return self.refuse(ctx, Some(&store_down(&e))).await,
         };
         let paid = Paid { ctx, presented: &presented, offer, verified: &verified, id };
@@ -301,6 +337,64 @@ impl Gateway {
             return self.settlement_failed(&paid, &outcome).await;
         }
         self.deliver(&paid, response, &outcome)
+    }
+
+    /// The settled payment of `proof_key` whose response was never delivered, taken for this request.
+    async fn owed_response(&self, proof_key: &str) -> Option<PaymentRecord> {
+        match self.store.take_owed_response(proof_key).await {
+            Ok(owed) => owed,
+            Err(e) => {
+                tracing::error!(error = %e, "could not look up an owed response");
+                None
+            }
+        }
+    }
+
+    /// Serves a request whose payment was settled by the reconciler after a crash, without charging again.
+    #[allow(clippy::too_many_arguments)]
+    async fn redeliver<S>(
+        &self,
+        ctx: &PaidRequest<'_>,
+        presented: &Presented,
+        offer: &RouteOffer,
+        owed: PaymentRecord,
+        parts: Parts,
+        body: Bytes,
+        inner: S,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let verified = VerifiedPayment {
+            proof_key: owed.proof_key,
+            payer: owed.payer,
+            amount: offer.amount,
+            settlement: serde_json::Value::Null,
+        };
+        let paid = Paid { ctx, presented, offer, verified: &verified, id: owed.id };
+        let response = self.upstream(inner, Request::from_parts(parts, Body::from(body))).await;
+        let status = response.status().as_u16();
+        let (reason, still_owed) = if status >= 400 {
+            (format!("resent credential: upstream answered {status}; the response is still owed"), true)
+        } else {
+            ("resent credential: the owed response was delivered".to_owned(), false)
+        };
+        let t = Transition {
+            reason: &reason,
+            upstream_status: Some(status),
+            response_owed: Some(still_owed),
+            ..Default::default()
+        };
+        if let Err(e) = self.store.transition(owed.id, &[PaymentState::Settled], PaymentState::Settled, t).await {
+            tracing::error!(payment = owed.id, error = %e, "could not record a redelivered response");
+        }
+        if still_owed {
+            return response;
+        }
+        self.metrics.outcome(Outcome::Redelivered);
+        let reference = owed.tx_hash.unwrap_or_default();
+        self.deliver(&paid, response, &SettleOutcome::Settled { reference })
     }
 
     /// Calls the upstream, timed.
@@ -511,12 +605,22 @@ impl Gateway {
             None => "settling before the upstream".to_owned(),
         };
         let settling = Transition { reason: &reason, upstream_status, ..Default::default() };
-        if let Err(e) = self.store.transition(paid.id, from, PaymentState::Settling, settling).await {
-            // Without a record of the attempt, money must not move.
-            return Err(self.refuse(paid.ctx, Some(&store_down(&e))).await);
-        }
         let started = Instant::now();
-        let outcome = paid.offer.method.settle(paid.verified).await;
+        let settled = settle_payment(
+            self.store.as_ref(),
+            paid.offer.method.as_ref(),
+            paid.id,
+            paid.verified,
+            from,
+            settling,
+            None,
+        )
+        .await;
+        let outcome = match settled {
+            Ok(outcome) => outcome,
+            // Without a record of the attempt, money must not move: it did not.
+            Err(e) => return Err(self.refuse(paid.ctx, Some(&store_down(&e))).await),
+        };
         self.metrics.time(Phase::Settle, started.elapsed());
         let option = paid.offer.method.option();
         match &outcome {
@@ -532,19 +636,6 @@ impl Gateway {
             SettleOutcome::Unknown { .. } => self.metrics.outcome(Outcome::Pending),
             // Counted where the refusal is written.
             SettleOutcome::Failed { .. } => {}
-        }
-        let (state, reason, reference) = match &outcome {
-            SettleOutcome::Settled { reference } => {
-                (PaymentState::Settled, "settled".to_owned(), Some(reference.as_str()))
-            }
-            SettleOutcome::Failed { reason, reference } => (PaymentState::Failed, reason.clone(), reference.as_deref()),
-            SettleOutcome::Unknown { reason, reference } => {
-                (PaymentState::Pending, reason.clone(), reference.as_deref())
-            }
-        };
-        let done = Transition { reason: &reason, tx_hash: reference, ..Default::default() };
-        if let Err(e) = self.store.transition(paid.id, &[PaymentState::Settling], state, done).await {
-            tracing::error!(payment = paid.id, error = %e, ?outcome, "settled but could not record the outcome");
         }
         Ok(outcome)
     }

@@ -5,6 +5,7 @@
 //! * [`proxy`]: [`UpstreamProxy`](proxy::UpstreamProxy), the reverse proxy `paygate serve` puts behind it.
 //! * [`server`]: the HTTP server with graceful shutdown.
 //! * [`config`], [`build`] and `rails`: the operator's TOML, how it becomes a gateway, and the rail registry.
+//! * [`reconciler`]: finishes settlements a timeout or a crash left undecided.
 //! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
 
 pub mod body;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod offers;
 pub mod proxy;
 mod rails;
+pub mod reconciler;
 pub mod routes;
 pub mod server;
 

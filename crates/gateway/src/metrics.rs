@@ -41,6 +41,8 @@ pub enum Outcome {
     Voided,
     SettleFailed,
     Pending,
+    /// A payment settled after a crash, its response delivered to the resent credential.
+    Redelivered,
 }
 
 impl Outcome {
@@ -55,6 +57,7 @@ impl Outcome {
             Outcome::Voided => "voided",
             Outcome::SettleFailed => "settle_failed",
             Outcome::Pending => "pending",
+            Outcome::Redelivered => "redelivered",
         }
     }
 }

@@ -19,7 +19,9 @@ use serde_json::json;
 use paygate_chain::abi::Eip3009Token;
 use paygate_chain::{Chain, ChainError};
 use paygate_core::clock::{Clock, rfc3339};
-use paygate_core::method::{PaymentMethod, PaymentOption, Proof, SettleOutcome, TxHashProof, VerifiedPayment};
+use paygate_core::method::{
+    PaymentMethod, PaymentOption, Proof, SettleOutcome, SettlementStatus, TxHashProof, VerifiedPayment,
+};
 use paygate_core::money::{AtomicAmount, format_atomic};
 use paygate_core::reject::{RejectKind, Rejection};
 
@@ -228,6 +230,15 @@ impl PaymentMethod for TxHashMethod {
         match payment.settlement.get("tx_hash").and_then(|h| h.as_str()) {
             Some(hash) => SettleOutcome::Settled { reference: hash.to_owned() },
             None => SettleOutcome::Failed { reason: "no transaction hash recorded".into(), reference: None },
+        }
+    }
+
+    /// The payer's transfer was verified mined before the payment was claimed: it is settled.
+    async fn settlement_status(&self, payment: &VerifiedPayment, _reference: Option<&str>) -> SettlementStatus {
+        match self.settle(payment).await {
+            SettleOutcome::Settled { reference } => SettlementStatus::Settled { reference },
+            SettleOutcome::Failed { reason, .. } => SettlementStatus::Failed { reason },
+            SettleOutcome::Unknown { reason, .. } => SettlementStatus::Unknown { reason },
         }
     }
 }

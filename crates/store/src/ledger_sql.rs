@@ -163,7 +163,8 @@ macro_rules! impl_store {
                     }
                     sqlx::query(
                         "UPDATE payments SET state = $1, reason = $2, tx_hash = COALESCE($3, tx_hash), \
-                         upstream_status = COALESCE($4, upstream_status), updated_at_ms = $5 WHERE id = $6",
+                         upstream_status = COALESCE($4, upstream_status), updated_at_ms = $5, \
+                         response_owed = COALESCE($7, response_owed) WHERE id = $6",
                     )
                     .bind(to.as_str())
                     .bind(t.reason)
@@ -171,12 +172,49 @@ macro_rules! impl_store {
                     .bind(t.upstream_status.map(i64::from))
                     .bind(now)
                     .bind(id)
+                    .bind(t.response_owed.map(i64::from))
                     .execute(&mut *tx)
                     .await
                     .map_err(unavailable)?;
                     record_event(&mut tx, id, Some(current), to, t.reason, now).await?;
                     tx.commit().await.map_err(unavailable)?;
                     Ok(())
+                }
+
+                async fn record_reference(&self, id: PaymentId, reference: Option<&str>) -> Result<(), StoreError> {
+                    let done = sqlx::query(
+                        "UPDATE payments SET tx_hash = $1, updated_at_ms = $2 WHERE id = $3 AND state = 'settling'",
+                    )
+                    .bind(reference)
+                    .bind(now_ms())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    if done.rows_affected() == 1 {
+                        return Ok(());
+                    }
+                    let actual = match self.payment(id).await? {
+                        Some(row) => row.state,
+                        None => return Err(StoreError::Corrupt(format!("no payment {id}"))),
+                    };
+                    Err(StoreError::WrongState { id, expected: "settling", actual })
+                }
+
+                async fn take_owed_response(&self, proof_key: &str) -> Result<Option<PaymentRecord>, StoreError> {
+                    let taken: Option<PaymentId> = sqlx::query_scalar(
+                        "UPDATE payments SET response_owed = 0, updated_at_ms = $2 \
+                         WHERE proof_key = $1 AND state = 'settled' AND response_owed = 1 RETURNING id",
+                    )
+                    .bind(proof_key)
+                    .bind(now_ms())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    match taken {
+                        Some(id) => self.payment(id).await,
+                        None => Ok(None),
+                    }
                 }
 
                 async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {
@@ -190,7 +228,8 @@ macro_rules! impl_store {
                     let sql = format!(
                         "SELECT {RECORD_COLUMNS} FROM payments WHERE (CAST($1 AS TEXT) IS NULL OR state = $1) \
                          AND (CAST($2 AS TEXT) IS NULL OR lower(payer) = lower($2)) \
-                         AND (CAST($3 AS TEXT) IS NULL OR route = $3) ORDER BY id DESC LIMIT $4 OFFSET $5"
+                         AND (CAST($3 AS TEXT) IS NULL OR route = $3) \
+                         AND (CAST($6 AS BIGINT) IS NULL OR updated_at_ms < $6) ORDER BY id DESC LIMIT $4 OFFSET $5"
                     );
                     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(q.state.map(PaymentState::as_str))
@@ -198,6 +237,7 @@ macro_rules! impl_store {
                         .bind(q.route.as_deref())
                         .bind(i64::from(q.limit.unwrap_or(u32::MAX)))
                         .bind(i64::from(q.offset.unwrap_or(0)))
+                        .bind(q.updated_before_ms)
                         .fetch_all(&self.pool)
                         .await
                         .map_err(unavailable)?;

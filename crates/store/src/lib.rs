@@ -7,7 +7,8 @@
 //!
 //! States: `verified` (claimed, upstream not yet answered) → `settling` → `settled` | `failed` | `pending`
 //! (outcome unknown, for the reconciler); `verified` → `voided` when the upstream failed and nothing was
-//! charged, after which the same proof may be claimed again.
+//! charged, after which the same proof may be claimed again. The reconciler moves `pending` (and `settling`
+//! or `verified` rows a dead gateway left) on to `settled`, `failed` or `voided`.
 //!
 //! Backends: SQLite ([`SqliteStore`], embedded, the default) and PostgreSQL ([`PgStore`], shared by several
 //! gateway instances). Both answer the same test suite (`tests/ledger.rs`).
@@ -141,6 +142,8 @@ pub struct PaymentRecord {
     #[serde(skip)]
     pub settlement: serde_json::Value,
     pub reason: Option<String>,
+    /// Settled, but the payer never got the response: the same proof sent again is served once, uncharged.
+    pub response_owed: bool,
 }
 
 /// One recorded state change.
@@ -158,6 +161,8 @@ pub struct Transition<'a> {
     pub reason: &'a str,
     pub tx_hash: Option<&'a str>,
     pub upstream_status: Option<u16>,
+    /// Sets or clears [`PaymentRecord::response_owed`].
+    pub response_owed: Option<bool>,
 }
 
 /// A filter over the ledger, newest first.
@@ -166,6 +171,8 @@ pub struct PaymentQuery {
     pub state: Option<PaymentState>,
     pub payer: Option<String>,
     pub route: Option<String>,
+    /// Only rows last changed before this time (Unix milliseconds): work a gateway left unfinished.
+    pub updated_before_ms: Option<i64>,
     pub limit: Option<u32>,
     pub offset: Option<u32>,
 }
@@ -201,6 +208,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         transition: Transition<'_>,
     ) -> Result<(), StoreError>;
 
+    /// Records the reference (transaction hash) of a settlement about to be broadcast on a `settling` row, or
+    /// (`None`) forgets one the node refused.
+    async fn record_reference(&self, id: PaymentId, reference: Option<&str>) -> Result<(), StoreError>;
+
+    /// Takes the response a settled payment is owed ([`PaymentRecord::response_owed`]) for the request that
+    /// sent `proof_key` again: the flag is cleared atomically, so one request gets it. `None` when nothing is
+    /// owed.
+    async fn take_owed_response(&self, proof_key: &str) -> Result<Option<PaymentRecord>, StoreError>;
+
     /// One payment.
     async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError>;
 
@@ -222,6 +238,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     Err(StoreError::UnsupportedUrl(url.to_owned()))
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// The time rows are stamped with: Unix milliseconds of the system clock.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -67,6 +67,7 @@ on_both_backends!(
     concurrent_claims_have_one_winner,
     claims_survive_reopening,
     listing_filters_and_pages,
+    references_are_journaled_and_owed_responses_taken_once,
 );
 
 fn payment(proof: &str, challenge: Option<&str>) -> NewPayment {
@@ -251,4 +252,47 @@ async fn bad_and_unreachable_store_urls_are_told_apart() {
     let url = format!("postgres://postgres@localhost/ledger?host={}", nowhere.path().display());
     let err = paygate_store::open(&url).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+}
+
+/// A settlement's transaction is journaled only on a `settling` row (and forgotten when the node refused it);
+/// an owed response is taken by exactly one of many racing resends; stale rows are found by their age.
+async fn references_are_journaled_and_owed_responses_taken_once(db: Database) {
+    let store = db.open().await;
+    let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!("claim") };
+    let t = |reason| Transition { reason, ..Default::default() };
+    assert!(store.record_reference(id, Some("0xabc")).await.is_err(), "verified rows journal nothing");
+    let stale = PaymentQuery { updated_before_ms: Some(paygate_store::now_ms() + 1), ..Default::default() };
+    assert_eq!(store.payments(&stale).await.unwrap().len(), 1);
+    let fresh = PaymentQuery { updated_before_ms: Some(paygate_store::now_ms() - 60_000), ..Default::default() };
+    assert!(store.payments(&fresh).await.unwrap().is_empty());
+
+    store.transition(id, &[PaymentState::Verified], PaymentState::Settling, t("settling")).await.unwrap();
+    store.record_reference(id, Some("0xabc")).await.unwrap();
+    assert_eq!(store.payment(id).await.unwrap().unwrap().tx_hash.as_deref(), Some("0xabc"));
+    store.record_reference(id, None).await.unwrap();
+    assert_eq!(store.payment(id).await.unwrap().unwrap().tx_hash, None);
+    store.record_reference(id, Some("0xdef")).await.unwrap();
+
+    assert!(store.take_owed_response("p1").await.unwrap().is_none(), "nothing is owed while settling");
+    let settled = Transition { reason: "reconciled", response_owed: Some(true), ..Default::default() };
+    store.transition(id, &[PaymentState::Settling], PaymentState::Settled, settled).await.unwrap();
+    let row = store.payment(id).await.unwrap().unwrap();
+    assert!(row.response_owed);
+    assert_eq!(row.tx_hash.as_deref(), Some("0xdef"));
+
+    let takers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_owed_response("p1").await.unwrap() })
+        })
+        .collect();
+    let mut taken = 0;
+    for taker in takers {
+        if let Some(row) = taker.await.unwrap() {
+            assert_eq!(row.id, id);
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 1);
+    assert!(!store.payment(id).await.unwrap().unwrap().response_owed);
 }

@@ -77,6 +77,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("\neffective configuration (environment overrides applied, secrets masked):\n{effective}");
         return Ok(ExitCode::SUCCESS);
     }
+    if config.reconciler.interval_secs > 0 {
+        let reconciler = built.gateway.reconciler(Duration::from_secs(config.reconciler.stale_after_secs));
+        let interval = Duration::from_secs(config.reconciler.interval_secs);
+        tokio::spawn(async move { reconciler.run(interval, std::future::pending()).await });
+    }
     let service = ServiceBuilder::new()
         .option_layer(cors_layer(&config.server.cors_origins))
         .layer(PaygateLayer::new(built.gateway))

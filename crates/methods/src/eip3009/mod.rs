@@ -23,10 +23,13 @@ use alloy::sol_types::{Eip712Domain, SolCall};
 use async_trait::async_trait;
 use serde_json::json;
 
-use paygate_chain::abi::Eip3009Token;
+use paygate_chain::abi::{AuthorizationUse, Eip3009Token, authorization_state, authorization_use};
 use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::clock::Clock;
-use paygate_core::method::{MppTerms, PaymentMethod, PaymentOption, Proof, SettleOutcome, VerifiedPayment};
+use paygate_core::method::{
+    MppTerms, NoJournal, PaymentMethod, PaymentOption, Proof, SettleJournal, SettleOutcome, SettlementStatus,
+    VerifiedPayment,
+};
 use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::x402::{self, FacilitatorRequest};
@@ -34,6 +37,10 @@ use paygate_proto::x402::{self, FacilitatorRequest};
 pub use authorization::{SignedAuthorization, StoredAuthorization, domain, mpp_challenge_nonces};
 
 use crate::facilitator::{FacilitatorClient, FacilitatorError};
+
+/// How long after an authorization's `validBefore` the reconciler still waits for a transaction that may use
+/// it: a block's timestamp may lag the wall clock.
+const RECONCILE_EXPIRY_LEEWAY_SECS: u64 = 30;
 
 /// The x402 reference facilitators refuse authorizations that expire within 6 s: a block may take that long.
 pub const VALID_BEFORE_MARGIN_SECS: u64 = 6;
@@ -147,6 +154,11 @@ impl Eip3009Method {
         }
     }
 
+    /// The money itself: this chain, this payer, this authorization nonce.
+    fn proof_key_of(&self, auth: &SignedAuthorization) -> String {
+        format!("eip155:{}:{:#x}:{:#x}", self.chain_id, auth.from, auth.nonce)
+    }
+
     /// Everything that can be checked without IO.
     fn check_locally(&self, auth: &SignedAuthorization, amount: AtomicAmount) -> Result<(), Rejection> {
         use RejectKind::*;
@@ -214,11 +226,7 @@ impl Eip3009Method {
     async fn diagnose(&self, chain: &dyn Chain, auth: &SignedAuthorization, revert: &str) -> Rejection {
         let read =
             |data: Vec<u8>| chain.call(TransactionRequest::default().to(self.token).input(Bytes::from(data).into()));
-        let used = read(Eip3009Token::authorizationStateCall { authorizer: auth.from, nonce: auth.nonce }.abi_encode())
-            .await
-            .ok()
-            .and_then(|out| Eip3009Token::authorizationStateCall::abi_decode_returns(&out).ok());
-        if used == Some(true) {
+        if authorization_state(chain, self.token, auth.from, auth.nonce).await == Ok(true) {
             return Rejection::new(
                 RejectKind::Replayed,
                 "nonce_already_used",
@@ -354,7 +362,7 @@ impl PaymentMethod for Eip3009Method {
             }
         }
         Ok(VerifiedPayment {
-            proof_key: format!("eip155:{}:{:#x}:{:#x}", self.chain_id, auth.from, auth.nonce),
+            proof_key: self.proof_key_of(&auth),
             payer: auth.from.to_checksum(None),
             amount,
             // Plain data always serializes.
@@ -363,6 +371,10 @@ impl PaymentMethod for Eip3009Method {
     }
 
     async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome {
+        self.settle_recorded(payment, &NoJournal).await
+    }
+
+    async fn settle_recorded(&self, payment: &VerifiedPayment, journal: &dyn SettleJournal) -> SettleOutcome {
         let stored: StoredAuthorization = match serde_json::from_value(payment.settlement.clone()) {
             Ok(stored) => stored,
             Err(e) => {
@@ -375,7 +387,7 @@ impl PaymentMethod for Eip3009Method {
                     Ok(auth) => auth,
                     Err(e) => return SettleOutcome::Failed { reason: e.0, reference: None },
                 };
-                settle_builtin(sender, self.token, &auth, *receipt_timeout, *poll_interval).await
+                settle_builtin(sender, self.token, &auth, journal, *receipt_timeout, *poll_interval).await
             }
             Settlement::Facilitator(facilitator) => {
                 match facilitator.settle(&Self::facilitator_request(&stored)).await {
@@ -395,22 +407,82 @@ impl PaymentMethod for Eip3009Method {
             }
         }
     }
+
+    /// The chain decides: a used authorization has paid the seller, whoever broadcast it. An unused one is
+    /// settled again only when paygate's own settler certainly broadcast nothing for it (no reference was
+    /// journaled) and it is still valid; a journaled transaction, or a facilitator's attempt, is waited for
+    /// until the authorization has expired, then the payment has failed and nothing was charged.
+    async fn settlement_status(&self, payment: &VerifiedPayment, reference: Option<&str>) -> SettlementStatus {
+        let unknown = |reason: String| SettlementStatus::Unknown { reason };
+        let Some(chain) = &self.chain else {
+            return unknown("no RPC for the chain is configured to ask".into());
+        };
+        let auth = match serde_json::from_value::<StoredAuthorization>(payment.settlement.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|stored| SignedAuthorization::from_exact(&stored.payload).map_err(|e| e.0))
+        {
+            Ok(auth) => auth,
+            Err(e) => return SettlementStatus::Failed { reason: format!("unreadable settlement data: {e}") },
+        };
+        match authorization_use(chain.as_ref(), self.token, auth.from, auth.nonce).await {
+            Err(e) => return unknown(format!("the chain could not be asked: {e}")),
+            Ok(AuthorizationUse::Used { tx }) => {
+                let reference = tx.map(|h| h.to_string()).or(reference.map(str::to_owned)).unwrap_or_default();
+                return SettlementStatus::Settled { reference };
+            }
+            Ok(AuthorizationUse::Unused) => {}
+        }
+        let now = U256::from(self.clock.now_unix());
+        // Past validBefore (with a block's leeway) no transaction can use it any more.
+        let expired = auth.valid_before + U256::from(RECONCILE_EXPIRY_LEEWAY_SECS) < now;
+        let expired_unused = || SettlementStatus::Failed { reason: "the authorization expired unused".into() };
+        if let Some(reference) = reference {
+            let Ok(hash) = reference.parse() else {
+                return unknown(format!("the recorded reference {reference:?} is not a transaction hash"));
+            };
+            return match chain.receipt(hash).await {
+                Ok(Some(receipt)) if !receipt.status() => {
+                    SettlementStatus::Failed { reason: "the settlement transaction reverted".into() }
+                }
+                Ok(Some(_)) => unknown("the settlement transaction succeeded but the authorization is unused".into()),
+                Ok(None) if expired => expired_unused(),
+                Ok(None) => SettlementStatus::InFlight,
+                Err(e) => unknown(format!("the chain could not be asked: {e}")),
+            };
+        }
+        match &self.settlement {
+            _ if expired => expired_unused(),
+            Settlement::Builtin { .. } if auth.valid_before >= now + U256::from(VALID_BEFORE_MARGIN_SECS) => {
+                SettlementStatus::Retry
+            }
+            _ => SettlementStatus::InFlight,
+        }
+    }
+
+    fn proof_key(&self, proof: Proof<'_>) -> Option<String> {
+        self.authorization(proof).ok().map(|auth| self.proof_key_of(&auth))
+    }
 }
 
 async fn settle_builtin(
     sender: &TxSender,
     token: Address,
     auth: &SignedAuthorization,
+    journal: &dyn SettleJournal,
     receipt_timeout: Duration,
     poll_interval: Duration,
 ) -> SettleOutcome {
-    let hash = match sender.send(token, auth.transfer_call()).await {
+    let record = async |hash: alloy::primitives::TxHash| journal.broadcasting(&hash.to_string()).await;
+    let hash = match sender.send_recorded(token, auth.transfer_call(), record).await {
         Ok(hash) => hash,
         Err(SendError::WouldRevert(message)) => {
             return SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None };
         }
         // Nothing was broadcast, but the authorization is still good: the reconciler retries it.
-        Err(e @ (SendError::NotSent(_) | SendError::NotRecorded(_))) => {
+        Err(e @ SendError::NotRecorded(_)) => return SettleOutcome::Unknown { reason: e.to_string(), reference: None },
+        Err(e @ SendError::NotSent(_)) => {
+            // The node refused what was journaled (or failed before signing): there is nothing to wait for.
+            journal.not_broadcast().await;
             return SettleOutcome::Unknown { reason: e.to_string(), reference: None };
         }
         Err(SendError::Unknown { hash, reason }) => {

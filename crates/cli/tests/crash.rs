@@ -1,0 +1,251 @@
+//! The crash test: `paygate serve` is killed with SIGKILL while paid requests are settling, then restarted on
+//! the same ledger. Afterwards every payment the chain shows is in the ledger exactly once as `settled`, and no
+//! payer is charged for a request that got no response: a request cut off by the crash, sent again with the same
+//! credential, is served (by the reconciler's owed response, or as a fresh payment when nothing was charged).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256};
+use paygate_chain::abi::{AuthorizationUse, authorization_use};
+use paygate_chain::devtoken::{dev_account, test_usdc_address};
+use paygate_client::{AssetBook, KnownAsset, Protocol, Wallet, credential, parse_offers};
+use paygate_store::{PaymentQuery, PaymentState};
+use paygate_testkit::{Devchain, Upstream, local_usdc_toml};
+
+const BIN: &str = env!("CARGO_BIN_EXE_paygate");
+const PAYERS: u32 = 6;
+
+/// `paygate serve` on `config`; its address is read from its log.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+fn serve(config: &std::path::Path) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("PAYGATE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("paygate starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        let line = lines.next().expect("paygate logs that it listens").expect("log line");
+        if line.contains("paygate is listening")
+            && let Some(address) = line.split("address=").nth(1)
+        {
+            break format!("http://{}", address.split_whitespace().next().expect("address"));
+        }
+    };
+    // Keep draining the log so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Served { child, base }
+}
+
+/// One paid request of the load.
+#[derive(Debug, Clone)]
+struct Attempt {
+    header: (String, String),
+    payer: Address,
+    nonce: B256,
+    /// The status it got; `None` when the connection died with the gateway.
+    status: Option<u16>,
+}
+
+fn assets() -> AssetBook {
+    AssetBook::builtin().with(KnownAsset {
+        chain_id: 31337,
+        address: test_usdc_address(),
+        symbol: "USDC".into(),
+        decimals: 6,
+        usd: true,
+        eip712: Some(("USD Coin".into(), "2".into())),
+    })
+}
+
+/// Pays `GET /v1/quote` again and again from dev account `payer` until `stop`.
+async fn pay_in_a_loop(base: String, payer: u32, stop: Arc<AtomicBool>, attempts: Arc<Mutex<Vec<Attempt>>>) {
+    let http = reqwest::Client::new();
+    let wallet = Wallet::from_signer(dev_account(payer));
+    let url = format!("{base}/v1/quote");
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(unpaid) = http.get(&url).send().await else { return };
+        assert_eq!(unpaid.status(), 402);
+        let headers = unpaid.headers().clone();
+        let body = unpaid.bytes().await.expect("402 body");
+        let offers = parse_offers(&headers, &body, &assets()).expect("offers parse");
+        let offer = offers
+            .iter()
+            .find(|o| o.protocol == Protocol::X402 && o.x402_version == Some(2) && o.is_payable())
+            .expect("an x402 v2 offer");
+        let signed = credential(&wallet, offer).expect("signs");
+        let sent = http.get(&url).header(&signed.name, &signed.value).send().await;
+        let status = match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                // The whole body, or the gateway died while sending it.
+                response.bytes().await.ok().map(|_| status)
+            }
+            Err(_) => None,
+        };
+        attempts.lock().unwrap().push(Attempt {
+            header: (signed.name.clone(), signed.value.clone()),
+            payer: signed.payer,
+            nonce: signed.nonce,
+            status,
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_mid_settlement_loses_no_payment_and_charges_nobody_without_a_response() {
+    // Interval mining only: every settlement waits up to a second for its block, so a kill finds some
+    // broadcast and unmined, some journaled, some not yet sent.
+    let chain = Devchain::start_with(31337, &["--block-time", "1"]).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pay_to = dev_account(9).address();
+    let config = dir.path().join("paygate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+secret = "crash-test-secret-of-at-least-32-bytes!"
+challenge_ttl_secs = 120
+
+[upstream]
+url = "{upstream}"
+
+[store]
+url = "sqlite://ledger.db"
+
+[reconciler]
+interval_secs = 1
+stale_after_secs = 2
+
+{accept}
+
+[[routes]]
+method = "GET"
+path = "/v1/quote"
+price = "$0.01"
+"#,
+            upstream = upstream.url(),
+            accept = local_usdc_toml(31337, &chain.rpc_url, "", pay_to, &paygate_testkit::builtin_settlement()),
+        ),
+    )
+    .expect("write config");
+
+    let mut first = serve(&config);
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let load: Vec<_> = (1..=PAYERS)
+        .map(|payer| tokio::spawn(pay_in_a_loop(first.base.clone(), payer, stop.clone(), attempts.clone())))
+        .collect();
+    // Under load for long enough that payments settled, then killed while others settle.
+    let started = Instant::now();
+    while attempts.lock().unwrap().iter().filter(|a| a.status == Some(200)).count() < 6 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the load never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reaped");
+    for task in load {
+        task.await.expect("load task");
+    }
+    let attempts = attempts.lock().unwrap().clone();
+    let cut_off: Vec<&Attempt> = attempts.iter().filter(|a| a.status.is_none()).collect();
+    assert!(attempts.iter().all(|a| matches!(a.status, None | Some(200))), "{attempts:?}");
+    assert!(!cut_off.is_empty(), "the kill cut no request off: {attempts:?}");
+
+    // Restarted on the same ledger: its reconciler takes over what the dead one left.
+    let mut second = serve(&config);
+    let store = paygate_store::open(&format!("sqlite://{}", dir.path().join("ledger.db").display())).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let open = |state| PaymentQuery { state: Some(state), ..Default::default() };
+        let verified = store.payments(&open(PaymentState::Verified)).await.unwrap().len();
+        let settling = store.payments(&open(PaymentState::Settling)).await.unwrap().len();
+        if verified + settling == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{verified} verified, {settling} settling left");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The payers whose requests were cut off send the same credentials again.
+    let http = reqwest::Client::new();
+    let mut resent = HashMap::new();
+    for attempt in &cut_off {
+        let response = http
+            .get(format!("{}/v1/quote", second.base))
+            .header(&attempt.header.0, &attempt.header.1)
+            .send()
+            .await
+            .expect("the restarted gateway answers");
+        resent.insert(attempt.nonce, response.status().as_u16());
+    }
+    // Everything the resends settled is mined.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // Every authorization the chain used is one settled ledger row, with the transaction the chain names;
+    // and it paid for a request that got its 200.
+    let ledger = store.payments(&PaymentQuery::default()).await.unwrap();
+    let mut used = 0;
+    for attempt in &attempts {
+        let proof_key = format!("eip155:31337:{:#x}:{:#x}", attempt.payer, attempt.nonce);
+        let rows: Vec<_> = ledger.iter().filter(|row| row.proof_key == proof_key).collect();
+        let on_chain =
+            authorization_use(chain.chain.as_ref(), chain.token, attempt.payer, attempt.nonce).await.unwrap();
+        match on_chain {
+            AuthorizationUse::Used { tx } => {
+                used += 1;
+                assert_eq!(rows.len(), 1, "{proof_key}: {rows:?}");
+                assert_eq!(rows[0].state, PaymentState::Settled, "{:?}", rows[0]);
+                assert_eq!(rows[0].tx_hash, tx.map(|h| h.to_string()), "{:?}", rows[0]);
+                assert!(!rows[0].response_owed, "a response is still owed: {:?}", rows[0]);
+                let answered = attempt.status == Some(200) || resent.get(&attempt.nonce) == Some(&200);
+                assert!(answered, "charged without a response: {attempt:?}, resent {:?}", resent.get(&attempt.nonce));
+            }
+            AuthorizationUse::Unused => {
+                assert!(rows.iter().all(|row| row.state != PaymentState::Settled), "{proof_key}: {rows:?}");
+            }
+        }
+    }
+    let redelivered = ledger
+        .iter()
+        .filter(|row| row.reason.as_deref() == Some("resent credential: the owed response was delivered"))
+        .count();
+    eprintln!(
+        "{} paid requests, {} cut off by the kill; {used} charged; {redelivered} owed responses redelivered",
+        attempts.len(),
+        cut_off.len()
+    );
+    // No transfer the ledger does not know.
+    let transfers: usize = transfers_to(&chain, pay_to).await;
+    assert_eq!(transfers, used);
+    assert_eq!(ledger.iter().filter(|row| row.state == PaymentState::Settled).count(), used);
+    second.child.kill().expect("stop");
+    second.child.wait().expect("reaped");
+}
+
+/// Transfers into `pay_to` from every payer.
+async fn transfers_to(chain: &Devchain, pay_to: Address) -> usize {
+    let mut total = 0;
+    for payer in 1..=PAYERS {
+        total += chain.transfers(dev_account(payer).address(), pay_to).await;
+    }
+    total
+}
