@@ -207,3 +207,10 @@ fn check_config_accepts_a_valid_file_with_an_unreachable_chain() {
     assert!(!stderr.lines().any(|l| l.starts_with("error")), "{stderr}");
     assert!(!stderr.contains('\x1b'), "{stderr:?}");
 }
+
+#[test]
+fn an_admin_listener_without_a_long_token_is_refused() {
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    refused(&format!("{UPSTREAM}\n{admin}"), "admin.token", &["needs a token", "PAYGATE_ADMIN_TOKEN"]);
+    refused(&format!("{UPSTREAM}\n{admin}token = \"short\"\n"), "admin.token", &["at least 16 characters"]);
+}

@@ -60,6 +60,8 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub reconciler: ReconcilerConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Networks by the name options refer to: built-in ones (`base`, `base-sepolia`, `ethereum`, `polygon`,
     /// `tempo`, `tempo-testnet`, `anvil`) need no entry unless something is overridden; others need `chain_id`.
     #[serde(default)]
@@ -194,6 +196,38 @@ impl StoreConfig {
             && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         {
             self.url = format!("sqlite://{}", PathBuf::from(dir).join(rest).display());
+        }
+    }
+}
+
+/// The admin listener: `/metrics`, `/health` and the admin API.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener (`127.0.0.1:9402`); none when absent. Keep it off the public network.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Bearer token of `/api/*`, at least 16 characters; write `"${PAYGATE_ADMIN_TOKEN}"`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN: usize = 16;
+
+impl AdminConfig {
+    /// The token, when the listener is on; errors name the field for `file`.
+    pub fn checked_token(&self, file: &str) -> Result<Option<&str>, ConfigError> {
+        if self.listen.is_none() {
+            return Ok(None);
+        }
+        let err = |message: String| ConfigError { file: file.to_owned(), field: "admin.token".into(), message };
+        match &self.token {
+            None => Err(err("the admin listener needs a token: token = \"${PAYGATE_ADMIN_TOKEN}\"".into())),
+            Some(token) if token.expose().len() < MIN_ADMIN_TOKEN => {
+                Err(err(format!("must be at least {MIN_ADMIN_TOKEN} characters")))
+            }
+            Some(token) => Ok(Some(token.expose())),
         }
     }
 }

@@ -5,9 +5,11 @@
 //! * [`proxy`]: [`UpstreamProxy`](proxy::UpstreamProxy), the reverse proxy `paygate serve` puts behind it.
 //! * [`server`]: the HTTP server with graceful shutdown.
 //! * [`config`], [`build`] and `rails`: the operator's TOML, how it becomes a gateway, and the rail registry.
+//! * [`admin`]: the admin listener's metrics, health and admin API.
 //! * [`reconciler`]: finishes settlements a timeout or a crash left undecided.
 //! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
 
+pub mod admin;
 pub mod body;
 pub mod build;
 pub mod config;

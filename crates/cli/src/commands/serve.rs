@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use paygate_core::registry::DEVNET_CHAIN_ID;
 use paygate_devnet::{Devnet, DevnetConfig};
+use paygate_gateway::admin::Admin;
 use paygate_gateway::config::DEVNET;
 use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, cors_layer, server};
 use tower::ServiceBuilder;
@@ -44,6 +45,7 @@ pub fn build_options(config: &Config) -> anyhow::Result<(BuildOptions, Option<Ar
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let file = args.config.display().to_string();
     let config = Config::load(&args.config)?;
+    let admin_token = config.admin.checked_token(&file)?.map(str::to_owned);
     let (options, _devnet) = build_options(&config)?;
     let built = build(&config, &file, options).await?;
     let proxy = UpstreamProxy::new(
@@ -76,6 +78,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let effective = toml::to_string(&config).context("print the effective configuration")?;
         println!("\neffective configuration (environment overrides applied, secrets masked):\n{effective}");
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(token) = admin_token {
+        let listen = config.admin.listen.as_deref().unwrap_or_default();
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("{file}: admin.listen: cannot listen on {listen}"))?;
+        tracing::info!(address = %listener.local_addr()?, "admin listener (/metrics, /health, /api)");
+        let admin = Admin { gateway: built.gateway.clone(), chains: built.chains.clone(), token };
+        let router = paygate_gateway::admin::router(Arc::new(admin));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await {
+                tracing::error!(error = %e, "the admin listener stopped");
+            }
+        });
     }
     if config.reconciler.interval_secs > 0 {
         let reconciler = built.gateway.reconciler(Duration::from_secs(config.reconciler.stale_after_secs));
