@@ -30,6 +30,8 @@ enum Command {
     Init(commands::init::Args),
     /// Run the gateway: a reverse proxy that charges for the configured routes.
     Serve(commands::serve::Args),
+    /// Run a self-hosted x402 facilitator (`/verify`, `/settle`, `/supported`) for many gateways.
+    Facilitator(commands::facilitator::Args),
     /// List the payments in the ledger.
     Ledger(commands::ledger::Args),
     /// Send an HTTP request and pay its 402 from the local wallet, within limits.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Init(args) => commands::init::run(args),
             Command::Serve(args) => commands::serve::run(args).await,
+            Command::Facilitator(args) => commands::facilitator::run(args).await,
             Command::Ledger(args) => commands::ledger::run(args).await,
             Command::Pay(args) => commands::pay::run(*args).await,
             Command::Spend(args) => commands::spend::run(args).await,

@@ -214,3 +214,21 @@ fn an_admin_listener_without_a_long_token_is_refused() {
     refused(&format!("{UPSTREAM}\n{admin}"), "admin.token", &["needs a token", "PAYGATE_ADMIN_TOKEN"]);
     refused(&format!("{UPSTREAM}\n{admin}token = \"short\"\n"), "admin.token", &["at least 16 characters"]);
 }
+
+#[test]
+fn a_facilitator_config_names_its_faults() {
+    let run = |toml: &str| {
+        let (_dir, path) = write_config(toml);
+        let output = paygate(&["facilitator", "--config", &path.display().to_string()]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+        text(&output.stderr)
+    };
+    let stderr = run("[facilitator]\nnetworks = [\"base-sepolia\"]\n");
+    assert!(stderr.contains("missing field `settler_key`"), "{stderr}");
+    let key = paygate_testkit::SETTLER_KEY;
+    let stderr = run(&format!("[facilitator]\nsettler_key = \"{key}\"\nnetworks = [\"mars\"]\n"));
+    assert!(stderr.contains("networks.mars.chain_id"), "{stderr}");
+    let stderr = run("[facilitator]\nsettler_key = \"0x12\"\nnetworks = [\"base-sepolia\"]\n");
+    assert!(stderr.contains("facilitator.settler_key: not a hex private key"), "{stderr}");
+    assert!(!stderr.contains("0x12"), "the key is not echoed: {stderr}");
+}

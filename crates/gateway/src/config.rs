@@ -532,8 +532,11 @@ impl Config {
     /// relative to it.
     /// Fields named by `PAYGATE_<TABLE>_<FIELD>` environment variables override the file's.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let overrides: Vec<(String, String)> =
-            std::env::vars().filter(|(name, _)| name.starts_with(OVERRIDE_PREFIX)).collect();
+        // `PAYGATE_FACILITATOR_...` is `paygate facilitator`'s, which may share the environment.
+        let facilitator = format!("{OVERRIDE_PREFIX}FACILITATOR_");
+        let overrides: Vec<(String, String)> = std::env::vars()
+            .filter(|(name, _)| name.starts_with(OVERRIDE_PREFIX) && !name.starts_with(&facilitator))
+            .collect();
         let env = |name: &str| std::env::var(name).ok();
         let mut config = Config::parse_with(&read(path)?, &path.display().to_string(), &env, &overrides)?;
         config.store.resolve_relative_to(path);
@@ -565,24 +568,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let err = |field: String, message: String| ConfigError { file: file.to_owned(), field, message };
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_owned();
-            let field = e
-                .span()
-                .map(|span| {
-                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    format!("line {line}")
-                })
-                .unwrap_or_else(|| "(file)".into());
-            err(field, message)
-        })?;
-        apply_overrides(&mut value, overrides).map_err(|(field, message)| err(field, message))?;
-        expand_env(&mut value, &mut String::new(), env).map_err(|(field, message)| err(field, message))?;
-        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-            let field = e.path().to_string();
-            err(if field == "." { "(file)".into() } else { field }, e.into_inner().message().to_owned())
-        })?;
+        let mut config: Config = parse_document(text, file, env, overrides)?;
         if config.accept.is_empty() {
             config.accept.push(devnet_accept());
         }
@@ -594,6 +580,83 @@ impl Config {
         let overridden = self.networks.get(DEVNET).is_some_and(|n| n.rpc_url.is_some());
         !overridden && self.accept.iter().any(|a| a.network.as_deref() == Some(DEVNET))
     }
+}
+
+/// Parses a TOML document into `T` as every paygate configuration file is read: the `overrides` set over the
+/// file's fields, then `${ENV}` references expanded with `env`; errors name the file and the field.
+fn parse_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    overrides: &[(String, String)],
+) -> Result<T, ConfigError> {
+    let err = |field: String, message: String| ConfigError { file: file.to_owned(), field, message };
+    let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+        let message = e.message().to_owned();
+        let field = e
+            .span()
+            .map(|span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}")
+            })
+            .unwrap_or_else(|| "(file)".into());
+        err(field, message)
+    })?;
+    apply_overrides(&mut value, overrides).map_err(|(field, message)| err(field, message))?;
+    expand_env(&mut value, &mut String::new(), env).map_err(|(field, message)| err(field, message))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        err(if field == "." { "(file)".into() } else { field }, e.into_inner().message().to_owned())
+    })
+}
+
+/// The configuration file of `paygate facilitator`: the facilitator and the networks it settles on.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacilitatorFile {
+    pub facilitator: FacilitatorConfig,
+    /// As in the gateway's file: built-in networks need no entry unless something is overridden.
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkConfig>,
+}
+
+impl FacilitatorFile {
+    /// Reads `path`, with `PAYGATE_<TABLE>_<FIELD>` overrides and `${ENV}` references from the environment.
+    pub fn load(path: &Path) -> Result<FacilitatorFile, ConfigError> {
+        // Only its own tables: the gateway's (`PAYGATE_SERVER_...`) may be set in the same environment.
+        let own = |name: &str| {
+            ["FACILITATOR_", "NETWORKS_"].iter().any(|t| name.starts_with(&format!("{OVERRIDE_PREFIX}{t}")))
+        };
+        let overrides: Vec<(String, String)> = std::env::vars().filter(|(name, _)| own(name)).collect();
+        let env = |name: &str| std::env::var(name).ok();
+        FacilitatorFile::parse_with(&read(path)?, &path.display().to_string(), &env, &overrides)
+    }
+
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &[(String, String)],
+    ) -> Result<FacilitatorFile, ConfigError> {
+        parse_document(text, file, env, overrides)
+    }
+}
+
+/// `[facilitator]`: an x402 facilitator settling EIP-3009 payments for any seller on the listed networks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacilitatorConfig {
+    /// Address to listen on.
+    #[serde(default = "default_facilitator_listen")]
+    pub listen: String,
+    /// The key that submits settlements and pays their gas on every network; write `"${PAYGATE_SETTLER_KEY}"`.
+    pub settler_key: Secret,
+    /// The networks it settles on (built-in names or `[networks.<name>]` tables with an `rpc_url`).
+    pub networks: Vec<String>,
+}
+
+fn default_facilitator_listen() -> String {
+    "127.0.0.1:4020".into()
 }
 
 /// The embedded devnet's network name.
@@ -613,7 +676,8 @@ fn devnet_accept() -> AcceptConfig {
 /// The prefix of environment variables that set config fields.
 pub const OVERRIDE_PREFIX: &str = "PAYGATE_";
 
-/// `PAYGATE_SERVER_LISTEN` and kin: a field of `[server]`, `[upstream]` or `[store]`, or of `[networks.<name>]`
+/// `PAYGATE_SERVER_LISTEN` and kin: a field of `[server]`, `[upstream]`, `[store]`, `[reconciler]`, `[admin]` or
+/// `[facilitator]`, or of `[networks.<name>]`
 /// (the name in capitals, `-` as `_`: `PAYGATE_NETWORKS_BASE_SEPOLIA_RPC_URL`). Other `PAYGATE_` variables are
 /// not config fields and are left alone. The value keeps the type of the file's value when there is one, else
 /// reads as a TOML value (`30`, `true`, `["*"]`) or, failing that, a string.
@@ -627,18 +691,21 @@ fn apply_overrides(value: &mut toml::Value, overrides: &[(String, String)]) -> R
     networks.sort_by_key(|n| std::cmp::Reverse(n.len()));
     for (name, raw) in overrides {
         let Some(rest) = name.strip_prefix(OVERRIDE_PREFIX) else { continue };
-        let (tables, field): (Vec<String>, &str) =
-            if let Some(table) = ["SERVER", "UPSTREAM", "STORE"].iter().find(|t| rest.starts_with(&format!("{t}_"))) {
-                (vec![table.to_ascii_lowercase()], &rest[table.len() + 1..])
-            } else if let Some(after) = rest.strip_prefix("NETWORKS_") {
-                let upper = |n: &str| n.to_ascii_uppercase().replace('-', "_");
-                let Some(network) = networks.iter().find(|n| after.starts_with(&format!("{}_", upper(n)))) else {
-                    return Err((name.clone(), "names no network of the file or the registry".to_owned()));
-                };
-                (vec!["networks".to_owned(), network.clone()], &after[network.len() + 1..])
-            } else {
-                continue;
+        let (tables, field): (Vec<String>, &str) = if let Some(table) =
+            ["SERVER", "UPSTREAM", "STORE", "RECONCILER", "ADMIN", "FACILITATOR"]
+                .iter()
+                .find(|t| rest.starts_with(&format!("{t}_")))
+        {
+            (vec![table.to_ascii_lowercase()], &rest[table.len() + 1..])
+        } else if let Some(after) = rest.strip_prefix("NETWORKS_") {
+            let upper = |n: &str| n.to_ascii_uppercase().replace('-', "_");
+            let Some(network) = networks.iter().find(|n| after.starts_with(&format!("{}_", upper(n)))) else {
+                return Err((name.clone(), "names no network of the file or the registry".to_owned()));
             };
+            (vec!["networks".to_owned(), network.clone()], &after[network.len() + 1..])
+        } else {
+            continue;
+        };
         let mut table = &mut *root;
         for key in &tables {
             let entry = table.entry(key.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
@@ -756,6 +823,9 @@ mod tests {
             ("PAYGATE_SERVER_CORS_ORIGINS", r#"["https://app.example"]"#),
             ("PAYGATE_STORE_URL", "postgres://paygate@db/paygate"),
             ("PAYGATE_NETWORKS_BASE_SEPOLIA_RPC_URL", "https://sepolia.example"),
+            ("PAYGATE_RECONCILER_INTERVAL_SECS", "5"),
+            ("PAYGATE_ADMIN_LISTEN", "127.0.0.1:9403"),
+            ("PAYGATE_ADMIN_TOKEN", "a-token-from-the-environment"),
             // Not config fields: left alone.
             ("PAYGATE_LOG", "debug"),
             ("PAYGATE_WALLET_KEY", "0x01"),
@@ -767,6 +837,9 @@ mod tests {
         assert_eq!(config.server.cors_origins, ["https://app.example"]);
         assert_eq!(config.store.url, "postgres://paygate@db/paygate");
         assert_eq!(config.networks["base-sepolia"].rpc_url.as_deref(), Some("https://sepolia.example"));
+        assert_eq!(config.reconciler.interval_secs, 5);
+        assert_eq!(config.admin.listen.as_deref(), Some("127.0.0.1:9403"));
+        assert_eq!(config.admin.checked_token("t.toml").unwrap(), Some("a-token-from-the-environment"));
 
         let err = Config::parse_with(text, "t.toml", &|_| None, &vars(&[("PAYGATE_SERVER_LISTN", "x")])).unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");

@@ -6,6 +6,7 @@
 //! * [`server`]: the HTTP server with graceful shutdown.
 //! * [`config`], [`build`] and `rails`: the operator's TOML, how it becomes a gateway, and the rail registry.
 //! * [`admin`]: the admin listener's metrics, health and admin API.
+//! * [`facilitator`]: `paygate facilitator`, the x402 facilitator API over the configured networks.
 //! * [`reconciler`]: finishes settlements a timeout or a crash left undecided.
 //! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
 
@@ -15,6 +16,7 @@ pub mod build;
 pub mod config;
 pub mod credential;
 pub mod engine;
+pub mod facilitator;
 pub mod layer;
 pub mod metrics;
 pub mod offers;

@@ -50,8 +50,11 @@ pub(crate) struct ResolvedAsset {
 }
 
 /// Resolves network `name`: the built-in one with the config's overrides, or the config's own.
-pub(crate) fn resolve_network(config: &Config, name: &str) -> Result<ResolvedNetwork, FieldError> {
-    let overrides = config.networks.get(name).cloned().unwrap_or_default();
+pub(crate) fn resolve_network(
+    networks: &BTreeMap<String, NetworkConfig>,
+    name: &str,
+) -> Result<ResolvedNetwork, FieldError> {
+    let overrides = networks.get(name).cloned().unwrap_or_default();
     let builtin = registry::network(name);
     let chain_id = overrides.chain_id.or(builtin.map(|n| n.chain_id)).ok_or_else(|| {
         (format!("networks.{name}.chain_id"), format!("{name:?} is not a built-in network: give its chain_id"))
@@ -116,21 +119,29 @@ impl RailContext<'_> {
         if let Some(chain) = self.chains.get(name) {
             return Ok(Some(chain.clone()));
         }
-        let Some(url) = &network.rpc_url else { return Ok(None) };
-        let field = || format!("networks.{name}.rpc_url");
-        let timeout = Duration::from_secs(network.config.rpc_timeout_secs.max(1));
-        let chain = RpcChain::new(url, network.chain_id, timeout).map_err(|e| (field(), e.to_string()))?;
-        match chain.check().await {
-            Ok(()) => {}
-            Err(ChainError::Unavailable(reason)) => {
-                tracing::warn!(network = %name, %reason, "the chain is not reachable now; payments on it will fail until it is");
-            }
-            Err(e) => return Err((field(), e.to_string())),
+        let chain = connect(name, network).await?;
+        if let Some(chain) = &chain {
+            self.chains.insert(name.to_owned(), chain.clone());
         }
-        let chain: Arc<dyn Chain> = Arc::new(chain);
-        self.chains.insert(name.to_owned(), chain.clone());
-        Ok(Some(chain))
+        Ok(chain)
     }
+}
+
+/// Connects to network `name`'s RPC and checks its chain id. `None` when it has no RPC URL; an unreachable node
+/// is only a warning (payments on it fail until it answers).
+pub(crate) async fn connect(name: &str, network: &ResolvedNetwork) -> Result<Option<Arc<dyn Chain>>, FieldError> {
+    let Some(url) = &network.rpc_url else { return Ok(None) };
+    let field = || format!("networks.{name}.rpc_url");
+    let timeout = Duration::from_secs(network.config.rpc_timeout_secs.max(1));
+    let chain = RpcChain::new(url, network.chain_id, timeout).map_err(|e| (field(), e.to_string()))?;
+    match chain.check().await {
+        Ok(()) => {}
+        Err(ChainError::Unavailable(reason)) => {
+            tracing::warn!(network = %name, %reason, "the chain is not reachable now; payments on it will fail until it is");
+        }
+        Err(e) => return Err((field(), e.to_string())),
+    }
+    Ok(Some(Arc::new(chain)))
 }
 
 /// One built option, with how to price it.
@@ -153,7 +164,7 @@ pub(crate) async fn build_option(
         None if accept.lightning.is_some() => Rail::Lightning,
         None => {
             let network = accept.network.as_deref().ok_or_else(|| missing("network"))?;
-            let resolved = resolve_network(ctx.config, network)?;
+            let resolved = resolve_network(&ctx.config.networks, network)?;
             let asset = accept.asset.as_deref().and_then(|a| resolved.assets.get(&a.to_ascii_uppercase()));
             match (resolved.kind, asset) {
                 (ChainKind::Tempo, _) => Rail::Tempo,
@@ -226,7 +237,7 @@ async fn chain_option(
 ) -> Result<BuiltOption, FieldError> {
     let missing = |name: &str| (field(name), format!("this rail needs `{name}`"));
     let network_name = accept.network.as_deref().ok_or_else(|| missing("network"))?;
-    let network = resolve_network(ctx.config, network_name)?;
+    let network = resolve_network(&ctx.config.networks, network_name)?;
     let symbol = accept.asset.as_deref().ok_or_else(|| missing("asset"))?;
     let asset = network.assets.get(&symbol.to_ascii_uppercase()).ok_or_else(|| {
         let known: Vec<&str> = network.assets.values().map(|a| a.symbol.as_str()).collect();

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod dev;
+pub mod facilitator;
 pub mod init;
 pub mod ledger;
 pub mod pay;
