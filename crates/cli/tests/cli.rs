@@ -232,3 +232,9 @@ fn a_facilitator_config_names_its_faults() {
     assert!(stderr.contains("facilitator.settler_key: not a hex private key"), "{stderr}");
     assert!(!stderr.contains("0x12"), "the key is not echoed: {stderr}");
 }
+
+#[test]
+fn a_reconciler_that_would_void_live_requests_is_refused() {
+    let toml = format!("{UPSTREAM}timeout_secs = 30\n\n[reconciler]\nstale_after_secs = 30\n");
+    refused(&toml, "reconciler.stale_after_secs", &["must be above upstream.timeout_secs (30)"]);
+}

@@ -1,7 +1,12 @@
-//! The crash test: `paygate serve` is killed with SIGKILL while paid requests are settling, then restarted on
-//! the same ledger. Afterwards every payment the chain shows is in the ledger exactly once as `settled`, and no
-//! payer is charged for a request that got no response: a request cut off by the crash, sent again with the same
+//! Stopping `paygate serve` in the middle of paid requests, the hard way and the polite way.
+//!
+//! The crash test: it is killed with SIGKILL while paid requests are settling, then restarted on the same
+//! ledger. Afterwards every payment the chain shows is in the ledger exactly once as `settled`, and no payer is
+//! charged for a request that got no response: a request cut off by the crash, sent again with the same
 //! credential, is served (by the reconciler's owed response, or as a fresh payment when nothing was charged).
+//!
+//! The graceful test: SIGTERM while a paid request waits for the upstream; the request is still answered and
+//! settled, and then the process exits.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -15,7 +20,7 @@ use paygate_chain::abi::{AuthorizationUse, authorization_use};
 use paygate_chain::devtoken::{dev_account, test_usdc_address};
 use paygate_client::{AssetBook, KnownAsset, Protocol, Wallet, credential, parse_offers};
 use paygate_store::{PaymentQuery, PaymentState};
-use paygate_testkit::{Devchain, Upstream, local_usdc_toml};
+use paygate_testkit::{Devchain, Upstream, UpstreamMode, local_usdc_toml};
 
 const BIN: &str = env!("CARGO_BIN_EXE_paygate");
 const PAYERS: u32 = 6;
@@ -71,22 +76,27 @@ fn assets() -> AssetBook {
     })
 }
 
+/// Asks `url` unpaid and signs its x402 v2 offer; `None` when the gateway is gone.
+async fn sign(http: &reqwest::Client, url: &str, wallet: &Wallet) -> Option<paygate_client::CredentialHeader> {
+    let unpaid = http.get(url).send().await.ok()?;
+    assert_eq!(unpaid.status(), 402);
+    let headers = unpaid.headers().clone();
+    let body = unpaid.bytes().await.expect("402 body");
+    let offers = parse_offers(&headers, &body, &assets()).expect("offers parse");
+    let offer = offers
+        .iter()
+        .find(|o| o.protocol == Protocol::X402 && o.x402_version == Some(2) && o.is_payable())
+        .expect("an x402 v2 offer");
+    Some(credential(wallet, offer).expect("signs"))
+}
+
 /// Pays `GET /v1/quote` again and again from dev account `payer` until `stop`.
 async fn pay_in_a_loop(base: String, payer: u32, stop: Arc<AtomicBool>, attempts: Arc<Mutex<Vec<Attempt>>>) {
     let http = reqwest::Client::new();
     let wallet = Wallet::from_signer(dev_account(payer));
     let url = format!("{base}/v1/quote");
     while !stop.load(Ordering::SeqCst) {
-        let Ok(unpaid) = http.get(&url).send().await else { return };
-        assert_eq!(unpaid.status(), 402);
-        let headers = unpaid.headers().clone();
-        let body = unpaid.bytes().await.expect("402 body");
-        let offers = parse_offers(&headers, &body, &assets()).expect("offers parse");
-        let offer = offers
-            .iter()
-            .find(|o| o.protocol == Protocol::X402 && o.x402_version == Some(2) && o.is_payable())
-            .expect("an x402 v2 offer");
-        let signed = credential(&wallet, offer).expect("signs");
+        let Some(signed) = sign(&http, &url, &wallet).await else { return };
         let sent = http.get(&url).header(&signed.name, &signed.value).send().await;
         let status = match sent {
             Ok(response) => {
@@ -105,15 +115,17 @@ async fn pay_in_a_loop(base: String, payer: u32, stop: Arc<AtomicBool>, attempts
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_killed_mid_settlement_loses_no_payment_and_charges_nobody_without_a_response() {
-    // Interval mining only: every settlement waits up to a second for its block, so a kill finds some
-    // broadcast and unmined, some journaled, some not yet sent.
-    let chain = Devchain::start_with(31337, &["--block-time", "1"]).await;
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pay_to = dev_account(9).address();
-    let config = dir.path().join("paygate.toml");
+/// `paygate.toml` in `dir`: `GET /v1/quote` at $0.01 in front of `upstream` (waited for `upstream_timeout`
+/// seconds), paid in test USDC on `chain` to dev account 9, settled by dev account 0, its ledger `ledger.db`
+/// beside it, reconciling every second rows left alone for `stale_after` seconds.
+fn write_config(
+    dir: &std::path::Path,
+    chain: &Devchain,
+    upstream: &Upstream,
+    upstream_timeout: u64,
+    stale_after: u64,
+) -> std::path::PathBuf {
+    let config = dir.join("paygate.toml");
     std::fs::write(
         &config,
         format!(
@@ -125,13 +137,14 @@ challenge_ttl_secs = 120
 
 [upstream]
 url = "{upstream}"
+timeout_secs = {upstream_timeout}
 
 [store]
 url = "sqlite://ledger.db"
 
 [reconciler]
 interval_secs = 1
-stale_after_secs = 2
+stale_after_secs = {stale_after}
 
 {accept}
 
@@ -141,11 +154,28 @@ path = "/v1/quote"
 price = "$0.01"
 "#,
             upstream = upstream.url(),
-            accept = local_usdc_toml(31337, &chain.rpc_url, "", pay_to, &paygate_testkit::builtin_settlement()),
+            accept = local_usdc_toml(
+                chain.chain_id,
+                &chain.rpc_url,
+                "",
+                dev_account(9).address(),
+                &paygate_testkit::builtin_settlement()
+            ),
         ),
     )
     .expect("write config");
+    config
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_mid_settlement_loses_no_payment_and_charges_nobody_without_a_response() {
+    // Interval mining only: every settlement waits up to a second for its block, so a kill finds some
+    // broadcast and unmined, some journaled, some not yet sent.
+    let chain = Devchain::start_with(31337, &["--block-time", "1"]).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pay_to = dev_account(9).address();
+    let config = write_config(dir.path(), &chain, &upstream, 1, 2);
     let mut first = serve(&config);
     let stop = Arc::new(AtomicBool::new(false));
     let attempts = Arc::new(Mutex::new(Vec::new()));
@@ -248,4 +278,43 @@ async fn transfers_to(chain: &Devchain, pay_to: Address) -> usize {
         total += chain.transfers(dev_account(payer).address(), pay_to).await;
     }
     total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_paid_request_in_flight_finish_and_settle() {
+    let chain = Devchain::start(31337).await;
+    let upstream = Upstream::start().await;
+    upstream.set_mode(UpstreamMode::Slow);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), &chain, &upstream, 5, 10);
+    let mut served = serve(&config);
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/quote", served.base);
+    let signed = sign(&http, &url, &Wallet::from_signer(dev_account(1))).await.expect("a 402");
+    let paid = tokio::spawn({
+        let http = http.clone();
+        let url = url.clone();
+        async move { http.get(&url).header(&signed.name, &signed.value).send().await }
+    });
+    // The upstream takes three seconds: the request is in flight when the signal comes.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let terminated = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().expect("kill runs");
+    assert!(terminated.success());
+
+    let response = paid.await.unwrap().expect("the request in flight is answered");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}");
+    let receipt = headers["payment-response"].to_str().unwrap().to_owned();
+    let settle: serde_json::Value = serde_json::from_slice(&paygate_proto::b64::std_decode(&receipt).unwrap()).unwrap();
+    assert_eq!(settle["success"], true, "{settle}");
+    let status = served.child.wait().expect("paygate exits");
+    assert!(status.success(), "{status:?}");
+    assert!(http.get(&url).send().await.is_err(), "nothing listens after shutdown");
+
+    let store = paygate_store::open(&format!("sqlite://{}", dir.path().join("ledger.db").display())).await.unwrap();
+    let ledger = store.payments(&PaymentQuery::default()).await.unwrap();
+    assert_eq!((ledger.len(), ledger[0].state), (1, PaymentState::Settled));
+    assert_eq!(chain.transfers(dev_account(1).address(), dev_account(9).address()).await, 1);
 }

@@ -56,6 +56,17 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         return Err(err("server.challenge_ttl_secs".into(), "must be at least 1".into()));
     }
 
+    let reconciler = &config.reconciler;
+    if reconciler.interval_secs > 0 && reconciler.stale_after_secs <= config.upstream.timeout_secs {
+        return Err(err(
+            "reconciler.stale_after_secs".into(),
+            format!(
+                "must be above upstream.timeout_secs ({}): a request still waiting for your API would be voided",
+                config.upstream.timeout_secs
+            ),
+        ));
+    }
+
     let store: Arc<dyn Store> =
         paygate_store::open(&config.store.url).await.map_err(|e| err("store.url".into(), e.to_string()))?;
 

@@ -619,6 +619,15 @@ impl Gateway {
         let outcome = match settled {
             Ok(outcome) => outcome,
             // Without a record of the attempt, money must not move: it did not.
+            Err(paygate_store::StoreError::WrongState { .. }) => {
+                let released = Rejection::new(
+                    RejectKind::InFlight,
+                    "payment_released",
+                    "the payment was released while this request ran (taken for abandoned); nothing was charged: \
+                     send the same credential again",
+                );
+                return Err(self.refuse(paid.ctx, Some(&released)).await);
+            }
             Err(e) => return Err(self.refuse(paid.ctx, Some(&store_down(&e))).await),
         };
         self.metrics.time(Phase::Settle, started.elapsed());
