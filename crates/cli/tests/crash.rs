@@ -9,8 +9,7 @@
 //! settled, and then the process exits.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,39 +19,17 @@ use paygate_chain::abi::{AuthorizationUse, authorization_use};
 use paygate_chain::devtoken::{dev_account, test_usdc_address};
 use paygate_client::{AssetBook, KnownAsset, Protocol, Wallet, credential, parse_offers};
 use paygate_store::{PaymentQuery, PaymentState};
+use paygate_testkit::process::ServeProcess;
 use paygate_testkit::{Devchain, Upstream, UpstreamMode, local_usdc_toml};
 
 const BIN: &str = env!("CARGO_BIN_EXE_paygate");
 const PAYERS: u32 = 6;
 
-/// `paygate serve` on `config`; its address is read from its log.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-fn serve(config: &std::path::Path) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("PAYGATE_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("paygate starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = loop {
-        let line = lines.next().expect("paygate logs that it listens").expect("log line");
-        if line.contains("paygate is listening")
-            && let Some(address) = line.split("address=").nth(1)
-        {
-            break format!("http://{}", address.split_whitespace().next().expect("address"));
-        }
-    };
-    // Keep draining the log so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Served { child, base }
+/// `paygate serve` on `config`, and its base URL.
+fn serve(config: &std::path::Path) -> (ServeProcess, String) {
+    let served = ServeProcess::start(BIN, config);
+    let base = format!("http://{}", served.address);
+    (served, base)
 }
 
 /// One paid request of the load.
@@ -176,11 +153,11 @@ async fn a_gateway_killed_mid_settlement_loses_no_payment_and_charges_nobody_wit
     let dir = tempfile::tempdir().expect("temp dir");
     let pay_to = dev_account(9).address();
     let config = write_config(dir.path(), &chain, &upstream, 1, 2);
-    let mut first = serve(&config);
+    let (mut first, first_base) = serve(&config);
     let stop = Arc::new(AtomicBool::new(false));
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let load: Vec<_> = (1..=PAYERS)
-        .map(|payer| tokio::spawn(pay_in_a_loop(first.base.clone(), payer, stop.clone(), attempts.clone())))
+        .map(|payer| tokio::spawn(pay_in_a_loop(first_base.clone(), payer, stop.clone(), attempts.clone())))
         .collect();
     // Under load for long enough that payments settled, then killed while others settle.
     let started = Instant::now();
@@ -201,7 +178,7 @@ async fn a_gateway_killed_mid_settlement_loses_no_payment_and_charges_nobody_wit
     assert!(!cut_off.is_empty(), "the kill cut no request off: {attempts:?}");
 
     // Restarted on the same ledger: its reconciler takes over what the dead one left.
-    let mut second = serve(&config);
+    let (_second, second_base) = serve(&config);
     let store = paygate_store::open(&format!("sqlite://{}", dir.path().join("ledger.db").display())).await.unwrap();
     let started = Instant::now();
     loop {
@@ -220,7 +197,7 @@ async fn a_gateway_killed_mid_settlement_loses_no_payment_and_charges_nobody_wit
     let mut resent = HashMap::new();
     for attempt in &cut_off {
         let response = http
-            .get(format!("{}/v1/quote", second.base))
+            .get(format!("{second_base}/v1/quote"))
             .header(&attempt.header.0, &attempt.header.1)
             .send()
             .await
@@ -267,8 +244,6 @@ async fn a_gateway_killed_mid_settlement_loses_no_payment_and_charges_nobody_wit
     let transfers: usize = transfers_to(&chain, pay_to).await;
     assert_eq!(transfers, used);
     assert_eq!(ledger.iter().filter(|row| row.state == PaymentState::Settled).count(), used);
-    second.child.kill().expect("stop");
-    second.child.wait().expect("reaped");
 }
 
 /// Transfers into `pay_to` from every payer.
@@ -287,9 +262,9 @@ async fn sigterm_lets_a_paid_request_in_flight_finish_and_settle() {
     upstream.set_mode(UpstreamMode::Slow);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(dir.path(), &chain, &upstream, 5, 10);
-    let mut served = serve(&config);
+    let (mut served, base) = serve(&config);
     let http = reqwest::Client::new();
-    let url = format!("{}/v1/quote", served.base);
+    let url = format!("{base}/v1/quote");
     let signed = sign(&http, &url, &Wallet::from_signer(dev_account(1))).await.expect("a 402");
     let paid = tokio::spawn({
         let http = http.clone();

@@ -101,6 +101,12 @@ pub struct ServerConfig {
     /// Origins allowed by CORS; `[]` turns CORS off.
     #[serde(default = "default_cors")]
     pub cors_origins: Vec<String>,
+    /// PEM certificate chain (leaf first) to serve HTTPS with; relative to the config file. With `tls_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +120,8 @@ impl Default for ServerConfig {
             unknown_routes: UnknownRoutes::default(),
             max_body_bytes: default_max_body(),
             cors_origins: default_cors(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -541,6 +549,11 @@ impl Config {
         let mut config = Config::parse_with(&read(path)?, &path.display().to_string(), &env, &overrides)?;
         config.store.resolve_relative_to(path);
         if let Some(dir) = path.parent() {
+            for file in [&mut config.server.tls_cert_file, &mut config.server.tls_key_file].into_iter().flatten() {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
             for network in config.networks.values_mut() {
                 if let Some(file) = network.state_file.as_mut().filter(|f| f.is_relative()) {
                     *file = dir.join(&*file);

@@ -3,7 +3,7 @@
 //! * [`engine`]: the paid-request flow, [`Gateway::handle`](engine::Gateway::handle).
 //! * [`layer`]: [`PaygateLayer`](layer::PaygateLayer), the flow as a tower layer for any axum app.
 //! * [`proxy`]: [`UpstreamProxy`](proxy::UpstreamProxy), the reverse proxy `paygate serve` puts behind it.
-//! * [`server`]: the HTTP server with graceful shutdown.
+//! * [`server`] and [`tls`]: the HTTP server with graceful shutdown, and rustls for it.
 //! * [`config`], [`build`] and `rails`: the operator's TOML, how it becomes a gateway, and the rail registry.
 //! * [`admin`]: the admin listener's metrics, health and admin API.
 //! * [`facilitator`]: `paygate facilitator`, the x402 facilitator API over the configured networks.
@@ -25,6 +25,7 @@ mod rails;
 pub mod reconciler;
 pub mod routes;
 pub mod server;
+pub mod tls;
 
 pub use build::{BuildOptions, Built, build};
 pub use config::Config;

@@ -17,6 +17,7 @@ mod gateway;
 pub mod lnd;
 pub mod node;
 pub mod postgres;
+pub mod process;
 pub mod stripe;
 pub mod tip20;
 mod upstream;

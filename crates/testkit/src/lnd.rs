@@ -95,6 +95,11 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The private key, PEM (PKCS#8).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
     /// Like LND's `tls.cert`: self-signed, `CA:TRUE`, for `localhost` and `127.0.0.1`, ECDSA P-256.
     pub fn lnd_like() -> Identity {
         let key = KeyPair::generate().unwrap();

@@ -46,6 +46,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let file = args.config.display().to_string();
     let config = Config::load(&args.config)?;
     let admin_token = config.admin.checked_token(&file)?.map(str::to_owned);
+    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            paygate_gateway::tls::acceptor(cert, key)
+                .map_err(|e| anyhow::anyhow!("{file}: server.tls_cert_file: {e}"))?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("{file}: server.tls_cert_file: give both tls_cert_file and tls_key_file, or neither"),
+    };
     let (options, _devnet) = build_options(&config)?;
     let built = build(&config, &file, options).await?;
     let proxy = UpstreamProxy::new(
@@ -105,8 +113,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| format!("{file}: server.listen: cannot listen on {}", config.server.listen))?;
-    tracing::info!(address = %listener.local_addr()?, upstream = %config.upstream.url, "paygate is listening");
-    server::serve(listener, service, shutdown_signal()).await?;
+    let scheme = if config.server.tls_cert_file.is_some() { "https" } else { "http" };
+    tracing::info!(address = %listener.local_addr()?, scheme, upstream = %config.upstream.url, "paygate is listening");
+    server::serve_with(listener, tls, service, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

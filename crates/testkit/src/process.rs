@@ -1,0 +1,47 @@
+//! `paygate serve` as its own process, for tests that signal or kill it: started on a config, its address read
+//! from its log.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A running `paygate serve`.
+#[derive(Debug)]
+pub struct ServeProcess {
+    pub child: Child,
+    /// `127.0.0.1:<port>`, as it logged it.
+    pub address: String,
+}
+
+impl ServeProcess {
+    /// Runs `BIN serve --config CONFIG` (`bin` is the test's `env!("CARGO_BIN_EXE_paygate")`) and waits for the
+    /// line saying where it listens. Its log is drained in the background so it never blocks on the pipe.
+    pub fn start(bin: &str, config: &Path) -> ServeProcess {
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("PAYGATE_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("paygate starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let address = loop {
+            let line = lines.next().expect("paygate logs that it listens").expect("log line");
+            if line.contains("paygate is listening")
+                && let Some(address) = line.split("address=").nth(1)
+            {
+                break address.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        ServeProcess { child, address }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
