@@ -96,6 +96,29 @@ async fn serves_https_with_http2_and_tls_1_2_or_1_3() {
     assert!(!String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"), "{answer:?}");
 }
 
+/// `server.max_header_bytes` bounds a request's head: larger is refused with 431 before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_over_the_configured_limit_is_refused() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("paygate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_header_bytes = 8192\n\n[upstream]\nurl = \"{}\"\n\n\
+             [store]\nurl = \"sqlite::memory:\"\n\n[[routes]]\npath = \"/free\"\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let served = ServeProcess::start(BIN, &config);
+    let url = format!("http://{}/free", served.address);
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&url).header("x-note", "a".repeat(4_000)).send().await.unwrap().status(), 200);
+    let refused = http.get(&url).header("x-note", "a".repeat(10_000)).send().await.unwrap();
+    assert_eq!(refused.status(), 431);
+}
+
 #[test]
 fn a_certificate_without_its_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -55,6 +55,8 @@ pub enum RejectKind {
     BodyTooLarge,
     /// More than one credential in one request.
     MultipleCredentials,
+    /// Over the configured request rate for the client's address or the payer.
+    RateLimited,
     /// An unexpected fault inside paygate.
     Internal,
 }
@@ -77,6 +79,7 @@ impl RejectKind {
             InFlight => 409,
             BodyTooLarge => 413,
             HeaderTooLarge => 431,
+            RateLimited => 429,
             Internal => 500,
             ChainUnavailable | FacilitatorUnavailable | ProcessorUnavailable | UpstreamUnavailable => 502,
             StoreUnavailable => 503,
@@ -110,6 +113,7 @@ impl RejectKind {
             HeaderTooLarge => concat!("urn:paygate:problem:", "header-too-large"),
             BodyTooLarge => concat!("urn:paygate:problem:", "body-too-large"),
             MultipleCredentials => concat!("urn:paygate:problem:", "multiple-credentials"),
+            RateLimited => concat!("urn:paygate:problem:", "rate-limited"),
             Internal => concat!("urn:paygate:problem:", "internal-error"),
         }
     }
@@ -139,6 +143,7 @@ impl RejectKind {
             HeaderTooLarge => "Header Too Large",
             BodyTooLarge => "Body Too Large",
             MultipleCredentials => "Multiple Credentials",
+            RateLimited => "Too Many Requests",
             Internal => "Internal Error",
         }
     }
@@ -173,6 +178,7 @@ impl RejectKind {
             HeaderTooLarge,
             BodyTooLarge,
             MultipleCredentials,
+            RateLimited,
             Internal,
         ]
     }
@@ -186,11 +192,18 @@ pub struct Rejection {
     pub kind: RejectKind,
     pub reason: &'static str,
     pub detail: String,
+    /// Seconds after which trying again may succeed, for `Retry-After`.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Rejection {
     pub fn new(kind: RejectKind, reason: &'static str, detail: impl Into<String>) -> Self {
-        Rejection { kind, reason, detail: detail.into() }
+        Rejection { kind, reason, detail: detail.into(), retry_after_secs: None }
+    }
+
+    /// The same rejection, telling the client when to try again.
+    pub fn retry_after(self, secs: u64) -> Self {
+        Rejection { retry_after_secs: Some(secs), ..self }
     }
 
     /// The problem body (without the offers a 402 adds).

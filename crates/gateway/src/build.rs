@@ -153,6 +153,8 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         challenge_ttl_secs: config.server.challenge_ttl_secs,
         max_body_bytes: config.server.max_body_bytes,
         unknown_routes: config.server.unknown_routes,
+        per_ip_per_minute: config.limits.per_ip_per_minute,
+        per_payer_per_minute: config.limits.per_payer_per_minute,
     };
     let methods = built_options.iter().map(|o| o.method.clone()).collect();
     let gateway = Gateway::new(routes, methods, secret, store, options.clock, settings);

@@ -62,6 +62,8 @@ pub struct Config {
     pub reconciler: ReconcilerConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Networks by the name options refer to: built-in ones (`base`, `base-sepolia`, `ethereum`, `polygon`,
     /// `tempo`, `tempo-testnet`, `anvil`) need no entry unless something is overridden; others need `chain_id`.
     #[serde(default)]
@@ -101,6 +103,9 @@ pub struct ServerConfig {
     /// Origins allowed by CORS; `[]` turns CORS off.
     #[serde(default = "default_cors")]
     pub cors_origins: Vec<String>,
+    /// Largest request head (request line and headers) a connection may send; larger is refused (431).
+    #[serde(default = "default_max_header")]
+    pub max_header_bytes: usize,
     /// PEM certificate chain (leaf first) to serve HTTPS with; relative to the config file. With `tls_key_file`.
     #[serde(default)]
     pub tls_cert_file: Option<PathBuf>,
@@ -120,6 +125,7 @@ impl Default for ServerConfig {
             unknown_routes: UnknownRoutes::default(),
             max_body_bytes: default_max_body(),
             cors_origins: default_cors(),
+            max_header_bytes: default_max_header(),
             tls_cert_file: None,
             tls_key_file: None,
         }
@@ -134,6 +140,9 @@ fn default_challenge_ttl() -> u64 {
 }
 fn default_max_body() -> usize {
     1 << 20
+}
+fn default_max_header() -> usize {
+    64 * 1024
 }
 fn default_cors() -> Vec<String> {
     vec!["*".into()]
@@ -206,6 +215,18 @@ impl StoreConfig {
             self.url = format!("sqlite://{}", PathBuf::from(dir).join(rest).display());
         }
     }
+}
+
+/// Rate limits; absent fields are unlimited.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests per minute from one client address (the TCP peer), on every route.
+    #[serde(default)]
+    pub per_ip_per_minute: Option<u32>,
+    /// Verified payment attempts per minute from one payer.
+    #[serde(default)]
+    pub per_payer_per_minute: Option<u32>,
 }
 
 /// The admin listener: `/metrics`, `/health` and the admin API.
@@ -689,8 +710,8 @@ fn devnet_accept() -> AcceptConfig {
 /// The prefix of environment variables that set config fields.
 pub const OVERRIDE_PREFIX: &str = "PAYGATE_";
 
-/// `PAYGATE_SERVER_LISTEN` and kin: a field of `[server]`, `[upstream]`, `[store]`, `[reconciler]`, `[admin]` or
-/// `[facilitator]`, or of `[networks.<name>]`
+/// `PAYGATE_SERVER_LISTEN` and kin: a field of `[server]`, `[upstream]`, `[store]`, `[reconciler]`, `[admin]`,
+/// `[limits]` or `[facilitator]`, or of `[networks.<name>]`
 /// (the name in capitals, `-` as `_`: `PAYGATE_NETWORKS_BASE_SEPOLIA_RPC_URL`). Other `PAYGATE_` variables are
 /// not config fields and are left alone. The value keeps the type of the file's value when there is one, else
 /// reads as a TOML value (`30`, `true`, `["*"]`) or, failing that, a string.
@@ -705,7 +726,7 @@ fn apply_overrides(value: &mut toml::Value, overrides: &[(String, String)]) -> R
     for (name, raw) in overrides {
         let Some(rest) = name.strip_prefix(OVERRIDE_PREFIX) else { continue };
         let (tables, field): (Vec<String>, &str) = if let Some(table) =
-            ["SERVER", "UPSTREAM", "STORE", "RECONCILER", "ADMIN", "FACILITATOR"]
+            ["SERVER", "UPSTREAM", "STORE", "RECONCILER", "ADMIN", "LIMITS", "FACILITATOR"]
                 .iter()
                 .find(|t| rest.starts_with(&format!("{t}_")))
         {

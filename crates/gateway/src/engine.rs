@@ -31,8 +31,10 @@ use paygate_store::{Claim, NewPayment, PaymentId, PaymentRecord, PaymentState, S
 use crate::body::Body;
 use crate::config::{SettleTiming, UnknownRoutes};
 use crate::credential::{self, Presented};
+use crate::limits::RateLimits;
 use crate::metrics::{Metrics, Outcome, Phase};
 use crate::offers::{self, RequestBinding, ResourceText, RouteOffer, X402_BINDING_KEY};
+use crate::proxy::ClientAddr;
 use crate::reconciler::{Reconciler, settle_payment};
 use crate::routes::{RouteMatcher, canonical_path};
 
@@ -56,6 +58,9 @@ pub struct Settings {
     pub challenge_ttl_secs: u64,
     pub max_body_bytes: usize,
     pub unknown_routes: UnknownRoutes,
+    /// Rate limits ([`RateLimits`]); `None` is unlimited.
+    pub per_ip_per_minute: Option<u32>,
+    pub per_payer_per_minute: Option<u32>,
 }
 
 /// A configured gateway, shared by every request.
@@ -71,6 +76,7 @@ pub struct Gateway {
     settings: Settings,
     request_ids: RequestIds,
     metrics: Metrics,
+    limits: RateLimits,
 }
 
 /// The request id header, set on the forwarded request and on every response paygate writes.
@@ -94,6 +100,7 @@ impl Gateway {
             secret,
             store,
             clock,
+            limits: RateLimits::new(settings.per_ip_per_minute, settings.per_payer_per_minute),
             settings,
             request_ids: RequestIds::new(),
             metrics: Metrics::new(),
@@ -134,6 +141,11 @@ impl Gateway {
         // The upstream logs the same id, and the proxy's own problem bodies carry it.
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             request.headers_mut().insert(REQUEST_ID, value);
+        }
+        if let Some(ClientAddr(peer)) = request.extensions().get::<ClientAddr>()
+            && let Err(rejection) = self.limits.check_ip(peer.ip())
+        {
+            return self.reject(&rejection, &request_id);
         }
         let path = match canonical_path(request.uri().path()) {
             Ok(path) => path,
@@ -267,6 +279,9 @@ impl Gateway {
                 return self.refuse(ctx, Some(&rejection)).await;
             }
         };
+        if let Err(rejection) = self.limits.check_payer(&verified.payer) {
+            return self.refuse(ctx, Some(&rejection)).await;
+        }
         let option = offer.method.option();
         let new = NewPayment {
             proof_key: verified.proof_key.clone(),

@@ -8,6 +8,7 @@
 //! * [`admin`]: the admin listener's metrics, health and admin API.
 //! * [`facilitator`]: `paygate facilitator`, the x402 facilitator API over the configured networks.
 //! * [`reconciler`]: finishes settlements a timeout or a crash left undecided.
+//! * [`limits`]: rate limits per client address and per payer.
 //! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod credential;
 pub mod engine;
 pub mod facilitator;
 pub mod layer;
+pub mod limits;
 pub mod metrics;
 pub mod offers;
 pub mod proxy;

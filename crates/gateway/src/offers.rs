@@ -390,12 +390,13 @@ pub fn problem_response(problem: Problem, request_id: &str) -> Response<Body> {
 /// A rejection that is not a 402 (those carry offers: [`payment_required`]).
 pub fn rejection_response(rejection: &Rejection, request_id: &str) -> Response<Body> {
     let mut problem = rejection.to_problem().with_extension("requestId", request_id);
-    if rejection.kind == RejectKind::InFlight {
-        problem = problem.with_extension("retryAfter", 1);
+    let retry_after = rejection.retry_after_secs.or((rejection.kind == RejectKind::InFlight).then_some(1));
+    if let Some(secs) = retry_after {
+        problem = problem.with_extension("retryAfter", secs);
     }
     let mut response = problem_response(problem, request_id);
-    if rejection.kind == RejectKind::InFlight {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

@@ -30,13 +30,28 @@ where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
 {
-    serve_with(listener, None, service, shutdown).await
+    serve_with(listener, Listening::default(), service, shutdown).await
 }
 
-/// [`serve`], over TLS when `tls` is given (the handshake runs in each connection's task).
+/// How connections are taken.
+#[derive(Clone)]
+pub struct Listening {
+    /// TLS, when given (the handshake runs in each connection's task).
+    pub tls: Option<TlsAcceptor>,
+    /// Largest request head of HTTP/1.1 (at least 8 KiB) and header list of HTTP/2.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Listening {
+    fn default() -> Self {
+        Listening { tls: None, max_header_bytes: 64 * 1024 }
+    }
+}
+
+/// [`serve`] with these [`Listening`] options.
 pub async fn serve_with<S>(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    listening: Listening,
     service: S,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
@@ -45,7 +60,9 @@ where
     S::Future: Send,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(256 * 1024).timer(hyper_util::rt::TokioTimer::new());
+    // hyper refuses buffers under 8 KiB.
+    builder.http1().max_buf_size(listening.max_header_bytes.max(8192)).timer(hyper_util::rt::TokioTimer::new());
+    builder.http2().max_header_list_size(u32::try_from(listening.max_header_bytes).unwrap_or(u32::MAX));
     builder.http1().header_read_timeout(Duration::from_secs(30));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -71,7 +88,7 @@ where
         let service = TowerToHyperService::new(service);
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let tls = tls.clone();
+        let tls = listening.tls.clone();
         tokio::spawn(async move {
             let served = match tls {
                 None => {

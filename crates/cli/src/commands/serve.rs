@@ -115,7 +115,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{file}: server.listen: cannot listen on {}", config.server.listen))?;
     let scheme = if config.server.tls_cert_file.is_some() { "https" } else { "http" };
     tracing::info!(address = %listener.local_addr()?, scheme, upstream = %config.upstream.url, "paygate is listening");
-    server::serve_with(listener, tls, service, shutdown_signal()).await?;
+    let listening = server::Listening { tls, max_header_bytes: config.server.max_header_bytes };
+    server::serve_with(listener, listening, service, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
