@@ -3,7 +3,10 @@
 //! * `GET /metrics`: the Prometheus exposition of [`Metrics`](crate::metrics::Metrics), for scrapers;
 //! * `GET /health`: whether the ledger and every chain answer (200, or 503 naming what does not);
 //! * `GET /api/payments`, `/api/revenue`, `/api/routes`: the ledger, revenue over time and the price list, as
-//!   JSON, behind `Authorization: Bearer <admin token>` (compared in constant time).
+//!   JSON, behind `Authorization: Bearer <admin token>` (compared in constant time);
+//! * `GET /dashboard`: one page (`assets/dashboard.html`, embedded in the binary, no external assets) that
+//!   draws the admin API: revenue over time, payments per rail, recent payments, pending settlements. It holds
+//!   no data itself; the browser asks the API with the token the operator gives it.
 //!
 //! Revenue is summed from ledger rows in integer atomic units per asset and returned as decimal strings; nothing
 //! here rounds money.
@@ -55,6 +58,7 @@ pub fn router(admin: Arc<Admin>) -> axum::Router {
     axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/dashboard", get(dashboard))
         .nest("/api", api)
         .with_state(admin)
 }
@@ -92,6 +96,22 @@ async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: 
         "the admin API needs `Authorization: Bearer <admin token>`",
     );
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"paygate-admin\""));
+    response
+}
+
+/// The dashboard page.
+const DASHBOARD: &str = include_str!("../assets/dashboard.html");
+
+async fn dashboard() -> Response {
+    let mut response = axum::response::Html(DASHBOARD).into_response();
+    let headers = response.headers_mut();
+    // Everything it loads is itself and the admin API: no CDN, no third party sees the operator's figures.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }
 

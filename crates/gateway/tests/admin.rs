@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::Harness;
 use paygate_gateway::admin::{Admin, router};
@@ -128,4 +129,44 @@ async fn metrics_health_and_the_admin_api_agree_with_the_ledger() {
     let health: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((health["status"].as_str(), health["chains"]["local"]["ok"].as_bool()), (Some("degraded"), Some(false)));
     assert_eq!(health["store"]["ok"], true);
+}
+
+/// The dashboard in headless Chromium: the page loads with no external asset, draws a bar per day of revenue,
+/// and shows the totals, rails, recent and pending payments the admin API gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_draws_what_the_admin_api_says() {
+    let h = Harness::start_with(common::Options { backend: common::Backend::Devnet, ..Default::default() }).await;
+    let base = admin(&h).await;
+    for protocol in ["x402", "mppx"] {
+        let paid = node::client(&[protocol, "pay", &h.url("/v1/quote")]).await;
+        assert_eq!(paid["status"], 200, "{paid}");
+    }
+    let (status, headers, _) = get(&format!("{base}/dashboard"), None).await;
+    assert_eq!(status, 200);
+    assert!(headers["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'"));
+
+    let url = format!("{base}/dashboard#token={TOKEN}");
+    let dom = tokio::task::spawn_blocking(move || paygate_testkit::browser::dump_dom(&url, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(dom.contains(r#"data-loaded="true""#), "the page did not load its data:\n{dom}");
+
+    let revenue = api(&base, "/api/revenue?bucket=day").await;
+    let total = &revenue["totals"][0];
+    let id = format!("total-{}-{}", total["asset"].as_str().unwrap(), total["network"].as_str().unwrap());
+    let shown = format!(r#"id="{id}" data-amount="{}""#, total["amount"].as_str().unwrap());
+    assert!(dom.contains(&shown), "{shown} not in:\n{dom}");
+    assert!(dom.contains(&format!("{} USDC</span>", total["formatted"].as_str().unwrap())), "{dom}");
+    assert_eq!(total["formatted"], "0.02");
+    // One bar per day with revenue, carrying the API's exact amount.
+    let series = revenue["series"].as_array().unwrap();
+    assert_eq!(dom.matches(r#"<rect class="bar""#).count(), series.len(), "{dom}");
+    for point in series {
+        assert!(dom.contains(&format!(r#"data-amount="{}""#, point["amount"].as_str().unwrap())), "{dom}");
+    }
+    assert!(dom.contains(r#"<tr data-rail="eip3009"><td>eip3009</td><td class="num">2</td></tr>"#), "{dom}");
+    for row in api(&base, "/api/payments?limit=20").await["payments"].as_array().unwrap() {
+        assert!(dom.contains(&format!(r#"<tr data-id="{}">"#, row["id"])), "payment {} not listed:\n{dom}", row["id"]);
+    }
+    assert!(dom.contains(r#"<span id="pending-count" class="muted">(0)</span>"#), "{dom}");
 }

@@ -12,6 +12,7 @@
 //! Everything it needs is installed by `scripts/install-test-deps`; when something is missing it panics with
 //! the command that installs it, so a missing install step fails loudly instead of skipping tests.
 
+pub mod browser;
 mod chain;
 mod gateway;
 pub mod lnd;
