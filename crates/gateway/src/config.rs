@@ -411,6 +411,13 @@ pub struct AcceptConfig {
     pub facilitator_url: Option<String>,
     #[serde(default = "default_facilitator_timeout")]
     pub facilitator_timeout_secs: u64,
+    /// A Coinbase CDP API key id, for the CDP facilitator (with `cdp_api_key_secret`): every facilitator
+    /// request then carries a fresh signed token.
+    #[serde(default)]
+    pub cdp_api_key_id: Option<String>,
+    /// The key's secret (PEM EC key or base64 Ed25519); write `"${CDP_API_KEY_SECRET}"`.
+    #[serde(default)]
+    pub cdp_api_key_secret: Option<Secret>,
     /// `txhash`: confirmations required (default: the network's).
     #[serde(default)]
     pub confirmations: Option<u64>,

@@ -16,6 +16,7 @@ use paygate_core::clock::Clock;
 use paygate_core::method::{Asset, Eip712Domain, PaymentMethod, PaymentOption};
 use paygate_core::network::Network;
 use paygate_core::registry::{self, ChainKind, TransferMethod};
+use paygate_methods::cdp::CdpKey;
 use paygate_methods::eip3009::{Eip3009Method, Settlement};
 use paygate_methods::facilitator::FacilitatorClient;
 use paygate_methods::lightning::{LightningMethod, LightningSettings, LndRest};
@@ -304,8 +305,18 @@ async fn chain_option(
                 }
                 SettlementKind::Facilitator => {
                     let url = accept.facilitator_url.as_deref().ok_or_else(|| missing("facilitator_url"))?;
-                    let client = FacilitatorClient::new(url, Duration::from_secs(accept.facilitator_timeout_secs))
+                    let mut client = FacilitatorClient::new(url, Duration::from_secs(accept.facilitator_timeout_secs))
                         .map_err(|e| (field("facilitator_url"), e.to_string()))?;
+                    match (&accept.cdp_api_key_id, &accept.cdp_api_key_secret) {
+                        (Some(id), Some(secret)) => {
+                            let key = CdpKey::new(id, secret.expose())
+                                .map_err(|e| (field("cdp_api_key_secret"), e.to_string()))?;
+                            client = client.with_cdp_key(Arc::new(key));
+                        }
+                        (None, None) => {}
+                        (Some(_), None) => return Err(missing("cdp_api_key_secret")),
+                        (None, Some(_)) => return Err(missing("cdp_api_key_id")),
+                    }
                     Settlement::Facilitator(client)
                 }
             };

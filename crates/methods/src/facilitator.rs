@@ -4,11 +4,17 @@
 //! answered either as `200 {"isValid":false}` (TypeScript facilitator) or `400 {"isValid":false}` (x402-rs) is
 //! a structured answer, not a transport error. Anything else (unreachable, timeout, 5xx, garbage) is
 //! [`FacilitatorError::Unavailable`], whose text never contains the facilitator URL.
+//!
+//! Facilitators that authenticate their callers (Coinbase CDP) get a fresh signed token with every request:
+//! [`FacilitatorClient::with_cdp_key`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use paygate_proto::x402::{FacilitatorRequest, SettleResponse, Supported, VerifyResponse};
 use serde::de::DeserializeOwned;
+
+use crate::cdp::CdpKey;
 
 /// A facilitator that could not give a usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +28,7 @@ pub enum FacilitatorError {
 pub struct FacilitatorClient {
     base: String,
     http: reqwest::Client,
+    cdp_key: Option<Arc<CdpKey>>,
 }
 
 impl FacilitatorClient {
@@ -31,7 +38,34 @@ impl FacilitatorClient {
             .timeout(timeout)
             .build()
             .map_err(|e| FacilitatorError::Unavailable(format!("HTTP client: {e}")))?;
-        Ok(FacilitatorClient { base: base_url.trim_end_matches('/').to_owned(), http })
+        Ok(FacilitatorClient { base: base_url.trim_end_matches('/').to_owned(), http, cdp_key: None })
+    }
+
+    /// Signs every request with `key`, as the Coinbase CDP facilitator requires.
+    pub fn with_cdp_key(mut self, key: Arc<CdpKey>) -> Self {
+        self.cdp_key = Some(key);
+        self
+    }
+
+    /// A request to `path` under the base URL, with its CDP token when the client has a key.
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, FacilitatorError> {
+        let url = format!("{}/{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url);
+        if let Some(key) = &self.cdp_key {
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|_| FacilitatorError::Unavailable("the facilitator URL is not a URL".into()))?;
+            let host = match (parsed.host_str(), parsed.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (Some(host), None) => host.to_owned(),
+                (None, _) => return Err(FacilitatorError::Unavailable("the facilitator URL has no host".into())),
+            };
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let token = key
+                .token(method.as_str(), &host, parsed.path(), now)
+                .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+            request = request.bearer_auth(token);
+        }
+        Ok(request)
     }
 
     pub fn base_url(&self) -> &str {
@@ -47,12 +81,12 @@ impl FacilitatorClient {
     }
 
     pub async fn supported(&self) -> Result<Supported, FacilitatorError> {
-        let response = self.http.get(format!("{}/supported", self.base)).send().await.map_err(summarize)?;
+        let response = self.request(reqwest::Method::GET, "supported")?.send().await.map_err(summarize)?;
         decode(response, &[200]).await
     }
 
     async fn post<T: DeserializeOwned>(&self, path: &str, body: &FacilitatorRequest) -> Result<T, FacilitatorError> {
-        let response = self.http.post(format!("{}/{path}", self.base)).json(body).send().await.map_err(summarize)?;
+        let response = self.request(reqwest::Method::POST, path)?.json(body).send().await.map_err(summarize)?;
         decode(response, &[200, 400, 402, 412]).await
     }
 }

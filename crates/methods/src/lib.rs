@@ -11,6 +11,7 @@
 //!
 //! Adding a rail is a new module here and one line in the gateway's registry.
 
+pub mod cdp;
 pub mod eip3009;
 pub mod facilitator;
 pub mod lightning;

@@ -28,6 +28,12 @@ pub async fn parse402(url: &str) -> Value {
     script("parse402.mjs", &[url]).await
 }
 
+/// Runs `node tests/node/cdp.mjs KEY_ID KEY_SECRET TOKEN METHOD HOST PATH`: whether a CDP API token verifies
+/// with the key, and it and `@coinbase/cdp-sdk`'s own token for the same request, decoded.
+pub async fn cdp_token_check(args: &[&str]) -> Value {
+    script("cdp.mjs", args).await
+}
+
 async fn script(name: &str, args: &[&str]) -> Value {
     let dir = scripts();
     let output = tokio::time::timeout(
