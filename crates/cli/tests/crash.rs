@@ -262,7 +262,9 @@ async fn sigterm_lets_a_paid_request_in_flight_finish_and_settle() {
     upstream.set_mode(UpstreamMode::Slow);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(dir.path(), &chain, &upstream, 5, 10);
-    let (mut served, base) = serve(&config);
+    // JSON logs, to check that they carry the request id.
+    let mut served = ServeProcess::start_with(BIN, &config, &["--log-format", "json"]);
+    let base = format!("http://{}", served.address);
     let http = reqwest::Client::new();
     let url = format!("{base}/v1/quote");
     let signed = sign(&http, &url, &Wallet::from_signer(dev_account(1))).await.expect("a 402");
@@ -284,6 +286,7 @@ async fn sigterm_lets_a_paid_request_in_flight_finish_and_settle() {
     let receipt = headers["payment-response"].to_str().unwrap().to_owned();
     let settle: serde_json::Value = serde_json::from_slice(&paygate_proto::b64::std_decode(&receipt).unwrap()).unwrap();
     assert_eq!(settle["success"], true, "{settle}");
+    let request_id = headers["x-request-id"].to_str().unwrap().to_owned();
     let status = served.child.wait().expect("paygate exits");
     assert!(status.success(), "{status:?}");
     assert!(http.get(&url).send().await.is_err(), "nothing listens after shutdown");
@@ -292,4 +295,17 @@ async fn sigterm_lets_a_paid_request_in_flight_finish_and_settle() {
     let ledger = store.payments(&PaymentQuery::default()).await.unwrap();
     assert_eq!((ledger.len(), ledger[0].state), (1, PaymentState::Settled));
     assert_eq!(chain.transfers(dev_account(1).address(), dev_account(9).address()).await, 1);
+    assert_eq!(ledger[0].request_id, request_id);
+    // The settlement's log line is JSON and names the request, as the response and the ledger do.
+    let log = served.log.lock().unwrap().clone();
+    let settled = log
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "settled")
+        .unwrap_or_else(|| panic!("no settled line in {log:#?}"));
+    assert_eq!(settled["span"]["id"], request_id.as_str(), "{settled}");
+    assert_eq!(
+        (settled["fields"]["amount"].as_str(), settled["fields"]["asset"].as_str()),
+        (Some("0.01"), Some("USDC"))
+    );
 }

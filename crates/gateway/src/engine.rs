@@ -18,6 +18,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
 use tower::{Service, ServiceExt};
+use tracing::Instrument as _;
 
 use paygate_core::binding::{BindingInput, ChallengeSecret, challenge_scope, encode_request, scope_route};
 use paygate_core::clock::{Clock, parse_rfc3339, rfc3339};
@@ -142,6 +143,17 @@ impl Gateway {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             request.headers_mut().insert(REQUEST_ID, value);
         }
+        // Every log line of this request carries its id, as its problem body and the ledger do.
+        let span =
+            tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path());
+        self.route(request, request_id, inner).instrument(span).await
+    }
+
+    async fn route<S>(&self, request: Request<Body>, request_id: String, inner: S) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
         if let Some(ClientAddr(peer)) = request.extensions().get::<ClientAddr>()
             && let Err(rejection) = self.limits.check_ip(peer.ip())
         {
@@ -647,6 +659,18 @@ impl Gateway {
         };
         self.metrics.time(Phase::Settle, started.elapsed());
         let option = paid.offer.method.option();
+        let amount = paygate_core::money::format_atomic(paid.offer.amount, option.asset.decimals);
+        match &outcome {
+            SettleOutcome::Settled { reference } => {
+                tracing::info!(payment = paid.id, payer = %paid.verified.payer, %amount, asset = %option.asset.symbol, tx = %reference, "settled");
+            }
+            SettleOutcome::Unknown { reason, reference } => {
+                tracing::warn!(payment = paid.id, payer = %paid.verified.payer, %amount, tx = ?reference, %reason, "settlement outcome unknown: pending");
+            }
+            SettleOutcome::Failed { reason, .. } => {
+                tracing::warn!(payment = paid.id, payer = %paid.verified.payer, %amount, %reason, "settlement failed; nothing charged");
+            }
+        }
         match &outcome {
             SettleOutcome::Settled { .. } => {
                 self.metrics.outcome(Outcome::Paid);
