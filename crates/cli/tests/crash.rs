@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256};
 use paygate_chain::abi::{AuthorizationUse, authorization_use};
-use paygate_chain::devtoken::{dev_account, test_usdc_address};
+use paygate_chain::devtoken::dev_account;
 use paygate_client::{AssetBook, KnownAsset, Protocol, Wallet, credential, parse_offers};
 use paygate_store::{PaymentQuery, PaymentState};
 use paygate_testkit::process::ServeProcess;
@@ -43,14 +43,7 @@ struct Attempt {
 }
 
 fn assets() -> AssetBook {
-    AssetBook::builtin().with(KnownAsset {
-        chain_id: 31337,
-        address: test_usdc_address(),
-        symbol: "USDC".into(),
-        decimals: 6,
-        usd: true,
-        eip712: Some(("USD Coin".into(), "2".into())),
-    })
+    AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337))
 }
 
 /// Asks `url` unpaid and signs its x402 v2 offer; `None` when the gateway is gone.

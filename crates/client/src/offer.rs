@@ -54,6 +54,22 @@ pub struct KnownAsset {
     pub eip712: Option<(String, String)>,
 }
 
+impl KnownAsset {
+    /// The project's EIP-3009 test USDC at its deterministic address on a development chain (anvil after
+    /// `paygate dev fund`, the embedded devnet): test money only.
+    pub fn dev_test_usdc(chain_id: u64) -> KnownAsset {
+        use paygate_chain::devtoken;
+        KnownAsset {
+            chain_id,
+            address: devtoken::test_usdc_address(),
+            symbol: devtoken::TEST_USDC_SYMBOL.into(),
+            decimals: devtoken::TEST_USDC_DECIMALS,
+            usd: true,
+            eip712: Some((devtoken::TEST_USDC_NAME.into(), devtoken::TEST_USDC_VERSION.into())),
+        }
+    }
+}
+
 /// The tokens the client can value and sign for: the registry's EVM stablecoins plus any the owner adds.
 #[derive(Debug, Clone, Default)]
 pub struct AssetBook {

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use alloy::primitives::Address;
-use paygate_chain::devtoken::{dev_account, test_usdc_address};
+use paygate_chain::devtoken::dev_account;
 use paygate_client::{AssetBook, KnownAsset, PayingClient, Policy, SpendLog, Wallet};
 #[allow(unused_imports)] // not every test binary pays the standard seller
 pub use paygate_testkit::Seller;
@@ -22,14 +22,7 @@ pub fn payer() -> Address {
 
 /// The test token, which the built-in registry does not know: a 6-decimal USD stablecoin on chain 31337.
 pub fn local_assets() -> AssetBook {
-    AssetBook::builtin().with(KnownAsset {
-        chain_id: 31337,
-        address: test_usdc_address(),
-        symbol: "USDC".into(),
-        decimals: 6,
-        usd: true,
-        eip712: Some(("USD Coin".into(), "2".into())),
-    })
+    AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337))
 }
 
 /// A client paying from dev account 1, with an in-memory spend log.
