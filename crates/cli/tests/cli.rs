@@ -238,3 +238,24 @@ fn a_reconciler_that_would_void_live_requests_is_refused() {
     let toml = format!("{UPSTREAM}timeout_secs = 30\n\n[reconciler]\nstale_after_secs = 30\n");
     refused(&toml, "reconciler.stale_after_secs", &["must be above upstream.timeout_secs (30)"]);
 }
+
+#[test]
+fn per_unit_routes_that_cannot_count_or_bound_are_refused() {
+    let route = |extra: &str| {
+        format!("{UPSTREAM}\n[[routes]]\nmethod = \"POST\"\npath = \"/v1/tts\"\nprice = \"$0.000015\"\n{extra}")
+    };
+    refused(&route("per = \"character\"\n"), "routes[0].per", &["needs a `field`"]);
+    refused(&route("per = \"byte\"\nfield = \"$.input\"\n"), "routes[0].per", &["counts the body"]);
+    let flat = format!("{UPSTREAM}\n[[routes]]\npath = \"/v1/quote\"\nprice = \"$0.01\"\nfield = \"$.input\"\n");
+    refused(&flat, "routes[0].field", &["only a per-unit route"]);
+    refused(
+        &route("per = \"character\"\nfield = \"$.input\"\nmin_price = \"$0.05\"\nmax_price = \"$0.01\"\n"),
+        "routes[0].min_price",
+        &["is above max_price"],
+    );
+    refused(
+        &route("per = \"character\"\nfield = \"$.input\"\nmin_price = \"$0.0000001\"\n"),
+        "routes[0].min_price",
+        &["cannot be paid exactly in an asset with 6 decimals"],
+    );
+}

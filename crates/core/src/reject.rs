@@ -57,6 +57,8 @@ pub enum RejectKind {
     MultipleCredentials,
     /// Over the configured request rate for the client's address or the payer.
     RateLimited,
+    /// A per-unit price cannot be computed: the field it counts is missing or malformed.
+    UnpriceableRequest,
     /// An unexpected fault inside paygate.
     Internal,
 }
@@ -73,7 +75,7 @@ impl RejectKind {
             | InsufficientFunds
             | PaymentActionRequired
             | SettlementFailed => 402,
-            MalformedCredential | AmbiguousPath | MultipleCredentials => 400,
+            MalformedCredential | AmbiguousPath | MultipleCredentials | UnpriceableRequest => 400,
             Replayed => 403,
             RouteNotFound => 404,
             InFlight => 409,
@@ -114,6 +116,7 @@ impl RejectKind {
             BodyTooLarge => concat!("urn:paygate:problem:", "body-too-large"),
             MultipleCredentials => concat!("urn:paygate:problem:", "multiple-credentials"),
             RateLimited => concat!("urn:paygate:problem:", "rate-limited"),
+            UnpriceableRequest => concat!("urn:paygate:problem:", "unpriceable-request"),
             Internal => concat!("urn:paygate:problem:", "internal-error"),
         }
     }
@@ -144,6 +147,7 @@ impl RejectKind {
             BodyTooLarge => "Body Too Large",
             MultipleCredentials => "Multiple Credentials",
             RateLimited => "Too Many Requests",
+            UnpriceableRequest => "Request Cannot Be Priced",
             Internal => "Internal Error",
         }
     }
@@ -179,6 +183,7 @@ impl RejectKind {
             BodyTooLarge,
             MultipleCredentials,
             RateLimited,
+            UnpriceableRequest,
             Internal,
         ]
     }

@@ -15,6 +15,7 @@ use paygate_store::Store;
 use crate::config::{Config, ConfigError};
 use crate::engine::{Gateway, Route, Settings};
 use crate::offers::{ResourceText, RouteOffer};
+use crate::pricing::UnitPricing;
 use crate::rails::{BuiltOption, RailContext, build_option};
 use crate::routes::{PathPattern, RouteMatcher};
 
@@ -96,7 +97,10 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         let mut offers = Vec::new();
         if let Some(price_text) = &route.price {
             let price = Price::parse(price_text).map_err(|e| err(field("price"), e.to_string()))?;
-            price.check_minimum().map_err(|e| err(field("price"), e.to_string()))?;
+            // A unit price may be below what one payment can be; the request's total is checked instead.
+            if route.per.is_none() {
+                price.check_minimum().map_err(|e| err(field("price"), e.to_string()))?;
+            }
             let named = route.accept.is_some();
             let chosen: Vec<&BuiltOption> = match &route.accept {
                 None => built_options.iter().collect(),
@@ -113,7 +117,7 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             for option in chosen {
                 let name = &option.method.option().name;
                 match price_in(option, &price).map(|amount| RouteOffer::new(option.method.clone(), amount)) {
-                    Ok(offer) if offer.can_be_paid() => offers.push(offer),
+                    Ok(offer) if offer.can_be_paid() || route.per.is_some() => offers.push(offer),
                     Ok(_) if named => {
                         return Err(err(
                             field("price"),
@@ -137,11 +141,53 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         } else if route.accept.is_some() {
             return Err(err(field("accept"), "a free route (no price) accepts no payment".into()));
         }
+        let per_unit = match route.per {
+            None => {
+                for (name, set) in [
+                    ("field", route.field.is_some()),
+                    ("query", route.query.is_some()),
+                    ("min_price", route.min_price.is_some()),
+                    ("max_price", route.max_price.is_some()),
+                ] {
+                    if set {
+                        return Err(err(field(name), "only a per-unit route (`per = ...`) takes it".into()));
+                    }
+                }
+                None
+            }
+            Some(_) if offers.is_empty() => {
+                return Err(err(field("per"), "a per-unit route needs a `price` per unit".into()));
+            }
+            Some(unit) => {
+                let pricing = UnitPricing::new(unit, route.field.as_deref(), route.query.as_deref())
+                    .map_err(|e| err(field("per"), e))?;
+                let bound = |name: &str, text: &Option<String>| -> Result<Vec<Option<AtomicAmount>>, ConfigError> {
+                    let Some(text) = text else { return Ok(vec![None; offers.len()]) };
+                    let price = Price::parse(text).map_err(|e| err(field(name), e.to_string()))?;
+                    offers
+                        .iter()
+                        .map(|offer| {
+                            let option = built_options
+                                .iter()
+                                .find(|o| Arc::ptr_eq(&o.method, &offer.method))
+                                .expect("every offer is one of the built options");
+                            price_in(option, &price).map(Some).map_err(|e| err(field(name), e))
+                        })
+                        .collect()
+                };
+                let (min, max) = (bound("min_price", &route.min_price)?, bound("max_price", &route.max_price)?);
+                if min.iter().zip(&max).any(|(min, max)| matches!((min, max), (Some(a), Some(b)) if a > b)) {
+                    return Err(err(field("min_price"), "is above max_price".into()));
+                }
+                Some(pricing.with_bounds(min.into_iter().zip(max).collect()))
+            }
+        };
         let name = format!("{} {}", method.as_ref().map_or("*", |m| m.as_str()), route.path);
         routes.push(Route {
             name,
             matcher: RouteMatcher { method, pattern },
             offers,
+            per_unit,
             settle: route.settle,
             resource: ResourceText { description: route.description.clone(), mime_type: route.mime_type.clone() },
         });

@@ -552,6 +552,38 @@ pub struct RouteConfig {
     /// Media type of the response, for x402's `resource.mimeType`.
     #[serde(default)]
     pub mime_type: Option<String>,
+    /// Makes `price` a price per unit of the request, counted before it runs.
+    #[serde(default)]
+    pub per: Option<PriceUnit>,
+    /// The JSON field of the body the units are counted in (`$.input`), for `character`, `item`, `second`,
+    /// `minute`.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// The query parameter holding the seconds, for `second` and `minute` (instead of `field`).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The least a request of a per-unit route costs.
+    #[serde(default)]
+    pub min_price: Option<String>,
+    /// The most a request of a per-unit route costs.
+    #[serde(default)]
+    pub max_price: Option<String>,
+}
+
+/// What a per-unit price counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriceUnit {
+    /// Bytes of the request body.
+    Byte,
+    /// Characters (Unicode scalar values) of a JSON string field.
+    Character,
+    /// Items of a JSON array field.
+    Item,
+    /// Seconds, from a numeric JSON field or query parameter (a fraction counts as a whole second).
+    Second,
+    /// Started minutes of a number of seconds from a JSON field or query parameter.
+    Minute,
 }
 
 /// When a route's payments are settled.

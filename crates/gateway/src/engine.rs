@@ -35,6 +35,7 @@ use crate::credential::{self, Presented};
 use crate::limits::RateLimits;
 use crate::metrics::{Metrics, Outcome, Phase};
 use crate::offers::{self, RequestBinding, ResourceText, RouteOffer, X402_BINDING_KEY};
+use crate::pricing::UnitPricing;
 use crate::proxy::ClientAddr;
 use crate::reconciler::{Reconciler, settle_payment};
 use crate::routes::{RouteMatcher, canonical_path};
@@ -45,8 +46,10 @@ pub struct Route {
     /// `METHOD /pattern` as configured, for metrics.
     pub name: String,
     pub matcher: RouteMatcher,
-    /// Empty for a free route.
+    /// Empty for a free route. For a per-unit route, the offers of one unit.
     pub offers: Vec<RouteOffer>,
+    /// How a per-unit route prices each request; `None` for a flat price.
+    pub per_unit: Option<UnitPricing>,
     pub settle: SettleTiming,
     pub resource: ResourceText,
 }
@@ -205,8 +208,26 @@ impl Gateway {
                 return self.reject(&rejection, &request_id);
             }
         };
+        // A per-unit route's offers are priced for this request (its body is bound to them by digest).
+        let priced: Vec<RouteOffer>;
+        let offers = match &route.per_unit {
+            None => route.offers.as_slice(),
+            Some(pricing) => {
+                let quantity = pricing.quantity(parts.uri.query(), &body);
+                priced = match quantity.and_then(|q| pricing.offers(&route.offers, q)) {
+                    Ok(offers) => offers,
+                    Err(rejection) => return self.reject(&rejection, &request_id),
+                };
+                priced.as_slice()
+            }
+        };
+        if offers.is_empty() {
+            // Nothing to pay for (no units, no minimum): served like a free route.
+            self.metrics.outcome(Outcome::Free);
+            return call(inner, Request::from_parts(parts, Body::from(body))).await;
+        }
         let binding = self.binding(&parts, &body);
-        let ctx = PaidRequest { route, binding: &binding, request_id: &request_id };
+        let ctx = PaidRequest { route, offers, binding: &binding, request_id: &request_id };
         let Some(presented) = presented else {
             return self.refuse(&ctx, None).await;
         };
@@ -251,7 +272,7 @@ impl Gateway {
             Some(r) if !r.kind.offers_again() => offers::rejection_response(r, ctx.request_id),
             _ => {
                 offers::payment_required(
-                    &ctx.route.offers,
+                    ctx.offers,
                     ctx.binding,
                     &ctx.route.resource,
                     &self.secret,
@@ -446,7 +467,7 @@ impl Gateway {
     ) -> Result<(&'r RouteOffer, Option<String>, VerifiedPayment), Rejection> {
         if let Presented::TxHash(proof) = presented {
             let mut first_error = None;
-            for offer in ctx.route.offers.iter().filter(|o| o.method.accepts_tx_hash()) {
+            for offer in ctx.offers.iter().filter(|o| o.method.accepts_tx_hash()) {
                 match self.verify_timed(offer, Proof::TxHash(proof)).await {
                     Ok(verified) => return Ok((offer, None, verified)),
                     Err(rejection) => {
@@ -482,7 +503,7 @@ impl Gateway {
         body: &Bytes,
     ) -> Result<(&'r RouteOffer, Option<String>, Proof<'p>), Rejection> {
         use RejectKind::*;
-        let route = ctx.route;
+        let offers = ctx.offers;
         let binding = ctx.binding;
         match presented {
             Presented::Mpp(credential) => {
@@ -531,11 +552,8 @@ impl Gateway {
                         "the request body is not the one the challenge was issued for",
                     ));
                 }
-                let offer = route
-                    .offers
-                    .iter()
-                    .find(|o| o.answers_mpp(&ch.method, &ch.intent, &ch.request))
-                    .ok_or_else(|| {
+                let offer =
+                    offers.iter().find(|o| o.answers_mpp(&ch.method, &ch.intent, &ch.request)).ok_or_else(|| {
                         Rejection::new(InvalidChallenge, "offer_not_current", "this route no longer makes that offer")
                     })?;
                 Ok((offer, Some(ch.id.clone()), Proof::Mpp { credential }))
@@ -551,10 +569,10 @@ impl Gateway {
                 let mut accepted = serde_json::to_value(&payload.accepted).expect("requirements serialize");
                 let echoed =
                     accepted.get_mut("extra").and_then(|e| e.as_object_mut()).and_then(|e| e.remove(X402_BINDING_KEY));
-                let offer = route.offers.iter().find(|o| o.x402_json.as_ref() == Some(&accepted)).ok_or_else(|| {
+                let offer = offers.iter().find(|o| o.x402_json.as_ref() == Some(&accepted)).ok_or_else(|| {
                     Rejection::new(
                         InvalidChallenge,
-                        mismatch_reason(route, &payload.accepted),
+                        mismatch_reason(offers, &payload.accepted),
                         "the payment accepts terms this route does not offer",
                     )
                 })?;
@@ -582,8 +600,7 @@ impl Gateway {
             }
             Presented::X402V1(payload) => {
                 let chain_id = x402::v1::chain_id(&payload.network);
-                let offer = route
-                    .offers
+                let offer = offers
                     .iter()
                     .find(|o| {
                         o.x402.as_ref().is_some_and(|r| {
@@ -743,6 +760,8 @@ impl Gateway {
 /// A request to a priced route, while it is being paid for.
 struct PaidRequest<'a> {
     route: &'a Route,
+    /// The route's offers for this request.
+    offers: &'a [RouteOffer],
     binding: &'a RequestBinding,
     request_id: &'a str,
 }
@@ -826,8 +845,8 @@ fn store_down(err: &paygate_store::StoreError) -> Rejection {
 }
 
 /// Which field of an echoed x402 offer differs from the route's offers.
-fn mismatch_reason(route: &Route, accepted: &x402::PaymentRequirements) -> &'static str {
-    let offers: Vec<&x402::PaymentRequirements> = route.offers.iter().filter_map(|o| o.x402.as_ref()).collect();
+fn mismatch_reason(offers: &[RouteOffer], accepted: &x402::PaymentRequirements) -> &'static str {
+    let offers: Vec<&x402::PaymentRequirements> = offers.iter().filter_map(|o| o.x402.as_ref()).collect();
     if !offers.iter().any(|o| o.network == accepted.network) {
         "network_mismatch"
     } else if !offers.iter().any(|o| o.asset.eq_ignore_ascii_case(&accepted.asset)) {

@@ -8,6 +8,7 @@
 //! * [`admin`]: the admin listener's metrics, health and admin API.
 //! * [`facilitator`]: `paygate facilitator`, the x402 facilitator API over the configured networks.
 //! * [`reconciler`]: finishes settlements a timeout or a crash left undecided.
+//! * [`pricing`]: per-unit prices computed from the request.
 //! * [`limits`]: rate limits per client address and per payer.
 //! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
 
@@ -22,6 +23,7 @@ pub mod layer;
 pub mod limits;
 pub mod metrics;
 pub mod offers;
+pub mod pricing;
 pub mod proxy;
 mod rails;
 pub mod reconciler;

@@ -88,6 +88,9 @@ impl Upstream {
             .route("/v1/quote", get(quote))
             .route("/v1/other", get(quote))
             .route("/v1/echo", post(echo))
+            // Per-unit routes: speech priced per character, transcription per minute.
+            .route("/v1/tts", post(echo))
+            .route("/v1/transcribe", get(quote))
             .route("/free", get(|| async { "free" }))
             .fallback(any(|| async { (StatusCode::NOT_FOUND, "upstream: no such path") }))
             .with_state(self.shared.clone());
