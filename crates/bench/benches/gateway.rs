@@ -5,7 +5,9 @@
 //! (verify + claim + proxy + settle on anvil, paid with x402 v2 credentials signed beforehand), (d') the same
 //! paid requests settled on the embedded devnet (revm in this process) instead of anvil, (d2) on anvil with the
 //! ledger in PostgreSQL (a throwaway cluster) instead of SQLite, (d3) the same through two instances sharing it,
-//! then the ratios (b)/(a), (c)/(b), (d')/(d), (d2)/(d) and (d3)/(d2) and where (d)'s time goes; then paid requests per rail that runs
+//! then the ratios (b)/(a), (c)/(b), (d')/(d), (d2)/(d) and (d3)/(d2) and where (d)'s time goes; (d'') paid POSTs
+//! of 1,000 characters on the devnet at a flat price and (d''') the same priced per character, twice in turn,
+//! with the in-process cost of computing each kind of per-unit price; then paid requests per rail that runs
 //! locally, each on a route offering only that rail, with proofs made beforehand: (e) tx-hash proofs of ERC-20
 //! transfers on anvil, (f) MPP `tempo` hash credentials of TIP-20 transfers (a look-alike on anvil) bound to
 //! their challenges, (g) MPP `stripe` credentials charged through localstripe. Lightning is not measured: its
@@ -13,7 +15,7 @@
 //!
 //! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
 //! (paid requests, default 400), `BENCH_PAID_CONNECTIONS` (default 8), `BENCH_RAIL_PAID` (paid requests per
-//! rail in (e) to (g), default 200), `BENCH_ONLY` (`a`, `b` or `c`: run up to that scenario and stop, for
+//! rail in (e) to (g), default 200), `BENCH_PRICES` (per-unit price computations per rule, default 20,000), `BENCH_ONLY` (`a`, `b` or `c`: run up to that scenario and stop, for
 //! profiling). Needs anvil, localstripe and PostgreSQL (`scripts/install-test-deps`).
 
 use std::sync::Arc;
@@ -54,7 +56,7 @@ fn main() {
 }
 
 async fn serve_upstream() -> String {
-    use axum::routing::get;
+    use axum::routing::any as get;
     let app = axum::Router::new()
         .route("/free", get(|| async { ([("content-type", "application/json")], r#"{"ok":true,"note":"free"}"#) }))
         .fallback(get(|| async { ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#) }));
@@ -116,6 +118,46 @@ async fn bench() {
         method = "GET"
         path = "/v1/devnet-quote"
         price = "$0.01"
+        accept = ["usdc-embedded"]
+        [[routes]]
+        method = "POST"
+        path = "/v1/devnet-tts"
+        price = "$0.00001"
+        per = "character"
+        field = "$.input"
+        min_price = "$0.001"
+        accept = ["usdc-embedded"]
+        [[routes]]
+        method = "POST"
+        path = "/v1/devnet-flat"
+        price = "$0.01"
+        accept = ["usdc-embedded"]
+        [[routes]]
+        method = "POST"
+        path = "/price/byte"
+        price = "$0.000001"
+        per = "byte"
+        accept = ["usdc-embedded"]
+        [[routes]]
+        method = "POST"
+        path = "/price/item"
+        price = "$0.0001"
+        per = "item"
+        field = "$.items"
+        accept = ["usdc-embedded"]
+        [[routes]]
+        method = "POST"
+        path = "/price/second"
+        price = "$0.0001"
+        per = "second"
+        field = "$.duration_seconds"
+        accept = ["usdc-embedded"]
+        [[routes]]
+        method = "GET"
+        path = "/price/minute"
+        price = "$0.006"
+        per = "minute"
+        query = "duration_seconds"
         accept = ["usdc-embedded"]
         [[routes]]
         path = "/free"
@@ -189,6 +231,32 @@ async fn bench() {
             return;
         }
     }
+    // Per-unit prices, without sockets: counting the units of a request and pricing its offers.
+    {
+        let tts = tts_body();
+        let items = Bytes::from(json!({ "items": (0..100).collect::<Vec<u32>>() }).to_string());
+        let seconds = Bytes::from(r#"{"duration_seconds": 95.5}"#);
+        let cases: [(&str, &str, Option<&str>, Bytes); 5] = [
+            ("byte (1,024-byte body)", "POST /price/byte", None, Bytes::from(vec![b'x'; 1024])),
+            ("character (1,000 in $.input)", "POST /v1/devnet-tts", None, tts),
+            ("item (100 in $.items)", "POST /price/item", None, items),
+            ("second ($.duration_seconds)", "POST /price/second", None, seconds),
+            ("minute (?duration_seconds=)", "GET /price/minute", Some("duration_seconds=95"), Bytes::new()),
+        ];
+        let n = env("BENCH_PRICES", 20_000) as u32;
+        println!("per-unit price computed in-process (units counted, offers priced), per request:");
+        for (name, route, query, body) in cases {
+            let route = gateway.routes().iter().find(|r| r.name == route).expect("bench route");
+            let pricing = route.per_unit.as_ref().expect("per-unit route");
+            let started = std::time::Instant::now();
+            for _ in 0..n {
+                let quantity = pricing.quantity(query, &body).expect("priced");
+                std::hint::black_box(pricing.offers(&route.offers, quantity).expect("offers"));
+            }
+            println!("  {name:<32} {}", show(started.elapsed() / n));
+        }
+        println!();
+    }
     println!("{:<30} {:>10} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50", "p99", "errors");
     let warm = Duration::from_millis(500);
     let mut rows: Vec<(&str, Stats)> = Vec::new();
@@ -223,6 +291,22 @@ async fn bench() {
     let (stats, devnet_earned) = paid_run(&devnet, &[format!("{base}/v1/devnet-quote")], paid, paid_connections).await;
     print_row("(d') paid, settled on devnet", &stats);
     rows.push(("(d') paid, settled on devnet", stats));
+    // The same POST of 1,000 characters, flat-priced and priced per character, twice in turn (the machine's noise
+    // shows in how the two ratios differ).
+    let mut per_unit_ratios = Vec::new();
+    let mut per_unit_earned = 0;
+    let mut per_unit_paid = 0;
+    for _ in 0..2 {
+        let flat_url = format!("{base}/v1/devnet-flat");
+        let (flat, _) = paid_post_run(&devnet, &flat_url, tts_body(), paid, paid_connections).await;
+        print_row("(d'') paid POST, flat $0.01", &flat);
+        let tts_url = format!("{base}/v1/devnet-tts");
+        let (per_unit, earned) = paid_post_run(&devnet, &tts_url, tts_body(), paid, paid_connections).await;
+        print_row("(d''') same, priced per char", &per_unit);
+        per_unit_ratios.push(per_unit.per_second() / flat.per_second());
+        per_unit_earned += earned;
+        per_unit_paid += per_unit.requests;
+    }
     let rate = |i: usize| rows[i].1.per_second();
     println!();
     println!("(b)/(a)  = {:.2}  (target >= 0.70)", rate(2) / rate(0));
@@ -235,6 +319,13 @@ async fn bench() {
         rows[4].1.requests as u128 * 10_000
     );
     println!("(d')/(d) = {:.2}  (paid throughput, embedded devnet over anvil)", rate(5) / rate(4));
+    println!(
+        "(d''')/(d'') = {:.2}, {:.2}  (paid throughput, a per-character price over a flat one, two runs; \
+         target >= 0.95); {per_unit_earned} atomic units settled per character (expected {})",
+        per_unit_ratios[0],
+        per_unit_ratios[1],
+        per_unit_paid as u128 * 10_000
+    );
     println!(
         "(d'): {} paid, {devnet_earned} atomic units settled to the seller (expected {})",
         rows[5].1.requests,
@@ -379,14 +470,45 @@ async fn paid_run(chain: &Devchain, urls: &[String], n: usize, connections: usiz
     (stats, chain.balance(dev_account(9).address()).await - before)
 }
 
+/// The body of (d''): 1,000 characters of `$.input`, priced at $0.01.
+fn tts_body() -> Bytes {
+    Bytes::from(json!({ "input": "a".repeat(1000), "voice": "alto" }).to_string())
+}
+
+/// [`paid_run`] for a route priced from its body: `n` POSTs of `body` to `url`, each with a credential for the
+/// 402 of that very body.
+async fn paid_post_run(chain: &Devchain, url: &str, body: Bytes, n: usize, connections: usize) -> (Stats, u128) {
+    let credentials = Arc::new(sign_credentials_for(url, Some(body.clone()), n).await);
+    let url = url.to_owned();
+    let make: paygate_bench::MakeRequest = Arc::new(move |i| {
+        Request::post(&url)
+            .header("content-type", "application/json")
+            .header("payment-signature", &credentials[i])
+            .body(Full::new(body.clone()))
+            .expect("request")
+    });
+    let before = chain.balance(dev_account(9).address()).await;
+    let stats = run(make, StatusCode::OK, connections, Duration::from_secs(600), Some(n)).await;
+    (stats, chain.balance(dev_account(9).address()).await - before)
+}
+
 /// Fetches `n` 402s from `url` and signs an x402 v2 `exact` credential for each.
 async fn sign_credentials(url: &str, n: usize) -> Vec<String> {
+    sign_credentials_for(url, None, n).await
+}
+
+/// [`sign_credentials`] for the 402s of POSTing `body` (a GET without one).
+async fn sign_credentials_for(url: &str, body: Option<Bytes>, n: usize) -> Vec<String> {
     let client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
     let now = paygate_core::clock::SystemClock;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let request = Request::get(url).body(Full::new(Bytes::new())).expect("request");
+        let request = match &body {
+            None => Request::get(url).body(Full::new(Bytes::new())),
+            Some(body) => Request::post(url).header("content-type", "application/json").body(Full::new(body.clone())),
+        }
+        .expect("request");
         let response = client.request(request).await.expect("402");
         let header = response.headers()["payment-required"].to_str().expect("ascii").to_owned();
         let required: x402::PaymentRequired = x402::decode_header(&header).expect("PAYMENT-REQUIRED");
