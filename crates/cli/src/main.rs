@@ -32,6 +32,9 @@ enum Command {
     Serve(commands::serve::Args),
     /// Run a self-hosted x402 facilitator (`/verify`, `/settle`, `/supported`) for many gateways.
     Facilitator(commands::facilitator::Args),
+    /// API keys of known customers, metered into the ledger.
+    #[command(subcommand)]
+    Keys(commands::keys::Command),
     /// List the payments in the ledger.
     Ledger(commands::ledger::Args),
     /// Send an HTTP request and pay its 402 from the local wallet, within limits.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             Command::Init(args) => commands::init::run(args),
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Facilitator(args) => commands::facilitator::run(args).await,
+            Command::Keys(command) => commands::keys::run(command).await,
             Command::Ledger(args) => commands::ledger::run(args).await,
             Command::Pay(args) => commands::pay::run(*args).await,
             Command::Spend(args) => commands::spend::run(args).await,

@@ -259,3 +259,29 @@ fn per_unit_routes_that_cannot_count_or_bound_are_refused() {
         &["cannot be paid exactly in an asset with 6 decimals"],
     );
 }
+
+#[test]
+fn keys_are_created_once_listed_without_the_key_and_revoked() {
+    let (dir, path) = write_config(&format!("{UPSTREAM}\n[store]\nurl = \"sqlite://ledger.db\"\n"));
+    let config = path.display().to_string();
+    let created = paygate(&["keys", "create", "--config", &config, "--name", "acme"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let key = text(&created.stdout).trim().to_owned();
+    assert!(key.starts_with("pgk_") && key.len() == 47, "{key}");
+    let again = paygate(&["keys", "create", "--config", &config, "--name", "acme"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("a key named \"acme\" exists already"), "{}", text(&again.stderr));
+
+    let listed = text(&paygate(&["keys", "list", "--config", &config]).stdout);
+    assert!(listed.contains("acme") && listed.contains(&format!("{}…", &key[..12])), "{listed}");
+    assert!(!listed.contains(&key), "the key is shown once, at creation: {listed}");
+    let revoked = paygate(&["keys", "revoke", "--config", &config, "acme"]);
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&text(&paygate(&["keys", "list", "--config", &config, "--json"]).stdout)).unwrap();
+    assert!(json[0]["revoked_at_ms"].is_i64(), "{json}");
+    let twice = paygate(&["keys", "revoke", "--config", &config, "acme"]);
+    assert_eq!(twice.status.code(), Some(1));
+    let database = std::fs::read(dir.path().join("ledger.db")).unwrap();
+    assert!(!database.windows(key.len()).any(|w| w == key.as_bytes()));
+}

@@ -59,6 +59,8 @@ pub enum RejectKind {
     RateLimited,
     /// A per-unit price cannot be computed: the field it counts is missing or malformed.
     UnpriceableRequest,
+    /// An API key that is not one of the store's, or was revoked.
+    InvalidApiKey,
     /// An unexpected fault inside paygate.
     Internal,
 }
@@ -78,6 +80,7 @@ impl RejectKind {
             MalformedCredential | AmbiguousPath | MultipleCredentials | UnpriceableRequest => 400,
             Replayed => 403,
             RouteNotFound => 404,
+            InvalidApiKey => 401,
             InFlight => 409,
             BodyTooLarge => 413,
             HeaderTooLarge => 431,
@@ -117,6 +120,7 @@ impl RejectKind {
             MultipleCredentials => concat!("urn:paygate:problem:", "multiple-credentials"),
             RateLimited => concat!("urn:paygate:problem:", "rate-limited"),
             UnpriceableRequest => concat!("urn:paygate:problem:", "unpriceable-request"),
+            InvalidApiKey => concat!("urn:paygate:problem:", "invalid-api-key"),
             Internal => concat!("urn:paygate:problem:", "internal-error"),
         }
     }
@@ -148,6 +152,7 @@ impl RejectKind {
             MultipleCredentials => "Multiple Credentials",
             RateLimited => "Too Many Requests",
             UnpriceableRequest => "Request Cannot Be Priced",
+            InvalidApiKey => "Invalid API Key",
             Internal => "Internal Error",
         }
     }
@@ -184,6 +189,7 @@ impl RejectKind {
             MultipleCredentials,
             RateLimited,
             UnpriceableRequest,
+            InvalidApiKey,
             Internal,
         ]
     }

@@ -141,6 +141,9 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         } else if route.accept.is_some() {
             return Err(err(field("accept"), "a free route (no price) accepts no payment".into()));
         }
+        if route.api_keys && route.price.is_none() {
+            return Err(err(field("api_keys"), "a free route needs no key: give it a price".into()));
+        }
         let per_unit = match route.per {
             None => {
                 for (name, set) in [
@@ -188,6 +191,7 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             matcher: RouteMatcher { method, pattern },
             offers,
             per_unit,
+            api_keys: route.api_keys,
             settle: route.settle,
             resource: ResourceText { description: route.description.clone(), mime_type: route.mime_type.clone() },
         });

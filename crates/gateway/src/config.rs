@@ -568,6 +568,9 @@ pub struct RouteConfig {
     /// The most a request of a per-unit route costs.
     #[serde(default)]
     pub max_price: Option<String>,
+    /// Also serve `Authorization: Bearer <key>` for the keys of `paygate keys create`, metering each call.
+    #[serde(default)]
+    pub api_keys: bool,
 }
 
 /// What a per-unit price counts.

@@ -29,6 +29,7 @@ use paygate_proto::mpp::{self, Receipt};
 use paygate_proto::x402;
 use paygate_store::{Claim, NewPayment, PaymentId, PaymentRecord, PaymentState, Store, Transition};
 
+use crate::api_keys;
 use crate::body::Body;
 use crate::config::{SettleTiming, UnknownRoutes};
 use crate::credential::{self, Presented};
@@ -50,6 +51,8 @@ pub struct Route {
     pub offers: Vec<RouteOffer>,
     /// How a per-unit route prices each request; `None` for a flat price.
     pub per_unit: Option<UnitPricing>,
+    /// Whether API-key customers may call it (`Authorization: Bearer pgk_...`).
+    pub api_keys: bool,
     pub settle: SettleTiming,
     pub resource: ResourceText,
 }
@@ -226,12 +229,78 @@ impl Gateway {
             self.metrics.outcome(Outcome::Free);
             return call(inner, Request::from_parts(parts, Body::from(body))).await;
         }
+        if route.api_keys
+            && let Some(key) =
+                parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(api_keys::bearer)
+        {
+            let key = key.to_owned();
+            return self
+                .key_customer(&key, &offers[0], Request::from_parts(parts, Body::from(body)), inner, &request_id)
+                .await;
+        }
         let binding = self.binding(&parts, &body);
         let ctx = PaidRequest { route, offers, binding: &binding, request_id: &request_id };
         let Some(presented) = presented else {
             return self.refuse(&ctx, None).await;
         };
         self.paid(&ctx, presented, parts, body, inner).await
+    }
+
+    /// Serves an API-key customer: an unknown or revoked key is 401 and never reaches the upstream; a call the
+    /// upstream answered below 400 is metered at `offer`'s amount (the price this request has on the route).
+    async fn key_customer<S>(
+        &self,
+        key: &str,
+        offer: &RouteOffer,
+        request: Request<Body>,
+        inner: S,
+        request_id: &str,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let customer = match self.store.api_key_by_hash(&api_keys::hash(key)).await {
+            Ok(Some(customer)) if customer.revoked_at_ms.is_none() => customer,
+            Ok(found) => {
+                let (reason, detail) = match found {
+                    Some(_) => ("revoked_api_key", "this API key was revoked"),
+                    None => ("unknown_api_key", "this API key is not known here"),
+                };
+                let mut response = self.reject(&Rejection::new(RejectKind::InvalidApiKey, reason, detail), request_id);
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+            Err(e) => return self.reject(&store_down(&e), request_id),
+        };
+        let route = format!("{} {}", request.method(), request.uri().path());
+        let response = self.upstream(inner, request).await;
+        if response.status().as_u16() >= 400 {
+            return response;
+        }
+        let option = offer.method.option();
+        let usage = NewPayment {
+            proof_key: format!("apikey:{}:{:x}", customer.id, alloy::primitives::B128::random()),
+            challenge_id: None,
+            request_id: request_id.to_owned(),
+            route,
+            protocol: "api-key".to_owned(),
+            rail: "api-key".to_owned(),
+            option_name: option.name.clone(),
+            network: option.network.to_string(),
+            asset: option.asset.address.clone(),
+            asset_symbol: option.asset.symbol.clone(),
+            decimals: option.asset.decimals,
+            amount: offer.amount.0,
+            payer: format!("key:{}", customer.name),
+            pay_to: option.pay_to.clone(),
+            settlement: serde_json::json!({ "api_key": customer.name, "status": response.status().as_u16() }),
+        };
+        match self.store.record_usage(&usage).await {
+            Ok(_) => self.metrics.outcome(Outcome::Metered),
+            Err(e) => tracing::error!(customer = %customer.name, error = %e, "could not meter an API-key call"),
+        }
+        response
     }
 
     /// What every challenge for this request binds.

@@ -8,11 +8,13 @@
 //! * [`admin`]: the admin listener's metrics, health and admin API.
 //! * [`facilitator`]: `paygate facilitator`, the x402 facilitator API over the configured networks.
 //! * [`reconciler`]: finishes settlements a timeout or a crash left undecided.
+//! * [`api_keys`]: API-key customers beside paying agents.
 //! * [`pricing`]: per-unit prices computed from the request.
 //! * [`limits`]: rate limits per client address and per payer.
 //! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
 
 pub mod admin;
+pub mod api_keys;
 pub mod body;
 pub mod build;
 pub mod config;

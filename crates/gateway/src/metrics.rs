@@ -43,6 +43,8 @@ pub enum Outcome {
     Pending,
     /// A payment settled after a crash, its response delivered to the resent credential.
     Redelivered,
+    /// A call of an API-key customer, metered.
+    Metered,
 }
 
 impl Outcome {
@@ -58,6 +60,7 @@ impl Outcome {
             Outcome::SettleFailed => "settle_failed",
             Outcome::Pending => "pending",
             Outcome::Redelivered => "redelivered",
+            Outcome::Metered => "metered",
         }
     }
 }

@@ -17,12 +17,28 @@ macro_rules! impl_store {
 
             use crate::row::{RECORD_COLUMNS, record};
             use crate::{
-                Claim, NewPayment, PaymentEvent, PaymentId, PaymentQuery, PaymentRecord, PaymentState, StoreError,
+                ApiKey, Claim, NewPayment, PaymentEvent, PaymentId, PaymentQuery, PaymentRecord, PaymentState, StoreError,
                 Transition, now_ms,
             };
 
             pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
                 StoreError::Unavailable(err.to_string())
+            }
+
+            fn api_key<R: sqlx::Row>(row: &R) -> ApiKey
+            where
+                for<'r> &'r str: sqlx::ColumnIndex<R>,
+                for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+                for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+                for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            {
+                ApiKey {
+                    id: row.get("id"),
+                    name: row.get("name"),
+                    prefix: row.get("prefix"),
+                    created_at_ms: row.get("created_at_ms"),
+                    revoked_at_ms: row.get("revoked_at_ms"),
+                }
             }
 
             fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -215,6 +231,82 @@ macro_rules! impl_store {
                         Some(id) => self.payment(id).await,
                         None => Ok(None),
                     }
+                }
+
+                async fn record_usage(&self, p: &NewPayment) -> Result<PaymentId, StoreError> {
+                    let now = now_ms();
+                    let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
+                    let id: PaymentId = sqlx::query_scalar(
+                        "INSERT INTO payments (proof_key, challenge_id, state, created_at_ms, updated_at_ms, request_id, route, \
+                         protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, settlement, \
+                         reason) VALUES ($1, NULL, 'metered', $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                         'metered') RETURNING id",
+                    )
+                    .bind(&p.proof_key)
+                    .bind(now)
+                    .bind(&p.request_id)
+                    .bind(&p.route)
+                    .bind(&p.protocol)
+                    .bind(&p.rail)
+                    .bind(&p.option_name)
+                    .bind(&p.network)
+                    .bind(&p.asset)
+                    .bind(&p.asset_symbol)
+                    .bind(i64::from(p.decimals))
+                    .bind(p.amount.to_string())
+                    .bind(&p.payer)
+                    .bind(&p.pay_to)
+                    .bind(p.settlement.to_string())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                    record_event(&mut tx, id, None, PaymentState::Metered, "metered", now).await?;
+                    tx.commit().await.map_err(unavailable)?;
+                    Ok(id)
+                }
+
+                async fn create_api_key(&self, name: &str, key_hash: &str, prefix: &str) -> Result<Option<ApiKey>, StoreError> {
+                    let created = sqlx::query(
+                        "INSERT INTO api_keys (name, key_hash, prefix, created_at_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT DO NOTHING RETURNING id, name, prefix, created_at_ms, revoked_at_ms",
+                    )
+                    .bind(name)
+                    .bind(key_hash)
+                    .bind(prefix)
+                    .bind(now_ms())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(created.as_ref().map(api_key))
+                }
+
+                async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+                    let row = sqlx::query(
+                        "SELECT id, name, prefix, created_at_ms, revoked_at_ms FROM api_keys WHERE key_hash = $1",
+                    )
+                    .bind(key_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(row.as_ref().map(api_key))
+                }
+
+                async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+                    let rows = sqlx::query("SELECT id, name, prefix, created_at_ms, revoked_at_ms FROM api_keys ORDER BY id")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(rows.iter().map(api_key).collect())
+                }
+
+                async fn revoke_api_key(&self, name: &str) -> Result<bool, StoreError> {
+                    let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = $1 WHERE name = $2 AND revoked_at_ms IS NULL")
+                        .bind(now_ms())
+                        .bind(name)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(done.rows_affected() == 1)
                 }
 
                 async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {

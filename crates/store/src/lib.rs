@@ -41,6 +41,8 @@ pub enum PaymentState {
     Failed,
     Pending,
     Voided,
+    /// A call of an API-key customer, recorded at the price it would have paid; nothing is settled on chain.
+    Metered,
 }
 
 impl PaymentState {
@@ -52,16 +54,18 @@ impl PaymentState {
             PaymentState::Failed => "failed",
             PaymentState::Pending => "pending",
             PaymentState::Voided => "voided",
+            PaymentState::Metered => "metered",
         }
     }
 
-    pub const ALL: [PaymentState; 6] = [
+    pub const ALL: [PaymentState; 7] = [
         PaymentState::Verified,
         PaymentState::Settling,
         PaymentState::Settled,
         PaymentState::Failed,
         PaymentState::Pending,
         PaymentState::Voided,
+        PaymentState::Metered,
     ];
 }
 
@@ -177,6 +181,17 @@ pub struct PaymentQuery {
     pub offset: Option<u32>,
 }
 
+/// An API key of a customer; the key itself is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub id: i64,
+    pub name: String,
+    /// The key's first characters, for recognizing it.
+    pub prefix: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -216,6 +231,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// sent `proof_key` again: the flag is cleared atomically, so one request gets it. `None` when nothing is
     /// owed.
     async fn take_owed_response(&self, proof_key: &str) -> Result<Option<PaymentRecord>, StoreError>;
+
+    /// Records a call of an API-key customer as a `metered` row (with its `claimed` event).
+    async fn record_usage(&self, usage: &NewPayment) -> Result<PaymentId, StoreError>;
+
+    /// Adds a key, `Ok(None)` when `name` is taken.
+    async fn create_api_key(&self, name: &str, key_hash: &str, prefix: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// The key whose hash is `key_hash`, revoked or not.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Every key, oldest first.
+    async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes the key named `name`; `false` when there is no such live key.
+    async fn revoke_api_key(&self, name: &str) -> Result<bool, StoreError>;
 
     /// One payment.
     async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError>;

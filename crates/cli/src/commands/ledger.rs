@@ -18,7 +18,7 @@ pub struct Args {
     /// Print CSV with a header row.
     #[arg(long)]
     csv: bool,
-    /// Only payments in this state (verified, settling, settled, failed, pending, voided).
+    /// Only payments in this state (verified, settling, settled, failed, pending, voided, metered).
     #[arg(long)]
     state: Option<String>,
     /// At most this many payments, newest first.

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod dev;
 pub mod facilitator;
 pub mod init;
+pub mod keys;
 pub mod ledger;
 pub mod pay;
 pub mod serve;

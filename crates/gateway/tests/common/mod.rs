@@ -199,6 +199,11 @@ impl Harness {
         format!("{}{path}", self.base)
     }
 
+    /// The directory of the ledger's database files.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub async fn ledger(&self) -> Vec<PaymentRecord> {
         self.gateway.store().payments(&PaymentQuery::default()).await.expect("ledger")
     }
