@@ -67,37 +67,48 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            /// Inserts a new row in `state`; `None` when its proof (or live challenge) is already there.
+            async fn insert_payment(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                p: &NewPayment,
+                state: PaymentState,
+                now: i64,
+            ) -> Result<Option<PaymentId>, StoreError> {
+                sqlx::query_scalar(
+                    "INSERT INTO payments (proof_key, challenge_id, state, created_at_ms, updated_at_ms, request_id, route, \
+                     protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, settlement) \
+                     VALUES ($1, $2, $17, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                     ON CONFLICT DO NOTHING RETURNING id",
+                )
+                .bind(&p.proof_key)
+                .bind(&p.challenge_id)
+                .bind(now)
+                .bind(&p.request_id)
+                .bind(&p.route)
+                .bind(&p.protocol)
+                .bind(&p.rail)
+                .bind(&p.option_name)
+                .bind(&p.network)
+                .bind(&p.asset)
+                .bind(&p.asset_symbol)
+                .bind(i64::from(p.decimals))
+                .bind(p.amount.to_string())
+                .bind(&p.payer)
+                .bind(&p.pay_to)
+                .bind(p.settlement.to_string())
+                .bind(state.as_str())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(unavailable)
+            }
+
             #[async_trait::async_trait]
             impl crate::Store for super::$store {
                 async fn claim(&self, p: &NewPayment) -> Result<Claim, StoreError> {
                     let now = now_ms();
                     let settlement = p.settlement.to_string();
                     let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
-                    let inserted: Option<PaymentId> = sqlx::query_scalar(
-                        "INSERT INTO payments (proof_key, challenge_id, state, created_at_ms, updated_at_ms, request_id, route, \
-                         protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, settlement) \
-                         VALUES ($1, $2, 'verified', $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-                         ON CONFLICT DO NOTHING RETURNING id",
-                    )
-                    .bind(&p.proof_key)
-                    .bind(&p.challenge_id)
-                    .bind(now)
-                    .bind(&p.request_id)
-                    .bind(&p.route)
-                    .bind(&p.protocol)
-                    .bind(&p.rail)
-                    .bind(&p.option_name)
-                    .bind(&p.network)
-                    .bind(&p.asset)
-                    .bind(&p.asset_symbol)
-                    .bind(i64::from(p.decimals))
-                    .bind(p.amount.to_string())
-                    .bind(&p.payer)
-                    .bind(&p.pay_to)
-                    .bind(&settlement)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+                    let inserted = insert_payment(&mut tx, p, PaymentState::Verified, now).await?;
                     if let Some(id) = inserted {
                         record_event(&mut tx, id, None, PaymentState::Verified, "claimed", now).await?;
                         tx.commit().await.map_err(unavailable)?;
@@ -236,30 +247,9 @@ macro_rules! impl_store {
                 async fn record_usage(&self, p: &NewPayment) -> Result<PaymentId, StoreError> {
                     let now = now_ms();
                     let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
-                    let id: PaymentId = sqlx::query_scalar(
-                        "INSERT INTO payments (proof_key, challenge_id, state, created_at_ms, updated_at_ms, request_id, route, \
-                         protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, settlement, \
-                         reason) VALUES ($1, NULL, 'metered', $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                         'metered') RETURNING id",
-                    )
-                    .bind(&p.proof_key)
-                    .bind(now)
-                    .bind(&p.request_id)
-                    .bind(&p.route)
-                    .bind(&p.protocol)
-                    .bind(&p.rail)
-                    .bind(&p.option_name)
-                    .bind(&p.network)
-                    .bind(&p.asset)
-                    .bind(&p.asset_symbol)
-                    .bind(i64::from(p.decimals))
-                    .bind(p.amount.to_string())
-                    .bind(&p.payer)
-                    .bind(&p.pay_to)
-                    .bind(p.settlement.to_string())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+                    let id = insert_payment(&mut tx, p, PaymentState::Metered, now)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt(format!("usage {} recorded twice", p.proof_key)))?;
                     record_event(&mut tx, id, None, PaymentState::Metered, "metered", now).await?;
                     tx.commit().await.map_err(unavailable)?;
                     Ok(id)
