@@ -199,7 +199,8 @@ struct Sum {
     payments: u64,
 }
 
-/// `GET /api/revenue?bucket=day&since_ms=`: settled revenue per period and asset, and the totals.
+/// `GET /api/revenue?bucket=day&since_ms=`: settled revenue per period and asset, the totals, and the metered
+/// usage of API-key customers (`usage`, per customer and asset, counted apart from revenue).
 async fn revenue(State(admin): State<Arc<Admin>>, Query(params): Query<RevenueParams>) -> Response {
     let bucket_ms: i64 = match params.bucket.as_deref().unwrap_or("day") {
         "hour" => 3_600_000,
@@ -207,8 +208,11 @@ async fn revenue(State(admin): State<Arc<Admin>>, Query(params): Query<RevenuePa
         other => return bad_query(format!("bucket {other:?} is not `hour` or `day`")),
     };
     let since = params.since_ms.unwrap_or_else(|| paygate_store::now_ms() - 30 * 86_400_000);
-    let rows = match settled_since(&admin, since).await {
-        Ok(rows) => rows,
+    let (rows, metered) = match tokio::try_join!(
+        rows_since(&admin, PaymentState::Settled, since),
+        rows_since(&admin, PaymentState::Metered, since)
+    ) {
+        Ok(found) => found,
         Err(e) => return store_down(&e),
     };
     // (period start, network, asset, decimals) → sum, ordered by time.
@@ -249,6 +253,23 @@ async fn revenue(State(admin): State<Arc<Admin>>, Query(params): Query<RevenuePa
         .collect();
     let totals: Vec<Value> =
         totals.iter().map(|((network, asset, decimals), sum)| entry(network, asset, *decimals, sum)).collect();
+    // API-key customers' metered calls, per customer and asset: usage beside revenue, never added to it.
+    let mut usage: BTreeMap<(String, String, String, u8), Sum> = BTreeMap::new();
+    for row in &metered {
+        let Ok(atomic) = row.amount.parse::<u128>() else { continue };
+        let sum =
+            usage.entry((row.payer.clone(), row.network.clone(), row.asset_symbol.clone(), row.decimals)).or_default();
+        sum.atomic = sum.atomic.saturating_add(atomic);
+        sum.payments += 1;
+    }
+    let usage: Vec<Value> = usage
+        .iter()
+        .map(|((customer, network, asset, decimals), sum)| {
+            let mut value = entry(network, asset, *decimals, sum);
+            value["customer"] = json!(customer);
+            value
+        })
+        .collect();
     let mut per_rail: HashMap<&str, u64> = HashMap::new();
     for row in &rows {
         *per_rail.entry(row.rail.as_str()).or_default() += 1;
@@ -259,22 +280,18 @@ async fn revenue(State(admin): State<Arc<Admin>>, Query(params): Query<RevenuePa
         "series": series,
         "totals": totals,
         "payments_per_rail": per_rail,
+        "usage": usage,
     }))
     .into_response()
 }
 
-/// Every settled payment made at or after `since` (Unix ms), read a page at a time, newest first.
-async fn settled_since(admin: &Admin, since: i64) -> Result<Vec<PaymentRecord>, StoreError> {
+/// Every row in `state` made at or after `since` (Unix ms), read a page at a time, newest first.
+async fn rows_since(admin: &Admin, state: PaymentState, since: i64) -> Result<Vec<PaymentRecord>, StoreError> {
     const PAGE: u32 = 1000;
     let mut rows = Vec::new();
     let mut offset = 0;
     loop {
-        let query = PaymentQuery {
-            state: Some(PaymentState::Settled),
-            limit: Some(PAGE),
-            offset: Some(offset),
-            ..Default::default()
-        };
+        let query = PaymentQuery { state: Some(state), limit: Some(PAGE), offset: Some(offset), ..Default::default() };
         let page = admin.gateway.store().payments(&query).await?;
         let full = page.len() == PAGE as usize;
         let before = rows.len();

@@ -3,25 +3,16 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::Harness;
-use paygate_gateway::admin::{Admin, router};
 use paygate_testkit::node;
 use serde_json::Value;
 
 const TOKEN: &str = "admin-token-for-the-tests";
 
-/// Serves the admin router of `h`'s gateway on a loopback port.
 async fn admin(h: &Harness) -> String {
-    let mut chains = std::collections::BTreeMap::new();
-    chains.insert("local".to_owned(), h.chain.chain.clone());
-    let admin = Admin { gateway: h.gateway.clone(), chains, token: TOKEN.to_owned() };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(Arc::new(admin))).await.unwrap() });
-    base
+    h.serve_admin(TOKEN).await
 }
 
 async fn get(url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, String) {

@@ -40,6 +40,26 @@ async fn keys_are_served_and_metered_and_bad_keys_are_401() {
     assert_eq!(row.route, "GET /v1/transcribe");
     assert_eq!(row.tx_hash, None);
 
+    // The admin API counts the customer's usage apart from revenue.
+    let admin = h.serve_admin("admin-token-for-the-tests").await;
+    let revenue: Value = h
+        .http
+        .get(format!("{admin}/api/revenue"))
+        .bearer_auth("admin-token-for-the-tests")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revenue["totals"], serde_json::json!([]), "{revenue}");
+    let usage = &revenue["usage"][0];
+    assert_eq!(
+        (usage["customer"].as_str(), usage["amount"].as_str(), usage["formatted"].as_str(), usage["payments"].as_u64()),
+        (Some("key:acme"), Some("12000"), Some("0.012"), Some(1)),
+        "{revenue}"
+    );
+
     // Agents without a key still get the 402 and pay as before.
     assert_eq!(h.http.get(&url).send().await.unwrap().status(), 402);
 

@@ -199,6 +199,19 @@ impl Harness {
         format!("{}{path}", self.base)
     }
 
+    /// Serves the admin router of this gateway (its chain as network `local`, `token` for `/api/*`) on a
+    /// loopback port; its base URL.
+    pub async fn serve_admin(&self, token: &str) -> String {
+        let mut chains = std::collections::BTreeMap::new();
+        chains.insert("local".to_owned(), self.chain.chain.clone());
+        let admin = paygate_gateway::admin::Admin { gateway: self.gateway.clone(), chains, token: token.to_owned() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let router = paygate_gateway::admin::router(Arc::new(admin));
+        tokio::spawn(async move { axum::serve(listener, router).await.expect("admin serves") });
+        base
+    }
+
     /// The directory of the ledger's database files.
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
