@@ -192,11 +192,26 @@ struct RevenueParams {
     since_ms: Option<i64>,
 }
 
-/// Settled revenue of one asset in one period.
+/// The amounts and count of some ledger rows, in one asset.
 #[derive(Debug, Default)]
 struct Sum {
     atomic: u128,
     payments: u64,
+}
+
+/// `rows` summed per `key`, exactly.
+fn sum_by<K: Ord>(rows: &[PaymentRecord], key: impl Fn(&PaymentRecord) -> K) -> BTreeMap<K, Sum> {
+    let mut sums = BTreeMap::new();
+    for row in rows {
+        let Ok(atomic) = row.amount.parse::<u128>() else {
+            tracing::error!(payment = row.id, amount = %row.amount, "admin: unreadable amount in the ledger");
+            continue;
+        };
+        let sum: &mut Sum = sums.entry(key(row)).or_default();
+        sum.atomic = sum.atomic.saturating_add(atomic);
+        sum.payments += 1;
+    }
+    sums
 }
 
 /// `GET /api/revenue?bucket=day&since_ms=`: settled revenue per period and asset, the totals, and the metered
@@ -215,24 +230,12 @@ async fn revenue(State(admin): State<Arc<Admin>>, Query(params): Query<RevenuePa
         Ok(found) => found,
         Err(e) => return store_down(&e),
     };
+    let asset = |row: &PaymentRecord| (row.network.clone(), row.asset_symbol.clone(), row.decimals);
     // (period start, network, asset, decimals) → sum, ordered by time.
-    let mut series: BTreeMap<(i64, String, String, u8), Sum> = BTreeMap::new();
-    let mut totals: BTreeMap<(String, String, u8), Sum> = BTreeMap::new();
-    for row in &rows {
-        let Ok(atomic) = row.amount.parse::<u128>() else {
-            tracing::error!(payment = row.id, amount = %row.amount, "admin: unreadable amount in the ledger");
-            continue;
-        };
-        let start = row.created_at_ms - row.created_at_ms.rem_euclid(bucket_ms);
-        let asset = (row.network.clone(), row.asset_symbol.clone(), row.decimals);
-        for sum in [
-            series.entry((start, asset.0.clone(), asset.1.clone(), asset.2)).or_default(),
-            totals.entry(asset).or_default(),
-        ] {
-            sum.atomic = sum.atomic.saturating_add(atomic);
-            sum.payments += 1;
-        }
-    }
+    let series = sum_by(&rows, |row| (row.created_at_ms - row.created_at_ms.rem_euclid(bucket_ms), asset(row)));
+    let totals = sum_by(&rows, asset);
+    // API-key customers' metered calls, per customer and asset: usage beside revenue, never added to it.
+    let usage = sum_by(&metered, |row| (row.payer.clone(), asset(row)));
     let entry = |network: &str, asset: &str, decimals: u8, sum: &Sum| {
         json!({
             "network": network,
@@ -245,7 +248,7 @@ async fn revenue(State(admin): State<Arc<Admin>>, Query(params): Query<RevenuePa
     };
     let series: Vec<Value> = series
         .iter()
-        .map(|((start, network, asset, decimals), sum)| {
+        .map(|((start, (network, asset, decimals)), sum)| {
             let mut value = entry(network, asset, *decimals, sum);
             value["start_ms"] = json!(start);
             value
@@ -253,18 +256,9 @@ async fn revenue(State(admin): State<Arc<Admin>>, Query(params): Query<RevenuePa
         .collect();
     let totals: Vec<Value> =
         totals.iter().map(|((network, asset, decimals), sum)| entry(network, asset, *decimals, sum)).collect();
-    // API-key customers' metered calls, per customer and asset: usage beside revenue, never added to it.
-    let mut usage: BTreeMap<(String, String, String, u8), Sum> = BTreeMap::new();
-    for row in &metered {
-        let Ok(atomic) = row.amount.parse::<u128>() else { continue };
-        let sum =
-            usage.entry((row.payer.clone(), row.network.clone(), row.asset_symbol.clone(), row.decimals)).or_default();
-        sum.atomic = sum.atomic.saturating_add(atomic);
-        sum.payments += 1;
-    }
     let usage: Vec<Value> = usage
         .iter()
-        .map(|((customer, network, asset, decimals), sum)| {
+        .map(|((customer, (network, asset, decimals)), sum)| {
             let mut value = entry(network, asset, *decimals, sum);
             value["customer"] = json!(customer);
             value

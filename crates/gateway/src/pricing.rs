@@ -18,8 +18,11 @@ use crate::offers::RouteOffer;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
     Body,
-    /// Object keys from the top of the JSON body (`$.a.b` is `["a", "b"]`).
-    Field(Vec<String>),
+    /// Object keys from the top of the JSON body (`$.a.b` is `["a", "b"]`), and the path as written, for errors.
+    Field {
+        keys: Vec<String>,
+        path: String,
+    },
     Query(String),
 }
 
@@ -56,7 +59,7 @@ impl UnitPricing {
                 if keys.iter().any(String::is_empty) {
                     return Err(format!("`field` {path:?} has an empty key"));
                 }
-                Source::Field(keys)
+                Source::Field { keys, path: path.to_owned() }
             }
             (_, None, Some(name)) => Source::Query(name.to_owned()),
             (_, None, None) => return Err("this unit needs a `field` (or, for seconds and minutes, a `query`)".into()),
@@ -72,42 +75,38 @@ impl UnitPricing {
 
     /// How many units `body` (with `query`, the request's query string) is.
     pub fn quantity(&self, query: Option<&str>, body: &[u8]) -> Result<u128, Rejection> {
-        let value = match &self.source {
-            Source::Body => return Ok(body.len() as u128),
+        match &self.source {
+            Source::Body => Ok(body.len() as u128),
             Source::Query(name) => {
                 let text = form_urlencoded::parse(query.unwrap_or("").as_bytes())
                     .find(|(key, _)| key == name)
-                    .map(|(_, value)| value.into_owned())
+                    .map(|(_, value)| value)
                     .ok_or_else(|| {
                         unpriceable("price_field_missing", format!("the query parameter {name:?} is missing"))
                     })?;
-                return self.seconds(&text, name);
+                self.seconds(&text, name)
             }
-            Source::Field(keys) => {
+            Source::Field { keys, path } => {
                 let json: Value = serde_json::from_slice(body).map_err(|_| {
                     unpriceable("body_not_json", "the price depends on the JSON body, and it is not JSON".into())
                 })?;
-                let path = format!("$.{}", keys.join("."));
                 let value = keys
                     .iter()
                     .try_fold(&json, |value, key| value.get(key))
                     .filter(|v| !v.is_null())
                     .ok_or_else(|| unpriceable("price_field_missing", format!("the field {path} is missing")))?;
-                (value.clone(), path)
+                let malformed = |what: &str| unpriceable("price_field_malformed", format!("{path} must be {what}"));
+                match (self.unit, value) {
+                    (PriceUnit::Character, Value::String(s)) => Ok(s.chars().count() as u128),
+                    (PriceUnit::Character, _) => Err(malformed("a string")),
+                    (PriceUnit::Item, Value::Array(items)) => Ok(items.len() as u128),
+                    (PriceUnit::Item, _) => Err(malformed("an array")),
+                    (PriceUnit::Second | PriceUnit::Minute, Value::Number(n)) => self.seconds(&n.to_string(), path),
+                    (PriceUnit::Second | PriceUnit::Minute, _) => Err(malformed("a non-negative number of seconds")),
+                    // `new` gives bytes no field; the body is what they count.
+                    (PriceUnit::Byte, _) => Ok(body.len() as u128),
+                }
             }
-        };
-        let (value, path) = value;
-        let malformed = |what: &str| unpriceable("price_field_malformed", format!("{path} must be {what}"));
-        match self.unit {
-            PriceUnit::Character => {
-                value.as_str().map(|s| s.chars().count() as u128).ok_or_else(|| malformed("a string"))
-            }
-            PriceUnit::Item => value.as_array().map(|a| a.len() as u128).ok_or_else(|| malformed("an array")),
-            PriceUnit::Second | PriceUnit::Minute => match &value {
-                Value::Number(n) => self.seconds(&n.to_string(), &path),
-                _ => Err(malformed("a non-negative number of seconds")),
-            },
-            PriceUnit::Byte => Ok(0),
         }
     }
 

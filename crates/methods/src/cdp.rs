@@ -103,3 +103,35 @@ impl CdpKey {
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One throwaway P-256 key (made with `openssl ecparam -genkey`), in the SEC1 form the CDP portal hands out
+    /// and in PKCS#8 (`openssl pkcs8 -topk8`), the form `@coinbase/cdp-sdk` reads and `tests/cdp_token.rs`
+    /// checks against it.
+    const SEC1: &str = "-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIAOjMXnbjKsvI5GWzZvQYPsPJBTn3jdExTo8iEulDaCToAoGCCqGSM49
+AwEHoUQDQgAEslIxQXcx+Rsh/9unEHU66DAN9rv/51OIHoH1K4Py865Da9RTC5fk
+qlGS4YousyTmJgtB0sM+Q0tSPbEahE2F4A==
+-----END EC PRIVATE KEY-----";
+    const PKCS8: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgA6MxeduMqy8jkZbN
+m9Bg+w8kFOfeN0TFOjyIS6UNoJOhRANCAASyUjFBdzH5GyH/26cQdTroMA32u//n
+U4gegfUrg/LzrkNr1FMLl+SqUZLhii6zJOYmC0HSwz5DS1I9sRqETYXg
+-----END PRIVATE KEY-----";
+
+    #[test]
+    fn sec1_and_pkcs8_forms_of_one_key_sign_alike() {
+        let sec1 = CdpKey::new("k", SEC1).unwrap();
+        assert_eq!(sec1.public_key(), CdpKey::new("k", PKCS8).unwrap().public_key());
+        let token = sec1.token("POST", "api.cdp.coinbase.com", "/platform/v2/x402/settle", 1_800_000_000).unwrap();
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, sec1.public_key())
+            .verify(input.as_bytes(), &signature)
+            .expect("the ES256 signature verifies with the key's public half");
+        assert!(CdpKey::new("k", "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----").is_err());
+    }
+}
