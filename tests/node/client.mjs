@@ -1,6 +1,7 @@
 // Drives the official x402 and MPP client packages against a URL, for paygate's interoperability tests.
 //
 //   node client.mjs <x402|x402v1|mppx> <pay|sign> URL [--method M] [--body JSON] [--key 0xPRIVATEKEY]
+//                   [--header NAME:VALUE]
 //
 // pay:  performs the whole paid request with the official client and prints
 //       {"status", "body", "headers": {payment-response, x-payment-response, payment-receipt, ...}}
@@ -24,9 +25,14 @@ const key = option('key', '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f
 const account = privateKeyToAccount(key);
 const method = option('method', 'GET');
 const body = option('body', undefined);
-const init = { method, ...(body !== undefined ? { body, headers: { 'content-type': 'application/json' } } : {}) };
+const header = option('header', undefined);
+const headers = {
+  ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+  ...(header !== undefined ? { [header.slice(0, header.indexOf(':'))]: header.slice(header.indexOf(':') + 1) } : {}),
+};
+const init = { method, ...(body !== undefined ? { body } : {}), headers };
 
-const interesting = ['payment-response', 'x-payment-response', 'payment-receipt', 'paygate-settlement', 'content-type', 'www-authenticate', 'payment-required', 'cache-control'];
+const interesting = ['payment-response', 'x-payment-response', 'payment-receipt', 'paygate-settlement', 'paygate-free-calls-left', 'content-type', 'www-authenticate', 'payment-required', 'cache-control'];
 async function report(response) {
   const headers = {};
   for (const name of interesting) {

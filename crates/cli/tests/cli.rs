@@ -261,6 +261,39 @@ fn per_unit_routes_that_cannot_count_or_bound_are_refused() {
 }
 
 #[test]
+fn free_calls_tiers_and_hooks_that_cannot_work_are_refused() {
+    let route = |extra: &str| format!("{UPSTREAM}\n[[routes]]\npath = \"/v1/lookup\"\n{extra}");
+    let tiers = |list: &str| route(&format!("tiers = [{list}]\n"));
+    refused(&tiers(r#"{ calls = 10, price = "$0" }"#), "routes[0].tiers", &["the last tier has no `calls`"]);
+    refused(&tiers(r#"{ calls = 10, price = "$0" }, { price = "$0" }"#), "routes[0].tiers", &["must be paid"]);
+    refused(&tiers(r#"{ price = "$0.01" }, { price = "$0.001" }"#), "routes[0].tiers", &["tier 0 needs `calls`"]);
+    refused(&tiers(r#"{ price = "$0.0000001" }"#), "routes[0].tiers[0].price", &["no [[accept]] option can charge"]);
+    refused(
+        &route("price = \"$0.01\"\ntiers = [{ price = \"$0.01\" }]\n"),
+        "routes[0].tiers",
+        &["give one of `price`, `tiers` and `price_hook`"],
+    );
+    refused(
+        &route("tiers = [{ price = \"$0.01\" }]\nfree_calls = 5\nfree_per = \"payer\"\n"),
+        "routes[0].free_per",
+        &["first tier"],
+    );
+    refused(&route("price = \"$0.01\"\nfree_calls = 0\n"), "routes[0].free_calls", &["at least 1"]);
+    refused(&route("free_calls = 5\n"), "routes[0].free_calls", &["a free route"]);
+    refused(&route("price = \"$0.01\"\nperiod = \"week\"\n"), "routes[0].period", &["`free_calls` or `tiers`"]);
+    refused(
+        &route("price_hook = { url = \"ftp://pricing\" }\n"),
+        "routes[0].price_hook",
+        &["not an http or https URL"],
+    );
+    refused(
+        &route("price_hook = { url = \"http://127.0.0.1:7000\", headers = [\"bad header\"] }\n"),
+        "routes[0].price_hook",
+        &["is not a header name"],
+    );
+}
+
+#[test]
 fn keys_are_created_once_listed_without_the_key_and_revoked() {
     let (dir, path) = write_config(&format!("{UPSTREAM}\n[store]\nurl = \"sqlite://ledger.db\"\n"));
     let config = path.display().to_string();

@@ -159,6 +159,13 @@ impl Price {
         Ok(Price::Asset { amount, symbol: unit.to_owned() })
     }
 
+    /// Whether the price is nothing at all (`"$0"`).
+    pub fn is_zero(&self) -> bool {
+        match self {
+            Price::Usd(d) | Price::Asset { amount: d, .. } => d.is_zero(),
+        }
+    }
+
     /// Checks the operator's price is worth charging: at least [`MIN_USD_PRICE`] when in USD, and not zero.
     pub fn check_minimum(&self) -> Result<(), MoneyError> {
         match self {

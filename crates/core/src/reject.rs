@@ -61,6 +61,8 @@ pub enum RejectKind {
     UnpriceableRequest,
     /// An API key that is not one of the store's, or was revoked.
     InvalidApiKey,
+    /// The route's pricing hook did not answer a price, and the route has no fallback price.
+    PricingUnavailable,
     /// An unexpected fault inside paygate.
     Internal,
 }
@@ -87,7 +89,7 @@ impl RejectKind {
             RateLimited => 429,
             Internal => 500,
             ChainUnavailable | FacilitatorUnavailable | ProcessorUnavailable | UpstreamUnavailable => 502,
-            StoreUnavailable => 503,
+            StoreUnavailable | PricingUnavailable => 503,
             UpstreamTimeout => 504,
         }
     }
@@ -121,6 +123,7 @@ impl RejectKind {
             RateLimited => concat!("urn:paygate:problem:", "rate-limited"),
             UnpriceableRequest => concat!("urn:paygate:problem:", "unpriceable-request"),
             InvalidApiKey => concat!("urn:paygate:problem:", "invalid-api-key"),
+            PricingUnavailable => concat!("urn:paygate:problem:", "pricing-unavailable"),
             Internal => concat!("urn:paygate:problem:", "internal-error"),
         }
     }
@@ -153,6 +156,7 @@ impl RejectKind {
             RateLimited => "Too Many Requests",
             UnpriceableRequest => "Request Cannot Be Priced",
             InvalidApiKey => "Invalid API Key",
+            PricingUnavailable => "Pricing Unavailable",
             Internal => "Internal Error",
         }
     }
@@ -190,6 +194,7 @@ impl RejectKind {
             RateLimited,
             UnpriceableRequest,
             InvalidApiKey,
+            PricingUnavailable,
             Internal,
         ]
     }

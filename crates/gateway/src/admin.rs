@@ -321,7 +321,7 @@ async fn routes(State(admin): State<Arc<Admin>>) -> Response {
                     })
                 })
                 .collect();
-            json!({ "route": route.name, "free": offers.is_empty(), "offers": offers })
+            json!({ "route": route.name, "free": route.is_free(), "offers": offers })
         })
         .collect();
     Json(json!({ "routes": routes })).into_response()

@@ -9,15 +9,17 @@ use http::Method;
 use paygate_chain::Chain;
 use paygate_core::binding::ChallengeSecret;
 use paygate_core::clock::{Clock, SystemClock};
-use paygate_core::money::{AtomicAmount, Decimal, Price};
+use paygate_core::money::{AtomicAmount, Price};
 use paygate_store::Store;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, FreePer};
 use crate::engine::{Gateway, Route, Settings};
 use crate::offers::{ResourceText, RouteOffer};
-use crate::pricing::UnitPricing;
+use crate::price_hook::{HookOption, PriceHook};
+use crate::pricing::{UnitPricing, price_in};
 use crate::rails::{BuiltOption, RailContext, build_option};
 use crate::routes::{PathPattern, RouteMatcher};
+use crate::usage::{IpQuota, PayerTiers};
 
 /// Everything `build` makes.
 #[derive(Debug)]
@@ -94,55 +96,143 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             ),
         };
         let pattern = PathPattern::parse(&route.path).map_err(|e| err(field("path"), e.0))?;
-        let mut offers = Vec::new();
-        if let Some(price_text) = &route.price {
-            let price = Price::parse(price_text).map_err(|e| err(field("price"), e.to_string()))?;
-            // A unit price may be below what one payment can be; the request's total is checked instead.
-            if route.per.is_none() {
-                price.check_minimum().map_err(|e| err(field("price"), e.to_string()))?;
+        let pricings = [
+            ("price", route.price.is_some()),
+            ("tiers", route.tiers.is_some()),
+            ("price_hook", route.price_hook.is_some()),
+        ];
+        if let Some((second, _)) = pricings.iter().filter(|(_, set)| *set).nth(1) {
+            return Err(err(field(second), "give one of `price`, `tiers` and `price_hook`".into()));
+        }
+        let priced = pricings.iter().any(|(_, set)| *set);
+        if !priced {
+            for (name, set) in [
+                ("accept", route.accept.is_some()),
+                ("api_keys", route.api_keys),
+                ("free_calls", route.free_calls.is_some()),
+            ] {
+                if set {
+                    return Err(err(field(name), "a free route (no price) takes no payment, key or free calls".into()));
+                }
             }
-            let named = route.accept.is_some();
-            let chosen: Vec<&BuiltOption> = match &route.accept {
-                None => built_options.iter().collect(),
-                Some(names) => names
-                    .iter()
-                    .map(|name| {
-                        built_options
-                            .iter()
-                            .find(|o| o.method.option().name == *name)
-                            .ok_or_else(|| err(field("accept"), format!("no payment option is named {name:?}")))
-                    })
-                    .collect::<Result<_, _>>()?,
-            };
-            for option in chosen {
-                let name = &option.method.option().name;
-                match price_in(option, &price).map(|amount| RouteOffer::new(option.method.clone(), amount)) {
-                    Ok(offer) if offer.can_be_paid() || route.per.is_some() => offers.push(offer),
+        }
+        let named = route.accept.is_some();
+        let chosen: Vec<&BuiltOption> = match &route.accept {
+            None => built_options.iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    built_options
+                        .iter()
+                        .find(|o| o.method.option().name == *name)
+                        .ok_or_else(|| err(field("accept"), format!("no payment option is named {name:?}")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        // The offers of `price` (the field `name`) in the chosen options: those that can charge it, or all of
+        // them when the route names them. A unit price may be below what one payment can be; the request's total
+        // is checked instead.
+        let offers_of = |name: &str, price: &Price, unit_price: bool| -> Result<Vec<RouteOffer>, ConfigError> {
+            let mut offers = Vec::new();
+            for option in &chosen {
+                let option_name = &option.method.option().name;
+                match price_in(option.method.as_ref(), option.units_per_usd, price)
+                    .map(|amount| RouteOffer::new(option.method.clone(), amount))
+                {
+                    Ok(offer) if offer.can_be_paid() || unit_price => offers.push(offer),
                     Ok(_) if named => {
                         return Err(err(
-                            field("price"),
-                            format!("option {name:?} cannot charge {price} (under its minimum)"),
+                            field(name),
+                            format!("option {option_name:?} cannot charge {price} (under its minimum)"),
                         ));
                     }
                     Ok(_) => {
-                        tracing::warn!(route = %route.path, option = %name, "option cannot charge this price; not offered")
+                        tracing::warn!(route = %route.path, option = %option_name, "option cannot charge this price; not offered")
                     }
                     // A route that names the option must be payable through it; one that takes every option
                     // takes those that can charge its price.
-                    Err(problem) if named => return Err(err(field("price"), format!("{problem} (option {name:?})"))),
+                    Err(problem) if named => {
+                        return Err(err(field(name), format!("{problem} (option {option_name:?})")));
+                    }
                     Err(problem) => {
-                        tracing::warn!(route = %route.path, option = %name, %problem, "option not offered on this route")
+                        tracing::warn!(route = %route.path, option = %option_name, %problem, "option not offered on this route")
                     }
                 }
             }
             if offers.is_empty() {
-                return Err(err(field("price"), format!("no [[accept]] option can charge {price}")));
+                return Err(err(field(name), format!("no [[accept]] option can charge {price}")));
             }
-        } else if route.accept.is_some() {
-            return Err(err(field("accept"), "a free route (no price) accepts no payment".into()));
+            Ok(offers)
+        };
+        let parse_price = |name: &str, text: &str| Price::parse(text).map_err(|e| err(field(name), e.to_string()));
+        let period = route.period.unwrap_or_default();
+        if route.period.is_some() && route.free_calls.is_none() && route.tiers.is_none() {
+            return Err(err(field("period"), "counts the calls of `free_calls` or `tiers`: give one of them".into()));
         }
-        if route.api_keys && route.price.is_none() {
-            return Err(err(field("api_keys"), "a free route needs no key: give it a price".into()));
+        if route.per.is_some() && route.price.is_none() {
+            return Err(err(field("per"), "a per-unit route needs a `price` per unit".into()));
+        }
+
+        let mut offers = Vec::new();
+        let mut payer_tiers = None;
+        let mut price_hook = None;
+        if let Some(text) = &route.price {
+            let price = parse_price("price", text)?;
+            if route.per.is_none() {
+                price.check_minimum().map_err(|e| err(field("price"), e.to_string()))?;
+            }
+            offers = offers_of("price", &price, route.per.is_some())?;
+        }
+        if let Some(tiers) = &route.tiers {
+            let mut steps = Vec::with_capacity(tiers.len());
+            for (t, tier) in tiers.iter().enumerate() {
+                let name = format!("tiers[{t}].price");
+                let price = parse_price(&name, &tier.price)?;
+                steps.push((tier.calls, if price.is_zero() { Vec::new() } else { offers_of(&name, &price, false)? }));
+            }
+            let tiers = PayerTiers::new(period, steps).map_err(|e| err(field("tiers"), e))?;
+            // What a payer with no calls yet is quoted.
+            offers = tiers.quote(0, &[]).to_vec();
+            payer_tiers = Some(tiers);
+        }
+        if let Some(hook) = &route.price_hook {
+            if hook.timeout_ms == 0 {
+                return Err(err(field("price_hook.timeout_ms"), "must be at least 1".into()));
+            }
+            let fallback = match &hook.fallback_price {
+                Some(text) => {
+                    let price = parse_price("price_hook.fallback_price", text)?;
+                    price.check_minimum().map_err(|e| err(field("price_hook.fallback_price"), e.to_string()))?;
+                    Some(offers_of("price_hook.fallback_price", &price, false)?)
+                }
+                None => None,
+            };
+            let options = chosen
+                .iter()
+                .map(|o| HookOption { method: o.method.clone(), units_per_usd: o.units_per_usd })
+                .collect();
+            let timeout = std::time::Duration::from_millis(hook.timeout_ms);
+            offers = fallback.clone().unwrap_or_default();
+            price_hook = Some(
+                PriceHook::new(&hook.url, timeout, &hook.headers, options, fallback)
+                    .map_err(|e| err(field("price_hook"), e))?,
+            );
+        }
+        let mut ip_quota = None;
+        match (route.free_calls, route.free_per.unwrap_or_default()) {
+            (None, _) if route.free_per.is_some() => {
+                return Err(err(field("free_per"), "says whom `free_calls` are for: give `free_calls`".into()));
+            }
+            (None, _) => {}
+            (Some(0), _) => return Err(err(field("free_calls"), "must be at least 1 (leave it out for none)".into())),
+            (Some(calls), FreePer::Ip) => ip_quota = Some(IpQuota { calls, period }),
+            (Some(_), FreePer::Payer) if payer_tiers.is_some() => {
+                return Err(err(
+                    field("free_per"),
+                    "a tiered route gives payers free calls in its first tier (`price = \"$0\"`)".into(),
+                ));
+            }
+            (Some(calls), FreePer::Payer) => payer_tiers = Some(PayerTiers::free_calls(calls, period)),
         }
         let per_unit = match route.per {
             None => {
@@ -158,15 +248,12 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
                 }
                 None
             }
-            Some(_) if offers.is_empty() => {
-                return Err(err(field("per"), "a per-unit route needs a `price` per unit".into()));
-            }
             Some(unit) => {
                 let pricing = UnitPricing::new(unit, route.field.as_deref(), route.query.as_deref())
                     .map_err(|e| err(field("per"), e))?;
                 let bound = |name: &str, text: &Option<String>| -> Result<Vec<Option<AtomicAmount>>, ConfigError> {
                     let Some(text) = text else { return Ok(vec![None; offers.len()]) };
-                    let price = Price::parse(text).map_err(|e| err(field(name), e.to_string()))?;
+                    let price = parse_price(name, text)?;
                     offers
                         .iter()
                         .map(|offer| {
@@ -174,7 +261,9 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
                                 .iter()
                                 .find(|o| Arc::ptr_eq(&o.method, &offer.method))
                                 .expect("every offer is one of the built options");
-                            price_in(option, &price).map(Some).map_err(|e| err(field(name), e))
+                            price_in(option.method.as_ref(), option.units_per_usd, &price)
+                                .map(Some)
+                                .map_err(|e| err(field(name), e))
                         })
                         .collect()
                 };
@@ -191,6 +280,9 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             matcher: RouteMatcher { method, pattern },
             offers,
             per_unit,
+            price_hook,
+            payer_tiers,
+            ip_quota,
             api_keys: route.api_keys,
             settle: route.settle,
             resource: ResourceText { description: route.description.clone(), mime_type: route.mime_type.clone() },
@@ -209,17 +301,4 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
     let methods = built_options.iter().map(|o| o.method.clone()).collect();
     let gateway = Gateway::new(routes, methods, secret, store, options.clock, settings);
     Ok(Built { gateway: Arc::new(gateway), chains: ctx.chains })
-}
-
-/// What `price` asks of one option, exactly, or why it cannot be charged there.
-fn price_in(option: &BuiltOption, price: &Price) -> Result<AtomicAmount, String> {
-    let asset = &option.method.option().asset;
-    let amount = match (price, option.units_per_usd) {
-        (Price::Usd(usd), Some(rate)) => {
-            let digits = usd.digits.checked_mul(u128::from(rate)).ok_or_else(|| "the amount overflows".to_owned())?;
-            Decimal { digits, scale: usd.scale }.to_atomic(asset.decimals).map_err(|e| e.to_string())?
-        }
-        _ => price.in_asset(&asset.symbol, asset.usd, asset.decimals).map_err(|e| e.to_string())?,
-    };
-    Ok(amount)
 }

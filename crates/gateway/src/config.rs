@@ -571,6 +571,76 @@ pub struct RouteConfig {
     /// Also serve `Authorization: Bearer <key>` for the keys of `paygate keys create`, metering each call.
     #[serde(default)]
     pub api_keys: bool,
+    /// Calls served free per client IP or per payer in each `period`, before payment is asked.
+    #[serde(default)]
+    pub free_calls: Option<u64>,
+    /// Whom `free_calls` are counted for (default: the client IP).
+    #[serde(default)]
+    pub free_per: Option<FreePer>,
+    /// The calendar period (UTC) calls are counted in, for `free_calls` and `tiers` (default: a day).
+    #[serde(default)]
+    pub period: Option<Period>,
+    /// The price of a call by how many calls its payer made on the route in the period (instead of `price`).
+    #[serde(default)]
+    pub tiers: Option<Vec<TierConfig>>,
+    /// An HTTP service that prices each request (instead of `price`).
+    #[serde(default)]
+    pub price_hook: Option<PriceHookConfig>,
+}
+
+/// Whom free calls are counted for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FreePer {
+    /// The client's address (the TCP peer): no payment is asked while it has free calls left.
+    #[default]
+    Ip,
+    /// The payer's address, known from a verified payment that is then not settled.
+    Payer,
+}
+
+/// A calendar period in UTC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Hour,
+    #[default]
+    Day,
+    /// From Monday 00:00 UTC.
+    Week,
+    Month,
+}
+
+/// One step of a route's usage tiers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// How many calls of the period this tier covers; absent for the last tier, which has no end.
+    #[serde(default)]
+    pub calls: Option<u64>,
+    /// The price of each call in this tier; `"$0"` for free calls.
+    pub price: String,
+}
+
+/// A pricing service paygate asks for each request's price.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceHookConfig {
+    /// `http://` or `https://` URL that paygate POSTs the request's description to.
+    pub url: String,
+    /// How long paygate waits for the answer.
+    #[serde(default = "default_price_hook_timeout")]
+    pub timeout_ms: u64,
+    /// Request headers passed on to the hook, by name.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// The price when the hook fails; without it, requests are refused (503) while the hook fails.
+    #[serde(default)]
+    pub fallback_price: Option<String>,
+}
+
+fn default_price_hook_timeout() -> u64 {
+    500
 }
 
 /// What a per-unit price counts.

@@ -36,10 +36,12 @@ use crate::credential::{self, Presented};
 use crate::limits::RateLimits;
 use crate::metrics::{Metrics, Outcome, Phase};
 use crate::offers::{self, RequestBinding, ResourceText, RouteOffer, X402_BINDING_KEY};
+use crate::price_hook::PriceHook;
 use crate::pricing::UnitPricing;
 use crate::proxy::ClientAddr;
 use crate::reconciler::{Reconciler, settle_payment};
 use crate::routes::{RouteMatcher, canonical_path};
+use crate::usage::{FREE_CALLS_LEFT, IpQuota, PAYER_HINT, PayerTiers, period_start};
 
 /// One configured route.
 #[derive(Debug)]
@@ -51,10 +53,23 @@ pub struct Route {
     pub offers: Vec<RouteOffer>,
     /// How a per-unit route prices each request; `None` for a flat price.
     pub per_unit: Option<UnitPricing>,
+    /// The service that prices each request of the route, if one does; `offers` are then its fallback.
+    pub price_hook: Option<PriceHook>,
+    /// Free calls and usage tiers counted per payer; `offers` are then what a payer with no calls is quoted.
+    pub payer_tiers: Option<PayerTiers>,
+    /// Free calls per client IP.
+    pub ip_quota: Option<IpQuota>,
     /// Whether API-key customers may call it (`Authorization: Bearer pgk_...`).
     pub api_keys: bool,
     pub settle: SettleTiming,
     pub resource: ResourceText,
+}
+
+impl Route {
+    /// Whether the route is served without payment.
+    pub fn is_free(&self) -> bool {
+        self.offers.is_empty() && self.price_hook.is_none() && self.payer_tiers.is_none()
+    }
 }
 
 /// Settings of the engine.
@@ -182,7 +197,7 @@ impl Gateway {
                 }
             };
         };
-        if route.offers.is_empty() {
+        if route.is_free() {
             self.metrics.outcome(Outcome::Free);
             return call(inner, request).await;
         }
@@ -211,11 +226,11 @@ impl Gateway {
                 return self.reject(&rejection, &request_id);
             }
         };
-        // A per-unit route's offers are priced for this request (its body is bound to them by digest).
+        // A per-unit or hook-priced route's offers are priced for this request (its body is bound to them by
+        // digest).
         let priced: Vec<RouteOffer>;
-        let offers = match &route.per_unit {
-            None => route.offers.as_slice(),
-            Some(pricing) => {
+        let offers = match (&route.per_unit, &route.price_hook) {
+            (Some(pricing), _) => {
                 let quantity = pricing.quantity(parts.uri.query(), &body);
                 priced = match quantity.and_then(|q| pricing.offers(&route.offers, q)) {
                     Ok(offers) => offers,
@@ -223,6 +238,14 @@ impl Gateway {
                 };
                 priced.as_slice()
             }
+            (None, Some(hook)) => {
+                priced = match hook.offers(&parts, &body).await {
+                    Ok(offers) => offers,
+                    Err(rejection) => return self.reject(&rejection, &request_id),
+                };
+                priced.as_slice()
+            }
+            (None, None) => route.offers.as_slice(),
         };
         if offers.is_empty() {
             // Nothing to pay for (no units, no minimum): served like a free route.
@@ -238,12 +261,137 @@ impl Gateway {
                 .key_customer(&key, &offers[0], Request::from_parts(parts, Body::from(body)), inner, &request_id)
                 .await;
         }
+        if presented.is_none()
+            && let Some(quota) = &route.ip_quota
+            && let Some(ClientAddr(peer)) = parts.extensions.get::<ClientAddr>()
+        {
+            let counter = IpQuota::counter(&route.name, peer.ip());
+            let start = period_start(quota.period, self.clock.now_unix());
+            match self.store.count_call(&counter, start, &[quota.free_range()]).await {
+                Ok(Some(index)) => {
+                    let call = CountedCall { counter, start, index };
+                    let left = quota.calls.saturating_sub(index + 1);
+                    return self.free_ip_call(call, left, Request::from_parts(parts, Body::from(body)), inner).await;
+                }
+                Ok(None) => {}
+                Err(e) => return self.reject(&store_down(&e), &request_id),
+            }
+        }
         let binding = self.binding(&parts, &body);
-        let ctx = PaidRequest { route, offers, binding: &binding, request_id: &request_id };
+        // A tiered route quotes the payer it is told of (a hint: the verified payment decides) and takes a
+        // payment of any tier's price.
+        let (quoted, accepted) = match &route.payer_tiers {
+            None => (offers, offers),
+            Some(tiers) => {
+                let accepted = tiers.accepted(offers);
+                let hint = parts.headers.get(PAYER_HINT).and_then(|v| v.to_str().ok()).filter(|p| p.len() <= 128);
+                let calls = match hint {
+                    Some(payer) => {
+                        let start = period_start(tiers.period, self.clock.now_unix());
+                        self.store.calls(&PayerTiers::counter(&route.name, payer), start).await.unwrap_or(0)
+                    }
+                    None => 0,
+                };
+                (tiers.quote(calls, accepted), accepted)
+            }
+        };
+        let ctx = PaidRequest { route, offers: quoted, accepted, binding: &binding, request_id: &request_id };
         let Some(presented) = presented else {
             return self.refuse(&ctx, None).await;
         };
         self.paid(&ctx, presented, parts, body, inner).await
+    }
+
+    /// Serves one of a client IP's free calls; a call the upstream fails is taken back (it counts for nothing).
+    async fn free_ip_call<S>(&self, call: CountedCall, left: u64, request: Request<Body>, inner: S) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let mut response = self.upstream(inner, request).await;
+        if response.status().as_u16() >= 400 {
+            self.uncount(Some(&call)).await;
+            return response;
+        }
+        self.metrics.outcome(Outcome::FreeCall);
+        response.headers_mut().insert(FREE_CALLS_LEFT, HeaderValue::from(left));
+        response
+    }
+
+    /// Takes back a counted call that failed.
+    async fn uncount(&self, call: Option<&CountedCall>) {
+        if let Some(call) = call
+            && let Err(e) = self.store.uncount_call(&call.counter, call.start).await
+        {
+            tracing::error!(counter = %call.counter, error = %e, "could not take back a failed call");
+        }
+    }
+
+    /// Counts a verified payment's call in its payer's tiers, or refuses it (releasing its claim, nothing
+    /// charged) with a 402 quoting the payer's price when its amount is not the price of the payer's next call.
+    async fn count_payer_call(
+        &self,
+        ctx: &PaidRequest<'_>,
+        tiers: &PayerTiers,
+        offer: &RouteOffer,
+        verified: &VerifiedPayment,
+        id: PaymentId,
+    ) -> Result<(CountedCall, bool), Response<Body>> {
+        let counter = PayerTiers::counter(&ctx.route.name, &verified.payer);
+        let start = period_start(tiers.period, self.clock.now_unix());
+        let rejection = match self.store.count_call(&counter, start, &tiers.ranges(offer)).await {
+            Ok(Some(index)) => return Ok((CountedCall { counter, start, index }, tiers.is_free(index))),
+            Ok(None) => Rejection::new(
+                RejectKind::InvalidChallenge,
+                "tier_price_changed",
+                "this payment is not the price of the payer's next call on this route (its usage tier moved); \
+                 nothing was charged: pay the offer quoted now",
+            ),
+            Err(e) => store_down(&e),
+        };
+        let voided = Transition { reason: rejection.reason, ..Default::default() };
+        if let Err(e) = self.store.transition(id, &[PaymentState::Verified], PaymentState::Voided, voided).await {
+            tracing::error!(payment = id, error = %e, "could not release a payment refused by its tier");
+        }
+        offer.method.release(verified).await;
+        let calls = self.store.calls(&counter, start).await.unwrap_or(0);
+        let requote = PaidRequest { offers: tiers.quote(calls, ctx.accepted), ..*ctx };
+        Err(self.refuse(&requote, Some(&rejection)).await)
+    }
+
+    /// Serves a payer's free call: the payment proved who pays and is used up, and nothing is settled.
+    async fn free_payer_call<S>(
+        &self,
+        paid: &Paid<'_>,
+        call: &CountedCall,
+        request: Request<Body>,
+        inner: S,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let mut response = self.upstream(inner, request).await;
+        let status = response.status().as_u16();
+        paid.offer.method.release(paid.verified).await;
+        let (to, reason, outcome) = if status >= 400 {
+            self.uncount(Some(call)).await;
+            (PaymentState::Voided, format!("upstream answered {status}"), Outcome::Voided)
+        } else {
+            (PaymentState::Free, format!("free call {} of the period", call.index + 1), Outcome::FreeCall)
+        };
+        self.metrics.outcome(outcome);
+        let t = Transition { reason: &reason, upstream_status: Some(status), ..Default::default() };
+        if let Err(e) = self.store.transition(paid.id, &[PaymentState::Verified], to, t).await {
+            tracing::error!(payment = paid.id, error = %e, "could not record a free call");
+        }
+        if to == PaymentState::Free {
+            response.headers_mut().insert(SETTLEMENT_HEADER, HeaderValue::from_static("free"));
+            if let Ok(id) = HeaderValue::from_str(paid.ctx.request_id) {
+                response.headers_mut().insert(REQUEST_ID, id);
+            }
+        }
+        response
     }
 
     /// Serves an API-key customer: an unknown or revoked key is 401 and never reaches the upstream; a call the
@@ -418,13 +566,29 @@ impl Gateway {
             Err(e) => return self.refuse(ctx, Some(&store_down(&e))).await,
         };
         let paid = Paid { ctx, presented: &presented, offer, verified: &verified, id };
+        let counted = match &ctx.route.payer_tiers {
+            None => None,
+            Some(tiers) => match self.count_payer_call(ctx, tiers, offer, &verified, id).await {
+                Ok((call, true)) => {
+                    return self
+                        .free_payer_call(&paid, &call, Request::from_parts(parts, Body::from(body)), inner)
+                        .await;
+                }
+                Ok((call, false)) => Some(call),
+                Err(response) => return response,
+            },
+        };
 
         if ctx.route.settle == SettleTiming::Before {
             let outcome = match self.settle(&paid, &[PaymentState::Verified], None).await {
                 Ok(outcome) => outcome,
-                Err(response) => return response,
+                Err(response) => {
+                    self.uncount(counted.as_ref()).await;
+                    return response;
+                }
             };
             if let SettleOutcome::Failed { .. } = outcome {
+                self.uncount(counted.as_ref()).await;
                 return self.settlement_failed(&paid, &outcome).await;
             }
             let response = self.upstream(inner, Request::from_parts(parts, Body::from(body))).await;
@@ -444,13 +608,18 @@ impl Gateway {
                 tracing::error!(payment = id, error = %e, "could not void a payment after an upstream failure");
             }
             offer.method.release(&verified).await;
+            self.uncount(counted.as_ref()).await;
             return response;
         }
         let outcome = match self.settle(&paid, &[PaymentState::Verified], Some(status)).await {
             Ok(outcome) => outcome,
-            Err(response) => return response,
+            Err(response) => {
+                self.uncount(counted.as_ref()).await;
+                return response;
+            }
         };
         if let SettleOutcome::Failed { .. } = outcome {
+            self.uncount(counted.as_ref()).await;
             return self.settlement_failed(&paid, &outcome).await;
         }
         self.deliver(&paid, response, &outcome)
@@ -536,7 +705,7 @@ impl Gateway {
     ) -> Result<(&'r RouteOffer, Option<String>, VerifiedPayment), Rejection> {
         if let Presented::TxHash(proof) = presented {
             let mut first_error = None;
-            for offer in ctx.offers.iter().filter(|o| o.method.accepts_tx_hash()) {
+            for offer in ctx.accepted.iter().filter(|o| o.method.accepts_tx_hash()) {
                 match self.verify_timed(offer, Proof::TxHash(proof)).await {
                     Ok(verified) => return Ok((offer, None, verified)),
                     Err(rejection) => {
@@ -572,7 +741,7 @@ impl Gateway {
         body: &Bytes,
     ) -> Result<(&'r RouteOffer, Option<String>, Proof<'p>), Rejection> {
         use RejectKind::*;
-        let offers = ctx.offers;
+        let offers = ctx.accepted;
         let binding = ctx.binding;
         match presented {
             Presented::Mpp(credential) => {
@@ -827,12 +996,24 @@ impl Gateway {
 }
 
 /// A request to a priced route, while it is being paid for.
+#[derive(Clone, Copy)]
 struct PaidRequest<'a> {
     route: &'a Route,
-    /// The route's offers for this request.
+    /// The offers a 402 for this request states.
     offers: &'a [RouteOffer],
+    /// The offers a payment for this request may answer: `offers`, or on a tiered route every tier's.
+    accepted: &'a [RouteOffer],
     binding: &'a RequestBinding,
     request_id: &'a str,
+}
+
+/// A call counted on a per-IP or per-payer counter.
+struct CountedCall {
+    counter: String,
+    /// The period it was counted in.
+    start: i64,
+    /// How many calls came before it in the period.
+    index: u64,
 }
 
 /// A claimed payment.

@@ -9,7 +9,8 @@
 //! * [`facilitator`]: `paygate facilitator`, the x402 facilitator API over the configured networks.
 //! * [`reconciler`]: finishes settlements a timeout or a crash left undecided.
 //! * [`api_keys`]: API-key customers beside paying agents.
-//! * [`pricing`]: per-unit prices computed from the request.
+//! * [`pricing`]: per-unit prices computed from the request; [`price_hook`]: prices asked of the operator's service.
+//! * [`usage`]: free calls and usage tiers, counted per client IP or payer per period in the store.
 //! * [`limits`]: rate limits per client address and per payer.
 //! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
 
@@ -25,6 +26,7 @@ pub mod layer;
 pub mod limits;
 pub mod metrics;
 pub mod offers;
+pub mod price_hook;
 pub mod pricing;
 pub mod proxy;
 mod rails;
@@ -32,6 +34,7 @@ pub mod reconciler;
 pub mod routes;
 pub mod server;
 pub mod tls;
+pub mod usage;
 
 pub use build::{BuildOptions, Built, build};
 pub use config::Config;

@@ -45,6 +45,8 @@ pub enum Outcome {
     Redelivered,
     /// A call of an API-key customer, metered.
     Metered,
+    /// One of a client IP's or a payer's free calls.
+    FreeCall,
 }
 
 impl Outcome {
@@ -61,6 +63,7 @@ impl Outcome {
             Outcome::Pending => "pending",
             Outcome::Redelivered => "redelivered",
             Outcome::Metered => "metered",
+            Outcome::FreeCall => "free_call",
         }
     }
 }

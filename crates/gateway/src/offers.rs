@@ -29,7 +29,7 @@ pub const X402_BINDING_KEY: &str = "paygate";
 
 /// One offer of a route: a payment method and the amount it asks, with everything that does not change per
 /// request computed once, when the route is built.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RouteOffer {
     pub method: Arc<dyn PaymentMethod>,
     pub amount: AtomicAmount,

@@ -17,7 +17,7 @@ macro_rules! impl_store {
 
             use crate::row::{RECORD_COLUMNS, record};
             use crate::{
-                ApiKey, Claim, NewPayment, PaymentEvent, PaymentId, PaymentQuery, PaymentRecord, PaymentState, StoreError,
+                ApiKey, CallRange, Claim, NewPayment, PaymentEvent, PaymentId, PaymentQuery, PaymentRecord, PaymentState, StoreError,
                 Transition, now_ms,
             };
 
@@ -39,6 +39,11 @@ macro_rules! impl_store {
                     created_at_ms: row.get("created_at_ms"),
                     revoked_at_ms: row.get("revoked_at_ms"),
                 }
+            }
+
+            /// A call count as the databases store it (a signed 64-bit integer), saturating.
+            fn as_i64(count: u64) -> i64 {
+                i64::try_from(count).unwrap_or(i64::MAX)
             }
 
             fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -297,6 +302,83 @@ macro_rules! impl_store {
                         .await
                         .map_err(unavailable)?;
                     Ok(done.rows_affected() == 1)
+                }
+
+                async fn count_call(
+                    &self,
+                    counter: &str,
+                    period_start: i64,
+                    ranges: &[CallRange],
+                ) -> Result<Option<u64>, StoreError> {
+                    if ranges.is_empty() {
+                        return Ok(None);
+                    }
+                    // `calls` before the update is this call's index; the condition holds it inside a range.
+                    let mut condition = Vec::with_capacity(ranges.len());
+                    let mut bounds = Vec::with_capacity(ranges.len() * 2);
+                    for range in ranges {
+                        let start = as_i64(range.start);
+                        match range.end {
+                            Some(end) => {
+                                condition.push(format!(
+                                    "(call_counters.calls >= ${} AND call_counters.calls < ${})",
+                                    bounds.len() + 3,
+                                    bounds.len() + 4
+                                ));
+                                bounds.extend([start, as_i64(end)]);
+                            }
+                            None => {
+                                condition.push(format!("call_counters.calls >= ${}", bounds.len() + 3));
+                                bounds.push(start);
+                            }
+                        }
+                    }
+                    let condition = condition.join(" OR ");
+                    // A counter without a row has counted nothing: only a range holding index 0 may create it.
+                    let first_call_allowed = ranges.iter().any(|r| r.start == 0 && r.end != Some(0));
+                    let sql = if first_call_allowed {
+                        format!(
+                            "INSERT INTO call_counters (counter, period_start, calls) VALUES ($1, $2, 1) \
+                             ON CONFLICT (counter, period_start) DO UPDATE SET calls = call_counters.calls + 1 \
+                             WHERE {condition} RETURNING calls"
+                        )
+                    } else {
+                        format!(
+                            "UPDATE call_counters SET calls = calls + 1 WHERE counter = $1 AND period_start = $2 \
+                             AND ({condition}) RETURNING calls"
+                        )
+                    };
+                    // Only placeholders are formatted into the text; every value is bound.
+                    let mut query =
+                        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(counter).bind(period_start);
+                    for bound in bounds {
+                        query = query.bind(bound);
+                    }
+                    let counted = query.fetch_optional(&self.pool).await.map_err(unavailable)?;
+                    Ok(counted.map(|calls| calls.max(1) as u64 - 1))
+                }
+
+                async fn uncount_call(&self, counter: &str, period_start: i64) -> Result<(), StoreError> {
+                    sqlx::query(
+                        "UPDATE call_counters SET calls = calls - 1 WHERE counter = $1 AND period_start = $2 AND calls > 0",
+                    )
+                    .bind(counter)
+                    .bind(period_start)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(())
+                }
+
+                async fn calls(&self, counter: &str, period_start: i64) -> Result<u64, StoreError> {
+                    let calls: Option<i64> =
+                        sqlx::query_scalar("SELECT calls FROM call_counters WHERE counter = $1 AND period_start = $2")
+                            .bind(counter)
+                            .bind(period_start)
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(unavailable)?;
+                    Ok(calls.unwrap_or(0).max(0) as u64)
                 }
 
                 async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {

@@ -43,6 +43,9 @@ pub enum PaymentState {
     Voided,
     /// A call of an API-key customer, recorded at the price it would have paid; nothing is settled on chain.
     Metered,
+    /// A verified payment served as one of the payer's free calls (a free quota or a free usage tier): its proof
+    /// is used up, nothing is settled.
+    Free,
 }
 
 impl PaymentState {
@@ -55,10 +58,11 @@ impl PaymentState {
             PaymentState::Pending => "pending",
             PaymentState::Voided => "voided",
             PaymentState::Metered => "metered",
+            PaymentState::Free => "free",
         }
     }
 
-    pub const ALL: [PaymentState; 7] = [
+    pub const ALL: [PaymentState; 8] = [
         PaymentState::Verified,
         PaymentState::Settling,
         PaymentState::Settled,
@@ -66,6 +70,7 @@ impl PaymentState {
         PaymentState::Pending,
         PaymentState::Voided,
         PaymentState::Metered,
+        PaymentState::Free,
     ];
 }
 
@@ -192,6 +197,13 @@ pub struct ApiKey {
     pub revoked_at_ms: Option<i64>,
 }
 
+/// The call indexes a [`Store::count_call`] may take: `start..end`, or `start..` without an end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallRange {
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -246,6 +258,23 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Revokes the key named `name`; `false` when there is no such live key.
     async fn revoke_api_key(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Counts one call on `counter` in the period that began at `period_start` (Unix seconds), but only if the
+    /// calls counted before it are inside one of `ranges` (`start..end`, no end: unbounded). Returns how many
+    /// calls were counted before this one (its index: 0 for the first), or `None` when none of the ranges
+    /// holds. One conditional update, so racing calls are each counted once and an edge is never overrun.
+    async fn count_call(
+        &self,
+        counter: &str,
+        period_start: i64,
+        ranges: &[CallRange],
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Takes back one call counted on `counter` in the period (the call failed and costs nothing).
+    async fn uncount_call(&self, counter: &str, period_start: i64) -> Result<(), StoreError>;
+
+    /// The calls counted on `counter` in the period.
+    async fn calls(&self, counter: &str, period_start: i64) -> Result<u64, StoreError>;
 
     /// One payment.
     async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError>;

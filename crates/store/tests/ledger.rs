@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use paygate_store::{Claim, NewPayment, PaymentQuery, PaymentState, Store, Transition};
+use paygate_store::{CallRange, Claim, NewPayment, PaymentQuery, PaymentState, Store, Transition};
 use paygate_testkit::postgres::PgServer;
 use serde_json::json;
 
@@ -68,6 +68,7 @@ on_both_backends!(
     claims_survive_reopening,
     listing_filters_and_pages,
     references_are_journaled_and_owed_responses_taken_once,
+    calls_are_counted_once_across_tier_edges_by_racing_instances,
 );
 
 fn payment(proof: &str, challenge: Option<&str>) -> NewPayment {
@@ -295,4 +296,48 @@ async fn references_are_journaled_and_owed_responses_taken_once(db: Database) {
     }
     assert_eq!(taken, 1);
     assert!(!store.payment(id).await.unwrap().unwrap().response_owed);
+}
+
+/// Usage tiers in the store: free calls `0..3`, price A for `3..7`, price B from 7 on. Twenty calls paying A race
+/// through two store instances (two pools; on PostgreSQL, two sets of connections): exactly seven are counted,
+/// indexes 0 to 6 once each, and the counter never passes the edge. Calls paying B then take 7 on. A failed call
+/// is taken back; counters and periods are apart.
+async fn calls_are_counted_once_across_tier_edges_by_racing_instances(db: Database) {
+    let stores = [db.open().await, db.open().await];
+    let range = |start, end| CallRange { start, end };
+    let paying_a = [range(0, Some(3)), range(3, Some(7))];
+    let paying_b = [range(0, Some(3)), range(7, None)];
+    let race = |ranges: [CallRange; 2], n: usize| {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let store = stores[i % 2].clone();
+                tokio::spawn(async move { store.count_call("payer:0xabc", 1_000, &ranges).await.unwrap() })
+            })
+            .collect();
+        async move {
+            let mut taken = Vec::new();
+            for task in tasks {
+                taken.extend(task.await.unwrap());
+            }
+            taken.sort_unstable();
+            taken
+        }
+    };
+    assert_eq!(race(paying_a, 20).await, (0..7).collect::<Vec<u64>>());
+    assert_eq!(stores[0].calls("payer:0xabc", 1_000).await.unwrap(), 7);
+    assert_eq!(race(paying_b, 5).await, (7..12).collect::<Vec<u64>>());
+    assert_eq!(stores[1].calls("payer:0xabc", 1_000).await.unwrap(), 12);
+
+    stores[0].uncount_call("payer:0xabc", 1_000).await.unwrap();
+    assert_eq!(stores[1].calls("payer:0xabc", 1_000).await.unwrap(), 11);
+    assert_eq!(stores[0].count_call("payer:0xabc", 1_000, &paying_b).await.unwrap(), Some(11));
+
+    // Another period and another counter start from nothing; a range that does not hold index 0 creates nothing.
+    assert_eq!(stores[0].calls("payer:0xabc", 2_000).await.unwrap(), 0);
+    assert_eq!(stores[0].count_call("payer:0xdef", 1_000, &[range(3, None)]).await.unwrap(), None);
+    assert_eq!(stores[0].calls("payer:0xdef", 1_000).await.unwrap(), 0);
+    assert_eq!(stores[0].count_call("payer:0xdef", 1_000, &[range(0, Some(1))]).await.unwrap(), Some(0));
+    assert_eq!(stores[0].count_call("payer:0xdef", 1_000, &[range(0, Some(1))]).await.unwrap(), None);
+    stores[0].uncount_call("ip:none", 1_000).await.unwrap();
+    assert_eq!(stores[0].calls("ip:none", 1_000).await.unwrap(), 0);
 }

@@ -91,6 +91,8 @@ impl Upstream {
             // Per-unit routes: speech priced per character, transcription per minute.
             .route("/v1/tts", post(echo))
             .route("/v1/transcribe", get(quote))
+            // Routes a test prices its own way (free calls, tiers, a pricing hook).
+            .route("/v1/metered/{*rest}", get(quote).post(echo))
             .route("/free", get(|| async { "free" }))
             .fallback(any(|| async { (StatusCode::NOT_FOUND, "upstream: no such path") }))
             .with_state(self.shared.clone());

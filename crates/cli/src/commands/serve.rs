@@ -79,7 +79,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     )
                 })
                 .collect();
-            let price = if offers.is_empty() { "free".to_owned() } else { offers.join(" | ") };
+            let price = match (route.is_free(), offers.is_empty()) {
+                (true, _) => "free".to_owned(),
+                (false, true) => "priced by the hook".to_owned(),
+                (false, false) => offers.join(" | "),
+            };
             println!("  {} {} {price}", configured.method.as_deref().unwrap_or("*"), configured.path);
         }
         // What will run: the file with its environment overrides and defaults, secrets masked.
