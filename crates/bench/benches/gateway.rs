@@ -7,7 +7,9 @@
 //! ledger in PostgreSQL (a throwaway cluster) instead of SQLite, (d3) the same through two instances sharing it,
 //! then the ratios (b)/(a), (c)/(b), (d')/(d), (d2)/(d) and (d3)/(d2) and where (d)'s time goes; (d'') paid POSTs
 //! of 1,000 characters on the devnet at a flat price and (d''') the same priced per character, twice in turn,
-//! with the in-process cost of computing each kind of per-unit price; then paid requests per rail that runs
+//! with the in-process cost of computing each kind of per-unit price; the in-process cost of counting a call (free
+//! calls, usage tiers), reading a payer's count and asking a pricing hook, and paid throughput on routes with usage
+//! tiers and with a pricing hook against a flat price, twice in turn; then paid requests per rail that runs
 //! locally, each on a route offering only that rail, with proofs made beforehand: (e) tx-hash proofs of ERC-20
 //! transfers on anvil, (f) MPP `tempo` hash credentials of TIP-20 transfers (a look-alike on anvil) bound to
 //! their challenges, (g) MPP `stripe` credentials charged through localstripe. Lightning is not measured: its
@@ -15,8 +17,9 @@
 //!
 //! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
 //! (paid requests, default 400), `BENCH_PAID_CONNECTIONS` (default 8), `BENCH_RAIL_PAID` (paid requests per
-//! rail in (e) to (g), default 200), `BENCH_PRICES` (per-unit price computations per rule, default 20,000), `BENCH_ONLY` (`a`, `b` or `c`: run up to that scenario and stop, for
-//! profiling). Needs anvil, localstripe and PostgreSQL (`scripts/install-test-deps`).
+//! rail in (e) to (g), default 200), `BENCH_PRICES` (per-unit price computations per rule, default 20,000),
+//! `BENCH_COUNTS` (call counts and hook questions, default 2,000), `BENCH_ONLY` (`a`, `b` or `c`: run up to that
+//! scenario and stop, for profiling; `rules`: stop after the free calls, tiers and hook figures). Needs anvil, localstripe and PostgreSQL (`scripts/install-test-deps`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +62,8 @@ async fn serve_upstream() -> String {
     use axum::routing::any as get;
     let app = axum::Router::new()
         .route("/free", get(|| async { ([("content-type", "application/json")], r#"{"ok":true,"note":"free"}"#) }))
+        // The pricing hook of `/v1/devnet-hook`.
+        .route("/price-hook", get(|| async { ([("content-type", "application/json")], r#"{"price":"$0.01"}"#) }))
         .fallback(get(|| async { ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -160,6 +165,17 @@ async fn bench() {
         query = "duration_seconds"
         accept = ["usdc-embedded"]
         [[routes]]
+        method = "GET"
+        path = "/v1/devnet-tiered"
+        period = "month"
+        tiers = [{{ calls = 1000000, price = "$0.01" }}, {{ price = "$0.005" }}]
+        accept = ["usdc-embedded"]
+        [[routes]]
+        method = "GET"
+        path = "/v1/devnet-hook"
+        price_hook = {{ url = "{upstream}/price-hook", timeout_ms = 2000 }}
+        accept = ["usdc-embedded"]
+        [[routes]]
         path = "/free"
         [[routes]]
         path = "/rail/txhash"
@@ -256,6 +272,62 @@ async fn bench() {
             println!("  {name:<32} {}", show(started.elapsed() / n));
         }
         println!();
+    }
+    // Free calls, usage tiers and the pricing hook, without the HTTP around them: what each adds to a request.
+    {
+        let n = env("BENCH_COUNTS", 2_000) as u32;
+        let store = gateway.store();
+        let start = paygate_gateway::usage::period_start(paygate_gateway::config::Period::Month, 1_800_000_000);
+        let counters: Vec<String> = (0..8).map(|i| format!("bench|payer-{i}")).collect();
+        let ranges = [paygate_store::CallRange { start: 0, end: None }];
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            store.count_call(&counters[i as usize % 8], start, &ranges).await.expect("counted");
+        }
+        let count = started.elapsed() / n;
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            std::hint::black_box(store.calls(&counters[i as usize % 8], start).await.expect("read"));
+        }
+        let read = started.elapsed() / n;
+        let hook = gateway.routes().iter().find(|r| r.name == "GET /v1/devnet-hook").expect("hook route");
+        let hook = hook.price_hook.as_ref().expect("a hook");
+        let (parts, ()) = Request::get("/v1/devnet-hook").body(()).expect("request").into_parts();
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(hook.offers(&parts, &[]).await.expect("priced"));
+        }
+        let asked = started.elapsed() / n;
+        println!("free calls, tiers and the hook in-process (SQLite store, hook on loopback), per request:");
+        println!("  count a call (free calls, tiers)  {}", show(count));
+        println!("  read a payer's calls (tier quote) {}", show(read));
+        println!("  ask the pricing hook              {}\n", show(asked));
+    }
+    // Paid throughput with each rule against the flat price, twice in turn on the devnet, after one flat run to
+    // warm up.
+    {
+        paid_run(&devnet, &[format!("{base}/v1/devnet-quote")], paid, paid_connections).await;
+        let mut ratios = Vec::new();
+        for _ in 0..2 {
+            let (flat, _) = paid_run(&devnet, &[format!("{base}/v1/devnet-quote")], paid, paid_connections).await;
+            print_row("paid, flat $0.01", &flat);
+            let (tiered, tiered_earned) =
+                paid_run(&devnet, &[format!("{base}/v1/devnet-tiered")], paid, paid_connections).await;
+            print_row("paid, usage tiers", &tiered);
+            let (hooked, hooked_earned) =
+                paid_run(&devnet, &[format!("{base}/v1/devnet-hook")], paid, paid_connections).await;
+            print_row("paid, pricing hook", &hooked);
+            assert_eq!(tiered_earned, tiered.requests as u128 * 10_000);
+            assert_eq!(hooked_earned, hooked.requests as u128 * 10_000);
+            ratios.push((tiered.per_second() / flat.per_second(), hooked.per_second() / flat.per_second()));
+        }
+        for (tiers, hook) in ratios {
+            println!("tiers/flat = {tiers:.2}, hook/flat = {hook:.2}  (paid throughput on the devnet; target >= 0.95)");
+        }
+        println!();
+        if only == "rules" {
+            return;
+        }
     }
     println!("{:<30} {:>10} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50", "p99", "errors");
     let warm = Duration::from_millis(500);

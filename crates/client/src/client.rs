@@ -312,7 +312,20 @@ impl PayingClient {
         out.url = first.url().clone();
         let headers = first.headers().clone();
         let body = first.bytes().await.map_err(PayError::Transport)?;
-        let offers = self.offers(&headers, &body)?;
+        match self.pay(&out, &headers, &body).await? {
+            Attempt::Answered(paid) => Ok(paid),
+            // A tiered route quoted the price of a payer with no calls, and this payer's price is another: its
+            // refusal quotes the right one (nothing was charged). Paid once more, at that price.
+            Attempt::Repriced { headers, body, .. } => match self.pay(&out, &headers, body.as_bytes()).await? {
+                Attempt::Answered(paid) => Ok(paid),
+                Attempt::Repriced { spend_id, body, .. } => Err(PayError::Rejected { status: 402, body, spend_id }),
+            },
+        }
+    }
+
+    /// Pays one offer of the 402 (`headers`, `body`) for `out` and sends it again.
+    async fn pay(&self, out: &Outgoing, headers: &HeaderMap, body: &[u8]) -> Result<Attempt, PayError> {
+        let offers = self.offers(headers, body)?;
         let Some(index) = self.choose(&offers)? else {
             return Err(PayError::NoPayableOffer { offers });
         };
@@ -367,10 +380,11 @@ impl PayingClient {
                 self.log.finish(spend_id, SpendState::Paid, reference.as_deref(), None).await?;
                 let payment = Payment { spend_id, offer, reference };
                 return match read(response, Some(payment)).await {
-                    Ok(paid) => Ok(paid),
+                    Ok(paid) => Ok(Attempt::Answered(paid)),
                     Err(e) => Err(PayError::PaidTransport { spend_id, source: e }),
                 };
             }
+            let headers = response.headers().clone();
             let body = response.text().await.unwrap_or_default();
             if transfer.is_some()
                 && awaits_confirmations(status, &body)
@@ -381,6 +395,10 @@ impl PayingClient {
                 continue;
             }
             self.log.finish(spend_id, SpendState::Rejected, reference.as_deref(), Some(&body)).await?;
+            if status == StatusCode::PAYMENT_REQUIRED && problem_reason(&body).as_deref() == Some("tier_price_changed")
+            {
+                return Ok(Attempt::Repriced { headers, body, spend_id });
+            }
             return Err(PayError::Rejected { status: status.as_u16(), body, spend_id });
         }
     }
@@ -548,13 +566,26 @@ async fn read(response: reqwest::Response, payment: Option<Payment>) -> Result<P
     Ok(Paid { status, headers, body, payment })
 }
 
+/// What one payment of a 402 came to.
+enum Attempt {
+    /// The seller answered the paid request (a success; refusals are errors).
+    Answered(Paid),
+    /// The seller refused the payment as not the payer's price on a tiered route (`tier_price_changed`), with a
+    /// 402 quoting it; nothing was charged.
+    Repriced { headers: HeaderMap, body: String, spend_id: i64 },
+}
+
+/// The `reason` of a problem body.
+fn problem_reason(body: &str) -> Option<String> {
+    let problem: serde_json::Value = serde_json::from_str(body).ok()?;
+    problem["reason"].as_str().map(str::to_owned)
+}
+
 /// Whether a refused transaction-hash proof may pass later: the transfer is not (yet) seen or not buried
 /// under the seller's confirmations.
 fn awaits_confirmations(status: StatusCode, body: &str) -> bool {
     status == StatusCode::PAYMENT_REQUIRED
-        && serde_json::from_str::<serde_json::Value>(body).is_ok_and(|problem| {
-            matches!(problem["reason"].as_str(), Some("insufficient_confirmations" | "transaction_not_found"))
-        })
+        && matches!(problem_reason(body).as_deref(), Some("insufficient_confirmations" | "transaction_not_found"))
 }
 
 /// The settlement reference of a paid answer: the x402 `PAYMENT-RESPONSE` (or v1 `X-PAYMENT-RESPONSE`)

@@ -183,3 +183,28 @@ async fn a_declined_confirmation_pays_nothing() {
     assert_eq!(seller.upstream.hits(), 0);
     assert_eq!(seller.chain.transfers(payer(), pay_to()).await, 0);
 }
+
+/// On a tiered route the client is quoted the price of a payer with no calls. Once its own price is lower, the
+/// gateway refuses that payment with a 402 quoting its price (nothing charged), and the client pays that once.
+#[tokio::test]
+async fn a_tiered_route_is_paid_at_the_payers_own_price() {
+    let seller = Seller::start_with(
+        "[[routes]]\nmethod = \"GET\"\npath = \"/v1/metered/tiers\"\n\
+         tiers = [{ calls = 1, price = \"$0.01\" }, { price = \"$0.005\" }]\n",
+    )
+    .await;
+    let client = client(Policy { max_per_payment: Some(PRICE), ..Policy::default() }).await;
+    let before = seller.chain.balance(pay_to()).await;
+    for price in [10_000u128, 5_000] {
+        let paid = client.send("GET", &seller.url("/v1/metered/tiers"), HeaderMap::new(), None).await.expect("paid");
+        assert!(paid.status.is_success(), "{}", paid.status);
+        assert_eq!(paid.payment.expect("a payment").offer.amount.0, price);
+    }
+    assert_eq!(seller.chain.balance(pay_to()).await - before, 15_000);
+    assert_eq!(seller.chain.transfers(payer(), pay_to()).await, 2);
+    let states: Vec<SpendState> =
+        client.spend_log().records().await.expect("records").iter().map(|r| r.state).collect();
+    assert_eq!(states.iter().filter(|s| **s == SpendState::Paid).count(), 2, "{states:?}");
+    assert_eq!(states.iter().filter(|s| **s == SpendState::Rejected).count(), 1, "{states:?}");
+    assert_eq!(seller.upstream.hits(), 2);
+}

@@ -71,6 +71,7 @@ pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 "x-402-payment-proof",
                 "x-402-payment",
                 "x-payment-hash",
+                crate::usage::PAYER_HINT,
             ]))
             .expose_headers(names(&[
                 "www-authenticate",
@@ -79,6 +80,7 @@ pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 "x-payment-response",
                 "payment-receipt",
                 "paygate-settlement",
+                crate::usage::FREE_CALLS_LEFT,
                 "x-request-id",
                 "x-402-version",
                 "x-402-amount",
