@@ -313,11 +313,11 @@ impl PayingClient {
         let headers = first.headers().clone();
         let body = first.bytes().await.map_err(PayError::Transport)?;
         match self.pay(&out, &headers, &body).await? {
-            Attempt::Answered(paid) => Ok(paid),
+            Attempt::Answered(paid) => Ok(*paid),
             // A tiered route quoted the price of a payer with no calls, and this payer's price is another: its
             // refusal quotes the right one (nothing was charged). Paid once more, at that price.
             Attempt::Repriced { headers, body, .. } => match self.pay(&out, &headers, body.as_bytes()).await? {
-                Attempt::Answered(paid) => Ok(paid),
+                Attempt::Answered(paid) => Ok(*paid),
                 Attempt::Repriced { spend_id, body, .. } => Err(PayError::Rejected { status: 402, body, spend_id }),
             },
         }
@@ -358,7 +358,7 @@ impl PayingClient {
         loop {
             let mut attempt = 0;
             let response = loop {
-                match self.send_once(&out, Some((&name, &value))).await {
+                match self.send_once(out, Some((&name, &value))).await {
                     Ok(response) => break response,
                     Err(e) if attempt < PAID_RETRIES => {
                         attempt += 1;
@@ -380,7 +380,7 @@ impl PayingClient {
                 self.log.finish(spend_id, SpendState::Paid, reference.as_deref(), None).await?;
                 let payment = Payment { spend_id, offer, reference };
                 return match read(response, Some(payment)).await {
-                    Ok(paid) => Ok(Attempt::Answered(paid)),
+                    Ok(paid) => Ok(Attempt::Answered(Box::new(paid))),
                     Err(e) => Err(PayError::PaidTransport { spend_id, source: e }),
                 };
             }
@@ -569,7 +569,7 @@ async fn read(response: reqwest::Response, payment: Option<Payment>) -> Result<P
 /// What one payment of a 402 came to.
 enum Attempt {
     /// The seller answered the paid request (a success; refusals are errors).
-    Answered(Paid),
+    Answered(Box<Paid>),
     /// The seller refused the payment as not the payer's price on a tiered route (`tier_price_changed`), with a
     /// 402 quoting it; nothing was charged.
     Repriced { headers: HeaderMap, body: String, spend_id: i64 },
