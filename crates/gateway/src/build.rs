@@ -207,14 +207,15 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
                 }
                 None => None,
             };
-            let options = chosen
+            let hook_options = chosen
                 .iter()
                 .map(|o| HookOption { method: o.method.clone(), units_per_usd: o.units_per_usd })
                 .collect();
             let timeout = std::time::Duration::from_millis(hook.timeout_ms);
+            let keep = (config.server.challenge_ttl_secs, options.clock.clone());
             offers = fallback.clone().unwrap_or_default();
             price_hook = Some(
-                PriceHook::new(&hook.url, timeout, &hook.headers, options, fallback)
+                PriceHook::new(&hook.url, timeout, keep, &hook.headers, hook_options, fallback)
                     .map_err(|e| err(field("price_hook"), e))?,
             );
         }

@@ -5,14 +5,20 @@
 //!
 //! It fails closed: when the hook does not answer in time, answers an error or something that is not a price,
 //! the request is refused with 503 `pricing-unavailable` (nothing proxied, nothing charged), unless the route
-//! sets a `fallback_price`. The hook is asked again on the paid retry, and the payment must match its answer,
-//! so it must price the same request the same way while a challenge lives (`server.challenge_ttl_secs`).
+//! sets a `fallback_price`.
+//!
+//! The payment must match the price of the request it comes with. Each instance keeps the hook's answer for a
+//! request (the same method, path, query, chosen headers and body digest) while a challenge lives
+//! (`server.challenge_ttl_secs`), so the paid retry of a 402 is priced as the 402 was, without asking again.
+//! Another instance asks the hook itself: the hook must price the same request the same way for that long.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::HeaderName;
 use http::request::Parts;
+use paygate_core::clock::Clock;
 use paygate_core::digest::body_digest;
 use paygate_core::method::PaymentMethod;
 use paygate_core::money::Price;
@@ -24,6 +30,9 @@ use crate::pricing::price_in;
 
 /// The most of a hook's answer paygate reads.
 const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
+/// The most answers kept; past it, expired ones are dropped, and if none has expired, all.
+const MAX_KEPT_ANSWERS: usize = 10_000;
 
 /// One payment option a hook's price is offered in.
 #[derive(Debug, Clone)]
@@ -42,6 +51,11 @@ pub struct PriceHook {
     options: Vec<HookOption>,
     /// The offers when the hook fails; `None` fails closed.
     fallback: Option<Vec<RouteOffer>>,
+    /// How long an answer is kept, in seconds: the life of a challenge.
+    keep_secs: u64,
+    clock: Arc<dyn Clock>,
+    /// The hook's answers by the request they priced (the JSON sent), with when they expire (Unix seconds).
+    answers: Mutex<HashMap<String, (u64, Vec<RouteOffer>)>>,
 }
 
 /// What paygate sends the hook.
@@ -64,10 +78,12 @@ struct HookAnswer {
 }
 
 impl PriceHook {
-    /// A hook at `url` (http or https) that must answer within `timeout`; errors say what is wrong.
+    /// A hook at `url` (http or https) that must answer within `timeout`, its answers kept for `keep_secs` by
+    /// `clock`; errors say what is wrong.
     pub fn new(
         url: &str,
         timeout: Duration,
+        (keep_secs, clock): (u64, Arc<dyn Clock>),
         headers: &[String],
         options: Vec<HookOption>,
         fallback: Option<Vec<RouteOffer>>,
@@ -84,7 +100,7 @@ impl PriceHook {
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot make the hook's HTTP client: {e}"))?;
-        Ok(PriceHook { url, client, headers, options, fallback })
+        Ok(PriceHook { url, client, headers, options, fallback, keep_secs, clock, answers: Mutex::default() })
     }
 
     /// The offers for this request: the hook's price in each option, or the fallback when the hook fails. An
@@ -123,7 +139,18 @@ impl PriceHook {
             body_digest: (!body.is_empty()).then(|| body_digest(body)),
             body_length: body.len(),
         };
-        let response = self.client.post(self.url.clone()).json(&request).send().await.map_err(|e| e.to_string())?;
+        let key = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+        if let Some(offers) = self.kept(&key) {
+            return Ok(offers);
+        }
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(key.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("it answered {}", response.status()));
         }
@@ -151,6 +178,26 @@ impl PriceHook {
         if offers.is_empty() {
             return Err(format!("no payment option can charge {price}"));
         }
+        self.keep(key, offers.clone());
         Ok(offers)
+    }
+
+    /// The kept answer for the request sent as `key`, if it has not expired.
+    fn kept(&self, key: &str) -> Option<Vec<RouteOffer>> {
+        let answers = self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = self.clock.now_unix();
+        answers.get(key).filter(|(expires, _)| *expires > now).map(|(_, offers)| offers.clone())
+    }
+
+    fn keep(&self, key: String, offers: Vec<RouteOffer>) {
+        let now = self.clock.now_unix();
+        let mut answers = self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if answers.len() >= MAX_KEPT_ANSWERS {
+            answers.retain(|_, (expires, _)| *expires > now);
+            if answers.len() >= MAX_KEPT_ANSWERS {
+                answers.clear();
+            }
+        }
+        answers.insert(key, (now.saturating_add(self.keep_secs), offers));
     }
 }

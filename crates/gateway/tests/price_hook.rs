@@ -129,6 +129,9 @@ async fn the_402_states_the_hooks_price_and_official_clients_pay_exactly_it() {
         assert_eq!(h.chain.balance(pay_to()).await - balance, price, "{protocol}");
     }
 
+    // Each paid retry was priced by the answer its 402 got: the hook was asked once per request.
+    assert_eq!(hook.seen.lock().unwrap().len(), 2);
+
     // A request the hook says is free is served without payment.
     let free = generate(&h, "free").send().await.unwrap();
     assert_eq!(free.status(), 200);
@@ -148,14 +151,20 @@ async fn the_402_states_the_hooks_price_and_official_clients_pay_exactly_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_hook_refuses_the_request_or_falls_back_to_the_configured_price() {
     let (h, hook) = harness().await;
-    // Signed while the hook answers; sent while it fails.
+    // Signed while the hook answers.
     let url = h.url("/v1/metered/generate?stream=false");
     let (name, value) =
         node::sign("x402", &url, &["--method", "POST", "--body", BODY, "--header", "x-model:small"]).await;
+    hook.seen.lock().unwrap().clear();
     for mode in [HookMode::Slow, HookMode::Error, HookMode::Garbage] {
         *hook.mode.lock().unwrap() = mode;
-        for request in [generate(&h, "small"), generate(&h, "small").header(&name, &value)] {
-            let response = request.send().await.unwrap();
+        // A request priced before is priced as its 402 was: the kept answer is used, not the failing hook.
+        let kept = generate(&h, "small").send().await.unwrap();
+        assert_eq!(kept.status(), 402, "{mode:?}");
+        let required = decode_x402(kept.headers()["payment-required"].to_str().unwrap());
+        assert_eq!(required["accepts"][0]["amount"], "2000");
+        for model in ["large", "medium"] {
+            let response = generate(&h, model).send().await.unwrap();
             assert_eq!(response.status(), 503, "{mode:?}");
             assert_eq!(response.headers()["retry-after"], "1");
             let problem: Value = response.json().await.unwrap();
@@ -170,10 +179,17 @@ async fn a_failing_hook_refuses_the_request_or_falls_back_to_the_configured_pric
     }
     assert_eq!(h.upstream.hits(), 0);
     assert!(h.ledger().await.is_empty());
+    // The failing hook was asked for the new requests only.
+    assert!(hook.seen.lock().unwrap().iter().all(|seen| seen["headers"]["x-model"] != "small"));
 
-    // Once the hook answers again, the same payment goes through.
-    *hook.mode.lock().unwrap() = HookMode::Price;
+    // The payment made for a kept price goes through while the hook still fails.
     let paid = generate(&h, "small").header(&name, &value).send().await.unwrap();
     assert_eq!(paid.status(), 200);
     assert_eq!(h.chain.transfers(common::payer(), pay_to()).await, 1);
+
+    // Once a challenge's life has passed, the answer is no longer kept: the failing hook is asked, and refuses.
+    h.clock.advance(31);
+    let expired = generate(&h, "small").send().await.unwrap();
+    assert_eq!(expired.status(), 503);
+    assert_eq!(h.upstream.hits(), 1);
 }
