@@ -287,6 +287,12 @@ fn free_calls_tiers_and_hooks_that_cannot_work_are_refused() {
         &["not an http or https URL"],
     );
     refused(
+        &route("price_hook = { url = \"http://127.0.0.1:7000\", timeout_ms = 0 }\n"),
+        "routes[0].price_hook.timeout_ms",
+        &["must be at least 1"],
+    );
+    refused(&route("price = \"$0.01\"\nfree_per = \"ip\"\n"), "routes[0].free_per", &["give `free_calls`"]);
+    refused(
         &route("price_hook = { url = \"http://127.0.0.1:7000\", headers = [\"bad header\"] }\n"),
         "routes[0].price_hook",
         &["is not a header name"],

@@ -15,8 +15,8 @@ use paygate_store::Store;
 use crate::config::{Config, ConfigError, FreePer};
 use crate::engine::{Gateway, Route, Settings};
 use crate::offers::{ResourceText, RouteOffer};
-use crate::price_hook::{HookOption, PriceHook};
-use crate::pricing::{UnitPricing, price_in};
+use crate::price_hook::PriceHook;
+use crate::pricing::UnitPricing;
 use crate::rails::{BuiltOption, RailContext, build_option};
 use crate::routes::{PathPattern, RouteMatcher};
 use crate::usage::{IpQuota, PayerTiers};
@@ -136,9 +136,7 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             let mut offers = Vec::new();
             for option in &chosen {
                 let option_name = &option.method.option().name;
-                match price_in(option.method.as_ref(), option.units_per_usd, price)
-                    .map(|amount| RouteOffer::new(option.method.clone(), amount))
-                {
+                match option.price(price).map(|amount| RouteOffer::new(option.method.clone(), amount)) {
                     Ok(offer) if offer.can_be_paid() || unit_price => offers.push(offer),
                     Ok(_) if named => {
                         return Err(err(
@@ -207,10 +205,7 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
                 }
                 None => None,
             };
-            let hook_options = chosen
-                .iter()
-                .map(|o| HookOption { method: o.method.clone(), units_per_usd: o.units_per_usd })
-                .collect();
+            let hook_options = chosen.iter().map(|&o| o.clone()).collect();
             let timeout = std::time::Duration::from_millis(hook.timeout_ms);
             let keep = (config.server.challenge_ttl_secs, options.clock.clone());
             offers = fallback.clone().unwrap_or_default();
@@ -262,9 +257,7 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
                                 .iter()
                                 .find(|o| Arc::ptr_eq(&o.method, &offer.method))
                                 .expect("every offer is one of the built options");
-                            price_in(option.method.as_ref(), option.units_per_usd, &price)
-                                .map(Some)
-                                .map_err(|e| err(field(name), e))
+                            option.price(&price).map(Some).map_err(|e| err(field(name), e))
                         })
                         .collect()
                 };

@@ -278,14 +278,15 @@ impl Gateway {
             }
         }
         let binding = self.binding(&parts, &body);
-        // A tiered route quotes the payer it is told of (a hint: the verified payment decides) and takes a
-        // payment of any tier's price.
+        // A tiered route quotes the payer an unpaid request names (a hint: the verified payment decides; a paid
+        // one is not slowed by the look-up, its refusal quotes a payer with no calls) and takes a payment of any
+        // tier's price.
         let (quoted, accepted) = match &route.payer_tiers {
             None => (offers, offers),
             Some(tiers) => {
                 let accepted = tiers.accepted(offers);
                 let hint = parts.headers.get(PAYER_HINT).and_then(|v| v.to_str().ok()).filter(|p| p.len() <= 128);
-                let calls = match hint {
+                let calls = match hint.filter(|_| presented.is_none()) {
                     Some(payer) => {
                         let start = period_start(tiers.period, self.clock.now_unix());
                         self.store.calls(&PayerTiers::counter(&route.name, payer), start).await.unwrap_or(0)

@@ -20,13 +20,12 @@ use http::HeaderName;
 use http::request::Parts;
 use paygate_core::clock::Clock;
 use paygate_core::digest::body_digest;
-use paygate_core::method::PaymentMethod;
 use paygate_core::money::Price;
 use paygate_core::reject::{RejectKind, Rejection};
 use serde::{Deserialize, Serialize};
 
 use crate::offers::RouteOffer;
-use crate::pricing::price_in;
+use crate::rails::BuiltOption;
 
 /// The most of a hook's answer paygate reads.
 const MAX_ANSWER_BYTES: usize = 16 * 1024;
@@ -34,21 +33,13 @@ const MAX_ANSWER_BYTES: usize = 16 * 1024;
 /// The most answers kept; past it, expired ones are dropped, and if none has expired, all.
 const MAX_KEPT_ANSWERS: usize = 10_000;
 
-/// One payment option a hook's price is offered in.
-#[derive(Debug, Clone)]
-pub struct HookOption {
-    pub method: Arc<dyn PaymentMethod>,
-    /// Satoshis (or cents) per dollar, for rails that convert `$` prices.
-    pub units_per_usd: Option<u64>,
-}
-
 /// A route's pricing hook.
 #[derive(Debug)]
 pub struct PriceHook {
     url: reqwest::Url,
     client: reqwest::Client,
     headers: Vec<HeaderName>,
-    options: Vec<HookOption>,
+    options: Vec<BuiltOption>,
     /// The offers when the hook fails; `None` fails closed.
     fallback: Option<Vec<RouteOffer>>,
     /// How long an answer is kept, in seconds: the life of a challenge.
@@ -60,15 +51,15 @@ pub struct PriceHook {
 
 /// What paygate sends the hook.
 #[derive(Debug, Serialize)]
-pub struct HookRequest<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
+struct HookRequest<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
     /// The chosen headers the request carries, by lowercase name.
-    pub headers: serde_json::Map<String, serde_json::Value>,
+    headers: serde_json::Map<String, serde_json::Value>,
     /// `sha-256=<base64>` of the body (the digest MPP challenges bind), absent for an empty body.
-    pub body_digest: Option<String>,
-    pub body_length: usize,
+    body_digest: Option<String>,
+    body_length: usize,
 }
 
 /// What the hook answers.
@@ -80,12 +71,12 @@ struct HookAnswer {
 impl PriceHook {
     /// A hook at `url` (http or https) that must answer within `timeout`, its answers kept for `keep_secs` by
     /// `clock`; errors say what is wrong.
-    pub fn new(
+    pub(crate) fn new(
         url: &str,
         timeout: Duration,
         (keep_secs, clock): (u64, Arc<dyn Clock>),
         headers: &[String],
-        options: Vec<HookOption>,
+        options: Vec<BuiltOption>,
         fallback: Option<Vec<RouteOffer>>,
     ) -> Result<PriceHook, String> {
         let url = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -171,7 +162,7 @@ impl PriceHook {
             .options
             .iter()
             .filter_map(|option| {
-                let amount = price_in(option.method.as_ref(), option.units_per_usd, &price).ok()?;
+                let amount = option.price(&price).ok()?;
                 Some(RouteOffer::new(option.method.clone(), amount)).filter(RouteOffer::can_be_paid)
             })
             .collect();

@@ -7,8 +7,7 @@
 //! times a whole number of units, clamped. The 402 states that amount; the challenge binds it and the body's
 //! digest, so a credential pays exactly that price for exactly that request.
 
-use paygate_core::method::PaymentMethod;
-use paygate_core::money::{AtomicAmount, Decimal, Price};
+use paygate_core::money::{AtomicAmount, Decimal};
 use paygate_core::reject::{RejectKind, Rejection};
 use serde_json::Value;
 
@@ -160,20 +159,6 @@ impl UnitPricing {
         }
         Ok(offers)
     }
-}
-
-/// What `price` asks of `method`'s option, exactly, or why it cannot be charged there. `units_per_usd`
-/// converts `$` prices for rails whose asset is not a dollar (satoshis per dollar).
-pub fn price_in(method: &dyn PaymentMethod, units_per_usd: Option<u64>, price: &Price) -> Result<AtomicAmount, String> {
-    let asset = &method.option().asset;
-    let amount = match (price, units_per_usd) {
-        (Price::Usd(usd), Some(rate)) => {
-            let digits = usd.digits.checked_mul(u128::from(rate)).ok_or_else(|| "the amount overflows".to_owned())?;
-            Decimal { digits, scale: usd.scale }.to_atomic(asset.decimals).map_err(|e| e.to_string())?
-        }
-        _ => price.in_asset(&asset.symbol, asset.usd, asset.decimals).map_err(|e| e.to_string())?,
-    };
-    Ok(amount)
 }
 
 #[cfg(test)]

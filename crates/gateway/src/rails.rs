@@ -14,6 +14,7 @@ use alloy::signers::local::PrivateKeySigner;
 use paygate_chain::{Chain, ChainError, RpcChain, TxSender};
 use paygate_core::clock::Clock;
 use paygate_core::method::{Asset, Eip712Domain, PaymentMethod, PaymentOption};
+use paygate_core::money::{AtomicAmount, Decimal, Price};
 use paygate_core::network::Network;
 use paygate_core::registry::{self, ChainKind, TransferMethod};
 use paygate_methods::cdp::CdpKey;
@@ -146,10 +147,27 @@ pub(crate) async fn connect(name: &str, network: &ResolvedNetwork) -> Result<Opt
 }
 
 /// One built option, with how to price it.
+#[derive(Debug, Clone)]
 pub(crate) struct BuiltOption {
     pub method: Arc<dyn PaymentMethod>,
     /// Atomic units per US dollar when `$` prices convert at a configured rate (Lightning's sats).
     pub units_per_usd: Option<u64>,
+}
+
+impl BuiltOption {
+    /// What `price` asks of this option, exactly, or why it cannot be charged here.
+    pub fn price(&self, price: &Price) -> Result<AtomicAmount, String> {
+        let asset = &self.method.option().asset;
+        let amount = match (price, self.units_per_usd) {
+            (Price::Usd(usd), Some(rate)) => {
+                let digits =
+                    usd.digits.checked_mul(u128::from(rate)).ok_or_else(|| "the amount overflows".to_owned())?;
+                Decimal { digits, scale: usd.scale }.to_atomic(asset.decimals).map_err(|e| e.to_string())?
+            }
+            _ => price.in_asset(&asset.symbol, asset.usd, asset.decimals).map_err(|e| e.to_string())?,
+        };
+        Ok(amount)
+    }
 }
 
 /// Builds the payment method of one `[[accept]]` entry; `field` names its fields in errors.

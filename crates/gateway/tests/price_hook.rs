@@ -24,6 +24,10 @@ enum HookMode {
     Slow,
     Error,
     Garbage,
+    /// A valid answer padded past the 16 KiB paygate reads.
+    TooLong,
+    /// A price no offered asset can represent (USDC has 6 decimals).
+    Unchargeable,
 }
 
 #[derive(Debug)]
@@ -50,6 +54,11 @@ async fn price(State(hook): State<Arc<Hook>>, Json(request): Json<Value>) -> Res
         }
         HookMode::Error => (StatusCode::INTERNAL_SERVER_ERROR, "pricing database down").into_response(),
         HookMode::Garbage => (StatusCode::OK, "twelve dollars").into_response(),
+        HookMode::TooLong => {
+            let padded = format!("{}{{\"price\": \"$0.002\"}}", " ".repeat(20 * 1024));
+            (StatusCode::OK, [("content-type", "application/json")], padded).into_response()
+        }
+        HookMode::Unchargeable => Json(json!({ "price": "$0.0000001" })).into_response(),
     }
 }
 
@@ -156,7 +165,7 @@ async fn a_failing_hook_refuses_the_request_or_falls_back_to_the_configured_pric
     let (name, value) =
         node::sign("x402", &url, &["--method", "POST", "--body", BODY, "--header", "x-model:small"]).await;
     hook.seen.lock().unwrap().clear();
-    for mode in [HookMode::Slow, HookMode::Error, HookMode::Garbage] {
+    for mode in [HookMode::Slow, HookMode::Error, HookMode::Garbage, HookMode::TooLong, HookMode::Unchargeable] {
         *hook.mode.lock().unwrap() = mode;
         // A request priced before is priced as its 402 was: the kept answer is used, not the failing hook.
         let kept = generate(&h, "small").send().await.unwrap();
