@@ -1,11 +1,13 @@
 //! `cargo bench -p paygate-bench`: the gateway on loopback, in one run:
 //!
 //! (a) the upstream directly, (b0) the same reverse proxy without the paygate layer (a diagnostic), (b) a free
-//! route through paygate, (c) 402 challenge issuance, (d) paid requests
+//! route through paygate, (c) 402 challenge issuance, first with everything sharing the machine's cores, then
+//! with the gateway on a core of its own and the load generator and upstream on the other, and their ratios
+//! (b)/(a) and (c)/(b) in each setup; (d) paid requests
 //! (verify + claim + proxy + settle on anvil, paid with x402 v2 credentials signed beforehand), (d') the same
 //! paid requests settled on the embedded devnet (revm in this process) instead of anvil, (d2) on anvil with the
 //! ledger in PostgreSQL (a throwaway cluster) instead of SQLite, (d3) the same through two instances sharing it,
-//! then the ratios (b)/(a), (c)/(b), (d')/(d), (d2)/(d) and (d3)/(d2) and where (d)'s time goes; (d'') paid POSTs
+//! then the ratios (d')/(d), (d2)/(d) and (d3)/(d2) and where (d)'s time goes; (d'') paid POSTs
 //! of 1,000 characters on the devnet at a flat price and (d''') the same priced per character, twice in turn,
 //! with the in-process cost of computing each kind of per-unit price; the in-process cost of counting a call (free
 //! calls, usage tiers), reading a payer's count and asking a pricing hook, and paid throughput on routes with usage
@@ -15,11 +17,12 @@
 //! their challenges, (g) MPP `stripe` credentials charged through localstripe. Lightning is not measured: its
 //! only local backend in the gateway is LND's recorded answer, one invoice that pays once.
 //!
-//! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
+//! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_ROUNDS` (of (a) to (c) in turn, default 5),
+//! `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
 //! (paid requests, default 400), `BENCH_PAID_CONNECTIONS` (default 8), `BENCH_RAIL_PAID` (paid requests per
 //! rail in (e) to (g), default 200), `BENCH_PRICES` (per-unit price computations per rule, default 20,000),
-//! `BENCH_COUNTS` (call counts and hook questions, default 2,000), `BENCH_ONLY` (`a`, `b` or `c`: run up to that
-//! scenario and stop, for profiling; `rules`: stop after the free calls, tiers and hook figures). Needs anvil, localstripe and PostgreSQL (`scripts/install-test-deps`).
+//! `BENCH_COUNTS` (call counts and hook questions, default 2,000), `BENCH_ONLY` (`proxy`: stop after (a) to (c),
+//! for profiling; `rules`: stop after the free calls, tiers and hook figures). Needs anvil, localstripe and PostgreSQL (`scripts/install-test-deps`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,12 +33,12 @@ use alloy::sol_types::SolCall;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use paygate_bench::{Stats, run, show};
+use paygate_bench::{Nginx, Stats, pinned_runtime, run, show};
 use paygate_chain::abi::Eip3009Token;
 use paygate_chain::devtoken::dev_account;
 use paygate_chain::{TxSender, wait_for_receipt};
 use paygate_gateway::metrics::Phase;
-use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, server};
+use paygate_gateway::{BuildOptions, Config, Gateway, PaygateLayer, UpstreamProxy, build, server};
 use paygate_methods::eip3009::{SignedAuthorization, domain};
 use paygate_methods::tempo::encode_memo;
 use paygate_proto::mpp::{Credential, parse_challenge};
@@ -45,6 +48,7 @@ use paygate_testkit::stripe::LocalStripe;
 use paygate_testkit::tip20::Tip20;
 use paygate_testkit::{Devchain, ServedGateway};
 use serde_json::json;
+use tower::Layer as _;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -56,6 +60,111 @@ fn main() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(bench());
+}
+
+/// Serves `gateway` in front of `upstream`, and the same reverse proxy without the paygate layer (what a bare
+/// proxy hop costs here), on the current runtime; their base URLs.
+async fn serve_gateway(gateway: Arc<Gateway>, upstream: &str) -> (String, String) {
+    let proxy = UpstreamProxy::new(upstream, Duration::from_secs(10), Duration::from_secs(2)).expect("proxy");
+    let service = tower::ServiceBuilder::new().layer(PaygateLayer::new(gateway)).service(proxy);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { server::serve(listener, service, std::future::pending()).await.expect("gateway") });
+    let bare = UpstreamProxy::new(upstream, Duration::from_secs(10), Duration::from_secs(2)).expect("proxy");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let bare_base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { server::serve(listener, bare, std::future::pending()).await.expect("bare proxy") });
+    (base, bare_base)
+}
+
+/// The upstream, free route and 402 scenarios: (a), (b0), (b) and (c) at `base`, `bare_base` and `upstream`, and
+/// (n) through nginx where it runs.
+fn scenarios(
+    upstream: &str,
+    bare_base: &str,
+    base: &str,
+    nginx: Option<&Nginx>,
+) -> Vec<(&'static str, String, StatusCode)> {
+    let mut scenarios = vec![
+        ("(a) upstream directly", format!("{upstream}/free"), StatusCode::OK),
+        ("(b0) same proxy, no paygate", format!("{bare_base}/free"), StatusCode::OK),
+        ("(b) free route via paygate", format!("{base}/free"), StatusCode::OK),
+        ("(c) 402 challenge", format!("{base}/v1/quote"), StatusCode::PAYMENT_REQUIRED),
+    ];
+    if let Some(nginx) = nginx {
+        scenarios.push(("(n) nginx, same upstream", format!("{}/free", nginx.url), StatusCode::OK));
+    }
+    scenarios
+}
+
+/// How the load runs of (a) to (c) are made.
+#[derive(Clone, Copy)]
+struct Load {
+    connections: usize,
+    warm: Duration,
+    secs: Duration,
+    rounds: usize,
+}
+
+/// Runs (a) to (c) `load.rounds` times in turn, the load generator on `runtime`, and prints each run and the ratios
+/// of each round (the machine's noise shows in how rounds differ) with their median.
+async fn proxy_rounds(
+    setup: &str,
+    runtime: &tokio::runtime::Handle,
+    scenarios: Vec<(&'static str, String, StatusCode)>,
+    load: Load,
+) {
+    println!("{setup}:");
+    print_header();
+    let mut rates = Vec::new();
+    for round in 1..=load.rounds {
+        let mut rate = vec![0.0; scenarios.len()];
+        for (i, (name, url, expect)) in scenarios.iter().cloned().enumerate() {
+            let stats = runtime
+                .spawn(async move {
+                    run(get(url.clone()), expect, load.connections, load.warm, None).await;
+                    run(get(url), expect, load.connections, load.secs, None).await
+                })
+                .await
+                .expect("load");
+            print_row(&format!("{name} #{round}"), &stats);
+            rate[i] = stats.per_second();
+        }
+        rates.push(rate);
+    }
+    let ratio = |label: &str, over: usize, under: usize, note: &str| {
+        let mut each: Vec<f64> = rates.iter().map(|r| r[over] / r[under]).collect();
+        let shown: Vec<String> = each.iter().map(|r| format!("{r:.2}")).collect();
+        each.sort_by(f64::total_cmp);
+        println!("  {label} = {}  (median {:.2}; {note})", shown.join(", "), each[each.len() / 2]);
+    };
+    ratio("(b)/(a) ", 2, 0, "target >= 0.70");
+    ratio("(b0)/(a)", 1, 0, "a bare proxy hop, for comparison");
+    ratio("(b)/(b0)", 2, 1, "the paygate layer's share");
+    ratio("(c)/(b) ", 3, 2, "target >= 1.00");
+    if scenarios.len() > 4 {
+        ratio("(n)/(a) ", 4, 0, "nginx in the same place, for reference");
+    }
+    println!();
+}
+
+/// (a) to (c) with the gateway (and the bare proxy) on a core of its own, as a deployment gives it one, and the load
+/// generator and a second upstream on the other core: the proxy's cost then shows as the throughput it takes from
+/// the client, not as CPU it takes from the upstream and load generator it would otherwise share cores with.
+async fn pinned_rounds(gateway: &Arc<Gateway>, load: Load) {
+    let setup = "the gateway on core 1, the load generator and upstream on core 0";
+    let (Some(client), Some(proxy)) = (pinned_runtime(0), pinned_runtime(1)) else {
+        println!("{setup}: not measured, the cores cannot be pinned here\n");
+        return;
+    };
+    let upstream = client.spawn(serve_upstream()).await.expect("upstream");
+    let (served, to) = (gateway.clone(), upstream.clone());
+    let (base, bare_base) = proxy.spawn(async move { serve_gateway(served, &to).await }).await.expect("gateway");
+    let nginx = Nginx::start(&upstream, Some(1));
+    proxy_rounds(setup, client.handle(), scenarios(&upstream, &bare_base, &base, nginx.as_ref()), load).await;
+    // Dropping a runtime blocks, which an async context does not allow.
+    client.shutdown_background();
+    proxy.shutdown_background();
 }
 
 async fn serve_upstream() -> String {
@@ -214,16 +323,7 @@ async fn bench() {
     build_options.chains.insert("embedded".to_owned(), devnet.chain.clone());
     let built = build(&config, "bench.toml", build_options.clone()).await.expect("gateway");
     let gateway = built.gateway.clone();
-    let proxy = UpstreamProxy::new(&upstream, Duration::from_secs(10), Duration::from_secs(2)).expect("proxy");
-    let service = tower::ServiceBuilder::new().layer(PaygateLayer::new(built.gateway)).service(proxy);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { server::serve(listener, service, std::future::pending()).await.expect("gateway") });
-    // The same server and reverse proxy without the paygate layer: what a bare proxy hop costs here.
-    let bare = UpstreamProxy::new(&upstream, Duration::from_secs(10), Duration::from_secs(2)).expect("proxy");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let bare_base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { server::serve(listener, bare, std::future::pending()).await.expect("bare proxy") });
+    let (base, bare_base) = serve_gateway(built.gateway, &upstream).await;
 
     println!(
         "paygate bench: {connections} connections, {} s per scenario, {paid} paid requests over {paid_connections} connections",
@@ -231,6 +331,41 @@ async fn bench() {
     );
     println!("(2 runtime threads; load generator, gateway, upstream and anvil share this machine's cores)\n");
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+
+    // The paygate layer on a free route, without sockets: what it adds to each request on the gateway's core.
+    {
+        let n = env("BENCH_LAYER", 200_000) as u32;
+        let answer = tower::service_fn(|_: Request<axum::body::Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::empty()))
+        });
+        let request = || {
+            Request::get("/free")
+                .header("host", "bench")
+                .header("user-agent", "bench")
+                .header("accept", "*/*")
+                .body(axum::body::Body::empty())
+                .expect("request")
+        };
+        let mut alone = answer;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            tower::ServiceExt::ready(&mut alone).await.expect("ready");
+            std::hint::black_box(tower::Service::call(&mut alone, request()).await.expect("answered"));
+        }
+        let bare = started.elapsed() / n;
+        let mut layered = PaygateLayer::new(gateway.clone()).layer(answer);
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            tower::ServiceExt::ready(&mut layered).await.expect("ready");
+            std::hint::black_box(tower::Service::call(&mut layered, request()).await.expect("answered"));
+        }
+        let with_layer = started.elapsed() / n;
+        println!(
+            "free route in-process: {} per request through the paygate layer, {} without it\n",
+            show(with_layer),
+            show(bare)
+        );
+    }
     // The 402 itself, without sockets: what challenge issuance costs the gateway's CPU.
     {
         let gateway = gateway.clone();
@@ -246,6 +381,24 @@ async fn bench() {
         if only == "402" {
             return;
         }
+    }
+    let load = Load { connections, warm: Duration::from_millis(500), secs, rounds: env("BENCH_ROUNDS", 5) };
+    let shared = "everything sharing the machine's cores";
+    let nginx = Nginx::start(&upstream, None);
+    if nginx.is_none() {
+        println!("(nginx is not installed: no reference proxy hop (n); `apt-get install nginx-light` adds it)\n");
+    }
+    proxy_rounds(
+        shared,
+        &tokio::runtime::Handle::current(),
+        scenarios(&upstream, &bare_base, &base, nginx.as_ref()),
+        load,
+    )
+    .await;
+    drop(nginx);
+    pinned_rounds(&gateway, load).await;
+    if only == "proxy" {
+        return;
     }
     // Per-unit prices, without sockets: counting the units of a request and pricing its offers.
     {
@@ -332,25 +485,8 @@ async fn bench() {
             return;
         }
     }
-    println!("{:<30} {:>10} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50", "p99", "errors");
-    let warm = Duration::from_millis(500);
+    print_header();
     let mut rows: Vec<(&str, Stats)> = Vec::new();
-    for (name, url, expect) in [
-        ("(a) upstream directly", format!("{upstream}/free"), StatusCode::OK),
-        ("(b0) same proxy, no paygate", format!("{bare_base}/free"), StatusCode::OK),
-        ("(b) free route via paygate", format!("{base}/free"), StatusCode::OK),
-        ("(c) 402 challenge", format!("{base}/v1/quote"), StatusCode::PAYMENT_REQUIRED),
-    ] {
-        run(get(url.clone()), expect, connections, warm, None).await;
-        let stats = run(get(url), expect, connections, secs, None).await;
-        print_row(name, &stats);
-        rows.push((name, stats));
-        // Profiling: `BENCH_ONLY=b` stops after that scenario.
-        if !only.is_empty() && name.starts_with(&format!("({only})")) {
-            return;
-        }
-    }
-
     // (d): one fresh 402 per credential, signed by dev accounts 1..=8 in turn.
     let (stats, earned) = paid_run(&chain, &[format!("{base}/v1/quote")], paid, paid_connections).await;
     print_row("(d) paid, settled on anvil", &stats);
@@ -384,16 +520,12 @@ async fn bench() {
     }
     let rate = |i: usize| rows[i].1.per_second();
     println!();
-    println!("(b)/(a)  = {:.2}  (target >= 0.70)", rate(2) / rate(0));
-    println!("(b0)/(a) = {:.2}  (a bare proxy hop, for comparison)", rate(1) / rate(0));
-    println!("(b)/(b0) = {:.2}  (the paygate layer's share)", rate(2) / rate(1));
-    println!("(c)/(b)  = {:.2}  (target >= 1.00)", rate(3) / rate(2));
     println!(
         "(d): {} paid, {earned} atomic units settled to the seller (expected {})",
-        rows[4].1.requests,
-        rows[4].1.requests as u128 * 10_000
+        rows[0].1.requests,
+        rows[0].1.requests as u128 * 10_000
     );
-    println!("(d')/(d) = {:.2}  (paid throughput, embedded devnet over anvil)", rate(5) / rate(4));
+    println!("(d')/(d) = {:.2}  (paid throughput, embedded devnet over anvil)", rate(1) / rate(0));
     println!(
         "(d''')/(d'') = {:.2}, {:.2}  (paid throughput, a per-character price over a flat one, two runs; \
          target >= 0.95); {per_unit_earned} atomic units settled per character (expected {})",
@@ -403,8 +535,8 @@ async fn bench() {
     );
     println!(
         "(d'): {} paid, {devnet_earned} atomic units settled to the seller (expected {})",
-        rows[5].1.requests,
-        rows[5].1.requests as u128 * 10_000
+        rows[1].1.requests,
+        rows[1].1.requests as u128 * 10_000
     );
     // (d2), (d3): the same paid requests with the ledger in PostgreSQL, through one instance and then through two
     // (requests alternating; one realm and public URL, so either accepts the other's challenges; each its own
@@ -424,12 +556,12 @@ async fn bench() {
     print_row("(d3) paid, PostgreSQL, 2 instances", &stats);
     rows.push(("(d3) paid, PostgreSQL, 2 instances", stats));
     let rate = |i: usize| rows[i].1.per_second();
-    println!("(d2)/(d) = {:.2}  (paid throughput, PostgreSQL store over SQLite)", rate(6) / rate(4));
-    println!("(d3)/(d2) = {:.2}  (paid throughput, two instances over one, one PostgreSQL)", rate(7) / rate(6));
+    println!("(d2)/(d) = {:.2}  (paid throughput, PostgreSQL store over SQLite)", rate(2) / rate(0));
+    println!("(d3)/(d2) = {:.2}  (paid throughput, two instances over one, one PostgreSQL)", rate(3) / rate(2));
     println!(
         "(d2), (d3): {pg_earned} and {pair_earned} atomic units settled to the seller (expected {} and {})",
-        rows[6].1.requests as u128 * 10_000,
-        rows[7].1.requests as u128 * 10_000
+        rows[2].1.requests as u128 * 10_000,
+        rows[3].1.requests as u128 * 10_000
     );
     print!("(d) mean time per phase:");
     for (phase, mean) in phases {
@@ -522,6 +654,10 @@ async fn rail_proofs(chain: &Devchain, url: &str, rail: Rail<'_>, n: usize) -> V
 /// The inner service of the in-process 402 measurement: an unpaid request never reaches it.
 fn unreachable_upstream() -> Result<http::Response<axum::body::Body>, std::convert::Infallible> {
     Ok(http::Response::builder().status(500).body(axum::body::Body::from("upstream called")).expect("response"))
+}
+
+fn print_header() {
+    println!("{:<30} {:>10} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50", "p99", "errors");
 }
 
 fn print_row(name: &str, s: &Stats) {

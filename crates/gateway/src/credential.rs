@@ -1,7 +1,7 @@
 //! Finding the payment a request carries, in whichever framing it came.
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName};
 
 use paygate_core::method::TxHashProof;
 use paygate_core::reject::{RejectKind, Rejection};
@@ -37,13 +37,13 @@ impl Presented {
 pub const TX_HASH_HEADERS: [&str; 3] = ["x-402-payment-proof", "x-402-payment", "x-payment-hash"];
 
 /// The credential headers paygate reads, which the upstream never sees.
-pub const CREDENTIAL_HEADERS: [&str; 6] = [
-    x402::PAYMENT_SIGNATURE,
-    x402::X_PAYMENT,
-    mpp::PAYMENT_AUTHORIZATION,
-    TX_HASH_HEADERS[0],
-    TX_HASH_HEADERS[1],
-    TX_HASH_HEADERS[2],
+pub const CREDENTIAL_HEADERS: [HeaderName; 6] = [
+    HeaderName::from_static(x402::PAYMENT_SIGNATURE),
+    HeaderName::from_static(x402::X_PAYMENT),
+    HeaderName::from_static(mpp::PAYMENT_AUTHORIZATION),
+    HeaderName::from_static(TX_HASH_HEADERS[0]),
+    HeaderName::from_static(TX_HASH_HEADERS[1]),
+    HeaderName::from_static(TX_HASH_HEADERS[2]),
 ];
 
 /// A tx-hash proof as the dialects send it: `{"txHash","network","token","amount"}` as JSON or base64 JSON,

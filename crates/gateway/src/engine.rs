@@ -1,5 +1,7 @@
 //! The paid-request engine: route → offers → (no credential: 402) → bind → verify → claim → proxy → settle →
-//! receipt and ledger. [`Gateway::handle`] is the whole flow; the tower layer in `layer.rs` only adapts it.
+//! receipt and ledger. [`Gateway::handle`] is the whole flow. It has two halves, which the tower layer in
+//! `layer.rs` calls itself: [`Gateway::dispatch`] decides without awaiting anything (a free route goes straight to
+//! the inner service, so its request never carries the paid flow's state) and [`Gateway::priced`] is the paid flow.
 //!
 //! Invariants kept here (numbered as in `docs/ARCHITECTURE.md`):
 //! 1. an unpaid or unverifiable request has no side effect: the inner service is not called, nothing is
@@ -101,6 +103,23 @@ pub struct Gateway {
     limits: RateLimits,
 }
 
+/// What becomes of a request ([`Gateway::dispatch`]).
+#[derive(Debug)]
+pub enum Dispatch {
+    /// Straight to the inner service: a free route, or an unknown route proxied as configured.
+    PassThrough,
+    /// Answered by paygate already: a refusal.
+    Answered(Response<Body>),
+    /// A priced route (its index in [`Gateway::routes`]): the paid flow ([`Gateway::priced`]) decides.
+    Priced(usize),
+}
+
+/// The span every log line of a request carries: its id (as its problem body and ledger row do), method and
+/// path.
+pub fn request_span(request: &Request<Body>, request_id: &str) -> tracing::Span {
+    tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path())
+}
+
 /// The request id header, set on the forwarded request and on every response paygate writes.
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -159,49 +178,61 @@ impl Gateway {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
+        let (request_id, dispatch) = self.dispatch(&mut request);
+        let span = request_span(&request, &request_id);
+        match dispatch {
+            Dispatch::PassThrough => call(inner, request).instrument(span).await,
+            Dispatch::Answered(response) => response,
+            Dispatch::Priced(route) => self.priced(route, request, request_id, inner).instrument(span).await,
+        }
+    }
+
+    /// Tags a request with its id (the client's when sane, which the upstream then logs too) and decides, before
+    /// anything is awaited, what becomes of it: a free route's request never builds the paid flow's state.
+    pub fn dispatch(&self, request: &mut Request<Body>) -> (String, Dispatch) {
         let request_id = self.request_ids.for_request(request.headers());
-        // The upstream logs the same id, and the proxy's own problem bodies carry it.
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             request.headers_mut().insert(REQUEST_ID, value);
         }
-        // Every log line of this request carries its id, as its problem body and the ledger do.
-        let span =
-            tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path());
-        self.route(request, request_id, inner).instrument(span).await
-    }
-
-    async fn route<S>(&self, request: Request<Body>, request_id: String, inner: S) -> Response<Body>
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
-        S::Future: Send,
-    {
         if let Some(ClientAddr(peer)) = request.extensions().get::<ClientAddr>()
             && let Err(rejection) = self.limits.check_ip(peer.ip())
         {
-            return self.reject(&rejection, &request_id);
+            let response = self.reject(&rejection, &request_id);
+            return (request_id, Dispatch::Answered(response));
         }
         let path = match canonical_path(request.uri().path()) {
             Ok(path) => path,
             Err(e) => {
                 let rejection = Rejection::new(RejectKind::AmbiguousPath, "ambiguous_path", e.to_string());
-                return self.reject(&rejection, &request_id);
+                let response = self.reject(&rejection, &request_id);
+                return (request_id, Dispatch::Answered(response));
             }
         };
-        let Some(route) = self.routes.iter().find(|r| r.matcher.matches(request.method(), &path)) else {
+        let Some(route) = self.routes.iter().position(|r| r.matcher.matches(request.method(), &path)) else {
             self.metrics.outcome(Outcome::UnknownRoute);
-            return match self.settings.unknown_routes {
-                UnknownRoutes::Proxy => call(inner, request).await,
+            let dispatch = match self.settings.unknown_routes {
+                UnknownRoutes::Proxy => Dispatch::PassThrough,
                 UnknownRoutes::Reject => {
                     let rejection = Rejection::new(RejectKind::RouteNotFound, "route_not_found", "no route matches");
-                    offers::rejection_response(&rejection, &request_id)
+                    Dispatch::Answered(offers::rejection_response(&rejection, &request_id))
                 }
             };
+            return (request_id, dispatch);
         };
-        if route.is_free() {
+        if self.routes[route].is_free() {
             self.metrics.outcome(Outcome::Free);
-            return call(inner, request).await;
+            return (request_id, Dispatch::PassThrough);
         }
+        (request_id, Dispatch::Priced(route))
+    }
 
+    /// The paid flow of a request [`Gateway::dispatch`] found priced, on route number `route`.
+    pub async fn priced<S>(&self, route: usize, request: Request<Body>, request_id: String, inner: S) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let route = &self.routes[route];
         let presented = match credential::extract(request.headers()) {
             Ok(presented) => presented,
             Err(rejection) => return self.reject(&rejection, &request_id),

@@ -13,9 +13,10 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower::{Layer, Service};
+use tracing::Instrument as _;
 
 use crate::body::Body;
-use crate::engine::Gateway;
+use crate::engine::{Dispatch, Gateway, request_span};
 
 /// Wraps a service so that its priced routes require payment.
 #[derive(Debug, Clone)]
@@ -57,11 +58,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         // The ready service goes with this request; the clone waits for the next `poll_ready`.
         let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let gateway = self.gateway.clone();
-        Box::pin(async move { Ok(gateway.handle(request, inner).await) })
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // Decided here, so that a free route's request is only the inner service's future, not the paid flow's.
+        let (request_id, dispatch) = self.gateway.dispatch(&mut request);
+        let span = request_span(&request, &request_id);
+        match dispatch {
+            Dispatch::PassThrough => Box::pin(inner.call(request).instrument(span)),
+            Dispatch::Answered(response) => Box::pin(std::future::ready(Ok(response))),
+            Dispatch::Priced(route) => {
+                let gateway = self.gateway.clone();
+                Box::pin(async move { Ok(gateway.priced(route, request, request_id, inner).instrument(span).await) })
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 
 /// The phases of a paid request that are timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 12] = [
+        Outcome::Free,
+        Outcome::UnknownRoute,
+        Outcome::Challenged,
+        Outcome::Paid,
+        Outcome::Rejected,
+        Outcome::Replayed,
+        Outcome::Voided,
+        Outcome::SettleFailed,
+        Outcome::Pending,
+        Outcome::Redelivered,
+        Outcome::Metered,
+        Outcome::FreeCall,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Free => "free",
@@ -72,7 +87,9 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
+    /// `paygate_requests_total`'s counter of each outcome, in the order of [`Outcome::ALL`]: counting a request is then one
+    /// atomic add, without looking its label up (every outcome's series shows from the start, at 0).
+    by_outcome: Vec<IntCounter>,
     rejections: IntCounterVec,
     phases: HistogramVec,
     revenue: IntCounterVec,
@@ -113,11 +130,12 @@ impl Metrics {
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Metrics { registry, requests, rejections, phases, revenue }
+        let by_outcome = Outcome::ALL.iter().map(|o| requests.with_label_values(&[o.as_str()])).collect();
+        Metrics { registry, by_outcome, rejections, phases, revenue }
     }
 
     pub fn outcome(&self, outcome: Outcome) {
-        self.requests.with_label_values(&[outcome.as_str()]).inc();
+        self.by_outcome[outcome as usize].inc();
     }
 
     pub fn rejected(&self, reason: &str) {
@@ -154,7 +172,7 @@ impl Metrics {
 
     /// Requests counted with `outcome`.
     pub fn count(&self, outcome: Outcome) -> u64 {
-        self.requests.with_label_values(&[outcome.as_str()]).get()
+        self.by_outcome[outcome as usize].get()
     }
 
     /// The Prometheus text exposition.
@@ -182,5 +200,21 @@ mod tests {
         metrics.revenue("GET /v1/other", "eip155:8453", "USDC", 10_000);
         metrics.revenue("GET /v1/other", "eip155:8453", "USDC", 10_000);
         assert_eq!(metrics.revenue_total("GET /v1/other", "eip155:8453", "USDC"), 20_000, "exact below the limit");
+    }
+
+    #[test]
+    fn each_outcome_counts_under_its_own_label() {
+        let metrics = Metrics::default();
+        for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
+            for _ in 0..=i {
+                metrics.outcome(outcome);
+            }
+        }
+        let text = metrics.encode();
+        for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(metrics.count(outcome), i as u64 + 1);
+            let line = format!("paygate_requests_total{{outcome=\"{}\"}} {}", outcome.as_str(), i + 1);
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 }

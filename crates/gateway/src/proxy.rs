@@ -97,6 +97,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID);
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -113,7 +118,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 impl ProxyInner {
     async fn forward(&self, mut request: Request<Body>) -> Response<Body> {
-        let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        // Only the proxy's own problem bodies need it: a cheap clone of the header, turned into text if one is made.
+        let request_id = request.headers().get(X_REQUEST_ID).cloned();
+        let request_id = move || request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let path_and_query = request.uri().path_and_query().map_or("/", PathAndQuery::as_str);
         let target = format!("{}{}", self.prefix, path_and_query);
         let uri =
@@ -121,13 +128,13 @@ impl ProxyInner {
         let Ok(uri) = uri else {
             let rejection =
                 Rejection::new(RejectKind::AmbiguousPath, "bad_target", "the request target cannot be forwarded");
-            return rejection_response(&rejection, &request_id);
+            return rejection_response(&rejection, &request_id());
         };
 
         let client_ip = request.extensions().get::<ClientAddr>().map(|a| a.0.ip());
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
-        for name in CREDENTIAL_HEADERS {
+        for name in &CREDENTIAL_HEADERS {
             headers.remove(name);
         }
         // The payer's MPP credential is a bearer instrument; the upstream has no use for it.
@@ -139,18 +146,18 @@ impl ProxyInner {
             headers.remove(header::AUTHORIZATION);
         }
         if let Some(host) = headers.remove(header::HOST) {
-            headers.insert("x-forwarded-host", host);
+            headers.insert(X_FORWARDED_HOST, host);
         }
         if let Some(ip) = client_ip {
-            let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
                 Some(previous) => format!("{previous}, {ip}"),
                 None => ip.to_string(),
             };
             if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-                headers.insert("x-forwarded-for", value);
+                headers.insert(X_FORWARDED_FOR, value);
             }
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         *request.uri_mut() = uri;
         *request.version_mut() = http::Version::HTTP_11;
 
@@ -167,7 +174,7 @@ impl ProxyInner {
                     "upstream_unavailable",
                     "the upstream API could not be reached; nothing was charged",
                 );
-                rejection_response(&rejection, &request_id)
+                rejection_response(&rejection, &request_id())
             }
             Err(_) => {
                 let rejection = Rejection::new(
@@ -175,7 +182,7 @@ impl ProxyInner {
                     "upstream_timeout",
                     "the upstream API did not answer in time; nothing was charged",
                 );
-                rejection_response(&rejection, &request_id)
+                rejection_response(&rejection, &request_id())
             }
         }
     }
