@@ -52,7 +52,8 @@ async fn serves_https_with_http2_and_tls_1_2_or_1_3() {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n\n\
              [upstream]\nurl = \"{}\"\n\n[store]\nurl = \"sqlite::memory:\"\n\n\
-             [[routes]]\nmethod = \"GET\"\npath = \"/v1/quote\"\nprice = \"$0.01\"\n\n[[routes]]\npath = \"/free\"\n",
+             [[routes]]\nmethod = \"GET\"\npath = \"/v1/quote\"\nprice = \"$0.01\"\n\n[[routes]]\npath = \"/free\"\n\n\
+             [[routes]]\npath = \"/headers\"\n",
             upstream.url()
         ),
     )
@@ -73,6 +74,12 @@ async fn serves_https_with_http2_and_tls_1_2_or_1_3() {
     assert_eq!(response.version(), http::Version::HTTP_2);
     assert_eq!(response.status(), 200);
     let _ = response.into_body().collect().await.unwrap();
+    // The upstream is told the client came over HTTPS.
+    let request = Request::get("https://127.0.0.1/headers").body(Empty::<bytes::Bytes>::new()).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let seen: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(seen["x-forwarded-proto"], "https", "{seen}");
     let request = Request::get("https://127.0.0.1/v1/quote").body(Empty::<bytes::Bytes>::new()).unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 402);

@@ -87,8 +87,8 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `paygate_requests_total`'s counter of each outcome, in the order of [`Outcome::ALL`]: counting a request is then one
-    /// atomic add, without looking its label up (every outcome's series shows from the start, at 0).
+    /// `paygate_requests_total`'s counter of each outcome, in the order of [`Outcome::ALL`]: counting a request is
+    /// then one atomic add, without looking its label up (every outcome's series shows from the start, at 0).
     by_outcome: Vec<IntCounter>,
     rejections: IntCounterVec,
     phases: HistogramVec,

@@ -28,6 +28,11 @@ use crate::offers::rejection_response;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// Set by the server as a request extension when the client connected over TLS: the upstream is then told
+/// `X-Forwarded-Proto: https`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTls;
+
 /// A client for one upstream base URL.
 #[derive(Debug, Clone)]
 pub struct UpstreamProxy {
@@ -132,6 +137,7 @@ impl ProxyInner {
         };
 
         let client_ip = request.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+        let proto = if request.extensions().get::<ClientTls>().is_some() { "https" } else { "http" };
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
         for name in &CREDENTIAL_HEADERS {
@@ -157,7 +163,7 @@ impl ProxyInner {
                 headers.insert(X_FORWARDED_FOR, value);
             }
         }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         *request.uri_mut() = uri;
         *request.version_mut() = http::Version::HTTP_11;
 

@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 
 use crate::body::Body;
-use crate::proxy::ClientAddr;
+use crate::proxy::{ClientAddr, ClientTls};
 
 /// How long a client has to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,9 +80,13 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let over_tls = listening.tls.is_some();
         let service = service.clone().map_request(move |request: Request<Incoming>| {
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(ClientAddr(remote));
+            if over_tls {
+                request.extensions_mut().insert(ClientTls);
+            }
             request
         });
         let service = TowerToHyperService::new(service);

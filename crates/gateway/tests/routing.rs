@@ -1,10 +1,13 @@
 //! What unpaid requests get: a 402 that offers every option in both protocols and has no side effect, free
-//! routes passed through, unknown and ambiguous paths refused, and CORS for browser clients.
+//! routes passed through, unknown and ambiguous paths refused, and CORS for browser clients; and what the upstream
+//! gets of a request.
 
 mod common;
 
 use common::{Harness, Options, decode_x402, kind, problem};
 use paygate_proto::mpp;
+use paygate_testkit::node;
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpaid_requests_get_offers_in_both_protocols_and_touch_nothing() {
@@ -117,4 +120,73 @@ async fn unknown_routes_can_pass_through() {
     assert_eq!(response.text().await.unwrap(), "upstream: no such path", "the upstream answered");
     assert_eq!(h.send("GET", "/v1/%71uote/", None, None).await.status(), 402);
     assert_eq!(h.upstream.hits(), 0);
+}
+
+/// What the upstream receives: `X-Forwarded-For`, `-Host` and `-Proto` and the request id set, hop-by-hop headers
+/// (and those `Connection` names) removed, its own `Authorization` kept, and never a payment credential, on a free
+/// route and on a route the official x402 and mppx clients pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_gets_forwarding_headers_and_never_a_credential() {
+    let extra = r#"
+        [[routes]]
+        path = "/headers"
+
+        [[routes]]
+        method = "GET"
+        path = "/v1/headers"
+        price = "$0.01"
+    "#;
+    let h = Harness::start_with(Options { extra_toml: extra.into(), ..Default::default() }).await;
+    let credentials = [
+        ("payment-signature", "eyJ4NDAyVmVyc2lvbiI6Mn0="),
+        ("x-payment", "eyJ4NDAyVmVyc2lvbiI6MX0="),
+        ("payment-authorization", "Payment abc"),
+        ("x-402-payment-proof", "0xabc"),
+        ("x-402-payment", "0xabc"),
+        ("x-payment-hash", "0xabc"),
+        ("authorization", "Payment eyJ9"),
+    ];
+    let mut request = h
+        .http
+        .get(h.url("/headers"))
+        .header("connection", "x-hop-listed")
+        .header("x-hop-listed", "1")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic cHJveHk6cHJveHk=")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-request-id", "client-chosen-1")
+        .header("x-kept", "yes");
+    for (name, value) in credentials {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen: Value = response.json().await.unwrap();
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(seen["x-forwarded-host"], h.base.trim_start_matches("http://"));
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-request-id"], "client-chosen-1");
+    assert_eq!(seen["host"], h.upstream.addr.to_string());
+    assert_eq!(seen["x-kept"], "yes");
+    for name in
+        ["connection", "x-hop-listed", "keep-alive", "proxy-authorization"].into_iter().chain(credentials.map(|c| c.0))
+    {
+        assert!(seen.get(name).is_none(), "{name} reached the upstream: {seen}");
+    }
+    // The upstream's own credentials are not paygate's to take.
+    let response = h.send("GET", "/headers", Some(("authorization", "Bearer upstream-token")), None).await;
+    let seen: Value = response.json().await.unwrap();
+    assert_eq!(seen["authorization"], "Bearer upstream-token");
+    assert!(seen["x-request-id"].as_str().unwrap().starts_with("req_"), "paygate's own id: {seen}");
+
+    for protocol in ["x402", "mppx"] {
+        let paid = node::client(&[protocol, "pay", &h.url("/v1/headers"), "--header", "x-kept:yes"]).await;
+        assert_eq!(paid["status"], 200, "{protocol}: {paid}");
+        let seen: Value = serde_json::from_str(paid["body"].as_str().unwrap()).unwrap();
+        assert_eq!((&seen["x-kept"], &seen["x-forwarded-proto"]), (&Value::from("yes"), &Value::from("http")));
+        for name in credentials.map(|c| c.0) {
+            assert!(seen.get(name).is_none(), "{protocol}: {name} reached the upstream: {seen}");
+        }
+    }
+    assert_eq!(h.upstream.hits(), 4);
 }

@@ -94,6 +94,9 @@ impl Upstream {
             // Routes a test prices its own way (free calls, tiers, a pricing hook).
             .route("/v1/metered/{*rest}", get(quote).post(echo))
             .route("/free", get(|| async { "free" }))
+            // What the upstream received of a request: its headers, free (`/headers`) or priced (`/v1/headers`).
+            .route("/headers", any(received_headers))
+            .route("/v1/headers", any(received_headers))
             .fallback(any(|| async { (StatusCode::NOT_FOUND, "upstream: no such path") }))
             .with_state(self.shared.clone());
         let listener = socket.listen(1024).expect("the upstream listens");
@@ -134,6 +137,16 @@ async fn count(shared: &Shared) -> Result<(), (StatusCode, &'static str)> {
 
 async fn quote(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     count(&shared).await.map(|()| ([("content-type", "application/json")], r#"{"symbol":"PAY","price":"4.02"}"#))
+}
+
+/// The request's headers as a JSON object (repeated headers joined with `, `).
+async fn received_headers(State(shared): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let mut seen = serde_json::Map::new();
+    for name in headers.keys() {
+        let values: Vec<&str> = headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("(not text)")).collect();
+        seen.insert(name.as_str().to_owned(), values.join(", ").into());
+    }
+    count(&shared).await.map(|()| axum::Json(serde_json::Value::Object(seen)))
 }
 
 async fn echo(State(shared): State<Arc<Shared>>, body: String) -> impl IntoResponse {
