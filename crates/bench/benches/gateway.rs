@@ -22,7 +22,9 @@
 //! (paid requests, default 400), `BENCH_PAID_CONNECTIONS` (default 8), `BENCH_RAIL_PAID` (paid requests per
 //! rail in (e) to (g), default 200), `BENCH_PRICES` (per-unit price computations per rule, default 20,000),
 //! `BENCH_COUNTS` (call counts and hook questions, default 2,000), `BENCH_ONLY` (`proxy`: stop after (a) to (c),
-//! for profiling; `rules`: stop after the free calls, tiers and hook figures). Needs anvil, localstripe and PostgreSQL (`scripts/install-test-deps`).
+//! for profiling; `rules`: stop after the free calls, tiers and hook figures), `BENCH_LAYER` (free requests
+//! through the layer in-process, default 200,000), `BENCH_402` (402s built in-process, default 20,000). Needs
+//! anvil, localstripe and PostgreSQL (`scripts/install-test-deps`); nginx, for the reference hop (n), is optional.
 
 use std::sync::Arc;
 use std::time::Duration;
