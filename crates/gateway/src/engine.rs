@@ -458,23 +458,13 @@ impl Gateway {
         if response.status().as_u16() >= 400 {
             return response;
         }
-        let option = offer.method.option();
         let usage = NewPayment {
             proof_key: format!("apikey:{}:{:x}", customer.id, alloy::primitives::B128::random()),
-            challenge_id: None,
-            request_id: request_id.to_owned(),
-            route,
             protocol: "api-key".to_owned(),
             rail: "api-key".to_owned(),
-            option_name: option.name.clone(),
-            network: option.network.to_string(),
-            asset: option.asset.address.clone(),
-            asset_symbol: option.asset.symbol.clone(),
-            decimals: option.asset.decimals,
-            amount: offer.amount.0,
             payer: format!("key:{}", customer.name),
-            pay_to: option.pay_to.clone(),
             settlement: serde_json::json!({ "api_key": customer.name, "status": response.status().as_u16() }),
+            ..ledger_row(offer, request_id, route)
         };
         match self.store.record_usage(&usage).await {
             Ok(_) => self.metrics.outcome(Outcome::Metered),
@@ -564,23 +554,14 @@ impl Gateway {
         if let Err(rejection) = self.limits.check_payer(&verified.payer) {
             return self.refuse(ctx, Some(&rejection)).await;
         }
-        let option = offer.method.option();
         let new = NewPayment {
             proof_key: verified.proof_key.clone(),
             challenge_id,
-            request_id: ctx.request_id.to_owned(),
-            route: format!("{} {}", parts.method, parts.uri.path()),
             protocol: presented.protocol().to_owned(),
             rail: offer.method.rail().to_owned(),
-            option_name: option.name.clone(),
-            network: option.network.to_string(),
-            asset: option.asset.address.clone(),
-            asset_symbol: option.asset.symbol.clone(),
-            decimals: option.asset.decimals,
-            amount: offer.amount.0,
             payer: verified.payer.clone(),
-            pay_to: option.pay_to.clone(),
             settlement: verified.settlement.clone(),
+            ..ledger_row(offer, ctx.request_id, format!("{} {}", parts.method, parts.uri.path()))
         };
         let started = Instant::now();
         let claim = self.store.claim(&new).await;
@@ -1149,6 +1130,30 @@ fn host_name(host: &str) -> &str {
     }
     host.rsplit_once(':')
         .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host })
+}
+
+/// The ledger row of a payment (or a metered call) of `offer` for request `request_id` on `route`: the option's
+/// network, asset and recipient and the offer's amount. The caller names how it was paid: proof, challenge,
+/// protocol, rail, payer and settlement data.
+fn ledger_row(offer: &RouteOffer, request_id: &str, route: String) -> NewPayment {
+    let option = offer.method.option();
+    NewPayment {
+        proof_key: String::new(),
+        challenge_id: None,
+        request_id: request_id.to_owned(),
+        route,
+        protocol: String::new(),
+        rail: String::new(),
+        option_name: option.name.clone(),
+        network: option.network.to_string(),
+        asset: option.asset.address.clone(),
+        asset_symbol: option.asset.symbol.clone(),
+        decimals: option.asset.decimals,
+        amount: offer.amount.0,
+        payer: String::new(),
+        pay_to: option.pay_to.clone(),
+        settlement: serde_json::Value::Null,
+    }
 }
 
 async fn call<S>(inner: S, request: Request<Body>) -> Response<Body>

@@ -153,6 +153,9 @@ async fn the_upstream_gets_forwarding_headers_and_never_a_credential() {
         .header("x-hop-listed", "1")
         .header("keep-alive", "timeout=5")
         .header("proxy-authorization", "Basic cHJveHk6cHJveHk=")
+        .header("te", "trailers")
+        .header("trailer", "x-checksum")
+        .header("upgrade", "websocket")
         .header("x-forwarded-for", "203.0.113.7")
         .header("x-request-id", "client-chosen-1")
         .header("x-kept", "yes");
@@ -168,8 +171,9 @@ async fn the_upstream_gets_forwarding_headers_and_never_a_credential() {
     assert_eq!(seen["x-request-id"], "client-chosen-1");
     assert_eq!(seen["host"], h.upstream.addr.to_string());
     assert_eq!(seen["x-kept"], "yes");
-    for name in
-        ["connection", "x-hop-listed", "keep-alive", "proxy-authorization"].into_iter().chain(credentials.map(|c| c.0))
+    for name in ["connection", "x-hop-listed", "keep-alive", "proxy-authorization", "te", "trailer", "upgrade"]
+        .into_iter()
+        .chain(credentials.map(|c| c.0))
     {
         assert!(seen.get(name).is_none(), "{name} reached the upstream: {seen}");
     }
