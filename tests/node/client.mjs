@@ -1,12 +1,14 @@
 // Drives the official x402 and MPP client packages against a URL, for paygate's interoperability tests.
 //
 //   node client.mjs <x402|x402v1|mppx> <pay|sign> URL [--method M] [--body JSON] [--key 0xPRIVATEKEY]
-//                   [--header NAME:VALUE]
+//                   [--header NAME:VALUE] [--payment-id ID]
 //
 // pay:  performs the whole paid request with the official client and prints
 //       {"status", "body", "headers": {payment-response, x-payment-response, payment-receipt, ...}}
 // sign: fetches the 402, lets the official client create its credential, and prints {"name", "value"} of the
-//       header it would send, without sending it (the Rust tests replay and tamper with it).
+//       header it would send, without sending it (the Rust tests replay and tamper with it). With --payment-id
+//       (x402), the id is added with @x402/extensions' appendPaymentIdentifierToExtensions, which adds it only
+//       when the 402 declares the payment-identifier extension; the script fails when it does not.
 // Always prints exactly one JSON line on stdout; errors exit 1 with {"error"}.
 import { privateKeyToAccount } from 'viem/accounts';
 import { x402Client, x402HTTPClient } from '@x402/core/client';
@@ -14,6 +16,7 @@ import { wrapFetchWithPayment } from '@x402/fetch';
 import { ExactEvmScheme } from '@x402/evm/exact/client';
 import { ExactEvmSchemeV1 } from '@x402/evm/exact/v1/client';
 import { Mppx, evm } from 'mppx/client';
+import { appendPaymentIdentifierToExtensions, extractAndValidatePaymentIdentifier } from '@x402/extensions/payment-identifier';
 
 const [protocol, mode, url, ...rest] = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -26,6 +29,7 @@ const account = privateKeyToAccount(key);
 const method = option('method', 'GET');
 const body = option('body', undefined);
 const header = option('header', undefined);
+const paymentId = option('payment-id', undefined);
 const headers = {
   ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
   ...(header !== undefined ? { [header.slice(0, header.indexOf(':'))]: header.slice(header.indexOf(':') + 1) } : {}),
@@ -53,7 +57,16 @@ async function x402v2() {
   const response = await fetch(url, init);
   const text = await response.text();
   const required = http.getPaymentRequiredResponse((n) => response.headers.get(n), text ? JSON.parse(text) : undefined);
+  if (paymentId !== undefined) {
+    appendPaymentIdentifierToExtensions((required.extensions ??= {}), paymentId);
+  }
   const payload = await client.createPaymentPayload(required);
+  if (paymentId !== undefined) {
+    const { id, validation } = extractAndValidatePaymentIdentifier(payload);
+    if (id !== paymentId || !validation.valid) {
+      throw new Error(`the payload carries no valid payment identifier: ${JSON.stringify(payload.extensions)}`);
+    }
+  }
   const [[name, value]] = Object.entries(http.encodePaymentSignatureHeader(payload));
   return { name, value };
 }

@@ -14,6 +14,14 @@ pub enum RejectKind {
     PaymentRequired,
     /// A credential header that is not base64 / JSON / the expected shape.
     MalformedCredential,
+    /// The HTTP request itself is malformed: a head hyper cannot parse, or a body whose framing breaks.
+    MalformedRequest,
+    /// The request target is longer than the server takes.
+    UriTooLong,
+    /// A payment for a method paygate does not sell, such as `HEAD` (which has no body to deliver).
+    MethodNotPaid,
+    /// An x402 `payment-identifier` sent again with another payment.
+    IdentifierConflict,
     /// The credential answers no offer this request is making now: bad HMAC, other route, other body,
     /// changed terms.
     InvalidChallenge,
@@ -79,7 +87,10 @@ impl RejectKind {
             | InsufficientFunds
             | PaymentActionRequired
             | SettlementFailed => 402,
-            MalformedCredential | AmbiguousPath | MultipleCredentials | UnpriceableRequest => 400,
+            MalformedCredential | MalformedRequest | AmbiguousPath | MultipleCredentials | UnpriceableRequest => 400,
+            MethodNotPaid => 405,
+            IdentifierConflict => 409,
+            UriTooLong => 414,
             Replayed => 403,
             RouteNotFound => 404,
             InvalidApiKey => 401,
@@ -100,6 +111,10 @@ impl RejectKind {
         match self {
             PaymentRequired => concat!("https://paymentauth.org/problems/", "payment-required"),
             MalformedCredential => concat!("https://paymentauth.org/problems/", "malformed-credential"),
+            MalformedRequest => concat!("urn:paygate:problem:", "malformed-request"),
+            UriTooLong => concat!("urn:paygate:problem:", "uri-too-long"),
+            MethodNotPaid => concat!("urn:paygate:problem:", "method-not-paid"),
+            IdentifierConflict => concat!("urn:paygate:problem:", "payment-identifier-conflict"),
             InvalidChallenge => concat!("https://paymentauth.org/problems/", "invalid-challenge"),
             PaymentExpired => concat!("https://paymentauth.org/problems/", "payment-expired"),
             VerificationFailed => concat!("https://paymentauth.org/problems/", "verification-failed"),
@@ -133,6 +148,10 @@ impl RejectKind {
         match self {
             PaymentRequired => "Payment Required",
             MalformedCredential => "Malformed Credential",
+            MalformedRequest => "Malformed Request",
+            UriTooLong => "URI Too Long",
+            MethodNotPaid => "Method Not Paid",
+            IdentifierConflict => "Payment Identifier Conflict",
             InvalidChallenge => "Invalid Challenge",
             PaymentExpired => "Payment Expired",
             VerificationFailed => "Verification Failed",
@@ -171,6 +190,10 @@ impl RejectKind {
         &[
             PaymentRequired,
             MalformedCredential,
+            MalformedRequest,
+            UriTooLong,
+            MethodNotPaid,
+            IdentifierConflict,
             InvalidChallenge,
             PaymentExpired,
             VerificationFailed,

@@ -50,9 +50,10 @@ pub const CREDENTIAL_HEADERS: [HeaderName; 6] = [
 /// or the bare hash.
 fn tx_hash_proof(dialect: &'static str, value: &str) -> Result<TxHashProof, Rejection> {
     let value = value.trim();
+    let bare_hash = value.starts_with("0x") || (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()));
     let json: Option<serde_json::Value> = if value.starts_with('{') {
         Some(serde_json::from_str(value).map_err(|_| malformed(format!("{dialect}: not JSON")))?)
-    } else if value.starts_with("0x") {
+    } else if bare_hash {
         None
     } else {
         let bytes = paygate_proto::b64::std_decode(value)

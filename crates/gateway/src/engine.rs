@@ -12,12 +12,11 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
 use tower::{Service, ServiceExt};
 use tracing::Instrument as _;
@@ -35,13 +34,16 @@ use crate::api_keys;
 use crate::body::Body;
 use crate::config::{SettleTiming, UnknownRoutes};
 use crate::credential::{self, Presented};
-use crate::limits::RateLimits;
+use crate::identifier::{self, Identifier, Lookup};
+use crate::limits::{PayerLimit, RateLimits};
 use crate::metrics::{Metrics, Outcome, Phase};
 use crate::offers::{self, RequestBinding, ResourceText, RouteOffer, X402_BINDING_KEY};
 use crate::price_hook::PriceHook;
 use crate::pricing::UnitPricing;
 use crate::proxy::ClientAddr;
-use crate::reconciler::{Reconciler, settle_payment};
+use crate::reconciler::{Attempt, Reconciler, settle_payment};
+pub use crate::request_id::REQUEST_ID;
+use crate::request_id::REQUEST_IDS;
 use crate::routes::{RouteMatcher, canonical_path};
 use crate::usage::{FREE_CALLS_LEFT, IpQuota, PAYER_HINT, PayerTiers, period_start};
 
@@ -98,7 +100,6 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: Settings,
-    request_ids: RequestIds,
     metrics: Metrics,
     limits: RateLimits,
 }
@@ -120,9 +121,6 @@ pub fn request_span(request: &Request<Body>, request_id: &str) -> tracing::Span 
     tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path())
 }
 
-/// The request id header, set on the forwarded request and on every response paygate writes.
-pub const REQUEST_ID: &str = "x-request-id";
-
 /// The header that tells a client its payment is accepted but its settlement not yet confirmed.
 pub const SETTLEMENT_HEADER: &str = "paygate-settlement";
 
@@ -143,7 +141,6 @@ impl Gateway {
             clock,
             limits: RateLimits::new(settings.per_ip_per_minute, settings.per_payer_per_minute),
             settings,
-            request_ids: RequestIds::new(),
             metrics: Metrics::new(),
         }
     }
@@ -190,7 +187,7 @@ impl Gateway {
     /// Tags a request with its id (the client's when sane, which the upstream then logs too) and decides, before
     /// anything is awaited, what becomes of it: a free route's request never builds the paid flow's state.
     pub fn dispatch(&self, request: &mut Request<Body>) -> (String, Dispatch) {
-        let request_id = self.request_ids.for_request(request.headers());
+        let request_id = REQUEST_IDS.for_request(request.headers());
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             request.headers_mut().insert(REQUEST_ID, value);
         }
@@ -226,17 +223,56 @@ impl Gateway {
         (request_id, Dispatch::Priced(route))
     }
 
-    /// The paid flow of a request [`Gateway::dispatch`] found priced, on route number `route`.
+    /// The paid flow of a request [`Gateway::dispatch`] found priced, on route number `route`. Whatever it
+    /// answers names the request and is never stored by a shared cache: a paid answer must not reach an unpaid
+    /// client through a CDN.
     pub async fn priced<S>(&self, route: usize, request: Request<Body>, request_id: String, inner: S) -> Response<Body>
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
-        let route = &self.routes[route];
+        let mut response = self.price_and_serve(&self.routes[route], request, &request_id, inner).await;
+        let headers = response.headers_mut();
+        if !headers.contains_key(REQUEST_ID)
+            && let Ok(id) = HeaderValue::from_str(&request_id)
+        {
+            headers.insert(REQUEST_ID, id);
+        }
+        uncacheable(headers);
+        response
+    }
+
+    async fn price_and_serve<S>(
+        &self,
+        route: &Route,
+        request: Request<Body>,
+        request_id: &str,
+        inner: S,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let request_id = request_id.to_owned();
         let presented = match credential::extract(request.headers()) {
             Ok(presented) => presented,
             Err(rejection) => return self.reject(&rejection, &request_id),
         };
+        // A HEAD has no body to deliver: it is never charged (unless the route sells HEAD itself). Unpaid, it gets
+        // the route's 402 (headers only); with a payment, a refusal that leaves the payment unused for the GET.
+        if presented.is_some()
+            && request.method() == Method::HEAD
+            && route.matcher.method.as_ref() != Some(&Method::HEAD)
+        {
+            let rejection = Rejection::new(
+                RejectKind::MethodNotPaid,
+                "head_not_paid",
+                "HEAD is not charged: nothing was verified or charged; send the payment with GET",
+            );
+            let mut response = self.reject(&rejection, &request_id);
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return response;
+        }
         let (parts, body) = request.into_parts();
         let body = match Limited::new(body, self.settings.max_body_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -249,9 +285,9 @@ impl Gateway {
                     )
                 } else {
                     Rejection::new(
-                        RejectKind::MalformedCredential,
+                        RejectKind::MalformedRequest,
                         "body_unreadable",
-                        "the request body could not be read",
+                        "the request body could not be read (its framing is malformed, or it was cut off)",
                     )
                 };
                 return self.reject(&rejection, &request_id);
@@ -525,7 +561,50 @@ impl Gateway {
         }
     }
 
+    /// A paid request; one carrying an x402 payment identifier is answered as its first request was, when it
+    /// was.
     async fn paid<S>(
+        &self,
+        ctx: &PaidRequest<'_>,
+        presented: Presented,
+        parts: Parts,
+        body: Bytes,
+        inner: S,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let identifier = match &presented {
+            Presented::X402V2(payload) => match Identifier::of(&ctx.route.name, payload) {
+                Ok(identifier) => identifier,
+                Err(rejection) => return self.refuse(ctx, Some(&rejection)).await,
+            },
+            _ => None,
+        };
+        let Some(identifier) = identifier else {
+            return self.pay_and_serve(ctx, presented, parts, body, inner).await;
+        };
+        match identifier::look_up(self.store.as_ref(), &identifier).await {
+            Ok(Lookup::Process) => {}
+            Ok(Lookup::Answered(response)) => {
+                self.metrics.outcome(Outcome::Redelivered);
+                return response;
+            }
+            Ok(Lookup::Redeliver(kept)) => {
+                self.metrics.outcome(Outcome::Redelivered);
+                let response = self.upstream(inner, Request::from_parts(parts, Body::from(body))).await;
+                return identifier::with_kept_headers(response, kept);
+            }
+            Ok(Lookup::Refused(rejection)) => return self.refuse(ctx, Some(&rejection)).await,
+            Err(e) => return self.refuse(ctx, Some(&store_down(&e))).await,
+        }
+        let response = self.pay_and_serve(ctx, presented, parts, body, inner).await;
+        identifier::keep(self.store.as_ref(), &identifier, response).await
+    }
+
+    /// Binds, verifies, claims, serves and settles a payment.
+    async fn pay_and_serve<S>(
         &self,
         ctx: &PaidRequest<'_>,
         presented: Presented,
@@ -551,8 +630,11 @@ impl Gateway {
                 return self.refuse(ctx, Some(&rejection)).await;
             }
         };
-        if let Err(rejection) = self.limits.check_payer(&verified.payer) {
-            return self.refuse(ctx, Some(&rejection)).await;
+        let now_ms = i64::try_from(self.clock.now_unix()).unwrap_or(i64::MAX).saturating_mul(1000);
+        match self.limits.check_payer(self.store.as_ref(), &verified.payer, now_ms).await {
+            Ok(()) => {}
+            Err(PayerLimit::Over(rejection)) => return self.refuse(ctx, Some(&rejection)).await,
+            Err(PayerLimit::Store(e)) => return self.refuse(ctx, Some(&store_down(&e))).await,
         }
         let new = NewPayment {
             proof_key: verified.proof_key.clone(),
@@ -600,9 +682,9 @@ impl Gateway {
                     return response;
                 }
             };
-            if let SettleOutcome::Failed { .. } = outcome {
+            if let Some(refusal) = self.not_settled(&paid, &outcome).await {
                 self.uncount(counted.as_ref()).await;
-                return self.settlement_failed(&paid, &outcome).await;
+                return refusal;
             }
             let response = self.upstream(inner, Request::from_parts(parts, Body::from(body))).await;
             let status = response.status().as_u16();
@@ -631,11 +713,25 @@ impl Gateway {
                 return response;
             }
         };
-        if let SettleOutcome::Failed { .. } = outcome {
+        if let Some(refusal) = self.not_settled(&paid, &outcome).await {
             self.uncount(counted.as_ref()).await;
-            return self.settlement_failed(&paid, &outcome).await;
+            return refusal;
         }
         self.deliver(&paid, response, &outcome)
+    }
+
+    /// The refusal of a payment whose settlement did not happen: it definitely failed (nothing charged, the
+    /// upstream's answer withheld), or it could not be sent (the claim is released; the same payment may be sent
+    /// again). `None` for a settled or pending payment.
+    async fn not_settled(&self, paid: &Paid<'_>, outcome: &SettleOutcome) -> Option<Response<Body>> {
+        match outcome {
+            SettleOutcome::Settled { .. } | SettleOutcome::Unknown { .. } => None,
+            SettleOutcome::Failed { .. } => Some(self.settlement_failed(paid, outcome).await),
+            SettleOutcome::NotSent { refusal } => {
+                paid.offer.method.release(paid.verified).await;
+                Some(self.refuse(paid.ctx, Some(refusal)).await)
+            }
+        }
     }
 
     /// The settled payment of `proof_key` whose response was never delivered, taken for this request.
@@ -901,16 +997,9 @@ impl Gateway {
         };
         let settling = Transition { reason: &reason, upstream_status, ..Default::default() };
         let started = Instant::now();
-        let settled = settle_payment(
-            self.store.as_ref(),
-            paid.offer.method.as_ref(),
-            paid.id,
-            paid.verified,
-            from,
-            settling,
-            None,
-        )
-        .await;
+        let attempt = Attempt { from, settling, owed: None, not_sent: PaymentState::Voided };
+        let settled =
+            settle_payment(self.store.as_ref(), paid.offer.method.as_ref(), paid.id, paid.verified, attempt).await;
         let outcome = match settled {
             Ok(outcome) => outcome,
             // Without a record of the attempt, money must not move: it did not.
@@ -938,6 +1027,9 @@ impl Gateway {
             SettleOutcome::Failed { reason, .. } => {
                 tracing::warn!(payment = paid.id, payer = %paid.verified.payer, %amount, %reason, "settlement failed; nothing charged");
             }
+            SettleOutcome::NotSent { refusal } => {
+                tracing::warn!(payment = paid.id, payer = %paid.verified.payer, %amount, reason = refusal.reason, "settlement not sent; claim released, nothing charged");
+            }
         }
         match &outcome {
             SettleOutcome::Settled { .. } => {
@@ -951,7 +1043,7 @@ impl Gateway {
             }
             SettleOutcome::Unknown { .. } => self.metrics.outcome(Outcome::Pending),
             // Counted where the refusal is written.
-            SettleOutcome::Failed { .. } => {}
+            SettleOutcome::Failed { .. } | SettleOutcome::NotSent { .. } => {}
         }
         Ok(outcome)
     }
@@ -983,7 +1075,7 @@ impl Gateway {
                     reference.as_deref().unwrap_or(""),
                 );
             }
-            SettleOutcome::Failed { .. } => {}
+            SettleOutcome::Failed { .. } | SettleOutcome::NotSent { .. } => {}
         }
         if let Ok(id) = HeaderValue::from_str(paid.ctx.request_id) {
             headers.insert(REQUEST_ID, id);
@@ -1046,14 +1138,6 @@ fn add_receipt(headers: &mut HeaderMap, paid: &Paid<'_>, reference: &str, now: u
                 Receipt::success(method, reference, rfc3339(now)).with("challengeId", credential.challenge.id.clone());
             if let Ok(value) = HeaderValue::from_str(&receipt.to_header()) {
                 headers.insert(mpp::PAYMENT_RECEIPT, value);
-            }
-            let cache = match headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()) {
-                Some(existing) if !existing.contains("private") => format!("{existing}, private"),
-                Some(existing) => existing.to_owned(),
-                None => "private".to_owned(),
-            };
-            if let Ok(value) = HeaderValue::from_str(&cache) {
-                headers.insert(header::CACHE_CONTROL, value);
             }
         }
         Presented::X402V2(_) | Presented::X402V1(_) => add_x402_settlement(headers, paid, true, None, reference),
@@ -1123,6 +1207,36 @@ fn mismatch_reason(offers: &[RouteOffer], accepted: &x402::PaymentRequirements) 
     }
 }
 
+/// Makes a response uncacheable by shared caches: `private, no-store` where it says nothing (MPP asks for
+/// `private` on receipted answers), else its own directives with `public` and `s-maxage` dropped and `private`
+/// added (a browser may still keep its own paid answer).
+fn uncacheable(headers: &mut HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let named = |d: &str, name: &str| d.split('=').next().is_some_and(|n| n.trim().eq_ignore_ascii_case(name));
+    let value = if directives.is_empty() {
+        "private, no-store".to_owned()
+    } else if directives.iter().any(|d| named(d, "no-store")) {
+        return;
+    } else {
+        let mut kept: Vec<&str> =
+            directives.iter().map(String::as_str).filter(|d| !named(d, "public") && !named(d, "s-maxage")).collect();
+        if !kept.iter().any(|d| named(d, "private")) {
+            kept.push("private");
+        }
+        kept.join(", ")
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+}
+
 /// `api.example.com` of `api.example.com:8443` (and of `[::1]:80`, `[::1]`).
 fn host_name(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
@@ -1167,34 +1281,29 @@ where
     }
 }
 
-/// Request ids: the client's `X-Request-Id` when it is sane, otherwise a process prefix and a counter.
-#[derive(Debug)]
-struct RequestIds {
-    prefix: String,
-    counter: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> Self {
-        let random = alloy::primitives::B64::random();
-        RequestIds { prefix: format!("{random:x}")[2..].to_owned(), counter: AtomicU64::new(0) }
-    }
-
-    fn for_request(&self, headers: &HeaderMap) -> String {
-        if let Some(id) = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
-            && !id.is_empty()
-            && id.len() <= 64
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        {
-            return id.to_owned();
-        }
-        format!("req_{}{:08x}", self.prefix, self.counter.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_to_priced_requests_are_never_stored_by_shared_caches() {
+        let cases = [
+            (None, "private, no-store"),
+            (Some("max-age=60"), "max-age=60, private"),
+            (Some("public, max-age=60, s-maxage=600"), "max-age=60, private"),
+            (Some("private, max-age=5"), "private, max-age=5"),
+            (Some("no-store"), "no-store"),
+            (Some("Public, No-Cache"), "No-Cache, private"),
+        ];
+        for (upstream, expected) in cases {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = upstream {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+            }
+            uncacheable(&mut headers);
+            assert_eq!(headers[header::CACHE_CONTROL], expected, "{upstream:?}");
+        }
+    }
 
     #[test]
     fn host_names_drop_ports() {
@@ -1202,18 +1311,5 @@ mod tests {
         assert_eq!(host_name("api.example.com"), "api.example.com");
         assert_eq!(host_name("[::1]:80"), "::1");
         assert_eq!(host_name("127.0.0.1:8402"), "127.0.0.1");
-    }
-
-    #[test]
-    fn request_ids_are_unique_and_client_ids_are_kept_when_sane() {
-        let ids = RequestIds::new();
-        let mut headers = HeaderMap::new();
-        let a = ids.for_request(&headers);
-        let b = ids.for_request(&headers);
-        assert_ne!(a, b);
-        headers.insert("x-request-id", HeaderValue::from_static("abc-123"));
-        assert_eq!(ids.for_request(&headers), "abc-123");
-        headers.insert("x-request-id", HeaderValue::from_static("bad id with spaces"));
-        assert!(ids.for_request(&headers).starts_with("req_"));
     }
 }

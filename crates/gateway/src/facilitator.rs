@@ -231,6 +231,10 @@ impl Facilitator {
             SettleOutcome::Unknown { reason, reference } => {
                 failed("settlement_pending", reason, reference.unwrap_or_default(), Some(verified.payer))
             }
+            // Nothing was broadcast: a failure with no transaction, which the caller may send again.
+            SettleOutcome::NotSent { refusal } => {
+                failed(refusal.reason, refusal.detail, String::new(), Some(verified.payer))
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ use tracing::Instrument as _;
 
 use crate::body::Body;
 use crate::engine::{Dispatch, Gateway, request_span};
+use crate::request_id::REQUEST_ID;
 
 /// Wraps a service so that its priced routes require payment.
 #[derive(Debug, Clone)]
@@ -66,7 +67,18 @@ where
         let (request_id, dispatch) = self.gateway.dispatch(&mut request);
         let span = request_span(&request, &request_id);
         match dispatch {
-            Dispatch::PassThrough => Box::pin(inner.call(request).instrument(span)),
+            Dispatch::PassThrough => {
+                // The response names its request too (the id is on the request already).
+                let request_id = request.headers().get(REQUEST_ID).cloned();
+                let future = inner.call(request).instrument(span);
+                Box::pin(async move {
+                    let mut response = future.await?;
+                    if let Some(id) = request_id {
+                        response.headers_mut().entry(REQUEST_ID).or_insert(id);
+                    }
+                    Ok(response)
+                })
+            }
             Dispatch::Answered(response) => Box::pin(std::future::ready(Ok(response))),
             Dispatch::Priced(route) => {
                 let gateway = self.gateway.clone();

@@ -12,6 +12,9 @@
 //! * [`pricing`]: per-unit prices computed from the request; [`price_hook`]: prices asked of the operator's service.
 //! * [`usage`]: free calls and usage tiers, counted per client IP or payer per period in the store.
 //! * [`limits`]: rate limits per client address and per payer.
+//! * [`cors`]: CORS for browser clients, answering real preflights only.
+//! * `identifier`: x402 payment identifiers, the answer of a paid request kept for a client that sends it again.
+//! * `head_refusals` and `request_id`: a problem body and a request id on every answer, hyper's own included.
 //! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
 
 pub mod admin;
@@ -19,9 +22,12 @@ pub mod api_keys;
 pub mod body;
 pub mod build;
 pub mod config;
+pub mod cors;
 pub mod credential;
 pub mod engine;
 pub mod facilitator;
+mod head_refusals;
+mod identifier;
 pub mod layer;
 pub mod limits;
 pub mod metrics;
@@ -31,6 +37,7 @@ pub mod pricing;
 pub mod proxy;
 mod rails;
 pub mod reconciler;
+mod request_id;
 pub mod routes;
 pub mod server;
 pub mod tls;
@@ -38,60 +45,7 @@ pub mod usage;
 
 pub use build::{BuildOptions, Built, build};
 pub use config::Config;
+pub use cors::CorsLayer;
 pub use engine::Gateway;
 pub use layer::PaygateLayer;
 pub use proxy::UpstreamProxy;
-
-use tower_http::cors::{AllowOrigin, CorsLayer};
-
-/// CORS for browser clients: they must be able to send the payment headers and read the offers and receipts.
-pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
-    if origins.is_empty() {
-        return None;
-    }
-    let allow_origin = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
-    };
-    let names = |list: &[&'static str]| list.iter().map(|n| http::HeaderName::from_static(n)).collect::<Vec<_>>();
-    Some(
-        CorsLayer::new()
-            .allow_origin(allow_origin)
-            .allow_methods(tower_http::cors::Any)
-            .allow_headers(names(&[
-                "authorization",
-                "content-type",
-                "payment-signature",
-                "x-payment",
-                "payment-authorization",
-                "access-control-expose-headers",
-                "accept-payment",
-                "x-request-id",
-                "x-402-payment-proof",
-                "x-402-payment",
-                "x-payment-hash",
-                crate::usage::PAYER_HINT,
-            ]))
-            .expose_headers(names(&[
-                "www-authenticate",
-                "payment-required",
-                "payment-response",
-                "x-payment-response",
-                "payment-receipt",
-                "paygate-settlement",
-                crate::usage::FREE_CALLS_LEFT,
-                "x-request-id",
-                "x-402-version",
-                "x-402-amount",
-                "x-402-currency",
-                "x-402-network",
-                "x-402-token",
-                "x-402-receiver",
-                "x-402-expires",
-                "x-payment-payto",
-                "x-payment-amount",
-            ]))
-            .max_age(std::time::Duration::from_secs(600)),
-    )
-}

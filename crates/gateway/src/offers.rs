@@ -180,7 +180,15 @@ struct PaymentRequiredHeader<'a> {
     error: &'a str,
     resource: Resource<'a>,
     accepts: Vec<BoundRequirements<'a>>,
+    extensions: &'a Map<String, Value>,
 }
+
+/// The x402 extensions every 402 declares: `payment-identifier`, optional (`identifier.rs` honours it).
+static EXTENSIONS: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(|| {
+    let mut extensions = Map::new();
+    extensions.insert(x402::payment_identifier::KEY.into(), x402::payment_identifier::declaration(false));
+    extensions
+});
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -345,6 +353,7 @@ pub async fn payment_required(
             error: reason("PAYMENT-SIGNATURE header is required"),
             resource: Resource { url: &binding.resource_url, description, mime_type: resource.mime_type.as_deref() },
             accepts: accepts_v2,
+            extensions: &EXTENSIONS,
         };
         let json = serde_json::to_vec(&required).expect("x402 offers serialize");
         if let Ok(value) = HeaderValue::try_from(b64::std_encode(&json)) {

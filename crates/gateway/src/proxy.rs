@@ -173,6 +173,17 @@ impl ProxyInner {
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Body::new(body))
             }
+            // The client's own body broke (malformed chunked framing, or the client stopped sending it): its
+            // fault, not the upstream's.
+            Ok(Err(e)) if client_body_failed(&e) => {
+                tracing::info!(error = %e, "the request body could not be read");
+                let rejection = Rejection::new(
+                    RejectKind::MalformedRequest,
+                    "body_unreadable",
+                    "the request body could not be read (its framing is malformed, or it was cut off)",
+                );
+                rejection_response(&rejection, &request_id())
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "upstream request failed");
                 let rejection = Rejection::new(
@@ -192,6 +203,19 @@ impl ProxyInner {
             }
         }
     }
+}
+
+/// Whether the upstream request failed because the request body it was streaming failed: hyper reports an error of
+/// the body it sends as a "user" error.
+fn client_body_failed(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_user) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl Service<Request<Body>> for UpstreamProxy {

@@ -11,7 +11,11 @@
 //!
 //! A payment a dead gateway was settling was never answered, so when it ends `settled` it is marked
 //! `response_owed`: the payer's request, sent again with the same credential, is served without a second
-//! charge (`Gateway::handle`).
+//! charge (`Gateway::handle`). A `failed` settlement is not final until its rail says so: the reconciler asks
+//! the chain about it again (`recheck`), and one that landed after all is `settled` and owed the same way.
+//!
+//! Each pass also forgets what the store keeps only for a while: answers kept for x402 payment identifiers, and
+//! the payers' rate-limit buckets that are full again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,31 +45,84 @@ impl SettleJournal for LedgerJournal<'_> {
     }
 }
 
-/// Moves a claimed payment from one of `from` to `settling`, settles it through `method` (journaling its
-/// broadcast), and records the outcome: `settled`, `failed` or `pending`. `owed` sets
-/// [`PaymentRecord::response_owed`] on the final row. Fails only when the move to `settling` cannot be
-/// recorded, in which case nothing was attempted.
+/// Where a settlement starts from and how its outcome is written ([`settle_payment`]).
+pub(crate) struct Attempt<'a> {
+    /// The states the payment may be in; it moves from one of them to `settling`.
+    pub from: &'a [PaymentState],
+    /// The move to `settling`.
+    pub settling: Transition<'a>,
+    /// Sets [`PaymentRecord::response_owed`] on the final row.
+    pub owed: Option<bool>,
+    /// Where the payment goes when certainly nothing was sent: `voided` for a request in flight (its payer may
+    /// send it again), `pending` for the reconciler.
+    pub not_sent: PaymentState,
+}
+
+/// Moves a claimed payment to `settling`, settles it through `method` (journaling its broadcast), and records the
+/// outcome: `settled`, `failed`, `pending`, or [`Attempt::not_sent`]. Fails only when the move to `settling`
+/// cannot be recorded, in which case nothing was attempted.
+///
+/// A failure is not taken on the rail's word alone: a facilitator that timed out waiting for its own
+/// transaction answers "failed" although the transfer lands. So the chain is asked ([`PaymentMethod::
+/// settlement_status`]): settled there is settled; a failure that names a transaction the chain does not show
+/// decided yet is `pending`; otherwise the row is `failed` with `recheck` set, and the reconciler looks at it
+/// again until the rail says the failure is final.
 pub(crate) async fn settle_payment(
     store: &dyn Store,
     method: &dyn PaymentMethod,
     id: PaymentId,
     payment: &VerifiedPayment,
-    from: &[PaymentState],
-    settling: Transition<'_>,
-    owed: Option<bool>,
+    attempt: Attempt<'_>,
 ) -> Result<SettleOutcome, StoreError> {
-    store.transition(id, from, PaymentState::Settling, settling).await?;
-    let outcome = method.settle_recorded(payment, &LedgerJournal { store, id }).await;
-    let (state, reason, reference) = match &outcome {
-        SettleOutcome::Settled { reference } => (PaymentState::Settled, "settled", Some(reference.as_str())),
-        SettleOutcome::Failed { reason, reference } => (PaymentState::Failed, reason.as_str(), reference.as_deref()),
-        SettleOutcome::Unknown { reason, reference } => (PaymentState::Pending, reason.as_str(), reference.as_deref()),
+    store.transition(id, attempt.from, PaymentState::Settling, attempt.settling).await?;
+    let outcome = match method.settle_recorded(payment, &LedgerJournal { store, id }).await {
+        SettleOutcome::Failed { reason, reference } => confirm_failure(method, payment, reason, reference).await,
+        outcome => outcome,
     };
-    let done = Transition { reason, tx_hash: reference, response_owed: owed, ..Default::default() };
+    let (state, reason, reference, recheck) = match &outcome {
+        SettleOutcome::Settled { reference } => (PaymentState::Settled, "settled", Some(reference.as_str()), None),
+        SettleOutcome::Failed { reason, reference } => {
+            (PaymentState::Failed, reason.as_str(), reference.as_deref(), Some(true))
+        }
+        SettleOutcome::Unknown { reason, reference } => {
+            (PaymentState::Pending, reason.as_str(), reference.as_deref(), None)
+        }
+        SettleOutcome::NotSent { refusal } => (attempt.not_sent, refusal.detail.as_str(), None, None),
+    };
+    let done = Transition { reason, tx_hash: reference, response_owed: attempt.owed, recheck, ..Default::default() };
     if let Err(e) = store.transition(id, &[PaymentState::Settling], state, done).await {
         tracing::error!(payment = id, error = %e, ?outcome, "settled but could not record the outcome");
     }
     Ok(outcome)
+}
+
+/// What a settlement the rail reported failed really did, asked of the chain.
+async fn confirm_failure(
+    method: &dyn PaymentMethod,
+    payment: &VerifiedPayment,
+    reason: String,
+    reference: Option<String>,
+) -> SettleOutcome {
+    match method.settlement_status(payment, reference.as_deref()).await {
+        SettlementStatus::Settled { reference: found } => {
+            tracing::warn!(payer = %payment.payer, %reason, tx = %found, "settlement reported failed, but it is settled on chain");
+            let reference = if found.is_empty() { reference.unwrap_or_default() } else { found };
+            SettleOutcome::Settled { reference }
+        }
+        SettlementStatus::Failed { .. } => SettleOutcome::Failed { reason, reference },
+        // A named transaction may still land: wait for it rather than tell the payer nothing was charged.
+        SettlementStatus::InFlight | SettlementStatus::Retry | SettlementStatus::Unknown { .. }
+            if reference.is_some() =>
+        {
+            SettleOutcome::Unknown {
+                reason: format!("settlement reported failed ({reason}); its transaction is not decided yet"),
+                reference,
+            }
+        }
+        SettlementStatus::InFlight | SettlementStatus::Retry | SettlementStatus::Unknown { .. } => {
+            SettleOutcome::Failed { reason, reference }
+        }
+    }
 }
 
 /// What one pass decided.
@@ -81,7 +138,16 @@ pub struct Reconciled {
     pub retried: usize,
     /// Still undecided: now or still `pending`.
     pub undecided: usize,
+    /// `failed` settlements found settled on chain after all: now `settled`, their responses owed.
+    pub landed_late: usize,
 }
+
+/// How long a `failed` settlement whose rail cannot tell what became of it is asked again before it is left
+/// failed: longer than any authorization's validity.
+const RECHECK_HORIZON_MS: i64 = 24 * 3600 * 1000;
+
+/// How long the answer of an x402 `payment-identifier` is kept for a client that sends the payment again.
+pub const IDENTIFIER_TTL_MS: i64 = 24 * 3600 * 1000;
 
 /// Resolves undecided payments against their rails.
 #[derive(Debug)]
@@ -126,15 +192,24 @@ impl Reconciler {
                 Err(e) => return Err(e),
             }
         }
+        let failed = PaymentQuery { state: Some(PaymentState::Failed), recheck: true, ..Default::default() };
+        for row in self.store.payments(&failed).await? {
+            match self.recheck(&row, &mut done).await {
+                Ok(()) | Err(StoreError::WrongState { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let now = paygate_store::now_ms();
+        self.store.expire_identifiers(now - IDENTIFIER_TTL_MS, cutoff).await?;
+        self.store.forget_full_rates(now).await?;
         Ok(done)
     }
 
-    async fn reconcile(&self, row: &PaymentRecord, done: &mut Reconciled) -> Result<(), StoreError> {
-        // A `settling` row was never answered: if it ends settled, the payer is owed the response.
-        let owed = (row.state == PaymentState::Settling).then_some(true);
+    /// The rail and the verified payment of a ledger row; `None` when its option is no longer configured.
+    fn payment_of(&self, row: &PaymentRecord) -> Result<Option<(&dyn PaymentMethod, VerifiedPayment)>, StoreError> {
         let Some(method) = self.methods.get(&row.option_name) else {
             tracing::warn!(payment = row.id, option = %row.option_name, "no configured payment option can reconcile this payment");
-            return self.undecided(row, "reconciled: its payment option is no longer configured", owed, done).await;
+            return Ok(None);
         };
         let amount = row
             .amount
@@ -146,6 +221,56 @@ impl Reconciler {
             payer: row.payer.clone(),
             amount,
             settlement: row.settlement.clone(),
+        };
+        Ok(Some((method.as_ref(), payment)))
+    }
+
+    /// Checks a `failed` settlement against the chain again: one that landed after all becomes `settled` with its
+    /// response owed (the payer was refused, and the same credential sent again is served); one whose failure the
+    /// rail calls final, or that nothing can check within [`RECHECK_HORIZON_MS`], is no longer checked.
+    async fn recheck(&self, row: &PaymentRecord, done: &mut Reconciled) -> Result<(), StoreError> {
+        fn stop(reason: &str) -> Transition<'_> {
+            Transition { reason, recheck: Some(false), ..Default::default() }
+        }
+        let Some((method, payment)) = self.payment_of(row)? else {
+            let t = stop("reconciled: its payment option is no longer configured; left failed");
+            return self.store.transition(row.id, &[PaymentState::Failed], PaymentState::Failed, t).await;
+        };
+        match method.settlement_status(&payment, row.tx_hash.as_deref()).await {
+            SettlementStatus::Settled { reference } => {
+                tracing::warn!(payment = row.id, payer = %row.payer, tx = %reference, "a failed settlement landed on chain after all: settled, response owed");
+                let t = Transition {
+                    reason: "reconciled: the failed settlement landed on chain after all; the response is owed",
+                    tx_hash: Some(reference.as_str()).filter(|r| !r.is_empty()),
+                    response_owed: Some(true),
+                    recheck: Some(false),
+                    ..Default::default()
+                };
+                self.store.transition(row.id, &[PaymentState::Failed], PaymentState::Settled, t).await?;
+                done.settled += 1;
+                done.landed_late += 1;
+            }
+            SettlementStatus::Failed { reason } => {
+                let reason = format!("reconciled: final: {reason}; nothing was charged");
+                self.store.transition(row.id, &[PaymentState::Failed], PaymentState::Failed, stop(&reason)).await?;
+            }
+            // Never settled again: the payer was told nothing was charged. Wait until the chain decides.
+            SettlementStatus::InFlight | SettlementStatus::Retry => {}
+            SettlementStatus::Unknown { reason } => {
+                if row.created_at_ms < paygate_store::now_ms() - RECHECK_HORIZON_MS {
+                    let reason = format!("reconciled: cannot be checked ({reason}); left failed");
+                    self.store.transition(row.id, &[PaymentState::Failed], PaymentState::Failed, stop(&reason)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile(&self, row: &PaymentRecord, done: &mut Reconciled) -> Result<(), StoreError> {
+        // A `settling` row was never answered: if it ends settled, the payer is owed the response.
+        let owed = (row.state == PaymentState::Settling).then_some(true);
+        let Some((method, payment)) = self.payment_of(row)? else {
+            return self.undecided(row, "reconciled: its payment option is no longer configured", owed, done).await;
         };
         match method.settlement_status(&payment, row.tx_hash.as_deref()).await {
             SettlementStatus::Settled { reference } => {
@@ -167,21 +292,13 @@ impl Reconciler {
             SettlementStatus::Retry => {
                 let settling =
                     Transition { reason: "reconciled: nothing was broadcast; settling again", ..Default::default() };
-                let outcome = settle_payment(
-                    self.store.as_ref(),
-                    method.as_ref(),
-                    row.id,
-                    &payment,
-                    &[row.state],
-                    settling,
-                    owed,
-                )
-                .await?;
+                let attempt = Attempt { from: &[row.state], settling, owed, not_sent: PaymentState::Pending };
+                let outcome = settle_payment(self.store.as_ref(), method, row.id, &payment, attempt).await?;
                 done.retried += 1;
                 match outcome {
                     SettleOutcome::Settled { .. } => done.settled += 1,
                     SettleOutcome::Failed { .. } => done.failed += 1,
-                    SettleOutcome::Unknown { .. } => done.undecided += 1,
+                    SettleOutcome::Unknown { .. } | SettleOutcome::NotSent { .. } => done.undecided += 1,
                 }
             }
             SettlementStatus::InFlight => {

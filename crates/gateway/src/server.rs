@@ -1,5 +1,7 @@
 //! The HTTP server: accepts connections (HTTP/1.1 and h2c, or both over TLS with ALPN), tags each request with
 //! the client's address, and shuts down gracefully, letting in-flight requests (and their settlements) finish.
+//! Requests hyper refuses before any service sees them (heads it cannot parse or that are too large) get a
+//! problem body too (`head_refusals.rs`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +18,9 @@ use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 
 use crate::body::Body;
+use crate::head_refusals::HeadRefusals;
 use crate::proxy::{ClientAddr, ClientTls};
+use crate::request_id::REQUEST_IDS;
 
 /// How long a client has to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +35,11 @@ where
     S::Future: Send,
 {
     serve_with(listener, Listening::default(), service, shutdown).await
+}
+
+/// A connection's IO as hyper takes it, with problem bodies for the heads it refuses.
+fn io<T>(stream: T) -> HeadRefusals<TokioIo<T>> {
+    HeadRefusals::new(TokioIo::new(stream), &REQUEST_IDS)
 }
 
 /// How connections are taken.
@@ -95,20 +104,14 @@ where
         let tls = listening.tls.clone();
         tokio::spawn(async move {
             let served = match tls {
-                None => {
-                    watcher
-                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
-                        .await
-                }
+                None => watcher.watch(builder.serve_connection_with_upgrades(io(stream), service).into_owned()).await,
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     };
-                    watcher
-                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
-                        .await
+                    watcher.watch(builder.serve_connection_with_upgrades(io(stream), service).into_owned()).await
                 }
             };
             if let Err(e) = served {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, Options, pay_to, payer};
+use common::{Harness, Options, kind, pay_to, payer, problem};
 use paygate_gateway::reconciler::Reconciled;
 use paygate_store::PaymentState;
 use paygate_testkit::node;
@@ -79,30 +79,34 @@ async fn an_authorization_that_expired_unused_fails_and_nothing_is_charged() {
     assert_eq!(in_pool["pending"].as_object().map(|by_sender| by_sender.len()), Some(0), "{in_pool}");
 }
 
-/// The node refuses the settlement (the settler has no gas money): nothing was broadcast, the payment is
-/// `pending` with no transaction, and once the settler is funded the reconciler settles it, once.
+/// The node refuses the settlement (the settler has no gas money): nothing was broadcast, so the call is refused
+/// with a 502 (never served free, never a fresh 402 inviting a second payment), its claim released, and once the
+/// settler is funded the same credential pays, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_settlement_the_node_refused_is_retried_by_the_reconciler() {
+async fn a_settlement_the_node_refused_is_refused_and_the_same_credential_pays_later() {
     let h = Harness::start().await;
     let settler = paygate_chain::devtoken::dev_account(0).address();
     h.chain.rpc("anvil_setBalance", json!([settler, "0x0"])).await;
-    let answer = node::client(&["x402", "pay", &h.url("/v1/quote")]).await;
-    assert_eq!(
-        (answer["status"].as_u64(), answer["headers"]["paygate-settlement"].as_str()),
-        (Some(200), Some("pending"))
-    );
+    let (name, value) = node::sign("x402", &h.url("/v1/quote"), &[]).await;
+    let (status, p) = problem(h.send("GET", "/v1/quote", Some((&name, &value)), None).await).await;
+    assert_eq!((status, kind(&p)), (502, ("urn:paygate:problem:chain-unavailable", "chain_unavailable")));
+    assert!(p.detail.unwrap_or_default().contains("send the same payment again"));
     let row = &h.ledger().await[0];
-    assert_eq!((row.state, row.tx_hash.as_deref()), (PaymentState::Pending, None), "{row:?}");
+    assert_eq!((row.state, row.tx_hash.as_deref()), (PaymentState::Voided, None), "{row:?}");
+    assert_eq!(h.chain.transfers(payer(), pay_to()).await, 0);
+    let reconciler = h.gateway.reconciler(Duration::from_secs(60));
+    assert_eq!(reconciler.run_once().await.unwrap(), Reconciled::default(), "nothing to reconcile");
 
     h.chain.rpc("anvil_setBalance", json!([settler, "0x56bc75e2d63100000"])).await;
-    let reconciler = h.gateway.reconciler(Duration::from_secs(60));
-    let done = reconciler.run_once().await.unwrap();
-    assert_eq!(done, Reconciled { settled: 1, retried: 1, ..Default::default() });
+    let response = h.send("GET", "/v1/quote", Some((&name, &value)), None).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("payment-response"));
     let row = &h.ledger().await[0];
     assert_eq!(row.state, PaymentState::Settled);
-    let tx = row.tx_hash.clone().expect("the retry's transaction");
+    let tx = row.tx_hash.clone().expect("the settlement's transaction");
     let receipt = h.chain.chain.receipt(tx.parse().unwrap()).await.unwrap().expect("mined");
     assert!(receipt.status());
     assert_eq!(h.chain.transfers(payer(), pay_to()).await, 1);
+    assert_eq!(h.upstream.hits(), 2, "the refused call reached the upstream, and its retry");
     assert_eq!(reconciler.run_once().await.unwrap(), Reconciled::default());
 }

@@ -77,3 +77,49 @@ async fn two_instances_on_one_postgres_pay_a_credential_once() {
     assert_eq!(upstream.hits(), 1);
     assert_eq!(chain.transfers(payer, seller).await, 1);
 }
+
+/// An x402 payment identifier's answer is kept in the shared store: a client whose first request went to one
+/// instance gets the same answer from another, charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_instance_gives_a_payment_identifiers_first_answer() {
+    let postgres = tokio::task::spawn_blocking(PgServer::start).await.expect("PostgreSQL starts");
+    let store_url = postgres.database().await;
+    let chain = Devchain::start_with(31337, MINING).await;
+    let upstream = Upstream::start().await;
+    let toml = config(&upstream.url(), &chain, &store_url);
+    let (a, b) =
+        (ServedGateway::start(&toml, Default::default()).await, ServedGateway::start(&toml, Default::default()).await);
+    let (payer, seller) = (dev_account(1).address(), dev_account(9).address());
+    let id = ["--payment-id", "pay_0123456789abcdef0123456789abcdef"];
+    let (name, value) = node::sign("x402", &a.url("/v1/quote"), &id).await;
+    let http = reqwest::Client::new();
+    let first = http.get(a.url("/v1/quote")).header(&name, &value).send().await.expect("an answer");
+    assert_eq!(first.status(), 200);
+    let receipt = first.headers()["payment-response"].clone();
+    let again = http.get(b.url("/v1/quote")).header(&name, &value).send().await.expect("an answer");
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["payment-response"], receipt);
+    assert_eq!(upstream.hits(), 1);
+    assert_eq!(chain.transfers(payer, seller).await, 1);
+}
+
+/// A payer's rate limit is kept in the shared store: its allowance holds across instances, not once per instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payers_rate_limit_holds_across_instances() {
+    let postgres = tokio::task::spawn_blocking(PgServer::start).await.expect("PostgreSQL starts");
+    let store_url = postgres.database().await;
+    let chain = Devchain::start_with(31337, MINING).await;
+    let upstream = Upstream::start().await;
+    let toml = format!("{}\n[limits]\nper_payer_per_minute = 1\n", config(&upstream.url(), &chain, &store_url));
+    let (a, b) =
+        (ServedGateway::start(&toml, Default::default()).await, ServedGateway::start(&toml, Default::default()).await);
+    let first = node::client(&["x402", "pay", &a.url("/v1/quote")]).await;
+    assert_eq!(first["status"], 200, "{first}");
+    let (name, value) = node::sign("x402", &b.url("/v1/quote"), &[]).await;
+    let refused = reqwest::Client::new().get(b.url("/v1/quote")).header(name, value).send().await.expect("an answer");
+    assert_eq!(refused.status(), 429);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["reason"], "payer_rate_limited");
+    assert_eq!(upstream.hits(), 1);
+    assert_eq!(chain.transfers(dev_account(1).address(), dev_account(9).address()).await, 1);
+}

@@ -138,3 +138,48 @@ async fn bad_proofs_are_refused_without_side_effects() {
     assert_eq!(h.upstream.hits(), 0);
     assert!(h.ledger().await.is_empty());
 }
+
+/// The pay-first dialect as its own documentation writes it: the token named by its symbol, the amount in units,
+/// the hash with or without `0x`. A symbol or network that does not resolve to the offer's is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_may_name_the_token_by_its_symbol() {
+    let h = Harness::start_with(options()).await;
+    let first = transfer(&h, 1, pay_to(), 10_000).await;
+    let documented = format!(r#"{{"txHash":"{first}","network":"eip155:31337","token":"USDC","amount":"0.01"}}"#);
+    let paid = h.send("GET", "/v1/quote", Some(("X-402-Payment-Proof", &documented)), None).await;
+    assert_eq!(paid.status(), 200);
+
+    let second = transfer(&h, 1, pay_to(), 10_000).await;
+    let bare = second.to_string().trim_start_matches("0x").to_owned();
+    let lower = format!(r#"{{"txHash":"{bare}","network":"31337","token":"usdc"}}"#);
+    let b64 = paygate_proto::b64::std_encode(lower.as_bytes());
+    assert_eq!(h.send("GET", "/v1/quote", Some(("x-402-payment", &b64)), None).await.status(), 200);
+
+    let third = transfer(&h, 1, pay_to(), 10_000).await;
+    let other_token = format!(r#"{{"txHash":"{third}","network":"eip155:31337","token":"USDT"}}"#);
+    let (status, p) =
+        problem(h.send("GET", "/v1/quote", Some(("X-402-Payment-Proof", &other_token)), None).await).await;
+    assert_eq!((status, kind(&p).1), (402, "asset_mismatch"));
+    let other_network = format!(r#"{{"txHash":"{third}","network":"base","token":"USDC"}}"#);
+    let (status, p) =
+        problem(h.send("GET", "/v1/quote", Some(("X-402-Payment-Proof", &other_network)), None).await).await;
+    assert_eq!((status, kind(&p).1), (402, "network_mismatch"));
+    assert_eq!(h.upstream.hits(), 2);
+    assert_eq!(h.chain.transfers(payer(), pay_to()).await, 3);
+}
+
+/// The MNNR x402 documentation's example client (Python, web3.py), run as written against the anvil chain: it
+/// reads the price from the `X-402-*` headers, transfers, and proves the transfer naming the token `"USDC"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documentation_example_client_pays_end_to_end() {
+    let h = Harness::start_with(options()).await;
+    let report =
+        paygate_testkit::payfirst::mnnr_client(&h.url("/v1/quote"), &h.chain.rpc_url, &payer().to_checksum(None)).await;
+    assert_eq!(report["status"], 200, "{report}");
+    assert_eq!(report["body"], r#"{"symbol":"PAY","price":"4.02"}"#);
+    let proof: serde_json::Value = serde_json::from_str(report["proof"].as_str().unwrap()).unwrap();
+    assert_eq!((proof["token"].as_str(), proof["amount"].as_str()), (Some("USDC"), Some("0.01")));
+    let ledger = h.ledger().await;
+    assert_eq!((ledger.len(), ledger[0].state, ledger[0].rail.as_str()), (1, PaymentState::Settled, "txhash"));
+    assert_eq!(h.chain.transfers(payer(), pay_to()).await, 1);
+}

@@ -2,8 +2,10 @@
 //!
 //! Behaves like the reference `HTTPFacilitatorClient`: JSON bodies, trailing slash stripped, and a failure
 //! answered either as `200 {"isValid":false}` (TypeScript facilitator) or `400 {"isValid":false}` (x402-rs) is
-//! a structured answer, not a transport error. Anything else (unreachable, timeout, 5xx, garbage) is
-//! [`FacilitatorError::Unavailable`], whose text never contains the facilitator URL.
+//! a structured answer, not a transport error. A request that never reached the facilitator (refused
+//! connection, DNS, TLS) is [`FacilitatorError::Unreachable`]: the facilitator did nothing. Anything after the
+//! request was sent (timeout, 5xx, garbage) is [`FacilitatorError::Unavailable`]: it may have acted. Neither's
+//! text contains the facilitator URL.
 //!
 //! Facilitators that authenticate their callers (Coinbase CDP) get a fresh signed token with every request:
 //! [`FacilitatorClient::with_cdp_key`].
@@ -19,6 +21,10 @@ use crate::cdp::CdpKey;
 /// A facilitator that could not give a usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FacilitatorError {
+    /// The request never reached the facilitator, so it did nothing.
+    #[error("facilitator unreachable: {0}")]
+    Unreachable(String),
+    /// The request was sent but no usable answer came back: the facilitator may have acted on it.
     #[error("facilitator unavailable: {0}")]
     Unavailable(String),
 }
@@ -37,7 +43,7 @@ impl FacilitatorClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| FacilitatorError::Unavailable(format!("HTTP client: {e}")))?;
+            .map_err(|e| FacilitatorError::Unreachable(format!("HTTP client: {e}")))?;
         Ok(FacilitatorClient { base: base_url.trim_end_matches('/').to_owned(), http, cdp_key: None })
     }
 
@@ -53,16 +59,16 @@ impl FacilitatorClient {
         let mut request = self.http.request(method.clone(), &url);
         if let Some(key) = &self.cdp_key {
             let parsed = reqwest::Url::parse(&url)
-                .map_err(|_| FacilitatorError::Unavailable("the facilitator URL is not a URL".into()))?;
+                .map_err(|_| FacilitatorError::Unreachable("the facilitator URL is not a URL".into()))?;
             let host = match (parsed.host_str(), parsed.port()) {
                 (Some(host), Some(port)) => format!("{host}:{port}"),
                 (Some(host), None) => host.to_owned(),
-                (None, _) => return Err(FacilitatorError::Unavailable("the facilitator URL has no host".into())),
+                (None, _) => return Err(FacilitatorError::Unreachable("the facilitator URL has no host".into())),
             };
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let token = key
                 .token(method.as_str(), &host, parsed.path(), now)
-                .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+                .map_err(|e| FacilitatorError::Unreachable(e.to_string()))?;
             request = request.bearer_auth(token);
         }
         Ok(request)
@@ -101,13 +107,13 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response, accepted: &[u1
         .map_err(|_| FacilitatorError::Unavailable(format!("unexpected answer (HTTP status {status})")))
 }
 
+/// The error without its URL. A connection that was never made (refused, DNS, TLS, or a connect timeout) sent
+/// nothing; anything later may have been acted on.
 fn summarize(err: reqwest::Error) -> FacilitatorError {
-    let what = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "connection failed"
-    } else {
-        "transport error"
-    };
+    if err.is_connect() {
+        let what = if err.is_timeout() { "connection timed out" } else { "connection failed" };
+        return FacilitatorError::Unreachable(what.into());
+    }
+    let what = if err.is_timeout() { "timed out" } else { "transport error" };
     FacilitatorError::Unavailable(what.into())
 }

@@ -81,7 +81,7 @@ impl TxHashMethod {
             ));
         }
         if let Some(token) = &proof.token
-            && !token.parse::<Address>().is_ok_and(|t| t == self.token)
+            && !self.names_token(token)
         {
             return Err(Rejection::new(
                 RejectKind::VerificationFailed,
@@ -90,6 +90,17 @@ impl TxHashMethod {
             ));
         }
         Ok(())
+    }
+}
+
+impl TxHashMethod {
+    /// Whether a token named by a payer is this offer's: its address, or its symbol (`USDC`), as the pay-first
+    /// dialects' documentation clients name it.
+    fn names_token(&self, token: &str) -> bool {
+        match token.parse::<Address>() {
+            Ok(address) => address == self.token,
+            Err(_) => token.trim().eq_ignore_ascii_case(&self.option.asset.symbol),
+        }
     }
 }
 
@@ -108,10 +119,11 @@ fn chain_down(err: &ChainError) -> Rejection {
     Rejection::new(RejectKind::ChainUnavailable, "chain_unavailable", format!("the chain could not be asked: {err}"))
 }
 
-/// `0x` and 64 hex digits.
+/// 64 hex digits, with or without `0x` (web3.py's `HexBytes.hex()` writes none).
 pub fn parse_tx_hash(text: &str) -> Option<B256> {
-    let hex = text.trim().strip_prefix("0x")?;
-    if hex.len() != 64 {
+    let text = text.trim();
+    let hex = text.strip_prefix("0x").unwrap_or(text);
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     hex.parse().ok()
@@ -157,7 +169,7 @@ impl PaymentMethod for TxHashMethod {
             ));
         };
         let hash = parse_tx_hash(&proof.tx_hash).ok_or_else(|| {
-            Rejection::new(MalformedCredential, "invalid_payload", "the transaction hash is not 0x and 64 hex digits")
+            Rejection::new(MalformedCredential, "invalid_payload", "the transaction hash is not 64 hex digits")
         })?;
         self.check_claims(proof)?;
 
@@ -239,6 +251,7 @@ impl PaymentMethod for TxHashMethod {
             SettleOutcome::Settled { reference } => SettlementStatus::Settled { reference },
             SettleOutcome::Failed { reason, .. } => SettlementStatus::Failed { reason },
             SettleOutcome::Unknown { reason, .. } => SettlementStatus::Unknown { reason },
+            SettleOutcome::NotSent { refusal } => SettlementStatus::Unknown { reason: refusal.detail },
         }
     }
 }
@@ -260,7 +273,9 @@ mod tests {
     #[test]
     fn transaction_hashes_are_strict() {
         assert!(parse_tx_hash(&format!("0x{}", "ab".repeat(32))).is_some());
-        assert!(parse_tx_hash(&"ab".repeat(32)).is_none());
+        assert_eq!(parse_tx_hash(&"ab".repeat(32)), parse_tx_hash(&format!("0x{}", "ab".repeat(32))));
+        assert!(parse_tx_hash(&format!("0x{}", "ab".repeat(31))).is_none());
+        assert!(parse_tx_hash(&format!("+{}", "a".repeat(63))).is_none());
         assert!(parse_tx_hash("0x1234").is_none());
         assert!(parse_tx_hash(&format!("0x{}", "zz".repeat(32))).is_none());
     }

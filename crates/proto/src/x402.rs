@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 
 use crate::{DecodeError, b64, limits};
 
+pub mod payment_identifier;
+
 /// v2 402 header: base64 JSON [`PaymentRequired`].
 pub const PAYMENT_REQUIRED: &str = "payment-required";
 /// v2 credential header: base64 JSON [`PaymentPayload`].

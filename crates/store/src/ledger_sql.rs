@@ -17,8 +17,8 @@ macro_rules! impl_store {
 
             use crate::row::{RECORD_COLUMNS, record};
             use crate::{
-                ApiKey, CallRange, Claim, NewPayment, PaymentEvent, PaymentId, PaymentQuery, PaymentRecord, PaymentState, StoreError,
-                Transition, now_ms,
+                ApiKey, CallRange, Claim, Identified, KeptAnswer, NewPayment, PaymentEvent, PaymentId, PaymentQuery,
+                PaymentRecord, PaymentState, StoreError, Transition, now_ms,
             };
 
             pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
@@ -196,7 +196,7 @@ macro_rules! impl_store {
                     sqlx::query(
                         "UPDATE payments SET state = $1, reason = $2, tx_hash = COALESCE($3, tx_hash), \
                          upstream_status = COALESCE($4, upstream_status), updated_at_ms = $5, \
-                         response_owed = COALESCE($7, response_owed) WHERE id = $6",
+                         response_owed = COALESCE($7, response_owed), recheck = COALESCE($8, recheck) WHERE id = $6",
                     )
                     .bind(to.as_str())
                     .bind(t.reason)
@@ -205,6 +205,7 @@ macro_rules! impl_store {
                     .bind(now)
                     .bind(id)
                     .bind(t.response_owed.map(i64::from))
+                    .bind(t.recheck.map(i64::from))
                     .execute(&mut *tx)
                     .await
                     .map_err(unavailable)?;
@@ -381,6 +382,131 @@ macro_rules! impl_store {
                     Ok(calls.unwrap_or(0).max(0) as u64)
                 }
 
+                async fn identify(&self, key: &str, payload_digest: &str) -> Result<Identified, StoreError> {
+                    let inserted: Option<String> = sqlx::query_scalar(
+                        "INSERT INTO payment_identifiers (key, payload_digest, created_at_ms) VALUES ($1, $2, $3) \
+                         ON CONFLICT DO NOTHING RETURNING key",
+                    )
+                    .bind(key)
+                    .bind(payload_digest)
+                    .bind(now_ms())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    if inserted.is_some() {
+                        return Ok(Identified::New);
+                    }
+                    let row = sqlx::query(
+                        "SELECT payload_digest, answered, status, headers, body FROM payment_identifiers WHERE key = $1",
+                    )
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    // Forgotten between the insert and the read: the next request starts it afresh.
+                    let Some(row) = row else { return Ok(Identified::InProgress) };
+                    if row.get::<String, _>("payload_digest") != payload_digest {
+                        return Ok(Identified::Conflict);
+                    }
+                    if row.get::<i64, _>("answered") == 0 {
+                        return Ok(Identified::InProgress);
+                    }
+                    let corrupt = |what: &str| StoreError::Corrupt(format!("payment identifier {key}: {what}"));
+                    let status = row.get::<Option<i64>, _>("status").and_then(|s| u16::try_from(s).ok());
+                    let headers: Option<String> = row.get("headers");
+                    let headers = headers
+                        .as_deref()
+                        .map(serde_json::from_str::<Vec<(String, String)>>)
+                        .transpose()
+                        .map_err(|_| corrupt("headers"))?;
+                    Ok(Identified::Answered(KeptAnswer {
+                        status: status.ok_or_else(|| corrupt("status"))?,
+                        headers: headers.unwrap_or_default(),
+                        body: row.get("body"),
+                    }))
+                }
+
+                async fn keep_answer(&self, key: &str, answer: &KeptAnswer) -> Result<(), StoreError> {
+                    // Plain strings always serialize.
+                    let headers = serde_json::to_string(&answer.headers).expect("headers serialize");
+                    sqlx::query(
+                        "UPDATE payment_identifiers SET answered = 1, status = $2, headers = $3, body = $4 WHERE key = $1",
+                    )
+                    .bind(key)
+                    .bind(i64::from(answer.status))
+                    .bind(headers)
+                    .bind(answer.body.as_deref())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(())
+                }
+
+                async fn forget_identifier(&self, key: &str) -> Result<(), StoreError> {
+                    sqlx::query("DELETE FROM payment_identifiers WHERE key = $1")
+                        .bind(key)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(())
+                }
+
+                async fn expire_identifiers(&self, answered_before_ms: i64, unanswered_before_ms: i64) -> Result<u64, StoreError> {
+                    let done = sqlx::query(
+                        "DELETE FROM payment_identifiers WHERE (answered = 1 AND created_at_ms < $1) \
+                         OR (answered = 0 AND created_at_ms < $2)",
+                    )
+                    .bind(answered_before_ms)
+                    .bind(unanswered_before_ms)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(done.rows_affected())
+                }
+
+                async fn take_rate(
+                    &self,
+                    key: &str,
+                    now_ms: i64,
+                    interval_ms: i64,
+                    window_ms: i64,
+                ) -> Result<Option<i64>, StoreError> {
+                    // GCRA: a request arriving at `now` moves the theoretical arrival time to max(tat, now) +
+                    // interval, allowed while that stays within `window` of now. (CASE, not max/GREATEST: the one
+                    // spelling both databases share.)
+                    let taken: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO rate_limits (key, tat_ms) VALUES ($1, $2 + $3) ON CONFLICT (key) DO UPDATE \
+                         SET tat_ms = (CASE WHEN rate_limits.tat_ms > $2 THEN rate_limits.tat_ms ELSE $2 END) + $3 \
+                         WHERE (CASE WHEN rate_limits.tat_ms > $2 THEN rate_limits.tat_ms ELSE $2 END) + $3 - $2 <= $4 \
+                         RETURNING tat_ms",
+                    )
+                    .bind(key)
+                    .bind(now_ms)
+                    .bind(interval_ms)
+                    .bind(window_ms)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    if taken.is_some() {
+                        return Ok(None);
+                    }
+                    let tat: Option<i64> = sqlx::query_scalar("SELECT tat_ms FROM rate_limits WHERE key = $1")
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(Some(tat.map_or(0, |tat| tat + interval_ms - window_ms - now_ms).max(0)))
+                }
+
+                async fn forget_full_rates(&self, now_ms: i64) -> Result<u64, StoreError> {
+                    let done = sqlx::query("DELETE FROM rate_limits WHERE tat_ms < $1")
+                        .bind(now_ms)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(done.rows_affected())
+                }
+
                 async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {
                     let sql = format!("SELECT {RECORD_COLUMNS} FROM payments WHERE id = $1");
                     let row =
@@ -393,7 +519,8 @@ macro_rules! impl_store {
                         "SELECT {RECORD_COLUMNS} FROM payments WHERE (CAST($1 AS TEXT) IS NULL OR state = $1) \
                          AND (CAST($2 AS TEXT) IS NULL OR lower(payer) = lower($2)) \
                          AND (CAST($3 AS TEXT) IS NULL OR route = $3) \
-                         AND (CAST($6 AS BIGINT) IS NULL OR updated_at_ms < $6) ORDER BY id DESC LIMIT $4 OFFSET $5"
+                         AND (CAST($6 AS BIGINT) IS NULL OR updated_at_ms < $6) \
+                         AND (CAST($7 AS BIGINT) = 0 OR recheck = 1) ORDER BY id DESC LIMIT $4 OFFSET $5"
                     );
                     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(q.state.map(PaymentState::as_str))
@@ -402,6 +529,7 @@ macro_rules! impl_store {
                         .bind(i64::from(q.limit.unwrap_or(u32::MAX)))
                         .bind(i64::from(q.offset.unwrap_or(0)))
                         .bind(q.updated_before_ms)
+                        .bind(i64::from(q.recheck))
                         .fetch_all(&self.pool)
                         .await
                         .map_err(unavailable)?;

@@ -153,6 +153,9 @@ pub struct PaymentRecord {
     pub reason: Option<String>,
     /// Settled, but the payer never got the response: the same proof sent again is served once, uncharged.
     pub response_owed: bool,
+    /// A `failed` settlement the reconciler still checks against the chain: it becomes `settled` (and the
+    /// response owed) if the money moved after all.
+    pub recheck: bool,
 }
 
 /// One recorded state change.
@@ -172,6 +175,8 @@ pub struct Transition<'a> {
     pub upstream_status: Option<u16>,
     /// Sets or clears [`PaymentRecord::response_owed`].
     pub response_owed: Option<bool>,
+    /// Sets or clears [`PaymentRecord::recheck`].
+    pub recheck: Option<bool>,
 }
 
 /// A filter over the ledger, newest first.
@@ -182,6 +187,8 @@ pub struct PaymentQuery {
     pub route: Option<String>,
     /// Only rows last changed before this time (Unix milliseconds): work a gateway left unfinished.
     pub updated_before_ms: Option<i64>,
+    /// Only rows still to be re-checked ([`PaymentRecord::recheck`]).
+    pub recheck: bool,
     pub limit: Option<u32>,
     pub offset: Option<u32>,
 }
@@ -202,6 +209,28 @@ pub struct ApiKey {
 pub struct CallRange {
     pub start: u64,
     pub end: Option<u64>,
+}
+
+/// What the store knows of an x402 `payment-identifier` ([`Store::identify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identified {
+    /// First seen now: this request processes the payment.
+    New,
+    /// The same payload is being processed by another request.
+    InProgress,
+    /// The identifier came with another payload.
+    Conflict,
+    /// The first request's answer, to be given again.
+    Answered(KeptAnswer),
+}
+
+/// The answer to a paid request, kept for its payment identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// `None` when the body was too large to keep.
+    pub body: Option<Vec<u8>>,
 }
 
 /// A store failure.
@@ -275,6 +304,35 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The calls counted on `counter` in the period.
     async fn calls(&self, counter: &str, period_start: i64) -> Result<u64, StoreError>;
+
+    /// Looks up the payment identifier `key` sent with a payload whose digest is `payload_digest`, and records
+    /// it as in progress when it is new. One statement decides, so of racing requests one gets
+    /// [`Identified::New`].
+    async fn identify(&self, key: &str, payload_digest: &str) -> Result<Identified, StoreError>;
+
+    /// Keeps the answer of the request that processed `key`.
+    async fn keep_answer(&self, key: &str, answer: &KeptAnswer) -> Result<(), StoreError>;
+
+    /// Forgets `key`, so the same payload is processed anew (its request charged nothing).
+    async fn forget_identifier(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Forgets identifiers answered before `answered_before_ms` and unanswered ones (their request died) first
+    /// seen before `unanswered_before_ms`; how many.
+    async fn expire_identifiers(&self, answered_before_ms: i64, unanswered_before_ms: i64) -> Result<u64, StoreError>;
+
+    /// Takes one request of `key`'s rate at `now_ms`: a generic cell rate (the token bucket governor keeps in
+    /// memory, here shared by every instance), one request per `interval_ms` with bursts up to `window_ms` ahead.
+    /// `Ok(None)` when taken, `Ok(Some(ms))` when over the rate, with how long until the next request can be.
+    async fn take_rate(
+        &self,
+        key: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        window_ms: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Forgets the rates whose buckets are full again at `now_ms`; how many.
+    async fn forget_full_rates(&self, now_ms: i64) -> Result<u64, StoreError>;
 
     /// One payment.
     async fn payment(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError>;

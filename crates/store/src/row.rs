@@ -7,7 +7,7 @@ use crate::{PaymentRecord, StoreError};
 
 pub(crate) const RECORD_COLUMNS: &str = "id, proof_key, challenge_id, state, created_at_ms, updated_at_ms, request_id, route, \
      protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, tx_hash, \
-     upstream_status, settlement, reason, response_owed";
+     upstream_status, settlement, reason, response_owed, recheck";
 
 pub(crate) fn record<'r, R>(row: &'r R) -> Result<PaymentRecord, StoreError>
 where
@@ -46,5 +46,6 @@ where
         settlement: serde_json::from_str(&settlement).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         reason: row.try_get("reason").map_err(corrupt)?,
         response_owed: row.try_get::<i64, _>("response_owed").map_err(corrupt)? != 0,
+        recheck: row.try_get::<i64, _>("recheck").map_err(corrupt)? != 0,
     })
 }

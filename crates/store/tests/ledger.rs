@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use paygate_store::{CallRange, Claim, NewPayment, PaymentQuery, PaymentState, Store, Transition};
+use paygate_store::{
+    CallRange, Claim, Identified, KeptAnswer, NewPayment, PaymentQuery, PaymentState, Store, Transition,
+};
 use paygate_testkit::postgres::PgServer;
 use serde_json::json;
 
@@ -69,6 +71,9 @@ on_both_backends!(
     listing_filters_and_pages,
     references_are_journaled_and_owed_responses_taken_once,
     calls_are_counted_once_across_tier_edges_by_racing_instances,
+    payment_identifiers_keep_one_answer_per_payload_across_instances,
+    failed_rows_are_rechecked_until_told_otherwise,
+    rates_are_shared_and_refusals_say_when,
 );
 
 fn payment(proof: &str, challenge: Option<&str>) -> NewPayment {
@@ -340,4 +345,100 @@ async fn calls_are_counted_once_across_tier_edges_by_racing_instances(db: Databa
     assert_eq!(stores[0].count_call("payer:0xdef", 1_000, &[range(0, Some(1))]).await.unwrap(), None);
     stores[0].uncount_call("ip:none", 1_000).await.unwrap();
     assert_eq!(stores[0].calls("ip:none", 1_000).await.unwrap(), 0);
+}
+
+/// A payment identifier is taken by one of racing requests through two store instances; the others see it in
+/// progress (same payload) or in conflict (another); once answered, the answer (body or none) is given to every
+/// resend; forgotten, it starts afresh; old ones expire.
+async fn payment_identifiers_keep_one_answer_per_payload_across_instances(db: Database) {
+    let stores = [db.open().await, db.open().await];
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move { store.identify("GET /a|id-1", "digest-1").await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    assert_eq!(seen.iter().filter(|s| **s == Identified::New).count(), 1, "{seen:?}");
+    assert_eq!(seen.iter().filter(|s| **s == Identified::InProgress).count(), 9, "{seen:?}");
+    assert_eq!(stores[0].identify("GET /a|id-1", "digest-2").await.unwrap(), Identified::Conflict);
+
+    let answer = KeptAnswer {
+        status: 200,
+        headers: vec![("payment-response".into(), "eyJ9".into()), ("x-a".into(), "1".into())],
+        body: Some(b"\x00binary\xffbody".to_vec()),
+    };
+    stores[0].keep_answer("GET /a|id-1", &answer).await.unwrap();
+    assert_eq!(stores[1].identify("GET /a|id-1", "digest-1").await.unwrap(), Identified::Answered(answer.clone()));
+    assert_eq!(stores[1].identify("GET /a|id-1", "digest-2").await.unwrap(), Identified::Conflict);
+    let headers_only = KeptAnswer { body: None, ..answer };
+    assert_eq!(stores[0].identify("GET /b|id-1", "digest-1").await.unwrap(), Identified::New, "scoped by key");
+    stores[0].keep_answer("GET /b|id-1", &headers_only).await.unwrap();
+    assert_eq!(stores[0].identify("GET /b|id-1", "digest-1").await.unwrap(), Identified::Answered(headers_only));
+
+    assert_eq!(stores[0].identify("GET /c|id-1", "digest-1").await.unwrap(), Identified::New);
+    stores[1].forget_identifier("GET /c|id-1").await.unwrap();
+    assert_eq!(stores[0].identify("GET /c|id-1", "digest-9").await.unwrap(), Identified::New, "forgotten");
+
+    // Answered ones expire by the first bound, unanswered (abandoned) ones by the second.
+    let future = paygate_store::now_ms() + 1_000;
+    assert_eq!(stores[0].expire_identifiers(0, future).await.unwrap(), 1, "the unanswered one");
+    assert_eq!(stores[0].expire_identifiers(future, 0).await.unwrap(), 2, "the answered ones");
+    assert_eq!(stores[0].identify("GET /a|id-1", "digest-2").await.unwrap(), Identified::New);
+}
+
+/// A `failed` row can be marked to be checked again; the filter finds exactly those, and clearing the mark (or
+/// settling the row) takes it off the list.
+async fn failed_rows_are_rechecked_until_told_otherwise(db: Database) {
+    let store = db.open().await;
+    let mut ids = Vec::new();
+    for proof in ["f1", "f2", "f3"] {
+        let Claim::Claimed(id) = store.claim(&payment(proof, None)).await.unwrap() else { panic!("claimed") };
+        store.transition(id, &[PaymentState::Verified], PaymentState::Settling, Transition::default()).await.unwrap();
+        let recheck = Some(proof != "f3");
+        let failed = Transition { reason: "facilitator: failed", recheck, ..Default::default() };
+        store.transition(id, &[PaymentState::Settling], PaymentState::Failed, failed).await.unwrap();
+        ids.push(id);
+    }
+    let query = PaymentQuery { state: Some(PaymentState::Failed), recheck: true, ..Default::default() };
+    let rechecked: Vec<_> = store.payments(&query).await.unwrap().into_iter().map(|p| p.id).collect();
+    assert_eq!(rechecked, [ids[1], ids[0]]);
+    let final_ = Transition { reason: "final", recheck: Some(false), ..Default::default() };
+    store.transition(ids[0], &[PaymentState::Failed], PaymentState::Failed, final_).await.unwrap();
+    let landed = Transition { reason: "landed", response_owed: Some(true), recheck: Some(false), ..Default::default() };
+    store.transition(ids[1], &[PaymentState::Failed], PaymentState::Settled, landed).await.unwrap();
+    assert!(store.payments(&query).await.unwrap().is_empty());
+    let row = store.payment(ids[1]).await.unwrap().unwrap();
+    assert_eq!((row.state, row.response_owed, row.recheck), (PaymentState::Settled, true, false));
+    assert_eq!(store.take_owed_response("f2").await.unwrap().map(|p| p.id), Some(ids[1]));
+}
+
+/// A rate shared by two store instances: 3 a minute, as a burst of three then one every 20 s; racing requests
+/// through both instances take exactly the allowance; refusals say how long to wait; full buckets are forgotten.
+async fn rates_are_shared_and_refusals_say_when(db: Database) {
+    let stores = [db.open().await, db.open().await];
+    let (interval, window) = (20_000, 60_000);
+    let now = 1_800_000_000_000;
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move { store.take_rate("payer:0xa", now, interval, window).await.unwrap() })
+        })
+        .collect();
+    let mut taken = 0;
+    for task in tasks {
+        if task.await.unwrap().is_none() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 3);
+    assert_eq!(stores[0].take_rate("payer:0xa", now + 5_000, interval, window).await.unwrap(), Some(15_000));
+    assert_eq!(stores[1].take_rate("payer:0xa", now + 20_000, interval, window).await.unwrap(), None);
+    assert_eq!(stores[1].take_rate("payer:0xb", now, interval, window).await.unwrap(), None, "keys are apart");
+    // At now + 80 s both buckets are full again (0xa's last arrival time was now + 80 s, 0xb's now + 20 s).
+    assert_eq!(stores[0].forget_full_rates(now + 60_000).await.unwrap(), 1);
+    assert_eq!(stores[0].forget_full_rates(now + 80_001).await.unwrap(), 1);
 }

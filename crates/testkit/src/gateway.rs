@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use paygate_gateway::{BuildOptions, Config, Gateway, PaygateLayer, UpstreamProxy, build, cors_layer, server};
+use paygate_gateway::{BuildOptions, Config, CorsLayer, Gateway, PaygateLayer, UpstreamProxy, build, server};
 use tower::ServiceBuilder;
 
 use crate::{Devchain, Upstream};
@@ -27,7 +27,7 @@ impl ServedGateway {
         let proxy =
             UpstreamProxy::new(&config.upstream.url, Duration::from_secs(5), Duration::from_secs(2)).expect("proxy");
         let service = ServiceBuilder::new()
-            .option_layer(cors_layer(&config.server.cors_origins))
+            .option_layer(CorsLayer::new(&config.server.cors_origins))
             .layer(PaygateLayer::new(built.gateway.clone()))
             .service(proxy);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -7,6 +7,8 @@
 //! * [`Upstream`]: a small API whose answers (success, 500, down) a test can switch, counting its hits;
 //! * [`node`]: the official x402 and MPP packages, driven by `tests/node/*.mjs`;
 //! * [`stripe`]: localstripe; [`tip20`]: a TIP-20 look-alike token on anvil; [`lnd`]: LND's REST port, recorded;
+//! * [`facilitator`]: paygate's own facilitator behind a front that fails the ways facilitators in the field do;
+//! * [`payfirst`]: the pay-first dialect's documentation client (Python, web3.py);
 //! * [`ShiftedClock`]: a clock a test can move forward.
 //!
 //! Everything it needs is installed by `scripts/install-test-deps`; when something is missing it panics with
@@ -14,9 +16,11 @@
 
 pub mod browser;
 mod chain;
+pub mod facilitator;
 mod gateway;
 pub mod lnd;
 pub mod node;
+pub mod payfirst;
 pub mod postgres;
 pub mod process;
 pub mod stripe;

@@ -94,6 +94,8 @@ impl Upstream {
             // Routes a test prices its own way (free calls, tiers, a pricing hook).
             .route("/v1/metered/{*rest}", get(quote).post(echo))
             .route("/free", get(|| async { "free" }))
+            // A body larger than paygate keeps for a payment identifier's resend (1.5 MiB).
+            .route("/v1/large", get(large))
             // What the upstream received of a request: its headers, free (`/headers`) or priced (`/v1/headers`).
             .route("/headers", any(received_headers))
             .route("/v1/headers", any(received_headers))
@@ -147,6 +149,10 @@ async fn received_headers(State(shared): State<Arc<Shared>>, headers: axum::http
         seen.insert(name.as_str().to_owned(), values.join(", ").into());
     }
     count(&shared).await.map(|()| axum::Json(serde_json::Value::Object(seen)))
+}
+
+async fn large(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    count(&shared).await.map(|()| "x".repeat(1536 * 1024))
 }
 
 async fn echo(State(shared): State<Arc<Shared>>, body: String) -> impl IntoResponse {

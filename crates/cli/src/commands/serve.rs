@@ -10,7 +10,7 @@ use paygate_core::registry::DEVNET_CHAIN_ID;
 use paygate_devnet::{Devnet, DevnetConfig};
 use paygate_gateway::admin::Admin;
 use paygate_gateway::config::DEVNET;
-use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, cors_layer, server};
+use paygate_gateway::{BuildOptions, Config, CorsLayer, PaygateLayer, UpstreamProxy, build, server};
 use tower::ServiceBuilder;
 
 #[derive(Debug, clap::Args)]
@@ -111,7 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move { reconciler.run(interval, std::future::pending()).await });
     }
     let service = ServiceBuilder::new()
-        .option_layer(cors_layer(&config.server.cors_origins))
+        .option_layer(CorsLayer::new(&config.server.cors_origins))
         .layer(PaygateLayer::new(built.gateway))
         .service(proxy);
     let listener = tokio::net::TcpListener::bind(&config.server.listen)

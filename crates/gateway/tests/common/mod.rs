@@ -43,6 +43,9 @@ pub struct Options {
     pub unknown_routes: &'static str,
     /// More config (extra `[[accept]]` options, networks), appended as is.
     pub extra_toml: String,
+    /// Whether the gateway may ask the chain itself (its network has an `rpc_url`). Without, verification goes
+    /// to the facilitator (anvil only).
+    pub network_rpc: bool,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             anvil_args: paygate_testkit::MINING.to_vec(),
             unknown_routes: "reject",
             extra_toml: String::new(),
+            network_rpc: true,
         }
     }
 }
@@ -166,20 +170,24 @@ impl Harness {
             "#,
             upstream = upstream.url(),
             db = dir.path().join("ledger.db").display(),
-            accept = paygate_testkit::local_usdc_toml(
-                chain.chain_id,
-                &chain.rpc_url,
-                &format!("receipt_timeout_secs = {}\nreceipt_poll_ms = 50", options.receipt_timeout_secs),
-                pay_to(),
-                &settlement,
-            ),
+            accept = if options.network_rpc {
+                paygate_testkit::local_usdc_toml(
+                    chain.chain_id,
+                    &chain.rpc_url,
+                    &format!("receipt_timeout_secs = {}\nreceipt_poll_ms = 50", options.receipt_timeout_secs),
+                    pay_to(),
+                    &settlement,
+                )
+            } else {
+                paygate_testkit::usdc_toml("local", chain.chain_id, "", pay_to(), &settlement)
+            },
             settle = options.settle,
             unknown_routes = options.unknown_routes,
             extra = options.extra_toml,
         );
         let clock = Arc::new(ShiftedClock::default());
         let mut build_options = BuildOptions { clock: clock.clone(), ..Default::default() };
-        if chain.is_embedded() {
+        if chain.is_embedded() && options.network_rpc {
             build_options.chains.insert("local".to_owned(), chain.chain.clone());
         }
         let served = ServedGateway::start(&toml, build_options).await;

@@ -298,16 +298,40 @@ impl Eip3009Method {
         if answer.is_valid {
             return Ok(());
         }
+        // The facilitator's own words may name its internals (URLs, keys, stack traces): they go to the log, and
+        // the payer gets one of ours.
         let reason = answer.invalid_reason.unwrap_or_default();
-        let kind = if reason.contains("insufficient") {
-            RejectKind::InsufficientFunds
-        } else if reason.contains("nonce") {
-            RejectKind::Replayed
-        } else {
-            RejectKind::VerificationFailed
-        };
-        Err(Rejection::new(kind, "facilitator_rejected", format!("the facilitator refused the payment: {reason}")))
+        let message = answer.invalid_message.unwrap_or_default();
+        let refusal = facilitator_refusal(&reason);
+        tracing::warn!(option = %self.option.name, facilitator_reason = %reason, facilitator_message = %message, reason = refusal.reason, "the facilitator refused a payment");
+        Err(refusal)
     }
+}
+
+/// paygate's refusal for a facilitator's `invalidReason` (x402's reason codes, or whatever text a facilitator
+/// sends): the kind and reason code are ours, the detail is fixed text, nothing of the facilitator's is copied.
+pub fn facilitator_refusal(reason: &str) -> Rejection {
+    use RejectKind::*;
+    let reason = reason.to_ascii_lowercase();
+    let has = |needle: &str| reason.contains(needle);
+    let (kind, code, detail) = if has("insufficient") {
+        (InsufficientFunds, "insufficient_funds", "the payer's balance is too low")
+    } else if has("nonce") || has("used") || has("replay") {
+        (Replayed, "nonce_already_used", "this authorization was already used")
+    } else if has("valid_before") || has("expired") {
+        (PaymentExpired, "authorization_expired", "the authorization has expired or expires too soon")
+    } else if has("valid_after") {
+        (VerificationFailed, "authorization_not_yet_valid", "the authorization is not valid yet")
+    } else if has("signature") {
+        (VerificationFailed, "invalid_signature", "the signature is not the payer's over this payment")
+    } else if has("recipient") || has("pay_to") || has("payto") {
+        (VerificationFailed, "recipient_mismatch", "the authorization pays someone else")
+    } else if has("value") || has("amount") {
+        (VerificationFailed, "amount_mismatch", "the authorization does not pay the price")
+    } else {
+        (VerificationFailed, "facilitator_rejected", "the facilitator refused the payment")
+    };
+    Rejection::new(kind, code, detail)
 }
 
 fn chain_unavailable(err: &ChainError) -> Rejection {
@@ -401,8 +425,22 @@ impl PaymentMethod for Eip3009Method {
                             SettleOutcome::Failed { reason, reference }
                         }
                     }
+                    // Nothing reached the facilitator: nothing can have been broadcast.
+                    Err(e @ FacilitatorError::Unreachable(_)) => {
+                        tracing::warn!(option = %self.option.name, error = %e, "settlement not sent");
+                        SettleOutcome::NotSent {
+                            refusal: Rejection::new(
+                                RejectKind::FacilitatorUnavailable,
+                                "facilitator_unavailable",
+                                "the facilitator could not be reached to settle; nothing was charged: send the same \
+                                 payment again",
+                            ),
+                        }
+                    }
                     // The facilitator may have broadcast before failing to answer.
-                    Err(e) => SettleOutcome::Unknown { reason: e.to_string(), reference: None },
+                    Err(e @ FacilitatorError::Unavailable(_)) => {
+                        SettleOutcome::Unknown { reason: e.to_string(), reference: None }
+                    }
                 }
             }
         }
@@ -478,12 +516,29 @@ async fn settle_builtin(
         Err(SendError::WouldRevert(message)) => {
             return SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None };
         }
-        // Nothing was broadcast, but the authorization is still good: the reconciler retries it.
-        Err(e @ SendError::NotRecorded(_)) => return SettleOutcome::Unknown { reason: e.to_string(), reference: None },
+        // The ledger could not journal the transaction: it was not broadcast.
+        Err(e @ SendError::NotRecorded(_)) => {
+            tracing::warn!(error = %e, "settlement not sent");
+            return SettleOutcome::NotSent {
+                refusal: Rejection::new(
+                    RejectKind::StoreUnavailable,
+                    "store_unavailable",
+                    "the payment ledger could not record the settlement; nothing was charged: send the same payment \
+                     again",
+                ),
+            };
+        }
         Err(e @ SendError::NotSent(_)) => {
             // The node refused what was journaled (or failed before signing): there is nothing to wait for.
+            tracing::warn!(error = %e, "settlement not sent");
             journal.not_broadcast().await;
-            return SettleOutcome::Unknown { reason: e.to_string(), reference: None };
+            return SettleOutcome::NotSent {
+                refusal: Rejection::new(
+                    RejectKind::ChainUnavailable,
+                    "chain_unavailable",
+                    "the chain did not take the settlement; nothing was charged: send the same payment again",
+                ),
+            };
         }
         Err(SendError::Unknown { hash, reason }) => {
             return SettleOutcome::Unknown { reason, reference: Some(hash.to_string()) };
