@@ -77,6 +77,13 @@ pub async fn authorization_use(
         .topic1(authorizer.into_word())
         .topic2(nonce)
         .from_block(0);
-    let logs = chain.logs(filter).await?;
-    Ok(AuthorizationUse::Used { tx: logs.first().and_then(|log| log.transaction_hash) })
+    // A node may show a block's state before its logs (anvil does, for a moment): look again before saying the
+    // transaction cannot be found.
+    for wait_ms in [0, 100, 200, 400, 800] {
+        tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+        if let Some(tx) = chain.logs(filter.clone()).await?.first().and_then(|log| log.transaction_hash) {
+            return Ok(AuthorizationUse::Used { tx: Some(tx) });
+        }
+    }
+    Ok(AuthorizationUse::Used { tx: None })
 }

@@ -619,11 +619,13 @@ impl Gateway {
         let (offer, challenge_id, verified) = match self.bind_and_verify(ctx, &presented, &body).await {
             Ok(bound) => bound,
             Err(rejection) => {
-                // A proof the chain already took may be one whose response a crashed gateway never sent.
-                if rejection.kind == RejectKind::Replayed
-                    && let Ok((offer, _, proof)) = self.bind(ctx, &presented, &body)
+                // A proof the chain already took may be one whose response was never delivered (a crashed gateway,
+                // a settlement that landed after it was reported failed): owed to the same credential, even once
+                // its offer has expired, and only to it (its challenge id is the row's).
+                if matches!(rejection.kind, RejectKind::Replayed | RejectKind::PaymentExpired)
+                    && let Ok((offer, challenge_id, proof)) = self.bind(ctx, &presented, &body, Expiry::Ignored)
                     && let Some(proof_key) = offer.method.proof_key(proof)
-                    && let Some(owed) = self.owed_response(&proof_key).await
+                    && let Some(owed) = self.owed_response(&proof_key, challenge_id.as_deref()).await
                 {
                     return self.redeliver(ctx, &presented, offer, owed, parts, body, inner).await;
                 }
@@ -652,7 +654,7 @@ impl Gateway {
             Ok(Claim::Claimed(id)) => id,
             Ok(Claim::Taken { state, .. }) => {
                 if state == PaymentState::Settled
-                    && let Some(owed) = self.owed_response(&verified.proof_key).await
+                    && let Some(owed) = self.owed_response(&verified.proof_key, new.challenge_id.as_deref()).await
                 {
                     return self.redeliver(ctx, &presented, offer, owed, parts, body, inner).await;
                 }
@@ -734,9 +736,10 @@ impl Gateway {
         }
     }
 
-    /// The settled payment of `proof_key` whose response was never delivered, taken for this request.
-    async fn owed_response(&self, proof_key: &str) -> Option<PaymentRecord> {
-        match self.store.take_owed_response(proof_key).await {
+    /// The settled payment of `proof_key` (and of `challenge_id`, when the credential bound one) whose response was
+    /// never delivered, taken for this request.
+    async fn owed_response(&self, proof_key: &str, challenge_id: Option<&str>) -> Option<PaymentRecord> {
+        match self.store.take_owed_response(proof_key, challenge_id).await {
             Ok(owed) => owed,
             Err(e) => {
                 tracing::error!(error = %e, "could not look up an owed response");
@@ -830,7 +833,7 @@ impl Gateway {
                 )
             }));
         }
-        let (offer, challenge_id, proof) = self.bind(ctx, presented, body)?;
+        let (offer, challenge_id, proof) = self.bind(ctx, presented, body, Expiry::Enforced)?;
         let verified = self.verify_timed(offer, proof).await?;
         Ok((offer, challenge_id, verified))
     }
@@ -842,13 +845,19 @@ impl Gateway {
         verified
     }
 
-    /// Binds a credential to the route's current offer it answers.
+    /// Binds a credential to the route's current offer it answers; `expiry` says whether an expired challenge is
+    /// refused (only the redelivery of an owed response takes one).
     fn bind<'r, 'p>(
         &self,
         ctx: &PaidRequest<'r>,
         presented: &'p Presented,
         body: &Bytes,
+        expiry: Expiry,
     ) -> Result<(&'r RouteOffer, Option<String>, Proof<'p>), Rejection> {
+        let check_expiry = |expires: Option<&str>| match expiry {
+            Expiry::Enforced => self.check_expiry(expires),
+            Expiry::Ignored => Ok(()),
+        };
         use RejectKind::*;
         let offers = ctx.accepted;
         let binding = ctx.binding;
@@ -873,7 +882,7 @@ impl Gateway {
                         "the challenge was not issued by this server or was altered",
                     ));
                 }
-                self.check_expiry(ch.expires.as_deref())?;
+                check_expiry(ch.expires.as_deref())?;
                 if ch.realm != binding.realm {
                     return Err(Rejection::new(
                         InvalidChallenge,
@@ -942,7 +951,7 @@ impl Gateway {
                         "the offer was made for another request (route or body) or was altered",
                     ));
                 }
-                self.check_expiry(Some(expires))?;
+                check_expiry(Some(expires))?;
                 Ok((offer, Some(id.to_owned()), Proof::X402 { version: 2, payload: &payload.payload }))
             }
             Presented::X402V1(payload) => {
@@ -1110,6 +1119,13 @@ struct PaidRequest<'a> {
     accepted: &'a [RouteOffer],
     binding: &'a RequestBinding,
     request_id: &'a str,
+}
+
+/// Whether binding refuses an expired challenge.
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    Enforced,
+    Ignored,
 }
 
 /// A call counted on a per-IP or per-payer counter.

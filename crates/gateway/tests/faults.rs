@@ -70,6 +70,17 @@ async fn a_failed_settlement_that_lands_late_is_found_and_its_response_served() 
     assert_eq!((row.state, row.response_owed, row.recheck), (PaymentState::Settled, true, false), "{row:?}");
     assert_eq!(h.chain.transfers(payer(), pay_to()).await, 1);
 
+    // The used authorization is public on chain; someone who copies it into a credential of their own (a fresh
+    // challenge) gets nothing: the response is owed to the payer's credential only.
+    let unpaid = h.send("GET", "/v1/quote", None, None).await;
+    let fresh = common::decode_x402(unpaid.headers()["payment-required"].to_str().unwrap());
+    let mut copied = common::decode_x402(&value);
+    copied["accepted"]["extra"]["paygate"] = fresh["accepts"][0]["extra"]["paygate"].clone();
+    let (status, _) =
+        problem(h.send("GET", "/v1/quote", Some((&name, &common::encode_x402(&copied))), None).await).await;
+    assert_eq!(status, 403, "a copied authorization is a replay");
+    assert!(h.ledger().await[0].response_owed, "still owed to the payer");
+
     let response = h.send("GET", "/v1/quote", Some((&name, &value)), None).await;
     assert_eq!(response.status(), 200, "the owed response");
     let settled = decode_x402(response.headers()["payment-response"].to_str().unwrap());

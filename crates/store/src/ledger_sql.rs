@@ -234,13 +234,19 @@ macro_rules! impl_store {
                     Err(StoreError::WrongState { id, expected: "settling", actual })
                 }
 
-                async fn take_owed_response(&self, proof_key: &str) -> Result<Option<PaymentRecord>, StoreError> {
+                async fn take_owed_response(
+                    &self,
+                    proof_key: &str,
+                    challenge_id: Option<&str>,
+                ) -> Result<Option<PaymentRecord>, StoreError> {
                     let taken: Option<PaymentId> = sqlx::query_scalar(
                         "UPDATE payments SET response_owed = 0, updated_at_ms = $2 \
-                         WHERE proof_key = $1 AND state = 'settled' AND response_owed = 1 RETURNING id",
+                         WHERE proof_key = $1 AND state = 'settled' AND response_owed = 1 \
+                         AND (CAST($3 AS TEXT) IS NULL OR challenge_id = $3) RETURNING id",
                     )
                     .bind(proof_key)
                     .bind(now_ms())
+                    .bind(challenge_id)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(unavailable)?;

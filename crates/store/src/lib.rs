@@ -269,9 +269,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn record_reference(&self, id: PaymentId, reference: Option<&str>) -> Result<(), StoreError>;
 
     /// Takes the response a settled payment is owed ([`PaymentRecord::response_owed`]) for the request that
-    /// sent `proof_key` again: the flag is cleared atomically, so one request gets it. `None` when nothing is
-    /// owed.
-    async fn take_owed_response(&self, proof_key: &str) -> Result<Option<PaymentRecord>, StoreError>;
+    /// sent `proof_key` again, with `challenge_id` when its credential binds one (the row's must be the same: a
+    /// used proof is public on chain, its credential is not): the flag is cleared atomically, so one request
+    /// gets it. `None` when nothing is owed.
+    async fn take_owed_response(
+        &self,
+        proof_key: &str,
+        challenge_id: Option<&str>,
+    ) -> Result<Option<PaymentRecord>, StoreError>;
 
     /// Records a call of an API-key customer as a `metered` row (with its `claimed` event).
     async fn record_usage(&self, usage: &NewPayment) -> Result<PaymentId, StoreError>;

@@ -279,7 +279,7 @@ async fn references_are_journaled_and_owed_responses_taken_once(db: Database) {
     assert_eq!(store.payment(id).await.unwrap().unwrap().tx_hash, None);
     store.record_reference(id, Some("0xdef")).await.unwrap();
 
-    assert!(store.take_owed_response("p1").await.unwrap().is_none(), "nothing is owed while settling");
+    assert!(store.take_owed_response("p1", None).await.unwrap().is_none(), "nothing is owed while settling");
     let settled = Transition { reason: "reconciled", response_owed: Some(true), ..Default::default() };
     store.transition(id, &[PaymentState::Settling], PaymentState::Settled, settled).await.unwrap();
     let row = store.payment(id).await.unwrap().unwrap();
@@ -289,7 +289,7 @@ async fn references_are_journaled_and_owed_responses_taken_once(db: Database) {
     let takers: Vec<_> = (0..20)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.take_owed_response("p1").await.unwrap() })
+            tokio::spawn(async move { store.take_owed_response("p1", None).await.unwrap() })
         })
         .collect();
     let mut taken = 0;
@@ -413,7 +413,8 @@ async fn failed_rows_are_rechecked_until_told_otherwise(db: Database) {
     assert!(store.payments(&query).await.unwrap().is_empty());
     let row = store.payment(ids[1]).await.unwrap().unwrap();
     assert_eq!((row.state, row.response_owed, row.recheck), (PaymentState::Settled, true, false));
-    assert_eq!(store.take_owed_response("f2").await.unwrap().map(|p| p.id), Some(ids[1]));
+    assert_eq!(store.take_owed_response("f2", Some("another challenge")).await.unwrap(), None, "not its credential");
+    assert_eq!(store.take_owed_response("f2", None).await.unwrap().map(|p| p.id), Some(ids[1]));
 }
 
 /// A rate shared by two store instances: 3 a minute, as a burst of three then one every 20 s; racing requests

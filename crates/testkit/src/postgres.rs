@@ -67,6 +67,35 @@ impl PgServer {
     }
 }
 
+impl PgServer {
+    /// Restarts the server (`pg_ctl restart -m fast`: connections are cut, and the server is back when it
+    /// returns), as an operator's failover or upgrade would. Does nothing for `DATABASE_URL`'s server.
+    pub fn restart(&self) {
+        let Some(cluster) = &self.cluster else { return };
+        let data = cluster.dir.path().join("data");
+        let log = cluster.dir.path().join("postgres.log");
+        let options = format!(
+            "-k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            cluster.dir.path().display()
+        );
+        run_as_postgres(
+            &cluster.bin.join("pg_ctl"),
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-l",
+                &log.display().to_string(),
+                "-w",
+                "-m",
+                "fast",
+                "-o",
+                &options,
+                "restart",
+            ],
+        );
+    }
+}
+
 impl Drop for PgServer {
     fn drop(&mut self) {
         if let Some(cluster) = &self.cluster {

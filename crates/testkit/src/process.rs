@@ -37,7 +37,9 @@ impl ServeProcess {
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let log = Arc::new(Mutex::new(Vec::new()));
         let address = loop {
-            let line = lines.next().expect("paygate logs that it listens").expect("log line");
+            let Some(Ok(line)) = lines.next() else {
+                panic!("paygate exited before it listened:\n{}", log.lock().unwrap().join("\n"));
+            };
             log.lock().unwrap().push(line.clone());
             if !line.contains("paygate is listening") {
                 continue;

@@ -236,23 +236,29 @@ impl LightningBackend for LndRest {
             }
             bytes.extend_from_slice(&chunk);
         }
-        if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorAnswer>(&bytes)
-                .map(|e| e.message.chars().filter(|c| !c.is_control()).take(300).collect())
-                .unwrap_or_else(|_| "no error message".into());
-            return Err(BackendError::Refused { status: status.as_u16(), message });
-        }
-        let answer: AddInvoiceAnswer = serde_json::from_slice(&bytes)
-            .map_err(|e| BackendError::InvalidAnswer(format!("not an AddInvoice answer: {e}")))?;
-        let payment_hash = paygate_proto::b64::url_decode(&answer.r_hash)
-            .ok()
-            .and_then(|hash| <[u8; 32]>::try_from(hash).ok())
-            .ok_or_else(|| BackendError::InvalidAnswer("r_hash is not 32 bytes of base64".into()))?;
-        if answer.payment_request.is_empty() {
-            return Err(BackendError::InvalidAnswer("the payment request is empty".into()));
-        }
-        Ok(Invoice { bolt11: answer.payment_request, payment_hash })
+        read_add_invoice(status.as_u16(), &bytes)
     }
+}
+
+/// Reads LND's answer to `AddInvoice` (HTTP `status`, body `bytes`): the invoice, or why there is none. Its error
+/// message is kept only without control characters and cut at 300 characters.
+pub fn read_add_invoice(status: u16, bytes: &[u8]) -> Result<Invoice, BackendError> {
+    if !(200..300).contains(&status) {
+        let message = serde_json::from_slice::<ErrorAnswer>(bytes)
+            .map(|e| e.message.chars().filter(|c| !c.is_control()).take(300).collect())
+            .unwrap_or_else(|_| "no error message".into());
+        return Err(BackendError::Refused { status, message });
+    }
+    let answer: AddInvoiceAnswer = serde_json::from_slice(bytes)
+        .map_err(|e| BackendError::InvalidAnswer(format!("not an AddInvoice answer: {e}")))?;
+    let payment_hash = paygate_proto::b64::url_decode(&answer.r_hash)
+        .ok()
+        .and_then(|hash| <[u8; 32]>::try_from(hash).ok())
+        .ok_or_else(|| BackendError::InvalidAnswer("r_hash is not 32 bytes of base64".into()))?;
+    if answer.payment_request.is_empty() {
+        return Err(BackendError::InvalidAnswer("the payment request is empty".into()));
+    }
+    Ok(Invoice { bolt11: answer.payment_request, payment_hash })
 }
 
 /// A transport failure, described without the URL (the chain of causes says what failed: refused, TLS, DNS).

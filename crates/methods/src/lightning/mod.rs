@@ -51,7 +51,7 @@ use paygate_core::network::Network;
 use paygate_core::reject::{RejectKind, Rejection};
 
 pub use crate::eip3009::OptionError;
-pub use lnd::{LndConfigError, LndRest};
+pub use lnd::{LndConfigError, LndRest, read_add_invoice};
 
 /// The MPP method name.
 pub const METHOD: &str = "lightning";

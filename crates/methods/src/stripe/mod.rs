@@ -273,6 +273,17 @@ impl StripeMethod {
     }
 }
 
+/// Reads a Stripe answer of `status` with `body` as the rail does: a PaymentIntent when the status is below 300,
+/// else the refusal. Pure, for the fuzz targets: what reaches a client of it is only paygate's own text and codes
+/// Stripe documents (`Answer::error_code`).
+pub fn read_answer(status: u16, body: &[u8]) -> Result<String, Rejection> {
+    let answer = Answer { status, replayed: false, body: serde_json::from_slice(body).unwrap_or(Value::Null) };
+    if !answer.ok() {
+        return Err(refusal(&answer));
+    }
+    Intent::read(&answer).map(|intent| intent.status)
+}
+
 /// The fields of a PaymentIntent the rail reads, checked.
 struct Intent {
     id: String,
