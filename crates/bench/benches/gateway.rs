@@ -417,12 +417,13 @@ async fn bench() {
         let n = env("BENCH_PRICES", 20_000) as u32;
         println!("per-unit price computed in-process (units counted, offers priced), per request:");
         for (name, route, query, body) in cases {
+            let (method, path) = route.split_once(' ').expect("METHOD /path");
+            let uri = query.map_or_else(|| path.to_owned(), |q| format!("{path}?{q}"));
+            let parts = Request::builder().method(method).uri(uri).body(()).expect("request").into_parts().0;
             let route = gateway.routes().iter().find(|r| r.name == route).expect("bench route");
-            let pricing = route.per_unit.as_ref().expect("per-unit route");
             let started = std::time::Instant::now();
             for _ in 0..n {
-                let quantity = pricing.quantity(query, &body).expect("priced");
-                std::hint::black_box(pricing.offers(&route.offers, quantity).expect("offers"));
+                std::hint::black_box(route.offers_for(&parts, &body).await.expect("offers"));
             }
             println!("  {name:<32} {}", show(started.elapsed() / n));
         }
@@ -446,14 +447,13 @@ async fn bench() {
         }
         let read = started.elapsed() / n;
         let hook = gateway.routes().iter().find(|r| r.name == "GET /v1/devnet-hook").expect("hook route");
-        let hook = hook.price_hook.as_ref().expect("a hook");
         // Each a different request, so that none is priced by a kept answer.
         let requests: Vec<http::request::Parts> = (0..n)
             .map(|i| Request::get(format!("/v1/devnet-hook?n={i}")).body(()).expect("request").into_parts().0)
             .collect();
         let started = std::time::Instant::now();
         for parts in &requests {
-            std::hint::black_box(hook.offers(parts, &[]).await.expect("priced"));
+            std::hint::black_box(hook.offers_for(parts, &[]).await.expect("priced"));
         }
         let asked = started.elapsed() / n;
         println!("free calls, tiers and the hook in-process (SQLite store, hook on loopback), per request:");

@@ -306,7 +306,7 @@ async fn routes(State(admin): State<Arc<Admin>>) -> Response {
         .iter()
         .map(|route| {
             let offers: Vec<Value> = route
-                .offers
+                .listed_offers()
                 .iter()
                 .map(|offer| {
                     let option = offer.method.option();

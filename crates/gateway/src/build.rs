@@ -13,7 +13,7 @@ use paygate_core::money::{AtomicAmount, Price};
 use paygate_store::Store;
 
 use crate::config::{Config, ConfigError, FreePer};
-use crate::engine::{Gateway, Route, Settings};
+use crate::engine::{FreeCalls, Gateway, Pricing, Route, RoutePricing, Settings};
 use crate::offers::{ResourceText, RouteOffer};
 use crate::price_hook::PriceHook;
 use crate::pricing::UnitPricing;
@@ -172,7 +172,8 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         }
 
         let mut offers = Vec::new();
-        let mut payer_tiers = None;
+        let mut tiered = None;
+        let mut payer_free = None;
         let mut price_hook = None;
         if let Some(text) = &route.price {
             let price = parse_price("price", text)?;
@@ -188,10 +189,7 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
                 let price = parse_price(&name, &tier.price)?;
                 steps.push((tier.calls, if price.is_zero() { Vec::new() } else { offers_of(&name, &price, false)? }));
             }
-            let tiers = PayerTiers::new(period, steps).map_err(|e| err(field("tiers"), e))?;
-            // What a payer with no calls yet is quoted.
-            offers = tiers.quote(0, &[]).to_vec();
-            payer_tiers = Some(tiers);
+            tiered = Some(PayerTiers::new(period, steps).map_err(|e| err(field("tiers"), e))?);
         }
         if let Some(hook) = &route.price_hook {
             if hook.timeout_ms == 0 {
@@ -208,7 +206,6 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             let hook_options = chosen.iter().map(|&o| o.clone()).collect();
             let timeout = std::time::Duration::from_millis(hook.timeout_ms);
             let keep = (config.server.challenge_ttl_secs, options.clock.clone());
-            offers = fallback.clone().unwrap_or_default();
             price_hook = Some(
                 PriceHook::new(&hook.url, timeout, keep, &hook.headers, hook_options, fallback)
                     .map_err(|e| err(field("price_hook"), e))?,
@@ -222,13 +219,13 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             (None, _) => {}
             (Some(0), _) => return Err(err(field("free_calls"), "must be at least 1 (leave it out for none)".into())),
             (Some(calls), FreePer::Ip) => ip_quota = Some(IpQuota { calls, period }),
-            (Some(_), FreePer::Payer) if payer_tiers.is_some() => {
+            (Some(_), FreePer::Payer) if tiered.is_some() => {
                 return Err(err(
                     field("free_per"),
                     "a tiered route gives payers free calls in its first tier (`price = \"$0\"`)".into(),
                 ));
             }
-            (Some(calls), FreePer::Payer) => payer_tiers = Some(PayerTiers::free_calls(calls, period)),
+            (Some(calls), FreePer::Payer) => payer_free = Some(PayerTiers::free_calls(calls, period)),
         }
         let per_unit = match route.per {
             None => {
@@ -269,15 +266,18 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             }
         };
         let name = format!("{} {}", method.as_ref().map_or("*", |m| m.as_str()), route.path);
+        let price = match (tiered, price_hook, per_unit) {
+            (Some(tiers), _, _) => Some(Pricing::Tiered(tiers)),
+            (None, Some(hook), _) => Some(Pricing::Hook(hook)),
+            (None, None, Some(unit)) => Some(Pricing::PerUnit { unit, offers }),
+            (None, None, None) if priced => Some(Pricing::Flat(offers)),
+            (None, None, None) => None,
+        };
+        let free = ip_quota.map(FreeCalls::PerIp).or(payer_free.map(FreeCalls::PerPayer));
         routes.push(Route {
             name,
             matcher: RouteMatcher { method, pattern },
-            offers,
-            per_unit,
-            price_hook,
-            payer_tiers,
-            ip_quota,
-            api_keys: route.api_keys,
+            pricing: price.map(|price| RoutePricing { price, free, api_keys: route.api_keys }),
             settle: route.settle,
             resource: ResourceText { description: route.description.clone(), mime_type: route.mime_type.clone() },
         });

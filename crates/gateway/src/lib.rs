@@ -32,6 +32,7 @@ pub mod layer;
 pub mod limits;
 pub mod metrics;
 pub mod offers;
+mod payment;
 pub mod price_hook;
 pub mod pricing;
 pub mod proxy;

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use http::{HeaderValue, Response, StatusCode, header};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use paygate_core::binding::{BindingInput, ChallengeSecret, challenge_scope, encode_request, new_nonce};
@@ -19,13 +18,13 @@ use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::mpp::ChallengeParams;
 use paygate_proto::problem::{self, Problem};
+use paygate_proto::x402::borrowed::{
+    Binding, BoundExtra, BoundRequirements, PaymentRequired, PaymentRequiredBody, Resource, V1Requirements,
+};
 use paygate_proto::{b64, x402};
 
 use crate::body::Body;
-use crate::engine::REQUEST_ID;
-
-/// The key under x402 `extra` that carries paygate's binding.
-pub const X402_BINDING_KEY: &str = "paygate";
+use crate::request_id::REQUEST_ID;
 
 /// One offer of a route: a payment method and the amount it asks, with everything that does not change per
 /// request computed once, when the route is built.
@@ -146,98 +145,12 @@ pub struct ResourceText {
     pub mime_type: Option<String>,
 }
 
-/// An x402 v2 offer with paygate's binding in `extra`, serialized from borrowed parts.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BoundRequirements<'a> {
-    scheme: &'a str,
-    network: &'a str,
-    amount: &'a str,
-    asset: &'a str,
-    pay_to: &'a str,
-    max_timeout_seconds: u64,
-    extra: BoundExtra<'a>,
-}
-
-#[derive(Serialize)]
-struct BoundExtra<'a> {
-    #[serde(flatten)]
-    base: &'a Map<String, Value>,
-    paygate: Binding<'a>,
-}
-
-#[derive(Serialize)]
-struct Binding<'a> {
-    id: &'a str,
-    expires: &'a str,
-    nonce: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PaymentRequiredHeader<'a> {
-    x402_version: u8,
-    error: &'a str,
-    resource: Resource<'a>,
-    accepts: Vec<BoundRequirements<'a>>,
-    extensions: &'a Map<String, Value>,
-}
-
 /// The x402 extensions every 402 declares: `payment-identifier`, optional (`identifier.rs` honours it).
 static EXTENSIONS: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(|| {
     let mut extensions = Map::new();
     extensions.insert(x402::payment_identifier::KEY.into(), x402::payment_identifier::declaration(false));
     extensions
 });
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Resource<'a> {
-    url: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mime_type: Option<&'a str>,
-}
-
-/// The 402 body: an RFC 9457 problem whose extension members are also x402 v1's 402 body.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PaymentRequiredBody<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    reason: &'a str,
-    request_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    challenge_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    x402_version: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    accepts: Vec<V1Requirements<'a>>,
-}
-
-/// An x402 v1 offer (the body's `accepts[]`).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct V1Requirements<'a> {
-    scheme: &'a str,
-    network: &'a str,
-    max_amount_required: &'a str,
-    asset: &'a str,
-    pay_to: &'a str,
-    resource: &'a str,
-    description: &'a str,
-    mime_type: &'a str,
-    output_schema: Option<()>,
-    max_timeout_seconds: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    extra: Option<&'a Map<String, Value>>,
-}
 
 static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
@@ -318,7 +231,7 @@ pub async fn payment_required(
                 asset: &r.asset,
                 pay_to: &r.pay_to,
                 max_timeout_seconds: r.max_timeout_seconds,
-                extra: BoundExtra { base: extra, paygate: Binding { id, expires: &expires, nonce: &nonce } },
+                extra: BoundExtra { base: extra, binding: Binding { expires: &expires, id, nonce: &nonce } },
             });
             accepts_v1.push(V1Requirements {
                 scheme: &r.scheme,
@@ -348,7 +261,7 @@ pub async fn payment_required(
     let reason =
         |default: &'static str| if rejection.kind == RejectKind::PaymentRequired { default } else { rejection.reason };
     if !accepts_v2.is_empty() {
-        let required = PaymentRequiredHeader {
+        let required = PaymentRequired {
             x402_version: 2,
             error: reason("PAYMENT-SIGNATURE header is required"),
             resource: Resource { url: &binding.resource_url, description, mime_type: resource.mime_type.as_deref() },

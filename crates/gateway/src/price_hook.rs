@@ -94,6 +94,11 @@ impl PriceHook {
         Ok(PriceHook { url, client, headers, options, fallback, keep_secs, clock, answers: Mutex::default() })
     }
 
+    /// The offers when the hook fails (empty: it fails closed).
+    pub fn fallback(&self) -> &[RouteOffer] {
+        self.fallback.as_deref().unwrap_or_default()
+    }
+
     /// The offers for this request: the hook's price in each option, or the fallback when the hook fails. An
     /// empty list when the hook says the request is free.
     pub async fn offers(&self, parts: &Parts, body: &[u8]) -> Result<Vec<RouteOffer>, Rejection> {

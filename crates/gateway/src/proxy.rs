@@ -21,8 +21,8 @@ use paygate_core::reject::{RejectKind, Rejection};
 
 use crate::body::Body;
 use crate::credential::CREDENTIAL_HEADERS;
-use crate::engine::REQUEST_ID;
 use crate::offers::rejection_response;
+use crate::request_id::REQUEST_ID;
 
 /// The address of the client that opened the connection, set by the server as a request extension.
 #[derive(Debug, Clone, Copy)]

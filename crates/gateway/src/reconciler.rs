@@ -21,109 +21,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use paygate_core::method::{PaymentMethod, SettleJournal, SettleOutcome, SettlementStatus, VerifiedPayment};
+use paygate_core::method::{PaymentMethod, SettleOutcome, SettlementStatus, VerifiedPayment};
 use paygate_core::money::AtomicAmount;
-use paygate_store::{PaymentId, PaymentQuery, PaymentRecord, PaymentState, Store, StoreError, Transition};
+use paygate_store::{PaymentQuery, PaymentRecord, PaymentState, Store, StoreError};
 
-/// Journals a settlement's transaction hash on its ledger row before it is broadcast.
-pub(crate) struct LedgerJournal<'a> {
-    pub store: &'a dyn Store,
-    pub id: PaymentId,
-}
-
-#[async_trait]
-impl SettleJournal for LedgerJournal<'_> {
-    async fn broadcasting(&self, reference: &str) -> Result<(), String> {
-        self.store.record_reference(self.id, Some(reference)).await.map_err(|e| e.to_string())
-    }
-
-    async fn not_broadcast(&self) {
-        if let Err(e) = self.store.record_reference(self.id, None).await {
-            tracing::warn!(payment = self.id, error = %e, "could not forget a refused transaction");
-        }
-    }
-}
-
-/// Where a settlement starts from and how its outcome is written ([`settle_payment`]).
-pub(crate) struct Attempt<'a> {
-    /// The states the payment may be in; it moves from one of them to `settling`.
-    pub from: &'a [PaymentState],
-    /// The move to `settling`.
-    pub settling: Transition<'a>,
-    /// Sets [`PaymentRecord::response_owed`] on the final row.
-    pub owed: Option<bool>,
-    /// Where the payment goes when certainly nothing was sent: `voided` for a request in flight (its payer may
-    /// send it again), `pending` for the reconciler.
-    pub not_sent: PaymentState,
-}
-
-/// Moves a claimed payment to `settling`, settles it through `method` (journaling its broadcast), and records the
-/// outcome: `settled`, `failed`, `pending`, or [`Attempt::not_sent`]. Fails only when the move to `settling`
-/// cannot be recorded, in which case nothing was attempted.
-///
-/// A failure is not taken on the rail's word alone: a facilitator that timed out waiting for its own
-/// transaction answers "failed" although the transfer lands. So the chain is asked ([`PaymentMethod::
-/// settlement_status`]): settled there is settled; a failure that names a transaction the chain does not show
-/// decided yet is `pending`; otherwise the row is `failed` with `recheck` set, and the reconciler looks at it
-/// again until the rail says the failure is final.
-pub(crate) async fn settle_payment(
-    store: &dyn Store,
-    method: &dyn PaymentMethod,
-    id: PaymentId,
-    payment: &VerifiedPayment,
-    attempt: Attempt<'_>,
-) -> Result<SettleOutcome, StoreError> {
-    store.transition(id, attempt.from, PaymentState::Settling, attempt.settling).await?;
-    let outcome = match method.settle_recorded(payment, &LedgerJournal { store, id }).await {
-        SettleOutcome::Failed { reason, reference } => confirm_failure(method, payment, reason, reference).await,
-        outcome => outcome,
-    };
-    let (state, reason, reference, recheck) = match &outcome {
-        SettleOutcome::Settled { reference } => (PaymentState::Settled, "settled", Some(reference.as_str()), None),
-        SettleOutcome::Failed { reason, reference } => {
-            (PaymentState::Failed, reason.as_str(), reference.as_deref(), Some(true))
-        }
-        SettleOutcome::Unknown { reason, reference } => {
-            (PaymentState::Pending, reason.as_str(), reference.as_deref(), None)
-        }
-        SettleOutcome::NotSent { refusal } => (attempt.not_sent, refusal.detail.as_str(), None, None),
-    };
-    let done = Transition { reason, tx_hash: reference, response_owed: attempt.owed, recheck, ..Default::default() };
-    if let Err(e) = store.transition(id, &[PaymentState::Settling], state, done).await {
-        tracing::error!(payment = id, error = %e, ?outcome, "settled but could not record the outcome");
-    }
-    Ok(outcome)
-}
-
-/// What a settlement the rail reported failed really did, asked of the chain.
-async fn confirm_failure(
-    method: &dyn PaymentMethod,
-    payment: &VerifiedPayment,
-    reason: String,
-    reference: Option<String>,
-) -> SettleOutcome {
-    match method.settlement_status(payment, reference.as_deref()).await {
-        SettlementStatus::Settled { reference: found } => {
-            tracing::warn!(payer = %payment.payer, %reason, tx = %found, "settlement reported failed, but it is settled on chain");
-            let reference = if found.is_empty() { reference.unwrap_or_default() } else { found };
-            SettleOutcome::Settled { reference }
-        }
-        SettlementStatus::Failed { .. } => SettleOutcome::Failed { reason, reference },
-        // A named transaction may still land: wait for it rather than tell the payer nothing was charged.
-        SettlementStatus::InFlight | SettlementStatus::Retry | SettlementStatus::Unknown { .. }
-            if reference.is_some() =>
-        {
-            SettleOutcome::Unknown {
-                reason: format!("settlement reported failed ({reason}); its transaction is not decided yet"),
-                reference,
-            }
-        }
-        SettlementStatus::InFlight | SettlementStatus::Retry | SettlementStatus::Unknown { .. } => {
-            SettleOutcome::Failed { reason, reference }
-        }
-    }
-}
+use crate::payment::UndecidedPayment;
 
 /// What one pass decided.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -173,11 +75,7 @@ impl Reconciler {
         let mut done = Reconciled::default();
 
         for row in self.store.payments(&rows(PaymentState::Verified, Some(cutoff))).await? {
-            let voided = Transition {
-                reason: "reconciled: the gateway stopped before the upstream answered; nothing was charged",
-                ..Default::default()
-            };
-            match self.store.transition(row.id, &[PaymentState::Verified], PaymentState::Voided, voided).await {
+            match UndecidedPayment::void_abandoned(self.store.as_ref(), row.id).await {
                 Ok(()) => done.voided += 1,
                 // Another instance, or the request itself, moved it meanwhile.
                 Err(StoreError::WrongState { .. }) => {}
@@ -205,8 +103,8 @@ impl Reconciler {
         Ok(done)
     }
 
-    /// The rail and the verified payment of a ledger row; `None` when its option is no longer configured.
-    fn payment_of(&self, row: &PaymentRecord) -> Result<Option<(&dyn PaymentMethod, VerifiedPayment)>, StoreError> {
+    /// The row with its rail and verified payment; `None` when its option is no longer configured.
+    fn undecided<'r>(&'r self, row: &'r PaymentRecord) -> Result<Option<UndecidedPayment<'r>>, StoreError> {
         let Some(method) = self.methods.get(&row.option_name) else {
             tracing::warn!(payment = row.id, option = %row.option_name, "no configured payment option can reconcile this payment");
             return Ok(None);
@@ -216,84 +114,62 @@ impl Reconciler {
             .parse()
             .map(AtomicAmount)
             .map_err(|_| StoreError::Corrupt(format!("payment {}: amount {:?}", row.id, row.amount)))?;
-        let payment = VerifiedPayment {
+        let verified = VerifiedPayment {
             proof_key: row.proof_key.clone(),
             payer: row.payer.clone(),
             amount,
             settlement: row.settlement.clone(),
         };
-        Ok(Some((method.as_ref(), payment)))
+        Ok(Some(UndecidedPayment::new(self.store.as_ref(), row, method.as_ref(), verified)))
     }
 
     /// Checks a `failed` settlement against the chain again: one that landed after all becomes `settled` with its
     /// response owed (the payer was refused, and the same credential sent again is served); one whose failure the
     /// rail calls final, or that nothing can check within [`RECHECK_HORIZON_MS`], is no longer checked.
     async fn recheck(&self, row: &PaymentRecord, done: &mut Reconciled) -> Result<(), StoreError> {
-        fn stop(reason: &str) -> Transition<'_> {
-            Transition { reason, recheck: Some(false), ..Default::default() }
-        }
-        let Some((method, payment)) = self.payment_of(row)? else {
-            let t = stop("reconciled: its payment option is no longer configured; left failed");
-            return self.store.transition(row.id, &[PaymentState::Failed], PaymentState::Failed, t).await;
+        let store = self.store.as_ref();
+        let Some(payment) = self.undecided(row)? else {
+            let reason = "reconciled: its payment option is no longer configured; left failed";
+            return UndecidedPayment::stop_rechecking(store, row.id, reason).await;
         };
-        match method.settlement_status(&payment, row.tx_hash.as_deref()).await {
+        match payment.method.settlement_status(&payment.verified, row.tx_hash.as_deref()).await {
             SettlementStatus::Settled { reference } => {
-                tracing::warn!(payment = row.id, payer = %row.payer, tx = %reference, "a failed settlement landed on chain after all: settled, response owed");
-                let t = Transition {
-                    reason: "reconciled: the failed settlement landed on chain after all; the response is owed",
-                    tx_hash: Some(reference.as_str()).filter(|r| !r.is_empty()),
-                    response_owed: Some(true),
-                    recheck: Some(false),
-                    ..Default::default()
-                };
-                self.store.transition(row.id, &[PaymentState::Failed], PaymentState::Settled, t).await?;
+                payment.landed_late(&reference).await?;
                 done.settled += 1;
                 done.landed_late += 1;
             }
             SettlementStatus::Failed { reason } => {
                 let reason = format!("reconciled: final: {reason}; nothing was charged");
-                self.store.transition(row.id, &[PaymentState::Failed], PaymentState::Failed, stop(&reason)).await?;
+                UndecidedPayment::stop_rechecking(store, row.id, &reason).await?;
             }
             // Never settled again: the payer was told nothing was charged. Wait until the chain decides.
             SettlementStatus::InFlight | SettlementStatus::Retry => {}
-            SettlementStatus::Unknown { reason } => {
-                if row.created_at_ms < paygate_store::now_ms() - RECHECK_HORIZON_MS {
-                    let reason = format!("reconciled: cannot be checked ({reason}); left failed");
-                    self.store.transition(row.id, &[PaymentState::Failed], PaymentState::Failed, stop(&reason)).await?;
-                }
+            SettlementStatus::Unknown { reason }
+                if row.created_at_ms < paygate_store::now_ms() - RECHECK_HORIZON_MS =>
+            {
+                let reason = format!("reconciled: cannot be checked ({reason}); left failed");
+                UndecidedPayment::stop_rechecking(store, row.id, &reason).await?;
             }
+            SettlementStatus::Unknown { .. } => {}
         }
         Ok(())
     }
 
     async fn reconcile(&self, row: &PaymentRecord, done: &mut Reconciled) -> Result<(), StoreError> {
-        // A `settling` row was never answered: if it ends settled, the payer is owed the response.
-        let owed = (row.state == PaymentState::Settling).then_some(true);
-        let Some((method, payment)) = self.payment_of(row)? else {
-            return self.undecided(row, "reconciled: its payment option is no longer configured", owed, done).await;
+        let Some(payment) = self.undecided(row)? else {
+            return self.still_undecided(row, "reconciled: its payment option is no longer configured", done).await;
         };
-        match method.settlement_status(&payment, row.tx_hash.as_deref()).await {
+        match payment.method.settlement_status(&payment.verified, row.tx_hash.as_deref()).await {
             SettlementStatus::Settled { reference } => {
-                let t = Transition {
-                    reason: "reconciled: settled on chain",
-                    tx_hash: Some(reference.as_str()).filter(|r| !r.is_empty()),
-                    response_owed: owed,
-                    ..Default::default()
-                };
-                self.store.transition(row.id, &[row.state], PaymentState::Settled, t).await?;
+                payment.settled_on_chain(&reference).await?;
                 done.settled += 1;
             }
             SettlementStatus::Failed { reason } => {
-                let reason = format!("reconciled: {reason}; nothing was charged");
-                let t = Transition { reason: &reason, ..Default::default() };
-                self.store.transition(row.id, &[row.state], PaymentState::Failed, t).await?;
+                payment.failed(&reason).await?;
                 done.failed += 1;
             }
             SettlementStatus::Retry => {
-                let settling =
-                    Transition { reason: "reconciled: nothing was broadcast; settling again", ..Default::default() };
-                let attempt = Attempt { from: &[row.state], settling, owed, not_sent: PaymentState::Pending };
-                let outcome = settle_payment(self.store.as_ref(), method, row.id, &payment, attempt).await?;
+                let outcome = payment.settle_again().await?;
                 done.retried += 1;
                 match outcome {
                     SettleOutcome::Settled { .. } => done.settled += 1,
@@ -302,29 +178,24 @@ impl Reconciler {
                 }
             }
             SettlementStatus::InFlight => {
-                self.undecided(row, "reconciled: a settlement transaction may still be mined", owed, done).await?
+                self.still_undecided(row, "reconciled: a settlement transaction may still be mined", done).await?
             }
             SettlementStatus::Unknown { reason } => {
-                self.undecided(row, &format!("reconciled: undecided: {reason}"), owed, done).await?
+                self.still_undecided(row, &format!("reconciled: undecided: {reason}"), done).await?
             }
         }
         Ok(())
     }
 
     /// Leaves a row `pending` (moving an abandoned `settling` one there, so it is no longer taken for live).
-    async fn undecided(
+    async fn still_undecided(
         &self,
         row: &PaymentRecord,
         reason: &str,
-        owed: Option<bool>,
         done: &mut Reconciled,
     ) -> Result<(), StoreError> {
         done.undecided += 1;
-        if row.state == PaymentState::Settling {
-            let t = Transition { reason, response_owed: owed, ..Default::default() };
-            self.store.transition(row.id, &[PaymentState::Settling], PaymentState::Pending, t).await?;
-        }
-        Ok(())
+        UndecidedPayment::keep_pending(self.store.as_ref(), row, reason).await
     }
 
     /// Runs a pass now and then every `interval` until `shutdown` completes. Errors are logged, not fatal: the

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::{DecodeError, b64, limits};
 
+pub mod borrowed;
 pub mod payment_identifier;
 
 /// v2 402 header: base64 JSON [`PaymentRequired`].

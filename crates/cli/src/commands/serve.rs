@@ -67,7 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         // One built route per configured route, in order: print them as the operator wrote them.
         for (route, configured) in built.gateway.routes().iter().zip(&config.routes) {
             let offers: Vec<String> = route
-                .offers
+                .listed_offers()
                 .iter()
                 .map(|o| {
                     let asset = &o.method.option().asset;
