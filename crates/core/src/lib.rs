@@ -10,6 +10,7 @@
 //! * [`reject`]: every way a paid request can be refused, with its HTTP status and stable problem type.
 //! * [`registry`]: built-in networks and assets (Base, Base Sepolia, Ethereum, Polygon, Tempo, anvil).
 //! * [`clock`]: wall-clock time, injectable for tests.
+//! * [`secret`]: secrets from configuration, which never print.
 //!
 //! Architecture invariant: money is `u128` atomic units everywhere; no float carries an amount.
 
@@ -21,3 +22,4 @@ pub mod money;
 pub mod network;
 pub mod registry;
 pub mod reject;
+pub mod secret;

@@ -1,25 +1,23 @@
-//! Turns a [`Config`] into a running [`Gateway`]: opens the store, connects chains, builds one payment method
-//! per accepted option and the offers of every route. Every error names the config field at fault.
+//! Turns a checked [`Config`] into a running [`Gateway`]: opens the store, builds one payment method per accepted
+//! option through its rail (`paygate_methods::registry`), and prices every route's rule in the options it takes.
+//! Every error names the config field at fault.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-
-use http::Method;
 
 use paygate_chain::Chain;
 use paygate_core::binding::ChallengeSecret;
 use paygate_core::clock::{Clock, SystemClock};
 use paygate_core::money::{AtomicAmount, Price};
+use paygate_methods::rail::{BuiltOption, RailContext};
 use paygate_store::Store;
 
-use crate::config::{Config, ConfigError, FreePer};
+use crate::config::{Config, ConfigError, FreeSpec, PriceSpec, RouteSpec};
 use crate::engine::{FreeCalls, Gateway, Pricing, Route, RoutePricing, Settings};
-use crate::offers::{ResourceText, RouteOffer};
+use crate::offers::RouteOffer;
 use crate::price_hook::PriceHook;
-use crate::pricing::UnitPricing;
-use crate::rails::{BuiltOption, RailContext, build_option};
-use crate::routes::{PathPattern, RouteMatcher};
-use crate::usage::{IpQuota, PayerTiers};
+use crate::pricing::Bounds;
+use crate::usage::PayerTiers;
 
 /// Everything `build` makes.
 #[derive(Debug)]
@@ -46,19 +44,7 @@ impl Default for BuildOptions {
 /// Builds the gateway a config describes. `file` names the config in errors.
 pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result<Built, ConfigError> {
     let err = |field: String, message: String| ConfigError { file: file.to_owned(), field, message };
-
-    let secret = match &config.server.secret {
-        Some(secret) => ChallengeSecret::new(secret.expose().as_bytes().to_vec())
-            .map_err(|e| err("server.secret".into(), e.to_string()))?,
-        None => {
-            tracing::warn!("server.secret is not set: using a random one; challenges will not survive a restart");
-            ChallengeSecret::new(alloy::primitives::B256::random().to_vec()).expect("32 random bytes")
-        }
-    };
-    if config.server.challenge_ttl_secs == 0 {
-        return Err(err("server.challenge_ttl_secs".into(), "must be at least 1".into()));
-    }
-
+    let secret = challenge_secret(config, &err)?;
     let reconciler = &config.reconciler;
     if reconciler.interval_secs > 0 && reconciler.stale_after_secs <= config.upstream.timeout_secs {
         return Err(err(
@@ -69,218 +55,33 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
             ),
         ));
     }
-
     let store: Arc<dyn Store> =
         paygate_store::open(&config.store.url).await.map_err(|e| err("store.url".into(), e.to_string()))?;
 
-    let mut ctx =
-        RailContext { config, clock: options.clock.clone(), chains: options.chains.clone(), senders: HashMap::new() };
+    let mut ctx = RailContext {
+        networks: &config.networks,
+        challenge_ttl_secs: config.server.challenge_ttl_secs,
+        clock: options.clock.clone(),
+        chains: options.chains.clone(),
+        senders: HashMap::new(),
+    };
     let mut built_options: Vec<BuiltOption> = Vec::new();
     for (i, accept) in config.accept.iter().enumerate() {
-        let field = |name: &str| format!("accept[{i}].{name}");
-        let option = build_option(&mut ctx, accept, &field).await.map_err(|(f, m)| err(f, m))?;
-        if built_options.iter().any(|o| o.method.option().name == option.method.option().name) {
-            return Err(err(field("name"), format!("{:?} is used by two options", option.method.option().name)));
+        let entry = format!("accept[{i}]");
+        let option =
+            accept.settings.build(&accept.common, &mut ctx).await.map_err(|e| err(e.path(&entry), e.message))?;
+        let name = &option.method.option().name;
+        if built_options.iter().any(|o| o.method.option().name == *name) {
+            return Err(err(format!("{entry}.name"), format!("{name:?} is used by two options")));
         }
         built_options.push(option);
     }
 
-    let mut routes = Vec::new();
-    for (i, route) in config.routes.iter().enumerate() {
+    let mut routes = Vec::with_capacity(config.route_specs.len());
+    for (i, spec) in config.route_specs.iter().enumerate() {
         let field = |name: &str| format!("routes[{i}].{name}");
-        let method = match route.method.as_deref() {
-            None | Some("*") => None,
-            Some(m) => Some(
-                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                    .map_err(|_| err(field("method"), format!("{m:?} is not an HTTP method")))?,
-            ),
-        };
-        let pattern = PathPattern::parse(&route.path).map_err(|e| err(field("path"), e.0))?;
-        let pricings = [
-            ("price", route.price.is_some()),
-            ("tiers", route.tiers.is_some()),
-            ("price_hook", route.price_hook.is_some()),
-        ];
-        if let Some((second, _)) = pricings.iter().filter(|(_, set)| *set).nth(1) {
-            return Err(err(field(second), "give one of `price`, `tiers` and `price_hook`".into()));
-        }
-        let priced = pricings.iter().any(|(_, set)| *set);
-        if !priced {
-            for (name, set) in [
-                ("accept", route.accept.is_some()),
-                ("api_keys", route.api_keys),
-                ("free_calls", route.free_calls.is_some()),
-            ] {
-                if set {
-                    return Err(err(field(name), "a free route (no price) takes no payment, key or free calls".into()));
-                }
-            }
-        }
-        let named = route.accept.is_some();
-        let chosen: Vec<&BuiltOption> = match &route.accept {
-            None => built_options.iter().collect(),
-            Some(names) => names
-                .iter()
-                .map(|name| {
-                    built_options
-                        .iter()
-                        .find(|o| o.method.option().name == *name)
-                        .ok_or_else(|| err(field("accept"), format!("no payment option is named {name:?}")))
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        // The offers of `price` (the field `name`) in the chosen options: those that can charge it, or all of
-        // them when the route names them. A unit price may be below what one payment can be; the request's total
-        // is checked instead.
-        let offers_of = |name: &str, price: &Price, unit_price: bool| -> Result<Vec<RouteOffer>, ConfigError> {
-            let mut offers = Vec::new();
-            for option in &chosen {
-                let option_name = &option.method.option().name;
-                match option.price(price).map(|amount| RouteOffer::new(option.method.clone(), amount)) {
-                    Ok(offer) if offer.can_be_paid() || unit_price => offers.push(offer),
-                    Ok(_) if named => {
-                        return Err(err(
-                            field(name),
-                            format!("option {option_name:?} cannot charge {price} (under its minimum)"),
-                        ));
-                    }
-                    Ok(_) => {
-                        tracing::warn!(route = %route.path, option = %option_name, "option cannot charge this price; not offered")
-                    }
-                    // A route that names the option must be payable through it; one that takes every option
-                    // takes those that can charge its price.
-                    Err(problem) if named => {
-                        return Err(err(field(name), format!("{problem} (option {option_name:?})")));
-                    }
-                    Err(problem) => {
-                        tracing::warn!(route = %route.path, option = %option_name, %problem, "option not offered on this route")
-                    }
-                }
-            }
-            if offers.is_empty() {
-                return Err(err(field(name), format!("no [[accept]] option can charge {price}")));
-            }
-            Ok(offers)
-        };
-        let parse_price = |name: &str, text: &str| Price::parse(text).map_err(|e| err(field(name), e.to_string()));
-        let period = route.period.unwrap_or_default();
-        if route.period.is_some() && route.free_calls.is_none() && route.tiers.is_none() {
-            return Err(err(field("period"), "counts the calls of `free_calls` or `tiers`: give one of them".into()));
-        }
-        if route.per.is_some() && route.price.is_none() {
-            return Err(err(field("per"), "a per-unit route needs a `price` per unit".into()));
-        }
-
-        let mut offers = Vec::new();
-        let mut tiered = None;
-        let mut payer_free = None;
-        let mut price_hook = None;
-        if let Some(text) = &route.price {
-            let price = parse_price("price", text)?;
-            if route.per.is_none() {
-                price.check_minimum().map_err(|e| err(field("price"), e.to_string()))?;
-            }
-            offers = offers_of("price", &price, route.per.is_some())?;
-        }
-        if let Some(tiers) = &route.tiers {
-            let mut steps = Vec::with_capacity(tiers.len());
-            for (t, tier) in tiers.iter().enumerate() {
-                let name = format!("tiers[{t}].price");
-                let price = parse_price(&name, &tier.price)?;
-                steps.push((tier.calls, if price.is_zero() { Vec::new() } else { offers_of(&name, &price, false)? }));
-            }
-            tiered = Some(PayerTiers::new(period, steps).map_err(|e| err(field("tiers"), e))?);
-        }
-        if let Some(hook) = &route.price_hook {
-            if hook.timeout_ms == 0 {
-                return Err(err(field("price_hook.timeout_ms"), "must be at least 1".into()));
-            }
-            let fallback = match &hook.fallback_price {
-                Some(text) => {
-                    let price = parse_price("price_hook.fallback_price", text)?;
-                    price.check_minimum().map_err(|e| err(field("price_hook.fallback_price"), e.to_string()))?;
-                    Some(offers_of("price_hook.fallback_price", &price, false)?)
-                }
-                None => None,
-            };
-            let hook_options = chosen.iter().map(|&o| o.clone()).collect();
-            let timeout = std::time::Duration::from_millis(hook.timeout_ms);
-            let keep = (config.server.challenge_ttl_secs, options.clock.clone());
-            price_hook = Some(
-                PriceHook::new(&hook.url, timeout, keep, &hook.headers, hook_options, fallback)
-                    .map_err(|e| err(field("price_hook"), e))?,
-            );
-        }
-        let mut ip_quota = None;
-        match (route.free_calls, route.free_per.unwrap_or_default()) {
-            (None, _) if route.free_per.is_some() => {
-                return Err(err(field("free_per"), "says whom `free_calls` are for: give `free_calls`".into()));
-            }
-            (None, _) => {}
-            (Some(0), _) => return Err(err(field("free_calls"), "must be at least 1 (leave it out for none)".into())),
-            (Some(calls), FreePer::Ip) => ip_quota = Some(IpQuota { calls, period }),
-            (Some(_), FreePer::Payer) if tiered.is_some() => {
-                return Err(err(
-                    field("free_per"),
-                    "a tiered route gives payers free calls in its first tier (`price = \"$0\"`)".into(),
-                ));
-            }
-            (Some(calls), FreePer::Payer) => payer_free = Some(PayerTiers::free_calls(calls, period)),
-        }
-        let per_unit = match route.per {
-            None => {
-                for (name, set) in [
-                    ("field", route.field.is_some()),
-                    ("query", route.query.is_some()),
-                    ("min_price", route.min_price.is_some()),
-                    ("max_price", route.max_price.is_some()),
-                ] {
-                    if set {
-                        return Err(err(field(name), "only a per-unit route (`per = ...`) takes it".into()));
-                    }
-                }
-                None
-            }
-            Some(unit) => {
-                let pricing = UnitPricing::new(unit, route.field.as_deref(), route.query.as_deref())
-                    .map_err(|e| err(field("per"), e))?;
-                let bound = |name: &str, text: &Option<String>| -> Result<Vec<Option<AtomicAmount>>, ConfigError> {
-                    let Some(text) = text else { return Ok(vec![None; offers.len()]) };
-                    let price = parse_price(name, text)?;
-                    offers
-                        .iter()
-                        .map(|offer| {
-                            let option = built_options
-                                .iter()
-                                .find(|o| Arc::ptr_eq(&o.method, &offer.method))
-                                .expect("every offer is one of the built options");
-                            option.price(&price).map(Some).map_err(|e| err(field(name), e))
-                        })
-                        .collect()
-                };
-                let (min, max) = (bound("min_price", &route.min_price)?, bound("max_price", &route.max_price)?);
-                if min.iter().zip(&max).any(|(min, max)| matches!((min, max), (Some(a), Some(b)) if a > b)) {
-                    return Err(err(field("min_price"), "is above max_price".into()));
-                }
-                Some(pricing.with_bounds(min.into_iter().zip(max).collect()))
-            }
-        };
-        let name = format!("{} {}", method.as_ref().map_or("*", |m| m.as_str()), route.path);
-        let price = match (tiered, price_hook, per_unit) {
-            (Some(tiers), _, _) => Some(Pricing::Tiered(tiers)),
-            (None, Some(hook), _) => Some(Pricing::Hook(hook)),
-            (None, None, Some(unit)) => Some(Pricing::PerUnit { unit, offers }),
-            (None, None, None) if priced => Some(Pricing::Flat(offers)),
-            (None, None, None) => None,
-        };
-        let free = ip_quota.map(FreeCalls::PerIp).or(payer_free.map(FreeCalls::PerPayer));
-        routes.push(Route {
-            name,
-            matcher: RouteMatcher { method, pattern },
-            pricing: price.map(|price| RoutePricing { price, free, api_keys: route.api_keys }),
-            settle: route.settle,
-            resource: ResourceText { description: route.description.clone(), mime_type: route.mime_type.clone() },
-        });
+        let builder = RouteBuilder { spec, options: &built_options, config, clock: &options.clock, field: &field };
+        routes.push(builder.build().map_err(|(f, m)| err(f, m))?);
     }
 
     let settings = Settings {
@@ -295,4 +96,176 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
     let methods = built_options.iter().map(|o| o.method.clone()).collect();
     let gateway = Gateway::new(routes, methods, secret, store, options.clock, settings);
     Ok(Built { gateway: Arc::new(gateway), chains: ctx.chains })
+}
+
+fn challenge_secret(
+    config: &Config,
+    err: &dyn Fn(String, String) -> ConfigError,
+) -> Result<ChallengeSecret, ConfigError> {
+    let secret = match &config.server.secret {
+        Some(secret) => ChallengeSecret::new(secret.expose().as_bytes().to_vec())
+            .map_err(|e| err("server.secret".into(), e.to_string()))?,
+        None => {
+            tracing::warn!("server.secret is not set: using a random one; challenges will not survive a restart");
+            ChallengeSecret::new(alloy::primitives::B256::random().to_vec()).expect("32 random bytes")
+        }
+    };
+    if config.server.challenge_ttl_secs == 0 {
+        return Err(err("server.challenge_ttl_secs".into(), "must be at least 1".into()));
+    }
+    Ok(secret)
+}
+
+/// A route error: the field and what is wrong.
+type FieldError = (String, String);
+
+/// Builds one route from its spec: its pricing rule priced in the options it takes.
+struct RouteBuilder<'a> {
+    spec: &'a RouteSpec,
+    options: &'a [BuiltOption],
+    config: &'a Config,
+    clock: &'a Arc<dyn Clock>,
+    field: &'a dyn Fn(&str) -> String,
+}
+
+impl RouteBuilder<'_> {
+    fn build(&self) -> Result<Route, FieldError> {
+        let spec = self.spec;
+        let pricing = match &spec.charge {
+            None => None,
+            Some(charge) => {
+                let chosen = self.chosen(charge.options.as_deref())?;
+                let named = charge.options.is_some();
+                let price = self.pricing(&charge.price, &chosen, named)?;
+                let free = charge.free.as_ref().map(|free| match free {
+                    FreeSpec::PerIp(quota) => FreeCalls::PerIp(quota.clone()),
+                    FreeSpec::PerPayer { calls, period } => {
+                        FreeCalls::PerPayer(PayerTiers::free_calls(*calls, *period))
+                    }
+                });
+                Some(RoutePricing { price, free, api_keys: charge.api_keys })
+            }
+        };
+        Ok(Route {
+            name: spec.name.clone(),
+            matcher: spec.matcher.clone(),
+            pricing,
+            settle: spec.settle,
+            resource: spec.resource.clone(),
+        })
+    }
+
+    /// The options the route takes: those it names, or all.
+    fn chosen(&self, names: Option<&[String]>) -> Result<Vec<&BuiltOption>, FieldError> {
+        let Some(names) = names else { return Ok(self.options.iter().collect()) };
+        names
+            .iter()
+            .map(|name| {
+                self.options
+                    .iter()
+                    .find(|o| o.method.option().name == *name)
+                    .ok_or_else(|| ((self.field)("accept"), format!("no payment option is named {name:?}")))
+            })
+            .collect()
+    }
+
+    fn pricing(&self, price: &PriceSpec, chosen: &[&BuiltOption], named: bool) -> Result<Pricing, FieldError> {
+        Ok(match price {
+            PriceSpec::Flat(price) => Pricing::Flat(self.offers("price", price, chosen, named, false)?),
+            PriceSpec::PerUnit { unit, price, min, max } => {
+                let offers = self.offers("price", price, chosen, named, true)?;
+                let bounds = self.bounds(&offers, min.as_ref(), max.as_ref())?;
+                Pricing::PerUnit { unit: unit.clone().with_bounds(bounds), offers }
+            }
+            PriceSpec::Tiered { period, tiers } => {
+                let mut steps = Vec::with_capacity(tiers.len());
+                for (t, (calls, price)) in tiers.iter().enumerate() {
+                    let name = format!("tiers[{t}].price");
+                    let offers =
+                        if price.is_zero() { Vec::new() } else { self.offers(&name, price, chosen, named, false)? };
+                    steps.push((*calls, offers));
+                }
+                Pricing::Tiered(PayerTiers::new(*period, steps).map_err(|e| ((self.field)("tiers"), e))?)
+            }
+            PriceSpec::Hook { url, timeout, headers, fallback } => {
+                let fallback = match fallback {
+                    Some(price) => Some(self.offers("price_hook.fallback_price", price, chosen, named, false)?),
+                    None => None,
+                };
+                let hook_options = chosen.iter().map(|&o| o.clone()).collect();
+                let keep = (self.config.server.challenge_ttl_secs, self.clock.clone());
+                let hook = PriceHook::new(url, *timeout, keep, headers, hook_options, fallback)
+                    .map_err(|e| ((self.field)("price_hook"), e))?;
+                Pricing::Hook(hook)
+            }
+        })
+    }
+
+    /// The offers of `price` (the field `name`) in the chosen options: those that can charge it, or all of them
+    /// when the route names them. A unit price may be below what one payment can be; the request's total is
+    /// checked instead.
+    fn offers(
+        &self,
+        name: &str,
+        price: &Price,
+        chosen: &[&BuiltOption],
+        named: bool,
+        unit_price: bool,
+    ) -> Result<Vec<RouteOffer>, FieldError> {
+        let mut offers = Vec::new();
+        for option in chosen {
+            let option_name = &option.method.option().name;
+            let path = &self.spec.name;
+            match option.price(price).map(|amount| RouteOffer::new(option.method.clone(), amount)) {
+                Ok(offer) if offer.can_be_paid() || unit_price => offers.push(offer),
+                Ok(_) if named => {
+                    let message = format!("option {option_name:?} cannot charge {price} (under its minimum)");
+                    return Err(((self.field)(name), message));
+                }
+                Ok(_) => {
+                    tracing::warn!(route = %path, option = %option_name, "option cannot charge this price; not offered")
+                }
+                // A route that names the option must be payable through it; one that takes every option takes
+                // those that can charge its price.
+                Err(problem) if named => {
+                    return Err(((self.field)(name), format!("{problem} (option {option_name:?})")));
+                }
+                Err(problem) => {
+                    tracing::warn!(route = %path, option = %option_name, %problem, "option not offered on this route")
+                }
+            }
+        }
+        if offers.is_empty() {
+            return Err(((self.field)(name), format!("no [[accept]] option can charge {price}")));
+        }
+        Ok(offers)
+    }
+
+    /// A per-unit route's minimum and maximum amount in each of its offers' options.
+    fn bounds(
+        &self,
+        offers: &[RouteOffer],
+        min: Option<&Price>,
+        max: Option<&Price>,
+    ) -> Result<Vec<Bounds>, FieldError> {
+        let bound = |name: &str, price: Option<&Price>| -> Result<Vec<Option<AtomicAmount>>, FieldError> {
+            let Some(price) = price else { return Ok(vec![None; offers.len()]) };
+            offers
+                .iter()
+                .map(|offer| {
+                    let option = self
+                        .options
+                        .iter()
+                        .find(|o| Arc::ptr_eq(&o.method, &offer.method))
+                        .expect("every offer is one of the built options");
+                    option.price(price).map(Some).map_err(|e| ((self.field)(name), e))
+                })
+                .collect()
+        };
+        let (min, max) = (bound("min_price", min)?, bound("max_price", max)?);
+        if min.iter().zip(&max).any(|(min, max)| matches!((min, max), (Some(a), Some(b)) if a > b)) {
+            return Err(((self.field)("min_price"), "is above max_price".into()));
+        }
+        Ok(min.into_iter().zip(max).collect())
+    }
 }

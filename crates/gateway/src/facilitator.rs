@@ -34,7 +34,7 @@ use paygate_proto::x402::{
 };
 
 use crate::config::{ConfigError, FacilitatorFile};
-use crate::rails::{ResolvedNetwork, connect, resolve_network};
+use paygate_methods::network::{ResolvedNetwork, connect, resolve_network};
 
 /// One network the facilitator settles on.
 #[derive(Debug)]
@@ -78,10 +78,10 @@ impl Facilitator {
         }
         let mut networks = BTreeMap::new();
         for name in &file.facilitator.networks {
-            let resolved = resolve_network(&file.networks, name).map_err(|(f, m)| err(f, m))?;
+            let resolved = resolve_network(&file.networks, name).map_err(|e| err(e.path(""), e.message))?;
             let chain = match chains.get(name) {
                 Some(chain) => chain.clone(),
-                None => connect(name, &resolved).await.map_err(|(f, m)| err(f, m))?.ok_or_else(|| {
+                None => connect(name, &resolved).await.map_err(|e| err(e.path(""), e.message))?.ok_or_else(|| {
                     err(format!("networks.{name}.rpc_url"), "the facilitator needs the chain's JSON-RPC URL".into())
                 })?,
             };

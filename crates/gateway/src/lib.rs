@@ -4,7 +4,8 @@
 //! * [`layer`]: [`PaygateLayer`](layer::PaygateLayer), the flow as a tower layer for any axum app.
 //! * [`proxy`]: [`UpstreamProxy`](proxy::UpstreamProxy), the reverse proxy `paygate serve` puts behind it.
 //! * [`server`] and [`tls`]: the HTTP server with graceful shutdown, and rustls for it.
-//! * [`config`], [`build`] and `rails`: the operator's TOML, how it becomes a gateway, and the rail registry.
+//! * [`config`] and [`build`]: the operator's TOML, checked, and how it becomes a gateway (its options built by
+//!   their rails, `paygate_methods::registry`).
 //! * [`admin`]: the admin listener's metrics, health and admin API.
 //! * [`facilitator`]: `paygate facilitator`, the x402 facilitator API over the configured networks.
 //! * [`reconciler`]: finishes settlements a timeout or a crash left undecided.
@@ -36,7 +37,7 @@ mod payment;
 pub mod price_hook;
 pub mod pricing;
 pub mod proxy;
-mod rails;
+
 pub mod reconciler;
 mod request_id;
 pub mod routes;

@@ -25,7 +25,7 @@ use paygate_core::reject::{RejectKind, Rejection};
 use serde::{Deserialize, Serialize};
 
 use crate::offers::RouteOffer;
-use crate::rails::BuiltOption;
+use paygate_methods::rail::BuiltOption;
 
 /// The most of a hook's answer paygate reads.
 const MAX_ANSWER_BYTES: usize = 16 * 1024;

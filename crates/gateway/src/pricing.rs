@@ -26,13 +26,16 @@ enum Source {
     Query(String),
 }
 
+/// The least and the most a request may cost in one option, in its atomic units.
+pub type Bounds = (Option<AtomicAmount>, Option<AtomicAmount>);
+
 /// How a per-unit route counts a request, and the bounds of its amount in each offer's atomic units (aligned
 /// with the route's unit-price offers).
 #[derive(Debug, Clone)]
 pub struct UnitPricing {
     unit: PriceUnit,
     source: Source,
-    bounds: Vec<(Option<AtomicAmount>, Option<AtomicAmount>)>,
+    bounds: Vec<Bounds>,
 }
 
 fn unpriceable(reason: &'static str, detail: String) -> Rejection {
@@ -68,7 +71,7 @@ impl UnitPricing {
     }
 
     /// Sets the minimum and maximum amount of each offer, in the order of the route's offers.
-    pub fn with_bounds(mut self, bounds: Vec<(Option<AtomicAmount>, Option<AtomicAmount>)>) -> Self {
+    pub fn with_bounds(mut self, bounds: Vec<Bounds>) -> Self {
         self.bounds = bounds;
         self
     }

@@ -8,13 +8,20 @@
 //! * [`lightning`]: MPP `lightning` charges of BOLT11 invoices, proven by their preimage.
 //! * [`facilitator`]: the client of an x402 facilitator (`/verify`, `/settle`, `/supported`), one way a rail
 //!   can settle.
+//! * [`rail`], [`registry`] and [`network`]: the plug-in interface (a rail's `[[accept]]` fields and how they
+//!   build its method), the one list of rails, and the networks rails pay on.
 //!
-//! Adding a rail is a new module here and one line in the gateway's registry.
+//! Adding a rail is a new module here and one line in [`registry::RAILS`] (`docs/adding-a-rail.md`).
 
 pub mod cdp;
 pub mod eip3009;
 pub mod facilitator;
 pub mod lightning;
+pub mod network;
+pub mod rail;
+pub mod registry;
 pub mod stripe;
 pub mod tempo;
+#[cfg(feature = "test-rail")]
+pub mod test_rail;
 pub mod txhash;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolEvent;
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use paygate_chain::abi::Eip3009Token;
@@ -23,9 +24,12 @@ use paygate_core::method::{
     PaymentMethod, PaymentOption, Proof, SettleOutcome, SettlementStatus, TxHashProof, VerifiedPayment,
 };
 use paygate_core::money::{AtomicAmount, format_atomic};
+use paygate_core::registry::TransferMethod;
 use paygate_core::reject::{RejectKind, Rejection};
 
 use crate::eip3009::OptionError;
+use crate::network::FieldError;
+use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext};
 
 /// How strict the proof of a transfer is.
 #[derive(Debug, Clone, Copy)]
@@ -253,6 +257,63 @@ impl PaymentMethod for TxHashMethod {
             SettleOutcome::Unknown { reason, .. } => SettlementStatus::Unknown { reason },
             SettleOutcome::NotSent { refusal } => SettlementStatus::Unknown { reason: refusal.detail },
         }
+    }
+}
+
+/// The rail in the registry. An entry that names no rail and that no other rail claims is this rail's: any token
+/// can be paid by a proven transfer.
+pub const RAIL: Rail = Rail { name: "txhash", claims: |_, _| true, parse: rail::parse::<TxHashConfig> };
+
+/// `[[accept]]` with `rail = "txhash"`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxHashConfig {
+    /// A network name.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// An asset symbol of that network.
+    #[serde(default)]
+    pub asset: Option<String>,
+    /// The seller's address.
+    #[serde(default)]
+    pub pay_to: Option<String>,
+    /// Confirmations required (default: the network's).
+    #[serde(default)]
+    pub confirmations: Option<u64>,
+    /// How old a transfer may be and still pay.
+    #[serde(default = "default_proof_window")]
+    pub proof_window_secs: u64,
+}
+
+fn default_proof_window() -> u64 {
+    600
+}
+
+#[async_trait]
+impl RailConfig for TxHashConfig {
+    fn printed(&self) -> toml::Table {
+        rail::printed(self)
+    }
+
+    fn network(&self) -> Option<&str> {
+        self.network.as_deref()
+    }
+
+    async fn build(&self, common: &Common, ctx: &mut RailContext<'_>) -> Result<BuiltOption, FieldError> {
+        let target = ChainTarget {
+            network: self.network.as_deref(),
+            asset: self.asset.as_deref(),
+            pay_to: self.pay_to.as_deref(),
+        };
+        let resolved = target.resolve(RAIL.name, TransferMethod::Erc20Transfer, common, ctx).await?;
+        let settings = TxHashSettings {
+            confirmations: self.confirmations.unwrap_or(resolved.network.confirmations),
+            proof_window_secs: self.proof_window_secs,
+        };
+        let chain = resolved.rpc(RAIL.name)?;
+        let method = TxHashMethod::new(resolved.option, chain, settings, ctx.clock.clone())
+            .map_err(|e| FieldError::entry("asset", e.problem))?;
+        Ok(BuiltOption { method: Arc::new(method), units_per_usd: None })
     }
 }
 

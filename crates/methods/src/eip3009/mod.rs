@@ -13,6 +13,7 @@
 //! key and waits for the receipt; [`Settlement::Facilitator`] hands it to a remote x402 facilitator.
 
 mod authorization;
+mod config;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::x402::{self, FacilitatorRequest};
 
 pub use authorization::{SignedAuthorization, StoredAuthorization, domain, mpp_challenge_nonces};
+pub use config::{Eip3009Config, RAIL, SettlementKind};
 
 use crate::facilitator::{FacilitatorClient, FacilitatorError};
 

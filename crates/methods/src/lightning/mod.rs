@@ -33,6 +33,7 @@
 //! The preimage is a bearer secret until the claim: it never appears in a rejection, a log line or the
 //! settlement data, which carries only the payment hash.
 
+mod config;
 mod lnd;
 mod request;
 
@@ -51,6 +52,7 @@ use paygate_core::network::Network;
 use paygate_core::reject::{RejectKind, Rejection};
 
 pub use crate::eip3009::OptionError;
+pub use config::{LightningConfig, LightningRailConfig, RAIL};
 pub use lnd::{LndConfigError, LndRest, read_add_invoice};
 
 /// The MPP method name.

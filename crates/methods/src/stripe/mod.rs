@@ -19,6 +19,7 @@
 //! Rejections never carry the secret key, the API URL or Stripe's error text: at most a short decline code.
 
 mod api;
+mod config;
 
 use std::fmt;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use paygate_proto::mpp;
 
 pub use api::STRIPE_VERSION;
 use api::{Answer, Api, Transport};
+pub use config::{RAIL, StripeConfig, StripeRailConfig};
 
 pub use crate::eip3009::OptionError;
 

@@ -47,6 +47,7 @@
 //! Receipts of `0x76` transactions are read by `paygate_chain::RpcChain::receipt`, which accepts transaction
 //! types alloy does not know and keeps their status, sender and logs (tested there on a Tempo-shaped receipt).
 
+mod config;
 pub mod error;
 pub mod memo;
 pub mod proof;
@@ -71,6 +72,7 @@ use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::mpp::Credential;
 
+pub use config::{RAIL, TempoConfig, TempoRailConfig};
 pub use error::TempoError;
 pub use memo::{decode_memo, encode_memo, is_memo_bound};
 pub use proof::{ProofMessage, ProofVersion};

@@ -1,0 +1,338 @@
+//! `[[routes]]`: one route of the upstream API, as the file has it ([`RouteConfig`]) and checked
+//! ([`RouteSpec`]): its method and path pattern parsed, its prices parsed exactly, and how it charges reduced to
+//! one rule ([`PriceSpec`]) with at most one kind of free calls ([`FreeSpec`]). The combinations the file can
+//! express but a route cannot mean (`price` with `tiers`, free calls on a free route, free calls per payer on a
+//! tiered route, per-unit fields without `per`) are refused here, naming the field.
+
+use std::time::Duration;
+
+use http::Method;
+use paygate_core::money::Price;
+use serde::{Deserialize, Serialize};
+
+use crate::offers::ResourceText;
+use crate::pricing::UnitPricing;
+use crate::routes::{PathPattern, RouteMatcher};
+use crate::usage::IpQuota;
+
+/// A config error in a route: the field's path and what is wrong.
+pub(crate) type RouteError = (String, String);
+
+/// One route of the upstream API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// HTTP method, or absent for any.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// `/exact`, `/items/{id}` (one segment), `/files/*` (the rest).
+    pub path: String,
+    /// `"$0.01"` or `"0.5 USDC"`; absent for a free route.
+    #[serde(default)]
+    pub price: Option<String>,
+    /// Option names this route accepts; all when absent.
+    #[serde(default)]
+    pub accept: Option<Vec<String>>,
+    /// Settle after the upstream answered (default, never charges for a failed call) or before proxying.
+    #[serde(default)]
+    pub settle: SettleTiming,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Media type of the response, for x402's `resource.mimeType`.
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    /// Makes `price` a price per unit of the request, counted before it runs.
+    #[serde(default)]
+    pub per: Option<PriceUnit>,
+    /// The JSON field of the body the units are counted in (`$.input`), for `character`, `item`, `second`,
+    /// `minute`.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// The query parameter holding the seconds, for `second` and `minute` (instead of `field`).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The least a request of a per-unit route costs.
+    #[serde(default)]
+    pub min_price: Option<String>,
+    /// The most a request of a per-unit route costs.
+    #[serde(default)]
+    pub max_price: Option<String>,
+    /// Also serve `Authorization: Bearer <key>` for the keys of `paygate keys create`, metering each call.
+    #[serde(default)]
+    pub api_keys: bool,
+    /// Calls served free per client IP or per payer in each `period`, before payment is asked.
+    #[serde(default)]
+    pub free_calls: Option<u64>,
+    /// Whom `free_calls` are counted for (default: the client IP).
+    #[serde(default)]
+    pub free_per: Option<FreePer>,
+    /// The calendar period (UTC) calls are counted in, for `free_calls` and `tiers` (default: a day).
+    #[serde(default)]
+    pub period: Option<Period>,
+    /// The price of a call by how many calls its payer made on the route in the period (instead of `price`).
+    #[serde(default)]
+    pub tiers: Option<Vec<TierConfig>>,
+    /// An HTTP service that prices each request (instead of `price`).
+    #[serde(default)]
+    pub price_hook: Option<PriceHookConfig>,
+}
+
+/// Whom free calls are counted for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FreePer {
+    /// The client's address (the TCP peer): no payment is asked while it has free calls left.
+    #[default]
+    Ip,
+    /// The payer's address, known from a verified payment that is then not settled.
+    Payer,
+}
+
+/// A calendar period in UTC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Hour,
+    #[default]
+    Day,
+    /// From Monday 00:00 UTC.
+    Week,
+    Month,
+}
+
+/// One step of a route's usage tiers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// How many calls of the period this tier covers; absent for the last tier, which has no end.
+    #[serde(default)]
+    pub calls: Option<u64>,
+    /// The price of each call in this tier; `"$0"` for free calls.
+    pub price: String,
+}
+
+/// A pricing service paygate asks for each request's price.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceHookConfig {
+    /// `http://` or `https://` URL that paygate POSTs the request's description to.
+    pub url: String,
+    /// How long paygate waits for the answer.
+    #[serde(default = "default_price_hook_timeout")]
+    pub timeout_ms: u64,
+    /// Request headers passed on to the hook, by name.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// The price when the hook fails; without it, requests are refused (503) while the hook fails.
+    #[serde(default)]
+    pub fallback_price: Option<String>,
+}
+
+fn default_price_hook_timeout() -> u64 {
+    500
+}
+
+/// What a per-unit price counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriceUnit {
+    /// Bytes of the request body.
+    Byte,
+    /// Characters (Unicode scalar values) of a JSON string field.
+    Character,
+    /// Items of a JSON array field.
+    Item,
+    /// Seconds, from a numeric JSON field or query parameter (a fraction counts as a whole second).
+    Second,
+    /// Started minutes of a number of seconds from a JSON field or query parameter.
+    Minute,
+}
+
+/// When a route's payments are settled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SettleTiming {
+    #[default]
+    After,
+    Before,
+}
+
+/// A route, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteSpec {
+    /// `METHOD /pattern`, for metrics and the ledger.
+    pub name: String,
+    pub matcher: RouteMatcher,
+    /// `None` for a free route.
+    pub charge: Option<ChargeSpec>,
+    pub settle: SettleTiming,
+    pub resource: ResourceText,
+}
+
+/// How a priced route charges, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct ChargeSpec {
+    /// The names of the options it takes; all when `None`.
+    pub options: Option<Vec<String>>,
+    pub price: PriceSpec,
+    pub free: Option<FreeSpec>,
+    pub api_keys: bool,
+}
+
+/// The one rule a route's price follows.
+#[derive(Debug, Clone)]
+pub(crate) enum PriceSpec {
+    Flat(Price),
+    /// `price` per unit the request counts, between `min` and `max`.
+    PerUnit {
+        unit: UnitPricing,
+        price: Price,
+        min: Option<Price>,
+        max: Option<Price>,
+    },
+    /// Prices by the payer's calls in `period`: `(calls, price)`, the last without `calls`; a zero price is free.
+    Tiered {
+        period: Period,
+        tiers: Vec<(Option<u64>, Price)>,
+    },
+    /// Asked of the operator's service; `fallback` when it fails.
+    Hook {
+        url: String,
+        timeout: Duration,
+        headers: Vec<String>,
+        fallback: Option<Price>,
+    },
+}
+
+/// Calls served free before payment is asked.
+#[derive(Debug, Clone)]
+pub(crate) enum FreeSpec {
+    PerIp(IpQuota),
+    PerPayer { calls: u64, period: Period },
+}
+
+impl RouteConfig {
+    /// Checks the route; `field` names its fields in errors (`routes[1].price`).
+    pub(crate) fn validate(&self, field: &dyn Fn(&str) -> String) -> Result<RouteSpec, RouteError> {
+        let method = match self.method.as_deref() {
+            None | Some("*") => None,
+            Some(m) => Some(
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| (field("method"), format!("{m:?} is not an HTTP method")))?,
+            ),
+        };
+        let pattern = PathPattern::parse(&self.path).map_err(|e| (field("path"), e.0))?;
+        let name = format!("{} {}", method.as_ref().map_or("*", |m| m.as_str()), self.path);
+        let charge = self.charge(field)?;
+        Ok(RouteSpec {
+            name,
+            matcher: RouteMatcher { method, pattern },
+            charge,
+            settle: self.settle,
+            resource: ResourceText { description: self.description.clone(), mime_type: self.mime_type.clone() },
+        })
+    }
+
+    /// How the route charges; `None` for a free route, which may then set nothing about payment.
+    fn charge(&self, field: &dyn Fn(&str) -> String) -> Result<Option<ChargeSpec>, RouteError> {
+        let pricings = [
+            ("price", self.price.is_some()),
+            ("tiers", self.tiers.is_some()),
+            ("price_hook", self.price_hook.is_some()),
+        ];
+        if let Some((second, _)) = pricings.iter().filter(|(_, set)| *set).nth(1) {
+            return Err((field(second), "give one of `price`, `tiers` and `price_hook`".into()));
+        }
+        if !pricings.iter().any(|(_, set)| *set) {
+            for (name, set) in [
+                ("accept", self.accept.is_some()),
+                ("api_keys", self.api_keys),
+                ("free_calls", self.free_calls.is_some()),
+            ] {
+                if set {
+                    return Err((field(name), "a free route (no price) takes no payment, key or free calls".into()));
+                }
+            }
+            return Ok(None);
+        }
+        if self.period.is_some() && self.free_calls.is_none() && self.tiers.is_none() {
+            return Err((field("period"), "counts the calls of `free_calls` or `tiers`: give one of them".into()));
+        }
+        if self.per.is_some() && self.price.is_none() {
+            return Err((field("per"), "a per-unit route needs a `price` per unit".into()));
+        }
+        let price = self.price_spec(field)?;
+        let free = self.free_spec(&price, field)?;
+        Ok(Some(ChargeSpec { options: self.accept.clone(), price, free, api_keys: self.api_keys }))
+    }
+
+    fn price_spec(&self, field: &dyn Fn(&str) -> String) -> Result<PriceSpec, RouteError> {
+        let parse = |name: &str, text: &str| Price::parse(text).map_err(|e| (field(name), e.to_string()));
+        let minimum = |name: &str, price: &Price| price.check_minimum().map_err(|e| (field(name), e.to_string()));
+        if let Some(tiers) = &self.tiers {
+            let tiers = tiers
+                .iter()
+                .enumerate()
+                .map(|(t, tier)| Ok((tier.calls, parse(&format!("tiers[{t}].price"), &tier.price)?)))
+                .collect::<Result<_, RouteError>>()?;
+            return Ok(PriceSpec::Tiered { period: self.period.unwrap_or_default(), tiers });
+        }
+        if let Some(hook) = &self.price_hook {
+            if hook.timeout_ms == 0 {
+                return Err((field("price_hook.timeout_ms"), "must be at least 1".into()));
+            }
+            let fallback = match &hook.fallback_price {
+                Some(text) => {
+                    let price = parse("price_hook.fallback_price", text)?;
+                    minimum("price_hook.fallback_price", &price)?;
+                    Some(price)
+                }
+                None => None,
+            };
+            return Ok(PriceSpec::Hook {
+                url: hook.url.clone(),
+                timeout: Duration::from_millis(hook.timeout_ms),
+                headers: hook.headers.clone(),
+                fallback,
+            });
+        }
+        let text = self.price.as_deref().expect("a priced route without tiers or a hook has a price");
+        let price = parse("price", text)?;
+        let Some(unit) = self.per else {
+            for (name, set) in [
+                ("field", self.field.is_some()),
+                ("query", self.query.is_some()),
+                ("min_price", self.min_price.is_some()),
+                ("max_price", self.max_price.is_some()),
+            ] {
+                if set {
+                    return Err((field(name), "only a per-unit route (`per = ...`) takes it".into()));
+                }
+            }
+            minimum("price", &price)?;
+            return Ok(PriceSpec::Flat(price));
+        };
+        let unit =
+            UnitPricing::new(unit, self.field.as_deref(), self.query.as_deref()).map_err(|e| (field("per"), e))?;
+        let min = self.min_price.as_deref().map(|text| parse("min_price", text)).transpose()?;
+        let max = self.max_price.as_deref().map(|text| parse("max_price", text)).transpose()?;
+        Ok(PriceSpec::PerUnit { unit, price, min, max })
+    }
+
+    fn free_spec(&self, price: &PriceSpec, field: &dyn Fn(&str) -> String) -> Result<Option<FreeSpec>, RouteError> {
+        let period = self.period.unwrap_or_default();
+        match (self.free_calls, self.free_per.unwrap_or_default()) {
+            (None, _) if self.free_per.is_some() => {
+                Err((field("free_per"), "says whom `free_calls` are for: give `free_calls`".into()))
+            }
+            (None, _) => Ok(None),
+            (Some(0), _) => Err((field("free_calls"), "must be at least 1 (leave it out for none)".into())),
+            (Some(calls), FreePer::Ip) => Ok(Some(FreeSpec::PerIp(IpQuota { calls, period }))),
+            (Some(_), FreePer::Payer) if matches!(price, PriceSpec::Tiered { .. }) => Err((
+                field("free_per"),
+                "a tiered route gives payers free calls in its first tier (`price = \"$0\"`)".into(),
+            )),
+            (Some(calls), FreePer::Payer) => Ok(Some(FreeSpec::PerPayer { calls, period })),
+        }
+    }
+}

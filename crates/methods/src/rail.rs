@@ -1,0 +1,212 @@
+//! The rail plug-in interface: how one `[[accept]]` entry of the operator's config becomes a payment method.
+//!
+//! A rail is a module of this crate that implements [`PaymentMethod`], and a [`Rail`] value the module exports
+//! (`RAIL`), listed once in [`crate::registry::RAILS`]. The `[[accept]]` entry's own fields (all but `name`,
+//! `rail` and `max_timeout_secs`) are the rail's config type, read with serde ([`parse`]); its
+//! [`RailConfig::build`] makes the method, given the shared [`RailContext`]. `docs/adding-a-rail.md` walks
+//! through adding one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use alloy::primitives::Address;
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use paygate_chain::{Chain, TxSender};
+use paygate_core::clock::Clock;
+use paygate_core::method::{Asset, Eip712Domain, PaymentMethod, PaymentOption};
+use paygate_core::money::{AtomicAmount, Decimal, Price};
+use paygate_core::network::Network;
+use paygate_core::registry::TransferMethod;
+
+pub use crate::network::FieldError;
+use crate::network::{Networks, ResolvedNetwork, connect, resolve_network};
+
+/// One rail of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Rail {
+    /// Its name in the config's `rail = "..."`, the ledger and metrics.
+    pub name: &'static str,
+    /// Whether an `[[accept]]` entry that names no rail is this rail's (its fields, and the configured networks).
+    /// The registry asks each rail in order; the first that claims the entry takes it.
+    pub claims: fn(&toml::Table, &Networks) -> bool,
+    /// Reads the entry's own fields.
+    pub parse: fn(toml::Table) -> Result<Arc<dyn RailConfig>, FieldError>,
+}
+
+/// What every `[[accept]]` entry says besides its rail's own fields.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// The operator's name for the option; each rail has a default.
+    pub name: Option<String>,
+    /// How long a payer has to complete payment (x402 `maxTimeoutSeconds`).
+    pub max_timeout_secs: u64,
+}
+
+/// A rail's config: the entry's fields, typed.
+#[async_trait]
+pub trait RailConfig: std::fmt::Debug + Send + Sync {
+    /// The fields as a printed config shows them (secrets masked).
+    fn printed(&self) -> toml::Table;
+
+    /// The network the option pays on, for rails that pay on a chain.
+    fn network(&self) -> Option<&str> {
+        None
+    }
+
+    /// Builds the option's payment method. Errors name the field at fault, relative to the entry.
+    async fn build(&self, common: &Common, ctx: &mut RailContext<'_>) -> Result<BuiltOption, FieldError>;
+}
+
+/// Reads an entry's fields as the config type `C`; errors name the field, relative to the entry.
+pub fn parse<C: RailConfig + DeserializeOwned + 'static>(
+    fields: toml::Table,
+) -> Result<Arc<dyn RailConfig>, FieldError> {
+    serde_path_to_error::deserialize(toml::Value::Table(fields))
+        .map(|config: C| Arc::new(config) as Arc<dyn RailConfig>)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            FieldError::entry(if path == "." { String::new() } else { path }, e.into_inner().message())
+        })
+}
+
+/// A config type as a printed config shows it.
+pub fn printed<C: Serialize>(config: &C) -> toml::Table {
+    toml::Table::try_from(config).unwrap_or_default()
+}
+
+/// What building options shares: the configured networks, chains (made once per network, on first use), settler
+/// keys (one nonce sequence per key and chain), the clock, and the life of a challenge.
+pub struct RailContext<'a> {
+    pub networks: &'a Networks,
+    pub challenge_ttl_secs: u64,
+    pub clock: Arc<dyn Clock>,
+    pub chains: BTreeMap<String, Arc<dyn Chain>>,
+    pub senders: HashMap<(String, Address), Arc<TxSender>>,
+}
+
+impl RailContext<'_> {
+    /// The chain of network `name`, connecting to its RPC on first use. `None` when it has no RPC URL.
+    pub async fn chain(&mut self, name: &str, network: &ResolvedNetwork) -> Result<Option<Arc<dyn Chain>>, FieldError> {
+        if let Some(chain) = self.chains.get(name) {
+            return Ok(Some(chain.clone()));
+        }
+        let chain = connect(name, network).await?;
+        if let Some(chain) = &chain {
+            self.chains.insert(name.to_owned(), chain.clone());
+        }
+        Ok(chain)
+    }
+}
+
+/// One built option, with how to price it.
+#[derive(Debug, Clone)]
+pub struct BuiltOption {
+    pub method: Arc<dyn PaymentMethod>,
+    /// Atomic units per US dollar when `$` prices convert at a configured rate (Lightning's sats).
+    pub units_per_usd: Option<u64>,
+}
+
+impl BuiltOption {
+    /// What `price` asks of this option, exactly, or why it cannot be charged here.
+    pub fn price(&self, price: &Price) -> Result<AtomicAmount, String> {
+        let asset = &self.method.option().asset;
+        let amount = match (price, self.units_per_usd) {
+            (Price::Usd(usd), Some(rate)) => {
+                let digits =
+                    usd.digits.checked_mul(u128::from(rate)).ok_or_else(|| "the amount overflows".to_owned())?;
+                Decimal { digits, scale: usd.scale }.to_atomic(asset.decimals).map_err(|e| e.to_string())?
+            }
+            _ => price.in_asset(&asset.symbol, asset.usd, asset.decimals).map_err(|e| e.to_string())?,
+        };
+        Ok(amount)
+    }
+}
+
+/// `this rail needs <field>`.
+pub fn missing(field: &str) -> FieldError {
+    FieldError::entry(field, format!("this rail needs `{field}`"))
+}
+
+/// Where a chain rail's payments go: the `network`, `asset` and `pay_to` fields of its entry.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainTarget<'a> {
+    pub network: Option<&'a str>,
+    pub asset: Option<&'a str>,
+    pub pay_to: Option<&'a str>,
+}
+
+/// An option on a chain: what its entry names, resolved and checked.
+pub struct ChainOption {
+    pub option: PaymentOption,
+    pub network_name: String,
+    pub network: ResolvedNetwork,
+    /// The chain, when it has an RPC URL.
+    pub chain: Option<Arc<dyn Chain>>,
+}
+
+impl ChainOption {
+    /// The chain's RPC, which `rail` needs.
+    pub fn rpc(&self, rail: &str) -> Result<Arc<dyn Chain>, FieldError> {
+        self.chain.clone().ok_or_else(|| {
+            let field = format!("networks.{}.rpc_url", self.network_name);
+            FieldError::config(field, format!("rail {rail:?} needs the chain's JSON-RPC URL"))
+        })
+    }
+}
+
+impl ChainTarget<'_> {
+    /// The asset an entry names on its network, when both are there.
+    pub fn asset_of(&self, networks: &Networks) -> Option<crate::network::ResolvedAsset> {
+        let network = resolve_network(networks, self.network?).ok()?;
+        network.asset(self.asset?).cloned()
+    }
+
+    /// Resolves the entry for a rail paying through `transfer`, connecting its chain: the option (named
+    /// `<asset>-<network>` by default), the network and the chain.
+    pub async fn resolve(
+        &self,
+        rail: &str,
+        transfer: TransferMethod,
+        common: &Common,
+        ctx: &mut RailContext<'_>,
+    ) -> Result<ChainOption, FieldError> {
+        let network_name = self.network.ok_or_else(|| missing("network"))?;
+        let network = resolve_network(ctx.networks, network_name)?;
+        let symbol = self.asset.ok_or_else(|| missing("asset"))?;
+        let asset = network.asset(symbol).ok_or_else(|| {
+            let known: Vec<&str> = network.assets.values().map(|a| a.symbol.as_str()).collect();
+            let known = known.join(", ");
+            FieldError::entry("asset", format!("network {network_name:?} has no asset {symbol:?} (known: {known})"))
+        })?;
+        let address: Address = asset.address.parse().map_err(|_| {
+            FieldError::config(format!("networks.{network_name}.assets.{symbol}.address"), "not an address")
+        })?;
+        let pay_to = self.pay_to.ok_or_else(|| missing("pay_to"))?;
+        let pay_to: Address = pay_to.parse().map_err(|_| FieldError::entry("pay_to", "not an address"))?;
+        if pay_to == Address::ZERO {
+            return Err(FieldError::entry("pay_to", "the zero address burns payments"));
+        }
+        if !asset.transfers.contains(&transfer) {
+            let message = format!("{symbol} on {network_name} cannot be paid through rail {rail:?}");
+            return Err(FieldError::entry("rail", message));
+        }
+        let option = PaymentOption {
+            name: common.name.clone().unwrap_or_else(|| format!("{}-{}", asset.symbol, network_name).to_lowercase()),
+            network: Network::Evm(network.chain_id),
+            asset: Asset {
+                address: address.to_checksum(None),
+                symbol: asset.symbol.clone(),
+                decimals: asset.decimals,
+                usd: asset.usd,
+                eip712: asset.eip712.clone().map(|(name, version)| Eip712Domain { name, version }),
+            },
+            pay_to: pay_to.to_checksum(None),
+            max_timeout_secs: common.max_timeout_secs,
+        };
+        let chain = ctx.chain(network_name, &network).await?;
+        Ok(ChainOption { option, network_name: network_name.to_owned(), network, chain })
+    }
+}
