@@ -24,6 +24,14 @@ use paygate_core::registry::TransferMethod;
 pub use crate::network::FieldError;
 use crate::network::{Networks, ResolvedNetwork, connect, resolve_network};
 
+/// An option a rail cannot serve (its asset, network or recipient does not fit the rail).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payment option {option}: {problem}")]
+pub struct OptionError {
+    pub option: String,
+    pub problem: String,
+}
+
 /// One rail of the registry.
 #[derive(Debug, Clone, Copy)]
 pub struct Rail {

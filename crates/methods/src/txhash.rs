@@ -27,8 +27,8 @@ use paygate_core::money::{AtomicAmount, format_atomic};
 use paygate_core::registry::TransferMethod;
 use paygate_core::reject::{RejectKind, Rejection};
 
-use crate::eip3009::OptionError;
 use crate::network::FieldError;
+use crate::rail::OptionError;
 use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext};
 
 /// How strict the proof of a transfer is.

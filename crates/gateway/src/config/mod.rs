@@ -177,10 +177,10 @@ impl Config {
 pub const DEVNET: &str = "devnet";
 
 /// The option of a config that names none: test USDC on the embedded devnet, paid to dev account 9 and
-/// settled by dev account 0 (the devnet funds both; test money only).
+/// settled by dev account 0 (the devnet funds both; test money only). Its rail is the one that claims it.
 fn devnet_accept() -> AcceptConfig {
     let text = format!(
-        "rail = \"eip3009\"\nnetwork = \"{DEVNET}\"\nasset = \"USDC\"\npay_to = \"{}\"\nsettlement = \"builtin\"\nsettler_key = \"{}\"\n",
+        "network = \"{DEVNET}\"\nasset = \"USDC\"\npay_to = \"{}\"\nsettlement = \"builtin\"\nsettler_key = \"{}\"\n",
         paygate_chain::devtoken::dev_account(9).address(),
         paygate_chain::devtoken::dev_account(0).to_bytes(),
     );

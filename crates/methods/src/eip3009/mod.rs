@@ -39,6 +39,7 @@ pub use authorization::{SignedAuthorization, StoredAuthorization, domain, mpp_ch
 pub use config::{Eip3009Config, RAIL, SettlementKind};
 
 use crate::facilitator::{FacilitatorClient, FacilitatorError};
+pub use crate::rail::OptionError;
 
 /// How long after an authorization's `validBefore` the reconciler still waits for a transaction that may use
 /// it: a block's timestamp may lag the wall clock.
@@ -76,14 +77,6 @@ pub struct Eip3009Method {
     chain: Option<Arc<dyn Chain>>,
     settlement: Settlement,
     clock: Arc<dyn Clock>,
-}
-
-/// An option that cannot be served by this rail.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("payment option {option}: {problem}")]
-pub struct OptionError {
-    pub option: String,
-    pub problem: String,
 }
 
 impl Eip3009Method {

@@ -51,7 +51,7 @@ use paygate_core::money::AtomicAmount;
 use paygate_core::network::Network;
 use paygate_core::reject::{RejectKind, Rejection};
 
-pub use crate::eip3009::OptionError;
+pub use crate::rail::OptionError;
 pub use config::{LightningConfig, LightningRailConfig, RAIL};
 pub use lnd::{LndConfigError, LndRest, read_add_invoice};
 

@@ -38,7 +38,7 @@ pub use api::STRIPE_VERSION;
 use api::{Answer, Api, Transport};
 pub use config::{RAIL, StripeConfig, StripeRailConfig};
 
-pub use crate::eip3009::OptionError;
+pub use crate::rail::OptionError;
 
 /// Stripe's API.
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";

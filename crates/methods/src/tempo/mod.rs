@@ -82,7 +82,7 @@ pub use transaction::{
     cosign, encode_fee_payer_envelope, sponsor_transaction,
 };
 
-use crate::eip3009::OptionError;
+use crate::rail::OptionError;
 
 /// The TIP-20 interface paygate reads and decodes (tempo-contracts `precompiles/tip20.rs`).
 pub mod tip20 {
