@@ -39,7 +39,7 @@ use paygate_bench::{Nginx, Stats, pinned_runtime, run, show};
 use paygate_chain::abi::Eip3009Token;
 use paygate_chain::devtoken::dev_account;
 use paygate_chain::{TxSender, wait_for_receipt};
-use paygate_gateway::metrics::Phase;
+use paygate_gateway::Phase;
 use paygate_gateway::{BuildOptions, Config, Gateway, PaygateLayer, UpstreamProxy, build, server};
 use paygate_methods::eip3009::{SignedAuthorization, domain};
 use paygate_methods::tempo::encode_memo;

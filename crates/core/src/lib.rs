@@ -11,12 +11,14 @@
 //! * [`registry`]: built-in networks and assets (Base, Base Sepolia, Ethereum, Polygon, Tempo, anvil).
 //! * [`clock`]: wall-clock time, injectable for tests.
 //! * [`secret`]: secrets from configuration, which never print.
+//! * [`error`]: an error printed with its causes.
 //!
 //! Architecture invariant: money is `u128` atomic units everywhere; no float carries an amount.
 
 pub mod binding;
 pub mod clock;
 pub mod digest;
+pub mod error;
 pub mod method;
 pub mod money;
 pub mod network;

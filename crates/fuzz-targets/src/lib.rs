@@ -86,7 +86,7 @@ pub fn credential(data: &[u8]) {
         };
         headers.append(name, value);
     }
-    let _ = paygate_gateway::credential::extract(&headers);
+    let _ = paygate_gateway::extract_credential(&headers);
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use paygate_chain::Chain;
+use paygate_core::error::Causes;
 use paygate_core::money::{AtomicAmount, format_atomic};
 use paygate_proto::problem::Problem;
 use paygate_store::{PaymentQuery, PaymentRecord, PaymentState, StoreError};
@@ -33,7 +34,7 @@ use paygate_store::{PaymentQuery, PaymentRecord, PaymentState, StoreError};
 use crate::engine::Gateway;
 
 /// The most payments one page returns.
-pub const MAX_PAGE: u32 = 500;
+pub(crate) const MAX_PAGE: u32 = 500;
 
 /// How long `/health` waits for each dependency.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -75,7 +76,7 @@ fn bad_query(detail: impl Into<String>) -> Response {
 }
 
 fn store_down(e: &StoreError) -> Response {
-    tracing::error!(error = %e, "admin: store unavailable");
+    tracing::error!(error = %Causes(e), "admin: store unavailable");
     problem(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", "Store Unavailable", "the ledger is unavailable")
 }
 

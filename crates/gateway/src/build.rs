@@ -8,6 +8,7 @@ use std::sync::Arc;
 use paygate_chain::Chain;
 use paygate_core::binding::ChallengeSecret;
 use paygate_core::clock::{Clock, SystemClock};
+use paygate_core::error::Causes;
 use paygate_core::money::{AtomicAmount, Price};
 use paygate_methods::rail::{BuiltOption, RailContext};
 use paygate_store::Store;
@@ -56,7 +57,7 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         ));
     }
     let store: Arc<dyn Store> =
-        paygate_store::open(&config.store.url).await.map_err(|e| err("store.url".into(), e.to_string()))?;
+        paygate_store::open(&config.store.url).await.map_err(|e| err("store.url".into(), Causes(&e).to_string()))?;
 
     let mut ctx = RailContext {
         networks: &config.networks,

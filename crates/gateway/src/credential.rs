@@ -34,10 +34,10 @@ impl Presented {
 }
 
 /// The pay-first dialects' proof headers.
-pub const TX_HASH_HEADERS: [&str; 3] = ["x-402-payment-proof", "x-402-payment", "x-payment-hash"];
+pub(crate) const TX_HASH_HEADERS: [&str; 3] = ["x-402-payment-proof", "x-402-payment", "x-payment-hash"];
 
 /// The credential headers paygate reads, which the upstream never sees.
-pub const CREDENTIAL_HEADERS: [HeaderName; 6] = [
+pub(crate) const CREDENTIAL_HEADERS: [HeaderName; 6] = [
     HeaderName::from_static(x402::PAYMENT_SIGNATURE),
     HeaderName::from_static(x402::X_PAYMENT),
     HeaderName::from_static(mpp::PAYMENT_AUTHORIZATION),

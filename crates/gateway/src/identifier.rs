@@ -17,6 +17,7 @@ use futures_util::StreamExt as _;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use paygate_core::digest::body_digest;
+use paygate_core::error::Causes;
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::x402::{self, payment_identifier};
 use paygate_store::{Identified, KeptAnswer, Store};
@@ -100,7 +101,7 @@ fn moved_money(response: &Response<Body>) -> bool {
 pub(crate) async fn keep(store: &dyn Store, identifier: &Identifier, response: Response<Body>) -> Response<Body> {
     if !moved_money(&response) {
         if let Err(e) = store.forget_identifier(&identifier.key).await {
-            tracing::warn!(error = %e, "could not forget a payment identifier");
+            tracing::warn!(error = %Causes(&e), "could not forget a payment identifier");
         }
         return response;
     }
@@ -135,7 +136,7 @@ pub(crate) async fn keep(store: &dyn Store, identifier: &Identifier, response: R
     let kept_body = complete.then(|| read.concat());
     let answer = KeptAnswer { status: parts.status.as_u16(), headers, body: kept_body };
     if let Err(e) = store.keep_answer(&identifier.key, &answer).await {
-        tracing::warn!(error = %e, "could not keep the answer of a payment identifier");
+        tracing::warn!(error = %Causes(&e), "could not keep the answer of a payment identifier");
     }
     let body = if complete {
         Body::from(Bytes::from(answer.body.unwrap_or_default()))

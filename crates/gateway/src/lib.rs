@@ -1,53 +1,74 @@
-//! The paying gateway.
+//! The paying gateway: a tower layer that puts a price on the routes of any service ([`PaygateLayer`]), the
+//! reverse proxy `paygate serve` puts behind it ([`UpstreamProxy`]), the server, and `paygate facilitator`.
 //!
-//! * [`engine`]: the paid-request flow, [`Gateway::handle`](engine::Gateway::handle).
-//! * [`layer`]: [`PaygateLayer`](layer::PaygateLayer), the flow as a tower layer for any axum app.
-//! * [`proxy`]: [`UpstreamProxy`](proxy::UpstreamProxy), the reverse proxy `paygate serve` puts behind it.
-//! * [`server`] and [`tls`]: the HTTP server with graceful shutdown, and rustls for it.
-//! * [`config`] and [`build`]: the operator's TOML, checked, and how it becomes a gateway (its options built by
-//!   their rails, `paygate_methods::registry`).
-//! * [`admin`]: the admin listener's metrics, health and admin API.
-//! * [`facilitator`]: `paygate facilitator`, the x402 facilitator API over the configured networks.
-//! * [`reconciler`]: finishes settlements a timeout or a crash left undecided.
-//! * [`api_keys`]: API-key customers beside paying agents.
-//! * [`pricing`]: per-unit prices computed from the request; [`price_hook`]: prices asked of the operator's service.
-//! * [`usage`]: free calls and usage tiers, counted per client IP or payer per period in the store.
-//! * [`limits`]: rate limits per client address and per payer.
-//! * [`cors`]: CORS for browser clients, answering real preflights only.
-//! * `identifier`: x402 payment identifiers, the answer of a paid request kept for a client that sends it again.
-//! * `head_refusals` and `request_id`: a problem body and a request id on every answer, hyper's own included.
-//! * [`offers`], [`credential`], [`routes`]: the 402 and its binding, reading credentials, matching routes.
+//! ```no_run
+//! # async fn sell() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use paygate_gateway::{BuildOptions, Config, PaygateLayer, UpstreamProxy, build, server};
+//! use tower::Layer as _;
+//!
+//! let config = Config::load(std::path::Path::new("paygate.toml"))?;
+//! let built = build(&config, "paygate.toml", BuildOptions::default()).await?;
+//! let upstream = UpstreamProxy::new(&config.upstream.url, std::time::Duration::from_secs(30), std::time::Duration::from_secs(5))?;
+//! let service = PaygateLayer::new(built.gateway).layer(upstream);
+//! let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
+//! server::serve(listener, service, std::future::pending()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The modules, in the order a request meets them (`docs/ARCHITECTURE.md` draws it):
+//!
+//! * `server`, `head_refusals`, `request_id`: connections, hyper's own refusals made problems, request ids;
+//! * `cors`: CORS for browser clients, answering real preflights only;
+//! * `layer` and `engine`: the paid flow, a pipeline of steps (`engine/`); `payment`: every ledger change of a
+//!   claimed payment; `identifier`: x402 payment identifiers;
+//! * `offers`, `credential`, `routes`: the 402 and its binding, reading credentials, matching routes;
+//! * `pricing`, `price_hook`, `usage`, `limits`, `api_keys`: per-unit prices, the pricing hook, free calls and
+//!   tiers, rate limits, API-key customers;
+//! * `proxy`: the reverse proxy to the upstream;
+//! * `config` and `build`: the operator's TOML, checked, and how it becomes a gateway (each option built by its
+//!   rail, `paygate_methods::registry`);
+//! * `reconciler`, `admin`, `metrics`, `facilitator`, `tls`: what runs beside requests.
 
-pub mod admin;
+#![warn(unreachable_pub)]
+
+mod admin;
 pub mod api_keys;
-pub mod body;
-pub mod build;
+mod body;
+mod build;
 pub mod config;
-pub mod cors;
-pub mod credential;
-pub mod engine;
-pub mod facilitator;
+mod cors;
+mod credential;
+mod engine;
+mod facilitator;
 mod head_refusals;
 mod identifier;
-pub mod layer;
-pub mod limits;
-pub mod metrics;
-pub mod offers;
+mod layer;
+mod limits;
+mod metrics;
+mod offers;
 mod payment;
-pub mod price_hook;
-pub mod pricing;
-pub mod proxy;
-
-pub mod reconciler;
+mod price_hook;
+mod pricing;
+mod proxy;
+mod reconciler;
 mod request_id;
-pub mod routes;
+mod routes;
 pub mod server;
 pub mod tls;
-pub mod usage;
+mod usage;
 
+pub use admin::{Admin, router as admin_router};
+pub use body::Body;
 pub use build::{BuildOptions, Built, build};
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use cors::CorsLayer;
-pub use engine::Gateway;
-pub use layer::PaygateLayer;
-pub use proxy::UpstreamProxy;
+pub use credential::{Presented, extract as extract_credential};
+pub use engine::{Gateway, Inner, Route};
+pub use facilitator::{Facilitator, router as facilitator_router};
+pub use layer::{PaygateLayer, PaygateService};
+pub use metrics::{Metrics, Outcome, Phase};
+pub use proxy::{BadUpstream, ClientAddr, ClientTls, UpstreamProxy};
+pub use reconciler::{Reconciled, Reconciler};
+pub use usage::{PayerTiers, period_start};

@@ -30,19 +30,19 @@ const PAYER_RATE_PREFIX: &str = "payer:";
 
 /// The configured limits; `None` is unlimited.
 #[derive(Debug)]
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_payer_per_minute: Option<NonZeroU32>,
 }
 
 impl RateLimits {
-    pub fn new(per_ip_per_minute: Option<u32>, per_payer_per_minute: Option<u32>) -> Self {
+    pub(crate) fn new(per_ip_per_minute: Option<u32>, per_payer_per_minute: Option<u32>) -> Self {
         let per_ip = per_ip_per_minute.and_then(NonZeroU32::new).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         RateLimits { per_ip, per_payer_per_minute: per_payer_per_minute.and_then(NonZeroU32::new) }
     }
 
     /// Counts a request from `ip`, in this instance.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Rejection> {
+    pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), Rejection> {
         let Some(limiter) = &self.per_ip else { return Ok(()) };
         if limiter.len() > FORGET_ABOVE {
             limiter.retain_recent();
@@ -57,7 +57,7 @@ impl RateLimits {
 
     /// Counts a verified payment attempt by `payer` (an address, compared case-insensitively) at `now_ms`, in
     /// the store all instances share.
-    pub async fn check_payer(&self, store: &dyn Store, payer: &str, now_ms: i64) -> Result<(), PayerLimit> {
+    pub(crate) async fn check_payer(&self, store: &dyn Store, payer: &str, now_ms: i64) -> Result<(), PayerLimit> {
         let Some(limit) = self.per_payer_per_minute else { return Ok(()) };
         let key = format!("{PAYER_RATE_PREFIX}{}", payer.to_ascii_lowercase());
         let interval_ms = 60_000 / i64::from(limit.get());
@@ -74,7 +74,7 @@ impl RateLimits {
 
 /// Why a payer's attempt is not taken.
 #[derive(Debug)]
-pub enum PayerLimit {
+pub(crate) enum PayerLimit {
     /// Over the limit.
     Over(Rejection),
     /// The store could not count it.

@@ -112,7 +112,7 @@ impl RouteOffer {
 
 /// What of the current request every challenge binds.
 #[derive(Debug, Clone)]
-pub struct RequestBinding {
+pub(crate) struct RequestBinding {
     pub realm: String,
     /// `METHOD /path?query` as requested.
     pub route: String,
@@ -124,7 +124,7 @@ pub struct RequestBinding {
 
 impl RequestBinding {
     /// The binding of `terms` with this expiry and scope (`challenge_scope(route, nonce)`).
-    pub fn input<'a>(&'a self, terms: &'a Terms, expires: &'a str, opaque: &'a str) -> BindingInput<'a> {
+    pub(crate) fn input<'a>(&'a self, terms: &'a Terms, expires: &'a str, opaque: &'a str) -> BindingInput<'a> {
         BindingInput {
             realm: &self.realm,
             method: terms.terms.method,
@@ -140,7 +140,7 @@ impl RequestBinding {
 
 /// What the 402 says about the route.
 #[derive(Debug, Clone, Default)]
-pub struct ResourceText {
+pub(crate) struct ResourceText {
     pub description: Option<String>,
     pub mime_type: Option<String>,
 }
@@ -157,7 +157,7 @@ static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new
 /// Builds the 402 for `offers`: x402 v2 header, MPP challenges, and a problem body that is also x402 v1's.
 /// `rejection` explains why a presented payment was refused, when one was.
 #[allow(clippy::too_many_arguments)]
-pub async fn payment_required(
+pub(crate) async fn payment_required(
     offers: &[RouteOffer],
     binding: &RequestBinding,
     resource: &ResourceText,
@@ -301,7 +301,7 @@ fn set_problem_headers(headers: &mut http::HeaderMap, request_id: &str) {
 }
 
 /// A problem response: status from the problem, `application/problem+json`, never cached.
-pub fn problem_response(problem: Problem, request_id: &str) -> Response<Body> {
+pub(crate) fn problem_response(problem: Problem, request_id: &str) -> Response<Body> {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::new(Body::from(problem.to_json()));
     *response.status_mut() = status;
@@ -310,7 +310,7 @@ pub fn problem_response(problem: Problem, request_id: &str) -> Response<Body> {
 }
 
 /// A rejection that is not a 402 (those carry offers: [`payment_required`]).
-pub fn rejection_response(rejection: &Rejection, request_id: &str) -> Response<Body> {
+pub(crate) fn rejection_response(rejection: &Rejection, request_id: &str) -> Response<Body> {
     let mut problem = rejection.to_problem().with_extension("requestId", request_id);
     let retry_after = rejection.retry_after_secs.or((rejection.kind == RejectKind::InFlight).then_some(1));
     if let Some(secs) = retry_after {

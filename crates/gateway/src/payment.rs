@@ -10,6 +10,7 @@
 //! A tidy test (`crates/gateway/tests/tidy.rs`) keeps `Store::transition` out of every other module.
 
 use async_trait::async_trait;
+use paygate_core::error::Causes;
 use paygate_core::method::{PaymentMethod, SettleJournal, SettleOutcome, SettlementStatus, VerifiedPayment};
 use paygate_core::money::format_atomic;
 use paygate_store::{PaymentId, PaymentRecord, PaymentState, Store, StoreError, Transition};
@@ -25,12 +26,12 @@ struct LedgerJournal<'a> {
 #[async_trait]
 impl SettleJournal for LedgerJournal<'_> {
     async fn broadcasting(&self, reference: &str) -> Result<(), String> {
-        self.store.record_reference(self.id, Some(reference)).await.map_err(|e| e.to_string())
+        self.store.record_reference(self.id, Some(reference)).await.map_err(|e| Causes(&e).to_string())
     }
 
     async fn not_broadcast(&self) {
         if let Err(e) = self.store.record_reference(self.id, None).await {
-            tracing::warn!(payment = self.id, error = %e, "could not forget a refused transaction");
+            tracing::warn!(payment = self.id, error = %Causes(&e), "could not forget a refused transaction");
         }
     }
 }
@@ -81,7 +82,7 @@ async fn settle(
     };
     let done = Transition { reason, tx_hash: reference, response_owed: attempt.owed, recheck, ..Default::default() };
     if let Err(e) = store.transition(id, &[PaymentState::Settling], state, done).await {
-        tracing::error!(payment = id, error = %e, ?outcome, "settled but could not record the outcome");
+        tracing::error!(payment = id, error = %Causes(&e), ?outcome, "settled but could not record the outcome");
     }
     Ok(outcome)
 }
@@ -149,7 +150,7 @@ impl<'a> ClaimedPayment<'a> {
 
     async fn transition(&self, from: PaymentState, to: PaymentState, t: Transition<'_>, what: &str) {
         if let Err(e) = self.store.transition(self.id, &[from], to, t).await {
-            tracing::error!(payment = self.id, error = %e, "could not record {what}");
+            tracing::error!(payment = self.id, error = %Causes(&e), "could not record {what}");
         }
     }
 
@@ -267,7 +268,7 @@ impl<'a> OwedPayment<'a> {
         match store.take_owed_response(proof_key, challenge_id).await {
             Ok(owed) => owed.map(|row| OwedPayment { store, metrics, row }),
             Err(e) => {
-                tracing::error!(error = %e, "could not look up an owed response");
+                tracing::error!(error = %Causes(&e), "could not look up an owed response");
                 None
             }
         }
@@ -289,7 +290,7 @@ impl<'a> OwedPayment<'a> {
             ..Default::default()
         };
         if let Err(e) = self.store.transition(self.row.id, &[PaymentState::Settled], PaymentState::Settled, t).await {
-            tracing::error!(payment = self.row.id, error = %e, "could not record a redelivered response");
+            tracing::error!(payment = self.row.id, error = %Causes(&e), "could not record a redelivered response");
         }
         if delivered {
             self.metrics.outcome(Outcome::Redelivered);

@@ -35,7 +35,7 @@ const MAX_KEPT_ANSWERS: usize = 10_000;
 
 /// A route's pricing hook.
 #[derive(Debug)]
-pub struct PriceHook {
+pub(crate) struct PriceHook {
     url: reqwest::Url,
     client: reqwest::Client,
     headers: Vec<HeaderName>,
@@ -95,13 +95,13 @@ impl PriceHook {
     }
 
     /// The offers when the hook fails (empty: it fails closed).
-    pub fn fallback(&self) -> &[RouteOffer] {
+    pub(crate) fn fallback(&self) -> &[RouteOffer] {
         self.fallback.as_deref().unwrap_or_default()
     }
 
     /// The offers for this request: the hook's price in each option, or the fallback when the hook fails. An
     /// empty list when the hook says the request is free.
-    pub async fn offers(&self, parts: &Parts, body: &[u8]) -> Result<Vec<RouteOffer>, Rejection> {
+    pub(crate) async fn offers(&self, parts: &Parts, body: &[u8]) -> Result<Vec<RouteOffer>, Rejection> {
         match self.ask(parts, body).await {
             Ok(offers) => Ok(offers),
             Err(problem) => {

@@ -27,12 +27,12 @@ enum Source {
 }
 
 /// The least and the most a request may cost in one option, in its atomic units.
-pub type Bounds = (Option<AtomicAmount>, Option<AtomicAmount>);
+pub(crate) type Bounds = (Option<AtomicAmount>, Option<AtomicAmount>);
 
 /// How a per-unit route counts a request, and the bounds of its amount in each offer's atomic units (aligned
 /// with the route's unit-price offers).
 #[derive(Debug, Clone)]
-pub struct UnitPricing {
+pub(crate) struct UnitPricing {
     unit: PriceUnit,
     source: Source,
     bounds: Vec<Bounds>,
@@ -44,7 +44,7 @@ fn unpriceable(reason: &'static str, detail: String) -> Rejection {
 
 impl UnitPricing {
     /// The rule for `unit` counted in `field` (`$.input`) or `query`; errors name what is wrong.
-    pub fn new(unit: PriceUnit, field: Option<&str>, query: Option<&str>) -> Result<UnitPricing, String> {
+    pub(crate) fn new(unit: PriceUnit, field: Option<&str>, query: Option<&str>) -> Result<UnitPricing, String> {
         let source = match (unit, field, query) {
             (PriceUnit::Byte, None, None) => Source::Body,
             (PriceUnit::Byte, _, _) => return Err("`per = \"byte\"` counts the body: give no field or query".into()),
@@ -71,13 +71,13 @@ impl UnitPricing {
     }
 
     /// Sets the minimum and maximum amount of each offer, in the order of the route's offers.
-    pub fn with_bounds(mut self, bounds: Vec<Bounds>) -> Self {
+    pub(crate) fn with_bounds(mut self, bounds: Vec<Bounds>) -> Self {
         self.bounds = bounds;
         self
     }
 
     /// How many units `body` (with `query`, the request's query string) is.
-    pub fn quantity(&self, query: Option<&str>, body: &[u8]) -> Result<u128, Rejection> {
+    pub(crate) fn quantity(&self, query: Option<&str>, body: &[u8]) -> Result<u128, Rejection> {
         match &self.source {
             Source::Body => Ok(body.len() as u128),
             Source::Query(name) => {
@@ -129,7 +129,7 @@ impl UnitPricing {
     /// The offers for `quantity` units: each unit-price offer's amount times `quantity`, within its bounds.
     /// Offers whose rail cannot charge that amount are left out. None at all when the request costs nothing (no
     /// units and no minimum): it is served free.
-    pub fn offers(&self, unit_offers: &[RouteOffer], quantity: u128) -> Result<Vec<RouteOffer>, Rejection> {
+    pub(crate) fn offers(&self, unit_offers: &[RouteOffer], quantity: u128) -> Result<Vec<RouteOffer>, Rejection> {
         if quantity == 0 && self.bounds.iter().all(|(min, _)| min.is_none_or(|m| m.0 == 0)) {
             return Ok(Vec::new());
         }

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use paygate_core::error::Causes;
 use paygate_core::method::{PaymentMethod, SettleOutcome, SettlementStatus, VerifiedPayment};
 use paygate_core::money::AtomicAmount;
 use paygate_store::{PaymentQuery, PaymentRecord, PaymentState, Store, StoreError};
@@ -49,7 +50,7 @@ pub struct Reconciled {
 const RECHECK_HORIZON_MS: i64 = 24 * 3600 * 1000;
 
 /// How long the answer of an x402 `payment-identifier` is kept for a client that sends the payment again.
-pub const IDENTIFIER_TTL_MS: i64 = 24 * 3600 * 1000;
+pub(crate) const IDENTIFIER_TTL_MS: i64 = 24 * 3600 * 1000;
 
 /// Resolves undecided payments against their rails.
 #[derive(Debug)]
@@ -113,7 +114,7 @@ impl Reconciler {
             .amount
             .parse()
             .map(AtomicAmount)
-            .map_err(|_| StoreError::Corrupt(format!("payment {}: amount {:?}", row.id, row.amount)))?;
+            .map_err(|_| StoreError::corrupt(format!("payment {}: amount {:?}", row.id, row.amount)))?;
         let verified = VerifiedPayment {
             proof_key: row.proof_key.clone(),
             payer: row.payer.clone(),
@@ -206,7 +207,7 @@ impl Reconciler {
             match self.run_once().await {
                 Ok(done) if done != Reconciled::default() => tracing::info!(?done, "reconciled payments"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "reconciliation failed; trying again later"),
+                Err(e) => tracing::warn!(error = %Causes(&e), "reconciliation failed; trying again later"),
             }
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}

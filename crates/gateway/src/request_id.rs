@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::HeaderMap;
 
 /// The request id header, set on the forwarded request and on every response.
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// The process's request ids.
 pub(crate) static REQUEST_IDS: LazyLock<RequestIds> = LazyLock::new(RequestIds::new);

@@ -10,10 +10,10 @@ use http::Method;
 /// Why a path is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ambiguous path: {0}")]
-pub struct AmbiguousPath(pub &'static str);
+pub(crate) struct AmbiguousPath(pub &'static str);
 
 /// The path as routes see it: decoded once, without a trailing slash (except the root).
-pub fn canonical_path(raw: &str) -> Result<String, AmbiguousPath> {
+pub(crate) fn canonical_path(raw: &str) -> Result<String, AmbiguousPath> {
     if !raw.starts_with('/') {
         return Err(AmbiguousPath("the path does not start with /"));
     }
@@ -61,7 +61,7 @@ pub fn canonical_path(raw: &str) -> Result<String, AmbiguousPath> {
 
 /// A route's path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathPattern {
+pub(crate) struct PathPattern {
     segments: Vec<Segment>,
     /// Ends in `/*`: matches any (possibly empty) rest.
     rest: bool,
@@ -76,11 +76,11 @@ enum Segment {
 /// A pattern that cannot be a route.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct BadPattern(pub String);
+pub(crate) struct BadPattern(pub String);
 
 impl PathPattern {
     /// `/exact/path`, `/items/{id}` or `/items/:id` (one segment), `/files/*` (any rest).
-    pub fn parse(pattern: &str) -> Result<Self, BadPattern> {
+    pub(crate) fn parse(pattern: &str) -> Result<Self, BadPattern> {
         let canonical = canonical_path(pattern).map_err(|e| BadPattern(format!("{pattern:?}: {e}")))?;
         let (body, rest) = match canonical.strip_suffix("/*") {
             Some(body) => (body, true),
@@ -100,7 +100,7 @@ impl PathPattern {
     }
 
     /// Whether a canonical path matches.
-    pub fn matches(&self, path: &str) -> bool {
+    pub(crate) fn matches(&self, path: &str) -> bool {
         let mut parts = path.split('/').skip(1).filter(|s| !s.is_empty());
         for segment in &self.segments {
             match (segment, parts.next()) {
@@ -115,26 +115,16 @@ impl PathPattern {
 
 /// A route's method and path.
 #[derive(Debug, Clone)]
-pub struct RouteMatcher {
+pub(crate) struct RouteMatcher {
     pub method: Option<Method>,
     pub pattern: PathPattern,
 }
 
 impl RouteMatcher {
-    pub fn matches(&self, method: &Method, path: &str) -> bool {
+    pub(crate) fn matches(&self, method: &Method, path: &str) -> bool {
         self.method.as_ref().is_none_or(|m| m == method || (*m == Method::GET && *method == Method::HEAD))
             && self.pattern.matches(path)
     }
-}
-
-/// Index of the first route (in config order) matching the request.
-pub fn find<'a, T>(
-    routes: &'a [T],
-    matcher: impl Fn(&T) -> &RouteMatcher,
-    method: &Method,
-    path: &str,
-) -> Option<&'a T> {
-    routes.iter().find(|r| matcher(r).matches(method, path))
 }
 
 #[cfg(test)]

@@ -22,10 +22,10 @@ use crate::config::Period;
 use crate::offers::RouteOffer;
 
 /// The request header naming the payer a 402 should be priced for. Not trusted: the verified payment decides.
-pub const PAYER_HINT: &str = "paygate-payer";
+pub(crate) const PAYER_HINT: &str = "paygate-payer";
 
 /// The response header telling a client how many free calls it has left in the period.
-pub const FREE_CALLS_LEFT: &str = "paygate-free-calls-left";
+pub(crate) const FREE_CALLS_LEFT: &str = "paygate-free-calls-left";
 
 /// Unix seconds at which the period holding `unix` began, in UTC.
 pub fn period_start(period: Period, unix: u64) -> i64 {
@@ -44,19 +44,19 @@ pub fn period_start(period: Period, unix: u64) -> i64 {
 
 /// Free calls per client IP on one route.
 #[derive(Debug, Clone)]
-pub struct IpQuota {
+pub(crate) struct IpQuota {
     pub calls: u64,
     pub period: Period,
 }
 
 impl IpQuota {
     /// The counter of `ip` on the route named `route`.
-    pub fn counter(route: &str, ip: IpAddr) -> String {
+    pub(crate) fn counter(route: &str, ip: IpAddr) -> String {
         format!("ip|{route}|{ip}")
     }
 
     /// The call indexes that are free.
-    pub fn free_range(&self) -> CallRange {
+    pub(crate) fn free_range(&self) -> CallRange {
         CallRange { start: 0, end: Some(self.calls) }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use axum::body::Body;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use paygate_gateway::proxy::ClientAddr;
+use paygate_gateway::ClientAddr;
 use paygate_gateway::{BuildOptions, Config, Gateway, PaygateLayer, build};
 use paygate_proto::mpp::{self, Credential};
 use paygate_store::{PaymentQuery, PaymentRecord, PaymentState, Transition};

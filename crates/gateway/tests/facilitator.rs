@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{Harness, Options, decode_x402, pay_to, payer};
 use paygate_core::clock::SystemClock;
 use paygate_gateway::config::FacilitatorFile;
-use paygate_gateway::facilitator::{Facilitator, router};
+use paygate_gateway::{Facilitator, facilitator_router as router};
 use paygate_store::PaymentState;
 use paygate_testkit::{Devchain, Upstream, node};
 use serde_json::{Value, json};

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Backend, Harness, Options, decode_x402, pay_to, payer};
-use paygate_gateway::metrics::{Outcome, Phase};
+use paygate_gateway::{Outcome, Phase};
 use paygate_proto::mpp::Receipt;
 use paygate_store::PaymentState;
 use paygate_testkit::node;

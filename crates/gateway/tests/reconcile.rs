@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, Options, kind, pay_to, payer, problem};
-use paygate_gateway::reconciler::Reconciled;
+use paygate_gateway::Reconciled;
 use paygate_store::PaymentState;
 use paygate_testkit::node;
 use serde_json::json;

@@ -194,11 +194,11 @@ async fn a_tier_edge_crossed_by_concurrent_payments_counts_each_call_once() {
         assert_eq!(mine.iter().filter(|r| r.1 == 200 && !r.2).count(), 3, "payer {n}: {mine:?}");
         assert_eq!(mine.iter().filter(|r| r.1 == 402 && r.3 == "tier_price_changed").count(), 1, "payer {n}: {mine:?}");
         assert_eq!(h.chain.transfers(address(n), pay_to()).await, 3, "payer {n}");
-        let start = paygate_gateway::usage::period_start(
+        let start = paygate_gateway::period_start(
             paygate_gateway::config::Period::Month,
             paygate_core::clock::Clock::now_unix(h.clock.as_ref()),
         );
-        let counter = paygate_gateway::usage::PayerTiers::counter("GET /v1/metered/tiers", &address(n).to_string());
+        let counter = paygate_gateway::PayerTiers::counter("GET /v1/metered/tiers", &address(n).to_string());
         assert_eq!(h.gateway.store().calls(&counter, start).await.unwrap(), 5, "payer {n}: each call counted once");
     }
     let ledger = h.ledger().await;

@@ -22,7 +22,7 @@ macro_rules! impl_store {
             };
 
             pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
-                StoreError::Unavailable(err.to_string())
+                StoreError::Unavailable(err)
             }
 
             fn api_key<R: sqlx::Row>(row: &R) -> ApiKey
@@ -184,7 +184,7 @@ macro_rules! impl_store {
                         .fetch_optional(&mut *tx)
                         .await
                         .map_err(unavailable)?
-                        .ok_or_else(|| StoreError::Corrupt(format!("no payment {id}")))?;
+                        .ok_or_else(|| StoreError::corrupt(format!("no payment {id}")))?;
                     let current: PaymentState = current.parse()?;
                     if !from.contains(&current) {
                         return Err(StoreError::WrongState {
@@ -229,7 +229,7 @@ macro_rules! impl_store {
                     }
                     let actual = match self.payment(id).await? {
                         Some(row) => row.state,
-                        None => return Err(StoreError::Corrupt(format!("no payment {id}"))),
+                        None => return Err(StoreError::corrupt(format!("no payment {id}"))),
                     };
                     Err(StoreError::WrongState { id, expected: "settling", actual })
                 }
@@ -261,7 +261,7 @@ macro_rules! impl_store {
                     let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
                     let id = insert_payment(&mut tx, p, PaymentState::Metered, now)
                         .await?
-                        .ok_or_else(|| StoreError::Corrupt(format!("usage {} recorded twice", p.proof_key)))?;
+                        .ok_or_else(|| StoreError::corrupt(format!("usage {} recorded twice", p.proof_key)))?;
                     record_event(&mut tx, id, None, PaymentState::Metered, "metered", now).await?;
                     tx.commit().await.map_err(unavailable)?;
                     Ok(id)
@@ -417,7 +417,7 @@ macro_rules! impl_store {
                     if row.get::<i64, _>("answered") == 0 {
                         return Ok(Identified::InProgress);
                     }
-                    let corrupt = |what: &str| StoreError::Corrupt(format!("payment identifier {key}: {what}"));
+                    let corrupt = |what: &str| StoreError::corrupt(format!("payment identifier {key}: {what}"));
                     let status = row.get::<Option<i64>, _>("status").and_then(|s| u16::try_from(s).ok());
                     let headers: Option<String> = row.get("headers");
                     let headers = headers

@@ -87,7 +87,7 @@ impl FromStr for PaymentState {
         PaymentState::ALL
             .into_iter()
             .find(|state| state.as_str() == s)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown payment state {s:?}")))
+            .ok_or_else(|| StoreError::corrupt(format!("unknown payment state {s:?}")))
     }
 }
 
@@ -237,16 +237,53 @@ pub struct KeptAnswer {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or refused the operation.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("store migrations failed")]
+    Migration(#[source] sqlx::migrate::MigrateError),
     /// The database holds something paygate did not write.
-    #[error("store corrupt: {0}")]
-    Corrupt(String),
+    #[error("store corrupt: {what}")]
+    Corrupt {
+        what: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The transition is not allowed from the row's current state.
     #[error("payment {id} is {actual}, not {expected}")]
     WrongState { id: PaymentId, expected: &'static str, actual: PaymentState },
+    /// The URL names no store paygate can open; it is shown without its password.
     #[error("unsupported store URL {0:?}: use sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DATABASE")]
     UnsupportedUrl(String),
+}
+
+impl StoreError {
+    /// A URL that opens no store, its password (`user:password@`) replaced by `***`: the message goes to logs.
+    pub(crate) fn unsupported(url: &str) -> StoreError {
+        let authority_start = url.find("://").map_or(0, |i| i + 3);
+        let authority_end = url[authority_start..].find(['/', '?']).map_or(url.len(), |i| authority_start + i);
+        let shown = match url[authority_start..authority_end].rfind('@') {
+            Some(at) => match url[authority_start..authority_start + at].find(':') {
+                Some(colon) => format!("{}***{}", &url[..authority_start + colon + 1], &url[authority_start + at..]),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        };
+        StoreError::UnsupportedUrl(shown)
+    }
+
+    /// A row that cannot be what paygate wrote.
+    pub fn corrupt(what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt { what: what.into(), source: None }
+    }
+
+    /// A row that cannot be what paygate wrote, as `source` found.
+    pub fn corrupt_because(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Corrupt { what: what.into(), source: Some(Box::new(source)) }
+    }
 }
 
 /// The ledger.
@@ -357,10 +394,24 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(PgStore::open(url).await?));
     }
-    Err(StoreError::UnsupportedUrl(url.to_owned()))
+    Err(StoreError::unsupported(url))
 }
 
 /// The time rows are stamped with: Unix milliseconds of the system clock.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn an_unusable_url_is_shown_without_its_password() {
+        let shown = |url| StoreError::unsupported(url).to_string();
+        assert!(shown("postgres://pay:hunter2@db:bad/ledger").contains(r#""postgres://pay:***@db:bad/ledger""#));
+        assert!(shown("mysql://root:p@ss@localhost?x=1").contains(r#""mysql://root:***@localhost?x=1""#));
+        assert!(shown("mysql://root@localhost/ledger").contains(r#""mysql://root@localhost/ledger""#));
+        assert!(shown("ledger.db").contains(r#""ledger.db""#));
+    }
 }

@@ -22,14 +22,14 @@ impl PgStore {
     /// Connects to `url` (`postgres://user:password@host/db`; `?host=/dir` for a Unix socket) and applies
     /// migrations (concurrent instances starting together apply them once: sqlx takes an advisory lock).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl(url.to_owned()))?;
+        let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::unsupported(url))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
             .map_err(ledger::unavailable)?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(StoreError::Migration)?;
         Ok(PgStore { pool })
     }
 }

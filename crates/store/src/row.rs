@@ -18,7 +18,7 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
     Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let corrupt = |e: sqlx::Error| StoreError::corrupt_because("a payment row", e);
     let settlement: String = row.try_get("settlement").map_err(corrupt)?;
     let upstream_status: Option<i64> = row.try_get("upstream_status").map_err(corrupt)?;
     let decimals: i64 = row.try_get("decimals").map_err(corrupt)?;
@@ -37,13 +37,15 @@ where
         network: row.try_get("network").map_err(corrupt)?,
         asset: row.try_get("asset").map_err(corrupt)?,
         asset_symbol: row.try_get("asset_symbol").map_err(corrupt)?,
-        decimals: u8::try_from(decimals).map_err(|_| StoreError::Corrupt("decimals out of range".into()))?,
+        decimals: u8::try_from(decimals)
+            .map_err(|_| StoreError::corrupt(format!("decimals {decimals} out of range")))?,
         amount: row.try_get("amount").map_err(corrupt)?,
         payer: row.try_get("payer").map_err(corrupt)?,
         pay_to: row.try_get("pay_to").map_err(corrupt)?,
         tx_hash: row.try_get("tx_hash").map_err(corrupt)?,
         upstream_status: upstream_status.and_then(|s| u16::try_from(s).ok()),
-        settlement: serde_json::from_str(&settlement).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        settlement: serde_json::from_str(&settlement)
+            .map_err(|e| StoreError::corrupt_because("a payment's settlement", e))?,
         reason: row.try_get("reason").map_err(corrupt)?,
         response_owed: row.try_get::<i64, _>("response_owed").map_err(corrupt)? != 0,
         recheck: row.try_get::<i64, _>("recheck").map_err(corrupt)? != 0,

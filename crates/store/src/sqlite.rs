@@ -22,7 +22,7 @@ impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let memory = url.contains(":memory:");
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|_| StoreError::UnsupportedUrl(url.to_owned()))?
+            .map_err(|_| StoreError::unsupported(url))?
             .create_if_missing(true)
             .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
             .synchronous(SqliteSynchronous::Normal)
@@ -39,7 +39,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(ledger::unavailable)?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(StoreError::Migration)?;
         Ok(SqliteStore { pool })
     }
 }

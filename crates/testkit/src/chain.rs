@@ -58,6 +58,7 @@ impl Devchain {
     }
 
     /// The embedded devnet (revm in this process) as chain `chain_id`, with the test token at the same address.
+    #[cfg(feature = "devnet")]
     pub fn embedded(chain_id: u64) -> Devchain {
         let devnet = paygate_devnet::Devnet::new(paygate_devnet::DevnetConfig { chain_id, ..Default::default() })
             .expect("the devnet starts");

@@ -11,12 +11,18 @@
 //! * [`payfirst`]: the pay-first dialect's documentation client (Python, web3.py);
 //! * [`ShiftedClock`]: a clock a test can move forward.
 //!
+//! paygate itself (`ServedGateway`, `Seller`, `facilitator`) is behind the `gateway` feature and the embedded
+//! devnet (`Devchain::embedded`) behind `devnet`, so that a library crate's tests compile neither unless they use
+//! them.
+//!
 //! Everything it needs is installed by `scripts/install-test-deps`; when something is missing it panics with
 //! the command that installs it, so a missing install step fails loudly instead of skipping tests.
 
 pub mod browser;
 mod chain;
+#[cfg(feature = "gateway")]
 pub mod facilitator;
+#[cfg(feature = "gateway")]
 mod gateway;
 pub mod lnd;
 pub mod node;
@@ -31,6 +37,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 pub use chain::{Devchain, MINING};
+#[cfg(feature = "gateway")]
 pub use gateway::{Seller, ServedGateway};
 pub use upstream::{Upstream, UpstreamMode};
 

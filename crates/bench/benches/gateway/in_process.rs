@@ -96,7 +96,7 @@ pub(crate) async fn prices_and_rules(gateway: &Arc<Gateway>) {
     {
         let n = env("BENCH_COUNTS", 2_000) as u32;
         let store = gateway.store();
-        let start = paygate_gateway::usage::period_start(paygate_gateway::config::Period::Month, 1_800_000_000);
+        let start = paygate_gateway::period_start(paygate_gateway::config::Period::Month, 1_800_000_000);
         let counters: Vec<String> = (0..8).map(|i| format!("bench|payer-{i}")).collect();
         let ranges = [paygate_store::CallRange { start: 0, end: None }];
         let started = std::time::Instant::now();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use paygate_core::clock::SystemClock;
 use paygate_gateway::config::FacilitatorFile;
-use paygate_gateway::facilitator::{Facilitator, router};
+use paygate_gateway::{Facilitator, facilitator_router as router};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -30,7 +30,7 @@ pub struct Args {
     /// The address that receives the payments (required on base-sepolia and base).
     #[arg(long)]
     pay_to: Option<Address>,
-    /// Settle through this x402 facilitator (default on base-sepolia: https://x402.org/facilitator).
+    /// Settle through this x402 facilitator (default on base-sepolia: x402.org/facilitator).
     #[arg(long, conflicts_with = "settler_key_env")]
     facilitator: Option<String>,
     /// Your JSON-RPC endpoint for the network (default: its public one, which is rate-limited).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use paygate_core::registry::DEVNET_CHAIN_ID;
 use paygate_devnet::{Devnet, DevnetConfig};
-use paygate_gateway::admin::Admin;
+use paygate_gateway::Admin;
 use paygate_gateway::config::DEVNET;
 use paygate_gateway::{BuildOptions, Config, CorsLayer, PaygateLayer, UpstreamProxy, build, server};
 use tower::ServiceBuilder;
@@ -98,7 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{file}: admin.listen: cannot listen on {listen}"))?;
         tracing::info!(address = %listener.local_addr()?, "admin listener (/metrics, /health, /api)");
         let admin = Admin { gateway: built.gateway.clone(), chains: built.chains.clone(), token };
-        let router = paygate_gateway::admin::router(Arc::new(admin));
+        let router = paygate_gateway::admin_router(Arc::new(admin));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await {
                 tracing::error!(error = %e, "the admin listener stopped");

@@ -10,7 +10,7 @@
 //!
 //! Raw to validated: the file is read into raw tables; each `[[accept]]` entry is then read by its rail's own
 //! config type (`accept.rs`, through `paygate_methods::registry`), and each `[[routes]]` entry is checked into a
-//! [`RouteSpec`] whose pricing is one rule (`route.rs`). What is built from a [`Config`] (`build.rs`) never
+//! `RouteSpec` whose pricing is one rule (`route.rs`). What is built from a [`Config`] (`build.rs`) never
 //! re-derives either.
 
 mod accept;

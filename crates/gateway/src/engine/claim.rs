@@ -4,6 +4,7 @@
 
 use http::request::Parts;
 
+use paygate_core::error::Causes;
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_store::{Claim, NewPayment, PaymentState};
 
@@ -156,7 +157,7 @@ fn taken(state: PaymentState) -> Rejection {
 
 /// The store failed: nothing was charged.
 pub(super) fn store_down(err: &paygate_store::StoreError) -> Rejection {
-    tracing::error!(error = %err, "store unavailable");
+    tracing::error!(error = %Causes(err), "store unavailable");
     Rejection::new(
         RejectKind::StoreUnavailable,
         "store_unavailable",

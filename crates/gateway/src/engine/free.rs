@@ -5,6 +5,7 @@
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, header};
 
+use paygate_core::error::Causes;
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_store::NewPayment;
 
@@ -81,7 +82,7 @@ impl Gateway {
         if let Some(call) = call
             && let Err(e) = self.store.uncount_call(&call.counter, call.start).await
         {
-            tracing::error!(counter = %call.counter, error = %e, "could not take back a failed call");
+            tracing::error!(counter = %call.counter, error = %Causes(&e), "could not take back a failed call");
         }
     }
 
@@ -144,7 +145,9 @@ impl Gateway {
         };
         match self.store.record_usage(&usage).await {
             Ok(_) => self.metrics.outcome(Outcome::Metered),
-            Err(e) => tracing::error!(customer = %customer.name, error = %e, "could not meter an API-key call"),
+            Err(e) => {
+                tracing::error!(customer = %customer.name, error = %Causes(&e), "could not meter an API-key call")
+            }
         }
         response
     }

@@ -87,7 +87,7 @@ impl Route {
 
 impl Pricing {
     /// The offers for a request: the route's own, or computed for it.
-    pub async fn offers_for(&self, parts: &Parts, body: &[u8]) -> Result<Cow<'_, [RouteOffer]>, Rejection> {
+    pub(crate) async fn offers_for(&self, parts: &Parts, body: &[u8]) -> Result<Cow<'_, [RouteOffer]>, Rejection> {
         Ok(match self {
             Pricing::Flat(offers) => Cow::Borrowed(offers),
             Pricing::PerUnit { unit, offers } => {
@@ -103,7 +103,7 @@ impl Pricing {
 
 impl RoutePricing {
     /// The usage tiers counted per payer: the route's tiers, or its free calls per payer.
-    pub fn payer_tiers(&self) -> Option<&PayerTiers> {
+    pub(crate) fn payer_tiers(&self) -> Option<&PayerTiers> {
         match (&self.price, &self.free) {
             (Pricing::Tiered(tiers), _) | (_, Some(FreeCalls::PerPayer(tiers))) => Some(tiers),
             _ => None,
@@ -111,7 +111,7 @@ impl RoutePricing {
     }
 
     /// The free calls per client IP.
-    pub fn ip_quota(&self) -> Option<&IpQuota> {
+    pub(crate) fn ip_quota(&self) -> Option<&IpQuota> {
         match &self.free {
             Some(FreeCalls::PerIp(quota)) => Some(quota),
             _ => None,

@@ -212,10 +212,10 @@ impl Harness {
     pub async fn serve_admin(&self, token: &str) -> String {
         let mut chains = std::collections::BTreeMap::new();
         chains.insert("local".to_owned(), self.chain.chain.clone());
-        let admin = paygate_gateway::admin::Admin { gateway: self.gateway.clone(), chains, token: token.to_owned() };
+        let admin = paygate_gateway::Admin { gateway: self.gateway.clone(), chains, token: token.to_owned() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let router = paygate_gateway::admin::router(Arc::new(admin));
+        let router = paygate_gateway::admin_router(Arc::new(admin));
         tokio::spawn(async move { axum::serve(listener, router).await.expect("admin serves") });
         base
     }
