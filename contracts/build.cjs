@@ -34,6 +34,7 @@ if (errors.length) {
 }
 for (const file of contracts) {
   for (const [name, c] of Object.entries(out.contracts[file])) {
+    if (!c.evm.bytecode.object) continue; // interfaces
     const artifact = {
       contractName: name,
       compiler: solc.version(),

@@ -87,8 +87,9 @@ pub enum FundError {
     NoDeployer,
 }
 
-/// Deploys the test token if it is not there yet and tops dev accounts `accounts` up to `amount` atomic
-/// units each, sending from dev account 0.
+/// Deploys the test token if it is not there yet, places the `batch-settlement` escrow's stand-ins at their
+/// canonical addresses ([`crate::escrow`]) if they are not there, and tops dev accounts `accounts` up to `amount`
+/// atomic units each, sending from dev account 0.
 pub async fn fund(
     chain: std::sync::Arc<dyn Chain>,
     accounts: std::ops::RangeInclusive<u32>,
@@ -111,6 +112,11 @@ pub async fn fund(
             return Err(FundError::NotMined(hash));
         }
         deployed = true;
+    }
+    for (address, code) in crate::escrow::dev_escrow_code() {
+        if chain.code(address).await?.is_empty() {
+            chain.set_code_for_development(address, code).await?;
+        }
     }
     let mut balances = Vec::new();
     let mut pending = Vec::new();

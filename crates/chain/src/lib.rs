@@ -6,10 +6,12 @@
 //! same trait in-process, so the gateway and the payment methods never know which one they talk to.
 //!
 //! [`abi`] holds the token interfaces paygate calls, and [`devtoken`] the project's own EIP-3009 test token and
-//! the dev accounts that tests, `paygate dev fund` and the devnet share.
+//! the dev accounts that tests, `paygate dev fund` and the devnet share; [`escrow`] the x402 `batch-settlement`
+//! escrow that channel payments go through.
 
 pub mod abi;
 pub mod devtoken;
+pub mod escrow;
 mod rpc;
 pub mod sender;
 
@@ -80,4 +82,10 @@ pub trait Chain: Send + Sync + Debug {
 
     /// `eth_getCode` at the latest block.
     async fn code(&self, address: Address) -> Result<Bytes, ChainError>;
+
+    /// Places `code` at `address` (anvil's `anvil_setCode`), on development chains only: how the dev chains get
+    /// contracts at the canonical addresses of their production deployments ([`escrow`]). Other chains refuse.
+    async fn set_code_for_development(&self, _address: Address, _code: Bytes) -> Result<(), ChainError> {
+        Err(ChainError::Rpc { code: -32601, message: "not a development chain".into() })
+    }
 }

@@ -151,6 +151,12 @@ impl Chain for RpcChain {
         raw.map(receipt_of_any_type).transpose()
     }
 
+    async fn set_code_for_development(&self, address: Address, code: Bytes) -> Result<(), ChainError> {
+        let _: serde_json::Value =
+            self.provider.raw_request("anvil_setCode".into(), (address, code)).await.map_err(classify)?;
+        Ok(())
+    }
+
     async fn block_number(&self) -> Result<u64, ChainError> {
         self.provider.get_block_number().await.map_err(classify)
     }

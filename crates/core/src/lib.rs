@@ -12,10 +12,12 @@
 //! * [`clock`]: wall-clock time, injectable for tests.
 //! * [`secret`]: secrets from configuration, which never print.
 //! * [`error`]: an error printed with its causes.
+//! * [`channel`]: payment channels (escrowed deposits paid by vouchers): their accounting and where they are kept.
 //!
 //! Architecture invariant: money is `u128` atomic units everywhere; no float carries an amount.
 
 pub mod binding;
+pub mod channel;
 pub mod clock;
 pub mod digest;
 pub mod error;

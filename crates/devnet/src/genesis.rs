@@ -1,7 +1,8 @@
 //! The state a fresh devnet starts from, built the way `paygate dev fund` sets up an anvil: the dev accounts
 //! hold ETH, the deterministic CREATE2 deployer is in place, the test token is deployed through it (so it lands
 //! at [`devtoken::test_usdc_address`], as on every other dev chain) and each dev account is minted its test
-//! USDC. All of it is block 0; no transaction of it is recorded and every dev account starts at nonce 0.
+//! USDC; the `batch-settlement` escrow's stand-ins sit at their canonical addresses (`paygate_chain::escrow`). All
+//! of it is block 0; no transaction of it is recorded and every dev account starts at nonce 0.
 
 use alloy::primitives::{Address, Bytes, TxKind, U256, hex};
 use alloy::sol_types::SolCall;
@@ -33,6 +34,9 @@ pub(crate) fn build(config: &DevnetConfig, timestamp: u64) -> Result<Ledger, Str
         devtoken::CREATE2_DEPLOYER,
         AccountInfo::from_bytecode(Bytecode::new_legacy(Bytes::from_static(&CREATE2_DEPLOYER_RUNTIME_CODE))),
     );
+    for (address, code) in paygate_chain::escrow::dev_escrow_code() {
+        state.insert_account_info(address, AccountInfo::from_bytecode(Bytecode::new_legacy(code)));
+    }
 
     let genesis = Block::genesis(config.chain_id, timestamp);
     let position = BlockPosition { number: 0, timestamp, parent_hash: genesis.parent_hash };

@@ -10,9 +10,13 @@
 //! charged, after which the same proof may be claimed again. The reconciler moves `pending` (and `settling`
 //! or `verified` rows a dead gateway left) on to `settled`, `failed` or `voided`.
 //!
+//! Payment channels (escrowed deposits paid by vouchers) are kept here too: [`Store`] is a
+//! [`ChannelBook`](paygate_core::channel::ChannelBook), each channel one row changed only by compare-and-swap.
+//!
 //! Backends: SQLite ([`SqliteStore`], embedded, the default) and PostgreSQL ([`PgStore`], shared by several
 //! gateway instances). Both answer the same test suite (`tests/ledger.rs`).
 
+mod channels_sql;
 mod ledger_sql;
 mod postgres;
 mod row;
@@ -288,7 +292,7 @@ impl StoreError {
 
 /// The ledger.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: paygate_core::channel::ChannelBook + Send + Sync + fmt::Debug {
     /// Claims a proof atomically: inserts it in `verified`, or takes back a `voided` row for the same proof.
     async fn claim(&self, payment: &NewPayment) -> Result<Claim, StoreError>;
 

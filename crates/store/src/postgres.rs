@@ -35,3 +35,4 @@ impl PgStore {
 }
 
 crate::ledger_sql::impl_store!(PgStore, sqlx::Postgres, begin: "BEGIN", lock_row: " FOR UPDATE");
+crate::channels_sql::impl_channel_book!(PgStore, sqlx::Postgres);

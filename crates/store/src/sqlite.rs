@@ -45,3 +45,4 @@ impl SqliteStore {
 }
 
 crate::ledger_sql::impl_store!(SqliteStore, sqlx::Sqlite, begin: "BEGIN IMMEDIATE", lock_row: "");
+crate::channels_sql::impl_channel_book!(SqliteStore, sqlx::Sqlite);

@@ -3,63 +3,12 @@
 //! case runs on SQLite (`<case>::sqlite`) and on PostgreSQL (`<case>::postgres`: a throwaway cluster, or
 //! `DATABASE_URL`).
 
-use std::sync::Arc;
-
-use paygate_store::{
-    CallRange, Claim, Identified, KeptAnswer, NewPayment, PaymentQuery, PaymentState, Store, Transition,
-};
-use paygate_testkit::postgres::PgServer;
+use paygate_store::{CallRange, Claim, Identified, KeptAnswer, NewPayment, PaymentQuery, PaymentState, Transition};
 use serde_json::json;
 
-/// A ledger database of one backend, kept until the test ends.
-enum Database {
-    Sqlite(tempfile::TempDir),
-    /// The server stays up while the test holds it.
-    Postgres {
-        _server: PgServer,
-        url: String,
-    },
-}
+mod common;
 
-impl Database {
-    async fn sqlite() -> Database {
-        Database::Sqlite(tempfile::tempdir().unwrap())
-    }
-
-    async fn postgres() -> Database {
-        let server = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
-        let url = server.database().await;
-        Database::Postgres { _server: server, url }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Database::Sqlite(dir) => format!("sqlite://{}", dir.path().join("ledger.db").display()),
-            Database::Postgres { url, .. } => url.clone(),
-        }
-    }
-
-    /// Opens (again) the store on this database.
-    async fn open(&self) -> Arc<dyn Store> {
-        paygate_store::open(&self.url()).await.expect("the store opens")
-    }
-}
-
-/// Declares each case as `<case>::sqlite` and `<case>::postgres`.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$case(super::Database::sqlite().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$case(super::Database::postgres().await).await;
-            }
-        }
-    )*};
-}
+use common::Database;
 
 on_both_backends!(
     a_proof_is_claimed_once_and_amounts_are_exact,

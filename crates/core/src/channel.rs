@@ -1,0 +1,213 @@
+//! Payment channels as the gateway keeps them: what a payer deposited in escrow, what its vouchers allow, and
+//! what the seller charged, reserved and claimed on chain. Every change of a channel is one of the pure
+//! transitions here ([`Channel::reserve`], [`Channel::commit`], [`Channel::release`], [`Channel::topped_up`],
+//! [`Channel::claimed_on_chain`]), written with one compare-and-swap on the channel's row ([`ChannelBook`]), so
+//! that instances sharing a store can never accept more than the deposit.
+//!
+//! Invariant kept by every transition: `charged + reserved <= min(voucher_max, deposit)`: each call served is
+//! covered by a voucher the payer signed and by money in escrow.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::reject::{RejectKind, Rejection};
+
+/// One channel, as the store keeps it. Amounts are atomic units of the channel's token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    /// The channel id (`0x` + 64 hex digits), unique per escrow and chain.
+    pub id: String,
+    /// CAIP-2 network.
+    pub network: String,
+    /// The option (`[[accept]]` name) it pays.
+    pub option: String,
+    pub payer: String,
+    pub receiver: String,
+    pub token: String,
+    /// What the scheme needs to claim from it later (the x402 `ChannelConfig`).
+    pub config: Value,
+    /// What the escrow holds for it, as last seen on chain.
+    pub deposit: u128,
+    /// What the seller claimed on chain so far.
+    pub claimed: u128,
+    /// The calls served and charged.
+    pub charged: u128,
+    /// The calls in flight: reserved before the upstream is called, then charged or released.
+    pub reserved: u128,
+    /// The highest cumulative amount a voucher allows, and that voucher's signature.
+    pub voucher_max: u128,
+    pub voucher_signature: String,
+    /// The row's version: every write is conditional on it.
+    pub version: i64,
+}
+
+/// Why a channel refuses a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelRefusal {
+    /// The voucher covers less than what is charged and in flight plus this call; `needed` is what it must say.
+    BelowCharged { needed: u128 },
+    /// The deposit does not cover this call; `needed` is the cumulative amount the deposit must reach.
+    OverDeposit { needed: u128 },
+}
+
+impl Channel {
+    /// Reserves `price` for a call paid by a voucher for `voucher_max` (signature `signature`): the voucher must
+    /// cover everything charged and in flight plus this call, and the deposit too.
+    pub fn reserve(&self, price: u128, voucher_max: u128, signature: &str) -> Result<Channel, ChannelRefusal> {
+        let needed = self.charged.saturating_add(self.reserved).saturating_add(price);
+        if voucher_max < needed {
+            return Err(ChannelRefusal::BelowCharged { needed });
+        }
+        if needed > self.deposit {
+            return Err(ChannelRefusal::OverDeposit { needed });
+        }
+        let mut next = self.clone();
+        next.reserved += price;
+        if voucher_max > self.voucher_max {
+            next.voucher_max = voucher_max;
+            next.voucher_signature = signature.to_owned();
+        }
+        Ok(next)
+    }
+
+    /// Charges a reserved call: its upstream answered.
+    pub fn commit(&self, price: u128) -> Channel {
+        let mut next = self.clone();
+        next.reserved = self.reserved.saturating_sub(price);
+        next.charged = self.charged.saturating_add(price);
+        next
+    }
+
+    /// Gives a reserved call back: its upstream failed, nothing is charged.
+    pub fn release(&self, price: u128) -> Channel {
+        let mut next = self.clone();
+        next.reserved = self.reserved.saturating_sub(price);
+        next
+    }
+
+    /// The deposit as the chain now says (after a deposit or top-up landed).
+    pub fn topped_up(&self, deposit: u128) -> Channel {
+        let mut next = self.clone();
+        next.deposit = deposit.max(self.deposit);
+        next
+    }
+
+    /// What the chain says was claimed (after a claim landed).
+    pub fn claimed_on_chain(&self, claimed: u128) -> Channel {
+        let mut next = self.clone();
+        next.claimed = claimed.max(self.claimed);
+        next
+    }
+
+    /// Charged but not yet claimed on chain: the seller's exposure to this payer.
+    pub fn unclaimed(&self) -> u128 {
+        self.charged.saturating_sub(self.claimed)
+    }
+}
+
+/// Where channels are kept: the store, shared by every instance.
+#[async_trait]
+pub trait ChannelBook: Send + Sync {
+    /// The channel `id`, if the gateway knows it.
+    async fn channel(&self, id: &str) -> Result<Option<Channel>, ChannelBookError>;
+
+    /// Adds a channel whose deposit is on chain; `false` when it is already known (nothing is changed).
+    async fn open_channel(&self, channel: &Channel) -> Result<bool, ChannelBookError>;
+
+    /// Writes `next` if the row's version is still `expected` (the written row's version is `expected + 1`);
+    /// `false` when another writer came first.
+    async fn swap_channel(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError>;
+
+    /// Channels with value charged but not claimed on chain, oldest first.
+    async fn unclaimed_channels(&self, limit: u32) -> Result<Vec<Channel>, ChannelBookError>;
+}
+
+/// A store that could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("channel store unavailable")]
+pub struct ChannelBookError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// How many times a transition is retried when other writers keep coming first.
+const SWAP_ATTEMPTS: usize = 1000;
+
+/// Applies `transition` to channel `id` with compare-and-swap, reading again when another writer came first.
+/// `Ok(None)` when the channel is unknown.
+pub async fn update_channel<T>(
+    book: &dyn ChannelBook,
+    id: &str,
+    transition: impl Fn(&Channel) -> Result<Channel, T>,
+) -> Result<Option<Result<Channel, T>>, ChannelBookError> {
+    for _ in 0..SWAP_ATTEMPTS {
+        let Some(current) = book.channel(id).await? else { return Ok(None) };
+        let next = match transition(&current) {
+            Ok(next) => next,
+            Err(refusal) => return Ok(Some(Err(refusal))),
+        };
+        if next == current {
+            return Ok(Some(Ok(current)));
+        }
+        if book.swap_channel(current.version, &next).await? {
+            return Ok(Some(Ok(Channel { version: current.version + 1, ..next })));
+        }
+    }
+    Err(ChannelBookError("the channel is too busy: no write won in time".into()))
+}
+
+impl From<ChannelBookError> for Rejection {
+    fn from(_: ChannelBookError) -> Rejection {
+        Rejection::new(RejectKind::StoreUnavailable, "store_unavailable", "the payment store is unavailable; try again")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(deposit: u128) -> Channel {
+        Channel {
+            id: "0x01".into(),
+            network: "eip155:31337".into(),
+            option: "usdc".into(),
+            payer: "0xpayer".into(),
+            receiver: "0xseller".into(),
+            token: "0xtoken".into(),
+            config: Value::Null,
+            deposit,
+            claimed: 0,
+            charged: 0,
+            reserved: 0,
+            voucher_max: 0,
+            voucher_signature: String::new(),
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_call_is_reserved_then_charged_or_released() {
+        let open = channel(3000);
+        let held = open.reserve(1000, 1000, "0xsig1").unwrap();
+        assert_eq!((held.reserved, held.charged, held.voucher_max), (1000, 0, 1000));
+        let charged = held.commit(1000);
+        assert_eq!((charged.reserved, charged.charged), (0, 1000));
+        let second = charged.reserve(1000, 2000, "0xsig2").unwrap();
+        assert_eq!(second.release(1000).charged, 1000);
+        assert_eq!(second.release(1000).reserved, 0);
+        assert_eq!(second.voucher_signature, "0xsig2");
+    }
+
+    #[test]
+    fn vouchers_must_cover_what_is_charged_and_in_flight_and_the_deposit_caps_it() {
+        let open = channel(2000);
+        let one = open.reserve(1000, 1000, "a").unwrap();
+        // A second call in flight needs a voucher for 2000.
+        assert_eq!(one.reserve(1000, 1000, "a"), Err(ChannelRefusal::BelowCharged { needed: 2000 }));
+        let two = one.reserve(1000, 2000, "b").unwrap();
+        assert_eq!(two.reserve(1000, 3000, "c"), Err(ChannelRefusal::OverDeposit { needed: 3000 }));
+        // A lower voucher never replaces a higher one.
+        let back = two.commit(1000).commit(1000).topped_up(5000).reserve(1000, 9000, "d").unwrap();
+        let after = back.commit(1000).reserve(1000, 4000, "e").unwrap();
+        assert_eq!((after.voucher_max, after.voucher_signature.as_str()), (9000, "d"));
+        assert_eq!(after.unclaimed(), 3000);
+    }
+}

@@ -1,0 +1,132 @@
+//! The channel book ([`paygate_core::channel::ChannelBook`]) both backends share, as a macro each backend module
+//! expands over its own pool, like `ledger_sql.rs`. A channel's row changes only by compare-and-swap on its
+//! `version`: the caller computes the next state from what it read, and the update applies only if nobody wrote
+//! in between.
+
+/// Expands `impl ChannelBook for $store` (whose `pool` field is a pool of `$db`).
+macro_rules! impl_channel_book {
+    ($store:ident, $db:ty) => {
+        mod channel_book {
+            use async_trait::async_trait;
+            use paygate_core::channel::{Channel, ChannelBook, ChannelBookError};
+            use sqlx::Row as _;
+
+            use crate::now_ms;
+
+            const COLUMNS: &str = "id, network, option_name, payer, receiver, token, config, deposit, claimed, \
+                                   charged, reserved, voucher_max, voucher_signature, version";
+
+            fn unavailable(e: sqlx::Error) -> ChannelBookError {
+                ChannelBookError(Box::new(e))
+            }
+
+            fn corrupt(what: String) -> ChannelBookError {
+                ChannelBookError(Box::new(crate::StoreError::corrupt(what)))
+            }
+
+            fn amount(row: &<$db as sqlx::Database>::Row, column: &str) -> Result<u128, ChannelBookError> {
+                let text: String = row.try_get(column).map_err(unavailable)?;
+                text.parse().map_err(|_| corrupt(format!("channel {column} {text:?} is not an amount")))
+            }
+
+            fn channel(row: &<$db as sqlx::Database>::Row) -> Result<Channel, ChannelBookError> {
+                let text = |column: &str| row.try_get::<String, _>(column).map_err(unavailable);
+                let config = text("config")?;
+                Ok(Channel {
+                    id: text("id")?,
+                    network: text("network")?,
+                    option: text("option_name")?,
+                    payer: text("payer")?,
+                    receiver: text("receiver")?,
+                    token: text("token")?,
+                    config: serde_json::from_str(&config)
+                        .map_err(|_| corrupt(format!("channel config {config:?} is not JSON")))?,
+                    deposit: amount(row, "deposit")?,
+                    claimed: amount(row, "claimed")?,
+                    charged: amount(row, "charged")?,
+                    reserved: amount(row, "reserved")?,
+                    voucher_max: amount(row, "voucher_max")?,
+                    voucher_signature: text("voucher_signature")?,
+                    version: row.try_get("version").map_err(unavailable)?,
+                })
+            }
+
+            #[async_trait]
+            impl ChannelBook for super::$store {
+                async fn channel(&self, id: &str) -> Result<Option<Channel>, ChannelBookError> {
+                    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM channels WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                    row.as_ref().map(channel).transpose()
+                }
+
+                async fn open_channel(&self, c: &Channel) -> Result<bool, ChannelBookError> {
+                    let now = now_ms();
+                    // Only the constant column list is formatted in; every value is bound.
+                    let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO channels ({COLUMNS}, unclaimed, created_at_ms, updated_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+                         ON CONFLICT (id) DO NOTHING"
+                    )))
+                    .bind(&c.id)
+                    .bind(&c.network)
+                    .bind(&c.option)
+                    .bind(&c.payer)
+                    .bind(&c.receiver)
+                    .bind(&c.token)
+                    .bind(c.config.to_string())
+                    .bind(c.deposit.to_string())
+                    .bind(c.claimed.to_string())
+                    .bind(c.charged.to_string())
+                    .bind(c.reserved.to_string())
+                    .bind(c.voucher_max.to_string())
+                    .bind(&c.voucher_signature)
+                    .bind(c.version)
+                    .bind(i64::from(c.unclaimed() > 0))
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(inserted.rows_affected() == 1)
+                }
+
+                async fn swap_channel(&self, expected: i64, c: &Channel) -> Result<bool, ChannelBookError> {
+                    let updated = sqlx::query(
+                        "UPDATE channels SET deposit = $1, claimed = $2, charged = $3, reserved = $4, voucher_max = $5, \
+                         voucher_signature = $6, version = $7 + 1, unclaimed = $8, updated_at_ms = $9 \
+                         WHERE id = $10 AND version = $7",
+                    )
+                    .bind(c.deposit.to_string())
+                    .bind(c.claimed.to_string())
+                    .bind(c.charged.to_string())
+                    .bind(c.reserved.to_string())
+                    .bind(c.voucher_max.to_string())
+                    .bind(&c.voucher_signature)
+                    .bind(expected)
+                    .bind(i64::from(c.unclaimed() > 0))
+                    .bind(now_ms())
+                    .bind(&c.id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(updated.rows_affected() == 1)
+                }
+
+                async fn unclaimed_channels(&self, limit: u32) -> Result<Vec<Channel>, ChannelBookError> {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT {COLUMNS} FROM channels WHERE unclaimed = 1 ORDER BY updated_at_ms LIMIT $1"
+                    )))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    rows.iter().map(channel).collect()
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_channel_book;

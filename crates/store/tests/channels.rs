@@ -1,0 +1,111 @@
+//! The channel book every store backend must keep: a channel is opened once, and its row changes only by
+//! compare-and-swap, so that racing instances never accept more than the deposit. Each case runs on SQLite and
+//! on PostgreSQL.
+
+use std::sync::Arc;
+
+use paygate_core::channel::{Channel, ChannelRefusal, update_channel};
+use paygate_store::Store;
+use serde_json::json;
+
+mod common;
+
+use common::Database;
+
+on_both_backends!(
+    racing_instances_never_accept_more_than_the_deposit,
+    a_channel_opens_once_and_keeps_exact_amounts,
+    failed_calls_are_released_and_claims_leave_the_unclaimed_list,
+);
+
+const PRICE: u128 = 10_000;
+
+fn channel(id: &str, deposit: u128) -> Channel {
+    Channel {
+        id: id.into(),
+        network: "eip155:31337".into(),
+        option: "usdc-channel".into(),
+        payer: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+        receiver: "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".into(),
+        token: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+        config: json!({"withdrawDelay": 900}),
+        deposit,
+        claimed: 0,
+        charged: 0,
+        reserved: 0,
+        voucher_max: 0,
+        voucher_signature: String::new(),
+        version: 0,
+    }
+}
+
+/// Two instances, 200 vouchers (cumulative 1 to 200 calls) racing on a channel whose deposit covers 100 calls:
+/// exactly 100 are reserved and charged, and nothing stays reserved.
+async fn racing_instances_never_accept_more_than_the_deposit(db: Database) {
+    let stores: [Arc<dyn Store>; 2] = [db.open().await, db.open().await];
+    assert!(stores[0].open_channel(&channel("0xrace", 100 * PRICE)).await.unwrap());
+    let tasks: Vec<_> = (1..=200u128)
+        .map(|k| {
+            let store = stores[(k % 2) as usize].clone();
+            tokio::spawn(async move {
+                let signature = format!("0xsig{k}");
+                let reserved = update_channel(store.as_ref(), "0xrace", |c| c.reserve(PRICE, k * PRICE, &signature))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                if reserved.is_err() {
+                    return false;
+                }
+                update_channel(store.as_ref(), "0xrace", |c| Ok::<_, ChannelRefusal>(c.commit(PRICE)))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                true
+            })
+        })
+        .collect();
+    let mut served = 0;
+    for task in tasks {
+        served += usize::from(task.await.unwrap());
+    }
+    assert_eq!(served, 100);
+    let after = stores[1].channel("0xrace").await.unwrap().unwrap();
+    assert_eq!((after.charged, after.reserved, after.deposit), (100 * PRICE, 0, 100 * PRICE));
+    assert!(after.voucher_max >= 100 * PRICE, "the highest voucher covers what was charged");
+}
+
+async fn a_channel_opens_once_and_keeps_exact_amounts(db: Database) {
+    let store = db.open().await;
+    let big = channel("0xbig", u128::MAX);
+    assert!(store.open_channel(&big).await.unwrap());
+    let mut again = channel("0xbig", 1);
+    again.payer = "0xsomeoneelse".into();
+    assert!(!store.open_channel(&again).await.unwrap(), "an open channel is not opened twice");
+    let kept = store.channel("0xbig").await.unwrap().unwrap();
+    assert_eq!(kept, big);
+    assert_eq!(store.channel("0xunknown").await.unwrap(), None);
+    let unknown = update_channel(store.as_ref(), "0xunknown", |c| Ok::<_, ChannelRefusal>(c.commit(1))).await.unwrap();
+    assert!(unknown.is_none());
+}
+
+async fn failed_calls_are_released_and_claims_leave_the_unclaimed_list(db: Database) {
+    let store = db.open().await;
+    store.open_channel(&channel("0xc1", 5 * PRICE)).await.unwrap();
+    let held = update_channel(store.as_ref(), "0xc1", |c| c.reserve(PRICE, PRICE, "0xs1")).await.unwrap().unwrap();
+    assert_eq!(held.unwrap().reserved, PRICE);
+    let released = update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.release(PRICE)));
+    let released = released.await.unwrap().unwrap().unwrap();
+    assert_eq!((released.charged, released.reserved), (0, 0));
+    assert!(store.unclaimed_channels(10).await.unwrap().is_empty(), "nothing charged, nothing to claim");
+
+    update_channel(store.as_ref(), "0xc1", |c| c.reserve(PRICE, PRICE, "0xs1")).await.unwrap().unwrap().unwrap();
+    update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.commit(PRICE))).await.unwrap();
+    let unclaimed = store.unclaimed_channels(10).await.unwrap();
+    assert_eq!(unclaimed.iter().map(|c| (c.id.as_str(), c.unclaimed())).collect::<Vec<_>>(), [("0xc1", PRICE)]);
+
+    update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.claimed_on_chain(PRICE))).await.unwrap();
+    assert!(store.unclaimed_channels(10).await.unwrap().is_empty(), "claimed on chain");
+    let over = update_channel(store.as_ref(), "0xc1", |c| c.reserve(5 * PRICE, 9 * PRICE, "0xs9")).await.unwrap();
+    assert_eq!(over.unwrap(), Err(ChannelRefusal::OverDeposit { needed: 6 * PRICE }));
+}
