@@ -20,7 +20,7 @@ use crate::reject::Rejection;
 
 /// The EIP-712 domain name and version of a token, which differ per chain (`"USD Coin"` on Base, `"USDC"` on
 /// Base Sepolia).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Eip712Domain {
     pub name: String,
     pub version: String,
@@ -234,7 +234,48 @@ pub trait PaymentMethod: Send + Sync + Debug {
         None
     }
 
-    /// Undoes what `verify` holds for a payment whose request failed upstream, so nothing stays reserved (a card
-    /// authorization is cancelled). Most rails hold nothing.
+    /// Holds what a claimed payment pays for while its request runs: a channel reserves the call's price from its
+    /// deposit with one compare-and-swap, so that racing requests never spend more than the deposit. Called once,
+    /// right after the claim; a refusal voids the claim (nothing held, nothing charged). What is held is taken by
+    /// `settle` or given back by `release`. Most rails hold nothing here.
+    async fn hold(&self, _payment: &VerifiedPayment) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    /// Undoes what `verify` or `hold` holds for a payment whose request failed upstream, so nothing stays
+    /// reserved (a card authorization is cancelled, a channel's reservation given back). Most rails hold nothing.
     async fn release(&self, _payment: &VerifiedPayment) {}
+
+    /// What an x402 `PAYMENT-RESPONSE` for a settled payment says beyond success, network and payer, when the
+    /// scheme defines more than the settlement's reference (x402 `batch-settlement`: the charged amount and the
+    /// channel's state). `None`: the reference is the transaction, and nothing else is said.
+    fn x402_receipt(&self, _payment: &VerifiedPayment, _reference: &str) -> Option<X402Receipt> {
+        None
+    }
+
+    /// Settles on chain, in one batch, what the rail charged without settling each call (a channel's vouchers):
+    /// when its schedule says so, or `now`. The reconciler's loop calls it on every pass. Most rails settle per
+    /// call and have nothing here.
+    async fn settle_accepted(&self, _now: bool) -> Result<BatchSettled, String> {
+        Ok(BatchSettled::default())
+    }
+}
+
+/// What one batch settlement did ([`PaymentMethod::settle_accepted`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchSettled {
+    /// Channels whose charged value was claimed.
+    pub channels: usize,
+    /// Atomic units newly claimed.
+    pub claimed: u128,
+    /// The transactions sent, in order.
+    pub transactions: Vec<String>,
+}
+
+/// The scheme-specific part of an x402 `PAYMENT-RESPONSE` ([`PaymentMethod::x402_receipt`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct X402Receipt {
+    pub transaction: String,
+    pub amount: Option<String>,
+    pub extra: Option<Value>,
 }

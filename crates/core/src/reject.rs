@@ -233,16 +233,24 @@ pub struct Rejection {
     pub detail: String,
     /// Seconds after which trying again may succeed, for `Retry-After`.
     pub retry_after_secs: Option<u64>,
+    /// What the fresh offers of one rail carry in their x402 `extra` besides their terms, when a 402 refuses so
+    /// that the client can correct itself (a channel's state after a cumulative mismatch): `(rail, fields)`.
+    pub offer_extra: Option<Box<(&'static str, serde_json::Value)>>,
 }
 
 impl Rejection {
     pub fn new(kind: RejectKind, reason: &'static str, detail: impl Into<String>) -> Self {
-        Rejection { kind, reason, detail: detail.into(), retry_after_secs: None }
+        Rejection { kind, reason, detail: detail.into(), retry_after_secs: None, offer_extra: None }
     }
 
     /// The same rejection, telling the client when to try again.
     pub fn retry_after(self, secs: u64) -> Self {
         Rejection { retry_after_secs: Some(secs), ..self }
+    }
+
+    /// The same rejection, whose fresh offers of rail `rail` carry `fields` in their x402 `extra`.
+    pub fn with_offer_extra(self, rail: &'static str, fields: serde_json::Value) -> Self {
+        Rejection { offer_extra: Some(Box::new((rail, fields))), ..self }
     }
 
     /// The problem body (without the offers a 402 adds).

@@ -65,6 +65,7 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         clock: options.clock.clone(),
         chains: options.chains.clone(),
         senders: HashMap::new(),
+        channels: Some(store.clone()),
     };
     let mut built_options: Vec<BuiltOption> = Vec::new();
     for (i, accept) in config.accept.iter().enumerate() {

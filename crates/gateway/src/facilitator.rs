@@ -202,6 +202,8 @@ impl Facilitator {
             network: network.clone(),
             payer,
             error_message: Some(message),
+            amount: None,
+            extra: None,
         };
         let (method, amount, payload) = match self.method(request) {
             Ok(found) => found,
@@ -223,6 +225,8 @@ impl Facilitator {
                 network,
                 payer: Some(verified.payer),
                 error_message: None,
+                amount: None,
+                extra: None,
             },
             SettleOutcome::Failed { reason, reference } => {
                 failed("settlement_failed", reason, reference.unwrap_or_default(), Some(verified.payer))

@@ -198,7 +198,16 @@ pub(crate) async fn payment_required(
     let headers = response.headers_mut();
     let mut accepts_v2 = Vec::new();
     let mut accepts_v1 = Vec::new();
-    for (offer, terms, id) in &made {
+    // A refusal may tell one rail's offers what the client must correct (a channel's state).
+    let corrected: Vec<Option<Map<String, Value>>> = made
+        .iter()
+        .map(|(offer, _, _)| {
+            let (rail, fields) = rejection?.offer_extra.as_deref()?;
+            let base = offer.x402.as_ref()?.extra.as_ref();
+            (offer.method.rail() == *rail).then(|| merged(base, fields))
+        })
+        .collect();
+    for ((offer, terms, id), corrected) in made.iter().zip(&corrected) {
         for (name, value) in offer.method.dialect_headers(offer.amount, now + ttl_secs) {
             if let Ok(value) = HeaderValue::try_from(value) {
                 headers.append(name, value);
@@ -223,7 +232,7 @@ pub(crate) async fn payment_required(
             }
         }
         if let (Some(r), Some(v1_network)) = (&offer.x402, &offer.v1_network) {
-            let extra = r.extra.as_ref().unwrap_or(&EMPTY);
+            let extra = corrected.as_ref().or(r.extra.as_ref()).unwrap_or(&*EMPTY);
             accepts_v2.push(BoundRequirements {
                 scheme: &r.scheme,
                 network: &r.network,
@@ -290,6 +299,15 @@ pub(crate) async fn payment_required(
     *response.status_mut() = StatusCode::from_u16(rejection.kind.status()).unwrap_or(StatusCode::PAYMENT_REQUIRED);
     set_problem_headers(response.headers_mut(), request_id);
     response
+}
+
+/// An offer's `extra` with `fields` added (they win).
+fn merged(base: Option<&Map<String, Value>>, fields: &Value) -> Map<String, Value> {
+    let mut extra = base.cloned().unwrap_or_default();
+    if let Some(fields) = fields.as_object() {
+        extra.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    extra
 }
 
 fn set_problem_headers(headers: &mut http::HeaderMap, request_id: &str) {

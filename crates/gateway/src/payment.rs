@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use paygate_core::error::Causes;
 use paygate_core::method::{PaymentMethod, SettleJournal, SettleOutcome, SettlementStatus, VerifiedPayment};
 use paygate_core::money::format_atomic;
+use paygate_core::reject::Rejection;
 use paygate_store::{PaymentId, PaymentRecord, PaymentState, Store, StoreError, Transition};
 
 use crate::metrics::{Metrics, Outcome, Phase};
@@ -152,6 +153,18 @@ impl<'a> ClaimedPayment<'a> {
         if let Err(e) = self.store.transition(self.id, &[from], to, t).await {
             tracing::error!(payment = self.id, error = %Causes(&e), "could not record {what}");
         }
+    }
+
+    /// Holds what the payment pays for while its request runs (a channel's reservation); a refusal voids the
+    /// claim with nothing held and nothing charged, and is the request's answer.
+    pub(crate) async fn hold(&self) -> Result<(), Rejection> {
+        let refusal = match self.method.hold(&self.verified).await {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        };
+        let t = Transition { reason: refusal.reason, ..Default::default() };
+        self.transition(PaymentState::Verified, PaymentState::Voided, t, "a payment its rail would not hold").await;
+        Err(refusal)
     }
 
     /// The upstream failed: nothing is charged, the rail releases what it held, and the same proof may be sent

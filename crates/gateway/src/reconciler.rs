@@ -43,6 +43,8 @@ pub struct Reconciled {
     pub undecided: usize,
     /// `failed` settlements found settled on chain after all: now `settled`, their responses owed.
     pub landed_late: usize,
+    /// Channels whose charged value was claimed on chain in a batch (`settle_accepted`).
+    pub channels_claimed: usize,
 }
 
 /// How long a `failed` settlement whose rail cannot tell what became of it is asked again before it is left
@@ -77,7 +79,13 @@ impl Reconciler {
 
         for row in self.store.payments(&rows(PaymentState::Verified, Some(cutoff))).await? {
             match UndecidedPayment::void_abandoned(self.store.as_ref(), row.id).await {
-                Ok(()) => done.voided += 1,
+                Ok(()) => {
+                    done.voided += 1;
+                    // What its rail held for it (a channel's reservation) is given back: nothing was charged.
+                    if let Some(payment) = self.undecided(&row)? {
+                        payment.method.release(&payment.verified).await;
+                    }
+                }
                 // Another instance, or the request itself, moved it meanwhile.
                 Err(StoreError::WrongState { .. }) => {}
                 Err(e) => return Err(e),
@@ -96,6 +104,18 @@ impl Reconciler {
             match self.recheck(&row, &mut done).await {
                 Ok(()) | Err(StoreError::WrongState { .. }) => {}
                 Err(e) => return Err(e),
+            }
+        }
+        for method in self.methods.values() {
+            match method.settle_accepted(false).await {
+                Ok(settled) if settled.channels > 0 => {
+                    tracing::info!(option = %method.option().name, ?settled, "claimed channel payments on chain");
+                    done.channels_claimed += settled.channels;
+                }
+                Ok(_) => {}
+                Err(reason) => {
+                    tracing::warn!(option = %method.option().name, %reason, "a batch settlement failed; trying again later")
+                }
             }
         }
         let now = paygate_store::now_ms();

@@ -2,6 +2,8 @@
 //!
 //! * [`eip3009`]: a signed EIP-3009 `transferWithAuthorization`, the payload of both x402 `exact` on EVM and
 //!   MPP `evm`/`charge`: one verification path serves both protocols.
+//! * [`batch_settlement`]: x402 `batch-settlement` channels: one escrowed deposit, then a voucher per call checked
+//!   locally, settled in batches.
 //! * [`txhash`]: pay first, prove with the transfer's hash (the `X-402-*` header dialects).
 //! * [`tempo`]: MPP `tempo` charges of TIP-20 stablecoins on Tempo.
 //! * [`stripe`]: MPP `stripe` charges of Shared Payment Tokens through the Stripe API.
@@ -13,6 +15,7 @@
 //!
 //! Adding a rail is a new module here and one line in [`registry::RAILS`] (`docs/adding-a-rail.md`).
 
+pub mod batch_settlement;
 pub mod cdp;
 pub mod eip3009;
 pub mod facilitator;

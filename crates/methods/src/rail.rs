@@ -93,6 +93,8 @@ pub struct RailContext<'a> {
     pub clock: Arc<dyn Clock>,
     pub chains: BTreeMap<String, Arc<dyn Chain>>,
     pub senders: HashMap<(String, Address), Arc<TxSender>>,
+    /// Where channel rails keep their channels: the gateway's store.
+    pub channels: Option<Arc<dyn paygate_core::channel::ChannelBook>>,
 }
 
 impl RailContext<'_> {

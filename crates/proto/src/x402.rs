@@ -131,6 +131,12 @@ pub struct SettleResponse {
     /// Human detail the reference SDKs add on failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// The amount settled, where the scheme says it (`batch-settlement`, `upto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    /// Scheme-specific fields (`batch-settlement`: `chargedAmount`, `channelState`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
 }
 
 /// A facilitator's `/verify` answer.

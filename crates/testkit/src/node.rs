@@ -22,6 +22,14 @@ pub async fn client(args: &[&str]) -> Value {
     script("client.mjs", args).await
 }
 
+/// Runs `node tests/node/channel.mjs URL --rpc RPC ARGS...`: N calls paid through an x402 `batch-settlement`
+/// channel by the official client; `{"statuses", "receipts", "bodies"}` or `{"error"}`.
+pub async fn channel(url: &str, rpc_url: &str, args: &[&str]) -> Value {
+    let mut all = vec![url, "--rpc", rpc_url];
+    all.extend_from_slice(args);
+    script("channel.mjs", &all).await
+}
+
 /// Runs `node tests/node/parse402.mjs URL`: what the official parsers (mppx, @x402/core) understand of the 402 at
 /// `url`, or `{"error"}` when one of them refuses it.
 pub async fn parse402(url: &str) -> Value {

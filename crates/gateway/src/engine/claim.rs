@@ -1,6 +1,7 @@
 //! Claiming: a verified payment is written to the shared ledger as `verified`, keyed by the money itself, before
 //! the upstream sees the request, so that of all copies of a proof (on every instance) one is served. Before the
-//! claim, the payer's rate limit; after it, on a tiered route, the call is counted in the payer's tier.
+//! claim, the payer's rate limit; right after it, the rail holds what the call costs (a channel reserves it from
+//! the deposit); then, on a tiered route, the call is counted in the payer's tier.
 
 use http::request::Parts;
 
@@ -87,6 +88,9 @@ impl Gateway {
                     verified,
                     &ctx.route.name,
                 );
+                if let Err(refusal) = payment.hold().await {
+                    return Err(self.refuse(ctx, Some(&refusal)).await);
+                }
                 Ok(Claimed::New(ClaimedNow { payment, offer }))
             }
             Ok(Claim::Taken { state, .. }) => {

@@ -86,13 +86,20 @@ pub(super) fn add_x402_settlement(
         Presented::X402V1(payload) => (x402::X_PAYMENT_RESPONSE, payload.network.clone()),
         Presented::Mpp(_) | Presented::TxHash(_) => return,
     };
+    let scheme = success.then(|| paid.payment.method.x402_receipt(&paid.payment.verified, reference)).flatten();
+    let (transaction, amount, extra) = match scheme {
+        Some(receipt) => (receipt.transaction, receipt.amount, receipt.extra),
+        None => (reference.to_owned(), None, None),
+    };
     let response = x402::SettleResponse {
         success,
         error_reason: reason.map(str::to_owned),
-        transaction: reference.to_owned(),
+        transaction,
         network,
         payer: Some(paid.payment.verified.payer.clone()),
         error_message: None,
+        amount,
+        extra,
     };
     if let Ok(value) = HeaderValue::from_str(&x402::encode_header(&response)) {
         headers.insert(name, value);

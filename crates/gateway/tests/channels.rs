@@ -1,0 +1,189 @@
+//! Channel payments (x402 `batch-settlement`) on anvil, with the escrow's stand-in at its canonical address: the
+//! official `@x402/evm` client deposits once and pays each call with a voucher checked locally; the reconciler's
+//! pass claims every voucher in one transaction and sweeps the seller's value in another. Refused vouchers
+//! commit nothing.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, aliases::U40};
+use alloy::rpc::types::Filter;
+use alloy::signers::SignerSync;
+use alloy::sol_types::SolEvent;
+use common::{Harness, Options, decode_x402, encode_x402, kind, pay_to, payer, problem};
+use paygate_chain::devtoken::dev_account;
+use paygate_chain::escrow::{self, BatchSettlement};
+use paygate_store::PaymentState;
+use paygate_testkit::{UpstreamMode, node};
+use serde_json::{Value, json};
+
+const CENT: u128 = 10_000;
+
+fn channel_option() -> String {
+    format!(
+        r#"
+        [[accept]]
+        rail = "batch-settlement"
+        network = "local"
+        asset = "USDC"
+        pay_to = "{}"
+        settler_key = "{}"
+        "#,
+        pay_to(),
+        paygate_testkit::SETTLER_KEY
+    )
+}
+
+async fn harness() -> Harness {
+    Harness::start_with(Options { extra_toml: channel_option(), ..Default::default() }).await
+}
+
+async fn events<E: SolEvent>(h: &Harness) -> usize {
+    let filter = Filter::new().address(escrow::BATCH_SETTLEMENT).event_signature(E::SIGNATURE_HASH).from_block(0);
+    h.chain.chain.logs(filter).await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_pays_fifty_calls_from_one_deposit_settled_in_one_batch() {
+    let h = harness().await;
+    let seller_before = h.chain.balance(pay_to()).await;
+    let payer_before = h.chain.balance(payer()).await;
+
+    let answer = node::channel(&h.url("/v1/quote"), &h.chain.rpc_url, &["--calls", "50", "--deposit", "500000"]).await;
+    let statuses = answer["statuses"].as_array().unwrap_or_else(|| panic!("{answer}"));
+    assert!(statuses.iter().all(|s| s == 200), "{answer}");
+    assert_eq!(statuses.len(), 50);
+    for (k, receipt) in answer["receipts"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(receipt["success"], true);
+        assert_eq!(receipt["extra"]["chargedAmount"], CENT.to_string());
+        let cumulative = ((k as u128) + 1) * CENT;
+        assert_eq!(receipt["extra"]["channelState"]["chargedCumulativeAmount"], cumulative.to_string(), "{receipt}");
+    }
+    // The deposit moved into escrow once; nothing reached the seller yet, and no call waited for the chain.
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 500_000);
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before);
+    assert_eq!(events::<BatchSettlement::Deposited>(&h).await, 1);
+    assert_eq!(h.upstream.hits(), 50);
+    let ledger = h.ledger().await;
+    assert_eq!(ledger.len(), 50);
+    assert!(ledger.iter().all(|row| row.state == PaymentState::Settled && row.rail == "batch-settlement"));
+    assert!(ledger.iter().all(|row| row.amount == CENT.to_string()));
+
+    // One pass of the reconciler claims all fifty vouchers in one transaction and sweeps them in another.
+    let done = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(done.channels_claimed, 1);
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 50 * CENT);
+    assert_eq!((events::<BatchSettlement::Claimed>(&h).await, events::<BatchSettlement::Settled>(&h).await), (1, 1));
+    let channel = h.gateway.store().unclaimed_channels(10).await.unwrap();
+    assert!(channel.is_empty(), "everything charged is claimed");
+    // Nothing is claimed twice.
+    let again = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(again.channels_claimed, 0);
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 50 * CENT);
+}
+
+/// The id of the node client's channel with the test gateway (payer dev account 1, salt zero).
+fn channel_id() -> String {
+    format!("{:#x}", escrow::channel_id(&config(pay_to()), 31337))
+}
+
+fn config(receiver: Address) -> BatchSettlement::ChannelConfig {
+    BatchSettlement::ChannelConfig {
+        payer: payer(),
+        payerAuthorizer: payer(),
+        receiver,
+        receiverAuthorizer: dev_account(0).address(),
+        token: paygate_chain::devtoken::test_usdc_address(),
+        withdrawDelay: U40::from(900),
+        salt: B256::ZERO,
+    }
+}
+
+/// A voucher payload for the payer's channel (dev account 1, the node client's default channel: salt zero),
+/// signed by `signer` for a cumulative `max`, in the envelope of the 402's batch-settlement offer.
+async fn voucher(h: &Harness, signer: u32, receiver: Address, max: u128) -> String {
+    let (_, required) = offer(h).await;
+    let accepted = required["accepts"].as_array().unwrap().iter().find(|a| a["scheme"] == "batch-settlement").unwrap();
+    let id = escrow::channel_id(&config(receiver), 31337);
+    let signature = dev_account(signer).sign_hash_sync(&escrow::voucher_digest(id, max, 31337)).unwrap();
+    let payload = json!({
+        "type": "voucher",
+        "channelConfig": {
+            "payer": payer().to_checksum(None), "payerAuthorizer": payer().to_checksum(None),
+            "receiver": receiver.to_checksum(None), "receiverAuthorizer": dev_account(0).address().to_checksum(None),
+            "token": h.chain.token.to_checksum(None), "withdrawDelay": 900, "salt": format!("{:#x}", B256::ZERO),
+        },
+        "voucher": {
+            "channelId": format!("{id:#x}"),
+            "maxClaimableAmount": max.to_string(),
+            "signature": format!("0x{}", alloy::hex::encode(signature.as_bytes())),
+        },
+    });
+    encode_x402(&json!({"x402Version": 2, "payload": payload, "resource": required["resource"], "accepted": accepted}))
+}
+
+async fn offer(h: &Harness) -> (u16, Value) {
+    let response = h.send("GET", "/v1/quote", None, None).await;
+    let header = response.headers().get("payment-required").unwrap().to_str().unwrap().to_owned();
+    (response.status().as_u16(), decode_x402(&header))
+}
+
+async fn pay(h: &Harness, signature: &str) -> reqwest::Response {
+    h.send("GET", "/v1/quote", Some(("payment-signature", signature)), None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_vouchers_commit_nothing() {
+    let h = harness().await;
+    // Open the channel with three calls' worth; one call paid.
+    let answer = node::channel(&h.url("/v1/quote"), &h.chain.rpc_url, &["--calls", "1", "--deposit", "30000"]).await;
+    assert_eq!(answer["statuses"][0], 200, "{answer}");
+    let charged = || async { h.gateway.store().unclaimed_channels(10).await.unwrap()[0].charged };
+    assert_eq!(charged().await, CENT);
+
+    // The next voucher (cumulative 2 cents) pays once. Sent again, it no longer covers what is charged plus a
+    // call: as the official x402 server does, the answer is the corrective 402, and nothing more is charged.
+    let second = voucher(&h, 1, pay_to(), 2 * CENT).await;
+    assert_eq!(pay(&h, &second).await.status(), 200);
+    assert_eq!(charged().await, 2 * CENT);
+    let (status, replayed) = problem(pay(&h, &second).await).await;
+    assert_eq!((status, kind(&replayed).1), (402, "invalid_batch_settlement_evm_cumulative_amount_mismatch"));
+    assert_eq!(charged().await, 2 * CENT);
+
+    // A voucher below what is charged plus this call: the corrective 402 carries the channel's state.
+    let response = pay(&h, &voucher(&h, 1, pay_to(), 2 * CENT + 1).await).await;
+    assert_eq!(response.status(), 402);
+    let required = decode_x402(response.headers().get("payment-required").unwrap().to_str().unwrap());
+    assert_eq!(required["error"], "invalid_batch_settlement_evm_cumulative_amount_mismatch");
+    let corrected = required["accepts"].as_array().unwrap().iter().find(|a| a["scheme"] == "batch-settlement").unwrap();
+    assert_eq!(corrected["extra"]["channelState"]["chargedCumulativeAmount"], (2 * CENT).to_string());
+    assert_eq!(corrected["extra"]["voucherState"]["signedMaxClaimable"], (2 * CENT).to_string());
+
+    // A call the upstream fails is not charged: its reservation is given back, and the same voucher pays later.
+    let third = voucher(&h, 1, pay_to(), 3 * CENT).await;
+    h.upstream.set_mode(UpstreamMode::Fail);
+    assert_eq!(pay(&h, &third).await.status(), 500);
+    let channel = h.gateway.store().channel(&channel_id()).await.unwrap().unwrap();
+    assert_eq!((channel.charged, channel.reserved), (2 * CENT, 0));
+    h.upstream.set_mode(UpstreamMode::Ok);
+
+    // Above the deposit (a fourth call on three calls' worth): refused.
+    assert_eq!(pay(&h, &third).await.status(), 200);
+    let (status, over) = problem(pay(&h, &voucher(&h, 1, pay_to(), 4 * CENT).await).await).await;
+    assert_eq!((status, kind(&over).1), (402, "invalid_batch_settlement_evm_cumulative_exceeds_balance"));
+
+    // Signed by someone else, or for another seller's channel.
+    let (status, wrong) = problem(pay(&h, &voucher(&h, 2, pay_to(), 4 * CENT).await).await).await;
+    assert_eq!((status, kind(&wrong).1), (402, "invalid_batch_settlement_evm_voucher_signature"));
+    let other_seller = dev_account(8).address();
+    let (status, other) = problem(pay(&h, &voucher(&h, 1, other_seller, CENT).await).await).await;
+    assert_eq!((status, kind(&other).1), (402, "invalid_batch_settlement_evm_receiver_mismatch"));
+
+    assert_eq!(charged().await, 3 * CENT, "no refusal charged anything");
+    assert_eq!(h.upstream.hits(), 4);
+    let ledger = h.ledger().await;
+    let settled = ledger.iter().filter(|r| r.state == PaymentState::Settled).count();
+    assert_eq!(settled, 3);
+}

@@ -1,0 +1,105 @@
+//! The `batch-settlement` rail's `[[accept]]` fields, and how they become a [`BatchSettlementMethod`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::signers::local::PrivateKeySigner;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use paygate_chain::TxSender;
+use paygate_core::registry::TransferMethod;
+use paygate_core::secret::Secret;
+
+use super::BatchSettlementMethod;
+use crate::network::{FieldError, Networks};
+use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext, missing};
+
+/// The rail in the registry. It takes only entries that name it: the same asset also pays per request.
+pub const RAIL: Rail = Rail {
+    name: "batch-settlement",
+    claims: |_: &toml::Table, _: &Networks| false,
+    parse: rail::parse::<BatchSettlementConfig>,
+};
+
+/// `[[accept]]` with `rail = "batch-settlement"`: channel payments (x402 `batch-settlement`) of an EIP-3009 asset.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSettlementConfig {
+    pub network: Option<String>,
+    pub asset: Option<String>,
+    /// The seller's address: the channels' receiver.
+    pub pay_to: Option<String>,
+    /// The channels' receiver authorizer: it relays deposits, signs and sends claims, and pays their gas.
+    pub settler_key: Option<Secret>,
+    /// How long a payer waits to withdraw what was not claimed (x402: 900 s to 30 days).
+    #[serde(default = "default_withdraw_delay")]
+    pub withdraw_delay_secs: u64,
+    /// Claim on chain at least this often (seconds) while a channel has unclaimed value.
+    #[serde(default = "default_claim_every")]
+    pub claim_every_secs: u64,
+}
+
+fn default_withdraw_delay() -> u64 {
+    900
+}
+
+fn default_claim_every() -> u64 {
+    60
+}
+
+#[async_trait]
+impl RailConfig for BatchSettlementConfig {
+    fn printed(&self) -> toml::Table {
+        rail::printed(self)
+    }
+
+    fn network(&self) -> Option<&str> {
+        self.network.as_deref()
+    }
+
+    async fn build(&self, common: &Common, ctx: &mut RailContext<'_>) -> Result<BuiltOption, FieldError> {
+        if !(900..=2_592_000).contains(&self.withdraw_delay_secs) {
+            return Err(FieldError::entry(
+                "withdraw_delay_secs",
+                "must be between 900 (15 minutes) and 2592000 (30 days)",
+            ));
+        }
+        let target = ChainTarget {
+            network: self.network.as_deref(),
+            asset: self.asset.as_deref(),
+            pay_to: self.pay_to.as_deref(),
+        };
+        let mut resolved = target.resolve(RAIL.name, TransferMethod::Eip3009, common, ctx).await?;
+        if common.name.is_none() {
+            resolved.option.name.push_str("-channel");
+        }
+        let chain = resolved.rpc(RAIL.name)?;
+        let key = self.settler_key.as_ref().ok_or_else(|| missing("settler_key"))?;
+        let authorizer: PrivateKeySigner =
+            key.expose().trim().parse().map_err(|_| FieldError::entry("settler_key", "not a hex private key"))?;
+        let sender = ctx
+            .senders
+            .entry((resolved.network_name.clone(), authorizer.address()))
+            .or_insert_with(|| Arc::new(TxSender::new(chain.clone(), authorizer.clone())))
+            .clone();
+        let book = ctx.channels.clone().ok_or_else(|| FieldError::entry("rail", "channels need a store"))?;
+        let method = BatchSettlementMethod {
+            option: resolved.option,
+            chain,
+            chain_id: resolved.network.chain_id,
+            sender,
+            authorizer,
+            book,
+            withdraw_delay: self.withdraw_delay_secs,
+            claim_every: Duration::from_secs(self.claim_every_secs),
+            last_batch: Default::default(),
+            receipt_timeout: Duration::from_secs(resolved.network.config.receipt_timeout_secs),
+            poll_interval: Duration::from_millis(resolved.network.config.receipt_poll_ms.max(1)),
+            clock: ctx.clock.clone(),
+        }
+        .checked()
+        .map_err(|problem| FieldError::entry("asset", problem))?;
+        Ok(BuiltOption { method: Arc::new(method), units_per_usd: None })
+    }
+}

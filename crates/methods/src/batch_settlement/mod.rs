@@ -1,0 +1,410 @@
+//! The `batch-settlement` rail: x402's channel scheme on EVM (`scheme_batch_settlement_evm.md`). A payer deposits
+//! once into the escrow (`x402BatchSettlement`, [`paygate_chain::escrow`]) and pays each call with a cumulative
+//! voucher, checked here without any chain call; the seller claims many vouchers in one transaction later,
+//! off the response path ([`settler`]).
+//!
+//! A call's path: `verify` reads the payload and checks the voucher's signature locally (a `deposit` payload's
+//! deposit is relayed first: paygate submits it and waits for it, and a channel is known only once its deposit is
+//! on chain); `hold` reserves the call's price on the channel's row with one compare-and-swap
+//! ([`paygate_core::channel`]); `settle` charges it once the upstream answered, `release` gives it back
+//! otherwise. The proof key is `eip155:<chain>:channel:<id>:<voucher max>`: a voucher pays one call.
+//!
+//! Refusals the official client corrects itself from (a voucher below what is charged): a 402 whose `error` is
+//! `invalid_batch_settlement_evm_cumulative_amount_mismatch` and whose offer carries the channel's state.
+//! Decision: a voucher that covers *more* than what is charged plus this call is taken (the x402 spec asks for
+//! equality; a client with calls in flight signs ahead, and the seller only ever claims what it charged).
+
+mod config;
+mod payload;
+mod settler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, TxHash};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+
+use paygate_chain::escrow::{self, BatchSettlement};
+use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
+use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
+use paygate_core::clock::Clock;
+use paygate_core::method::{
+    BatchSettled, PaymentMethod, PaymentOption, Proof, SettleOutcome, VerifiedPayment, X402Receipt,
+};
+use paygate_core::money::AtomicAmount;
+use paygate_core::reject::{RejectKind, Rejection};
+use paygate_proto::x402;
+
+pub use config::{BatchSettlementConfig, RAIL};
+use payload::{Deposit, Expected, Payment};
+
+/// The scheme's name in x402 offers.
+const SCHEME: &str = "batch-settlement";
+
+/// Channel payments of one EIP-3009 asset to one seller.
+pub struct BatchSettlementMethod {
+    option: PaymentOption,
+    chain: Arc<dyn Chain>,
+    chain_id: u64,
+    /// The receiver authorizer's sender: relays deposits, sends claims.
+    sender: Arc<TxSender>,
+    authorizer: PrivateKeySigner,
+    book: Arc<dyn ChannelBook>,
+    withdraw_delay: u64,
+    claim_every: Duration,
+    /// When the last batch was settled.
+    last_batch: std::sync::Mutex<Option<std::time::Instant>>,
+    receipt_timeout: Duration,
+    poll_interval: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for BatchSettlementMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchSettlementMethod")
+            .field("option", &self.option.name)
+            .field("authorizer", &self.authorizer.address())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a verified channel payment carries to `hold`, `settle` and the receipt (its `settlement`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Voucher {
+    channel_id: String,
+    voucher_max: String,
+    signature: String,
+    price: String,
+    /// The deposit this payload made, if any: its transaction and amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deposit: Option<(String, String)>,
+}
+
+impl BatchSettlementMethod {
+    /// The method, if its asset can be deposited with an EIP-3009 authorization (it has an EIP-712 domain).
+    fn checked(self) -> Result<Self, String> {
+        if self.option.asset.eip712.is_none() {
+            return Err(format!(
+                "{} has no EIP-712 domain: it cannot be deposited with ERC-3009",
+                self.option.asset.symbol
+            ));
+        }
+        Ok(self)
+    }
+
+    fn token(&self) -> Address {
+        self.option.asset.address.parse().unwrap_or(Address::ZERO)
+    }
+
+    fn expected(&self) -> Expected {
+        let domain = self.option.asset.eip712.clone().unwrap_or_default();
+        Expected {
+            chain_id: self.chain_id,
+            receiver: self.option.pay_to.parse().unwrap_or(Address::ZERO),
+            receiver_authorizer: self.authorizer.address(),
+            token: self.token(),
+            withdraw_delay: self.withdraw_delay,
+            token_domain: payload::token_domain(&domain.name, &domain.version, self.chain_id, self.token()),
+        }
+    }
+
+    fn proof_key_of(&self, channel_id: B256, voucher_max: u128) -> String {
+        format!("eip155:{}:channel:{channel_id:#x}:{voucher_max}", self.chain_id)
+    }
+
+    /// Relays a deposit and records the channel with what the escrow now holds for it.
+    async fn deposit(&self, payment: &Payment, deposit: &Deposit) -> Result<Option<TxHash>, Rejection> {
+        let used =
+            paygate_chain::abi::authorization_state(self.chain.as_ref(), self.token(), payment.payer, deposit.nonce)
+                .await
+                .map_err(|e| chain_unavailable(&e))?;
+        let mut hash = None;
+        if !used {
+            if deposit.valid_before <= self.clock.now_unix() + 6 {
+                return Err(Rejection::new(
+                    RejectKind::PaymentExpired,
+                    "invalid_batch_settlement_evm_deposit_expired",
+                    "the deposit's authorization expires before it could be submitted",
+                ));
+            }
+            let call = BatchSettlement::depositCall {
+                config: payment.config.clone(),
+                amount: deposit.amount,
+                collector: escrow::ERC3009_DEPOSIT_COLLECTOR,
+                collectorData: deposit.collector_data.clone().into(),
+            };
+            let sent = self.sender.send(escrow::BATCH_SETTLEMENT, call.abi_encode().into()).await;
+            let sent = sent.map_err(deposit_not_sent)?;
+            let receipt = wait_for_receipt(self.chain.as_ref(), sent, self.receipt_timeout, self.poll_interval)
+                .await
+                .map_err(|e| chain_unavailable(&e))?;
+            match receipt {
+                Some(receipt) if receipt.status() => hash = Some(sent),
+                Some(_) => return Err(deposit_refused("the deposit transaction reverted")),
+                None => {
+                    return Err(Rejection::new(
+                        RejectKind::ChainUnavailable,
+                        "deposit_pending",
+                        "the deposit was submitted and is not mined yet; send the same payment again shortly",
+                    ));
+                }
+            }
+        }
+        let (balance, claimed) = self.on_chain(payment.channel_id).await?;
+        if balance == 0 {
+            return Err(deposit_refused("the escrow holds nothing for this channel"));
+        }
+        self.record_channel(payment, balance, claimed).await?;
+        Ok(hash)
+    }
+
+    /// `channels(id)` on the escrow: its balance and what was claimed.
+    async fn on_chain(&self, channel_id: B256) -> Result<(u128, u128), Rejection> {
+        let call = BatchSettlement::channelsCall { channelId: channel_id }.abi_encode();
+        let tx = TransactionRequest::default().to(escrow::BATCH_SETTLEMENT).input(call.into());
+        let out = self.chain.call(tx).await.map_err(|e| chain_unavailable(&e))?;
+        let state = BatchSettlement::channelsCall::abi_decode_returns(&out)
+            .map_err(|_| chain_unavailable(&ChainError::Unavailable("the escrow answered garbage".into())))?;
+        Ok((state.balance, state.totalClaimed))
+    }
+
+    async fn record_channel(&self, payment: &Payment, balance: u128, claimed: u128) -> Result<(), Rejection> {
+        let id = format!("{:#x}", payment.channel_id);
+        let channel = Channel {
+            id: id.clone(),
+            network: self.option.network.to_string(),
+            option: self.option.name.clone(),
+            payer: payment.payer.to_checksum(None),
+            receiver: self.option.pay_to.clone(),
+            token: self.option.asset.address.clone(),
+            config: config_json(&payment.config),
+            deposit: balance,
+            claimed,
+            charged: claimed,
+            reserved: 0,
+            voucher_max: 0,
+            voucher_signature: String::new(),
+            version: 0,
+        };
+        if !self.book.open_channel(&channel).await? {
+            update_channel(self.book.as_ref(), &id, |c| Ok::<_, ChannelRefusal>(c.topped_up(balance))).await?;
+        }
+        Ok(())
+    }
+
+    /// The corrective 402 of a voucher the channel refuses, with the channel's state for the client.
+    async fn refusal(&self, id: &str, refusal: ChannelRefusal) -> Rejection {
+        let state = self.book.channel(id).await.ok().flatten();
+        let rejection = match refusal {
+            ChannelRefusal::BelowCharged { needed } => Rejection::new(
+                RejectKind::PaymentInsufficient,
+                "invalid_batch_settlement_evm_cumulative_amount_mismatch",
+                format!("the voucher must allow a cumulative {needed}: sign one for what is charged plus this call"),
+            ),
+            ChannelRefusal::OverDeposit { needed } => Rejection::new(
+                RejectKind::InsufficientFunds,
+                "invalid_batch_settlement_evm_cumulative_exceeds_balance",
+                format!("the channel's deposit does not cover a cumulative {needed}: top it up"),
+            ),
+        };
+        match state {
+            Some(channel) => rejection.with_offer_extra(RAIL.name, corrective_extra(&channel)),
+            None => rejection,
+        }
+    }
+
+    async fn check_voucher(&self, payment: &Payment, price: u128) -> Result<(), Rejection> {
+        let id = format!("{:#x}", payment.channel_id);
+        let Some(channel) = self.book.channel(&id).await? else {
+            return Err(Rejection::new(
+                RejectKind::InsufficientFunds,
+                "invalid_batch_settlement_evm_channel_not_found",
+                "this channel has no deposit paygate knows of: send a deposit payload",
+            ));
+        };
+        match channel.reserve(price, payment.voucher_max, &payment.voucher_signature) {
+            Ok(_) => Ok(()),
+            Err(refusal) => Err(self.refusal(&id, refusal).await),
+        }
+    }
+}
+
+/// The channel config as the escrow's claims need it, JSON with the wire's field names.
+fn config_json(c: &BatchSettlement::ChannelConfig) -> Value {
+    json!({
+        "payer": c.payer.to_checksum(None),
+        "payerAuthorizer": c.payerAuthorizer.to_checksum(None),
+        "receiver": c.receiver.to_checksum(None),
+        "receiverAuthorizer": c.receiverAuthorizer.to_checksum(None),
+        "token": c.token.to_checksum(None),
+        "withdrawDelay": c.withdrawDelay.to::<u64>(),
+        "salt": format!("{:#x}", c.salt),
+    })
+}
+
+/// `channelState` as the official client reads it.
+fn channel_state(channel: &Channel, charged: u128) -> Value {
+    json!({
+        "channelId": channel.id,
+        "balance": channel.deposit.to_string(),
+        "totalClaimed": channel.claimed.to_string(),
+        "withdrawRequestedAt": 0,
+        "refundNonce": "0",
+        "chargedCumulativeAmount": charged.to_string(),
+    })
+}
+
+fn corrective_extra(channel: &Channel) -> Value {
+    let mut extra = json!({ "channelState": channel_state(channel, channel.charged + channel.reserved) });
+    if !channel.voucher_signature.is_empty() {
+        extra["voucherState"] =
+            json!({ "signedMaxClaimable": channel.voucher_max.to_string(), "signature": channel.voucher_signature });
+    }
+    extra
+}
+
+fn chain_unavailable(err: &ChainError) -> Rejection {
+    Rejection::new(RejectKind::ChainUnavailable, "chain_unavailable", format!("the chain could not be asked: {err}"))
+}
+
+fn deposit_refused(detail: &str) -> Rejection {
+    Rejection::new(RejectKind::VerificationFailed, "invalid_batch_settlement_evm_deposit_failed", detail)
+}
+
+fn deposit_not_sent(err: SendError) -> Rejection {
+    match err {
+        SendError::WouldRevert(reason) => deposit_refused(&format!("the deposit would revert: {reason}")),
+        other => Rejection::new(RejectKind::ChainUnavailable, "chain_unavailable", format!("the deposit: {other}")),
+    }
+}
+
+fn settlement_of(payment: &VerifiedPayment) -> Option<Voucher> {
+    serde_json::from_value(payment.settlement.clone()).ok()
+}
+
+#[async_trait]
+impl PaymentMethod for BatchSettlementMethod {
+    fn rail(&self) -> &'static str {
+        RAIL.name
+    }
+
+    fn option(&self) -> &PaymentOption {
+        &self.option
+    }
+
+    fn x402_requirements(&self, amount: AtomicAmount) -> Option<x402::PaymentRequirements> {
+        let domain = self.option.asset.eip712.clone().unwrap_or_default();
+        let mut extra = Map::new();
+        extra.insert("name".into(), domain.name.into());
+        extra.insert("version".into(), domain.version.into());
+        extra.insert("receiverAuthorizer".into(), self.authorizer.address().to_checksum(None).into());
+        extra.insert("withdrawDelay".into(), self.withdraw_delay.into());
+        Some(x402::PaymentRequirements {
+            scheme: SCHEME.into(),
+            network: self.option.network.to_string(),
+            amount: amount.to_string(),
+            asset: self.option.asset.address.clone(),
+            pay_to: self.option.pay_to.clone(),
+            max_timeout_seconds: self.option.max_timeout_secs,
+            extra: Some(extra),
+        })
+    }
+
+    fn proof_key(&self, proof: Proof<'_>) -> Option<String> {
+        let Proof::X402 { payload, .. } = proof else { return None };
+        let payment = Payment::read(payload, &self.expected()).ok()?;
+        Some(self.proof_key_of(payment.channel_id, payment.voucher_max))
+    }
+
+    async fn verify(&self, proof: Proof<'_>, amount: AtomicAmount) -> Result<VerifiedPayment, Rejection> {
+        let Proof::X402 { payload, .. } = proof else {
+            return Err(Rejection::new(
+                RejectKind::MalformedCredential,
+                "invalid_payload",
+                "channel payments are x402 batch-settlement payloads",
+            ));
+        };
+        let payment = Payment::read(payload, &self.expected())?;
+        let deposit = match &payment.deposit {
+            Some(deposit) => self.deposit(&payment, deposit).await?.map(|hash| (format!("{hash:#x}"), deposit.amount)),
+            None => None,
+        };
+        let price = amount.0;
+        self.check_voucher(&payment, price).await?;
+        let voucher = Voucher {
+            channel_id: format!("{:#x}", payment.channel_id),
+            voucher_max: payment.voucher_max.to_string(),
+            signature: payment.voucher_signature.clone(),
+            price: price.to_string(),
+            deposit: deposit.map(|(hash, amount)| (hash, amount.to_string())),
+        };
+        Ok(VerifiedPayment {
+            proof_key: self.proof_key_of(payment.channel_id, payment.voucher_max),
+            payer: payment.payer.to_checksum(None),
+            amount,
+            settlement: serde_json::to_value(voucher).unwrap_or_default(),
+        })
+    }
+
+    async fn hold(&self, payment: &VerifiedPayment) -> Result<(), Rejection> {
+        let Some(v) = settlement_of(payment) else { return Err(deposit_refused("unreadable voucher")) };
+        let (price, max) = (v.price.parse().unwrap_or(u128::MAX), v.voucher_max.parse().unwrap_or(0));
+        match update_channel(self.book.as_ref(), &v.channel_id, |c| c.reserve(price, max, &v.signature)).await? {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(refusal)) => Err(self.refusal(&v.channel_id, refusal).await),
+            None => Err(Rejection::new(
+                RejectKind::InsufficientFunds,
+                "invalid_batch_settlement_evm_channel_not_found",
+                "this channel has no deposit paygate knows of",
+            )),
+        }
+    }
+
+    async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome {
+        let Some(v) = settlement_of(payment) else {
+            return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
+        };
+        let price: u128 = v.price.parse().unwrap_or(0);
+        match update_channel(self.book.as_ref(), &v.channel_id, |c| Ok::<_, ChannelRefusal>(c.commit(price))).await {
+            Ok(Some(Ok(channel))) => {
+                SettleOutcome::Settled { reference: format!("{}/{}", v.channel_id, channel.charged) }
+            }
+            Ok(_) => SettleOutcome::Failed { reason: "the channel is gone".into(), reference: None },
+            Err(e) => {
+                SettleOutcome::Unknown { reason: format!("the channel could not be charged: {e}"), reference: None }
+            }
+        }
+    }
+
+    async fn release(&self, payment: &VerifiedPayment) {
+        let Some(v) = settlement_of(payment) else { return };
+        let price: u128 = v.price.parse().unwrap_or(0);
+        let released = update_channel(self.book.as_ref(), &v.channel_id, |c| Ok::<_, ChannelRefusal>(c.release(price)));
+        if let Err(e) = released.await {
+            tracing::error!(channel = %v.channel_id, error = %e, "a channel reservation could not be given back");
+        }
+    }
+
+    async fn settle_accepted(&self, now: bool) -> Result<BatchSettled, String> {
+        self.settle_due(now).await
+    }
+
+    fn x402_receipt(&self, payment: &VerifiedPayment, reference: &str) -> Option<X402Receipt> {
+        let v = settlement_of(payment)?;
+        let charged = reference.rsplit('/').next()?.to_owned();
+        let (transaction, amount) = v.deposit.clone().unwrap_or_default();
+        Some(X402Receipt {
+            transaction,
+            amount: Some(amount),
+            extra: Some(json!({
+                "chargedAmount": v.price,
+                "channelState": { "channelId": v.channel_id, "chargedCumulativeAmount": charged },
+            })),
+        })
+    }
+}
