@@ -1,7 +1,7 @@
 //! The `batch-settlement` rail: x402's channel scheme on EVM (`scheme_batch_settlement_evm.md`). A payer deposits
 //! once into the escrow (`x402BatchSettlement`, [`paygate_chain::escrow`]) and pays each call with a cumulative
 //! voucher, checked here without any chain call; the seller claims many vouchers in one transaction later,
-//! off the response path ([`settler`]).
+//! off the response path (`settler.rs`).
 //!
 //! A call's path: `verify` reads the payload and checks the voucher's signature locally (a `deposit` payload's
 //! deposit is relayed first: paygate submits it and waits for it, and a channel is known only once its deposit is
