@@ -119,6 +119,9 @@ pub trait ChannelBook: Send + Sync {
     /// `false` when another writer came first.
     async fn swap_channel(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError>;
 
+    /// Every channel, most recently changed first.
+    async fn channels(&self, limit: u32) -> Result<Vec<Channel>, ChannelBookError>;
+
     /// Channels with value charged but not claimed on chain, oldest first.
     async fn unclaimed_channels(&self, limit: u32) -> Result<Vec<Channel>, ChannelBookError>;
 }

@@ -114,6 +114,17 @@ macro_rules! impl_channel_book {
                     Ok(updated.rows_affected() == 1)
                 }
 
+                async fn channels(&self, limit: u32) -> Result<Vec<Channel>, ChannelBookError> {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT {COLUMNS} FROM channels ORDER BY updated_at_ms DESC LIMIT $1"
+                    )))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    rows.iter().map(channel).collect()
+                }
+
                 async fn unclaimed_channels(&self, limit: u32) -> Result<Vec<Channel>, ChannelBookError> {
                     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "SELECT {COLUMNS} FROM channels WHERE unclaimed = 1 ORDER BY updated_at_ms LIMIT $1"

@@ -1,4 +1,4 @@
-//! `paygate ledger`: the payments, as a table, JSON or CSV.
+//! `paygate ledger`: the payments, as a table, JSON or CSV; with `--channels`, the payment channels.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,12 +24,19 @@ pub struct Args {
     /// At most this many payments, newest first.
     #[arg(long, default_value_t = 100)]
     limit: u32,
+    /// The payment channels instead: each payer's deposit, and what was charged, claimed on chain and not yet
+    /// claimed (the seller's exposure), in atomic units.
+    #[arg(long, conflicts_with_all = ["csv", "state"])]
+    channels: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Only `[store]`: reading the ledger needs none of the payment options' secrets.
     let store_config = StoreConfig::load(&args.config)?;
     let store = paygate_store::open(&store_config.url).await?;
+    if args.channels {
+        return channels(store.as_ref(), args.json, args.limit).await;
+    }
     let state = args.state.as_deref().map(str::parse::<PaymentState>).transpose()?;
     let payments = store.payments(&PaymentQuery { state, limit: Some(args.limit), ..Default::default() }).await?;
     if args.json {
@@ -38,6 +45,33 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         print!("{}", csv(&payments));
     } else {
         print!("{}", table(&payments));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn channels(store: &dyn paygate_store::Store, json: bool, limit: u32) -> anyhow::Result<ExitCode> {
+    let channels = store.channels(limit).await?;
+    let rows: Vec<serde_json::Value> = channels
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id, "option": c.option, "network": c.network, "payer": c.payer, "token": c.token,
+                "deposit": c.deposit.to_string(), "charged": c.charged.to_string(), "reserved": c.reserved.to_string(),
+                "claimed": c.claimed.to_string(), "unclaimed": c.unclaimed().to_string(),
+            })
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let columns = ["id", "option", "payer", "deposit", "charged", "claimed", "unclaimed"];
+    let mut lines = vec![columns.map(str::to_owned)];
+    lines.extend(rows.iter().map(|r| columns.map(|c| r[c].as_str().unwrap_or_default().to_owned())));
+    let widths: Vec<usize> = (0..columns.len()).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
+    for line in lines {
+        let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }
