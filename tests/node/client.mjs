@@ -1,14 +1,15 @@
 // Drives the official x402 and MPP client packages against a URL, for paygate's interoperability tests.
 //
 //   node client.mjs <x402|x402v1|mppx> <pay|sign> URL [--method M] [--body JSON] [--key 0xPRIVATEKEY]
-//                   [--header NAME:VALUE] [--payment-id ID]
+//                   [--header NAME:VALUE] [--payment-id ID] [--count N]
 //
 // pay:  performs the whole paid request with the official client and prints
 //       {"status", "body", "headers": {payment-response, x-payment-response, payment-receipt, ...}}
 // sign: fetches the 402, lets the official client create its credential, and prints {"name", "value"} of the
 //       header it would send, without sending it (the Rust tests replay and tamper with it). With --payment-id
 //       (x402), the id is added with @x402/extensions' appendPaymentIdentifierToExtensions, which adds it only
-//       when the 402 declares the payment-identifier extension; the script fails when it does not.
+//       when the 402 declares the payment-identifier extension; the script fails when it does not. With --count N
+//       (x402), N credentials for the same 402: {"name", "values": [...]}.
 // Always prints exactly one JSON line on stdout; errors exit 1 with {"error"}.
 import { privateKeyToAccount } from 'viem/accounts';
 import { x402Client, x402HTTPClient } from '@x402/core/client';
@@ -30,6 +31,7 @@ const method = option('method', 'GET');
 const body = option('body', undefined);
 const header = option('header', undefined);
 const paymentId = option('payment-id', undefined);
+const count = option('count', undefined);
 const headers = {
   ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
   ...(header !== undefined ? { [header.slice(0, header.indexOf(':'))]: header.slice(header.indexOf(':') + 1) } : {}),
@@ -59,6 +61,14 @@ async function x402v2() {
   const required = http.getPaymentRequiredResponse((n) => response.headers.get(n), text ? JSON.parse(text) : undefined);
   if (paymentId !== undefined) {
     appendPaymentIdentifierToExtensions((required.extensions ??= {}), paymentId);
+  }
+  if (count !== undefined) {
+    // Several payments of the same 402 (one offer, many payments).
+    const values = [];
+    for (let i = 0; i < Number(count); i++) {
+      values.push(Object.values(http.encodePaymentSignatureHeader(await client.createPaymentPayload(required)))[0]);
+    }
+    return { name: 'PAYMENT-SIGNATURE', values };
   }
   const payload = await client.createPaymentPayload(required);
   if (paymentId !== undefined) {

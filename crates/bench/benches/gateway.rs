@@ -15,14 +15,17 @@
 //! locally, each on a route offering only that rail, with proofs made beforehand: (e) tx-hash proofs of ERC-20
 //! transfers on anvil, (f) MPP `tempo` hash credentials of TIP-20 transfers (a look-alike on anvil) bound to
 //! their challenges, (g) MPP `stripe` credentials charged through localstripe. Lightning is not measured: its
-//! only local backend in the gateway is LND's recorded answer, one invoice that pays once.
+//! only local backend in the gateway is LND's recorded answer, one invoice that pays once. Last, channel payments
+//! (`gateway/channels.rs`): (h) channel-paid calls against (b) the free route and (i) per-request `exact`, and the
+//! transactions and gas per 1,000 calls of both models.
 //!
 //! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_ROUNDS` (of (a) to (c) in turn, default 5),
 //! `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
 //! (paid requests, default 400), `BENCH_PAID_CONNECTIONS` (default 8), `BENCH_RAIL_PAID` (paid requests per
 //! rail in (e) to (g), default 200), `BENCH_PRICES` (per-unit price computations per rule, default 20,000),
 //! `BENCH_COUNTS` (call counts and hook questions, default 2,000), `BENCH_ONLY` (`proxy`: stop after (a) to (c),
-//! for profiling; `rules`: stop after the free calls, tiers and hook figures), `BENCH_LAYER` (free requests
+//! for profiling; `rules`: stop after the free calls, tiers and hook figures; `channels`: only the channel
+//! figures), `BENCH_CHANNEL_PAID` (channel-paid calls per round, default 4,000), `BENCH_LAYER` (free requests
 //! through the layer in-process, default 200,000), `BENCH_402` (402s built in-process, default 20,000). Needs
 //! anvil, localstripe and PostgreSQL (`scripts/install-test-deps`); nginx, for the reference hop (n), is optional.
 
@@ -51,6 +54,8 @@ use paygate_testkit::tip20::Tip20;
 use paygate_testkit::{Devchain, ServedGateway};
 use serde_json::json;
 // In benches/gateway/, not benches/: cargo takes every file of benches/ for a bench of its own.
+#[path = "gateway/channels.rs"]
+mod channels;
 #[path = "gateway/in_process.rs"]
 mod in_process;
 
@@ -336,6 +341,10 @@ async fn bench() {
     println!("(2 runtime threads; load generator, gateway, upstream and anvil share this machine's cores)\n");
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
 
+    let channel_paid = env("BENCH_CHANNEL_PAID", 4000);
+    if only == "channels" {
+        return channels::bench(&chain, &upstream, channel_paid, paid_connections, paid).await;
+    }
     in_process::layer_and_402(&gateway).await;
     if only == "402" {
         return;
@@ -501,6 +510,7 @@ async fn bench() {
         *by_rail.entry((row.rail.clone(), row.state.as_str())).or_insert(0) += 1;
     }
     println!("ledger by rail and state: {by_rail:?}");
+    channels::bench(&chain, &upstream, channel_paid, paid_connections, paid).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -100,6 +100,21 @@ mod typed {
     }
 }
 
+alloy::sol! {
+    /// A deposit's authorization, which the deposit collector pulls with the token's EIP-3009
+    /// `receiveWithAuthorization` (`to` is [`ERC3009_DEPOSIT_COLLECTOR`], `nonce` is [`deposit_nonce`]); signed in
+    /// the token's EIP-712 domain.
+    #[derive(Debug)]
+    struct ReceiveWithAuthorization {
+        address from;
+        address to;
+        uint256 value;
+        uint256 validAfter;
+        uint256 validBefore;
+        bytes32 nonce;
+    }
+}
+
 /// The escrow's EIP-712 domain on chain `chain_id`.
 pub fn domain(chain_id: u64) -> Eip712Domain {
     eip712_domain! {

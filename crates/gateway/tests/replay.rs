@@ -15,6 +15,7 @@ on_both_chains! {
     twenty_concurrent_x402_copies_pay_once = replayed_concurrently("x402");
     twenty_concurrent_mpp_copies_pay_once = replayed_concurrently("mppx");
     payers_asking_at_the_same_moment_all_pay = simultaneous_payers();
+    one_x402_offer_pays_several_payments_each_once = one_offer_many_payments();
 }
 
 async fn replayed_sequentially(backend: Backend, protocol: &str) {
@@ -77,4 +78,23 @@ async fn simultaneous_payers(backend: Backend) {
     );
     assert_eq!(h.ledger().await.len(), 3);
     assert_eq!(h.chain.balance(pay_to()).await - before, 3 * 10_000);
+}
+
+/// One 402, many payments: a client that reuses the requirements of one 402 (as high-volume x402 clients do) is
+/// served for each payment, and each payment is still claimed once by its authorization. (MPP challenges stay
+/// single-use: `an_mpp_credential_pays_once`.)
+async fn one_offer_many_payments(backend: Backend) {
+    let h = Harness::start_with(backend.options()).await;
+    let before = h.chain.balance(pay_to()).await;
+    let signed = node::client(&["x402", "sign", &h.url("/v1/quote"), "--count", "2"]).await;
+    let values: Vec<&str> =
+        signed["values"].as_array().unwrap_or_else(|| panic!("{signed}")).iter().map(|v| v.as_str().unwrap()).collect();
+    for value in &values {
+        let response = h.send("GET", "/v1/quote", Some(("payment-signature", value)), None).await;
+        assert_eq!(response.status(), 200);
+    }
+    let again = h.send("GET", "/v1/quote", Some(("payment-signature", values[0])), None).await;
+    assert_eq!(again.status(), 403, "a payment pays once");
+    assert_eq!(h.chain.balance(pay_to()).await - before, 2 * 10_000);
+    assert_eq!(h.upstream.hits(), 2);
 }

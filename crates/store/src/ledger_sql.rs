@@ -131,7 +131,7 @@ macro_rules! impl_store {
                     let (id, state) = match existing {
                         Some(row) => (row.get::<i64, _>("id"), row.get::<String, _>("state").parse::<PaymentState>()?),
                         None => {
-                            let row = sqlx::query("SELECT id, state FROM payments WHERE challenge_id = $1 AND state <> 'voided'")
+                            let row = sqlx::query("SELECT id, state FROM payments WHERE challenge_id = $1 AND state <> 'voided' AND protocol = 'mpp'")
                                 .bind(&p.challenge_id)
                                 .fetch_one(&mut *tx)
                                 .await

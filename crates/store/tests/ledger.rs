@@ -58,11 +58,12 @@ async fn a_proof_is_claimed_once_and_amounts_are_exact(db: Database) {
     assert_eq!(row.settlement, json!({"authorization": {"nonce": "0x01"}}));
 }
 
-/// A challenge answered by one live payment cannot be answered by another proof.
+/// An MPP challenge answered by one live payment cannot be answered by another proof; an x402 offer can.
 async fn a_challenge_is_single_use_among_live_payments(db: Database) {
     let store = db.open().await;
-    let Claim::Claimed(id) = store.claim(&payment("p1", Some("c1"))).await.unwrap() else { panic!() };
-    assert!(matches!(store.claim(&payment("p2", Some("c1"))).await.unwrap(), Claim::Taken { .. }));
+    let mpp = |proof: &str, challenge: Option<&str>| NewPayment { protocol: "mpp".into(), ..payment(proof, challenge) };
+    let Claim::Claimed(id) = store.claim(&mpp("p1", Some("c1"))).await.unwrap() else { panic!() };
+    assert!(matches!(store.claim(&mpp("p2", Some("c1"))).await.unwrap(), Claim::Taken { .. }));
     // Once voided (the upstream failed), the challenge may be paid with another proof, and the voided proof
     // may be claimed again only while its challenge is free.
     store
@@ -74,14 +75,18 @@ async fn a_challenge_is_single_use_among_live_payments(db: Database) {
         )
         .await
         .unwrap();
-    let Claim::Claimed(second) = store.claim(&payment("p2", Some("c1"))).await.unwrap() else {
-        panic!("challenge free")
-    };
+    let Claim::Claimed(second) = store.claim(&mpp("p2", Some("c1"))).await.unwrap() else { panic!("challenge free") };
     assert_ne!(second, id);
     assert!(matches!(
-        store.claim(&payment("p1", Some("c1"))).await.unwrap(),
+        store.claim(&mpp("p1", Some("c1"))).await.unwrap(),
         Claim::Taken { state: PaymentState::Voided, .. }
     ));
+
+    // An x402 offer may be paid several times while it is valid: each payment is still claimed once by its proof.
+    let x402 = |proof: &str| NewPayment { protocol: "x402-v2".into(), ..payment(proof, Some("c2")) };
+    assert!(matches!(store.claim(&x402("p3")).await.unwrap(), Claim::Claimed(_)));
+    assert!(matches!(store.claim(&x402("p4")).await.unwrap(), Claim::Claimed(_)));
+    assert!(matches!(store.claim(&x402("p4")).await.unwrap(), Claim::Taken { .. }));
 }
 
 /// A voided proof is claimed again by the same credential, keeping one row and the full history.

@@ -7,20 +7,8 @@ use alloy::sol_types::{Eip712Domain, SolStruct, SolValue, eip712_domain};
 use serde::Deserialize;
 use serde_json::Value;
 
-use paygate_chain::escrow::{self, BatchSettlement::ChannelConfig};
+use paygate_chain::escrow::{self, BatchSettlement::ChannelConfig, ReceiveWithAuthorization};
 use paygate_core::reject::{RejectKind, Rejection};
-
-alloy::sol! {
-    /// The deposit's authorization, pulled by the deposit collector (EIP-3009 `receiveWithAuthorization`).
-    struct ReceiveWithAuthorization {
-        address from;
-        address to;
-        uint256 value;
-        uint256 validAfter;
-        uint256 validBefore;
-        bytes32 nonce;
-    }
-}
 
 /// A payload as sent.
 #[derive(Debug, Clone, Deserialize)]

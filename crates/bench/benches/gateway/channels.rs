@@ -1,0 +1,317 @@
+//! Channel payments (x402 `batch-settlement`) against the free route and against per-request `exact` settled on
+//! anvil, in one run: (h) channel-paid calls (a voucher checked locally and one compare-and-swap in the store per
+//! call, no chain call) with the ledger in SQLite and (h') in PostgreSQL, (b) the free route through the same
+//! gateway, (i) per-request `exact` on anvil; then the on-chain transactions and gas per 1,000 paid calls of both
+//! models, from the receipts of this run.
+//!
+//! Each of the load's connections pays from its own channel (dev accounts 1 to 8, one salt per connection), opened
+//! beforehand with one deposit through the gateway. The vouchers are signed beforehand too; each allows a
+//! cumulative just below the deposit, less its index, so that every voucher covers whatever its channel charged
+//! before it, whichever order the connections send them in (a client with calls in flight signs ahead).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256, aliases::U40};
+use alloy::rpc::types::Filter;
+use alloy::signers::SignerSync;
+use alloy::sol_types::{SolEvent, SolStruct};
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use paygate_bench::{Stats, run};
+use paygate_chain::devtoken::dev_account;
+use paygate_chain::escrow::{self, BatchSettlement, ReceiveWithAuthorization};
+use paygate_gateway::BuildOptions;
+use paygate_testkit::postgres::PgServer;
+use paygate_testkit::{Devchain, ServedGateway};
+use serde_json::{Value, json};
+
+use super::{paid_run, print_header, print_row};
+
+/// $0.001 of the test USDC.
+const PRICE: u128 = 1_000;
+/// What each channel deposits ($10): enough for every voucher of a run.
+const DEPOSIT: u128 = 10_000_000;
+
+fn config(upstream: &str, store: &str, chain: &Devchain, settler: u32) -> String {
+    format!(
+        r#"
+        [server]
+        secret = "benchmark-secret-of-at-least-thirty-two-bytes"
+        challenge_ttl_secs = 600
+        [upstream]
+        url = "{upstream}"
+        [store]
+        url = "{store}"
+        {usdc}
+        [[accept]]
+        name = "channel"
+        rail = "batch-settlement"
+        network = "local"
+        asset = "USDC"
+        pay_to = "{pay_to}"
+        settler_key = "{key}"
+        claim_every_secs = 3600
+        [[routes]]
+        path = "/free"
+        [[routes]]
+        method = "GET"
+        path = "/v1/channel"
+        price = "$0.001"
+        accept = ["channel"]
+        [[routes]]
+        method = "GET"
+        path = "/v1/exact"
+        price = "$0.001"
+        accept = ["usdc-local"]
+        "#,
+        usdc = paygate_testkit::local_usdc_toml(
+            chain.chain_id,
+            &chain.rpc_url,
+            "receipt_poll_ms = 20",
+            dev_account(9).address(),
+            &paygate_testkit::builtin_settlement()
+        ),
+        pay_to = dev_account(9).address(),
+        key = dev_account(settler).to_bytes(),
+    )
+}
+
+/// One payer's channel with the bench's gateway.
+struct Channel {
+    signer: alloy::signers::local::PrivateKeySigner,
+    config: BatchSettlement::ChannelConfig,
+    id: B256,
+}
+
+impl Channel {
+    fn new(index: usize, token: Address, authorizer: Address) -> Channel {
+        let signer = dev_account(1 + (index % 8) as u32);
+        let config = BatchSettlement::ChannelConfig {
+            payer: signer.address(),
+            payerAuthorizer: signer.address(),
+            receiver: dev_account(9).address(),
+            receiverAuthorizer: authorizer,
+            token,
+            withdrawDelay: U40::from(900),
+            salt: B256::from(U256::from(index as u64 + 1)),
+        };
+        let id = escrow::channel_id(&config, 31337);
+        Channel { signer, config, id }
+    }
+
+    fn config_json(&self) -> Value {
+        let c = &self.config;
+        json!({
+            "payer": c.payer.to_checksum(None), "payerAuthorizer": c.payerAuthorizer.to_checksum(None),
+            "receiver": c.receiver.to_checksum(None), "receiverAuthorizer": c.receiverAuthorizer.to_checksum(None),
+            "token": c.token.to_checksum(None), "withdrawDelay": 900, "salt": format!("{:#x}", c.salt),
+        })
+    }
+
+    fn voucher(&self, max: u128) -> Value {
+        let signature = self.signer.sign_hash_sync(&escrow::voucher_digest(self.id, max, 31337)).expect("sign");
+        json!({
+            "channelId": format!("{:#x}", self.id),
+            "maxClaimableAmount": max.to_string(),
+            "signature": format!("0x{}", alloy::hex::encode(signature.as_bytes())),
+        })
+    }
+
+    /// The payload that opens the channel with [`DEPOSIT`] and pays one call.
+    fn deposit(&self, token_domain: &alloy::sol_types::Eip712Domain) -> Value {
+        let salt = B256::random();
+        let valid_before = paygate_core::clock::Clock::now_unix(&paygate_core::clock::SystemClock) + 600;
+        let authorization = ReceiveWithAuthorization {
+            from: self.signer.address(),
+            to: escrow::ERC3009_DEPOSIT_COLLECTOR,
+            value: U256::from(DEPOSIT),
+            validAfter: U256::ZERO,
+            validBefore: U256::from(valid_before),
+            nonce: escrow::deposit_nonce(self.id, salt),
+        };
+        let signature = self.signer.sign_hash_sync(&authorization.eip712_signing_hash(token_domain)).expect("sign");
+        json!({
+            "type": "deposit",
+            "channelConfig": self.config_json(),
+            "voucher": self.voucher(DEPOSIT),
+            "deposit": {
+                "amount": DEPOSIT.to_string(),
+                "authorization": { "erc3009Authorization": {
+                    "validAfter": "0", "validBefore": valid_before.to_string(), "salt": format!("{salt:#x}"),
+                    "signature": format!("0x{}", alloy::hex::encode(signature.as_bytes())),
+                }},
+            },
+        })
+    }
+}
+
+/// The `batch-settlement` offer of a fresh 402 of `url`, and its resource.
+async fn offer(url: &str) -> (Value, Value) {
+    let response = reqwest::get(url).await.expect("402");
+    let required = response.headers()["payment-required"].to_str().expect("ascii").to_owned();
+    let required: Value =
+        serde_json::from_slice(&paygate_proto::b64::std_decode(&required).expect("b64")).expect("JSON");
+    (required["accepts"][0].clone(), required["resource"].clone())
+}
+
+fn envelope(payload: Value, accepted: &Value, resource: &Value) -> String {
+    let envelope = json!({"x402Version": 2, "payload": payload, "resource": resource, "accepted": accepted});
+    paygate_proto::b64::std_encode(envelope.to_string().as_bytes())
+}
+
+/// Opens one channel per connection through `base` and signs `n` vouchers spread over them, in request order.
+async fn vouchers(
+    base: &str,
+    token: Address,
+    settler: u32,
+    first_salt: usize,
+    connections: usize,
+    n: usize,
+) -> Vec<String> {
+    let url = format!("{base}/v1/channel");
+    let (accepted, resource) = offer(&url).await;
+    let domain = paygate_methods::eip3009::domain("USD Coin", "2", 31337, token);
+    let channels: Vec<Channel> =
+        (0..connections).map(|i| Channel::new(first_salt + i, token, dev_account(settler).address())).collect();
+    let client = reqwest::Client::new();
+    for channel in &channels {
+        let opened = client
+            .get(&url)
+            .header("payment-signature", envelope(channel.deposit(&domain), &accepted, &resource))
+            .send()
+            .await
+            .expect("the deposit call");
+        assert_eq!(opened.status(), 200, "{}", opened.text().await.unwrap_or_default());
+    }
+    (0..n)
+        .map(|i| {
+            let channel = &channels[i % connections];
+            let max = DEPOSIT - 1 - (i / connections) as u128;
+            let payload =
+                json!({"type": "voucher", "channelConfig": channel.config_json(), "voucher": channel.voucher(max)});
+            envelope(payload, &accepted, &resource)
+        })
+        .collect()
+}
+
+async fn channel_run(url: &str, vouchers: Vec<String>, connections: usize) -> Stats {
+    let n = vouchers.len();
+    let vouchers = Arc::new(vouchers);
+    let url = url.to_owned();
+    let make: paygate_bench::MakeRequest = Arc::new(move |i| {
+        Request::get(&url).header("payment-signature", &vouchers[i]).body(Full::new(Bytes::new())).expect("request")
+    });
+    run(make, StatusCode::OK, connections, Duration::from_secs(600), Some(n)).await
+}
+
+async fn free_run(url: &str, n: usize, connections: usize) -> Stats {
+    let url = url.to_owned();
+    let make: paygate_bench::MakeRequest =
+        Arc::new(move |_| Request::get(&url).body(Full::new(Bytes::new())).expect("request"));
+    run(make, StatusCode::OK, connections, Duration::from_secs(600), Some(n)).await
+}
+
+/// Gas of every transaction that emitted `E` from the escrow, and how many there were.
+async fn escrow_gas<E: SolEvent>(chain: &Devchain) -> (usize, u64) {
+    let filter = Filter::new().address(escrow::BATCH_SETTLEMENT).event_signature(E::SIGNATURE_HASH).from_block(0);
+    let logs = chain.chain.logs(filter).await.expect("logs");
+    let mut hashes: Vec<_> = logs.iter().filter_map(|l| l.transaction_hash).collect();
+    hashes.dedup();
+    let mut gas = 0;
+    for hash in &hashes {
+        gas += chain.chain.receipt(*hash).await.expect("receipt").expect("mined").gas_used;
+    }
+    (hashes.len(), gas)
+}
+
+pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connections: usize, exact_n: usize) {
+    println!("\nchannel payments, {n} calls over {connections} connections (one channel each), $0.001 a call:");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("channels.db").display());
+    // Dev account 0 settles (and authorizes the channels) for the SQLite gateway, dev account 9 for the PostgreSQL
+    // one: one nonce sequence per key and gateway.
+    let gateway = ServedGateway::start(&config(upstream, &sqlite, chain, 0), BuildOptions::default()).await;
+    let base = gateway.base.clone();
+    let signed = vouchers(&base, chain.token, 0, 0, connections, 2 * n).await;
+    let (deposits, deposit_gas) = escrow_gas::<BatchSettlement::Deposited>(chain).await;
+    let (first, second) = signed.split_at(n);
+    print_header();
+    free_run(&format!("{base}/free"), n, connections).await;
+    let mut rounds = Vec::new();
+    for vouchers in [first, second] {
+        let free = free_run(&format!("{base}/free"), n, connections).await;
+        print_row("(b) free route via paygate", &free);
+        let paid = channel_run(&format!("{base}/v1/channel"), vouchers.to_vec(), connections).await;
+        print_row("(h) channel-paid, SQLite", &paid);
+        rounds.push((free, paid));
+    }
+    print!("(h) mean time per phase:");
+    for phase in paygate_gateway::Phase::ALL {
+        let (count, total) = gateway.gateway.metrics().phase_total(phase);
+        print!(
+            "  {} {}",
+            phase.as_str(),
+            paygate_bench::show(if count == 0 { Duration::ZERO } else { total / count as u32 })
+        );
+    }
+    println!();
+    let (exact, _) = paid_run(chain, &[format!("{base}/v1/exact")], exact_n, connections).await;
+    print_row("(i) per-request exact, anvil", &exact);
+    let postgres = tokio::task::spawn_blocking(PgServer::start).await.expect("PostgreSQL starts");
+    let pg =
+        ServedGateway::start(&config(upstream, &postgres.database().await, chain, 9), BuildOptions::default()).await;
+    let pg_vouchers = vouchers(&pg.base, chain.token, 9, connections, connections, n).await;
+    let pg_paid = channel_run(&format!("{}/v1/channel", pg.base), pg_vouchers, connections).await;
+    print_row("(h') channel-paid, PostgreSQL", &pg_paid);
+
+    for (free, paid) in &rounds {
+        println!(
+            "(h)/(b) = {:.2} throughput (target >= 0.80), p50 {} added (target <= 1 ms)",
+            paid.per_second() / free.per_second(),
+            paygate_bench::show(paid.p50.saturating_sub(free.p50)),
+        );
+    }
+    let free = &rounds[1].0;
+    println!(
+        "(h')/(b) = {:.2} throughput, p50 {} added (PostgreSQL)",
+        pg_paid.per_second() / free.per_second(),
+        paygate_bench::show(pg_paid.p50.saturating_sub(free.p50))
+    );
+    println!(
+        "(h)/(i) = {:.1}  (channel-paid over per-request exact on anvil; target >= 10)",
+        rounds[1].1.per_second() / exact.per_second()
+    );
+
+    // On chain: the deposits of this run, then one claim batch and one sweep for every channel charged.
+    let charged: usize = rounds.iter().map(|(_, paid)| paid.requests).sum::<usize>() + connections;
+    let claimed = gateway.gateway.reconciler(Duration::from_secs(3600)).run_once().await.expect("claim");
+    let (claims, claim_gas) = escrow_gas::<BatchSettlement::Claimed>(chain).await;
+    let (sweeps, sweep_gas) = escrow_gas::<BatchSettlement::Settled>(chain).await;
+    let exact_row = gateway.gateway.store().payments(&Default::default()).await.expect("ledger");
+    let exact_tx =
+        exact_row.iter().find_map(|r| r.tx_hash.as_ref().filter(|h| h.len() == 66)).expect("an exact payment");
+    let exact_gas =
+        chain.chain.receipt(exact_tx.parse().expect("hash")).await.expect("receipt").expect("mined").gas_used;
+    let channels = gateway.gateway.store().channels(100).await.expect("channels");
+    let (total_charged, total_claimed): (u128, u128) =
+        channels.iter().fold((0, 0), |(charged, claimed), c| (charged + c.charged, claimed + c.claimed));
+    println!(
+        "(h): {charged} calls charged {total_charged} atomic units and {total_claimed} were claimed (expected {})",
+        charged as u128 * PRICE
+    );
+    let per_thousand = |total: u64| total as f64 * 1000.0 / charged as f64;
+    println!(
+        "on chain, channels: {deposits} deposits ({deposit_gas} gas), {claims} claim batch ({claim_gas} gas, {} channels), \
+         {sweeps} sweep ({sweep_gas} gas) for {charged} calls on the SQLite gateway",
+        claimed.channels_claimed
+    );
+    println!(
+        "per 1,000 paid calls: channels {:.2} transactions and {:.0} gas (the SQLite gateway's deposits, claim and sweep); \
+         per-request exact 1,000 transactions and {} gas ({exact_gas} each)",
+        per_thousand((deposits + claims + sweeps) as u64),
+        per_thousand(deposit_gas + claim_gas + sweep_gas),
+        exact_gas * 1000,
+    );
+}
