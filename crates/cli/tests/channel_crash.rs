@@ -113,7 +113,11 @@ async fn a_gateway_killed_before_claiming_claims_everything_once_after_restart()
             assert_eq!((channels[0].charged, channels[0].claimed), (5 * CENT, 5 * CENT), "{channels:?}");
             break;
         }
-        assert!(Instant::now() < deadline, "not settled after restart: {channels:?}\n{}", second.log.lock().unwrap().join("\n"));
+        assert!(
+            Instant::now() < deadline,
+            "not settled after restart: {channels:?}\n{}",
+            second.log.lock().unwrap().join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Later passes claim nothing more.

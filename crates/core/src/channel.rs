@@ -40,6 +40,8 @@ pub struct Channel {
     pub voucher_signature: String,
     /// The row's version: every write is conditional on it.
     pub version: i64,
+    /// When the row last changed (Unix milliseconds), as the store stamped it; ignored when writing.
+    pub updated_at_ms: i64,
 }
 
 /// Why a channel refuses a call.
@@ -91,6 +93,17 @@ impl Channel {
         let mut next = self.clone();
         next.deposit = deposit.max(self.deposit);
         next
+    }
+
+    /// Closing: what was not charged goes back to the payer, so the deposit becomes what was claimed. Only a
+    /// channel with nothing in flight and everything charged claimed can close.
+    pub fn closing(&self) -> Option<Channel> {
+        if self.reserved != 0 || self.charged != self.claimed || self.deposit <= self.claimed {
+            return None;
+        }
+        let mut next = self.clone();
+        next.deposit = self.claimed;
+        Some(next)
     }
 
     /// What the chain says was claimed (after a claim landed).
@@ -183,6 +196,7 @@ mod tests {
             voucher_max: 0,
             voucher_signature: String::new(),
             version: 0,
+            updated_at_ms: 0,
         }
     }
 
@@ -212,5 +226,10 @@ mod tests {
         let after = back.commit(1000).reserve(1000, 4000, "e").unwrap();
         assert_eq!((after.voucher_max, after.voucher_signature.as_str()), (9000, "d"));
         assert_eq!(after.unclaimed(), 3000);
+        // Closing needs nothing in flight and everything charged claimed; it leaves the deposit at what was claimed.
+        assert_eq!(after.closing(), None);
+        let settled = after.commit(1000).claimed_on_chain(4000);
+        assert_eq!(settled.closing().map(|c| (c.deposit, c.charged, c.claimed)), Some((4000, 4000, 4000)));
+        assert_eq!(settled.closing().unwrap().closing(), None, "a closed channel has nothing to give back");
     }
 }

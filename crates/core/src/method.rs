@@ -268,6 +268,8 @@ pub struct BatchSettled {
     pub channels: usize,
     /// Atomic units newly claimed.
     pub claimed: u128,
+    /// Atomic units given back to payers of idle channels.
+    pub refunded: u128,
     /// The transactions sent, in order.
     pub transactions: Vec<String>,
 }

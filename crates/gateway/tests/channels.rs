@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 const CENT: u128 = 10_000;
 
-fn channel_option() -> String {
+fn channel_option(extra: &str) -> String {
     format!(
         r#"
         [[accept]]
@@ -30,6 +30,7 @@ fn channel_option() -> String {
         asset = "USDC"
         pay_to = "{}"
         settler_key = "{}"
+        {extra}
         "#,
         pay_to(),
         paygate_testkit::SETTLER_KEY
@@ -37,7 +38,7 @@ fn channel_option() -> String {
 }
 
 async fn harness() -> Harness {
-    Harness::start_with(Options { extra_toml: channel_option(), ..Default::default() }).await
+    Harness::start_with(Options { extra_toml: channel_option(""), ..Default::default() }).await
 }
 
 async fn events<E: SolEvent>(h: &Harness) -> usize {
@@ -186,4 +187,29 @@ async fn refused_vouchers_commit_nothing() {
     let ledger = h.ledger().await;
     let settled = ledger.iter().filter(|r| r.state == PaymentState::Settled).count();
     assert_eq!(settled, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_channel_is_closed_and_its_unspent_deposit_returned_exactly() {
+    let extra = channel_option("claim_every_secs = 0\nclose_idle_secs = 0");
+    let h = Harness::start_with(Options { extra_toml: extra, ..Default::default() }).await;
+    let (payer_before, seller_before) = (h.chain.balance(payer()).await, h.chain.balance(pay_to()).await);
+    let answer = node::channel(&h.url("/v1/quote"), &h.chain.rpc_url, &["--calls", "3", "--deposit", "100000"]).await;
+    assert_eq!(answer["statuses"], json!([200, 200, 200]), "{answer}");
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 100_000, "the deposit is in escrow");
+
+    // One pass: the three calls are claimed and swept, and the channel, idle, is closed with the rest refunded.
+    h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 3 * CENT);
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 3 * CENT, "the unspent deposit came back, exactly");
+    assert_eq!(events::<BatchSettlement::Refunded>(&h).await, 1);
+    let channel = h.gateway.store().channel(&channel_id()).await.unwrap().unwrap();
+    assert_eq!((channel.deposit, channel.charged, channel.claimed), (3 * CENT, 3 * CENT, 3 * CENT));
+
+    // A closed channel takes no more vouchers; another pass refunds nothing more.
+    let (status, refused) = problem(pay(&h, &voucher(&h, 1, pay_to(), 4 * CENT).await).await).await;
+    assert_eq!((status, kind(&refused).1), (402, "invalid_batch_settlement_evm_cumulative_exceeds_balance"));
+    h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(events::<BatchSettlement::Refunded>(&h).await, 1);
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 3 * CENT);
 }

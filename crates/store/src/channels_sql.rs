@@ -14,7 +14,7 @@ macro_rules! impl_channel_book {
             use crate::now_ms;
 
             const COLUMNS: &str = "id, network, option_name, payer, receiver, token, config, deposit, claimed, \
-                                   charged, reserved, voucher_max, voucher_signature, version";
+                                   charged, reserved, voucher_max, voucher_signature, version, updated_at_ms";
 
             fn unavailable(e: sqlx::Error) -> ChannelBookError {
                 ChannelBookError(Box::new(e))
@@ -48,6 +48,7 @@ macro_rules! impl_channel_book {
                     voucher_max: amount(row, "voucher_max")?,
                     voucher_signature: text("voucher_signature")?,
                     version: row.try_get("version").map_err(unavailable)?,
+                    updated_at_ms: row.try_get("updated_at_ms").map_err(unavailable)?,
                 })
             }
 
@@ -66,8 +67,8 @@ macro_rules! impl_channel_book {
                     let now = now_ms();
                     // Only the constant column list is formatted in; every value is bound.
                     let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO channels ({COLUMNS}, unclaimed, created_at_ms, updated_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+                        "INSERT INTO channels ({COLUMNS}, unclaimed, created_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $16, $15, $16) \
                          ON CONFLICT (id) DO NOTHING"
                     )))
                     .bind(&c.id)

@@ -36,6 +36,7 @@ fn channel(id: &str, deposit: u128) -> Channel {
         voucher_max: 0,
         voucher_signature: String::new(),
         version: 0,
+        updated_at_ms: 0,
     }
 }
 
@@ -83,7 +84,8 @@ async fn a_channel_opens_once_and_keeps_exact_amounts(db: Database) {
     again.payer = "0xsomeoneelse".into();
     assert!(!store.open_channel(&again).await.unwrap(), "an open channel is not opened twice");
     let kept = store.channel("0xbig").await.unwrap().unwrap();
-    assert_eq!(kept, big);
+    assert!(kept.updated_at_ms > 0, "stamped by the store");
+    assert_eq!(kept, Channel { updated_at_ms: kept.updated_at_ms, ..big });
     assert_eq!(store.channel("0xunknown").await.unwrap(), None);
     let unknown = update_channel(store.as_ref(), "0xunknown", |c| Ok::<_, ChannelRefusal>(c.commit(1))).await.unwrap();
     assert!(unknown.is_none());

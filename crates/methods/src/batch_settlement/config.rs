@@ -38,6 +38,14 @@ pub struct BatchSettlementConfig {
     /// Claim on chain at least this often (seconds) while a channel has unclaimed value.
     #[serde(default = "default_claim_every")]
     pub claim_every_secs: u64,
+    /// Close a channel idle this long once everything charged is claimed, refunding the rest of its deposit to
+    /// the payer.
+    #[serde(default = "default_close_idle")]
+    pub close_idle_secs: u64,
+}
+
+fn default_close_idle() -> u64 {
+    86_400
 }
 
 fn default_withdraw_delay() -> u64 {
@@ -93,6 +101,7 @@ impl RailConfig for BatchSettlementConfig {
             book,
             withdraw_delay: self.withdraw_delay_secs,
             claim_every: Duration::from_secs(self.claim_every_secs),
+            close_idle: Duration::from_secs(self.close_idle_secs),
             last_batch: Default::default(),
             receipt_timeout: Duration::from_secs(resolved.network.config.receipt_timeout_secs),
             poll_interval: Duration::from_millis(resolved.network.config.receipt_poll_ms.max(1)),

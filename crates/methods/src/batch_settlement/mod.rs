@@ -56,6 +56,7 @@ pub struct BatchSettlementMethod {
     book: Arc<dyn ChannelBook>,
     withdraw_delay: u64,
     claim_every: Duration,
+    close_idle: Duration,
     /// When the last batch was settled.
     last_batch: std::sync::Mutex<Option<std::time::Instant>>,
     receipt_timeout: Duration,
@@ -190,6 +191,7 @@ impl BatchSettlementMethod {
             voucher_max: 0,
             voucher_signature: String::new(),
             version: 0,
+            updated_at_ms: 0,
         };
         if !self.book.open_channel(&channel).await? {
             update_channel(self.book.as_ref(), &id, |c| Ok::<_, ChannelRefusal>(c.topped_up(balance))).await?;

@@ -2,6 +2,9 @@
 //! but not claimed is claimed in one `claimWithSignature` (the receiver authorizer signs the batch), then the
 //! claimed value is swept to the seller with one `settle(receiver, token)`.
 //!
+//! Channels idle for `close_idle_secs` whose charges are all claimed are closed: the receiver's authorizer
+//! refunds what was not charged to the payer (`refund`).
+//!
 //! Claims are cumulative on chain (`totalClaimed` only grows, a lower or equal claim is a no-op), so a batch sent
 //! twice after a crash claims nothing twice; what the chain says was claimed is written back to each channel.
 
@@ -40,10 +43,16 @@ impl BatchSettlementMethod {
             .into_iter()
             .filter(|c| c.option == self.option.name && !c.voucher_signature.is_empty())
             .collect();
-        if due.is_empty() {
-            return Ok(BatchSettled::default());
-        }
         let mut done = BatchSettled::default();
+        if !due.is_empty() {
+            self.claim(&due, &mut done).await?;
+        }
+        self.close_idle(&mut done).await?;
+        Ok(done)
+    }
+
+    /// Claims what `due` charged in one batch, then sweeps it to the seller.
+    async fn claim(&self, due: &[Channel], done: &mut BatchSettled) -> Result<(), String> {
         let claims: Vec<BatchSettlement::VoucherClaim> = due.iter().filter_map(voucher_claim).collect();
         let entries: Vec<(B256, u128, u128)> = claims
             .iter()
@@ -71,7 +80,46 @@ impl BatchSettlementMethod {
             token: self.token(),
         };
         done.transactions.push(self.send(sweep.abi_encode()).await?);
-        Ok(done)
+        Ok(())
+    }
+
+    /// Closes channels idle for `close_idle` whose charges are all claimed: what was not charged goes back to the
+    /// payer (`refund`, sent as the receiver's authorizer). The channel's deposit drops to what was claimed before
+    /// the refund is sent, so no voucher can be taken against the money leaving; if the refund fails, the deposit
+    /// is restored.
+    async fn close_idle(&self, done: &mut BatchSettled) -> Result<(), String> {
+        // In whole seconds: the clock says seconds, the store stamps milliseconds.
+        let now = self.clock.now_unix();
+        let idle = |c: &Channel| {
+            now.saturating_sub(u64::try_from(c.updated_at_ms / 1000).unwrap_or(0)) >= self.close_idle.as_secs()
+        };
+        let channels = self.book.channels(BATCH).await.map_err(|e| e.to_string())?;
+        let idle =
+            channels.into_iter().filter(|c| c.option == self.option.name && idle(c)).filter(|c| c.closing().is_some());
+        for channel in idle {
+            let Some(claim) = voucher_claim(&channel).or_else(|| config_only(&channel)) else { continue };
+            let refund = channel.deposit - channel.claimed;
+            let closed = update_channel(self.book.as_ref(), &channel.id, |c| c.closing().ok_or(()));
+            if !matches!(closed.await.map_err(|e| e.to_string())?, Some(Ok(_))) {
+                continue; // A call came in meanwhile: not idle after all.
+            }
+            let call = BatchSettlement::refundCall { config: claim.voucher.channel, amount: refund };
+            match self.send(call.abi_encode()).await {
+                Ok(hash) => {
+                    done.transactions.push(hash);
+                    done.refunded += refund;
+                }
+                Err(reason) => {
+                    let deposit = channel.deposit;
+                    let restored = update_channel(self.book.as_ref(), &channel.id, |c| {
+                        Ok::<_, ChannelRefusal>(c.topped_up(deposit))
+                    });
+                    restored.await.map_err(|e| e.to_string())?;
+                    return Err(format!("refunding channel {}: {reason}", channel.id));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends a transaction to the escrow and waits until it is mined successfully; its hash.
@@ -88,6 +136,13 @@ impl BatchSettlementMethod {
 
 /// A channel's claim: its highest voucher, and everything charged.
 fn voucher_claim(channel: &Channel) -> Option<BatchSettlement::VoucherClaim> {
+    let mut claim = config_only(channel)?;
+    claim.signature = alloy::hex::decode(&channel.voucher_signature).ok()?.into();
+    Some(claim)
+}
+
+/// A claim of everything charged on a channel, without a voucher's signature (enough to name the channel).
+fn config_only(channel: &Channel) -> Option<BatchSettlement::VoucherClaim> {
     let c = &channel.config;
     let address = |field: &str| c.get(field).and_then(Value::as_str)?.parse().ok();
     let config = BatchSettlement::ChannelConfig {
@@ -99,10 +154,9 @@ fn voucher_claim(channel: &Channel) -> Option<BatchSettlement::VoucherClaim> {
         withdrawDelay: alloy::primitives::aliases::U40::try_from(c.get("withdrawDelay")?.as_u64()?).ok()?,
         salt: c.get("salt").and_then(Value::as_str)?.parse().ok()?,
     };
-    let signature = alloy::hex::decode(&channel.voucher_signature).ok()?;
     Some(BatchSettlement::VoucherClaim {
         voucher: BatchSettlement::Voucher { channel: config, maxClaimableAmount: channel.voucher_max },
-        signature: signature.into(),
+        signature: Bytes::new(),
         totalClaimed: channel.charged,
     })
 }
