@@ -113,6 +113,18 @@ impl Channel {
         next
     }
 
+    /// What an operator sees of the channel (`paygate ledger --channels`, `GET /api/channels`): amounts as decimal
+    /// strings of atomic units, and what is charged but not claimed (`unclaimed`).
+    pub fn summary(&self) -> Value {
+        serde_json::json!({
+            "id": self.id, "option": self.option, "network": self.network, "payer": self.payer,
+            "receiver": self.receiver, "token": self.token, "deposit": self.deposit.to_string(),
+            "charged": self.charged.to_string(), "reserved": self.reserved.to_string(),
+            "claimed": self.claimed.to_string(), "unclaimed": self.unclaimed().to_string(),
+            "updated_at_ms": self.updated_at_ms,
+        })
+    }
+
     /// Charged but not yet claimed on chain: the seller's exposure to this payer.
     pub fn unclaimed(&self) -> u128 {
         self.charged.saturating_sub(self.claimed)

@@ -2,8 +2,8 @@
 //!
 //! * `GET /metrics`: the Prometheus exposition of [`Metrics`](crate::metrics::Metrics), for scrapers;
 //! * `GET /health`: whether the ledger and every chain answer (200, or 503 naming what does not);
-//! * `GET /api/payments`, `/api/revenue`, `/api/routes`: the ledger, revenue over time and the price list, as
-//!   JSON, behind `Authorization: Bearer <admin token>` (compared in constant time);
+//! * `GET /api/payments`, `/api/revenue`, `/api/routes`, `/api/channels`: the ledger, revenue over time, the
+//!   price list and the payment channels (deposit, charged, claimed and unclaimed value), as JSON, behind `Authorization: Bearer <admin token>` (compared in constant time);
 //! * `GET /dashboard`: one page (`assets/dashboard.html`, embedded in the binary, no external assets) that
 //!   draws the admin API: revenue over time, payments per rail, recent payments, pending settlements. It holds
 //!   no data itself; the browser asks the API with the token the operator gives it.
@@ -55,6 +55,7 @@ pub fn router(admin: Arc<Admin>) -> axum::Router {
         .route("/payments", get(payments))
         .route("/revenue", get(revenue))
         .route("/routes", get(routes))
+        .route("/channels", get(channels))
         .layer(middleware::from_fn_with_state(admin.clone(), require_token));
     axum::Router::new()
         .route("/metrics", get(metrics))
@@ -296,6 +297,36 @@ async fn rows_since(admin: &Admin, state: PaymentState, since: i64) -> Result<Ve
             return Ok(rows);
         }
         offset += PAGE;
+    }
+}
+
+/// `GET /api/channels?limit=`: the payment channels, most recently active first, each with its deposit and what
+/// was charged, claimed on chain and not yet claimed; and the unclaimed total per token.
+async fn channels(State(admin): State<Arc<Admin>>, Query(params): Query<PaymentsParams>) -> Response {
+    let limit = params.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return bad_query(format!("limit is 1 to {MAX_PAGE}"));
+    }
+    let book: &dyn paygate_core::channel::ChannelBook = admin.gateway.store().as_ref();
+    match book.channels(limit).await {
+        Ok(channels) => {
+            let mut unclaimed: BTreeMap<&str, u128> = BTreeMap::new();
+            for c in &channels {
+                *unclaimed.entry(c.token.as_str()).or_default() += c.unclaimed();
+            }
+            let unclaimed: BTreeMap<&str, String> = unclaimed.into_iter().map(|(t, v)| (t, v.to_string())).collect();
+            let list: Vec<Value> = channels.iter().map(|c| c.summary()).collect();
+            Json(json!({ "channels": list, "unclaimed": unclaimed })).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %Causes(&e), "admin: store unavailable");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "Store Unavailable",
+                "the ledger is unavailable",
+            )
+        }
     }
 }
 

@@ -72,6 +72,28 @@ async fn the_official_client_pays_fifty_calls_from_one_deposit_settled_in_one_ba
     assert!(ledger.iter().all(|row| row.state == PaymentState::Settled && row.rail == "batch-settlement"));
     assert!(ledger.iter().all(|row| row.amount == CENT.to_string()));
 
+    // The admin API shows the channel and the seller's exposure: charged, not yet claimed.
+    let admin = h.serve_admin("admin-token").await;
+    let http = reqwest::Client::new();
+    let unauthorized = http.get(format!("{admin}/api/channels")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let listed: Value = http
+        .get(format!("{admin}/api/channels"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = h.chain.token.to_checksum(None);
+    assert_eq!(listed["unclaimed"][&token], "500000", "{listed}");
+    let channel = &listed["channels"][0];
+    assert_eq!(
+        [&channel["deposit"], &channel["charged"], &channel["claimed"], &channel["payer"]],
+        [&json!("500000"), &json!("500000"), &json!("0"), &json!(payer().to_checksum(None))]
+    );
+
     // One pass of the reconciler claims all fifty vouchers in one transaction and sweeps them in another.
     let done = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
     assert_eq!(done.channels_claimed, 1);
@@ -79,6 +101,17 @@ async fn the_official_client_pays_fifty_calls_from_one_deposit_settled_in_one_ba
     assert_eq!((events::<BatchSettlement::Claimed>(&h).await, events::<BatchSettlement::Settled>(&h).await), (1, 1));
     let channel = h.gateway.store().unclaimed_channels(10).await.unwrap();
     assert!(channel.is_empty(), "everything charged is claimed");
+    let listed: Value = http
+        .get(format!("{admin}/api/channels"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["unclaimed"][&token], "0", "{listed}");
+    assert_eq!(listed["channels"][0]["claimed"], "500000");
     // Nothing is claimed twice.
     let again = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
     assert_eq!(again.channels_claimed, 0);

@@ -51,16 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn channels(store: &dyn paygate_store::Store, json: bool, limit: u32) -> anyhow::Result<ExitCode> {
     let channels = store.channels(limit).await?;
-    let rows: Vec<serde_json::Value> = channels
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "id": c.id, "option": c.option, "network": c.network, "payer": c.payer, "token": c.token,
-                "deposit": c.deposit.to_string(), "charged": c.charged.to_string(), "reserved": c.reserved.to_string(),
-                "claimed": c.claimed.to_string(), "unclaimed": c.unclaimed().to_string(),
-            })
-        })
-        .collect();
+    let rows: Vec<serde_json::Value> = channels.iter().map(|c| c.summary()).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
