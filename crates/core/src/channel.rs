@@ -51,6 +51,9 @@ pub enum ChannelRefusal {
     BelowCharged { needed: u128 },
     /// The deposit does not cover this call; `needed` is the cumulative amount the deposit must reach.
     OverDeposit { needed: u128 },
+    /// Served but not yet claimed on chain, with this call, would pass the seller's cap for one channel: the call
+    /// waits for the next claim.
+    OverExposure { cap: u128 },
 }
 
 impl Channel {
@@ -71,6 +74,24 @@ impl Channel {
             next.voucher_signature = signature.to_owned();
         }
         Ok(next)
+    }
+
+    /// [`Channel::reserve`], and only while what is charged or in flight but not claimed on chain stays within
+    /// `cap` (the seller's exposure to one channel), when there is one.
+    pub fn reserve_within(
+        &self,
+        price: u128,
+        voucher_max: u128,
+        signature: &str,
+        cap: Option<u128>,
+    ) -> Result<Channel, ChannelRefusal> {
+        let exposure = self.unclaimed().saturating_add(self.reserved).saturating_add(price);
+        if let Some(cap) = cap
+            && exposure > cap
+        {
+            return Err(ChannelRefusal::OverExposure { cap });
+        }
+        self.reserve(price, voucher_max, signature)
     }
 
     /// Charges a reserved call: its upstream answered.
@@ -223,6 +244,17 @@ mod tests {
         assert_eq!(second.release(1000).charged, 1000);
         assert_eq!(second.release(1000).reserved, 0);
         assert_eq!(second.voucher_signature, "0xsig2");
+    }
+
+    #[test]
+    fn the_exposure_cap_holds_calls_until_a_claim() {
+        let open = channel(10_000);
+        let two = open.reserve_within(1000, 1000, "a", Some(2000)).unwrap().commit(1000);
+        let two = two.reserve_within(1000, 2000, "b", Some(2000)).unwrap();
+        assert_eq!(two.reserve_within(1000, 3000, "c", Some(2000)), Err(ChannelRefusal::OverExposure { cap: 2000 }));
+        assert!(two.reserve_within(1000, 3000, "c", None).is_ok(), "no cap, no limit");
+        let claimed = two.commit(1000).claimed_on_chain(2000);
+        assert!(claimed.reserve_within(1000, 3000, "c", Some(2000)).is_ok(), "a claim makes room");
     }
 
     #[test]

@@ -246,3 +246,34 @@ async fn an_idle_channel_is_closed_and_its_unspent_deposit_returned_exactly() {
     assert_eq!(events::<BatchSettlement::Refunded>(&h).await, 1);
     assert_eq!(h.chain.balance(payer()).await, payer_before - 3 * CENT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_come_early_by_value_and_the_exposure_cap_holds_calls_until_one() {
+    let extra = channel_option("claim_every_secs = 3600\nclaim_above = \"$0.03\"\nmax_unclaimed = \"$0.04\"");
+    let h = Harness::start_with(Options { extra_toml: extra, ..Default::default() }).await;
+    let seller_before = h.chain.balance(pay_to()).await;
+    let url = h.url("/v1/quote");
+    let pass = || async { h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap().channels_claimed };
+    assert_eq!(pass().await, 0, "the schedule's first pass: nothing to claim yet");
+
+    // Two calls: below `claim_above`, and the schedule is an hour: nothing is claimed.
+    let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "2", "--deposit", "100000"]).await;
+    assert_eq!(answer["statuses"], json!([200, 200]), "{answer}");
+    assert_eq!(pass().await, 0);
+    // A third reaches $0.03 unclaimed: the next pass claims, schedule or not.
+    let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "1"]).await;
+    assert_eq!(answer["statuses"], json!([200]), "{answer}");
+    assert_eq!(pass().await, 1);
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 3 * CENT);
+
+    // Four more reach the cap of $0.04 served and not claimed; the fifth waits, charged nothing.
+    let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "5"]).await;
+    assert_eq!(answer["statuses"], json!([200, 200, 200, 200, 429]), "{answer}");
+    let channel = h.gateway.store().channel(&channel_id()).await.unwrap().unwrap();
+    assert_eq!((channel.charged, channel.claimed, channel.reserved), (7 * CENT, 3 * CENT, 0));
+    // The next pass claims, and the call goes through.
+    assert_eq!(pass().await, 1);
+    let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "1"]).await;
+    assert_eq!(answer["statuses"], json!([200]), "{answer}");
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 7 * CENT);
+}

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use paygate_chain::TxSender;
+use paygate_core::money::Price;
 use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
@@ -38,6 +39,14 @@ pub struct BatchSettlementConfig {
     /// Claim on chain at least this often (seconds) while a channel has unclaimed value.
     #[serde(default = "default_claim_every")]
     pub claim_every_secs: u64,
+    /// Claim at the next pass, whatever the schedule, once a channel's unclaimed value reaches this price
+    /// (`"$1"`).
+    #[serde(default)]
+    pub claim_above: Option<String>,
+    /// The most one channel may have served and not yet claimed on chain (`"$5"`): calls beyond it are refused
+    /// with 429 and `Retry-After` until the next claim. No cap when absent.
+    #[serde(default)]
+    pub max_unclaimed: Option<String>,
     /// Close a channel idle this long once everything charged is claimed, refunding the rest of its deposit to
     /// the payer.
     #[serde(default = "default_close_idle")]
@@ -91,6 +100,19 @@ impl RailConfig for BatchSettlementConfig {
             .entry((resolved.network_name.clone(), authorizer.address()))
             .or_insert_with(|| Arc::new(TxSender::new(chain.clone(), authorizer.clone())))
             .clone();
+        let asset = &resolved.option.asset;
+        let amount = |field: &str, text: &Option<String>| -> Result<Option<u128>, FieldError> {
+            text.as_deref()
+                .map(|text| {
+                    Price::parse(text)
+                        .and_then(|price| price.in_asset(&asset.symbol, asset.usd, asset.decimals))
+                        .map(|amount| amount.0)
+                        .map_err(|e| FieldError::entry(field, e.to_string()))
+                })
+                .transpose()
+        };
+        let claim_above = amount("claim_above", &self.claim_above)?;
+        let max_unclaimed = amount("max_unclaimed", &self.max_unclaimed)?;
         let book = ctx.channels.clone().ok_or_else(|| FieldError::entry("rail", "channels need a store"))?;
         let method = BatchSettlementMethod {
             option: resolved.option,
@@ -101,6 +123,9 @@ impl RailConfig for BatchSettlementConfig {
             book,
             withdraw_delay: self.withdraw_delay_secs,
             claim_every: Duration::from_secs(self.claim_every_secs),
+            claim_above,
+            max_unclaimed,
+            claim_now: Default::default(),
             close_idle: Duration::from_secs(self.close_idle_secs),
             last_batch: Default::default(),
             receipt_timeout: Duration::from_secs(resolved.network.config.receipt_timeout_secs),

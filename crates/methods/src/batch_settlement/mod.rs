@@ -45,6 +45,9 @@ use payload::{Deposit, Expected, Payment};
 /// The scheme's name in x402 offers.
 const SCHEME: &str = "batch-settlement";
 
+/// When a call held back by the exposure cap may be sent again: about one reconciler pass.
+const CLAIM_RETRY_SECS: u64 = 5;
+
 /// Channel payments of one EIP-3009 asset to one seller.
 pub struct BatchSettlementMethod {
     option: PaymentOption,
@@ -56,6 +59,12 @@ pub struct BatchSettlementMethod {
     book: Arc<dyn ChannelBook>,
     withdraw_delay: u64,
     claim_every: Duration,
+    /// Claim at the next pass, whatever the schedule, once a channel's unclaimed value reaches this.
+    claim_above: Option<u128>,
+    /// The most a channel may have served and not claimed on chain; calls beyond wait for a claim.
+    max_unclaimed: Option<u128>,
+    /// Set when a channel passed `claim_above` or hit `max_unclaimed`: the next pass claims.
+    claim_now: std::sync::atomic::AtomicBool,
     close_idle: Duration,
     /// When the last batch was settled.
     last_batch: std::sync::Mutex<Option<std::time::Instant>>,
@@ -213,6 +222,16 @@ impl BatchSettlementMethod {
                 "invalid_batch_settlement_evm_cumulative_exceeds_balance",
                 format!("the channel's deposit does not cover a cumulative {needed}: top it up"),
             ),
+            ChannelRefusal::OverExposure { .. } => {
+                self.claim_now.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Rejection::new(
+                    RejectKind::RateLimited,
+                    "channel_unclaimed_over_cap",
+                    "this channel has as much served and not yet claimed on chain as the seller allows; nothing was \
+                     charged: send the same payment again after Retry-After",
+                )
+                .retry_after(CLAIM_RETRY_SECS);
+            }
         };
         match state {
             Some(channel) => rejection.with_offer_extra(RAIL.name, corrective_extra(&channel)),
@@ -229,7 +248,7 @@ impl BatchSettlementMethod {
                 "this channel has no deposit paygate knows of: send a deposit payload",
             ));
         };
-        match channel.reserve(price, payment.voucher_max, &payment.voucher_signature) {
+        match channel.reserve_within(price, payment.voucher_max, &payment.voucher_signature, self.max_unclaimed) {
             Ok(_) => Ok(()),
             Err(refusal) => Err(self.refusal(&id, refusal).await),
         }
@@ -356,7 +375,8 @@ impl PaymentMethod for BatchSettlementMethod {
     async fn hold(&self, payment: &VerifiedPayment) -> Result<(), Rejection> {
         let Some(v) = settlement_of(payment) else { return Err(deposit_refused("unreadable voucher")) };
         let (price, max) = (v.price.parse().unwrap_or(u128::MAX), v.voucher_max.parse().unwrap_or(0));
-        match update_channel(self.book.as_ref(), &v.channel_id, |c| c.reserve(price, max, &v.signature)).await? {
+        let reserve = |c: &Channel| c.reserve_within(price, max, &v.signature, self.max_unclaimed);
+        match update_channel(self.book.as_ref(), &v.channel_id, reserve).await? {
             Some(Ok(_)) => Ok(()),
             Some(Err(refusal)) => Err(self.refusal(&v.channel_id, refusal).await),
             None => Err(Rejection::new(
@@ -374,6 +394,9 @@ impl PaymentMethod for BatchSettlementMethod {
         let price: u128 = v.price.parse().unwrap_or(0);
         match update_channel(self.book.as_ref(), &v.channel_id, |c| Ok::<_, ChannelRefusal>(c.commit(price))).await {
             Ok(Some(Ok(channel))) => {
+                if self.claim_above.is_some_and(|above| channel.unclaimed() >= above) {
+                    self.claim_now.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 SettleOutcome::Settled { reference: format!("{}/{}", v.channel_id, channel.charged) }
             }
             Ok(_) => SettleOutcome::Failed { reason: "the channel is gone".into(), reference: None },

@@ -26,8 +26,10 @@ use super::BatchSettlementMethod;
 const BATCH: u32 = 100;
 
 impl BatchSettlementMethod {
-    /// Claims and sweeps what is due: when `claim_every` passed since the last batch, or `now`.
+    /// Claims and sweeps what is due: when `claim_every` passed since the last batch, when a channel's unclaimed
+    /// value reached `claim_above` or hit `max_unclaimed` since the last pass, or `now`.
     pub(super) async fn settle_due(&self, now: bool) -> Result<BatchSettled, String> {
+        let now = self.claim_now.swap(false, std::sync::atomic::Ordering::Relaxed) || now;
         {
             let mut last = self.last_batch.lock().unwrap_or_else(|p| p.into_inner());
             if !now && last.is_some_and(|at: Instant| at.elapsed() < self.claim_every) {
