@@ -105,6 +105,10 @@ pub enum SettleOutcome {
     Failed { reason: String, reference: Option<String> },
     /// Nobody knows yet (a timeout after broadcasting): the ledger marks it `pending` for reconciliation.
     Unknown { reason: String, reference: Option<String> },
+    /// Accepted by the node (simulated, then taken into its pool) and not waited for, as the option's
+    /// `wait = "submitted"` asks: the answer goes out with the receipt, and the ledger marks it `pending` for the
+    /// reconciler to confirm from the chain.
+    Submitted { reference: String },
     /// Certainly nothing was sent to be broadcast (the facilitator could not be reached, the node refused the
     /// transaction before taking it): nothing moved and nothing can move later, so the request is refused with
     /// `refusal` and the payer may send the same proof again.

@@ -218,7 +218,7 @@ impl Facilitator {
             return failed("payment_in_flight", message, String::new(), Some(verified.payer));
         };
         match method.settle(&verified).await {
-            SettleOutcome::Settled { reference } => SettleResponse {
+            SettleOutcome::Settled { reference } | SettleOutcome::Submitted { reference } => SettleResponse {
                 success: true,
                 error_reason: None,
                 transaction: reference,

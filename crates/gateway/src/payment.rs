@@ -79,6 +79,9 @@ async fn settle(
         SettleOutcome::Unknown { reason, reference } => {
             (PaymentState::Pending, reason.as_str(), reference.as_deref(), None)
         }
+        SettleOutcome::Submitted { reference } => {
+            (PaymentState::Pending, "submitted, not yet confirmed", Some(reference.as_str()), None)
+        }
         SettleOutcome::NotSent { refusal } => (attempt.not_sent, refusal.detail.as_str(), None, None),
     };
     let done = Transition { reason, tx_hash: reference, response_owed: attempt.owed, recheck, ..Default::default() };
@@ -229,7 +232,7 @@ impl<'a> ClaimedPayment<'a> {
         self.log(&outcome);
         let option = self.method.option();
         match &outcome {
-            SettleOutcome::Settled { .. } => {
+            SettleOutcome::Settled { .. } | SettleOutcome::Submitted { .. } => {
                 self.metrics.outcome(Outcome::Paid);
                 let network = option.network.to_string();
                 self.metrics.revenue(self.route, &network, &option.asset.symbol, self.verified.amount.0);
@@ -247,6 +250,9 @@ impl<'a> ClaimedPayment<'a> {
         match outcome {
             SettleOutcome::Settled { reference } => {
                 tracing::info!(payment = id, %payer, %amount, %asset, tx = %reference, "settled");
+            }
+            SettleOutcome::Submitted { reference } => {
+                tracing::info!(payment = id, %payer, %amount, %asset, tx = %reference, "submitted; confirmed later");
             }
             SettleOutcome::Unknown { reason, reference } => {
                 tracing::warn!(payment = id, %payer, %amount, %asset, tx = ?reference, %reason, "settlement outcome unknown: pending");

@@ -195,7 +195,9 @@ impl Reconciler {
                 match outcome {
                     SettleOutcome::Settled { .. } => done.settled += 1,
                     SettleOutcome::Failed { .. } => done.failed += 1,
-                    SettleOutcome::Unknown { .. } | SettleOutcome::NotSent { .. } => done.undecided += 1,
+                    SettleOutcome::Unknown { .. } | SettleOutcome::Submitted { .. } | SettleOutcome::NotSent { .. } => {
+                        done.undecided += 1
+                    }
                 }
             }
             SettlementStatus::InFlight => {

@@ -255,6 +255,7 @@ impl PaymentMethod for TxHashMethod {
             SettleOutcome::Settled { reference } => SettlementStatus::Settled { reference },
             SettleOutcome::Failed { reason, .. } => SettlementStatus::Failed { reason },
             SettleOutcome::Unknown { reason, .. } => SettlementStatus::Unknown { reason },
+            SettleOutcome::Submitted { .. } => SettlementStatus::InFlight,
             SettleOutcome::NotSent { refusal } => SettlementStatus::Unknown { reason: refusal.detail },
         }
     }

@@ -1,7 +1,8 @@
 //! Channel payments (x402 `batch-settlement`) against the free route and against per-request `exact` settled on
 //! anvil, in one run: (h) channel-paid calls (a voucher checked locally and one compare-and-swap in the store per
 //! call, no chain call) with the ledger in SQLite and (h') in PostgreSQL, (b) the free route through the same
-//! gateway, (i) per-request `exact` on anvil; then the on-chain transactions and gas per 1,000 paid calls of both
+//! gateway, (i) per-request `exact` on anvil, answered when confirmed, and (i') answered when submitted, and the
+//! same two, (j) and (j'), on an anvil that mines a block a second; then the on-chain transactions and gas per 1,000 paid calls of both
 //! models, from the receipts of this run.
 //!
 //! Each of the load's connections pays from its own channel (dev accounts 1 to 8, one salt per connection), opened
@@ -53,8 +54,21 @@ fn config(upstream: &str, store: &str, chain: &Devchain, settler: u32) -> String
         pay_to = "{pay_to}"
         settler_key = "{key}"
         claim_every_secs = 3600
+        [[accept]]
+        name = "usdc-submitted"
+        network = "local"
+        asset = "USDC"
+        pay_to = "{pay_to}"
+        settlement = "builtin"
+        settler_key = "{exact_key}"
+        wait = "submitted"
         [[routes]]
         path = "/free"
+        [[routes]]
+        method = "GET"
+        path = "/v1/submitted"
+        price = "$0.001"
+        accept = ["usdc-submitted"]
         [[routes]]
         method = "GET"
         path = "/v1/channel"
@@ -75,6 +89,7 @@ fn config(upstream: &str, store: &str, chain: &Devchain, settler: u32) -> String
         ),
         pay_to = dev_account(9).address(),
         key = dev_account(settler).to_bytes(),
+        exact_key = paygate_testkit::SETTLER_KEY,
     )
 }
 
@@ -259,6 +274,19 @@ pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connection
     println!();
     let (exact, _) = paid_run(chain, &[format!("{base}/v1/exact")], exact_n, connections).await;
     print_row("(i) per-request exact, anvil", &exact);
+    let (submitted, _) = paid_run(chain, &[format!("{base}/v1/submitted")], exact_n, connections).await;
+    print_row("(i') same, wait = submitted", &submitted);
+    // The same two on an anvil that mines a block every second and not on arrival, as chains with block times do.
+    let interval = Devchain::start_with(31337, &["--block-time", "1"]).await;
+    let interval_dir = format!("sqlite://{}", dir.path().join("interval.db").display());
+    let on_interval =
+        ServedGateway::start(&config(upstream, &interval_dir, &interval, 0), BuildOptions::default()).await;
+    let (confirmed_1s, _) =
+        paid_run(&interval, &[format!("{}/v1/exact", on_interval.base)], exact_n, connections).await;
+    print_row("(j) exact, 1 s blocks, confirmed", &confirmed_1s);
+    let (submitted_1s, _) =
+        paid_run(&interval, &[format!("{}/v1/submitted", on_interval.base)], exact_n, connections).await;
+    print_row("(j') same, wait = submitted", &submitted_1s);
     let postgres = tokio::task::spawn_blocking(PgServer::start).await.expect("PostgreSQL starts");
     let pg =
         ServedGateway::start(&config(upstream, &postgres.database().await, chain, 9), BuildOptions::default()).await;
@@ -278,6 +306,14 @@ pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connection
         "(h')/(b) = {:.2} throughput, p50 {} added (PostgreSQL)",
         pg_paid.per_second() / free.per_second(),
         paygate_bench::show(pg_paid.p50.saturating_sub(free.p50))
+    );
+    println!(
+        "paid p50 answered when submitted against when confirmed: {} against {} (anvil mining on arrival), {} against \
+         {} (anvil mining a block a second)",
+        paygate_bench::show(submitted.p50),
+        paygate_bench::show(exact.p50),
+        paygate_bench::show(submitted_1s.p50),
+        paygate_bench::show(confirmed_1s.p50)
     );
     println!(
         "(h)/(i) = {:.1}  (channel-paid over per-request exact on anvil; target >= 10)",

@@ -26,6 +26,10 @@ impl Gateway {
         let headers = response.headers_mut();
         match outcome {
             SettleOutcome::Settled { reference } => add_receipt(headers, paid, reference, self.clock.now_unix()),
+            SettleOutcome::Submitted { reference } => {
+                headers.insert(SETTLEMENT_HEADER, HeaderValue::from_static("submitted"));
+                add_receipt(headers, paid, reference, self.clock.now_unix());
+            }
             SettleOutcome::Unknown { reference, .. } => {
                 headers.insert(SETTLEMENT_HEADER, HeaderValue::from_static("pending"));
                 add_x402_settlement(

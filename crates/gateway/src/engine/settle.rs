@@ -77,7 +77,7 @@ impl Gateway {
     /// again). `None` for a settled or pending payment.
     async fn not_settled(&self, paid: &Paid<'_>, outcome: &SettleOutcome) -> Option<Response<Body>> {
         match outcome {
-            SettleOutcome::Settled { .. } | SettleOutcome::Unknown { .. } => None,
+            SettleOutcome::Settled { .. } | SettleOutcome::Submitted { .. } | SettleOutcome::Unknown { .. } => None,
             SettleOutcome::Failed { reference, .. } => {
                 let rejection = Rejection::new(
                     RejectKind::SettlementFailed,

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use paygate_chain::TxSender;
+use paygate_core::money::Price;
 use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
@@ -58,6 +59,25 @@ pub struct Eip3009Config {
     /// The key's secret (PEM EC key or base64 Ed25519); write `"${CDP_API_KEY_SECRET}"`.
     #[serde(default)]
     pub cdp_api_key_secret: Option<Secret>,
+    /// Built-in settlement: answer once the transfer is confirmed (`confirmed`, the default) or once the node took
+    /// it (`submitted`; the reconciler confirms it later).
+    #[serde(default)]
+    pub wait: Wait,
+    /// With `wait = "submitted"`: the most one payer may have answered for and not confirmed (`"$1"`); a payer
+    /// over it waits for confirmation. No cap when absent.
+    #[serde(default)]
+    pub max_unconfirmed: Option<String>,
+}
+
+/// When a built-in settlement's answer goes out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wait {
+    /// Once the transfer's receipt says it succeeded.
+    #[default]
+    Confirmed,
+    /// Once the node took the simulated transfer into its pool.
+    Submitted,
 }
 
 fn default_facilitator_timeout() -> u64 {
@@ -114,8 +134,28 @@ impl RailConfig for Eip3009Config {
             }
             SettlementKind::Facilitator => Settlement::Facilitator(self.facilitator()?),
         };
-        let method = Eip3009Method::new(resolved.option, resolved.chain, settlement, ctx.clock.clone())
+        let is_builtin = matches!(settlement, Settlement::Builtin { .. });
+        let asset = resolved.option.asset.clone();
+        let mut method = Eip3009Method::new(resolved.option, resolved.chain, settlement, ctx.clock.clone())
             .map_err(|e| FieldError::entry("asset", e.problem))?;
+        match (self.wait, is_builtin) {
+            (Wait::Confirmed, _) if self.max_unconfirmed.is_some() => {
+                return Err(FieldError::entry("max_unconfirmed", "only with wait = \"submitted\""));
+            }
+            (Wait::Confirmed, _) => {}
+            (Wait::Submitted, false) => {
+                return Err(FieldError::entry("wait", "\"submitted\" needs built-in settlement (a settler_key)"));
+            }
+            (Wait::Submitted, true) => {
+                let cap = self
+                    .max_unconfirmed
+                    .as_deref()
+                    .map(|text| Price::parse(text).and_then(|p| p.in_asset(&asset.symbol, asset.usd, asset.decimals)))
+                    .transpose()
+                    .map_err(|e| FieldError::entry("max_unconfirmed", e.to_string()))?;
+                method = method.answer_when_submitted(cap);
+            }
+        }
         Ok(BuiltOption { method: Arc::new(method), units_per_usd: None })
     }
 }

@@ -14,6 +14,7 @@
 
 mod authorization;
 mod config;
+mod unconfirmed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,10 +77,20 @@ pub struct Eip3009Method {
     /// For simulation before claiming; the built-in settler's chain when there is one.
     chain: Option<Arc<dyn Chain>>,
     settlement: Settlement,
+    /// With built-in settlement and `wait = "submitted"`: answer once the node took the transfer, within this
+    /// per-payer cap of unconfirmed value. `None`: wait for the receipt.
+    submitted: Option<Arc<unconfirmed::Unconfirmed>>,
     clock: Arc<dyn Clock>,
 }
 
 impl Eip3009Method {
+    /// Built-in settlement answers once the node took the transfer (`wait = "submitted"`), while the payer's value
+    /// answered for and not confirmed stays within `cap`; the reconciler confirms it from the chain.
+    pub fn answer_when_submitted(mut self, cap: Option<AtomicAmount>) -> Self {
+        self.submitted = Some(Arc::new(unconfirmed::Unconfirmed::new(cap.map(|c| c.0))));
+        self
+    }
+
     pub fn new(
         option: PaymentOption,
         chain: Option<Arc<dyn Chain>>,
@@ -109,6 +120,7 @@ impl Eip3009Method {
             pay_to,
             chain,
             settlement,
+            submitted: None,
             clock,
         })
     }
@@ -406,7 +418,9 @@ impl PaymentMethod for Eip3009Method {
                     Ok(auth) => auth,
                     Err(e) => return SettleOutcome::Failed { reason: e.0, reference: None },
                 };
-                settle_builtin(sender, self.token, &auth, journal, *receipt_timeout, *poll_interval).await
+                let wait = Wait { receipt_timeout: *receipt_timeout, poll_interval: *poll_interval };
+                let submitted = self.submitted.clone().filter(|u| u.take(auth.from, payment.amount.0));
+                settle_builtin(sender, self.token, &auth, journal, wait, submitted).await
             }
             Settlement::Facilitator(facilitator) => {
                 match facilitator.settle(&Self::facilitator_request(&stored)).await {
@@ -497,53 +511,95 @@ impl PaymentMethod for Eip3009Method {
     }
 }
 
+/// How long built-in settlement waits for a receipt.
+#[derive(Debug, Clone, Copy)]
+struct Wait {
+    receipt_timeout: Duration,
+    poll_interval: Duration,
+}
+
+/// Submits the transfer and waits for its receipt; or, with `submitted` (the payer's unconfirmed value, this
+/// payment already counted in it), answers once the node took it and lets a task wait for the receipt.
 async fn settle_builtin(
     sender: &TxSender,
     token: Address,
     auth: &SignedAuthorization,
     journal: &dyn SettleJournal,
-    receipt_timeout: Duration,
-    poll_interval: Duration,
+    wait: Wait,
+    submitted: Option<Arc<unconfirmed::Unconfirmed>>,
 ) -> SettleOutcome {
-    let record = async |hash: alloy::primitives::TxHash| journal.broadcasting(&hash.to_string()).await;
-    let hash = match sender.send_recorded(token, auth.transfer_call(), record).await {
-        Ok(hash) => hash,
-        Err(SendError::WouldRevert(message)) => {
-            return SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None };
-        }
-        // The ledger could not journal the transaction: it was not broadcast.
-        Err(e @ SendError::NotRecorded(_)) => {
-            tracing::warn!(error = %e, "settlement not sent");
-            return SettleOutcome::NotSent {
-                refusal: Rejection::new(
-                    RejectKind::StoreUnavailable,
-                    "store_unavailable",
-                    "the payment ledger could not record the settlement; nothing was charged: send the same payment \
-                     again",
-                ),
-            };
-        }
-        Err(e @ SendError::NotSent(_)) => {
-            // The node refused what was journaled (or failed before signing): there is nothing to wait for.
-            tracing::warn!(error = %e, "settlement not sent");
-            journal.not_broadcast().await;
-            return SettleOutcome::NotSent {
-                refusal: Rejection::new(
-                    RejectKind::ChainUnavailable,
-                    "chain_unavailable",
-                    "the chain did not take the settlement; nothing was charged: send the same payment again",
-                ),
-            };
-        }
-        Err(SendError::Unknown { hash, reason }) => {
-            return SettleOutcome::Unknown { reason, reference: Some(hash.to_string()) };
+    let (payer, amount) = (auth.from, auth.value.saturating_to::<u128>());
+    let give_back = |submitted: &Option<Arc<unconfirmed::Unconfirmed>>| {
+        if let Some(unconfirmed) = submitted {
+            unconfirmed.release(payer, amount);
         }
     };
+    let Wait { receipt_timeout, poll_interval } = wait;
+    let hash = match broadcast(sender, token, auth, journal).await {
+        Ok(hash) => hash,
+        Err(outcome) => {
+            give_back(&submitted);
+            return outcome;
+        }
+    };
+    if let Some(unconfirmed) = submitted {
+        // Answered now; the reconciler confirms the `pending` row from the chain. The payer's unconfirmed value
+        // falls back once the receipt came (or the wait for it ended).
+        let chain = sender.chain().clone();
+        tokio::spawn(async move {
+            let _ = wait_for_receipt(chain.as_ref(), hash, receipt_timeout, poll_interval).await;
+            unconfirmed.release(payer, amount);
+        });
+        return SettleOutcome::Submitted { reference: hash.to_string() };
+    }
     let reference = Some(hash.to_string());
     match wait_for_receipt(sender.chain().as_ref(), hash, receipt_timeout, poll_interval).await {
         Ok(Some(receipt)) if receipt.status() => SettleOutcome::Settled { reference: hash.to_string() },
         Ok(Some(_)) => SettleOutcome::Failed { reason: "the settlement transaction reverted".into(), reference },
         Ok(None) => SettleOutcome::Unknown { reason: "no receipt before the timeout".into(), reference },
         Err(e) => SettleOutcome::Unknown { reason: format!("receipt unavailable: {e}"), reference },
+    }
+}
+
+/// Signs, journals and broadcasts the transfer; the outcome instead when nothing (or nothing known) went out.
+async fn broadcast(
+    sender: &TxSender,
+    token: Address,
+    auth: &SignedAuthorization,
+    journal: &dyn SettleJournal,
+) -> Result<alloy::primitives::TxHash, SettleOutcome> {
+    let record = async |hash: alloy::primitives::TxHash| journal.broadcasting(&hash.to_string()).await;
+    match sender.send_recorded(token, auth.transfer_call(), record).await {
+        Ok(hash) => Ok(hash),
+        Err(SendError::WouldRevert(message)) => {
+            Err(SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None })
+        }
+        // The ledger could not journal the transaction: it was not broadcast.
+        Err(e @ SendError::NotRecorded(_)) => {
+            tracing::warn!(error = %e, "settlement not sent");
+            Err(SettleOutcome::NotSent {
+                refusal: Rejection::new(
+                    RejectKind::StoreUnavailable,
+                    "store_unavailable",
+                    "the payment ledger could not record the settlement; nothing was charged: send the same payment \
+                     again",
+                ),
+            })
+        }
+        Err(e @ SendError::NotSent(_)) => {
+            // The node refused what was journaled (or failed before signing): there is nothing to wait for.
+            tracing::warn!(error = %e, "settlement not sent");
+            journal.not_broadcast().await;
+            Err(SettleOutcome::NotSent {
+                refusal: Rejection::new(
+                    RejectKind::ChainUnavailable,
+                    "chain_unavailable",
+                    "the chain did not take the settlement; nothing was charged: send the same payment again",
+                ),
+            })
+        }
+        Err(SendError::Unknown { hash, reason }) => {
+            Err(SettleOutcome::Unknown { reason, reference: Some(hash.to_string()) })
+        }
     }
 }
