@@ -94,6 +94,20 @@ async fn the_official_client_pays_fifty_calls_from_one_deposit_settled_in_one_ba
         [&json!("500000"), &json!("500000"), &json!("0"), &json!(payer().to_checksum(None))]
     );
 
+    // The dashboard draws the same.
+    let url = format!("{admin}/dashboard#token=admin-token");
+    let dom = tokio::task::spawn_blocking(move || paygate_testkit::browser::dump_dom(&url, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(dom.contains(r#"data-loaded="true""#), "the page did not load its data:\n{dom}");
+    let row = format!(
+        r#"<tr data-channel="{}"><td>{}…</td><td>usdc-local-channel</td><td>{}</td><td class="num">500000</td><td class="num">500000</td><td class="num">0</td><td class="num">500000</td></tr>"#,
+        channel_id(),
+        &channel_id()[..10],
+        payer().to_checksum(None)
+    );
+    assert!(dom.contains(&row), "{row} not in:\n{dom}");
+
     // One pass of the reconciler claims all fifty vouchers in one transaction and sweeps them in another.
     let done = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
     assert_eq!(done.channels_claimed, 1);
