@@ -7,6 +7,8 @@
 //! Invariant kept by every transition: `charged + reserved <= min(voucher_max, deposit)`: each call served is
 //! covered by a voucher the payer signed and by money in escrow.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,8 +35,12 @@ pub struct Channel {
     pub claimed: u128,
     /// The calls served and charged.
     pub charged: u128,
-    /// The calls in flight: reserved before the upstream is called, then charged or released.
+    /// The calls in flight: reserved before the upstream is called, then charged or released. Their sum.
     pub reserved: u128,
+    /// Each call in flight, by the cumulative amount of the voucher that pays it (a decimal string), with its
+    /// price: a call is charged or released by its voucher, once, so that after a crash the reconciler can tell
+    /// a call that was charged from one that was not.
+    pub in_flight: BTreeMap<String, u128>,
     /// The highest cumulative amount a voucher allows, and that voucher's signature.
     pub voucher_max: u128,
     pub voucher_signature: String,
@@ -60,6 +66,9 @@ impl Channel {
     /// Reserves `price` for a call paid by a voucher for `voucher_max` (signature `signature`): the voucher must
     /// cover everything charged and in flight plus this call, and the deposit too.
     pub fn reserve(&self, price: u128, voucher_max: u128, signature: &str) -> Result<Channel, ChannelRefusal> {
+        if self.is_in_flight(voucher_max) {
+            return Ok(self.clone());
+        }
         let needed = self.charged.saturating_add(self.reserved).saturating_add(price);
         if voucher_max < needed {
             return Err(ChannelRefusal::BelowCharged { needed });
@@ -69,6 +78,7 @@ impl Channel {
         }
         let mut next = self.clone();
         next.reserved += price;
+        next.in_flight.insert(voucher_max.to_string(), price);
         if voucher_max > self.voucher_max {
             next.voucher_max = voucher_max;
             next.voucher_signature = signature.to_owned();
@@ -94,19 +104,30 @@ impl Channel {
         self.reserve(price, voucher_max, signature)
     }
 
-    /// Charges a reserved call: its upstream answered.
-    pub fn commit(&self, price: u128) -> Channel {
+    /// Charges the call the voucher for `voucher_max` reserved: its upstream answered. Nothing changes when that
+    /// call is not in flight (already charged or released).
+    pub fn commit(&self, voucher_max: u128) -> Channel {
         let mut next = self.clone();
-        next.reserved = self.reserved.saturating_sub(price);
-        next.charged = self.charged.saturating_add(price);
+        if let Some(price) = next.in_flight.remove(&voucher_max.to_string()) {
+            next.reserved = self.reserved.saturating_sub(price);
+            next.charged = self.charged.saturating_add(price);
+        }
         next
     }
 
-    /// Gives a reserved call back: its upstream failed, nothing is charged.
-    pub fn release(&self, price: u128) -> Channel {
+    /// Gives back the call the voucher for `voucher_max` reserved: its upstream failed, nothing is charged.
+    /// Nothing changes when that call is not in flight.
+    pub fn release(&self, voucher_max: u128) -> Channel {
         let mut next = self.clone();
-        next.reserved = self.reserved.saturating_sub(price);
+        if let Some(price) = next.in_flight.remove(&voucher_max.to_string()) {
+            next.reserved = self.reserved.saturating_sub(price);
+        }
         next
+    }
+
+    /// Whether the call paid by the voucher for `voucher_max` is reserved and neither charged nor released.
+    pub fn is_in_flight(&self, voucher_max: u128) -> bool {
+        self.in_flight.contains_key(&voucher_max.to_string())
     }
 
     /// The deposit as the chain now says (after a deposit or top-up landed).
@@ -230,19 +251,24 @@ mod tests {
             voucher_signature: String::new(),
             version: 0,
             updated_at_ms: 0,
+            in_flight: BTreeMap::new(),
         }
     }
 
     #[test]
-    fn a_call_is_reserved_then_charged_or_released() {
+    fn a_call_is_reserved_then_charged_or_released_once_by_its_voucher() {
         let open = channel(3000);
         let held = open.reserve(1000, 1000, "0xsig1").unwrap();
         assert_eq!((held.reserved, held.charged, held.voucher_max), (1000, 0, 1000));
+        assert!(held.is_in_flight(1000));
+        assert_eq!(held.reserve(1000, 1000, "0xsig1").unwrap(), held, "reserving the same voucher again is a no-op");
         let charged = held.commit(1000);
         assert_eq!((charged.reserved, charged.charged), (0, 1000));
+        assert!(!charged.is_in_flight(1000));
+        assert_eq!(charged.commit(1000), charged, "a call is charged once");
+        assert_eq!(charged.release(1000), charged, "a charged call is not given back");
         let second = charged.reserve(1000, 2000, "0xsig2").unwrap();
-        assert_eq!(second.release(1000).charged, 1000);
-        assert_eq!(second.release(1000).reserved, 0);
+        assert_eq!((second.release(2000).charged, second.release(2000).reserved), (1000, 0));
         assert_eq!(second.voucher_signature, "0xsig2");
     }
 
@@ -253,7 +279,7 @@ mod tests {
         let two = two.reserve_within(1000, 2000, "b", Some(2000)).unwrap();
         assert_eq!(two.reserve_within(1000, 3000, "c", Some(2000)), Err(ChannelRefusal::OverExposure { cap: 2000 }));
         assert!(two.reserve_within(1000, 3000, "c", None).is_ok(), "no cap, no limit");
-        let claimed = two.commit(1000).claimed_on_chain(2000);
+        let claimed = two.commit(2000).claimed_on_chain(2000);
         assert!(claimed.reserve_within(1000, 3000, "c", Some(2000)).is_ok(), "a claim makes room");
     }
 
@@ -262,17 +288,17 @@ mod tests {
         let open = channel(2000);
         let one = open.reserve(1000, 1000, "a").unwrap();
         // A second call in flight needs a voucher for 2000.
-        assert_eq!(one.reserve(1000, 1000, "a"), Err(ChannelRefusal::BelowCharged { needed: 2000 }));
+        assert_eq!(one.reserve(1000, 999, "a"), Err(ChannelRefusal::BelowCharged { needed: 2000 }));
         let two = one.reserve(1000, 2000, "b").unwrap();
         assert_eq!(two.reserve(1000, 3000, "c"), Err(ChannelRefusal::OverDeposit { needed: 3000 }));
         // A lower voucher never replaces a higher one.
-        let back = two.commit(1000).commit(1000).topped_up(5000).reserve(1000, 9000, "d").unwrap();
-        let after = back.commit(1000).reserve(1000, 4000, "e").unwrap();
+        let back = two.commit(1000).commit(2000).topped_up(5000).reserve(1000, 9000, "d").unwrap();
+        let after = back.commit(9000).reserve(1000, 4000, "e").unwrap();
         assert_eq!((after.voucher_max, after.voucher_signature.as_str()), (9000, "d"));
         assert_eq!(after.unclaimed(), 3000);
         // Closing needs nothing in flight and everything charged claimed; it leaves the deposit at what was claimed.
         assert_eq!(after.closing(), None);
-        let settled = after.commit(1000).claimed_on_chain(4000);
+        let settled = after.commit(4000).claimed_on_chain(4000);
         assert_eq!(settled.closing().map(|c| (c.deposit, c.charged, c.claimed)), Some((4000, 4000, 4000)));
         assert_eq!(settled.closing().unwrap().closing(), None, "a closed channel has nothing to give back");
     }

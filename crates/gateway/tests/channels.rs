@@ -291,3 +291,59 @@ async fn claims_come_early_by_value_and_the_exposure_cap_holds_calls_until_one()
     assert_eq!(answer["statuses"], json!([200]), "{answer}");
     assert_eq!(h.chain.balance(pay_to()).await, seller_before + 7 * CENT);
 }
+
+/// Calls a stopped gateway left between their move to `settling` and their outcome: one still in flight on its
+/// channel (never charged), one already charged. The reconciler charges the first and records the second, and
+/// both responses are owed to their payer (the same voucher sent again gets the answer, not a second charge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cut_off_mid_settlement_are_charged_once_and_their_responses_owed() {
+    use paygate_core::channel::{ChannelRefusal, update_channel};
+    use paygate_store::{Claim, NewPayment, Transition};
+
+    let h = harness().await;
+    let answer = node::channel(&h.url("/v1/quote"), &h.chain.rpc_url, &["--calls", "1", "--deposit", "100000"]).await;
+    assert_eq!(answer["statuses"], json!([200]), "{answer}");
+    let store = h.gateway.store().clone();
+    let id = channel_id();
+    let mut rows = Vec::new();
+    for (max, charged_before_the_stop) in [(2 * CENT, false), (3 * CENT, true)] {
+        let settlement =
+            json!({"channelId": id, "voucherMax": max.to_string(), "signature": "0x", "price": CENT.to_string()});
+        let new = NewPayment {
+            proof_key: format!("eip155:31337:channel:{id}:{max}"),
+            challenge_id: None,
+            request_id: format!("req-{max}"),
+            route: "GET /v1/quote".into(),
+            protocol: "x402-v2".into(),
+            rail: "batch-settlement".into(),
+            option_name: "usdc-local-channel".into(),
+            network: "eip155:31337".into(),
+            asset: h.chain.token.to_checksum(None),
+            asset_symbol: "USDC".into(),
+            decimals: 6,
+            amount: CENT,
+            payer: payer().to_checksum(None),
+            pay_to: pay_to().to_checksum(None),
+            settlement,
+        };
+        let Claim::Claimed(row) = store.claim(&new).await.unwrap() else { panic!("claimed") };
+        let settling = Transition { reason: "upstream answered 200", ..Default::default() };
+        store.transition(row, &[PaymentState::Verified], PaymentState::Settling, settling).await.unwrap();
+        update_channel(store.as_ref(), &id, |c| c.reserve(CENT, max, "0x")).await.unwrap().unwrap().unwrap();
+        if charged_before_the_stop {
+            update_channel(store.as_ref(), &id, |c| Ok::<_, ChannelRefusal>(c.commit(max))).await.unwrap();
+        }
+        rows.push(row);
+    }
+    let channel = store.channel(&id).await.unwrap().unwrap();
+    assert_eq!((channel.charged, channel.reserved), (2 * CENT, CENT));
+
+    h.gateway.reconciler(Duration::ZERO).run_once().await.unwrap();
+    let channel = store.channel(&id).await.unwrap().unwrap();
+    assert_eq!((channel.charged, channel.reserved), (3 * CENT, 0), "each call charged once");
+    assert!(channel.in_flight.is_empty());
+    for row in rows {
+        let row = store.payment(row).await.unwrap().unwrap();
+        assert_eq!((row.state, row.response_owed), (PaymentState::Settled, true), "{row:?}");
+    }
+}

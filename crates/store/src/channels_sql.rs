@@ -14,7 +14,8 @@ macro_rules! impl_channel_book {
             use crate::now_ms;
 
             const COLUMNS: &str = "id, network, option_name, payer, receiver, token, config, deposit, claimed, \
-                                   charged, reserved, voucher_max, voucher_signature, version, updated_at_ms";
+                                   charged, reserved, voucher_max, voucher_signature, version, updated_at_ms, \
+                                   in_flight";
 
             fn unavailable(e: sqlx::Error) -> ChannelBookError {
                 ChannelBookError(Box::new(e))
@@ -27,6 +28,10 @@ macro_rules! impl_channel_book {
             fn amount(row: &<$db as sqlx::Database>::Row, column: &str) -> Result<u128, ChannelBookError> {
                 let text: String = row.try_get(column).map_err(unavailable)?;
                 text.parse().map_err(|_| corrupt(format!("channel {column} {text:?} is not an amount")))
+            }
+
+            fn in_flight(c: &Channel) -> String {
+                serde_json::to_string(&c.in_flight).unwrap_or_else(|_| "{}".to_owned())
             }
 
             fn channel(row: &<$db as sqlx::Database>::Row) -> Result<Channel, ChannelBookError> {
@@ -49,6 +54,11 @@ macro_rules! impl_channel_book {
                     voucher_signature: text("voucher_signature")?,
                     version: row.try_get("version").map_err(unavailable)?,
                     updated_at_ms: row.try_get("updated_at_ms").map_err(unavailable)?,
+                    in_flight: {
+                        let text = text("in_flight")?;
+                        serde_json::from_str(&text)
+                            .map_err(|_| corrupt(format!("channel in_flight {text:?} is not a map of amounts")))?
+                    },
                 })
             }
 
@@ -68,7 +78,7 @@ macro_rules! impl_channel_book {
                     // Only the constant column list is formatted in; every value is bound.
                     let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "INSERT INTO channels ({COLUMNS}, unclaimed, created_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $16, $15, $16) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $16, $17, $15, $16) \
                          ON CONFLICT (id) DO NOTHING"
                     )))
                     .bind(&c.id)
@@ -87,6 +97,7 @@ macro_rules! impl_channel_book {
                     .bind(c.version)
                     .bind(i64::from(c.unclaimed() > 0))
                     .bind(now)
+                    .bind(in_flight(c))
                     .execute(&self.pool)
                     .await
                     .map_err(unavailable)?;
@@ -96,7 +107,7 @@ macro_rules! impl_channel_book {
                 async fn swap_channel(&self, expected: i64, c: &Channel) -> Result<bool, ChannelBookError> {
                     let updated = sqlx::query(
                         "UPDATE channels SET deposit = $1, claimed = $2, charged = $3, reserved = $4, voucher_max = $5, \
-                         voucher_signature = $6, version = $7 + 1, unclaimed = $8, updated_at_ms = $9 \
+                         voucher_signature = $6, version = $7 + 1, unclaimed = $8, updated_at_ms = $9, in_flight = $11 \
                          WHERE id = $10 AND version = $7",
                     )
                     .bind(c.deposit.to_string())
@@ -109,6 +120,7 @@ macro_rules! impl_channel_book {
                     .bind(i64::from(c.unclaimed() > 0))
                     .bind(now_ms())
                     .bind(&c.id)
+                    .bind(in_flight(c))
                     .execute(&self.pool)
                     .await
                     .map_err(unavailable)?;

@@ -37,6 +37,7 @@ fn channel(id: &str, deposit: u128) -> Channel {
         voucher_signature: String::new(),
         version: 0,
         updated_at_ms: 0,
+        in_flight: Default::default(),
     }
 }
 
@@ -57,7 +58,7 @@ async fn racing_instances_never_accept_more_than_the_deposit(db: Database) {
                 if reserved.is_err() {
                     return false;
                 }
-                update_channel(store.as_ref(), "0xrace", |c| Ok::<_, ChannelRefusal>(c.commit(PRICE)))
+                update_channel(store.as_ref(), "0xrace", |c| Ok::<_, ChannelRefusal>(c.commit(k * PRICE)))
                     .await
                     .unwrap()
                     .unwrap()
@@ -98,11 +99,15 @@ async fn failed_calls_are_released_and_claims_leave_the_unclaimed_list(db: Datab
     assert_eq!(held.unwrap().reserved, PRICE);
     let released = update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.release(PRICE)));
     let released = released.await.unwrap().unwrap().unwrap();
+    assert!(released.in_flight.is_empty());
+    let released = update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.release(PRICE)));
+    let released = released.await.unwrap().unwrap().unwrap();
     assert_eq!((released.charged, released.reserved), (0, 0));
     assert!(store.unclaimed_channels(10).await.unwrap().is_empty(), "nothing charged, nothing to claim");
 
-    update_channel(store.as_ref(), "0xc1", |c| c.reserve(PRICE, PRICE, "0xs1")).await.unwrap().unwrap().unwrap();
-    update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.commit(PRICE))).await.unwrap();
+    let held = update_channel(store.as_ref(), "0xc1", |c| c.reserve(PRICE, 2 * PRICE, "0xs2")).await.unwrap();
+    assert!(held.unwrap().unwrap().is_in_flight(2 * PRICE), "kept in the store");
+    update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.commit(2 * PRICE))).await.unwrap();
     let unclaimed = store.unclaimed_channels(10).await.unwrap();
     assert_eq!(unclaimed.iter().map(|c| (c.id.as_str(), c.unclaimed())).collect::<Vec<_>>(), [("0xc1", PRICE)]);
 

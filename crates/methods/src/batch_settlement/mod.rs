@@ -33,7 +33,7 @@ use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::clock::Clock;
 use paygate_core::method::{
-    BatchSettled, PaymentMethod, PaymentOption, Proof, SettleOutcome, VerifiedPayment, X402Receipt,
+    BatchSettled, PaymentMethod, PaymentOption, Proof, SettleOutcome, SettlementStatus, VerifiedPayment, X402Receipt,
 };
 use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
@@ -201,6 +201,7 @@ impl BatchSettlementMethod {
             voucher_signature: String::new(),
             version: 0,
             updated_at_ms: 0,
+            in_flight: Default::default(),
         };
         if !self.book.open_channel(&channel).await? {
             update_channel(self.book.as_ref(), &id, |c| Ok::<_, ChannelRefusal>(c.topped_up(balance))).await?;
@@ -391,8 +392,8 @@ impl PaymentMethod for BatchSettlementMethod {
         let Some(v) = settlement_of(payment) else {
             return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
         };
-        let price: u128 = v.price.parse().unwrap_or(0);
-        match update_channel(self.book.as_ref(), &v.channel_id, |c| Ok::<_, ChannelRefusal>(c.commit(price))).await {
+        let max: u128 = v.voucher_max.parse().unwrap_or(0);
+        match update_channel(self.book.as_ref(), &v.channel_id, |c| Ok::<_, ChannelRefusal>(c.commit(max))).await {
             Ok(Some(Ok(channel))) => {
                 if self.claim_above.is_some_and(|above| channel.unclaimed() >= above) {
                     self.claim_now.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -406,10 +407,27 @@ impl PaymentMethod for BatchSettlementMethod {
         }
     }
 
+    /// A call whose request stopped between its move to `settling` and its outcome: still in flight on its channel
+    /// (never charged), it is charged now (the reconciler settles it again and its response is owed); gone from
+    /// the in-flight calls, it was charged.
+    async fn settlement_status(&self, payment: &VerifiedPayment, _reference: Option<&str>) -> SettlementStatus {
+        let Some(v) = settlement_of(payment) else {
+            return SettlementStatus::Unknown { reason: "unreadable voucher".into() };
+        };
+        match self.book.channel(&v.channel_id).await {
+            Ok(Some(channel)) if channel.is_in_flight(v.voucher_max.parse().unwrap_or(0)) => SettlementStatus::Retry,
+            Ok(Some(channel)) => {
+                SettlementStatus::Settled { reference: format!("{}/{}", v.channel_id, channel.charged) }
+            }
+            Ok(None) => SettlementStatus::Failed { reason: "the channel is gone".into() },
+            Err(e) => SettlementStatus::Unknown { reason: format!("the channel store: {e}") },
+        }
+    }
+
     async fn release(&self, payment: &VerifiedPayment) {
         let Some(v) = settlement_of(payment) else { return };
-        let price: u128 = v.price.parse().unwrap_or(0);
-        let released = update_channel(self.book.as_ref(), &v.channel_id, |c| Ok::<_, ChannelRefusal>(c.release(price)));
+        let max: u128 = v.voucher_max.parse().unwrap_or(0);
+        let released = update_channel(self.book.as_ref(), &v.channel_id, |c| Ok::<_, ChannelRefusal>(c.release(max)));
         if let Err(e) = released.await {
             tracing::error!(channel = %v.channel_id, error = %e, "a channel reservation could not be given back");
         }

@@ -16,6 +16,8 @@ CREATE TABLE channels (
     reserved            TEXT    NOT NULL,
     voucher_max         TEXT    NOT NULL,
     voucher_signature   TEXT    NOT NULL,
+    -- JSON: each call in flight, by the cumulative amount of the voucher that pays it, with its price.
+    in_flight           TEXT    NOT NULL,
     version             BIGINT  NOT NULL,
     -- 1 while charged exceeds claimed: what the settler looks at.
     unclaimed           BIGINT  NOT NULL DEFAULT 0,
