@@ -6,7 +6,8 @@
 //! refunds what was not charged to the payer (`refund`).
 //!
 //! Claims are cumulative on chain (`totalClaimed` only grows, a lower or equal claim is a no-op), so a batch sent
-//! twice after a crash claims nothing twice; what the chain says was claimed is written back to each channel.
+//! twice after a crash claims nothing twice; and before a batch, what the chain says was claimed is written back
+//! to each channel, so a claim that landed while the gateway stopped is not sent again.
 
 use std::time::Instant;
 
@@ -46,11 +47,31 @@ impl BatchSettlementMethod {
             .filter(|c| c.option == self.option.name && !c.voucher_signature.is_empty())
             .collect();
         let mut done = BatchSettled::default();
+        let due = self.not_claimed_on_chain(due).await?;
         if !due.is_empty() {
             self.claim(&due, &mut done).await?;
         }
         self.close_idle(&mut done).await?;
         Ok(done)
+    }
+
+    /// What the chain says was claimed is recorded first: a claim that landed before the gateway could record it
+    /// (it stopped in between) is not sent again. The channels still to claim.
+    async fn not_claimed_on_chain(&self, due: Vec<Channel>) -> Result<Vec<Channel>, String> {
+        let mut still = Vec::with_capacity(due.len());
+        for channel in due {
+            let id: B256 = channel.id.parse().map_err(|_| format!("channel id {:?}", channel.id))?;
+            let (_, claimed) = self.on_chain(id).await.map_err(|e| e.detail)?;
+            if claimed < channel.charged {
+                still.push(channel);
+                continue;
+            }
+            let recorded = update_channel(self.book.as_ref(), &channel.id, |c| {
+                Ok::<_, ChannelRefusal>(c.claimed_on_chain(claimed))
+            });
+            recorded.await.map_err(|e| e.to_string())?;
+        }
+        Ok(still)
     }
 
     /// Claims what `due` charged in one batch, then sweeps it to the seller.
