@@ -73,18 +73,10 @@ alloy::sol! {
     }
 }
 
-/// The EIP-712 types the escrow hashes, as the payer and the receiver's authorizer sign them.
+/// The EIP-712 types the escrow hashes that are not ABI structs, as the payer and the receiver's authorizer sign
+/// them (`Voucher` here is not the ABI's `Voucher`).
 mod typed {
     alloy::sol! {
-        struct ChannelConfig {
-            address payer;
-            address payerAuthorizer;
-            address receiver;
-            address receiverAuthorizer;
-            address token;
-            uint40 withdrawDelay;
-            bytes32 salt;
-        }
         struct Voucher {
             bytes32 channelId;
             uint128 maxClaimableAmount;
@@ -125,18 +117,10 @@ pub fn domain(chain_id: u64) -> Eip712Domain {
     }
 }
 
-/// A channel's id: the EIP-712 hash of its config in the escrow's domain (`getChannelId`).
+/// A channel's id: the EIP-712 hash of its config in the escrow's domain (`getChannelId`). The ABI's struct is
+/// the EIP-712 type as well (the same name and fields).
 pub fn channel_id(config: &BatchSettlement::ChannelConfig, chain_id: u64) -> B256 {
-    let typed = typed::ChannelConfig {
-        payer: config.payer,
-        payerAuthorizer: config.payerAuthorizer,
-        receiver: config.receiver,
-        receiverAuthorizer: config.receiverAuthorizer,
-        token: config.token,
-        withdrawDelay: config.withdrawDelay,
-        salt: config.salt,
-    };
-    typed.eip712_signing_hash(&domain(chain_id))
+    config.eip712_signing_hash(&domain(chain_id))
 }
 
 /// What a payer signs to allow claims up to `max_claimable` on a channel (`getVoucherDigest`).
