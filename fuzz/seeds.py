@@ -78,3 +78,23 @@ for status, body in [
     (200, {"code": 2, "message": "wallet locked, unlock it to enable full RPC access", "details": []}),
 ]:
     seed("lnd_answer", bytes([status]) + json.dumps(body).encode())
+
+# x402 batch-settlement payloads, as the official @x402/evm 2.27.0 client sends them (a deposit with its first
+# voucher, then a voucher), for the channel_payload target.
+config = {
+    "payer": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    "payerAuthorizer": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    "receiver": "0x0909090909090909090909090909090909090909",
+    "receiverAuthorizer": "0x0000000000000000000000000000000000000000",
+    "token": "0x0505050505050505050505050505050505050505",
+    "withdrawDelay": 900,
+    "salt": "0x" + "00" * 32,
+}
+voucher = {"channelId": "0x" + "3d" * 32, "maxClaimableAmount": "1000", "signature": "0x" + "11" * 65}
+seed("channel_payload", json.dumps({"type": "voucher", "channelConfig": config, "voucher": voucher}))
+seed("channel_payload", json.dumps({
+    "type": "deposit", "channelConfig": config, "voucher": voucher,
+    "deposit": {"amount": "5000", "authorization": {"erc3009Authorization": {
+        "validAfter": "0", "validBefore": "1796296113", "salt": "0x" + "90" * 32, "signature": "0x" + "fb" * 65}}},
+}))
+

@@ -21,6 +21,7 @@ pub const TARGETS: &[Target] = &[
     ("facilitator_answer", facilitator_answer),
     ("stripe_answer", stripe_answer),
     ("lnd_answer", lnd_answer),
+    ("channel_payload", channel_payload),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -135,5 +136,15 @@ pub fn lnd_answer(data: &[u8]) {
         paygate_methods::lightning::read_add_invoice(status, body)
     {
         assert!(message.chars().count() <= 300 && !message.chars().any(char::is_control), "{message:?}");
+    }
+}
+
+/// x402 `batch-settlement` payloads (deposits and vouchers): checked against a channel offer, or refused.
+pub fn channel_payload(data: &[u8]) {
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let address = |byte: u8| alloy::primitives::Address::repeat_byte(byte);
+    let checked = paygate_methods::batch_settlement::check_payload(&payload, 31337, address(9), address(0), address(5));
+    if let Err(refusal) = checked {
+        assert!(!refusal.reason.is_empty());
     }
 }

@@ -256,6 +256,27 @@ impl BatchSettlementMethod {
     }
 }
 
+/// Reads an x402 `batch-settlement` payload as an offer of `chain_id` paying `receiver` in `token`, with a withdraw
+/// delay of 900 s, would, without IO: `Ok` when it is a well-formed deposit or voucher of such a channel, signed
+/// by its payer. For tools and the fuzz targets; the gateway reads payloads through the method.
+pub fn check_payload(
+    payload: &Value,
+    chain_id: u64,
+    receiver: Address,
+    receiver_authorizer: Address,
+    token: Address,
+) -> Result<(), Rejection> {
+    let expected = Expected {
+        chain_id,
+        receiver,
+        receiver_authorizer,
+        token,
+        withdraw_delay: 900,
+        token_domain: payload::token_domain("USD Coin", "2", chain_id, token),
+    };
+    Payment::read(payload, &expected).map(|_| ())
+}
+
 /// The channel config as the escrow's claims need it, JSON with the wire's field names.
 fn config_json(c: &BatchSettlement::ChannelConfig) -> Value {
     json!({
