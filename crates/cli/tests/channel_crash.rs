@@ -109,7 +109,7 @@ async fn a_gateway_killed_before_claiming_claims_everything_once_after_restart()
     loop {
         let channels = store.channels(10).await.unwrap();
         let settled = chain.balance(seller).await - before == 5 * CENT;
-        if settled && channels.len() == 1 && channels[0].reserved == 0 {
+        if settled && channels.len() == 1 && channels[0].reserved() == 0 {
             assert_eq!((channels[0].charged, channels[0].claimed), (5 * CENT, 5 * CENT), "{channels:?}");
             break;
         }

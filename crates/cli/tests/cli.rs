@@ -324,3 +324,36 @@ fn keys_are_created_once_listed_without_the_key_and_revoked() {
     let database = std::fs::read(dir.path().join("ledger.db")).unwrap();
     assert!(!database.windows(key.len()).any(|w| w == key.as_bytes()));
 }
+
+#[test]
+fn channel_and_early_answer_settings_that_cannot_work_are_refused() {
+    let net = network();
+    let key = paygate_testkit::SETTLER_KEY;
+    let pay_to = paygate_chain::devtoken::dev_account(9).address();
+    let channel = |key: &str, extra: &str| {
+        format!(
+            "{SECRET}{UPSTREAM}{net}\n[[accept]]\nrail = \"batch-settlement\"\nnetwork = \"local\"\nasset = \"USDC\"\n\
+             pay_to = \"{pay_to}\"\nsettler_key = \"{key}\"\n{extra}\n"
+        )
+    };
+    refused(&channel(key, "withdraw_delay_secs = 60"), "accept[1].withdraw_delay_secs", &["between 900"]);
+    refused(&channel(key, "claim_above = \"lots\""), "accept[1].claim_above", &[]);
+    let stderr = refused(&channel("0x12", ""), "accept[1].settler_key", &["not a hex private key"]);
+    assert!(!stderr.contains("0x12"), "the key is not echoed: {stderr}");
+    let exact = |extra: &str| {
+        format!(
+            "{SECRET}{UPSTREAM}{net}\n[[accept]]\nname = \"fast\"\nnetwork = \"local\"\nasset = \"USDC\"\n\
+             pay_to = \"{pay_to}\"\n{extra}\n"
+        )
+    };
+    refused(
+        &exact("facilitator_url = \"https://x402.org/facilitator\"\nwait = \"submitted\""),
+        "accept[1].wait",
+        &["needs built-in settlement"],
+    );
+    refused(
+        &exact(&format!("settler_key = \"{key}\"\nmax_unconfirmed = \"$1\"")),
+        "accept[1].max_unconfirmed",
+        &["only with wait = \"submitted\""],
+    );
+}

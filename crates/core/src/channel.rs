@@ -35,9 +35,7 @@ pub struct Channel {
     pub claimed: u128,
     /// The calls served and charged.
     pub charged: u128,
-    /// The calls in flight: reserved before the upstream is called, then charged or released. Their sum.
-    pub reserved: u128,
-    /// Each call in flight, by the cumulative amount of the voucher that pays it (a decimal string), with its
+    /// Each call in flight (reserved before the upstream is called, then charged or released), by the cumulative amount of the voucher that pays it (a decimal string), with its
     /// price: a call is charged or released by its voucher, once, so that after a crash the reconciler can tell
     /// a call that was charged from one that was not.
     pub in_flight: BTreeMap<String, u128>,
@@ -69,7 +67,7 @@ impl Channel {
         if self.is_in_flight(voucher_max) {
             return Ok(self.clone());
         }
-        let needed = self.charged.saturating_add(self.reserved).saturating_add(price);
+        let needed = self.charged.saturating_add(self.reserved()).saturating_add(price);
         if voucher_max < needed {
             return Err(ChannelRefusal::BelowCharged { needed });
         }
@@ -77,7 +75,6 @@ impl Channel {
             return Err(ChannelRefusal::OverDeposit { needed });
         }
         let mut next = self.clone();
-        next.reserved += price;
         next.in_flight.insert(voucher_max.to_string(), price);
         if voucher_max > self.voucher_max {
             next.voucher_max = voucher_max;
@@ -95,7 +92,7 @@ impl Channel {
         signature: &str,
         cap: Option<u128>,
     ) -> Result<Channel, ChannelRefusal> {
-        let exposure = self.unclaimed().saturating_add(self.reserved).saturating_add(price);
+        let exposure = self.unclaimed().saturating_add(self.reserved()).saturating_add(price);
         if let Some(cap) = cap
             && exposure > cap
         {
@@ -109,7 +106,6 @@ impl Channel {
     pub fn commit(&self, voucher_max: u128) -> Channel {
         let mut next = self.clone();
         if let Some(price) = next.in_flight.remove(&voucher_max.to_string()) {
-            next.reserved = self.reserved.saturating_sub(price);
             next.charged = self.charged.saturating_add(price);
         }
         next
@@ -119,10 +115,13 @@ impl Channel {
     /// Nothing changes when that call is not in flight.
     pub fn release(&self, voucher_max: u128) -> Channel {
         let mut next = self.clone();
-        if let Some(price) = next.in_flight.remove(&voucher_max.to_string()) {
-            next.reserved = self.reserved.saturating_sub(price);
-        }
+        next.in_flight.remove(&voucher_max.to_string());
         next
+    }
+
+    /// What the calls in flight hold: reserved, not yet charged or released.
+    pub fn reserved(&self) -> u128 {
+        self.in_flight.values().fold(0, |sum, price| sum.saturating_add(*price))
     }
 
     /// Whether the call paid by the voucher for `voucher_max` is reserved and neither charged nor released.
@@ -140,7 +139,7 @@ impl Channel {
     /// Closing: what was not charged goes back to the payer, so the deposit becomes what was claimed. Only a
     /// channel with nothing in flight and everything charged claimed can close.
     pub fn closing(&self) -> Option<Channel> {
-        if self.reserved != 0 || self.charged != self.claimed || self.deposit <= self.claimed {
+        if !self.in_flight.is_empty() || self.charged != self.claimed || self.deposit <= self.claimed {
             return None;
         }
         let mut next = self.clone();
@@ -161,7 +160,7 @@ impl Channel {
         serde_json::json!({
             "id": self.id, "option": self.option, "network": self.network, "payer": self.payer,
             "receiver": self.receiver, "token": self.token, "deposit": self.deposit.to_string(),
-            "charged": self.charged.to_string(), "reserved": self.reserved.to_string(),
+            "charged": self.charged.to_string(), "reserved": self.reserved().to_string(),
             "claimed": self.claimed.to_string(), "unclaimed": self.unclaimed().to_string(),
             "updated_at_ms": self.updated_at_ms,
         })
@@ -246,7 +245,6 @@ mod tests {
             deposit,
             claimed: 0,
             charged: 0,
-            reserved: 0,
             voucher_max: 0,
             voucher_signature: String::new(),
             version: 0,
@@ -259,16 +257,16 @@ mod tests {
     fn a_call_is_reserved_then_charged_or_released_once_by_its_voucher() {
         let open = channel(3000);
         let held = open.reserve(1000, 1000, "0xsig1").unwrap();
-        assert_eq!((held.reserved, held.charged, held.voucher_max), (1000, 0, 1000));
+        assert_eq!((held.reserved(), held.charged, held.voucher_max), (1000, 0, 1000));
         assert!(held.is_in_flight(1000));
         assert_eq!(held.reserve(1000, 1000, "0xsig1").unwrap(), held, "reserving the same voucher again is a no-op");
         let charged = held.commit(1000);
-        assert_eq!((charged.reserved, charged.charged), (0, 1000));
+        assert_eq!((charged.reserved(), charged.charged), (0, 1000));
         assert!(!charged.is_in_flight(1000));
         assert_eq!(charged.commit(1000), charged, "a call is charged once");
         assert_eq!(charged.release(1000), charged, "a charged call is not given back");
         let second = charged.reserve(1000, 2000, "0xsig2").unwrap();
-        assert_eq!((second.release(2000).charged, second.release(2000).reserved), (1000, 0));
+        assert_eq!((second.release(2000).charged, second.release(2000).reserved()), (1000, 0));
         assert_eq!(second.voucher_signature, "0xsig2");
     }
 

@@ -222,7 +222,7 @@ async fn refused_vouchers_commit_nothing() {
     h.upstream.set_mode(UpstreamMode::Fail);
     assert_eq!(pay(&h, &third).await.status(), 500);
     let channel = h.gateway.store().channel(&channel_id()).await.unwrap().unwrap();
-    assert_eq!((channel.charged, channel.reserved), (2 * CENT, 0));
+    assert_eq!((channel.charged, channel.reserved()), (2 * CENT, 0));
     h.upstream.set_mode(UpstreamMode::Ok);
 
     // Above the deposit (a fourth call on three calls' worth): refused.
@@ -236,6 +236,21 @@ async fn refused_vouchers_commit_nothing() {
     let other_seller = dev_account(8).address();
     let (status, other) = problem(pay(&h, &voucher(&h, 1, other_seller, CENT).await).await).await;
     assert_eq!((status, kind(&other).1), (402, "invalid_batch_settlement_evm_receiver_mismatch"));
+
+    // Malformed: a payload that is no deposit or voucher, and a voucher naming another channel than its config.
+    let (_, required) = offer(&h).await;
+    let accepted = required["accepts"].as_array().unwrap().iter().find(|a| a["scheme"] == "batch-settlement").unwrap();
+    let envelope = |payload: Value| {
+        encode_x402(
+            &json!({"x402Version": 2, "payload": payload, "resource": required["resource"], "accepted": accepted}),
+        )
+    };
+    let (status, garbage) = problem(pay(&h, &envelope(json!({"type": "voucher", "voucher": {}}))).await).await;
+    assert_eq!((status, kind(&garbage).1), (400, "invalid_batch_settlement_evm_payload"));
+    let mut other = decode_x402(&voucher(&h, 1, pay_to(), 4 * CENT).await)["payload"].clone();
+    other["voucher"]["channelId"] = json!(format!("{:#x}", B256::repeat_byte(7)));
+    let (status, mismatch) = problem(pay(&h, &envelope(other)).await).await;
+    assert_eq!((status, kind(&mismatch).1), (400, "invalid_batch_settlement_evm_payload"));
 
     assert_eq!(charged().await, 3 * CENT, "no refusal charged anything");
     assert_eq!(h.upstream.hits(), 4);
@@ -292,7 +307,7 @@ async fn claims_come_early_by_value_and_the_exposure_cap_holds_calls_until_one()
     let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "5"]).await;
     assert_eq!(answer["statuses"], json!([200, 200, 200, 200, 429]), "{answer}");
     let channel = h.gateway.store().channel(&channel_id()).await.unwrap().unwrap();
-    assert_eq!((channel.charged, channel.claimed, channel.reserved), (7 * CENT, 3 * CENT, 0));
+    assert_eq!((channel.charged, channel.claimed, channel.reserved()), (7 * CENT, 3 * CENT, 0));
     // The next pass claims, and the call goes through.
     assert_eq!(pass().await, 1);
     let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "1"]).await;
@@ -344,11 +359,11 @@ async fn calls_cut_off_mid_settlement_are_charged_once_and_their_responses_owed(
         rows.push(row);
     }
     let channel = store.channel(&id).await.unwrap().unwrap();
-    assert_eq!((channel.charged, channel.reserved), (2 * CENT, CENT));
+    assert_eq!((channel.charged, channel.reserved()), (2 * CENT, CENT));
 
     h.gateway.reconciler(Duration::ZERO).run_once().await.unwrap();
     let channel = store.channel(&id).await.unwrap().unwrap();
-    assert_eq!((channel.charged, channel.reserved), (3 * CENT, 0), "each call charged once");
+    assert_eq!((channel.charged, channel.reserved()), (3 * CENT, 0), "each call charged once");
     assert!(channel.in_flight.is_empty());
     for row in rows {
         let row = store.payment(row).await.unwrap().unwrap();

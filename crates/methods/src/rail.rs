@@ -8,8 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +22,7 @@ use paygate_core::method::{Asset, Eip712Domain, PaymentMethod, PaymentOption};
 use paygate_core::money::{AtomicAmount, Decimal, Price};
 use paygate_core::network::Network;
 use paygate_core::registry::TransferMethod;
+use paygate_core::secret::Secret;
 
 pub use crate::network::FieldError;
 use crate::network::{Networks, ResolvedNetwork, connect, resolve_network};
@@ -158,6 +161,43 @@ pub struct ChainOption {
 }
 
 impl ChainOption {
+    /// The key of field `settler_key` and its sender on this option's chain, shared by every option settling on
+    /// that chain with that key (one nonce sequence per key and chain).
+    pub fn settler(
+        &self,
+        rail: &str,
+        key: Option<&Secret>,
+        ctx: &mut RailContext<'_>,
+    ) -> Result<(PrivateKeySigner, Arc<TxSender>), FieldError> {
+        let chain = self.rpc(rail)?;
+        let key = key.ok_or_else(|| missing("settler_key"))?;
+        let signer: PrivateKeySigner =
+            key.expose().trim().parse().map_err(|_| FieldError::entry("settler_key", "not a hex private key"))?;
+        let sender = ctx
+            .senders
+            .entry((self.network_name.clone(), signer.address()))
+            .or_insert_with(|| Arc::new(TxSender::new(chain, signer.clone())))
+            .clone();
+        Ok((signer, sender))
+    }
+
+    /// How long a settlement on this chain waits for its receipt, and how often it asks.
+    pub fn receipt_wait(&self) -> (Duration, Duration) {
+        let config = &self.network.config;
+        (Duration::from_secs(config.receipt_timeout_secs), Duration::from_millis(config.receipt_poll_ms.max(1)))
+    }
+
+    /// The price of field `field` (`"$1"`), in this option's asset, when the entry gives one.
+    pub fn amount(&self, field: &str, text: Option<&str>) -> Result<Option<AtomicAmount>, FieldError> {
+        let asset = &self.option.asset;
+        text.map(|text| {
+            Price::parse(text)
+                .and_then(|price| price.in_asset(&asset.symbol, asset.usd, asset.decimals))
+                .map_err(|e| FieldError::entry(field, e.to_string()))
+        })
+        .transpose()
+    }
+
     /// The chain's RPC, which `rail` needs.
     pub fn rpc(&self, rail: &str) -> Result<Arc<dyn Chain>, FieldError> {
         self.chain.clone().ok_or_else(|| {

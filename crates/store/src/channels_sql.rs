@@ -14,8 +14,7 @@ macro_rules! impl_channel_book {
             use crate::now_ms;
 
             const COLUMNS: &str = "id, network, option_name, payer, receiver, token, config, deposit, claimed, \
-                                   charged, reserved, voucher_max, voucher_signature, version, updated_at_ms, \
-                                   in_flight";
+                                   charged, voucher_max, voucher_signature, version, updated_at_ms, in_flight";
 
             fn unavailable(e: sqlx::Error) -> ChannelBookError {
                 ChannelBookError(Box::new(e))
@@ -49,7 +48,6 @@ macro_rules! impl_channel_book {
                     deposit: amount(row, "deposit")?,
                     claimed: amount(row, "claimed")?,
                     charged: amount(row, "charged")?,
-                    reserved: amount(row, "reserved")?,
                     voucher_max: amount(row, "voucher_max")?,
                     voucher_signature: text("voucher_signature")?,
                     version: row.try_get("version").map_err(unavailable)?,
@@ -78,7 +76,7 @@ macro_rules! impl_channel_book {
                     // Only the constant column list is formatted in; every value is bound.
                     let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "INSERT INTO channels ({COLUMNS}, unclaimed, created_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $16, $17, $15, $16) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $14, $15) \
                          ON CONFLICT (id) DO NOTHING"
                     )))
                     .bind(&c.id)
@@ -91,7 +89,6 @@ macro_rules! impl_channel_book {
                     .bind(c.deposit.to_string())
                     .bind(c.claimed.to_string())
                     .bind(c.charged.to_string())
-                    .bind(c.reserved.to_string())
                     .bind(c.voucher_max.to_string())
                     .bind(&c.voucher_signature)
                     .bind(c.version)
@@ -106,14 +103,13 @@ macro_rules! impl_channel_book {
 
                 async fn swap_channel(&self, expected: i64, c: &Channel) -> Result<bool, ChannelBookError> {
                     let updated = sqlx::query(
-                        "UPDATE channels SET deposit = $1, claimed = $2, charged = $3, reserved = $4, voucher_max = $5, \
-                         voucher_signature = $6, version = $7 + 1, unclaimed = $8, updated_at_ms = $9, in_flight = $11 \
-                         WHERE id = $10 AND version = $7",
+                        "UPDATE channels SET deposit = $1, claimed = $2, charged = $3, voucher_max = $4, voucher_signature = $5, \
+                         version = $6 + 1, unclaimed = $7, updated_at_ms = $8, in_flight = $10 \
+                         WHERE id = $9 AND version = $6",
                     )
                     .bind(c.deposit.to_string())
                     .bind(c.claimed.to_string())
                     .bind(c.charged.to_string())
-                    .bind(c.reserved.to_string())
                     .bind(c.voucher_max.to_string())
                     .bind(&c.voucher_signature)
                     .bind(expected)

@@ -32,7 +32,6 @@ fn channel(id: &str, deposit: u128) -> Channel {
         deposit,
         claimed: 0,
         charged: 0,
-        reserved: 0,
         voucher_max: 0,
         voucher_signature: String::new(),
         version: 0,
@@ -73,7 +72,7 @@ async fn racing_instances_never_accept_more_than_the_deposit(db: Database) {
     }
     assert_eq!(served, 100);
     let after = stores[1].channel("0xrace").await.unwrap().unwrap();
-    assert_eq!((after.charged, after.reserved, after.deposit), (100 * PRICE, 0, 100 * PRICE));
+    assert_eq!((after.charged, after.reserved(), after.deposit), (100 * PRICE, 0, 100 * PRICE));
     assert!(after.voucher_max >= 100 * PRICE, "the highest voucher covers what was charged");
 }
 
@@ -96,13 +95,13 @@ async fn failed_calls_are_released_and_claims_leave_the_unclaimed_list(db: Datab
     let store = db.open().await;
     store.open_channel(&channel("0xc1", 5 * PRICE)).await.unwrap();
     let held = update_channel(store.as_ref(), "0xc1", |c| c.reserve(PRICE, PRICE, "0xs1")).await.unwrap().unwrap();
-    assert_eq!(held.unwrap().reserved, PRICE);
+    assert_eq!(held.unwrap().reserved(), PRICE);
     let released = update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.release(PRICE)));
     let released = released.await.unwrap().unwrap().unwrap();
     assert!(released.in_flight.is_empty());
     let released = update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.release(PRICE)));
     let released = released.await.unwrap().unwrap().unwrap();
-    assert_eq!((released.charged, released.reserved), (0, 0));
+    assert_eq!((released.charged, released.reserved()), (0, 0));
     assert!(store.unclaimed_channels(10).await.unwrap().is_empty(), "nothing charged, nothing to claim");
 
     let held = update_channel(store.as_ref(), "0xc1", |c| c.reserve(PRICE, 2 * PRICE, "0xs2")).await.unwrap();

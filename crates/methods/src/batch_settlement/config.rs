@@ -3,18 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::signers::local::PrivateKeySigner;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use paygate_chain::TxSender;
-use paygate_core::money::Price;
 use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
 use super::BatchSettlementMethod;
 use crate::network::{FieldError, Networks};
-use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext, missing};
+use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext};
 
 /// The rail in the registry. It takes only entries that name it: the same asset also pays per request.
 pub const RAIL: Rail = Rail {
@@ -92,27 +89,10 @@ impl RailConfig for BatchSettlementConfig {
             resolved.option.name.push_str("-channel");
         }
         let chain = resolved.rpc(RAIL.name)?;
-        let key = self.settler_key.as_ref().ok_or_else(|| missing("settler_key"))?;
-        let authorizer: PrivateKeySigner =
-            key.expose().trim().parse().map_err(|_| FieldError::entry("settler_key", "not a hex private key"))?;
-        let sender = ctx
-            .senders
-            .entry((resolved.network_name.clone(), authorizer.address()))
-            .or_insert_with(|| Arc::new(TxSender::new(chain.clone(), authorizer.clone())))
-            .clone();
-        let asset = &resolved.option.asset;
-        let amount = |field: &str, text: &Option<String>| -> Result<Option<u128>, FieldError> {
-            text.as_deref()
-                .map(|text| {
-                    Price::parse(text)
-                        .and_then(|price| price.in_asset(&asset.symbol, asset.usd, asset.decimals))
-                        .map(|amount| amount.0)
-                        .map_err(|e| FieldError::entry(field, e.to_string()))
-                })
-                .transpose()
-        };
-        let claim_above = amount("claim_above", &self.claim_above)?;
-        let max_unclaimed = amount("max_unclaimed", &self.max_unclaimed)?;
+        let (authorizer, sender) = resolved.settler(RAIL.name, self.settler_key.as_ref(), ctx)?;
+        let (receipt_timeout, poll_interval) = resolved.receipt_wait();
+        let claim_above = resolved.amount("claim_above", self.claim_above.as_deref())?.map(|a| a.0);
+        let max_unclaimed = resolved.amount("max_unclaimed", self.max_unclaimed.as_deref())?.map(|a| a.0);
         let book = ctx.channels.clone().ok_or_else(|| FieldError::entry("rail", "channels need a store"))?;
         let method = BatchSettlementMethod {
             option: resolved.option,
@@ -128,8 +108,8 @@ impl RailConfig for BatchSettlementConfig {
             claim_now: Default::default(),
             close_idle: Duration::from_secs(self.close_idle_secs),
             last_batch: Default::default(),
-            receipt_timeout: Duration::from_secs(resolved.network.config.receipt_timeout_secs),
-            poll_interval: Duration::from_millis(resolved.network.config.receipt_poll_ms.max(1)),
+            receipt_timeout,
+            poll_interval,
             clock: ctx.clock.clone(),
         }
         .checked()

@@ -196,7 +196,6 @@ impl BatchSettlementMethod {
             deposit: balance,
             claimed,
             charged: claimed,
-            reserved: 0,
             voucher_max: 0,
             voucher_signature: String::new(),
             version: 0,
@@ -303,7 +302,7 @@ fn channel_state(channel: &Channel, charged: u128) -> Value {
 }
 
 fn corrective_extra(channel: &Channel) -> Value {
-    let mut extra = json!({ "channelState": channel_state(channel, channel.charged + channel.reserved) });
+    let mut extra = json!({ "channelState": channel_state(channel, channel.charged + channel.reserved()) });
     if !channel.voucher_signature.is_empty() {
         extra["voucherState"] =
             json!({ "signedMaxClaimable": channel.voucher_max.to_string(), "signature": channel.voucher_signature });

@@ -4,12 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::signers::local::PrivateKeySigner;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use paygate_chain::TxSender;
-use paygate_core::money::Price;
 use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
@@ -116,26 +113,14 @@ impl RailConfig for Eip3009Config {
         });
         let settlement = match kind {
             SettlementKind::Builtin => {
-                let chain = resolved.rpc(RAIL.name)?;
-                let key = self.settler_key.as_ref().ok_or_else(|| missing("settler_key"))?;
-                let signer: PrivateKeySigner = key
-                    .expose()
-                    .trim()
-                    .parse()
-                    .map_err(|_| FieldError::entry("settler_key", "not a hex private key"))?;
-                let sender = ctx
-                    .senders
-                    .entry((resolved.network_name.clone(), signer.address()))
-                    .or_insert_with(|| Arc::new(TxSender::new(chain, signer)))
-                    .clone();
-                let receipt_timeout = Duration::from_secs(resolved.network.config.receipt_timeout_secs);
-                let poll_interval = Duration::from_millis(resolved.network.config.receipt_poll_ms.max(1));
+                let (_, sender) = resolved.settler(RAIL.name, self.settler_key.as_ref(), ctx)?;
+                let (receipt_timeout, poll_interval) = resolved.receipt_wait();
                 Settlement::Builtin { sender, receipt_timeout, poll_interval }
             }
             SettlementKind::Facilitator => Settlement::Facilitator(self.facilitator()?),
         };
         let is_builtin = matches!(settlement, Settlement::Builtin { .. });
-        let asset = resolved.option.asset.clone();
+        let cap = resolved.amount("max_unconfirmed", self.max_unconfirmed.as_deref())?;
         let mut method = Eip3009Method::new(resolved.option, resolved.chain, settlement, ctx.clock.clone())
             .map_err(|e| FieldError::entry("asset", e.problem))?;
         match (self.wait, is_builtin) {
@@ -146,15 +131,7 @@ impl RailConfig for Eip3009Config {
             (Wait::Submitted, false) => {
                 return Err(FieldError::entry("wait", "\"submitted\" needs built-in settlement (a settler_key)"));
             }
-            (Wait::Submitted, true) => {
-                let cap = self
-                    .max_unconfirmed
-                    .as_deref()
-                    .map(|text| Price::parse(text).and_then(|p| p.in_asset(&asset.symbol, asset.usd, asset.decimals)))
-                    .transpose()
-                    .map_err(|e| FieldError::entry("max_unconfirmed", e.to_string()))?;
-                method = method.answer_when_submitted(cap);
-            }
+            (Wait::Submitted, true) => method = method.answer_when_submitted(cap),
         }
         Ok(BuiltOption { method: Arc::new(method), units_per_usd: None })
     }

@@ -13,7 +13,6 @@ CREATE TABLE channels (
     deposit             TEXT    NOT NULL,
     claimed             TEXT    NOT NULL,
     charged             TEXT    NOT NULL,
-    reserved            TEXT    NOT NULL,
     voucher_max         TEXT    NOT NULL,
     voucher_signature   TEXT    NOT NULL,
     -- JSON: each call in flight, by the cumulative amount of the voucher that pays it, with its price.
