@@ -7,13 +7,14 @@
 //!
 //! [`abi`] holds the token interfaces paygate calls, and [`devtoken`] the project's own EIP-3009 test token and
 //! the dev accounts that tests, `paygate dev fund` and the devnet share; [`escrow`] the x402 `batch-settlement`
-//! escrow that channel payments go through.
+//! escrow that channel payments go through, and [`session_escrow`] MPP's `evm` session escrow.
 
 pub mod abi;
 pub mod devtoken;
 pub mod escrow;
 mod rpc;
 pub mod sender;
+pub mod session_escrow;
 
 use std::fmt::Debug;
 

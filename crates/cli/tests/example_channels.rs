@@ -1,8 +1,8 @@
 //! `examples/channels.toml` works as documented, unchanged, with the real binary: anvil on 127.0.0.1:8545,
-//! `paygate dev fund` (the test token, and the batch-settlement escrow at its canonical address), the upstream on
-//! 127.0.0.1:9000 and `paygate serve` on 127.0.0.1:8402. One 402 offers per-request `exact` and x402
-//! `batch-settlement`; the official client deposits once and pays five calls by voucher; the gateway's own
-//! schedule claims them on chain, and the seller receives exactly five prices; `paygate ledger --channels` shows
+//! `paygate dev fund` (the test token, and the escrows), the upstream on 127.0.0.1:9000 and `paygate serve` on
+//! 127.0.0.1:8402. One 402 offers per-request `exact`, x402 `batch-settlement` and MPP `evm` session (as mppx
+//! reads it); the official client deposits once and pays five calls by voucher; the gateway's own schedule claims
+//! them on chain, and the seller receives exactly five prices; `paygate ledger --channels` shows
 //! the channel.
 //!
 //! It uses the example's fixed ports, so it is the only test of this binary.
@@ -37,6 +37,12 @@ async fn the_channels_example_works_as_documented() {
     let base = format!("http://127.0.0.1:{GATEWAY_PORT}");
     let offers = node::parse402(&format!("{base}/v1/quote")).await;
     assert_eq!(offers["x402"]["schemes"], serde_json::json!(["exact", "batch-settlement"]), "{offers}");
+    let mpp: Vec<_> =
+        offers["mpp"].as_array().unwrap().iter().map(|c| (c["method"].clone(), c["intent"].clone())).collect();
+    assert!(
+        mpp.contains(&(serde_json::json!("evm"), serde_json::json!("session"))),
+        "mppx reads the session offer: {offers}"
+    );
 
     let seller = dev_account(9).address();
     let seller_before = usdc_balance(&chain, seller).await;

@@ -11,6 +11,7 @@ mod client;
 mod offer;
 mod policy;
 mod reconcile;
+pub mod session;
 mod sign;
 mod spend;
 mod wallet;

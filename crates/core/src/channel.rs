@@ -42,10 +42,36 @@ pub struct Channel {
     /// The highest cumulative amount a voucher allows, and that voucher's signature.
     pub voucher_max: u128,
     pub voucher_signature: String,
+    /// The highest voucher whose cumulative amount is at most what is charged: what the seller settles with on
+    /// an escrow that pays a voucher's whole amount (MPP `evm` session), so that no payer pays for a call that
+    /// was released. `None` until a charge meets a voucher exactly.
+    #[serde(default)]
+    pub settleable: Option<SignedVoucher>,
     /// The row's version: every write is conditional on it.
     pub version: i64,
     /// When the row last changed (Unix milliseconds), as the store stamped it; ignored when writing.
     pub updated_at_ms: i64,
+}
+
+/// A voucher: the cumulative amount its payer allows and the signature (`0x` + hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedVoucher {
+    #[serde(with = "decimal")]
+    pub amount: u128,
+    pub signature: String,
+}
+
+/// Amounts as decimal strings in JSON: they exceed what JSON numbers carry exactly.
+mod decimal {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(amount: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&amount.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why a channel refuses a call.
@@ -62,7 +88,7 @@ pub enum ChannelRefusal {
 
 impl Channel {
     /// Reserves `price` for a call paid by a voucher for `voucher_max` (signature `signature`): the voucher must
-    /// cover everything charged and in flight plus this call, and the deposit too.
+    /// cover everything charged and in flight plus this call, and stay within the deposit.
     pub fn reserve(&self, price: u128, voucher_max: u128, signature: &str) -> Result<Channel, ChannelRefusal> {
         if self.is_in_flight(voucher_max) {
             return Ok(self.clone());
@@ -71,8 +97,8 @@ impl Channel {
         if voucher_max < needed {
             return Err(ChannelRefusal::BelowCharged { needed });
         }
-        if needed > self.deposit {
-            return Err(ChannelRefusal::OverDeposit { needed });
+        if needed > self.deposit || voucher_max > self.deposit {
+            return Err(ChannelRefusal::OverDeposit { needed: needed.max(voucher_max) });
         }
         let mut next = self.clone();
         next.in_flight.insert(voucher_max.to_string(), price);
@@ -101,12 +127,19 @@ impl Channel {
         self.reserve(price, voucher_max, signature)
     }
 
-    /// Charges the call the voucher for `voucher_max` reserved: its upstream answered. Nothing changes when that
-    /// call is not in flight (already charged or released).
-    pub fn commit(&self, voucher_max: u128) -> Channel {
+    /// Charges the call the voucher for `voucher_max` (signed `signature`) reserved: its upstream answered.
+    /// Nothing changes when that call is not in flight (already charged or released).
+    pub fn commit(&self, voucher_max: u128, signature: &str) -> Channel {
         let mut next = self.clone();
         if let Some(price) = next.in_flight.remove(&voucher_max.to_string()) {
             next.charged = self.charged.saturating_add(price);
+            let candidates = [(voucher_max, signature), (self.voucher_max, self.voucher_signature.as_str())];
+            for (amount, signature) in candidates {
+                let higher = next.settleable.as_ref().is_none_or(|s| amount > s.amount);
+                if amount <= next.charged && higher && !signature.is_empty() {
+                    next.settleable = Some(SignedVoucher { amount, signature: signature.to_owned() });
+                }
+            }
         }
         next
     }
@@ -145,6 +178,14 @@ impl Channel {
         let mut next = self.clone();
         next.deposit = self.claimed;
         Some(next)
+    }
+
+    /// Closed on chain with `settled` paid to the seller and the rest refunded: nothing is left to spend. What
+    /// was charged beyond `settled` (calls no voucher met exactly) stays visible as unclaimed.
+    pub fn closed(&self, settled: u128) -> Channel {
+        let mut next = self.claimed_on_chain(settled);
+        next.deposit = next.claimed;
+        next
     }
 
     /// What the chain says was claimed (after a claim landed).
@@ -247,6 +288,7 @@ mod tests {
             charged: 0,
             voucher_max: 0,
             voucher_signature: String::new(),
+            settleable: None,
             version: 0,
             updated_at_ms: 0,
             in_flight: BTreeMap::new(),
@@ -260,10 +302,10 @@ mod tests {
         assert_eq!((held.reserved(), held.charged, held.voucher_max), (1000, 0, 1000));
         assert!(held.is_in_flight(1000));
         assert_eq!(held.reserve(1000, 1000, "0xsig1").unwrap(), held, "reserving the same voucher again is a no-op");
-        let charged = held.commit(1000);
+        let charged = held.commit(1000, "0xsig1");
         assert_eq!((charged.reserved(), charged.charged), (0, 1000));
         assert!(!charged.is_in_flight(1000));
-        assert_eq!(charged.commit(1000), charged, "a call is charged once");
+        assert_eq!(charged.commit(1000, "0xsig1"), charged, "a call is charged once");
         assert_eq!(charged.release(1000), charged, "a charged call is not given back");
         let second = charged.reserve(1000, 2000, "0xsig2").unwrap();
         assert_eq!((second.release(2000).charged, second.release(2000).reserved()), (1000, 0));
@@ -273,11 +315,11 @@ mod tests {
     #[test]
     fn the_exposure_cap_holds_calls_until_a_claim() {
         let open = channel(10_000);
-        let two = open.reserve_within(1000, 1000, "a", Some(2000)).unwrap().commit(1000);
+        let two = open.reserve_within(1000, 1000, "a", Some(2000)).unwrap().commit(1000, "a");
         let two = two.reserve_within(1000, 2000, "b", Some(2000)).unwrap();
         assert_eq!(two.reserve_within(1000, 3000, "c", Some(2000)), Err(ChannelRefusal::OverExposure { cap: 2000 }));
         assert!(two.reserve_within(1000, 3000, "c", None).is_ok(), "no cap, no limit");
-        let claimed = two.commit(2000).claimed_on_chain(2000);
+        let claimed = two.commit(2000, "b").claimed_on_chain(2000);
         assert!(claimed.reserve_within(1000, 3000, "c", Some(2000)).is_ok(), "a claim makes room");
     }
 
@@ -290,14 +332,37 @@ mod tests {
         let two = one.reserve(1000, 2000, "b").unwrap();
         assert_eq!(two.reserve(1000, 3000, "c"), Err(ChannelRefusal::OverDeposit { needed: 3000 }));
         // A lower voucher never replaces a higher one.
-        let back = two.commit(1000).commit(2000).topped_up(5000).reserve(1000, 9000, "d").unwrap();
-        let after = back.commit(9000).reserve(1000, 4000, "e").unwrap();
+        let back = two.commit(1000, "a").commit(2000, "b").topped_up(9000).reserve(1000, 9000, "d").unwrap();
+        let after = back.commit(9000, "d").reserve(1000, 4000, "e").unwrap();
         assert_eq!((after.voucher_max, after.voucher_signature.as_str()), (9000, "d"));
         assert_eq!(after.unclaimed(), 3000);
         // Closing needs nothing in flight and everything charged claimed; it leaves the deposit at what was claimed.
         assert_eq!(after.closing(), None);
-        let settled = after.commit(4000).claimed_on_chain(4000);
+        let settled = after.commit(4000, "e").claimed_on_chain(4000);
         assert_eq!(settled.closing().map(|c| (c.deposit, c.charged, c.claimed)), Some((4000, 4000, 4000)));
         assert_eq!(settled.closing().unwrap().closing(), None, "a closed channel has nothing to give back");
+    }
+
+    #[test]
+    fn the_settleable_voucher_never_exceeds_what_is_charged() {
+        let open = channel(10_000);
+        // Two calls in flight; the second (voucher 2000) is answered first: 1000 charged, no voucher says 1000.
+        let two = open.reserve(1000, 1000, "a").unwrap().reserve(1000, 2000, "b").unwrap();
+        let first = two.commit(2000, "b");
+        assert_eq!((first.charged, first.settleable.clone()), (1000, None));
+        // The other is charged: 2000, and the highest voucher says exactly that.
+        let both = first.commit(1000, "a");
+        assert_eq!(both.settleable, Some(SignedVoucher { amount: 2000, signature: "b".into() }));
+        // A call whose upstream failed is released: its voucher (3000) is never what the seller settles with.
+        let failed = both.reserve(1000, 3000, "c").unwrap().release(3000);
+        let next = failed.reserve(1000, 4000, "d").unwrap().commit(4000, "d");
+        assert_eq!((next.charged, next.settleable.as_ref().map(|s| s.amount)), (3000, Some(2000)));
+        assert_eq!(next.reserve(1000, 3999, "e"), Err(ChannelRefusal::BelowCharged { needed: 4000 }));
+        // A voucher signed ahead (5000 while 4000 is charged) waits: the seller settles 2000 until one meets
+        // what is charged, here the same voucher paying the next call.
+        let ahead = next.reserve(1000, 5000, "f").unwrap().commit(5000, "f");
+        assert_eq!((ahead.charged, ahead.settleable.as_ref().map(|s| s.amount)), (4000, Some(2000)));
+        let met = ahead.reserve(1000, 5000, "f").unwrap().commit(5000, "f");
+        assert_eq!(met.settleable, Some(SignedVoucher { amount: 5000, signature: "f".into() }));
     }
 }

@@ -257,6 +257,19 @@ pub trait PaymentMethod: Send + Sync + Debug {
         None
     }
 
+    /// What an MPP `Payment-Receipt` adds for this rail beyond its method, reference and challenge (a session's
+    /// `intent`, channel and amounts), given the settlement's reference.
+    fn mpp_receipt(&self, _payment: &VerifiedPayment, _reference: &str) -> Vec<(&'static str, Value)> {
+        Vec::new()
+    }
+
+    /// Channel management a credential asks for instead of paying a call (an MPP session's `topUp` or `close`):
+    /// `None` when the proof pays a call. The rail does it; the gateway answers 204 with a receipt, claims
+    /// nothing and never calls the upstream.
+    async fn manage(&self, _proof: Proof<'_>) -> Option<Result<Managed, Rejection>> {
+        None
+    }
+
     /// Settles on chain, in one batch, what the rail charged without settling each call (a channel's vouchers):
     /// when its schedule says so, or `now`. The reconciler's loop calls it on every pass. Most rails settle per
     /// call and have nothing here.
@@ -276,6 +289,14 @@ pub struct BatchSettled {
     pub refunded: u128,
     /// The transactions sent, in order.
     pub transactions: Vec<String>,
+}
+
+/// Channel management done ([`PaymentMethod::manage`]): the receipt's reference (a transaction, or the channel)
+/// and what else it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Managed {
+    pub reference: String,
+    pub receipt: Vec<(&'static str, Value)>,
 }
 
 /// The scheme-specific part of an x402 `PAYMENT-RESPONSE` ([`PaymentMethod::x402_receipt`]).

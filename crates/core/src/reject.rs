@@ -65,6 +65,8 @@ pub enum RejectKind {
     MultipleCredentials,
     /// Over the configured request rate for the client's address or the payer.
     RateLimited,
+    /// A payment channel that is closed or that the escrow does not hold (MPP session: 410).
+    ChannelGone,
     /// A per-unit price cannot be computed: the field it counts is missing or malformed.
     UnpriceableRequest,
     /// An API key that is not one of the store's, or was revoked.
@@ -98,6 +100,7 @@ impl RejectKind {
             BodyTooLarge => 413,
             HeaderTooLarge => 431,
             RateLimited => 429,
+            ChannelGone => 410,
             Internal => 500,
             ChainUnavailable | FacilitatorUnavailable | ProcessorUnavailable | UpstreamUnavailable => 502,
             StoreUnavailable | PricingUnavailable => 503,
@@ -136,6 +139,7 @@ impl RejectKind {
             BodyTooLarge => concat!("urn:paygate:problem:", "body-too-large"),
             MultipleCredentials => concat!("urn:paygate:problem:", "multiple-credentials"),
             RateLimited => concat!("urn:paygate:problem:", "rate-limited"),
+            ChannelGone => concat!("https://paymentauth.org/problems/", "session/channel-finalized"),
             UnpriceableRequest => concat!("urn:paygate:problem:", "unpriceable-request"),
             InvalidApiKey => concat!("urn:paygate:problem:", "invalid-api-key"),
             PricingUnavailable => concat!("urn:paygate:problem:", "pricing-unavailable"),
@@ -173,6 +177,7 @@ impl RejectKind {
             BodyTooLarge => "Body Too Large",
             MultipleCredentials => "Multiple Credentials",
             RateLimited => "Too Many Requests",
+            ChannelGone => "Channel Closed",
             UnpriceableRequest => "Request Cannot Be Priced",
             InvalidApiKey => "Invalid API Key",
             PricingUnavailable => "Pricing Unavailable",
@@ -215,6 +220,7 @@ impl RejectKind {
             BodyTooLarge,
             MultipleCredentials,
             RateLimited,
+            ChannelGone,
             UnpriceableRequest,
             InvalidApiKey,
             PricingUnavailable,

@@ -354,7 +354,7 @@ async fn calls_cut_off_mid_settlement_are_charged_once_and_their_responses_owed(
         store.transition(row, &[PaymentState::Verified], PaymentState::Settling, settling).await.unwrap();
         update_channel(store.as_ref(), &id, |c| c.reserve(CENT, max, "0x")).await.unwrap().unwrap().unwrap();
         if charged_before_the_stop {
-            update_channel(store.as_ref(), &id, |c| Ok::<_, ChannelRefusal>(c.commit(max))).await.unwrap();
+            update_channel(store.as_ref(), &id, |c| Ok::<_, ChannelRefusal>(c.commit(max, "0x"))).await.unwrap();
         }
         rows.push(row);
     }

@@ -17,7 +17,9 @@
 
 pub mod batch_settlement;
 pub mod cdp;
+mod channel_call;
 pub mod eip3009;
+pub mod evm_session;
 pub mod facilitator;
 pub mod lightning;
 pub mod network;

@@ -14,7 +14,7 @@ macro_rules! impl_channel_book {
             use crate::now_ms;
 
             const COLUMNS: &str = "id, network, option_name, payer, receiver, token, config, deposit, claimed, \
-                                   charged, voucher_max, voucher_signature, version, updated_at_ms, in_flight";
+                                   charged, voucher_max, voucher_signature, version, updated_at_ms, in_flight, settleable";
 
             fn unavailable(e: sqlx::Error) -> ChannelBookError {
                 ChannelBookError(Box::new(e))
@@ -31,6 +31,10 @@ macro_rules! impl_channel_book {
 
             fn in_flight(c: &Channel) -> String {
                 serde_json::to_string(&c.in_flight).unwrap_or_else(|_| "{}".to_owned())
+            }
+
+            fn settleable(c: &Channel) -> String {
+                c.settleable.as_ref().and_then(|v| serde_json::to_string(v).ok()).unwrap_or_default()
             }
 
             fn channel(row: &<$db as sqlx::Database>::Row) -> Result<Channel, ChannelBookError> {
@@ -57,6 +61,13 @@ macro_rules! impl_channel_book {
                         serde_json::from_str(&text)
                             .map_err(|_| corrupt(format!("channel in_flight {text:?} is not a map of amounts")))?
                     },
+                    settleable: match text("settleable")?.as_str() {
+                        "" => None,
+                        text => Some(
+                            serde_json::from_str(text)
+                                .map_err(|_| corrupt(format!("channel settleable {text:?} is not a voucher")))?,
+                        ),
+                    },
                 })
             }
 
@@ -76,7 +87,7 @@ macro_rules! impl_channel_book {
                     // Only the constant column list is formatted in; every value is bound.
                     let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "INSERT INTO channels ({COLUMNS}, unclaimed, created_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $14, $15) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $14, $15) \
                          ON CONFLICT (id) DO NOTHING"
                     )))
                     .bind(&c.id)
@@ -95,6 +106,7 @@ macro_rules! impl_channel_book {
                     .bind(i64::from(c.unclaimed() > 0))
                     .bind(now)
                     .bind(in_flight(c))
+                    .bind(settleable(c))
                     .execute(&self.pool)
                     .await
                     .map_err(unavailable)?;
@@ -104,7 +116,8 @@ macro_rules! impl_channel_book {
                 async fn swap_channel(&self, expected: i64, c: &Channel) -> Result<bool, ChannelBookError> {
                     let updated = sqlx::query(
                         "UPDATE channels SET deposit = $1, claimed = $2, charged = $3, voucher_max = $4, voucher_signature = $5, \
-                         version = $6 + 1, unclaimed = $7, updated_at_ms = $8, in_flight = $10 \
+                         version = $6 + 1, unclaimed = $7, updated_at_ms = $8, in_flight = $10, \
+                         settleable = $11 \
                          WHERE id = $9 AND version = $6",
                     )
                     .bind(c.deposit.to_string())
@@ -117,6 +130,7 @@ macro_rules! impl_channel_book {
                     .bind(now_ms())
                     .bind(&c.id)
                     .bind(in_flight(c))
+                    .bind(settleable(c))
                     .execute(&self.pool)
                     .await
                     .map_err(unavailable)?;

@@ -34,6 +34,7 @@ fn channel(id: &str, deposit: u128) -> Channel {
         charged: 0,
         voucher_max: 0,
         voucher_signature: String::new(),
+        settleable: None,
         version: 0,
         updated_at_ms: 0,
         in_flight: Default::default(),
@@ -57,7 +58,7 @@ async fn racing_instances_never_accept_more_than_the_deposit(db: Database) {
                 if reserved.is_err() {
                     return false;
                 }
-                update_channel(store.as_ref(), "0xrace", |c| Ok::<_, ChannelRefusal>(c.commit(k * PRICE)))
+                update_channel(store.as_ref(), "0xrace", |c| Ok::<_, ChannelRefusal>(c.commit(k * PRICE, "0xsig")))
                     .await
                     .unwrap()
                     .unwrap()
@@ -87,7 +88,8 @@ async fn a_channel_opens_once_and_keeps_exact_amounts(db: Database) {
     assert!(kept.updated_at_ms > 0, "stamped by the store");
     assert_eq!(kept, Channel { updated_at_ms: kept.updated_at_ms, ..big });
     assert_eq!(store.channel("0xunknown").await.unwrap(), None);
-    let unknown = update_channel(store.as_ref(), "0xunknown", |c| Ok::<_, ChannelRefusal>(c.commit(1))).await.unwrap();
+    let unknown =
+        update_channel(store.as_ref(), "0xunknown", |c| Ok::<_, ChannelRefusal>(c.commit(1, "0xsig"))).await.unwrap();
     assert!(unknown.is_none());
 }
 
@@ -106,7 +108,7 @@ async fn failed_calls_are_released_and_claims_leave_the_unclaimed_list(db: Datab
 
     let held = update_channel(store.as_ref(), "0xc1", |c| c.reserve(PRICE, 2 * PRICE, "0xs2")).await.unwrap();
     assert!(held.unwrap().unwrap().is_in_flight(2 * PRICE), "kept in the store");
-    update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.commit(2 * PRICE))).await.unwrap();
+    update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.commit(2 * PRICE, "0xsig"))).await.unwrap();
     let unclaimed = store.unclaimed_channels(10).await.unwrap();
     assert_eq!(unclaimed.iter().map(|c| (c.id.as_str(), c.unclaimed())).collect::<Vec<_>>(), [("0xc1", PRICE)]);
 

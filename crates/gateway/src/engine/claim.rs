@@ -66,6 +66,9 @@ impl Gateway {
             Err(PayerLimit::Over(rejection)) => return Err(self.refuse(ctx, Some(&rejection)).await),
             Err(PayerLimit::Store(e)) => return Err(self.refuse(ctx, Some(&store_down(&e))).await),
         }
+        // An MPP challenge is single-use (one live payment per challenge), except a session's: every voucher of a
+        // session answers the challenge that opened it, and each is still claimed once by its own proof key.
+        let challenge_id = challenge_id.filter(|_| !matches!(offer.mpp, Some((_, "session"))));
         let new = NewPayment {
             proof_key: verified.proof_key.clone(),
             challenge_id,

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! with the detours on the side: free calls and API-key customers (`free.rs`), answers owed or kept for a
-//! payment identifier (`redeliver.rs`). Every change of a claimed payment's ledger row goes through
+//! payment identifier (`redeliver.rs`), channel management that pays no call (`manage.rs`). Every change of a claimed payment's ledger row goes through
 //! `crate::payment::ClaimedPayment`.
 //!
 //! Invariants kept here (numbered as in `docs/ARCHITECTURE.md`):
@@ -22,6 +22,7 @@
 mod bind;
 mod claim;
 mod free;
+mod manage;
 mod pricing;
 mod receipt;
 mod redeliver;
@@ -291,6 +292,9 @@ impl Gateway {
         body: Bytes,
         inner: S,
     ) -> Response<Body> {
+        if let Some(answered) = self.managed(ctx, &presented, &body).await {
+            return answered;
+        }
         let bound = match self.bind_and_verify(ctx, &presented, &body).await {
             Ok(bound) => bound,
             Err(rejection) => return self.owed_or_refused(ctx, &presented, rejection, parts, body, inner).await,

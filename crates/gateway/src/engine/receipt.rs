@@ -65,8 +65,11 @@ fn add_receipt(headers: &mut HeaderMap, paid: &Paid<'_>, reference: &str, now: u
     match paid.presented {
         Presented::Mpp(credential) => {
             let method = paid.offer.mpp.map_or(credential.challenge.method.as_str(), |(method, _)| method);
-            let receipt =
+            let mut receipt =
                 Receipt::success(method, reference, rfc3339(now)).with("challengeId", credential.challenge.id.clone());
+            for (name, value) in paid.payment.method.mpp_receipt(&paid.payment.verified, reference) {
+                receipt = receipt.with(name, value);
+            }
             if let Ok(value) = HeaderValue::from_str(&receipt.to_header()) {
                 headers.insert(mpp::PAYMENT_RECEIPT, value);
             }

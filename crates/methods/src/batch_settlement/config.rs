@@ -10,6 +10,7 @@ use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
 use super::BatchSettlementMethod;
+use crate::channel_call::SettleSchedule;
 use crate::network::{FieldError, Networks};
 use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext};
 
@@ -102,12 +103,10 @@ impl RailConfig for BatchSettlementConfig {
             authorizer,
             book,
             withdraw_delay: self.withdraw_delay_secs,
-            claim_every: Duration::from_secs(self.claim_every_secs),
+            schedule: SettleSchedule::new(Duration::from_secs(self.claim_every_secs)),
             claim_above,
             max_unclaimed,
-            claim_now: Default::default(),
             close_idle: Duration::from_secs(self.close_idle_secs),
-            last_batch: Default::default(),
             receipt_timeout,
             poll_interval,
             clock: ctx.clock.clone(),

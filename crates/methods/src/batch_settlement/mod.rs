@@ -39,6 +39,8 @@ use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::x402;
 
+use crate::channel_call::{ChannelCall, NotHeld, SettleSchedule};
+
 pub use config::{BatchSettlementConfig, RAIL};
 use payload::{Deposit, Expected, Payment};
 
@@ -58,16 +60,12 @@ pub struct BatchSettlementMethod {
     authorizer: PrivateKeySigner,
     book: Arc<dyn ChannelBook>,
     withdraw_delay: u64,
-    claim_every: Duration,
+    schedule: SettleSchedule,
     /// Claim at the next pass, whatever the schedule, once a channel's unclaimed value reaches this.
     claim_above: Option<u128>,
     /// The most a channel may have served and not claimed on chain; calls beyond wait for a claim.
     max_unclaimed: Option<u128>,
-    /// Set when a channel passed `claim_above` or hit `max_unclaimed`: the next pass claims.
-    claim_now: std::sync::atomic::AtomicBool,
     close_idle: Duration,
-    /// When the last batch was settled.
-    last_batch: std::sync::Mutex<Option<std::time::Instant>>,
     receipt_timeout: Duration,
     poll_interval: Duration,
     clock: Arc<dyn Clock>,
@@ -80,19 +78,6 @@ impl std::fmt::Debug for BatchSettlementMethod {
             .field("authorizer", &self.authorizer.address())
             .finish_non_exhaustive()
     }
-}
-
-/// What a verified channel payment carries to `hold`, `settle` and the receipt (its `settlement`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Voucher {
-    channel_id: String,
-    voucher_max: String,
-    signature: String,
-    price: String,
-    /// The deposit this payload made, if any: its transaction and amount.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    deposit: Option<(String, String)>,
 }
 
 impl BatchSettlementMethod {
@@ -198,6 +183,7 @@ impl BatchSettlementMethod {
             charged: claimed,
             voucher_max: 0,
             voucher_signature: String::new(),
+            settleable: None,
             version: 0,
             updated_at_ms: 0,
             in_flight: Default::default(),
@@ -223,7 +209,7 @@ impl BatchSettlementMethod {
                 format!("the channel's deposit does not cover a cumulative {needed}: top it up"),
             ),
             ChannelRefusal::OverExposure { .. } => {
-                self.claim_now.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.schedule.ask();
                 return Rejection::new(
                     RejectKind::RateLimited,
                     "channel_unclaimed_over_cap",
@@ -325,10 +311,6 @@ fn deposit_not_sent(err: SendError) -> Rejection {
     }
 }
 
-fn settlement_of(payment: &VerifiedPayment) -> Option<Voucher> {
-    serde_json::from_value(payment.settlement.clone()).ok()
-}
-
 #[async_trait]
 impl PaymentMethod for BatchSettlementMethod {
     fn rail(&self) -> &'static str {
@@ -378,7 +360,7 @@ impl PaymentMethod for BatchSettlementMethod {
         };
         let price = amount.0;
         self.check_voucher(&payment, price).await?;
-        let voucher = Voucher {
+        let voucher = ChannelCall {
             channel_id: format!("{:#x}", payment.channel_id),
             voucher_max: payment.voucher_max.to_string(),
             signature: payment.voucher_signature.clone(),
@@ -394,62 +376,44 @@ impl PaymentMethod for BatchSettlementMethod {
     }
 
     async fn hold(&self, payment: &VerifiedPayment) -> Result<(), Rejection> {
-        let Some(v) = settlement_of(payment) else { return Err(deposit_refused("unreadable voucher")) };
-        let (price, max) = (v.price.parse().unwrap_or(u128::MAX), v.voucher_max.parse().unwrap_or(0));
-        let reserve = |c: &Channel| c.reserve_within(price, max, &v.signature, self.max_unclaimed);
-        match update_channel(self.book.as_ref(), &v.channel_id, reserve).await? {
-            Some(Ok(_)) => Ok(()),
-            Some(Err(refusal)) => Err(self.refusal(&v.channel_id, refusal).await),
-            None => Err(Rejection::new(
+        let Some(call) = ChannelCall::of(payment) else { return Err(deposit_refused("unreadable voucher")) };
+        match call.hold(self.book.as_ref(), self.max_unclaimed).await {
+            Ok(()) => Ok(()),
+            Err(NotHeld::Refused(refusal)) => Err(self.refusal(&call.channel_id, refusal).await),
+            Err(NotHeld::Unknown) => Err(Rejection::new(
                 RejectKind::InsufficientFunds,
                 "invalid_batch_settlement_evm_channel_not_found",
                 "this channel has no deposit paygate knows of",
             )),
+            Err(NotHeld::Store(e)) => Err(e.into()),
         }
     }
 
     async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome {
-        let Some(v) = settlement_of(payment) else {
+        let Some(call) = ChannelCall::of(payment) else {
             return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
         };
-        let max: u128 = v.voucher_max.parse().unwrap_or(0);
-        match update_channel(self.book.as_ref(), &v.channel_id, |c| Ok::<_, ChannelRefusal>(c.commit(max))).await {
-            Ok(Some(Ok(channel))) => {
+        match call.commit(self.book.as_ref()).await {
+            Ok(channel) => {
                 if self.claim_above.is_some_and(|above| channel.unclaimed() >= above) {
-                    self.claim_now.store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.schedule.ask();
                 }
-                SettleOutcome::Settled { reference: format!("{}/{}", v.channel_id, channel.charged) }
+                SettleOutcome::Settled { reference: call.reference(channel.charged) }
             }
-            Ok(_) => SettleOutcome::Failed { reason: "the channel is gone".into(), reference: None },
-            Err(e) => {
-                SettleOutcome::Unknown { reason: format!("the channel could not be charged: {e}"), reference: None }
-            }
+            Err(outcome) => outcome,
         }
     }
 
-    /// A call whose request stopped between its move to `settling` and its outcome: still in flight on its channel
-    /// (never charged), it is charged now (the reconciler settles it again and its response is owed); gone from
-    /// the in-flight calls, it was charged.
     async fn settlement_status(&self, payment: &VerifiedPayment, _reference: Option<&str>) -> SettlementStatus {
-        let Some(v) = settlement_of(payment) else {
-            return SettlementStatus::Unknown { reason: "unreadable voucher".into() };
-        };
-        match self.book.channel(&v.channel_id).await {
-            Ok(Some(channel)) if channel.is_in_flight(v.voucher_max.parse().unwrap_or(0)) => SettlementStatus::Retry,
-            Ok(Some(channel)) => {
-                SettlementStatus::Settled { reference: format!("{}/{}", v.channel_id, channel.charged) }
-            }
-            Ok(None) => SettlementStatus::Failed { reason: "the channel is gone".into() },
-            Err(e) => SettlementStatus::Unknown { reason: format!("the channel store: {e}") },
+        match ChannelCall::of(payment) {
+            Some(call) => call.status(self.book.as_ref()).await,
+            None => SettlementStatus::Unknown { reason: "unreadable voucher".into() },
         }
     }
 
     async fn release(&self, payment: &VerifiedPayment) {
-        let Some(v) = settlement_of(payment) else { return };
-        let max: u128 = v.voucher_max.parse().unwrap_or(0);
-        let released = update_channel(self.book.as_ref(), &v.channel_id, |c| Ok::<_, ChannelRefusal>(c.release(max)));
-        if let Err(e) = released.await {
-            tracing::error!(channel = %v.channel_id, error = %e, "a channel reservation could not be given back");
+        if let Some(call) = ChannelCall::of(payment) {
+            call.release(self.book.as_ref()).await;
         }
     }
 
@@ -458,7 +422,7 @@ impl PaymentMethod for BatchSettlementMethod {
     }
 
     fn x402_receipt(&self, payment: &VerifiedPayment, reference: &str) -> Option<X402Receipt> {
-        let v = settlement_of(payment)?;
+        let v = ChannelCall::of(payment)?;
         let charged = reference.rsplit('/').next()?.to_owned();
         let (transaction, amount) = v.deposit.clone().unwrap_or_default();
         Some(X402Receipt {

@@ -9,8 +9,6 @@
 //! twice after a crash claims nothing twice; and before a batch, what the chain says was claimed is written back
 //! to each channel, so a claim that landed while the gateway stopped is not sent again.
 
-use std::time::Instant;
-
 use alloy::primitives::{B256, Bytes};
 use alloy::signers::SignerSync;
 use alloy::sol_types::SolCall;
@@ -30,13 +28,8 @@ impl BatchSettlementMethod {
     /// Claims and sweeps what is due: when `claim_every` passed since the last batch, when a channel's unclaimed
     /// value reached `claim_above` or hit `max_unclaimed` since the last pass, or `now`.
     pub(super) async fn settle_due(&self, now: bool) -> Result<BatchSettled, String> {
-        let now = self.claim_now.swap(false, std::sync::atomic::Ordering::Relaxed) || now;
-        {
-            let mut last = self.last_batch.lock().unwrap_or_else(|p| p.into_inner());
-            if !now && last.is_some_and(|at: Instant| at.elapsed() < self.claim_every) {
-                return Ok(BatchSettled::default());
-            }
-            *last = Some(Instant::now());
+        if !self.schedule.due(now) {
+            return Ok(BatchSettled::default());
         }
         let due: Vec<Channel> = self
             .book

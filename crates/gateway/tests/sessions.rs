@@ -1,0 +1,240 @@
+//! MPP `evm` sessions on anvil, with the session escrow's stand-in placed by `paygate dev fund`: paygate's own
+//! client (no released MPP SDK has the method) opens a channel with one relayed deposit and pays each call with a
+//! voucher checked locally; the reconciler's pass settles the channel; a `close` settles the rest and refunds
+//! the payer exactly. Refused credentials commit nothing.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::SignerSync;
+use alloy::sol_types::SolCall;
+use common::{Harness, Options, kind, payer, problem};
+use paygate_chain::devtoken::dev_account;
+use paygate_chain::session_escrow::{self, DEV_ESCROW, EvmPaymentChannel};
+use paygate_client::session::EvmSession;
+use paygate_core::clock::Clock;
+use paygate_proto::mpp::{Challenge, parse_challenges};
+use paygate_store::PaymentState;
+use paygate_testkit::UpstreamMode;
+use serde_json::{Value, json};
+
+const CENT: u128 = 10_000;
+
+/// The payee: the escrow pays out only to a payee that settles itself, so it is the settler key's address.
+fn payee() -> Address {
+    dev_account(0).address()
+}
+
+async fn harness() -> Harness {
+    let option = format!(
+        r#"
+        [[accept]]
+        rail = "evm-session"
+        network = "local"
+        asset = "USDC"
+        pay_to = "{}"
+        settler_key = "{}"
+        settle_every_secs = 0
+        suggested_deposit = "$0.10"
+        "#,
+        payee(),
+        paygate_testkit::SETTLER_KEY
+    );
+    Harness::start_with(Options { extra_toml: option, ..Default::default() }).await
+}
+
+/// The session challenge of a 402 for `GET /v1/quote`.
+async fn challenge(h: &Harness) -> Challenge {
+    let response = h.send("GET", "/v1/quote", None, None).await;
+    assert_eq!(response.status(), 402);
+    response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .flat_map(|v| parse_challenges(v.to_str().unwrap()))
+        .filter_map(Result::ok)
+        .find(|c| c.method == "evm" && c.intent == "session")
+        .expect("the 402 offers an evm session")
+}
+
+fn session(ch: &Challenge, signer: u32, salt: u8) -> EvmSession {
+    let domain = ("USD Coin".to_owned(), "2".to_owned());
+    EvmSession::new(dev_account(signer), ch, domain, B256::repeat_byte(salt)).unwrap()
+}
+
+async fn pay(h: &Harness, s: &EvmSession, ch: &Challenge, payload: Value) -> reqwest::Response {
+    h.send("GET", "/v1/quote", Some(("authorization", &s.credential(ch, payload))), None).await
+}
+
+fn receipt(response: &reqwest::Response) -> Value {
+    let header = response.headers().get("payment-receipt").expect("a receipt").to_str().unwrap();
+    serde_json::from_slice(&paygate_proto::b64::url_decode(header).unwrap()).unwrap()
+}
+
+fn valid_before(h: &Harness) -> u64 {
+    h.clock.now_unix() + 600
+}
+
+async fn on_chain(h: &Harness, id: B256) -> EvmPaymentChannel::Channel {
+    let call = EvmPaymentChannel::getChannelCall { channelId: id }.abi_encode();
+    let out = h.chain.chain.call(TransactionRequest::default().to(DEV_ESCROW).input(call.into())).await.unwrap();
+    EvmPaymentChannel::getChannelCall::abi_decode_returns(&out).unwrap()
+}
+
+async fn charged(h: &Harness, s: &EvmSession) -> u128 {
+    h.gateway.store().channel(&format!("{:#x}", s.channel_id())).await.unwrap().unwrap().charged
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_pays_calls_from_one_deposit_settles_them_and_refunds_the_rest_on_close() {
+    let h = harness().await;
+    let (seller_before, payer_before) = (h.chain.balance(payee()).await, h.chain.balance(payer()).await);
+    let ch = challenge(&h).await;
+    assert_eq!(ch.request["amount"], CENT.to_string());
+    assert_eq!(ch.request["suggestedDeposit"], (10 * CENT).to_string());
+    assert_eq!(ch.request["methodDetails"]["escrowContract"], format!("{DEV_ESCROW:#x}"));
+    let mut s = session(&ch, 1, 1);
+
+    // Open: the deposit is relayed and on chain before the first call is served.
+    let open = s.open(10 * CENT, CENT, valid_before(&h)).unwrap();
+    let response = pay(&h, &s, &ch, open).await;
+    assert_eq!(response.status(), 200);
+    let first = receipt(&response);
+    assert_eq!(
+        (&first["intent"], &first["spent"], &first["acceptedCumulative"]),
+        (&json!("session"), &json!(CENT.to_string()), &json!(CENT.to_string()))
+    );
+    assert!(first["txHash"].as_str().is_some_and(|h| h.starts_with("0x")), "{first}");
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 10 * CENT);
+    let state = on_chain(&h, s.channel_id()).await;
+    assert_eq!((state.payer, state.payee, state.deposit, state.settled), (payer(), payee(), 10 * CENT, 0));
+    // paygate's hashes are the escrow's.
+    let digest = EvmPaymentChannel::getVoucherDigestCall { channelId: s.channel_id(), cumulativeAmount: 7 };
+    let out = h
+        .chain
+        .chain
+        .call(TransactionRequest::default().to(DEV_ESCROW).input(digest.abi_encode().into()))
+        .await
+        .unwrap();
+    assert_eq!(B256::from_slice(&out), session_escrow::voucher_digest(s.channel_id(), 7, 31337, DEV_ESCROW));
+
+    // Four more calls, each paid by a voucher checked locally: no transaction.
+    let block = h.chain.chain.block_number().await.unwrap();
+    for k in 2..=5u128 {
+        let voucher = s.voucher(CENT).unwrap();
+        let response = pay(&h, &s, &ch, voucher).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(receipt(&response)["spent"], (k * CENT).to_string());
+    }
+    assert_eq!(h.chain.chain.block_number().await.unwrap(), block, "vouchers touch no chain");
+    assert_eq!(h.chain.balance(payee()).await, seller_before);
+
+    // A call the upstream fails is not charged; the payer takes its voucher back.
+    h.upstream.set_mode(UpstreamMode::Fail);
+    let voucher = s.voucher(CENT).unwrap();
+    assert_eq!(pay(&h, &s, &ch, voucher).await.status(), 500);
+    s.not_charged(CENT);
+    h.upstream.set_mode(UpstreamMode::Ok);
+    assert_eq!(charged(&h, &s).await, 5 * CENT);
+
+    // One reconciler pass settles the channel: the seller has exactly what was charged.
+    let done = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(done.channels_claimed, 1);
+    assert_eq!(h.chain.balance(payee()).await, seller_before + 5 * CENT);
+    assert_eq!(on_chain(&h, s.channel_id()).await.settled, 5 * CENT);
+    let again = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(again.channels_claimed, 0, "nothing is settled twice");
+
+    // A sixth call, then close: settled with the final voucher, the rest refunded exactly.
+    let voucher = s.voucher(CENT).unwrap();
+    assert_eq!(pay(&h, &s, &ch, voucher).await.status(), 200);
+    let response = pay(&h, &s, &ch, s.close()).await;
+    assert_eq!(response.status(), 204);
+    let closed = receipt(&response);
+    assert_eq!(
+        (&closed["spent"], &closed["deposit"]),
+        (&json!((6 * CENT).to_string()), &json!((6 * CENT).to_string()))
+    );
+    assert_eq!(h.upstream.hits(), 7, "six paid calls and the failed one; close never reaches the upstream");
+    assert_eq!(h.chain.balance(payee()).await, seller_before + 6 * CENT);
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 6 * CENT);
+    assert!(on_chain(&h, s.channel_id()).await.finalized);
+
+    // A closed channel pays nothing more.
+    let voucher = s.voucher_for(7 * CENT);
+    let (status, refused) = problem(pay(&h, &s, &ch, voucher).await).await;
+    assert_eq!((status, kind(&refused).1), (402, "session_amount_exceeds_deposit"));
+    let ledger = h.ledger().await;
+    let settled: Vec<_> = ledger.iter().filter(|r| r.state == PaymentState::Settled).collect();
+    assert_eq!(settled.len(), 6);
+    assert!(settled.iter().all(|r| r.rail == "evm-session" && r.amount == CENT.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_session_credentials_commit_nothing() {
+    let h = harness().await;
+    let ch = challenge(&h).await;
+    let mut s = session(&ch, 1, 2);
+    let payer_before = h.chain.balance(payer()).await;
+
+    // An open whose deposit authorization is signed by someone else: refused before anything is sent.
+    let mut forged = s.clone();
+    let mut open = forged.open(3 * CENT, CENT, valid_before(&h)).unwrap();
+    open["signature"] = session(&ch, 2, 2).open(3 * CENT, CENT, valid_before(&h)).unwrap()["signature"].clone();
+    let (status, refused) = problem(pay(&h, &s, &ch, open).await).await;
+    assert_eq!((status, kind(&refused).1), (402, "session_invalid_signature"));
+    assert_eq!(h.chain.balance(payer()).await, payer_before);
+
+    // A voucher for a channel the escrow does not hold.
+    let (status, refused) = problem(pay(&h, &s, &ch, s.voucher_for(CENT)).await).await;
+    assert_eq!((status, kind(&refused).1), (410, "session_channel_not_found"));
+
+    // Open with three calls' worth; one paid.
+    let open = s.open(3 * CENT, CENT, valid_before(&h)).unwrap();
+    assert_eq!(pay(&h, &s, &ch, open).await.status(), 200);
+
+    // The same voucher again: it no longer covers what is charged plus a call; nothing more is charged.
+    let second = s.voucher(CENT).unwrap();
+    assert_eq!(pay(&h, &s, &ch, second.clone()).await.status(), 200);
+    let (status, replayed) = problem(pay(&h, &s, &ch, second).await).await;
+    assert_eq!((status, kind(&replayed).1), (402, "session_insufficient_balance"));
+    assert_eq!(charged(&h, &s).await, 2 * CENT);
+
+    // Lower than what is charged plus this call.
+    let (status, lower) = problem(pay(&h, &s, &ch, s.voucher_for(2 * CENT + 1)).await).await;
+    assert_eq!((status, kind(&lower).1), (402, "session_insufficient_balance"));
+
+    // Signed by someone other than the channel's signer.
+    let digest = session_escrow::voucher_digest(s.channel_id(), 3 * CENT, 31337, DEV_ESCROW);
+    let mut wrong = s.voucher_for(3 * CENT);
+    let signature = dev_account(2).sign_hash_sync(&digest).unwrap();
+    wrong["signature"] = format!("0x{}", alloy::hex::encode(signature.as_bytes())).into();
+    let (status, refused) = problem(pay(&h, &s, &ch, wrong).await).await;
+    assert_eq!((status, kind(&refused).1), (402, "session_signer_mismatch"));
+
+    // Above the deposit.
+    let (status, over) = problem(pay(&h, &s, &ch, s.voucher_for(4 * CENT)).await).await;
+    assert_eq!((status, kind(&over).1), (402, "session_amount_exceeds_deposit"));
+
+    // Malformed.
+    let (status, malformed) = problem(pay(&h, &s, &ch, json!({"action": "voucher"})).await).await;
+    assert_eq!((status, kind(&malformed).1), (400, "session_malformed"));
+    assert_eq!(charged(&h, &s).await, 2 * CENT, "no refusal charged anything");
+
+    // A top-up (management: 204, the upstream is not called) makes room for the call above the deposit.
+    let hits = h.upstream.hits();
+    let top_up = s.top_up(2 * CENT, B256::repeat_byte(9), valid_before(&h));
+    let response = pay(&h, &s, &ch, top_up).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(receipt(&response)["deposit"], (5 * CENT).to_string());
+    assert_eq!(on_chain(&h, s.channel_id()).await.deposit, 5 * CENT);
+    s.cumulative = 2 * CENT;
+    let third = s.voucher(CENT).unwrap();
+    assert_eq!(pay(&h, &s, &ch, third).await.status(), 200);
+    assert_eq!(h.upstream.hits(), hits + 1);
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 5 * CENT);
+}

@@ -1,0 +1,125 @@
+//! A channel-paid call's life on its channel, the same on every channel rail (x402 `batch-settlement`, MPP `evm`
+//! session): reserved once its payment is claimed ([`ChannelCall::hold`]), charged when the upstream answered
+//! ([`ChannelCall::commit`]), given back otherwise ([`ChannelCall::release`]), and decided after a crash
+//! ([`ChannelCall::status`]). Each step is one compare-and-swap on the channel's row ([`paygate_core::channel`]);
+//! the rails differ only in how they word a refusal.
+
+use serde::{Deserialize, Serialize};
+
+use paygate_core::channel::{Channel, ChannelBook, ChannelBookError, ChannelRefusal, update_channel};
+use paygate_core::method::{SettleOutcome, SettlementStatus, VerifiedPayment};
+
+/// What a verified channel payment carries (its `settlement`): the voucher that pays the call and the price.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChannelCall {
+    pub channel_id: String,
+    pub voucher_max: String,
+    pub signature: String,
+    pub price: String,
+    /// The deposit this payment made, if any: its transaction and amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposit: Option<(String, String)>,
+}
+
+/// Why a call could not be reserved.
+#[derive(Debug)]
+pub(crate) enum NotHeld {
+    /// The channel refuses it (the voucher, the deposit or the exposure cap).
+    Refused(ChannelRefusal),
+    /// The channel is not known.
+    Unknown,
+    Store(ChannelBookError),
+}
+
+impl ChannelCall {
+    /// The call a verified payment pays.
+    pub fn of(payment: &VerifiedPayment) -> Option<ChannelCall> {
+        serde_json::from_value(payment.settlement.clone()).ok()
+    }
+
+    fn voucher(&self) -> u128 {
+        self.voucher_max.parse().unwrap_or(0)
+    }
+
+    /// Reserves the call's price on its channel, within `cap` of unclaimed value when there is one.
+    pub async fn hold(&self, book: &dyn ChannelBook, cap: Option<u128>) -> Result<(), NotHeld> {
+        let price = self.price.parse().unwrap_or(u128::MAX);
+        let reserve = |c: &Channel| c.reserve_within(price, self.voucher(), &self.signature, cap);
+        match update_channel(book, &self.channel_id, reserve).await {
+            Ok(Some(Ok(_))) => Ok(()),
+            Ok(Some(Err(refusal))) => Err(NotHeld::Refused(refusal)),
+            Ok(None) => Err(NotHeld::Unknown),
+            Err(e) => Err(NotHeld::Store(e)),
+        }
+    }
+
+    /// Charges the call: the channel as it is after, or the outcome when it could not be charged.
+    pub async fn commit(&self, book: &dyn ChannelBook) -> Result<Channel, SettleOutcome> {
+        let commit = |c: &Channel| Ok::<_, ChannelRefusal>(c.commit(self.voucher(), &self.signature));
+        match update_channel(book, &self.channel_id, commit).await {
+            Ok(Some(Ok(channel))) => Ok(channel),
+            Ok(_) => Err(SettleOutcome::Failed { reason: "the channel is gone".into(), reference: None }),
+            Err(e) => Err(SettleOutcome::Unknown {
+                reason: format!("the channel could not be charged: {e}"),
+                reference: None,
+            }),
+        }
+    }
+
+    /// The reference of a charged call: the channel and what it charged in total then.
+    pub fn reference(&self, charged: u128) -> String {
+        format!("{}/{charged}", self.channel_id)
+    }
+
+    /// A call whose request stopped between its move to `settling` and its outcome: still in flight on its
+    /// channel (never charged), it is charged now (the reconciler settles it again and its response is owed);
+    /// gone from the in-flight calls, it was charged.
+    pub async fn status(&self, book: &dyn ChannelBook) -> SettlementStatus {
+        match book.channel(&self.channel_id).await {
+            Ok(Some(channel)) if channel.is_in_flight(self.voucher()) => SettlementStatus::Retry,
+            Ok(Some(channel)) => SettlementStatus::Settled { reference: self.reference(channel.charged) },
+            Ok(None) => SettlementStatus::Failed { reason: "the channel is gone".into() },
+            Err(e) => SettlementStatus::Unknown { reason: format!("the channel store: {e}") },
+        }
+    }
+
+    /// Gives the reservation back: the upstream failed, nothing is charged.
+    pub async fn release(&self, book: &dyn ChannelBook) {
+        let release = |c: &Channel| Ok::<_, ChannelRefusal>(c.release(self.voucher()));
+        if let Err(e) = update_channel(book, &self.channel_id, release).await {
+            tracing::error!(channel = %self.channel_id, error = %e, "a channel reservation could not be given back");
+        }
+    }
+}
+
+/// When a channel rail's settler runs: on its schedule, or at the next pass once a channel asked for it (its
+/// unsettled value passed the seller's threshold or cap).
+#[derive(Debug)]
+pub(crate) struct SettleSchedule {
+    every: std::time::Duration,
+    asked: std::sync::atomic::AtomicBool,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl SettleSchedule {
+    pub fn new(every: std::time::Duration) -> SettleSchedule {
+        SettleSchedule { every, asked: Default::default(), last: Default::default() }
+    }
+
+    /// Settle at the next pass, whatever the schedule.
+    pub fn ask(&self) {
+        self.asked.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this pass settles (`now`, asked, or `every` passed since the last one); if so, it counts as run.
+    pub fn due(&self, now: bool) -> bool {
+        let now = self.asked.swap(false, std::sync::atomic::Ordering::Relaxed) || now;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if !now && last.is_some_and(|at| at.elapsed() < self.every) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
+    }
+}

@@ -1,0 +1,493 @@
+//! The `evm-session` rail: MPP's `evm` session method (`draft-evm-session-00`, method `evm`, intent `session`). A
+//! payer opens a channel in the session escrow ([`paygate_chain::session_escrow`]) once, then pays each call with
+//! a cumulative voucher checked here without any chain call; the payee settles the vouchers later, off the
+//! response path (`settler.rs`), and closes cooperatively when the payer asks.
+//!
+//! A call's path is the one every channel rail shares (`crate::channel_call`): `verify` reads the credential
+//! (an `open` relays the payer's ERC-3009 deposit, or checks the `open` it sent, and waits for it on chain: a
+//! channel is known only once its deposit is); `hold` reserves the call's price on the channel's row with one
+//! compare-and-swap; `settle` charges it once the upstream answered, `release` gives it back otherwise. The
+//! proof key is `eip155:<chain>:session:<id>:<cumulative>`: one voucher pays one call, and a voucher sent again
+//! is a replay (its response is served again, nothing is charged twice).
+//!
+//! `topUp` and `close` are management ([`PaymentMethod::manage`]): answered 204 with a receipt, no call.
+//!
+//! Decisions: a voucher may cover more than what is charged plus this call (a payer signing ahead); the payee
+//! only ever settles with a voucher that does not exceed what was charged ([`Channel::settleable`]), so a call
+//! released because its upstream failed is never paid.
+
+mod config;
+mod payload;
+mod settler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, TxHash};
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolCall;
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use paygate_chain::session_escrow::EvmPaymentChannel;
+use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
+use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
+use paygate_core::clock::Clock;
+use paygate_core::method::{
+    BatchSettled, Managed, MppTerms, PaymentMethod, PaymentOption, Proof, SettleOutcome, SettlementStatus,
+    VerifiedPayment,
+};
+use paygate_core::money::AtomicAmount;
+use paygate_core::reject::{RejectKind, Rejection};
+
+pub use config::{EvmSessionConfig, RAIL};
+use payload::{Action, Expected, Funding, Voucher};
+
+use crate::channel_call::{ChannelCall, NotHeld, SettleSchedule};
+
+/// When a call held back by the exposure cap may be sent again: about one reconciler pass.
+const SETTLE_RETRY_SECS: u64 = 5;
+
+/// MPP `evm` session channels of one EIP-3009 asset to one payee.
+pub struct EvmSessionMethod {
+    option: PaymentOption,
+    chain: Arc<dyn Chain>,
+    chain_id: u64,
+    escrow: Address,
+    /// The payee's sender: relays deposits, settles and closes.
+    sender: Arc<TxSender>,
+    book: Arc<dyn ChannelBook>,
+    suggested_deposit: Option<u128>,
+    schedule: SettleSchedule,
+    /// Settle at the next pass, whatever the schedule, once a channel's unsettled value reaches this.
+    settle_above: Option<u128>,
+    /// The most a channel may have served and not settled on chain; calls beyond wait for a settlement.
+    max_unsettled: Option<u128>,
+    close_idle: Duration,
+    receipt_timeout: Duration,
+    poll_interval: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for EvmSessionMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvmSessionMethod")
+            .field("option", &self.option.name)
+            .field("escrow", &self.escrow)
+            .finish_non_exhaustive()
+    }
+}
+
+fn chain_unavailable(err: &ChainError) -> Rejection {
+    Rejection::new(RejectKind::ChainUnavailable, "chain_unavailable", format!("the chain could not be asked: {err}"))
+}
+
+fn funding_refused(detail: impl Into<String>) -> Rejection {
+    Rejection::new(RejectKind::VerificationFailed, "session_deposit_failed", detail)
+}
+
+fn not_found() -> Rejection {
+    Rejection::new(RejectKind::ChannelGone, "session_channel_not_found", "the escrow holds no such channel")
+}
+
+fn finalized() -> Rejection {
+    Rejection::new(RejectKind::ChannelGone, "session_channel_finalized", "the channel is closed")
+}
+
+fn not_sent(err: SendError) -> Rejection {
+    match err {
+        SendError::WouldRevert(reason) => funding_refused(format!("the transaction would revert: {reason}")),
+        other => Rejection::new(RejectKind::ChainUnavailable, "chain_unavailable", format!("the transaction: {other}")),
+    }
+}
+
+impl EvmSessionMethod {
+    fn token(&self) -> Address {
+        self.option.asset.address.parse().unwrap_or(Address::ZERO)
+    }
+
+    fn payee(&self) -> Address {
+        self.option.pay_to.parse().unwrap_or(Address::ZERO)
+    }
+
+    fn expected(&self) -> Expected {
+        let domain = self.option.asset.eip712.clone().unwrap_or_default();
+        Expected {
+            chain_id: self.chain_id,
+            escrow: self.escrow,
+            payee: self.payee(),
+            token: self.token(),
+            token_domain: alloy::sol_types::eip712_domain! {
+                name: domain.name,
+                version: domain.version,
+                chain_id: self.chain_id,
+                verifying_contract: self.token(),
+            },
+        }
+    }
+
+    fn action(&self, proof: Proof<'_>) -> Result<Action, Rejection> {
+        let Proof::Mpp { credential } = proof else {
+            return Err(payload::malformed("session payments are MPP credentials"));
+        };
+        let source = match credential.source.as_deref() {
+            Some(did) => Some(
+                crate::tempo::parse_pkh_source(did, self.chain_id)
+                    .map_err(|_| payload::malformed("source is not a did:pkh:eip155 DID of this chain"))?,
+            ),
+            None => None,
+        };
+        Action::read(&credential.payload, source, &self.expected())
+    }
+
+    fn proof_key_of(&self, channel_id: B256, cumulative: u128) -> String {
+        format!("eip155:{}:session:{channel_id:#x}:{cumulative}", self.chain_id)
+    }
+
+    /// The channel as the escrow holds it.
+    async fn on_chain(&self, channel_id: B256) -> Result<EvmPaymentChannel::Channel, Rejection> {
+        let call = EvmPaymentChannel::getChannelCall { channelId: channel_id }.abi_encode();
+        let tx = TransactionRequest::default().to(self.escrow).input(call.into());
+        let out = self.chain.call(tx).await.map_err(|e| chain_unavailable(&e))?;
+        EvmPaymentChannel::getChannelCall::abi_decode_returns(&out)
+            .map_err(|_| chain_unavailable(&ChainError::Unavailable("the escrow answered garbage".into())))
+    }
+
+    /// Waits for a transaction's receipt: `Ok` when it succeeded.
+    async fn landed(&self, hash: TxHash) -> Result<(), Rejection> {
+        let receipt = wait_for_receipt(self.chain.as_ref(), hash, self.receipt_timeout, self.poll_interval)
+            .await
+            .map_err(|e| chain_unavailable(&e))?;
+        match receipt {
+            Some(receipt) if receipt.status() => Ok(()),
+            Some(_) => Err(Rejection::new(
+                RejectKind::SettlementFailed,
+                "session_transaction_reverted",
+                "the channel's transaction reverted",
+            )),
+            None => Err(Rejection::new(
+                RejectKind::ChainUnavailable,
+                "deposit_pending",
+                "the deposit was submitted and is not mined yet; send the same credential again shortly",
+            )),
+        }
+    }
+
+    /// Moves a deposit into the escrow: relays the payer's authorization (once: an authorization already used is
+    /// not sent again), or waits for the payer's own transaction. The transaction, when paygate sent one.
+    async fn fund(&self, channel_id: B256, funding: &Funding) -> Result<Option<TxHash>, Rejection> {
+        let relayed = match funding {
+            Funding::Sent { hash } => return self.landed(*hash).await.map(|()| None),
+            Funding::Relayed(relayed) => relayed,
+        };
+        let used = paygate_chain::abi::authorization_state(
+            self.chain.as_ref(),
+            self.token(),
+            relayed.terms.payer,
+            relayed.nonce,
+        )
+        .await
+        .map_err(|e| chain_unavailable(&e))?;
+        if used {
+            return Ok(None);
+        }
+        if relayed.valid_before <= self.clock.now_unix() + 6 {
+            return Err(Rejection::new(
+                RejectKind::PaymentExpired,
+                "session_deposit_expired",
+                "the deposit's authorization expires before it could be submitted",
+            ));
+        }
+        let signature = alloy::primitives::Bytes::from(relayed.signature.as_bytes().to_vec());
+        let amount = relayed.amount;
+        let data = if self.on_chain(channel_id).await?.payer == Address::ZERO {
+            let t = relayed.terms;
+            EvmPaymentChannel::openWithAuthorizationCall {
+                payee: t.payee,
+                token: t.token,
+                deposit: amount,
+                salt: t.salt,
+                authorizedSigner: t.authorized_signer,
+                from: t.payer,
+                validAfter: relayed.valid_after,
+                validBefore: alloy::primitives::U256::from(relayed.valid_before),
+                nonce: relayed.nonce,
+                signature,
+            }
+            .abi_encode()
+        } else {
+            EvmPaymentChannel::topUpWithAuthorizationCall {
+                channelId: channel_id,
+                additionalDeposit: amount,
+                from: relayed.terms.payer,
+                validAfter: relayed.valid_after,
+                validBefore: alloy::primitives::U256::from(relayed.valid_before),
+                salt: relayed.salt,
+                signature,
+            }
+            .abi_encode()
+        };
+        let hash = self.sender.send(self.escrow, data.into()).await.map_err(not_sent)?;
+        self.landed(hash).await?;
+        Ok(Some(hash))
+    }
+
+    /// The channel, from the store, or from the escrow when the store does not know it yet (then recorded); with
+    /// the deposit read again from the escrow when `refresh`.
+    async fn channel(&self, channel_id: B256, refresh: bool) -> Result<Channel, Rejection> {
+        let id = format!("{channel_id:#x}");
+        if !refresh && let Some(channel) = self.book.channel(&id).await? {
+            return Ok(channel);
+        }
+        let state = self.on_chain(channel_id).await?;
+        if state.payer == Address::ZERO {
+            return Err(not_found());
+        }
+        if state.payee != self.payee() || state.token != self.token() {
+            return Err(Rejection::new(
+                RejectKind::VerificationFailed,
+                "session_channel_mismatch",
+                "the channel pays another payee or token",
+            ));
+        }
+        if state.finalized {
+            return Err(finalized());
+        }
+        let channel = Channel {
+            id: id.clone(),
+            network: self.option.network.to_string(),
+            option: self.option.name.clone(),
+            payer: state.payer.to_checksum(None),
+            receiver: self.option.pay_to.clone(),
+            token: self.option.asset.address.clone(),
+            config: json!({
+                "escrow": self.escrow.to_checksum(None),
+                "authorizedSigner": state.authorizedSigner.to_checksum(None),
+            }),
+            deposit: state.deposit,
+            claimed: state.settled,
+            charged: state.settled,
+            in_flight: Default::default(),
+            voucher_max: 0,
+            voucher_signature: String::new(),
+            settleable: None,
+            version: 0,
+            updated_at_ms: 0,
+        };
+        if self.book.open_channel(&channel).await? {
+            return Ok(channel);
+        }
+        let deposit = state.deposit;
+        match update_channel(self.book.as_ref(), &id, |c| Ok::<_, ChannelRefusal>(c.topped_up(deposit))).await? {
+            Some(Ok(channel)) => Ok(channel),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Who signs a known channel's vouchers.
+    fn signer(channel: &Channel) -> Address {
+        let authorized = channel.config["authorizedSigner"].as_str().and_then(|a| a.parse().ok());
+        match authorized {
+            Some(signer) if signer != Address::ZERO => signer,
+            _ => channel.payer.parse().unwrap_or(Address::ZERO),
+        }
+    }
+
+    fn refusal(&self, refusal: ChannelRefusal) -> Rejection {
+        match refusal {
+            ChannelRefusal::BelowCharged { needed } => Rejection::new(
+                RejectKind::PaymentInsufficient,
+                "session_insufficient_balance",
+                format!("the voucher must allow a cumulative {needed}: what is charged plus this call"),
+            ),
+            ChannelRefusal::OverDeposit { needed } => Rejection::new(
+                RejectKind::InsufficientFunds,
+                "session_amount_exceeds_deposit",
+                format!("the channel's deposit does not cover a cumulative {needed}: top it up"),
+            ),
+            ChannelRefusal::OverExposure { .. } => {
+                self.schedule.ask();
+                Rejection::new(
+                    RejectKind::RateLimited,
+                    "channel_unclaimed_over_cap",
+                    "this channel has as much served and not yet settled on chain as the seller allows; nothing \
+                     was charged: send the same credential again after Retry-After",
+                )
+                .retry_after(SETTLE_RETRY_SECS)
+            }
+        }
+    }
+
+    /// The call this voucher pays on `channel`, checked against what the channel allows now.
+    fn pays(
+        &self,
+        channel: &Channel,
+        voucher: &Voucher,
+        amount: AtomicAmount,
+        deposit: Option<(TxHash, u128)>,
+    ) -> Result<VerifiedPayment, Rejection> {
+        voucher.signed_by(Self::signer(channel), &self.expected())?;
+        channel
+            .reserve_within(amount.0, voucher.cumulative, &voucher.signature_hex, self.max_unsettled)
+            .map_err(|refusal| self.refusal(refusal))?;
+        let call = ChannelCall {
+            channel_id: channel.id.clone(),
+            voucher_max: voucher.cumulative.to_string(),
+            signature: voucher.signature_hex.clone(),
+            price: amount.0.to_string(),
+            deposit: deposit.map(|(hash, amount)| (format!("{hash:#x}"), amount.to_string())),
+        };
+        Ok(VerifiedPayment {
+            proof_key: self.proof_key_of(voucher.channel_id, voucher.cumulative),
+            payer: channel.payer.clone(),
+            amount,
+            settlement: serde_json::to_value(call).unwrap_or_default(),
+        })
+    }
+
+    /// A channel's state as receipts and management answers state it.
+    fn state(channel: &Channel) -> Vec<(&'static str, Value)> {
+        vec![
+            ("intent", "session".into()),
+            ("channelId", channel.id.clone().into()),
+            ("acceptedCumulative", channel.voucher_max.to_string().into()),
+            ("spent", channel.charged.to_string().into()),
+            ("deposit", channel.deposit.to_string().into()),
+        ]
+    }
+}
+
+#[async_trait]
+impl PaymentMethod for EvmSessionMethod {
+    fn rail(&self) -> &'static str {
+        RAIL.name
+    }
+
+    fn option(&self) -> &PaymentOption {
+        &self.option
+    }
+
+    fn mpp_terms(&self, amount: AtomicAmount) -> Option<MppTerms> {
+        let mut request = json!({
+            "amount": amount.to_string(),
+            "unitType": "request",
+            "currency": self.option.asset.address.to_lowercase(),
+            "recipient": self.option.pay_to.to_lowercase(),
+            "methodDetails": {
+                "chainId": self.chain_id,
+                "escrowContract": format!("{:#x}", self.escrow),
+                "credentialTypes": ["authorization", "hash"],
+            },
+        });
+        if let Some(deposit) = self.suggested_deposit {
+            request["suggestedDeposit"] = deposit.to_string().into();
+        }
+        Some(MppTerms { method: "evm", intent: "session", request })
+    }
+
+    fn proof_key(&self, proof: Proof<'_>) -> Option<String> {
+        match self.action(proof).ok()? {
+            Action::Open { voucher, .. } | Action::Voucher { voucher, .. } => {
+                Some(self.proof_key_of(voucher.channel_id, voucher.cumulative))
+            }
+            Action::TopUp { .. } | Action::Close { .. } => None,
+        }
+    }
+
+    async fn verify(&self, proof: Proof<'_>, amount: AtomicAmount) -> Result<VerifiedPayment, Rejection> {
+        match self.action(proof)? {
+            Action::Open { funding, voucher } => {
+                let hash = self.fund(voucher.channel_id, &funding).await?;
+                let channel = self.channel(voucher.channel_id, true).await?;
+                let deposit = hash.map(|hash| (hash, channel.deposit));
+                self.pays(&channel, &voucher, amount, deposit)
+            }
+            Action::Voucher { voucher, top_up: None } => {
+                let channel = self.channel(voucher.channel_id, false).await?;
+                self.pays(&channel, &voucher, amount, None)
+            }
+            Action::Voucher { voucher, top_up: Some(funding) } => {
+                let channel = self.channel(voucher.channel_id, false).await?;
+                voucher.signed_by(Self::signer(&channel), &self.expected())?;
+                let hash = self.fund(voucher.channel_id, &funding).await?;
+                let channel = self.channel(voucher.channel_id, true).await?;
+                let deposit = hash.map(|hash| (hash, channel.deposit));
+                self.pays(&channel, &voucher, amount, deposit)
+            }
+            Action::TopUp { .. } | Action::Close { .. } => {
+                Err(payload::malformed("topUp and close pay no call: they are answered by themselves"))
+            }
+        }
+    }
+
+    async fn manage(&self, proof: Proof<'_>) -> Option<Result<Managed, Rejection>> {
+        let action = match self.action(proof) {
+            Ok(action @ (Action::TopUp { .. } | Action::Close { .. })) => action,
+            Ok(_) => return None,
+            Err(rejection) => return Some(Err(rejection)),
+        };
+        Some(match action {
+            Action::TopUp { channel_id, funding } => self.top_up(channel_id, &funding).await,
+            Action::Close { voucher } => self.close(&voucher).await,
+            Action::Open { .. } | Action::Voucher { .. } => unreachable!("matched above"),
+        })
+    }
+
+    async fn hold(&self, payment: &VerifiedPayment) -> Result<(), Rejection> {
+        let Some(call) = ChannelCall::of(payment) else { return Err(payload::malformed("unreadable voucher")) };
+        match call.hold(self.book.as_ref(), self.max_unsettled).await {
+            Ok(()) => Ok(()),
+            Err(NotHeld::Refused(refusal)) => Err(self.refusal(refusal)),
+            Err(NotHeld::Unknown) => Err(not_found()),
+            Err(NotHeld::Store(e)) => Err(e.into()),
+        }
+    }
+
+    async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome {
+        let Some(call) = ChannelCall::of(payment) else {
+            return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
+        };
+        match call.commit(self.book.as_ref()).await {
+            Ok(channel) => {
+                if self.settle_above.is_some_and(|above| channel.unclaimed() >= above) {
+                    self.schedule.ask();
+                }
+                SettleOutcome::Settled { reference: call.reference(channel.charged) }
+            }
+            Err(outcome) => outcome,
+        }
+    }
+
+    async fn settlement_status(&self, payment: &VerifiedPayment, _reference: Option<&str>) -> SettlementStatus {
+        match ChannelCall::of(payment) {
+            Some(call) => call.status(self.book.as_ref()).await,
+            None => SettlementStatus::Unknown { reason: "unreadable voucher".into() },
+        }
+    }
+
+    async fn release(&self, payment: &VerifiedPayment) {
+        if let Some(call) = ChannelCall::of(payment) {
+            call.release(self.book.as_ref()).await;
+        }
+    }
+
+    fn mpp_receipt(&self, payment: &VerifiedPayment, reference: &str) -> Vec<(&'static str, Value)> {
+        let Some(call) = ChannelCall::of(payment) else { return Vec::new() };
+        let spent = reference.rsplit('/').next().unwrap_or_default().to_owned();
+        let mut receipt = vec![
+            ("intent", "session".into()),
+            ("channelId", call.channel_id.into()),
+            ("acceptedCumulative", call.voucher_max.into()),
+            ("spent", spent.into()),
+            ("chainId", self.chain_id.into()),
+        ];
+        if let Some((hash, _)) = call.deposit {
+            receipt.push(("txHash", hash.into()));
+        }
+        receipt
+    }
+
+    async fn settle_accepted(&self, now: bool) -> Result<BatchSettled, String> {
+        self.settle_due(now).await
+    }
+}

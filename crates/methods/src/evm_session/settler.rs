@@ -1,0 +1,157 @@
+//! Settling and closing session channels, off the response path. The escrow settles one channel per
+//! transaction (`settle(channelId, cumulativeAmount, signature)` pays the voucher's amount less what was settled),
+//! so a pass settles each channel with unsettled value once, with the highest voucher that does not exceed what
+//! it charged ([`Channel::settleable`]).
+//!
+//! Settlements are cumulative on chain (`settled` only grows; a voucher at or below it reverts), so before each
+//! transaction what the chain says was settled is written back to the channel: a settlement that landed while
+//! the gateway stopped is never sent again.
+//!
+//! Closing, cooperative (`close`, on the payer's request or for a channel idle for `close_idle_secs`): the
+//! payee settles with the best voucher and the escrow refunds the rest of the deposit to the payer.
+
+use alloy::primitives::{B256, Bytes};
+use alloy::sol_types::SolCall;
+
+use paygate_chain::session_escrow::EvmPaymentChannel;
+use paygate_chain::wait_for_receipt;
+use paygate_core::channel::{Channel, ChannelRefusal, SignedVoucher, update_channel};
+use paygate_core::method::{BatchSettled, Managed};
+use paygate_core::reject::{RejectKind, Rejection};
+
+use super::payload::{Funding, Voucher};
+use super::{EvmSessionMethod, chain_unavailable};
+
+/// At most this many channels per pass.
+const BATCH: u32 = 100;
+
+impl EvmSessionMethod {
+    /// Settles what is due (on schedule, when asked, or `now`), then closes idle channels.
+    pub(super) async fn settle_due(&self, now: bool) -> Result<BatchSettled, String> {
+        let mut done = BatchSettled::default();
+        if !self.schedule.due(now) {
+            return Ok(done);
+        }
+        let due = self.book.unclaimed_channels(BATCH).await.map_err(|e| e.to_string())?;
+        for channel in due.into_iter().filter(|c| c.option == self.option.name) {
+            let Some(voucher) = channel.settleable.clone().filter(|v| v.amount > channel.claimed) else { continue };
+            let id: B256 = channel.id.parse().map_err(|_| format!("channel id {:?}", channel.id))?;
+            let settled = self.on_chain(id).await.map_err(|e| e.detail)?.settled;
+            if settled < voucher.amount {
+                let call = EvmPaymentChannel::settleCall {
+                    channelId: id,
+                    cumulativeAmount: voucher.amount,
+                    signature: signature_bytes(&voucher),
+                };
+                done.transactions.push(self.send(call.abi_encode()).await?);
+                done.channels += 1;
+                done.claimed += voucher.amount - settled.max(channel.claimed);
+            }
+            let total = settled.max(voucher.amount);
+            let recorded =
+                update_channel(self.book.as_ref(), &channel.id, |c| Ok::<_, ChannelRefusal>(c.claimed_on_chain(total)));
+            recorded.await.map_err(|e| e.to_string())?;
+        }
+        self.close_idle(&mut done).await?;
+        Ok(done)
+    }
+
+    /// Closes channels idle for `close_idle` with nothing in flight and nothing left to settle.
+    async fn close_idle(&self, done: &mut BatchSettled) -> Result<(), String> {
+        let now = self.clock.now_unix();
+        let idle = |c: &Channel| {
+            now.saturating_sub(u64::try_from(c.updated_at_ms / 1000).unwrap_or(0)) >= self.close_idle.as_secs()
+        };
+        let channels = self.book.channels(BATCH).await.map_err(|e| e.to_string())?;
+        for channel in channels.into_iter().filter(|c| c.option == self.option.name && idle(c)) {
+            if channel.closing().is_none() {
+                continue;
+            }
+            let refund = channel.deposit - channel.claimed;
+            let (hash, _) = self.close_channel(&channel, None).await.map_err(|e| e.detail)?;
+            done.transactions.push(hash);
+            done.refunded += refund;
+        }
+        Ok(())
+    }
+
+    /// Tops up a known channel (an MPP `topUp` credential).
+    pub(super) async fn top_up(&self, channel_id: B256, funding: &Funding) -> Result<Managed, Rejection> {
+        self.channel(channel_id, false).await?;
+        let hash = self.fund(channel_id, funding).await?;
+        let channel = self.channel(channel_id, true).await?;
+        let reference = hash.map_or_else(|| channel.id.clone(), |h| format!("{h:#x}"));
+        Ok(Managed { reference, receipt: Self::state(&channel) })
+    }
+
+    /// Closes a channel at its payer's request (an MPP `close` credential with its final voucher): once no call
+    /// is in flight and the voucher covers what was charged.
+    pub(super) async fn close(&self, voucher: &Voucher) -> Result<Managed, Rejection> {
+        let channel = self.channel(voucher.channel_id, false).await?;
+        voucher.signed_by(Self::signer(&channel), &self.expected())?;
+        if !channel.in_flight.is_empty() {
+            return Err(Rejection::new(
+                RejectKind::InFlight,
+                "session_calls_in_flight",
+                "calls paid from this channel are still being served; close after they are answered",
+            ));
+        }
+        if voucher.cumulative < channel.charged {
+            return Err(Rejection::new(
+                RejectKind::PaymentInsufficient,
+                "session_insufficient_balance",
+                format!("the closing voucher must allow at least what was spent: {}", channel.charged),
+            ));
+        }
+        let offered = SignedVoucher { amount: voucher.cumulative, signature: voucher.signature_hex.clone() };
+        let (hash, closed) = self.close_channel(&channel, Some(offered)).await?;
+        let mut receipt = Self::state(&closed);
+        receipt.push(("txHash", hash.clone().into()));
+        Ok(Managed { reference: hash, receipt })
+    }
+
+    /// Sends `close` with the best voucher that does not exceed what was charged (`offered` when it is exactly
+    /// that), waits for it, and records the channel closed. The transaction and the channel after.
+    async fn close_channel(
+        &self,
+        channel: &Channel,
+        offered: Option<SignedVoucher>,
+    ) -> Result<(String, Channel), Rejection> {
+        let exact = offered.filter(|v| v.amount == channel.charged);
+        let best = exact.or_else(|| channel.settleable.clone());
+        let id: B256 = channel.id.parse().map_err(|_| super::not_found())?;
+        let state = self.on_chain(id).await?;
+        if state.finalized {
+            return Err(super::finalized());
+        }
+        let (amount, signature) = match best {
+            Some(v) if v.amount > state.settled => (v.amount, signature_bytes(&v)),
+            _ => (state.settled, Bytes::new()),
+        };
+        let call = EvmPaymentChannel::closeCall { channelId: id, cumulativeAmount: amount, signature };
+        let hash = self.send(call.abi_encode()).await.map_err(|reason| {
+            Rejection::new(RejectKind::SettlementFailed, "session_transaction_reverted", format!("closing: {reason}"))
+        })?;
+        let settled = self.on_chain(id).await?.settled;
+        let closed = update_channel(self.book.as_ref(), &channel.id, |c| Ok::<_, ChannelRefusal>(c.closed(settled)));
+        match closed.await? {
+            Some(Ok(channel)) => Ok((hash, channel)),
+            _ => Err(super::not_found()),
+        }
+    }
+
+    /// Sends a transaction to the escrow as the payee and waits until it is mined successfully; its hash.
+    async fn send(&self, data: Vec<u8>) -> Result<String, String> {
+        let hash = self.sender.send(self.escrow, data.into()).await.map_err(|e| e.to_string())?;
+        match wait_for_receipt(self.chain.as_ref(), hash, self.receipt_timeout, self.poll_interval).await {
+            Ok(Some(receipt)) if receipt.status() => Ok(format!("{hash:#x}")),
+            Ok(Some(_)) => Err(format!("{hash:#x} reverted")),
+            Ok(None) => Err(format!("{hash:#x} was not mined in time")),
+            Err(e) => Err(chain_unavailable(&e).detail),
+        }
+    }
+}
+
+fn signature_bytes(voucher: &SignedVoucher) -> Bytes {
+    alloy::hex::decode(&voucher.signature).unwrap_or_default().into()
+}
