@@ -41,6 +41,9 @@ enum Command {
     Pay(Box<commands::pay::Args>),
     /// The buyer's spend log, with totals per day and host.
     Spend(commands::spend::Args),
+    /// The buyer's payment channels (MPP sessions): list, close.
+    #[command(subcommand)]
+    Channels(commands::channels::Command),
     /// The buyer's wallet key.
     #[command(subcommand)]
     Wallet(commands::wallet::Command),
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             Command::Ledger(args) => commands::ledger::run(args).await,
             Command::Pay(args) => commands::pay::run(*args).await,
             Command::Spend(args) => commands::spend::run(args).await,
+            Command::Channels(command) => commands::channels::run(command).await,
             Command::Wallet(command) => commands::wallet::run(command).await,
             Command::Dev(command) => commands::dev::run(command).await,
         }

@@ -14,7 +14,7 @@ fn the_demo_pays_three_calls_settles_them_and_moves_exactly_the_prices() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("3 of 3 calls paid, 3 settled"), "{stdout}");
+    assert!(stdout.contains("3 of 3 calls paid, 4 of 4 through a channel; 7 settled"), "{stdout}");
     // The dev accounts' mnemonic is printed, so their keys can be imported anywhere.
     assert!(stdout.contains(paygate_chain::devtoken::DEV_MNEMONIC), "{stdout}");
     // Both protocols are offered and both pay.
@@ -23,8 +23,19 @@ fn the_demo_pays_three_calls_settles_them_and_moves_exactly_the_prices() {
     assert!(stdout.contains("with payment-response") && stdout.contains("with payment-receipt"), "{stdout}");
     // $0.01 + $0.002 + $0.005 moved from the buyer to the seller, exactly.
     assert!(stdout.contains("buyer 999999.983 USDC (-0.005 USDC), seller 1000000.017 USDC (+0.005 USDC)"), "{stdout}");
+    // The channel: one deposit of $0.05 in escrow, four one-cent vouchers, one settlement of exactly $0.04, and
+    // the close refunds the unused cent.
+    assert!(
+        stdout.contains("buyer -0.05 USDC (the deposit, in escrow), seller +0 USDC (nothing settled yet)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("settled   -> 1 channel(s) in one transaction: seller +0.04 USDC"), "{stdout}");
+    assert!(
+        stdout.contains("0.01 USDC refunded to the buyer; in all, buyer -0.04 USDC, seller +0.04 USDC"),
+        "{stdout}"
+    );
     let ledger = stdout.split("the seller's ledger").nth(1).expect("the ledger is shown");
-    assert_eq!(ledger.matches(" settled ").count(), 3, "{ledger}");
+    assert_eq!(ledger.matches(" settled ").count(), 7, "{ledger}");
     // Piped: plain lines, no terminal control codes.
     assert!(!stdout.contains('\x1b') && !stdout.contains('\r'), "{stdout:?}");
 }
@@ -45,7 +56,7 @@ fn on_a_terminal_the_demo_shows_what_it_waits_for() {
     assert!(shown.contains("paygate verifies, calls the API and settles on chain ..."), "{shown:?}");
     assert!(shown.contains("\r\x1b[2Kunpaid    -> 402 Payment Required"), "{shown:?}");
     assert!(shown.contains("\x1b[1mcall 2 of 2: GET /v1/weather"), "{shown:?}");
-    assert!(shown.contains("2 of 2 calls paid, 2 settled"), "{shown:?}");
+    assert!(shown.contains("2 of 2 calls paid, 4 of 4 through a channel; 6 settled"), "{shown:?}");
 }
 
 #[test]

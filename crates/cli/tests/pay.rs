@@ -286,3 +286,62 @@ async fn a_card_offer_is_paid_with_the_stripe_token_given() {
     assert_eq!(intents.len(), 1);
     assert_eq!((intents[0]["status"].as_str(), intents[0]["amount"].as_u64()), (Some("succeeded"), Some(1)));
 }
+
+/// `paygate pay --session-deposit` pays a seller's MPP `evm` session: the first run opens a channel, the next
+/// ones pay by voucher from it; `paygate channels list` shows it and `paygate channels close` refunds the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_with_a_session_deposit_opens_a_channel_that_channels_close_refunds() {
+    let session = format!(
+        "[[accept]]\nrail = \"evm-session\"\nnetwork = \"local\"\nasset = \"USDC\"\npay_to = \"{}\"\nsettler_key = \"{}\"\n",
+        dev_account(0).address(),
+        paygate_testkit::SETTLER_KEY
+    );
+    let seller = Seller::start_with(&session).await;
+    let url = format!("{}/v1/quote", seller.base);
+    let payer = dev_account(1).address();
+    let before = seller.chain.balance(payer).await;
+    for _ in 0..3 {
+        let (code, body, stderr) = seller.paygate(&["pay", "--max", "0.01", "--session-deposit", "0.05", &url]).await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(body.contains("price"), "the quote: {body}");
+        assert!(stderr.contains("via mpp (evm/session)"), "{stderr}");
+    }
+    assert_eq!(seller.chain.balance(payer).await, before - 50_000, "one deposit for three calls");
+
+    let (code, listed, stderr) = seller.paygate(&["channels", "list", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    let channel = &listed[0];
+    assert_eq!(
+        (&channel["state"], &channel["deposit"], &channel["cumulative"]),
+        (&"open".into(), &"50000".into(), &"30000".into())
+    );
+    let (code, table, _) = seller.paygate(&["channels", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains(channel["channel_id"].as_str().unwrap()) && l.contains(" open ")),
+        "{table}"
+    );
+
+    let id = channel["channel_id"].as_str().unwrap();
+    let (code, closed, stderr) = seller.paygate(&["channels", "close", id]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let closed: serde_json::Value = serde_json::from_str(&closed).expect("JSON");
+    assert_eq!((&closed["settled"], &closed["refunded"]), (&"30000".into(), &"20000".into()));
+    assert_eq!(seller.chain.balance(payer).await, before - 30_000, "the unused deposit came back");
+    let (code, _, stderr) = seller.paygate(&["channels", "close", id]).await;
+    assert_eq!(code, 4, "a closed channel is not closed again: {stderr}");
+    assert!(stderr.contains("no open channel"), "{stderr}");
+
+    // The spend log counts the deposit, not the vouchers, and gives the refund back.
+    let records = seller.spend_records().await;
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["deposit", "voucher", "voucher", "voucher", "refund"]);
+    let (code, spend, _) = seller.paygate(&["spend", "--json"]).await;
+    assert_eq!(code, 0);
+    let spend: serde_json::Value = serde_json::from_str(&spend).unwrap();
+    assert_eq!(spend["totals"][0]["usd_micros"], 30_000, "{spend}");
+}

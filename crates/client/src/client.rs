@@ -141,19 +141,21 @@ pub type Confirm = Arc<dyn Fn(&Offer, &str) -> bool + Send + Sync>;
 #[derive(Clone)]
 pub struct PayingClient {
     http: reqwest::Client,
-    wallet: Wallet,
-    policy: Policy,
-    log: SpendLog,
+    pub(crate) wallet: Wallet,
+    pub(crate) policy: Policy,
+    pub(crate) log: SpendLog,
     assets: AssetBook,
     chooser: Arc<dyn OfferChooser>,
     confirm: Option<Confirm>,
     chains: HashMap<u64, Arc<dyn Chain>>,
     progress: Option<OnProgress>,
     card_token: Option<CardToken>,
+    /// What a new session channel deposits, in micro-dollars; `None`: session offers are not paid.
+    pub(crate) session_deposit: Option<u128>,
 }
 
 /// The header an MPP credential for `challenge` goes in: the one it names, else `Authorization`.
-fn authorization_name(challenge: &mpp::Challenge) -> Result<HeaderName, PayError> {
+pub(crate) fn authorization_name(challenge: &mpp::Challenge) -> Result<HeaderName, PayError> {
     let name = challenge.header.as_deref().unwrap_or("authorization").to_ascii_lowercase();
     HeaderName::from_bytes(name.as_bytes()).map_err(|e| PayError::InvalidRequest(e.to_string()))
 }
@@ -168,11 +170,11 @@ impl std::fmt::Debug for PayingClient {
     }
 }
 
-struct Outgoing {
-    method: Method,
-    url: Url,
-    headers: HeaderMap,
-    body: Option<Vec<u8>>,
+pub(crate) struct Outgoing {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Option<Vec<u8>>,
 }
 
 impl PayingClient {
@@ -188,7 +190,17 @@ impl PayingClient {
             chains: HashMap::new(),
             progress: None,
             card_token: None,
+            session_deposit: None,
         }
+    }
+
+    /// Pays MPP `evm` session offers, preferring them to per-call offers: the first call to a seller opens a
+    /// channel depositing `usd_micros` (or one call's price, if more), which counts against the budgets when it
+    /// is made; later calls are paid by vouchers from it, topped up by the same amount when it runs out.
+    /// [`PayingClient::close_session`] refunds what was not used.
+    pub fn with_session_deposit(mut self, usd_micros: u128) -> PayingClient {
+        self.session_deposit = Some(usd_micros);
+        self
     }
 
     /// Pays MPP `stripe` card offers with the Shared Payment Token `card_token` supplies. Without it, such offers
@@ -213,14 +225,14 @@ impl PayingClient {
         self
     }
 
-    fn report(&self, progress: Progress) {
+    pub(crate) fn report(&self, progress: Progress) {
         if let Some(on_progress) = &self.progress {
             on_progress(&progress);
         }
     }
 
     /// The offers of a 402; pay-first offers on a chain the client has no access to are unpayable.
-    fn offers(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Offer>, OfferError> {
+    pub(crate) fn offers(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Offer>, OfferError> {
         let mut offers = parse_offers(headers, body, &self.assets)?;
         for offer in offers.iter_mut().filter(|o| o.unpayable.is_none()) {
             if offer.source.is_transfer() && !offer.chain_id.is_some_and(|id| self.chains.contains_key(&id)) {
@@ -228,6 +240,9 @@ impl PayingClient {
             }
             if matches!(offer.source, Source::Stripe { .. }) && self.card_token.is_none() {
                 offer.unpayable = Some("a card offer needs a Stripe Shared Payment Token: configure one".to_owned());
+            }
+            if offer.is_session() && self.session_deposit.is_none() {
+                offer.unpayable = Some("a session is paid from a channel: give a session deposit".to_owned());
             }
         }
         Ok(offers)
@@ -258,7 +273,7 @@ impl PayingClient {
         &self.log
     }
 
-    async fn send_once(
+    pub(crate) async fn send_once(
         &self,
         out: &Outgoing,
         extra: Option<(&HeaderName, &HeaderValue)>,
@@ -291,6 +306,9 @@ impl PayingClient {
         {
             self.policy.check_terms(offer)?;
         }
+        // A client given a session deposit pays sessions where the seller offers them.
+        let sessions: Vec<(usize, &Offer)> = allowed.iter().copied().filter(|(_, o)| o.is_session()).collect();
+        let allowed = if sessions.is_empty() { allowed } else { sessions };
         let views: Vec<&Offer> = allowed.iter().map(|(_, o)| *o).collect();
         Ok(self.chooser.choose(&views).and_then(|i| allowed.get(i)).map(|(i, _)| *i))
     }
@@ -337,6 +355,10 @@ impl PayingClient {
             && !confirm(&offer, &host)
         {
             return Err(PolicyViolation::Declined.into());
+        }
+        if let Source::EvmSession { challenge } = &offer.source {
+            let challenge = (**challenge).clone();
+            return self.pay_session(out, offer, &challenge, &host).await;
         }
         let spend_id =
             self.log.reserve(&self.policy, out.method.as_str(), out.url.as_str(), &host, &offer, now_ms()).await?;
@@ -559,7 +581,7 @@ impl PayingClient {
     }
 }
 
-async fn read(response: reqwest::Response, payment: Option<Payment>) -> Result<Paid, reqwest::Error> {
+pub(crate) async fn read(response: reqwest::Response, payment: Option<Payment>) -> Result<Paid, reqwest::Error> {
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.bytes().await?.to_vec();
@@ -567,7 +589,7 @@ async fn read(response: reqwest::Response, payment: Option<Payment>) -> Result<P
 }
 
 /// What one payment of a 402 came to.
-enum Attempt {
+pub(crate) enum Attempt {
     /// The seller answered the paid request (a success; refusals are errors).
     Answered(Box<Paid>),
     /// The seller refused the payment as not the payer's price on a tiered route (`tier_price_changed`), with a

@@ -12,6 +12,7 @@ mod offer;
 mod policy;
 mod reconcile;
 pub mod session;
+mod session_pay;
 mod sign;
 mod spend;
 mod wallet;
@@ -20,8 +21,9 @@ pub use client::{CardToken, Confirm, DryRun, OnProgress, Paid, PayError, PayingC
 pub use offer::{AssetBook, KnownAsset, Offer, OfferError, Protocol, parse_offers};
 pub use policy::{CheapestOffer, OfferChooser, Policy, PolicyViolation, host_of};
 pub use reconcile::{ReconcileError, Reconciled, reconcile};
+pub use session_pay::SessionClosed;
 pub use sign::{CredentialHeader, SignError, credential};
-pub use spend::{SpendError, SpendLog, SpendRecord, SpendState, Spent, now_ms};
+pub use spend::{SessionRecord, SpendError, SpendLog, SpendRecord, SpendState, Spent, now_ms};
 pub use wallet::{Wallet, WalletError};
 
 /// The environment variable holding the wallet's hex private key.

@@ -135,6 +135,11 @@ pub(crate) enum Source {
     Stripe {
         challenge: Box<Challenge>,
     },
+    /// MPP `evm` `session`: a channel opened with one deposit, each call paid by a voucher
+    /// ([`crate::session`]); paid only by a client given a session deposit.
+    EvmSession {
+        challenge: Box<Challenge>,
+    },
 }
 
 impl Source {
@@ -181,6 +186,11 @@ fn as_string<S: serde::Serializer>(amount: &AtomicAmount, s: S) -> Result<S::Ok,
 }
 
 impl Offer {
+    /// Whether the offer is paid from a channel's deposit (an MPP `evm` session) rather than per call.
+    pub fn is_session(&self) -> bool {
+        matches!(self.source, Source::EvmSession { .. })
+    }
+
     pub fn is_payable(&self) -> bool {
         self.unpayable.is_none()
     }
@@ -382,6 +392,10 @@ fn mpp_offer(challenge: Challenge) -> Draft {
             _ => Ok(()),
         },
         ("stripe", "charge") => Ok(()),
+        ("evm", "session") => match details["credentialTypes"].as_array() {
+            Some(types) if types.iter().any(|t| t == "authorization") => Ok(()),
+            _ => Err("the evm session does not accept authorization deposits".to_owned()),
+        },
         (method, intent) => Err(format!("MPP method {method} intent {intent} is not supported")),
     };
     Draft {
@@ -397,9 +411,10 @@ fn mpp_offer(challenge: Challenge) -> Draft {
         eip712: None,
         supported,
         max_timeout_secs: 300,
-        source: match method.as_str() {
-            "tempo" => Source::Tempo { challenge: Box::new(challenge) },
-            "stripe" => Source::Stripe { challenge: Box::new(challenge) },
+        source: match (method.as_str(), challenge.intent.as_str()) {
+            ("tempo", _) => Source::Tempo { challenge: Box::new(challenge) },
+            ("stripe", _) => Source::Stripe { challenge: Box::new(challenge) },
+            ("evm", "session") => Source::EvmSession { challenge: Box::new(challenge) },
             _ => Source::Mpp { challenge: Box::new(challenge) },
         },
     }

@@ -80,6 +80,23 @@ impl EvmSession {
         Ok(EvmSession { signer, chain_id, escrow, terms, token_domain, channel_id, deposit: 0, cumulative: 0 })
     }
 
+    /// A channel this payer opened before, as its spend log keeps it.
+    pub fn restore(
+        signer: PrivateKeySigner,
+        challenge: &Challenge,
+        token_domain: (String, String),
+        record: &crate::spend::SessionRecord,
+    ) -> Result<EvmSession, SessionError> {
+        let salt = record.salt.parse().map_err(|_| SessionError::NotASession("the recorded salt".into()))?;
+        let mut session = EvmSession::new(signer, challenge, token_domain, salt)?;
+        if format!("{:#x}", session.channel_id) != record.channel_id.to_lowercase() {
+            return Err(SessionError::NotASession("the challenge names another channel's terms".into()));
+        }
+        session.deposit = record.deposit();
+        session.cumulative = record.cumulative();
+        Ok(session)
+    }
+
     pub fn channel_id(&self) -> B256 {
         self.channel_id
     }
@@ -168,6 +185,16 @@ impl EvmSession {
         self.cumulative = self.cumulative.saturating_sub(price);
     }
 
+    /// `voucher` for one more call of `price`, topping the deposit up by `amount` in the same credential.
+    pub fn voucher_with_top_up(&mut self, price: u128, amount: u128, salt: B256, valid_before: u64) -> Value {
+        let mut top_up = self.top_up(amount, salt, valid_before);
+        top_up["action"] = "topUp".into();
+        self.cumulative += price;
+        let mut voucher = self.voucher_for(self.cumulative);
+        voucher["deposit"] = top_up;
+        voucher
+    }
+
     /// `topUp` by authorization: add `amount` to the deposit.
     pub fn top_up(&mut self, amount: u128, salt: B256, valid_before: u64) -> Value {
         let nonce = session_escrow::top_up_nonce(self.channel_id, amount, self.terms.payer, salt);
@@ -182,6 +209,12 @@ impl EvmSession {
             "salt": format!("{salt:#x}"),
             "additionalDeposit": amount.to_string(),
         })
+    }
+
+    /// The ERC-3009 nonce of this channel's relayed open, which the spend log keeps to ask the token later
+    /// whether the deposit moved.
+    pub fn open_nonce(&self) -> B256 {
+        self.terms.open_nonce()
     }
 
     /// `close`: the final voucher, for everything paid.

@@ -100,6 +100,11 @@ pub struct SpendRecord {
     /// The settlement's transaction hash (or receipt reference).
     pub reference: Option<String>,
     pub error: Option<String>,
+    /// `payment` (per call), `deposit` (into a channel), `voucher` (a call paid from a channel's deposit: it does
+    /// not count against budgets again) or `refund` (what a channel's close gave back).
+    pub kind: String,
+    /// The channel a `deposit`, `voucher` or `refund` row belongs to.
+    pub channel_id: Option<String>,
 }
 
 impl SpendRecord {
@@ -147,13 +152,16 @@ fn record(row: &SqliteRow) -> Result<SpendRecord, SpendError> {
         network: row.try_get("network").map_err(corrupt)?,
         asset: row.try_get("asset").map_err(corrupt)?,
         amount_atomic: row.try_get("amount_atomic").map_err(corrupt)?,
-        usd_micros: micros(row.try_get("usd_micros").map_err(corrupt)?),
+        // A refund's is stored negative (it lowers what the budgets count) and read as its size: `kind` says.
+        usd_micros: u128::from(row.try_get::<i64, _>("usd_micros").map_err(corrupt)?.unsigned_abs()),
         state: row.try_get::<String, _>("state").map_err(corrupt)?.parse()?,
         payer: row.try_get("payer").map_err(corrupt)?,
         nonce: row.try_get("nonce").map_err(corrupt)?,
         valid_before: row.try_get("valid_before").map_err(corrupt)?,
         reference: row.try_get("reference").map_err(corrupt)?,
         error: row.try_get("error").map_err(corrupt)?,
+        kind: row.try_get("kind").map_err(corrupt)?,
+        channel_id: row.try_get("channel_id").map_err(corrupt)?,
     })
 }
 
@@ -196,7 +204,7 @@ impl SpendLog {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(usd_micros), 0) AS total, \
              COALESCE(SUM(CASE WHEN host = ? THEN usd_micros ELSE 0 END), 0) AS host \
-             FROM spend_log WHERE at_ms > ? AND state <> 'failed'",
+             FROM spend_log WHERE at_ms > ? AND state <> 'failed' AND kind <> 'voucher'",
         )
         .bind(host)
         .bind(since_ms)
@@ -229,26 +237,20 @@ impl SpendLog {
         now_ms: i64,
     ) -> Result<i64, SpendError> {
         let usd = offer.usd_micros.ok_or_else(|| SpendError::Unavailable("an offer without a USD value".into()))?;
-        let usd_i64 = i64::try_from(usd).map_err(|_| SpendError::Unavailable("amount out of range".into()))?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         let spent = Self::spent_in(&mut tx, host, now_ms - DAY_MS).await?;
         policy.check_budgets(host, usd, spent.total, spent.host)?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO spend_log (at_ms, method, url, host, protocol, network, asset, amount_atomic, usd_micros, \
-             state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING id",
-        )
-        .bind(now_ms)
-        .bind(method)
-        .bind(url)
-        .bind(host)
-        .bind(offer.protocol.to_string())
-        .bind(&offer.network)
-        .bind(&offer.asset)
-        .bind(offer.amount.0.to_string())
-        .bind(usd_i64)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        let row = Entry {
+            method,
+            url,
+            host,
+            offer,
+            amount: offer.amount.0,
+            usd: signed(usd)?,
+            kind: "payment",
+            channel_id: None,
+        };
+        let id = row.insert(&mut tx, now_ms).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(id)
     }
@@ -312,21 +314,300 @@ impl SpendLog {
         Ok(())
     }
 
-    /// The rows still `pending`, oldest first.
+    /// The rows still `pending` that the chain can decide, oldest first (a voucher has no trace on chain: its
+    /// call counts nowhere, and its channel's close settles what was used).
     pub async fn pending(&self) -> Result<Vec<SpendRecord>, SpendError> {
-        Ok(self.records().await?.into_iter().filter(|r| r.state == SpendState::Pending).collect())
+        let pending = |r: &SpendRecord| r.state == SpendState::Pending && r.kind != "voucher";
+        Ok(self.records().await?.into_iter().filter(pending).collect())
     }
 
     /// Every row, oldest first.
     pub async fn records(&self) -> Result<Vec<SpendRecord>, SpendError> {
         let rows = sqlx::query(
             "SELECT id, at_ms, method, url, host, protocol, network, asset, amount_atomic, usd_micros, state, \
-             payer, nonce, valid_before, reference, error FROM spend_log ORDER BY id",
+             payer, nonce, valid_before, reference, error, kind, channel_id FROM spend_log ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
         rows.iter().map(record).collect()
+    }
+}
+
+/// Micro-dollars as the log stores them.
+pub(crate) fn signed(usd: u128) -> Result<i64, SpendError> {
+    i64::try_from(usd).map_err(|_| SpendError::Unavailable("amount out of range".into()))
+}
+
+/// A row to insert.
+pub(crate) struct Entry<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub host: &'a str,
+    pub offer: &'a Offer,
+    pub amount: u128,
+    pub usd: i64,
+    pub kind: &'static str,
+    pub channel_id: Option<&'a str>,
+}
+
+impl Entry<'_> {
+    async fn insert(&self, tx: &mut Transaction<'static, Sqlite>, now_ms: i64) -> Result<i64, SpendError> {
+        sqlx::query_scalar(
+            "INSERT INTO spend_log (at_ms, method, url, host, protocol, network, asset, amount_atomic, usd_micros, \
+             state, kind, channel_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+        )
+        .bind(now_ms)
+        .bind(self.method)
+        .bind(self.url)
+        .bind(self.host)
+        .bind(self.offer.protocol.to_string())
+        .bind(&self.offer.network)
+        .bind(&self.offer.asset)
+        .bind(self.amount.to_string())
+        .bind(self.usd)
+        .bind(self.kind)
+        .bind(self.channel_id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(unavailable)
+    }
+}
+
+/// A channel this payer opened ([`SpendLog::sessions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionRecord {
+    pub channel_id: String,
+    pub host: String,
+    pub url: String,
+    pub network: String,
+    pub escrow: String,
+    pub payee: String,
+    pub asset: String,
+    pub salt: String,
+    /// Atomic units, as decimal text.
+    pub deposit: String,
+    /// The cumulative amount of the last voucher signed, as decimal text.
+    pub cumulative: String,
+    pub state: String,
+    pub opened_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl SessionRecord {
+    pub fn deposit(&self) -> u128 {
+        self.deposit.parse().unwrap_or(0)
+    }
+
+    pub fn cumulative(&self) -> u128 {
+        self.cumulative.parse().unwrap_or(u128::MAX)
+    }
+}
+
+fn session(row: &SqliteRow) -> Result<SessionRecord, SpendError> {
+    let corrupt = |e: sqlx::Error| SpendError::Corrupt(e.to_string());
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(corrupt);
+    Ok(SessionRecord {
+        channel_id: text("channel_id")?,
+        host: text("host")?,
+        url: text("url")?,
+        network: text("network")?,
+        escrow: text("escrow")?,
+        payee: text("payee")?,
+        asset: text("asset")?,
+        salt: text("salt")?,
+        deposit: text("deposit")?,
+        cumulative: text("cumulative")?,
+        state: text("state")?,
+        opened_at_ms: row.try_get("opened_at_ms").map_err(corrupt)?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(corrupt)?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "channel_id, host, url, network, escrow, payee, asset, salt, deposit, cumulative, state, \
+                               opened_at_ms, updated_at_ms";
+
+/// Sessions: one transaction per change, budgets checked where money moves (a deposit or top-up).
+impl SpendLog {
+    /// Opens a channel: checks the budgets for its deposit and records the deposit (`pending`, as any payment
+    /// before it is signed) and the channel with its first voucher (`cumulative`). The deposit row's id.
+    pub(crate) async fn open_session(
+        &self,
+        policy: &Policy,
+        deposit: Entry<'_>,
+        call: Entry<'_>,
+        channel: &SessionRecord,
+        now_ms: i64,
+    ) -> Result<(i64, i64), SpendError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let spent = Self::spent_in(&mut tx, deposit.host, now_ms - DAY_MS).await?;
+        policy.check_budgets(deposit.host, micros(deposit.usd), spent.total, spent.host)?;
+        let id = deposit.insert(&mut tx, now_ms).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)"
+        )))
+        .bind(&channel.channel_id)
+        .bind(&channel.host)
+        .bind(&channel.url)
+        .bind(&channel.network)
+        .bind(&channel.escrow)
+        .bind(&channel.payee)
+        .bind(&channel.asset)
+        .bind(&channel.salt)
+        .bind(&channel.deposit)
+        .bind(&channel.cumulative)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let call_id = call.insert(&mut tx, now_ms).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok((id, call_id))
+    }
+
+    /// The open channel to this payee through this escrow in this asset, if any.
+    pub async fn open_session_to(
+        &self,
+        network: &str,
+        escrow: &str,
+        payee: &str,
+        asset: &str,
+    ) -> Result<Option<SessionRecord>, SpendError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'open' AND network = ? AND lower(escrow) = lower(?) \
+             AND lower(payee) = lower(?) AND lower(asset) = lower(?) ORDER BY opened_at_ms DESC LIMIT 1"
+        )))
+        .bind(network)
+        .bind(escrow)
+        .bind(payee)
+        .bind(asset)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(session).transpose()
+    }
+
+    /// A channel by id.
+    pub async fn session(&self, channel_id: &str) -> Result<Option<SessionRecord>, SpendError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE lower(channel_id) = lower(?)"
+        )))
+        .bind(channel_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(session).transpose()
+    }
+
+    /// Every channel, most recently opened first.
+    pub async fn sessions(&self) -> Result<Vec<SessionRecord>, SpendError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions ORDER BY opened_at_ms DESC"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(session).collect()
+    }
+
+    /// Moves a channel's last voucher from `from` to `to` (and its deposit up by `top_up`, a `deposit` row whose
+    /// budgets are checked), and records the call it pays as a `voucher` row: only if nobody moved it meanwhile.
+    /// The voucher row's id and the top-up's row id, or `None` when the channel moved.
+    pub(crate) async fn advance_session(
+        &self,
+        policy: &Policy,
+        call: Entry<'_>,
+        top_up: Option<Entry<'_>>,
+        from: u128,
+        to: u128,
+        now_ms: i64,
+    ) -> Result<Option<(i64, Option<i64>)>, SpendError> {
+        let channel_id = call.channel_id.unwrap_or_default();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let mut top_up_id = None;
+        let mut added = 0;
+        if let Some(top_up) = &top_up {
+            let spent = Self::spent_in(&mut tx, top_up.host, now_ms - DAY_MS).await?;
+            policy.check_budgets(top_up.host, micros(top_up.usd), spent.total, spent.host)?;
+            top_up_id = Some(top_up.insert(&mut tx, now_ms).await?);
+            added = top_up.amount;
+        }
+        let Some(current) =
+            sqlx::query("SELECT deposit, cumulative FROM sessions WHERE channel_id = ? AND state = 'open'")
+                .bind(channel_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let text = |c: &str| current.try_get::<String, _>(c).map_err(|e| SpendError::Corrupt(e.to_string()));
+        if text("cumulative")? != from.to_string() {
+            return Ok(None);
+        }
+        let deposit = text("deposit")?.parse::<u128>().map_err(|e| SpendError::Corrupt(e.to_string()))? + added;
+        sqlx::query("UPDATE sessions SET cumulative = ?, deposit = ?, url = ?, updated_at_ms = ? WHERE channel_id = ?")
+            .bind(to.to_string())
+            .bind(deposit.to_string())
+            .bind(call.url)
+            .bind(now_ms)
+            .bind(channel_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let id = call.insert(&mut tx, now_ms).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some((id, top_up_id)))
+    }
+
+    /// Takes back a voucher whose call was not charged (the channel's last voucher goes from `from` to `to`).
+    pub(crate) async fn rewind_session(&self, channel_id: &str, from: u128, to: u128) -> Result<bool, SpendError> {
+        let done = sqlx::query("UPDATE sessions SET cumulative = ? WHERE channel_id = ? AND cumulative = ?")
+            .bind(to.to_string())
+            .bind(channel_id)
+            .bind(from.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a channel the seller's escrow does not hold (its open never landed) as closed, with nothing back.
+    pub(crate) async fn forget_session(&self, channel_id: &str) -> Result<(), SpendError> {
+        sqlx::query("UPDATE sessions SET state = 'closed' WHERE channel_id = ?")
+            .bind(channel_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Records a channel closed, and what its close gave back (a `refund` row, paid, that lowers what the
+    /// budgets count).
+    pub(crate) async fn close_session(
+        &self,
+        channel: &SessionRecord,
+        refund: Entry<'_>,
+        reference: &str,
+        now_ms: i64,
+    ) -> Result<(), SpendError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let id = refund.insert(&mut tx, now_ms).await?;
+        sqlx::query("UPDATE spend_log SET state = 'paid', reference = ? WHERE id = ?")
+            .bind(reference)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("UPDATE sessions SET state = 'closed', updated_at_ms = ? WHERE channel_id = ?")
+            .bind(now_ms)
+            .bind(&channel.channel_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
     }
 }
 

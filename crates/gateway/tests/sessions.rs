@@ -238,3 +238,69 @@ async fn refused_session_credentials_commit_nothing() {
     assert_eq!(h.upstream.hits(), hits + 1);
     assert_eq!(h.chain.balance(payer()).await, payer_before - 5 * CENT);
 }
+
+/// paygate's paying client (the library behind `paygate pay --session-deposit`): one deposit opens a channel and
+/// counts against the budgets once; later calls are vouchers; a call the deposit cannot cover tops it up within
+/// the budget; closing refunds what was not used, and the budgets get it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paying_client_pays_sessions_within_its_budgets_and_closes_them() {
+    use paygate_client::{AssetBook, KnownAsset, PayError, PayingClient, Policy, PolicyViolation, SpendLog, Wallet};
+
+    let h = harness().await;
+    let buyer = dev_account(3);
+    let buyer_before = h.chain.balance(buyer.address()).await;
+    let seller_before = h.chain.balance(payee()).await;
+    let log = SpendLog::in_memory().await.unwrap();
+    // A $0.05 deposit covers five one-cent calls; the budget allows two deposits, not three.
+    let policy = Policy { daily_budget: Some(120_000), ..Default::default() };
+    let client = PayingClient::new(reqwest::Client::new(), Wallet::from_signer(buyer.clone()), policy, log.clone())
+        .with_assets(AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337)))
+        .with_session_deposit(50_000);
+    let url = h.url("/v1/quote");
+    let get = || client.send("GET", &url, Default::default(), None);
+    let spent = || async { log.spent("127.0.0.1", paygate_client::now_ms()).await.unwrap().total };
+
+    // A channel, two calls, closed: the unused deposit comes back on chain and to the budgets.
+    for _ in 0..2 {
+        let paid = get().await.unwrap();
+        assert_eq!(paid.status, 200);
+        assert_eq!(paid.payment.unwrap().offer.scheme, "evm/session", "sessions are preferred when enabled");
+    }
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 5 * CENT, "one deposit");
+    assert_eq!(spent().await, 50_000, "vouchers count once, through their deposit");
+    let first = log.sessions().await.unwrap().remove(0);
+    assert_eq!((first.deposit.as_str(), first.cumulative.as_str(), first.state.as_str()), ("50000", "20000", "open"));
+    let closed = client.close_session(&first.channel_id).await.unwrap();
+    assert_eq!((closed.settled.as_str(), closed.refunded.as_str()), ("20000", "30000"));
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 2 * CENT);
+    assert_eq!(h.chain.balance(payee()).await, seller_before + 2 * CENT);
+    assert_eq!(spent().await, 20_000);
+
+    // A new channel: five calls, then the sixth tops it up by another deposit in the same credential.
+    for _ in 0..6 {
+        assert_eq!(get().await.unwrap().status, 200);
+    }
+    let second = log.sessions().await.unwrap().into_iter().find(|s| s.state == "open").unwrap();
+    assert_eq!(on_chain(&h, second.channel_id.parse().unwrap()).await.deposit, 10 * CENT);
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 12 * CENT);
+    assert_eq!(spent().await, 120_000);
+    for _ in 0..4 {
+        assert_eq!(get().await.unwrap().status, 200);
+    }
+    // The eleventh needs a third deposit, which the budget refuses: nothing is signed or sent.
+    match get().await {
+        Err(PayError::Policy(PolicyViolation::OverDailyBudget { .. })) => {}
+        other => panic!("expected the budget to refuse, got {other:?}"),
+    }
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 12 * CENT);
+
+    // Closing a channel whose deposit was all used refunds nothing; the seller has every call.
+    let closed = client.close_session(&second.channel_id).await.unwrap();
+    assert_eq!((closed.settled.as_str(), closed.refunded.as_str()), ("100000", "0"));
+    assert_eq!(h.chain.balance(payee()).await, seller_before + 12 * CENT);
+    assert!(client.close_session(&second.channel_id).await.is_err(), "a closed channel is not closed twice");
+    let kinds: Vec<String> = log.records().await.unwrap().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "deposit").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| *k == "voucher").count(), 12);
+    assert_eq!(kinds.iter().filter(|k| *k == "refund").count(), 2);
+}

@@ -1,8 +1,9 @@
 //! `paygate demo`: the whole flow in one process, with nothing installed. The embedded devnet, the built-in
 //! sample API and the gateway in front of it (priced routes, both protocols offered) start on loopback; a
 //! paying client then buys a few calls while the demo shows each 402 and its offers, the payment, the 200 and
-//! its receipt, both balances and the ledger. Then it stays up for trying by hand, or with `--exit` it exits 0
-//! only if every call was paid and settled.
+//! its receipt, both balances and the ledger. Then a channel (an MPP `evm` session): one deposit, several calls
+//! paid by vouchers without touching the chain, the batch settlement, and the close that refunds the rest. Then
+//! it stays up for trying by hand, or with `--exit` it exits 0 only if every call was paid and settled.
 
 use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
@@ -28,10 +29,16 @@ pub struct Args {
     /// Paid calls the demo client makes.
     #[arg(long, default_value_t = 3)]
     requests: usize,
+    /// Calls the demo client pays through a channel (an MPP `evm` session).
+    #[arg(long, default_value_t = 4)]
+    channel_calls: usize,
     /// Exit after the paid calls: 0 only if every one was paid and settled.
     #[arg(long)]
     exit: bool,
 }
+
+/// What a channel deposits in the demo: five calls to `/v1/quote`.
+const CHANNEL_DEPOSIT_USD_MICROS: u128 = 50_000;
 
 /// The line that says what the demo is waiting for, on a terminal only: rewritten in place and cleared before
 /// the result is printed. Piped, the output is the plain result lines alone.
@@ -91,6 +98,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "[server]\nsecret = \"{}\"\n\n[upstream]\nurl = \"{api_url}\"\n\n[store]\nurl = \"sqlite::memory:\"\n",
         alloy::primitives::B256::random()
     );
+    // The devnet's default option, and channels (MPP `evm` sessions) of the same test USDC. The session escrow
+    // pays out only to a payee that settles itself, so the seller's own key settles its channels.
+    let (seller_key, settler_key) = (dev_account(9).to_bytes(), dev_account(0).to_bytes());
+    toml.push_str(&format!(
+        "\n[[accept]]\nnetwork = \"devnet\"\nasset = \"USDC\"\npay_to = \"{seller}\"\nsettlement = \"builtin\"\n\
+         settler_key = \"{settler_key}\"\n\n[[accept]]\nrail = \"evm-session\"\nnetwork = \"devnet\"\nasset = \"USDC\"\n\
+         pay_to = \"{seller}\"\nsettler_key = \"{seller_key}\"\nsettle_every_secs = 0\n",
+        seller = seller()
+    ));
     for (method, path, price) in ROUTES {
         toml.push_str(&format!("\n[[routes]]\nmethod = \"{method}\"\npath = \"{path}\"\nprice = \"{price}\"\n"));
     }
@@ -99,6 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let chain: Arc<dyn Chain> = devnet.context("the demo config pays on the embedded devnet")?;
     let built = build(&config, "demo", options).await?;
     let store = built.gateway.store().clone();
+    let reconciler = built.gateway.reconciler(Duration::from_secs(60));
     let proxy = UpstreamProxy::new(&api_url, Duration::from_secs(10), Duration::from_secs(2))?;
     let service = ServiceBuilder::new().layer(PaygateLayer::new(built.gateway)).service(proxy);
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -189,16 +206,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let channel = Channel { base: &base, chain: chain.as_ref(), log: &log, policy: &policy, status, heading: &heading };
+    let channel_paid = channel.run(args.channel_calls, &reconciler).await?;
+
     let ledger = store.payments(&PaymentQuery::default()).await?;
     heading("the seller's ledger");
     print!("{}", super::ledger::table(&ledger));
     let settled = ledger.iter().filter(|p| p.state == PaymentState::Settled).count();
-    let all_good = paid_calls == args.requests && settled == args.requests;
+    let calls = args.requests + args.channel_calls;
+    let all_good = paid_calls + channel_paid == calls && settled == calls;
     if let Some(elapsed) = first_paid {
         println!(
-            "\nfirst paid response {} ms after start; {paid_calls} of {} calls paid, {settled} settled",
+            "\nfirst paid response {} ms after start; {paid_calls} of {} calls paid, {channel_paid} of {} through a \
+             channel; {settled} settled",
             elapsed.as_millis(),
-            args.requests
+            args.requests,
+            args.channel_calls
         );
     }
 
@@ -220,4 +243,89 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _ = stop.send(());
     let _ = gateway.await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's channel: one deposit, calls paid by vouchers, the batch settlement, the close.
+struct Channel<'a, H: Fn(&str)> {
+    base: &'a str,
+    chain: &'a dyn Chain,
+    log: &'a SpendLog,
+    policy: &'a Policy,
+    status: Status,
+    heading: &'a H,
+}
+
+impl<H: Fn(&str)> Channel<'_, H> {
+    async fn balances(&self) -> anyhow::Result<(u128, u128)> {
+        Ok((balance(self.chain, buyer().address()).await?, balance(self.chain, seller()).await?))
+    }
+
+    /// Pays `calls` calls to `/v1/quote` through one channel and closes it; how many were paid.
+    async fn run(&self, calls: usize, reconciler: &paygate_gateway::Reconciler) -> anyhow::Result<usize> {
+        if calls == 0 {
+            return Ok(0);
+        }
+        (self.heading)(&format!(
+            "a channel (MPP evm session): one deposit of {}, {calls} calls paid by vouchers",
+            usdc(CHANNEL_DEPOSIT_USD_MICROS)
+        ));
+        let client = PayingClient::new(reqwest::Client::new(), buyer(), self.policy.clone(), self.log.clone())
+            .with_session_deposit(CHANNEL_DEPOSIT_USD_MICROS);
+        let (buyer_before, seller_before) = self.balances().await?;
+        let url = format!("{}/v1/quote", self.base);
+        let mut paid_calls = 0;
+        for i in 0..calls {
+            self.status.show("paying    -> a voucher, checked by paygate without the chain ...");
+            let sent = client.send("GET", &url, HeaderMap::new(), None).await;
+            self.status.clear();
+            match sent {
+                Ok(paid) if paid.status.is_success() => {
+                    paid_calls += 1;
+                    let receipt = paid
+                        .headers
+                        .get("payment-receipt")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| paygate_proto::mpp::Receipt::from_header(v).ok());
+                    let spent = receipt.as_ref().and_then(|r| r.extra.get("spent")).and_then(|v| v.as_str());
+                    let spent = spent.and_then(|s| s.parse().ok()).map(usdc).unwrap_or_default();
+                    let what = if i == 0 { "the deposit and a voucher" } else { "a voucher" };
+                    println!(
+                        "call {}    -> {} paid by {what}; spent from the channel so far {spent}",
+                        i + 1,
+                        paid.status
+                    );
+                }
+                Ok(paid) => println!("call {}    -> {}", i + 1, paid.status),
+                Err(e) => println!("call {}    -> not paid: {e}", i + 1),
+            }
+        }
+        let (buyer_now, seller_now) = self.balances().await?;
+        println!(
+            "balances  -> buyer -{} (the deposit, in escrow), seller +{} (nothing settled yet)",
+            usdc(buyer_before - buyer_now),
+            usdc(seller_now - seller_before)
+        );
+        self.status.show("settling  -> the reconciler's pass settles the channel in one transaction ...");
+        let done = reconciler.run_once().await?;
+        self.status.clear();
+        let (_, seller_settled) = self.balances().await?;
+        println!(
+            "settled   -> {} channel(s) in one transaction: seller +{}",
+            done.channels_claimed,
+            usdc(seller_settled - seller_before)
+        );
+        let Some(open) = self.log.sessions().await?.into_iter().find(|s| s.state == "open") else {
+            return Ok(paid_calls);
+        };
+        let closed = client.close_session(&open.channel_id).await?;
+        let (buyer_after, seller_after) = self.balances().await?;
+        println!(
+            "closed    -> {}: {} refunded to the buyer; in all, buyer -{}, seller +{}",
+            closed.transaction,
+            usdc(closed.refunded.parse().unwrap_or_default()),
+            usdc(buyer_before - buyer_after),
+            usdc(seller_after - seller_before)
+        );
+        Ok(paid_calls)
+    }
 }

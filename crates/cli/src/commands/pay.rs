@@ -100,6 +100,11 @@ pub struct Args {
     /// transfers only (pay-first, TIP-20 on Tempo) (repeatable).
     #[arg(long, value_name = "TOKEN")]
     usd_token: Vec<String>,
+    /// Pay MPP `evm` session offers from a channel, depositing this many US dollars when one is opened (or
+    /// topped up); the deposit counts against the budgets when it is made, and `paygate channels close` refunds
+    /// what was not used. Without it, session offers are not paid.
+    #[arg(long, value_name = "USD", env = "PAYGATE_SESSION_DEPOSIT")]
+    session_deposit: Option<String>,
     /// A Stripe Shared Payment Token (`spt_...`) to pay an MPP `stripe` card offer with, for this request.
     /// Without it card offers are not paid.
     #[arg(long, env = "PAYGATE_STRIPE_TOKEN", hide_env_values = true)]
@@ -215,6 +220,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_progress(move |progress| *shown.lock().unwrap_or_else(|p| p.into_inner()) = stage_label(progress));
     let client = match args.stripe_token.clone() {
         Some(token) => client.with_card_token(move |_| Some(token.clone())),
+        None => client,
+    };
+    let client = match dollars(&args.session_deposit)? {
+        Some(deposit) => client.with_session_deposit(deposit),
         None => client,
     };
 

@@ -43,7 +43,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for r in records.iter().filter(|r| r.state != paygate_client::SpendState::Failed) {
         let day = paygate_core::clock::rfc3339(u64::try_from(r.at_ms / 1000).unwrap_or(0))[..10].to_owned();
         let entry = totals.entry((day, r.host.clone())).or_default();
-        entry.0 += r.usd_micros;
+        match r.kind.as_str() {
+            // What a channel's close gave back lowers the day's total; its calls were counted by its deposit.
+            "refund" => entry.0 = entry.0.saturating_sub(r.usd_micros),
+            "voucher" => {}
+            _ => entry.0 += r.usd_micros,
+        }
         entry.1 += 1;
     }
     if args.json {
@@ -63,12 +68,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for r in &records {
         let time = paygate_core::clock::rfc3339(u64::try_from(r.at_ms / 1000).unwrap_or(0));
         let state = r.state.as_str();
+        // A refund gives back; a voucher was paid by its channel's deposit.
+        let usd = match r.kind.as_str() {
+            "refund" => format!("-{}", usd(r.usd_micros)),
+            "voucher" => "(channel)".to_owned(),
+            _ => usd(r.usd_micros),
+        };
         println!(
             "{:<5} {:<20} {:<9} {:>12} {:<6} {:<14} {:<66} {}",
             r.id,
             time,
             state,
-            usd(r.usd_micros),
+            usd,
             r.protocol,
             r.network,
             r.reference.as_deref().unwrap_or("-"),

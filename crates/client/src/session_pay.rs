@@ -1,0 +1,282 @@
+//! [`PayingClient`] paying MPP `evm` sessions: the first call to a seller opens a channel (its deposit is a
+//! `deposit` row of the spend log, checked against the budgets in the same transaction that records the channel),
+//! each later call is a voucher from it (a `voucher` row, which does not count again), a channel that runs out
+//! is topped up in the same credential, and [`PayingClient::close_session`] closes it and records the refund.
+//!
+//! Crash safety, as on the charge path: the channel and its next voucher are written before the credential is
+//! sent; a deposit left `pending` is decided from the chain by `reconcile` (its ERC-3009 nonce); a voucher never
+//! costs more than the seller charged, whatever happened to its call, because the seller settles only what it
+//! served.
+
+use alloy::primitives::B256;
+use paygate_proto::mpp::{self, Challenge};
+use reqwest::StatusCode;
+use reqwest::header::HeaderValue;
+use serde::Serialize;
+
+use crate::client::{Attempt, Outgoing, PAID_RETRIES, PayError, PayingClient, Payment, Progress, read};
+use crate::offer::{Offer, Source};
+use crate::session::EvmSession;
+use crate::spend::{Entry, SessionRecord, SpendState, now_ms, signed};
+
+/// How long a deposit authorization stays valid: the seller relays it at once.
+const DEPOSIT_VALIDITY_SECS: u64 = 600;
+
+/// A channel closed ([`PayingClient::close_session`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionClosed {
+    pub channel_id: String,
+    /// What the seller was paid from the channel in total, atomic units.
+    pub settled: String,
+    /// What came back to the payer, atomic units.
+    pub refunded: String,
+    /// The close transaction.
+    pub transaction: String,
+}
+
+fn field(challenge: &Challenge, path: &[&str]) -> String {
+    let value = path.iter().try_fold(&challenge.request, |v, key| v.get(key));
+    value.and_then(|v| v.as_str()).unwrap_or_default().to_owned()
+}
+
+/// Atomic units of a `decimals`-decimal USD token worth `usd_micros`, rounded down.
+fn atomic_of_usd(usd_micros: u128, decimals: u8) -> u128 {
+    if decimals >= 6 {
+        usd_micros.saturating_mul(10u128.saturating_pow(u32::from(decimals - 6)))
+    } else {
+        usd_micros / 10u128.saturating_pow(u32::from(6 - decimals))
+    }
+}
+
+impl PayingClient {
+    fn usd_of(offer: &Offer, atomic: u128) -> Result<i64, PayError> {
+        let usd = crate::offer::usd_micros(atomic, offer.decimals.unwrap_or(6))
+            .ok_or_else(|| PayError::InvalidRequest("a deposit beyond the range of a budget".into()))?;
+        Ok(signed(usd)?)
+    }
+
+    fn session_of(
+        &self,
+        offer: &Offer,
+        challenge: &Challenge,
+        record: Option<&SessionRecord>,
+    ) -> Result<EvmSession, PayError> {
+        let domain =
+            offer.eip712.clone().ok_or_else(|| PayError::InvalidRequest("the token has no EIP-712 domain".into()))?;
+        let signer = self.wallet.signer().clone();
+        let session = match record {
+            Some(record) => EvmSession::restore(signer, challenge, domain, record),
+            None => EvmSession::new(signer, challenge, domain, B256::random()),
+        };
+        session.map_err(|e| PayError::InvalidRequest(e.to_string()))
+    }
+
+    /// Pays one call of `offer` (an MPP `evm` session challenge) from the payer's channel with its seller.
+    pub(crate) async fn pay_session(
+        &self,
+        out: &Outgoing,
+        offer: Offer,
+        challenge: &Challenge,
+        host: &str,
+    ) -> Result<Attempt, PayError> {
+        let price = offer.amount.0;
+        let deposit_usd = self.session_deposit.unwrap_or_default();
+        let deposit = atomic_of_usd(deposit_usd, offer.decimals.unwrap_or(6)).max(price);
+        let valid_before = u64::try_from(now_ms() / 1000).unwrap_or(0) + DEPOSIT_VALIDITY_SECS;
+        let (escrow, payee) =
+            (field(challenge, &["methodDetails", "escrowContract"]), field(challenge, &["recipient"]));
+        let known = self.log.open_session_to(&offer.network, &escrow, &payee, &offer.asset).await?;
+        let (method, url) = (out.method.as_str(), out.url.as_str());
+        let mut session = self.session_of(&offer, challenge, known.as_ref())?;
+        let channel_id = format!("{:#x}", session.channel_id());
+        let entry = |kind, amount, usd| Entry {
+            method,
+            url,
+            host,
+            offer: &offer,
+            amount,
+            usd,
+            kind,
+            channel_id: Some(&channel_id),
+        };
+        let from = session.cumulative;
+        let (payload, voucher_id, deposit_id) = match known {
+            None => {
+                let payload =
+                    session.open(deposit, price, valid_before).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+                let record = SessionRecord {
+                    channel_id: channel_id.clone(),
+                    host: host.to_owned(),
+                    url: url.to_owned(),
+                    network: offer.network.clone(),
+                    escrow: escrow.clone(),
+                    payee: payee.clone(),
+                    asset: offer.asset.clone(),
+                    salt: payload["salt"].as_str().unwrap_or_default().to_owned(),
+                    deposit: deposit.to_string(),
+                    cumulative: price.to_string(),
+                    state: "open".into(),
+                    opened_at_ms: 0,
+                    updated_at_ms: 0,
+                };
+                let usd = Self::usd_of(&offer, deposit)?;
+                let (deposit_id, voucher_id) = self
+                    .log
+                    .open_session(
+                        &self.policy,
+                        entry("deposit", deposit, usd),
+                        entry("voucher", price, 0),
+                        &record,
+                        now_ms(),
+                    )
+                    .await?;
+                let payer = self.wallet.address().to_checksum(None);
+                self.log.signed(deposit_id, &payer, &format!("{:#x}", session.open_nonce()), valid_before).await?;
+                (payload, voucher_id, Some(deposit_id))
+            }
+            Some(_) if from.saturating_add(price) <= session.deposit => {
+                let payload = session.voucher(price).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+                let advanced = self
+                    .log
+                    .advance_session(&self.policy, entry("voucher", price, 0), None, from, session.cumulative, now_ms())
+                    .await?;
+                let (voucher_id, _) = advanced.ok_or_else(|| {
+                    PayError::InvalidRequest("the channel changed meanwhile: send the request again".into())
+                })?;
+                (payload, voucher_id, None)
+            }
+            Some(_) => {
+                let payload = session.voucher_with_top_up(price, deposit, B256::random(), valid_before);
+                let usd = Self::usd_of(&offer, deposit)?;
+                let top_up = entry("deposit", deposit, usd);
+                let advanced = self
+                    .log
+                    .advance_session(
+                        &self.policy,
+                        entry("voucher", price, 0),
+                        Some(top_up),
+                        from,
+                        session.cumulative,
+                        now_ms(),
+                    )
+                    .await?;
+                let (voucher_id, deposit_id) = advanced.ok_or_else(|| {
+                    PayError::InvalidRequest("the channel changed meanwhile: send the request again".into())
+                })?;
+                (payload, voucher_id, deposit_id)
+            }
+        };
+        let name = crate::client::authorization_name(challenge)?;
+        let value = HeaderValue::from_str(&session.credential(challenge, payload))
+            .map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+        self.report(Progress::AwaitingAnswer);
+        let mut attempt = 0;
+        let response = loop {
+            match self.send_once(out, Some((&name, &value))).await {
+                Ok(response) => break response,
+                Err(e) if attempt < PAID_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64)).await;
+                    tracing::warn!(voucher_id, attempt, error = %e, "the paid request failed; resending the same voucher");
+                }
+                Err(e) => return Err(PayError::PaidTransport { spend_id: voucher_id, source: e }),
+            }
+        };
+        let receipt = response
+            .headers()
+            .get(mpp::PAYMENT_RECEIPT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| mpp::Receipt::from_header(v).ok());
+        let status = response.status();
+        if status.is_success() {
+            let reference = receipt.as_ref().map(|r| r.reference.clone());
+            self.log.finish(voucher_id, SpendState::Paid, reference.as_deref(), None).await?;
+            if let Some(id) = deposit_id {
+                let tx = receipt.as_ref().and_then(|r| r.extra.get("txHash")).and_then(|v| v.as_str());
+                self.log.finish(id, SpendState::Paid, tx, None).await?;
+            }
+            let payment = Payment { spend_id: voucher_id, offer, reference };
+            return match read(response, Some(payment)).await {
+                Ok(paid) => Ok(Attempt::Answered(Box::new(paid))),
+                Err(e) => Err(PayError::PaidTransport { spend_id: voucher_id, source: e }),
+            };
+        }
+        // Not charged: the voucher is taken back (its call was refused or its upstream failed). A deposit stays as
+        // it is: a refused open may still have moved money (the channel then pays the next call).
+        let body = response.text().await.unwrap_or_default();
+        self.log.finish(voucher_id, SpendState::Rejected, None, Some(&body)).await?;
+        self.log.rewind_session(&channel_id, session.cumulative, from).await?;
+        if status == StatusCode::GONE {
+            self.log.forget_session(&channel_id).await?;
+        }
+        Err(PayError::Rejected { status: status.as_u16(), body, spend_id: voucher_id })
+    }
+
+    /// Closes the channel `channel_id` with its seller: asks the URL it last paid for a fresh challenge, sends
+    /// the final voucher, and records what came back.
+    pub async fn close_session(&self, channel_id: &str) -> Result<SessionClosed, PayError> {
+        let not_open = || PayError::InvalidRequest(format!("no open channel {channel_id} in the spend log"));
+        let record = self.log.session(channel_id).await?.filter(|r| r.state == "open").ok_or_else(not_open)?;
+        let out = Outgoing {
+            method: reqwest::Method::GET,
+            url: record.url.parse().map_err(|_| PayError::InvalidRequest("the channel's URL".into()))?,
+            headers: Default::default(),
+            body: None,
+        };
+        let unpaid = self.send_once(&out, None).await.map_err(PayError::Transport)?;
+        let headers = unpaid.headers().clone();
+        let body = unpaid.bytes().await.map_err(PayError::Transport)?;
+        let offers = self.offers(&headers, &body)?;
+        let offer = offers
+            .into_iter()
+            .find(|o| {
+                o.is_session()
+                    && matches!(&o.source, Source::EvmSession { challenge } if field(challenge, &["methodDetails", "escrowContract"]).eq_ignore_ascii_case(&record.escrow))
+                    && o.pay_to.eq_ignore_ascii_case(&record.payee)
+            })
+            .ok_or_else(|| PayError::InvalidRequest(format!("{} no longer offers this channel's session", record.url)))?;
+        let Source::EvmSession { challenge } = &offer.source else { unreachable!("found a session offer") };
+        let challenge: &Challenge = challenge;
+        let session = self.session_of(&offer, challenge, Some(&record))?;
+        let name = crate::client::authorization_name(challenge)?;
+        let value = HeaderValue::from_str(&session.credential(challenge, session.close()))
+            .map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+        let response = self.send_once(&out, Some((&name, &value))).await.map_err(PayError::Transport)?;
+        let status = response.status();
+        let receipt = response
+            .headers()
+            .get(mpp::PAYMENT_RECEIPT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| mpp::Receipt::from_header(v).ok());
+        let Some(receipt) = receipt.filter(|_| status.is_success()) else {
+            let body = response.text().await.unwrap_or_default();
+            return Err(PayError::Rejected { status: status.as_u16(), body, spend_id: 0 });
+        };
+        let settled: u128 = receipt
+            .extra
+            .get("deposit")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(session.cumulative);
+        let refunded = session.deposit.saturating_sub(settled);
+        let transaction = receipt.reference.clone();
+        let host = record.host.clone();
+        let refund = Entry {
+            method: "GET",
+            url: &record.url,
+            host: &host,
+            offer: &offer,
+            amount: refunded,
+            usd: -Self::usd_of(&offer, refunded)?,
+            kind: "refund",
+            channel_id: Some(&record.channel_id),
+        };
+        self.log.close_session(&record, refund, &transaction, now_ms()).await?;
+        Ok(SessionClosed {
+            channel_id: record.channel_id.clone(),
+            settled: settled.to_string(),
+            refunded: refunded.to_string(),
+            transaction,
+        })
+    }
+}
