@@ -30,6 +30,11 @@ fn payee() -> Address {
 }
 
 async fn harness() -> Harness {
+    harness_with("").await
+}
+
+/// The harness with `extra` lines in the session option.
+async fn harness_with(extra: &str) -> Harness {
     let option = format!(
         r#"
         [[accept]]
@@ -40,6 +45,7 @@ async fn harness() -> Harness {
         settler_key = "{}"
         settle_every_secs = 0
         suggested_deposit = "$0.10"
+        {extra}
         "#,
         payee(),
         paygate_testkit::SETTLER_KEY
@@ -303,4 +309,82 @@ async fn the_paying_client_pays_sessions_within_its_budgets_and_closes_them() {
     assert_eq!(kinds.iter().filter(|k| *k == "deposit").count(), 3);
     assert_eq!(kinds.iter().filter(|k| *k == "voucher").count(), 12);
     assert_eq!(kinds.iter().filter(|k| *k == "refund").count(), 2);
+}
+
+alloy::sol! {
+    interface Approve {
+        function approve(address spender, uint256 value) external returns (bool);
+    }
+}
+
+/// A payer that sends `approve` and `open` itself, then names the transaction (`type: "hash"`): paygate reads the
+/// channel from the escrow, takes it once its open is mined, and pays the call from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_the_payer_opened_itself_is_taken_by_its_hash() {
+    use alloy::primitives::U256;
+    use paygate_chain::{TxSender, wait_for_receipt};
+
+    let h = harness().await;
+    let ch = challenge(&h).await;
+    let payer_key = dev_account(4);
+    let salt = B256::repeat_byte(4);
+    let s = EvmSession::new(payer_key.clone(), &ch, ("USD Coin".into(), "2".into()), salt).unwrap();
+    let sender = TxSender::new(h.chain.chain.clone(), payer_key.clone());
+    let approve = Approve::approveCall { spender: DEV_ESCROW, value: U256::from(3 * CENT) };
+    let open = EvmPaymentChannel::openCall {
+        payee: payee(),
+        token: h.chain.token,
+        deposit: 3 * CENT,
+        salt,
+        authorizedSigner: Address::ZERO,
+    };
+    let mut hash = B256::ZERO;
+    for (to, data) in [(h.chain.token, approve.abi_encode()), (DEV_ESCROW, open.abi_encode())] {
+        hash = sender.send(to, data.into()).await.unwrap();
+        let receipt =
+            wait_for_receipt(h.chain.chain.as_ref(), hash, Duration::from_secs(10), Duration::from_millis(20));
+        assert!(receipt.await.unwrap().unwrap().status());
+    }
+    let mut payload = s.voucher_for(CENT);
+    payload["action"] = "open".into();
+    payload["type"] = "hash".into();
+    payload["hash"] = format!("{hash:#x}").into();
+    payload["salt"] = format!("{salt:#x}").into();
+    let response = pay(&h, &s, &ch, payload.clone()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(receipt(&response)["spent"], CENT.to_string());
+    assert_eq!(h.gateway.store().channel(&format!("{:#x}", s.channel_id())).await.unwrap().unwrap().deposit, 3 * CENT);
+
+    // Another payer naming the same transaction as its own open: the channel id is not its, nothing is charged.
+    let other = EvmSession::new(dev_account(5), &ch, ("USD Coin".into(), "2".into()), salt).unwrap();
+    let (status, refused) = problem(pay(&h, &other, &ch, payload).await).await;
+    assert_eq!((status, kind(&refused).1), (400, "session_malformed"));
+    assert_eq!(charged(&h, &s).await, CENT);
+}
+
+/// A channel idle for `close_idle_secs` is settled and closed by the reconciler: the payee gets what was charged,
+/// the payer the rest of the deposit, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_settled_and_closed_with_the_rest_refunded() {
+    let h = harness_with("close_idle_secs = 0").await;
+    let ch = challenge(&h).await;
+    let mut s = session(&ch, 1, 6);
+    let (seller_before, payer_before) = (h.chain.balance(payee()).await, h.chain.balance(payer()).await);
+    let open = s.open(5 * CENT, CENT, valid_before(&h)).unwrap();
+    assert_eq!(pay(&h, &s, &ch, open).await.status(), 200);
+    let voucher = s.voucher(CENT).unwrap();
+    assert_eq!(pay(&h, &s, &ch, voucher).await.status(), 200);
+
+    let done = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(done.channels_claimed, 1);
+    let state = on_chain(&h, s.channel_id()).await;
+    assert!(state.finalized, "closed");
+    assert_eq!(state.settled, 2 * CENT);
+    assert_eq!(h.chain.balance(payee()).await, seller_before + 2 * CENT);
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 2 * CENT);
+    // Closed: another pass sends nothing, and a voucher is refused.
+    let again = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(again.channels_claimed, 0);
+    let (status, _) = problem(pay(&h, &s, &ch, s.voucher_for(3 * CENT)).await).await;
+    assert_eq!(status, 402);
 }

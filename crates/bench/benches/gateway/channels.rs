@@ -2,8 +2,9 @@
 //! anvil, in one run: (h) channel-paid calls (a voucher checked locally and one compare-and-swap in the store per
 //! call, no chain call) with the ledger in SQLite and (h') in PostgreSQL, (b) the free route through the same
 //! gateway, (i) per-request `exact` on anvil, answered when confirmed, and (i') answered when submitted, and the
-//! same two, (j) and (j'), on an anvil that mines a block a second; then the on-chain transactions and gas per 1,000 paid calls of both
-//! models, from the receipts of this run.
+//! same two, (j) and (j'), on an anvil that mines a block a second; (k) calls paid by MPP `evm` session vouchers
+//! (SQLite); the CPU cost of checking one voucher's signature, against the time budget the 0.8 target leaves; then
+//! the on-chain transactions and gas per 1,000 paid calls of both models, from the receipts of this run.
 //!
 //! Each of the load's connections pays from its own channel (dev accounts 1 to 8, one salt per connection), opened
 //! beforehand with one deposit through the gateway. The vouchers are signed beforehand too; each allows a
@@ -62,6 +63,19 @@ fn config(upstream: &str, store: &str, chain: &Devchain, settler: u32) -> String
         settlement = "builtin"
         settler_key = "{exact_key}"
         wait = "submitted"
+        [[accept]]
+        name = "session"
+        rail = "evm-session"
+        network = "local"
+        asset = "USDC"
+        pay_to = "{payee}"
+        settler_key = "{key}"
+        settle_every_secs = 3600
+        [[routes]]
+        method = "GET"
+        path = "/v1/session"
+        price = "$0.001"
+        accept = ["session"]
         [[routes]]
         path = "/free"
         [[routes]]
@@ -88,6 +102,7 @@ fn config(upstream: &str, store: &str, chain: &Devchain, settler: u32) -> String
             &paygate_testkit::builtin_settlement()
         ),
         pay_to = dev_account(9).address(),
+        payee = dev_account(settler).address(),
         key = dev_account(settler).to_bytes(),
         exact_key = paygate_testkit::SETTLER_KEY,
     )
@@ -211,14 +226,70 @@ async fn vouchers(
         .collect()
 }
 
+/// Opens one MPP `evm` session per connection through `base` (payers from dev account 1 on, one salt each) and
+/// signs `n` voucher credentials spread over them, in request order (cumulatives just below the deposit, less
+/// their index, as for the x402 channels).
+async fn session_vouchers(base: &str, connections: usize, n: usize) -> Vec<String> {
+    use paygate_client::session::EvmSession;
+    let url = format!("{base}/v1/session");
+    let response = reqwest::get(&url).await.expect("402");
+    let challenge = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .flat_map(|v| paygate_proto::mpp::parse_challenges(v.to_str().expect("ascii")))
+        .filter_map(Result::ok)
+        .find(|c| c.intent == "session")
+        .expect("a session challenge");
+    let valid_before = paygate_core::clock::Clock::now_unix(&paygate_core::clock::SystemClock) + 600;
+    let client = reqwest::Client::new();
+    let mut sessions = Vec::new();
+    for i in 0..connections {
+        let signer = dev_account(1 + (i % 8) as u32);
+        let salt = B256::from(U256::from(1000 + i as u64));
+        let mut session =
+            EvmSession::new(signer, &challenge, ("USD Coin".into(), "2".into()), salt).expect("a session challenge");
+        let open = session.open(DEPOSIT, PRICE, valid_before).expect("the deposit covers a call");
+        let opened =
+            client.get(&url).header("authorization", session.credential(&challenge, open)).send().await.expect("open");
+        assert_eq!(opened.status(), 200, "{}", opened.text().await.unwrap_or_default());
+        sessions.push(session);
+    }
+    (0..n)
+        .map(|i| {
+            let session = &sessions[i % connections];
+            let cumulative = DEPOSIT - 1 - (i / connections) as u128;
+            session.credential(&challenge, session.voucher_for(cumulative))
+        })
+        .collect()
+}
+
 async fn channel_run(url: &str, vouchers: Vec<String>, connections: usize) -> Stats {
-    let n = vouchers.len();
-    let vouchers = Arc::new(vouchers);
+    header_run(url, "payment-signature", vouchers, connections).await
+}
+
+async fn header_run(url: &str, header: &'static str, values: Vec<String>, connections: usize) -> Stats {
+    let n = values.len();
+    let values = Arc::new(values);
     let url = url.to_owned();
     let make: paygate_bench::MakeRequest = Arc::new(move |i| {
-        Request::get(&url).header("payment-signature", &vouchers[i]).body(Full::new(Bytes::new())).expect("request")
+        Request::get(&url).header(header, &values[i]).body(Full::new(Bytes::new())).expect("request")
     });
     run(make, StatusCode::OK, connections, Duration::from_secs(600), Some(n)).await
+}
+
+/// The mean CPU time of checking one x402 voucher payload (EIP-712 digest and signature recovery, on one core).
+fn voucher_check_time(token: Address, authorizer: Address) -> Duration {
+    let channel = Channel::new(0, token, authorizer);
+    let payload = json!({"type": "voucher", "channelConfig": channel.config_json(), "voucher": channel.voucher(PRICE)});
+    let receiver = dev_account(9).address();
+    let rounds = 2_000;
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        paygate_methods::batch_settlement::check_payload(&payload, 31337, receiver, authorizer, token)
+            .expect("a valid voucher");
+    }
+    started.elapsed() / rounds
 }
 
 async fn free_run(url: &str, n: usize, connections: usize) -> Stats {
@@ -272,6 +343,9 @@ pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connection
         );
     }
     println!();
+    let sessions = session_vouchers(&base, connections, n).await;
+    let session_paid = header_run(&format!("{base}/v1/session"), "authorization", sessions, connections).await;
+    print_row("(k) session-paid (MPP evm), SQLite", &session_paid);
     let (exact, _) = paid_run(chain, &[format!("{base}/v1/exact")], exact_n, connections).await;
     print_row("(i) per-request exact, anvil", &exact);
     let (submitted, _) = paid_run(chain, &[format!("{base}/v1/submitted")], exact_n, connections).await;
@@ -303,6 +377,21 @@ pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connection
     }
     let free = &rounds[1].0;
     println!(
+        "(k)/(b) = {:.2} throughput, p50 {} added (MPP evm session, SQLite)",
+        session_paid.per_second() / free.per_second(),
+        paygate_bench::show(session_paid.p50.saturating_sub(free.p50))
+    );
+    // What the 0.8 target leaves per call: the free route's wall time per request at 0.8 of its rate, less at its
+    // rate, on both cores of this machine; the signature check alone is measured on one.
+    let check = voucher_check_time(chain.token, dev_account(0).address());
+    let budget = Duration::from_secs_f64(2.0 * (1.0 / (0.8 * free.per_second()) - 1.0 / free.per_second()));
+    println!(
+        "one voucher check (EIP-712 digest and signature recovery): {} of CPU; the 0.80 target leaves {} of CPU per \
+         call on this machine's 2 cores for everything a paid call adds",
+        paygate_bench::show(check),
+        paygate_bench::show(budget)
+    );
+    println!(
         "(h')/(b) = {:.2} throughput, p50 {} added (PostgreSQL)",
         pg_paid.per_second() / free.per_second(),
         paygate_bench::show(pg_paid.p50.saturating_sub(free.p50))
@@ -330,9 +419,12 @@ pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connection
         exact_row.iter().find_map(|r| r.tx_hash.as_ref().filter(|h| h.len() == 66)).expect("an exact payment");
     let exact_gas =
         chain.chain.receipt(exact_tx.parse().expect("hash")).await.expect("receipt").expect("mined").gas_used;
+    // The x402 channels only: the sessions of (k) share the store.
     let channels = gateway.gateway.store().channels(100).await.expect("channels");
-    let (total_charged, total_claimed): (u128, u128) =
-        channels.iter().fold((0, 0), |(charged, claimed), c| (charged + c.charged, claimed + c.claimed));
+    let (total_charged, total_claimed): (u128, u128) = channels
+        .iter()
+        .filter(|c| c.option == "channel")
+        .fold((0, 0), |(charged, claimed), c| (charged + c.charged, claimed + c.claimed));
     println!(
         "(h): {charged} calls charged {total_charged} atomic units and {total_claimed} were claimed (expected {})",
         charged as u128 * PRICE
