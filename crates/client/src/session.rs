@@ -4,7 +4,8 @@
 //! pays sessions; it signs the draft's types exactly as `paygate serve` and the escrow check them.
 //!
 //! An [`EvmSession`] keeps what the payer has promised (the cumulative amount of its last voucher); each payload
-//! it makes goes in an `Authorization: Payment` credential answering the session's challenge ([`credential`]).
+//! it makes goes in an `Authorization: Payment` credential answering the session's challenge
+//! ([`EvmSession::credential`]).
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::SignerSync;
