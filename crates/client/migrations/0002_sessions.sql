@@ -9,7 +9,8 @@ ALTER TABLE spend_log ADD COLUMN channel_id TEXT;
 CREATE TABLE sessions (
     channel_id    TEXT    PRIMARY KEY,
     host          TEXT    NOT NULL,
-    -- The last URL it paid: a close asks there for a fresh challenge.
+    -- The last request it paid (method and URL): a close asks there for a fresh challenge.
+    method        TEXT    NOT NULL,
     url           TEXT    NOT NULL,
     network       TEXT    NOT NULL,
     escrow        TEXT    NOT NULL,

@@ -107,6 +107,7 @@ impl PayingClient {
                 let record = SessionRecord {
                     channel_id: channel_id.clone(),
                     host: host.to_owned(),
+                    method: method.to_owned(),
                     url: url.to_owned(),
                     network: offer.network.clone(),
                     escrow: escrow.clone(),
@@ -195,6 +196,12 @@ impl PayingClient {
                 let tx = receipt.as_ref().and_then(|r| r.extra.get("txHash")).and_then(|v| v.as_str());
                 self.log.finish(id, SpendState::Paid, tx, None).await?;
             }
+            // A call priced by its response may have used less than its voucher allowed: what the seller says it
+            // spent (never more than the payer allowed) is where the next voucher starts, and what a close pays.
+            let spent = receipt.as_ref().and_then(|r| r.extra.get("spent")).and_then(|v| v.as_str());
+            if let Some(spent) = spent.and_then(|s| s.parse::<u128>().ok()).filter(|s| *s < session.cumulative) {
+                self.log.rewind_session(&channel_id, session.cumulative, spent).await?;
+            }
             let payment = Payment { spend_id: voucher_id, offer, reference };
             return match read(response, Some(payment)).await {
                 Ok(paid) => Ok(Attempt::Answered(Box::new(paid))),
@@ -218,7 +225,7 @@ impl PayingClient {
         let not_open = || PayError::InvalidRequest(format!("no open channel {channel_id} in the spend log"));
         let record = self.log.session(channel_id).await?.filter(|r| r.state == "open").ok_or_else(not_open)?;
         let out = Outgoing {
-            method: reqwest::Method::GET,
+            method: record.method.parse().map_err(|_| PayError::InvalidRequest("the channel's method".into()))?,
             url: record.url.parse().map_err(|_| PayError::InvalidRequest("the channel's URL".into()))?,
             headers: Default::default(),
             body: None,
@@ -262,7 +269,7 @@ impl PayingClient {
         let transaction = receipt.reference.clone();
         let host = record.host.clone();
         let refund = Entry {
-            method: "GET",
+            method: &record.method,
             url: &record.url,
             host: &host,
             offer: &offer,

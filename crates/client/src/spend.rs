@@ -379,6 +379,8 @@ impl Entry<'_> {
 pub struct SessionRecord {
     pub channel_id: String,
     pub host: String,
+    /// The last request it paid: a close asks there for a fresh challenge.
+    pub method: String,
     pub url: String,
     pub network: String,
     pub escrow: String,
@@ -410,6 +412,7 @@ fn session(row: &SqliteRow) -> Result<SessionRecord, SpendError> {
     Ok(SessionRecord {
         channel_id: text("channel_id")?,
         host: text("host")?,
+        method: text("method")?,
         url: text("url")?,
         network: text("network")?,
         escrow: text("escrow")?,
@@ -424,7 +427,7 @@ fn session(row: &SqliteRow) -> Result<SessionRecord, SpendError> {
     })
 }
 
-const SESSION_COLUMNS: &str = "channel_id, host, url, network, escrow, payee, asset, salt, deposit, cumulative, state, \
+const SESSION_COLUMNS: &str = "channel_id, host, method, url, network, escrow, payee, asset, salt, deposit, cumulative, state, \
                                opened_at_ms, updated_at_ms";
 
 /// Sessions: one transaction per change, budgets checked where money moves (a deposit or top-up).
@@ -444,10 +447,11 @@ impl SpendLog {
         policy.check_budgets(deposit.host, micros(deposit.usd), spent.total, spent.host)?;
         let id = deposit.insert(&mut tx, now_ms).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)"
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)"
         )))
         .bind(&channel.channel_id)
         .bind(&channel.host)
+        .bind(&channel.method)
         .bind(&channel.url)
         .bind(&channel.network)
         .bind(&channel.escrow)
@@ -547,10 +551,13 @@ impl SpendLog {
             return Ok(None);
         }
         let deposit = text("deposit")?.parse::<u128>().map_err(|e| SpendError::Corrupt(e.to_string()))? + added;
-        sqlx::query("UPDATE sessions SET cumulative = ?, deposit = ?, url = ?, updated_at_ms = ? WHERE channel_id = ?")
-            .bind(to.to_string())
-            .bind(deposit.to_string())
-            .bind(call.url)
+        sqlx::query(
+            "UPDATE sessions SET cumulative = ?, deposit = ?, method = ?, url = ?, updated_at_ms = ? WHERE channel_id = ?",
+        )
+        .bind(to.to_string())
+        .bind(deposit.to_string())
+        .bind(call.method)
+        .bind(call.url)
             .bind(now_ms)
             .bind(channel_id)
             .execute(&mut *tx)

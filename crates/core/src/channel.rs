@@ -130,9 +130,15 @@ impl Channel {
     /// Charges the call the voucher for `voucher_max` (signed `signature`) reserved: its upstream answered.
     /// Nothing changes when that call is not in flight (already charged or released).
     pub fn commit(&self, voucher_max: u128, signature: &str) -> Channel {
+        self.commit_used(voucher_max, signature, u128::MAX)
+    }
+
+    /// [`Channel::commit`] of a call whose price was known only afterwards: it charges what was `used`, at most
+    /// what was reserved (the rest goes back).
+    pub fn commit_used(&self, voucher_max: u128, signature: &str, used: u128) -> Channel {
         let mut next = self.clone();
         if let Some(price) = next.in_flight.remove(&voucher_max.to_string()) {
-            next.charged = self.charged.saturating_add(price);
+            next.charged = self.charged.saturating_add(price.min(used));
             let candidates = [(voucher_max, signature), (self.voucher_max, self.voucher_signature.as_str())];
             for (amount, signature) in candidates {
                 let higher = next.settleable.as_ref().is_none_or(|s| amount > s.amount);
@@ -364,5 +370,17 @@ mod tests {
         assert_eq!((ahead.charged, ahead.settleable.as_ref().map(|s| s.amount)), (4000, Some(2000)));
         let met = ahead.reserve(1000, 5000, "f").unwrap().commit(5000, "f");
         assert_eq!(met.settleable, Some(SignedVoucher { amount: 5000, signature: "f".into() }));
+    }
+
+    #[test]
+    fn a_metered_call_is_charged_what_it_used_never_more_than_reserved() {
+        let open = channel(10_000);
+        let held = open.reserve(1000, 1000, "a").unwrap();
+        let used = held.commit_used(1000, "a", 300);
+        assert_eq!((used.charged, used.reserved()), (300, 0));
+        let capped = open.reserve(1000, 1000, "a").unwrap().commit_used(1000, "a", 5000);
+        assert_eq!(capped.charged, 1000, "usage above the reservation is capped");
+        let nothing = open.reserve(1000, 1000, "a").unwrap().commit_used(1000, "a", 0);
+        assert_eq!((nothing.charged, nothing.reserved()), (0, 0));
     }
 }

@@ -257,6 +257,13 @@ pub trait PaymentMethod: Send + Sync + Debug {
         None
     }
 
+    /// Whether the rail can charge less than the amount it verified (a channel's call, an x402 `upto`): then a
+    /// route priced by its response ([`VerifiedPayment::amount`] lowered to what the call used before `settle`)
+    /// charges what was used; other rails charge the amount verified, the route's maximum.
+    fn charges_usage(&self) -> bool {
+        false
+    }
+
     /// What an MPP `Payment-Receipt` adds for this rail beyond its method, reference and challenge (a session's
     /// `intent`, channel and amounts), given the settlement's reference.
     fn mpp_receipt(&self, _payment: &VerifiedPayment, _reference: &str) -> Vec<(&'static str, Value)> {

@@ -15,6 +15,7 @@ use paygate_store::Store;
 
 use crate::config::{Config, ConfigError, FreeSpec, PriceSpec, RouteSpec};
 use crate::engine::{FreeCalls, Gateway, Pricing, Route, RoutePricing, Settings};
+use crate::meter::Meter;
 use crate::offers::RouteOffer;
 use crate::price_hook::PriceHook;
 use crate::pricing::Bounds;
@@ -189,6 +190,21 @@ impl RouteBuilder<'_> {
                 }
                 Pricing::Tiered(PayerTiers::new(*period, steps).map_err(|e| ((self.field)("tiers"), e))?)
             }
+            PriceSpec::Metered { meter, max } => {
+                let offers = self.offers("max_price", max, chosen, named, false)?;
+                let prices = offers
+                    .iter()
+                    .map(|offer| {
+                        let option = self.built_option(offer);
+                        let price = |name: &str, price| option.price(price).map_err(|e| ((self.field)(name), e));
+                        Ok((
+                            price("meter.input_price", &meter.prices.0)?,
+                            price("meter.output_price", &meter.prices.1)?,
+                        ))
+                    })
+                    .collect::<Result<_, FieldError>>()?;
+                Pricing::Metered { meter: Meter::new(meter.usage, meter.header.clone(), prices), offers }
+            }
             PriceSpec::Hook { url, timeout, headers, fallback } => {
                 let fallback = match fallback {
                     Some(price) => Some(self.offers("price_hook.fallback_price", price, chosen, named, false)?),
@@ -243,6 +259,14 @@ impl RouteBuilder<'_> {
         Ok(offers)
     }
 
+    /// The built option an offer of this route is made in.
+    fn built_option(&self, offer: &RouteOffer) -> &BuiltOption {
+        self.options
+            .iter()
+            .find(|o| Arc::ptr_eq(&o.method, &offer.method))
+            .expect("every offer is one of the built options")
+    }
+
     /// A per-unit route's minimum and maximum amount in each of its offers' options.
     fn bounds(
         &self,
@@ -254,14 +278,7 @@ impl RouteBuilder<'_> {
             let Some(price) = price else { return Ok(vec![None; offers.len()]) };
             offers
                 .iter()
-                .map(|offer| {
-                    let option = self
-                        .options
-                        .iter()
-                        .find(|o| Arc::ptr_eq(&o.method, &offer.method))
-                        .expect("every offer is one of the built options");
-                    option.price(price).map(Some).map_err(|e| ((self.field)(name), e))
-                })
+                .map(|offer| self.built_option(offer).price(price).map(Some).map_err(|e| ((self.field)(name), e)))
                 .collect()
         };
         let (min, max) = (bound("min_price", min)?, bound("max_price", max)?);

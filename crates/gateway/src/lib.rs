@@ -46,6 +46,7 @@ mod head_refusals;
 mod identifier;
 mod layer;
 mod limits;
+mod meter;
 mod metrics;
 mod offers;
 mod payment;

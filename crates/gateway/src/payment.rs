@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use paygate_core::error::Causes;
 use paygate_core::method::{PaymentMethod, SettleJournal, SettleOutcome, SettlementStatus, VerifiedPayment};
-use paygate_core::money::format_atomic;
+use paygate_core::money::{AtomicAmount, format_atomic};
 use paygate_core::reject::Rejection;
 use paygate_store::{PaymentId, PaymentRecord, PaymentState, Store, StoreError, Transition};
 
@@ -129,6 +129,8 @@ pub(crate) struct ClaimedPayment<'a> {
     pub(crate) verified: VerifiedPayment,
     /// The route's name, for revenue metrics.
     route: &'a str,
+    /// The payment as charged, when a call priced by its response used less than `verified` says.
+    used: std::sync::OnceLock<VerifiedPayment>,
 }
 
 /// Why a settlement was not attempted: its row could not be moved to `settling`.
@@ -149,7 +151,7 @@ impl<'a> ClaimedPayment<'a> {
         verified: VerifiedPayment,
         route: &'a str,
     ) -> Self {
-        ClaimedPayment { store, metrics, id, method, verified, route }
+        ClaimedPayment { store, metrics, id, method, verified, route, used: std::sync::OnceLock::new() }
     }
 
     async fn transition(&self, from: PaymentState, to: PaymentState, t: Transition<'_>, what: &str) {
@@ -213,6 +215,23 @@ impl<'a> ClaimedPayment<'a> {
         self.transition(state, state, t, "the upstream status").await;
     }
 
+    /// The payment as it is charged: what a call priced by its response used, else as verified.
+    pub(crate) fn charged(&self) -> &VerifiedPayment {
+        self.used.get().unwrap_or(&self.verified)
+    }
+
+    /// Settles what a call priced by its response `used` (at most what was verified), on a rail that charges
+    /// usage; the ledger row records the amount before the rail settles it, so the reconciler charges the same.
+    pub(crate) async fn settle_used(
+        &self,
+        upstream_status: u16,
+        used: AtomicAmount,
+    ) -> Result<SettleOutcome, NotAttempted> {
+        let used = AtomicAmount(used.0.min(self.verified.amount.0));
+        let _ = self.used.set(VerifiedPayment { amount: used, ..self.verified.clone() });
+        self.settle(Some(upstream_status)).await
+    }
+
     /// Settles: `upstream_status` is the upstream's answer (settling after it), or `None` (settling before it).
     /// Counts and logs the outcome; a failure or a settlement not sent is counted where its refusal is written.
     pub(crate) async fn settle(&self, upstream_status: Option<u16>) -> Result<SettleOutcome, NotAttempted> {
@@ -220,10 +239,12 @@ impl<'a> ClaimedPayment<'a> {
             Some(status) => format!("upstream answered {status}"),
             None => "settling before the upstream".to_owned(),
         };
-        let settling = Transition { reason: &reason, upstream_status, ..Default::default() };
+        let charged = self.charged();
+        let amount = self.used.get().map(|used| used.amount.to_string());
+        let settling = Transition { reason: &reason, upstream_status, amount: amount.as_deref(), ..Default::default() };
         let attempt = Attempt { from: &[PaymentState::Verified], settling, owed: None, not_sent: PaymentState::Voided };
         let started = std::time::Instant::now();
-        let outcome = match settle(self.store, self.method, self.id, &self.verified, attempt).await {
+        let outcome = match settle(self.store, self.method, self.id, charged, attempt).await {
             Ok(outcome) => outcome,
             Err(StoreError::WrongState { .. }) => return Err(NotAttempted::Released),
             Err(e) => return Err(NotAttempted::Store(e)),
@@ -235,7 +256,7 @@ impl<'a> ClaimedPayment<'a> {
             SettleOutcome::Settled { .. } | SettleOutcome::Submitted { .. } => {
                 self.metrics.outcome(Outcome::Paid);
                 let network = option.network.to_string();
-                self.metrics.revenue(self.route, &network, &option.asset.symbol, self.verified.amount.0);
+                self.metrics.revenue(self.route, &network, &option.asset.symbol, charged.amount.0);
             }
             SettleOutcome::Unknown { .. } => self.metrics.outcome(Outcome::Pending),
             SettleOutcome::Failed { .. } | SettleOutcome::NotSent { .. } => {}
@@ -245,7 +266,7 @@ impl<'a> ClaimedPayment<'a> {
 
     fn log(&self, outcome: &SettleOutcome) {
         let option = self.method.option();
-        let amount = format_atomic(self.verified.amount, option.asset.decimals);
+        let amount = format_atomic(self.charged().amount, option.asset.decimals);
         let (id, payer, asset) = (self.id, &self.verified.payer, &option.asset.symbol);
         match outcome {
             SettleOutcome::Settled { reference } => {

@@ -54,9 +54,10 @@ impl ChannelCall {
         }
     }
 
-    /// Charges the call: the channel as it is after, or the outcome when it could not be charged.
-    pub async fn commit(&self, book: &dyn ChannelBook) -> Result<Channel, SettleOutcome> {
-        let commit = |c: &Channel| Ok::<_, ChannelRefusal>(c.commit(self.voucher(), &self.signature));
+    /// Charges the call what it `used` (at most its reserved price; the whole price for a call priced before it
+    /// ran): the channel as it is after, or the outcome when it could not be charged.
+    pub async fn commit(&self, book: &dyn ChannelBook, used: u128) -> Result<Channel, SettleOutcome> {
+        let commit = |c: &Channel| Ok::<_, ChannelRefusal>(c.commit_used(self.voucher(), &self.signature, used));
         match update_channel(book, &self.channel_id, commit).await {
             Ok(Some(Ok(channel))) => Ok(channel),
             Ok(_) => Err(SettleOutcome::Failed { reason: "the channel is gone".into(), reference: None }),

@@ -220,3 +220,23 @@ pub async fn connect(name: &str, network: &ResolvedNetwork) -> Result<Option<Arc
     }
     Ok(Some(Arc::new(chain)))
 }
+
+/// The address a `did:pkh:eip155:<chainId>:<address>` DID (an MPP credential's `source`) names, when it names one
+/// on `chain_id`. A mixed-case address must be correctly checksummed (as viem's `isAddress`).
+pub fn pkh_address(source: &str, chain_id: u64) -> Option<alloy::primitives::Address> {
+    let rest = source.strip_prefix("did:pkh:eip155:")?;
+    let (chain, address) = rest.split_once(':')?;
+    if chain != chain_id.to_string() {
+        return None;
+    }
+    let body = address.strip_prefix("0x")?;
+    if body.len() != 40 || !body.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let parsed: alloy::primitives::Address = address.parse().ok()?;
+    let mixed = body.bytes().any(|b| b.is_ascii_lowercase()) && body.bytes().any(|b| b.is_ascii_uppercase());
+    if mixed && parsed.to_checksum(None) != address {
+        return None;
+    }
+    Some(parsed)
+}

@@ -196,7 +196,8 @@ macro_rules! impl_store {
                     sqlx::query(
                         "UPDATE payments SET state = $1, reason = $2, tx_hash = COALESCE($3, tx_hash), \
                          upstream_status = COALESCE($4, upstream_status), updated_at_ms = $5, \
-                         response_owed = COALESCE($7, response_owed), recheck = COALESCE($8, recheck) WHERE id = $6",
+                         response_owed = COALESCE($7, response_owed), recheck = COALESCE($8, recheck), \
+                         amount = COALESCE($9, amount) WHERE id = $6",
                     )
                     .bind(to.as_str())
                     .bind(t.reason)
@@ -206,6 +207,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .bind(t.response_owed.map(i64::from))
                     .bind(t.recheck.map(i64::from))
+                    .bind(t.amount)
                     .execute(&mut *tx)
                     .await
                     .map_err(unavailable)?;

@@ -181,6 +181,9 @@ pub struct Transition<'a> {
     pub response_owed: Option<bool>,
     /// Sets or clears [`PaymentRecord::recheck`].
     pub recheck: Option<bool>,
+    /// Sets the amount charged (atomic units), when a call priced by its response used less than it was
+    /// verified for.
+    pub amount: Option<&'a str>,
 }
 
 /// A filter over the ledger, newest first.

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 pub use self::accept::AcceptConfig;
 pub(crate) use self::document::OVERRIDE_PREFIX;
 use self::document::{parse_document, read};
-pub use self::route::{FreePer, Period, PriceHookConfig, PriceUnit, RouteConfig, SettleTiming, TierConfig};
+pub use self::route::{
+    FreePer, MeterConfig, MeterUsage, Period, PriceHookConfig, PriceUnit, RouteConfig, SettleTiming, TierConfig,
+};
 pub(crate) use self::route::{FreeSpec, PriceSpec, RouteSpec};
 pub use self::tables::{
     AdminConfig, FacilitatorConfig, FacilitatorFile, LimitsConfig, MIN_ADMIN_TOKEN, ReconcilerConfig, ServerConfig,

@@ -75,6 +75,42 @@ pub struct RouteConfig {
     /// An HTTP service that prices each request (instead of `price`).
     #[serde(default)]
     pub price_hook: Option<PriceHookConfig>,
+    /// Prices each call by what its response says it used (instead of `price`), up to `max_price`, which the 402
+    /// quotes.
+    #[serde(default)]
+    pub meter: Option<MeterConfig>,
+}
+
+/// How a route priced by its response counts what a call used.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterConfig {
+    /// What is counted: `tokens` (an OpenAI-compatible `usage` object: `prompt_tokens`, `completion_tokens`),
+    /// `header` (a number in the response header `header`), `bytes` (of the response body), `events` (the
+    /// server-sent events of a `text/event-stream` answer, `[DONE]` aside).
+    pub usage: MeterUsage,
+    /// `tokens`: the price of one prompt token.
+    #[serde(default)]
+    pub input_price: Option<String>,
+    /// `tokens`: the price of one completion token.
+    #[serde(default)]
+    pub output_price: Option<String>,
+    /// `header`, `bytes`, `events`: the price of one unit.
+    #[serde(default)]
+    pub unit_price: Option<String>,
+    /// `header`: the response header that holds the count.
+    #[serde(default)]
+    pub header: Option<String>,
+}
+
+/// What a route priced by its response counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeterUsage {
+    Tokens,
+    Header,
+    Bytes,
+    Events,
 }
 
 /// Whom free calls are counted for.
@@ -195,6 +231,11 @@ pub(crate) enum PriceSpec {
         period: Period,
         tiers: Vec<(Option<u64>, Price)>,
     },
+    /// What the response says the call used, at the meter's unit prices, up to `max` (which the 402 quotes).
+    Metered {
+        meter: MeterSpec,
+        max: Price,
+    },
     /// Asked of the operator's service; `fallback` when it fails.
     Hook {
         url: String,
@@ -202,6 +243,15 @@ pub(crate) enum PriceSpec {
         headers: Vec<String>,
         fallback: Option<Price>,
     },
+}
+
+/// A meter, checked: what it counts and its unit prices (`(input, output)` for tokens, the unit price twice
+/// otherwise).
+#[derive(Debug, Clone)]
+pub(crate) struct MeterSpec {
+    pub usage: MeterUsage,
+    pub header: Option<http::HeaderName>,
+    pub prices: (Price, Price),
 }
 
 /// Calls served free before payment is asked.
@@ -229,7 +279,20 @@ impl RouteConfig {
             matcher: RouteMatcher { method, pattern },
             charge,
             settle: self.settle,
-            resource: ResourceText { description: self.description.clone(), mime_type: self.mime_type.clone() },
+            resource: ResourceText { description: self.described(), mime_type: self.mime_type.clone() },
+        })
+    }
+
+    /// The resource's description; a route priced by its response says how it charges.
+    fn described(&self) -> Option<String> {
+        let (Some(_), Some(max)) = (&self.meter, &self.max_price) else { return self.description.clone() };
+        let how = format!(
+            "charged by use, at most {max} a call: channel payments pay what the call used, per-request payments \
+             the maximum"
+        );
+        Some(match &self.description {
+            Some(description) => format!("{description} ({how})"),
+            None => how,
         })
     }
 
@@ -239,9 +302,10 @@ impl RouteConfig {
             ("price", self.price.is_some()),
             ("tiers", self.tiers.is_some()),
             ("price_hook", self.price_hook.is_some()),
+            ("meter", self.meter.is_some()),
         ];
         if let Some((second, _)) = pricings.iter().filter(|(_, set)| *set).nth(1) {
-            return Err((field(second), "give one of `price`, `tiers` and `price_hook`".into()));
+            return Err((field(second), "give one of `price`, `tiers`, `price_hook` and `meter`".into()));
         }
         if !pricings.iter().any(|(_, set)| *set) {
             for (name, set) in [
@@ -276,6 +340,9 @@ impl RouteConfig {
                 .map(|(t, tier)| Ok((tier.calls, parse(&format!("tiers[{t}].price"), &tier.price)?)))
                 .collect::<Result<_, RouteError>>()?;
             return Ok(PriceSpec::Tiered { period: self.period.unwrap_or_default(), tiers });
+        }
+        if let Some(meter) = &self.meter {
+            return self.metered(meter, field);
         }
         if let Some(hook) = &self.price_hook {
             if hook.timeout_ms == 0 {
@@ -317,6 +384,71 @@ impl RouteConfig {
         let min = self.min_price.as_deref().map(|text| parse("min_price", text)).transpose()?;
         let max = self.max_price.as_deref().map(|text| parse("max_price", text)).transpose()?;
         Ok(PriceSpec::PerUnit { unit, price, min, max })
+    }
+
+    /// A route priced by its response: its meter and `max_price`.
+    fn metered(&self, meter: &MeterConfig, field: &dyn Fn(&str) -> String) -> Result<PriceSpec, RouteError> {
+        let parse = |name: &str, text: &str| Price::parse(text).map_err(|e| (field(name), e.to_string()));
+        for (name, set) in [
+            ("per", self.per.is_some()),
+            ("field", self.field.is_some()),
+            ("query", self.query.is_some()),
+            ("min_price", self.min_price.is_some()),
+        ] {
+            if set {
+                return Err((field(name), "a route priced by its response (`meter`) does not take it".into()));
+            }
+        }
+        if self.settle == SettleTiming::Before {
+            return Err((
+                field("settle"),
+                "a route priced by its response settles after it: leave `settle` out".into(),
+            ));
+        }
+        let max_text = self.max_price.as_deref().ok_or_else(|| {
+            (field("max_price"), "a route priced by its response needs the most a call costs: the 402 quotes it".into())
+        })?;
+        let max = parse("max_price", max_text)?;
+        max.check_minimum().map_err(|e| (field("max_price"), e.to_string()))?;
+        let required = |name: &str, value: &Option<String>| -> Result<Price, RouteError> {
+            let text = value
+                .as_deref()
+                .ok_or_else(|| (field(&format!("meter.{name}")), "required for this usage".to_owned()))?;
+            parse(&format!("meter.{name}"), text)
+        };
+        let refuse = |name: &str, set: bool| -> Result<(), RouteError> {
+            if set {
+                return Err((field(&format!("meter.{name}")), "this usage does not take it".into()));
+            }
+            Ok(())
+        };
+        let (prices, header) = match meter.usage {
+            MeterUsage::Tokens => {
+                refuse("unit_price", meter.unit_price.is_some())?;
+                refuse("header", meter.header.is_some())?;
+                ((required("input_price", &meter.input_price)?, required("output_price", &meter.output_price)?), None)
+            }
+            usage => {
+                refuse("input_price", meter.input_price.is_some())?;
+                refuse("output_price", meter.output_price.is_some())?;
+                let unit = required("unit_price", &meter.unit_price)?;
+                let header = match (usage, &meter.header) {
+                    (MeterUsage::Header, Some(name)) => Some(
+                        http::HeaderName::from_bytes(name.as_bytes())
+                            .map_err(|_| (field("meter.header"), format!("{name:?} is not a header name")))?,
+                    ),
+                    (MeterUsage::Header, None) => {
+                        return Err((field("meter.header"), "names the response header that holds the count".into()));
+                    }
+                    (_, header) => {
+                        refuse("header", header.is_some())?;
+                        None
+                    }
+                };
+                ((unit.clone(), unit), header)
+            }
+        };
+        Ok(PriceSpec::Metered { meter: MeterSpec { usage: meter.usage, header, prices }, max })
     }
 
     fn free_spec(&self, price: &PriceSpec, field: &dyn Fn(&str) -> String) -> Result<Option<FreeSpec>, RouteError> {

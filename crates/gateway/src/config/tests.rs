@@ -116,3 +116,23 @@ fn environment_references_expand_and_secrets_do_not_print() {
     assert_eq!(e.field, "server.secret");
     assert!(e.message.contains("PAYGATE_TEST_UNSET_Z"));
 }
+
+#[test]
+fn a_route_priced_by_its_response_names_what_is_wrong() {
+    let route = |lines: &str| format!("{MINIMAL}\n[[routes]]\nmethod = \"POST\"\npath = \"/v1/chat\"\n{lines}\n");
+    let field = |lines: &str| Config::parse(&route(lines), "gw.toml").unwrap_err().field;
+    let tokens = "[routes.meter]\nusage = \"tokens\"\ninput_price = \"$0.000001\"\noutput_price = \"$0.000002\"\n";
+    assert!(Config::parse(&route(&format!("max_price = \"$0.01\"\n{tokens}")), "gw.toml").is_ok());
+    assert_eq!(field(tokens), "routes[0].max_price", "the 402 quotes a maximum");
+    assert_eq!(field(&format!("price = \"$0.01\"\nmax_price = \"$0.01\"\n{tokens}")), "routes[0].meter");
+    assert_eq!(field(&format!("max_price = \"$0.01\"\nsettle = \"before\"\n{tokens}")), "routes[0].settle");
+    let no_output = "max_price = \"$0.01\"\n[routes.meter]\nusage = \"tokens\"\ninput_price = \"$0.000001\"\n";
+    assert_eq!(field(no_output), "routes[0].meter.output_price");
+    let no_header = "max_price = \"$0.01\"\n[routes.meter]\nusage = \"header\"\nunit_price = \"$0.0001\"\n";
+    assert_eq!(field(no_header), "routes[0].meter.header");
+    let stray =
+        "max_price = \"$0.01\"\n[routes.meter]\nusage = \"bytes\"\nunit_price = \"$0.0001\"\ninput_price = \"$1\"\n";
+    assert_eq!(field(stray), "routes[0].meter.input_price");
+    let unknown = "max_price = \"$0.01\"\n[routes.meter]\nusage = \"words\"\nunit_price = \"$0.0001\"\n";
+    assert_eq!(field(unknown), "routes[0].meter.usage");
+}

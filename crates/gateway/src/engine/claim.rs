@@ -22,7 +22,7 @@ use crate::usage::{PayerTiers, period_start};
 /// What a claim made of a verified payment.
 pub(super) enum Claimed<'a> {
     /// Claimed by this request.
-    New(ClaimedNow<'a>),
+    New(Box<ClaimedNow<'a>>),
     /// Already settled, its response owed: this request gets it.
     Owed { owed: Box<OwedPayment<'a>>, offer: &'a RouteOffer },
 }
@@ -94,7 +94,7 @@ impl Gateway {
                 if let Err(refusal) = payment.hold().await {
                     return Err(self.refuse(ctx, Some(&refusal)).await);
                 }
-                Ok(Claimed::New(ClaimedNow { payment, offer }))
+                Ok(Claimed::New(Box::new(ClaimedNow { payment, offer })))
             }
             Ok(Claim::Taken { state, .. }) => {
                 if state == PaymentState::Settled

@@ -9,8 +9,9 @@
 //! ```
 //!
 //! with the detours on the side: free calls and API-key customers (`free.rs`), answers owed or kept for a
-//! payment identifier (`redeliver.rs`), channel management that pays no call (`manage.rs`). Every change of a claimed payment's ledger row goes through
-//! `crate::payment::ClaimedPayment`.
+//! payment identifier (`redeliver.rs`), channel management that pays no call (`manage.rs`); a route priced by its
+//! response is measured between the proxy and the settlement (`measure.rs`). Every change of a claimed payment's
+//! ledger row goes through `crate::payment::ClaimedPayment`.
 //!
 //! Invariants kept here (numbered as in `docs/ARCHITECTURE.md`):
 //! 1. an unpaid or unverifiable request has no side effect: the inner service is not called, nothing is
@@ -23,6 +24,7 @@ mod bind;
 mod claim;
 mod free;
 mod manage;
+mod measure;
 mod pricing;
 mod receipt;
 mod redeliver;

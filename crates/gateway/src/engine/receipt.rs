@@ -67,7 +67,7 @@ fn add_receipt(headers: &mut HeaderMap, paid: &Paid<'_>, reference: &str, now: u
             let method = paid.offer.mpp.map_or(credential.challenge.method.as_str(), |(method, _)| method);
             let mut receipt =
                 Receipt::success(method, reference, rfc3339(now)).with("challengeId", credential.challenge.id.clone());
-            for (name, value) in paid.payment.method.mpp_receipt(&paid.payment.verified, reference) {
+            for (name, value) in paid.payment.method.mpp_receipt(paid.payment.charged(), reference) {
                 receipt = receipt.with(name, value);
             }
             if let Ok(value) = HeaderValue::from_str(&receipt.to_header()) {
@@ -93,7 +93,7 @@ pub(super) fn add_x402_settlement(
         Presented::X402V1(payload) => (x402::X_PAYMENT_RESPONSE, payload.network.clone()),
         Presented::Mpp(_) | Presented::TxHash(_) => return,
     };
-    let scheme = success.then(|| paid.payment.method.x402_receipt(&paid.payment.verified, reference)).flatten();
+    let scheme = success.then(|| paid.payment.method.x402_receipt(paid.payment.charged(), reference)).flatten();
     let (transaction, amount, extra) = match scheme {
         Some(receipt) => (receipt.transaction, receipt.amount, receipt.extra),
         None => (reference.to_owned(), None, None),

@@ -8,6 +8,7 @@ use http::request::Parts;
 use paygate_core::reject::Rejection;
 
 use crate::config::SettleTiming;
+use crate::meter::Meter;
 use crate::offers::{ResourceText, RouteOffer};
 use crate::price_hook::PriceHook;
 use crate::pricing::UnitPricing;
@@ -42,6 +43,8 @@ pub(crate) enum Pricing {
     Flat(Vec<RouteOffer>),
     /// The offers of one unit, times the units the request counts (with the bounds [`UnitPricing`] holds).
     PerUnit { unit: UnitPricing, offers: Vec<RouteOffer> },
+    /// Quoted at its maximum (`offers`), charged what the response says it used where the rail can charge less.
+    Metered { meter: Meter, offers: Vec<RouteOffer> },
     /// Asked of the operator's service for each request.
     Hook(PriceHook),
     /// By how many calls the payer made on the route in the period.
@@ -69,7 +72,7 @@ impl Route {
     pub fn listed_offers(&self) -> &[RouteOffer] {
         let Some(pricing) = &self.pricing else { return &[] };
         match &pricing.price {
-            Pricing::Flat(offers) | Pricing::PerUnit { offers, .. } => offers,
+            Pricing::Flat(offers) | Pricing::PerUnit { offers, .. } | Pricing::Metered { offers, .. } => offers,
             Pricing::Hook(hook) => hook.fallback(),
             Pricing::Tiered(tiers) => tiers.quote(0, &[]),
         }
@@ -89,7 +92,7 @@ impl Pricing {
     /// The offers for a request: the route's own, or computed for it.
     pub(crate) async fn offers_for(&self, parts: &Parts, body: &[u8]) -> Result<Cow<'_, [RouteOffer]>, Rejection> {
         Ok(match self {
-            Pricing::Flat(offers) => Cow::Borrowed(offers),
+            Pricing::Flat(offers) | Pricing::Metered { offers, .. } => Cow::Borrowed(offers),
             Pricing::PerUnit { unit, offers } => {
                 let quantity = unit.quantity(parts.uri.query(), body)?;
                 Cow::Owned(unit.offers(offers, quantity)?)
@@ -102,6 +105,14 @@ impl Pricing {
 }
 
 impl RoutePricing {
+    /// The meter of a route priced by its response.
+    pub(crate) fn meter(&self) -> Option<&Meter> {
+        match &self.price {
+            Pricing::Metered { meter, .. } => Some(meter),
+            _ => None,
+        }
+    }
+
     /// The usage tiers counted per payer: the route's tiers, or its free calls per payer.
     pub(crate) fn payer_tiers(&self) -> Option<&PayerTiers> {
         match (&self.price, &self.free) {

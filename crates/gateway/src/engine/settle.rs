@@ -9,6 +9,7 @@
 use http::{Request, Response};
 
 use paygate_core::method::SettleOutcome;
+use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
 
 use super::claim::{Paid, store_down};
@@ -47,7 +48,15 @@ impl Gateway {
             paid.payment.void_upstream_failed(status).await;
             return Err(response);
         }
-        let outcome = self.settle(paid, Some(status)).await?;
+        // A route priced by its response charges what the call used where the rail can charge less.
+        let meter = paid.ctx.route.pricing.as_ref().and_then(|p| p.meter());
+        let (response, outcome) = match meter.filter(|_| paid.payment.method.charges_usage()) {
+            Some(meter) => {
+                let (response, used) = self.measure(paid, meter, response).await?;
+                (response, self.settle_used(paid, status, used).await?)
+            }
+            None => (response, self.settle(paid, Some(status)).await?),
+        };
         if let Some(refusal) = self.not_settled(paid, &outcome).await {
             return Err(refusal);
         }
@@ -56,7 +65,26 @@ impl Gateway {
 
     /// Settles; a settlement that could not be attempted is refused here.
     async fn settle(&self, paid: &Paid<'_>, upstream_status: Option<u16>) -> Result<SettleOutcome, Response<Body>> {
-        match paid.payment.settle(upstream_status).await {
+        self.attempted(paid, paid.payment.settle(upstream_status).await).await
+    }
+
+    /// Settles what a call priced by its response used.
+    async fn settle_used(
+        &self,
+        paid: &Paid<'_>,
+        status: u16,
+        used: AtomicAmount,
+    ) -> Result<SettleOutcome, Response<Body>> {
+        self.attempted(paid, paid.payment.settle_used(status, used).await).await
+    }
+
+    /// A settlement's outcome; one that could not be attempted is refused here.
+    async fn attempted(
+        &self,
+        paid: &Paid<'_>,
+        settled: Result<SettleOutcome, NotAttempted>,
+    ) -> Result<SettleOutcome, Response<Body>> {
+        match settled {
             Ok(outcome) => Ok(outcome),
             // Without a record of the attempt, money must not move: it did not.
             Err(NotAttempted::Released) => {

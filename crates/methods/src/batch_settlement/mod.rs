@@ -393,7 +393,7 @@ impl PaymentMethod for BatchSettlementMethod {
         let Some(call) = ChannelCall::of(payment) else {
             return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
         };
-        match call.commit(self.book.as_ref()).await {
+        match call.commit(self.book.as_ref(), payment.amount.0).await {
             Ok(channel) => {
                 if self.claim_above.is_some_and(|above| channel.unclaimed() >= above) {
                     self.schedule.ask();
@@ -402,6 +402,10 @@ impl PaymentMethod for BatchSettlementMethod {
             }
             Err(outcome) => outcome,
         }
+    }
+
+    fn charges_usage(&self) -> bool {
+        true
     }
 
     async fn settlement_status(&self, payment: &VerifiedPayment, _reference: Option<&str>) -> SettlementStatus {
@@ -429,7 +433,7 @@ impl PaymentMethod for BatchSettlementMethod {
             transaction,
             amount: Some(amount),
             extra: Some(json!({
-                "chargedAmount": v.price,
+                "chargedAmount": payment.amount.to_string(),
                 "channelState": { "channelId": v.channel_id, "chargedCumulativeAmount": charged },
             })),
         })

@@ -132,8 +132,8 @@ impl EvmSessionMethod {
         };
         let source = match credential.source.as_deref() {
             Some(did) => Some(
-                crate::tempo::parse_pkh_source(did, self.chain_id)
-                    .map_err(|_| payload::malformed("source is not a did:pkh:eip155 DID of this chain"))?,
+                crate::network::pkh_address(did, self.chain_id)
+                    .ok_or_else(|| payload::malformed("source is not a did:pkh:eip155 DID of this chain"))?,
             ),
             None => None,
         };
@@ -447,7 +447,7 @@ impl PaymentMethod for EvmSessionMethod {
         let Some(call) = ChannelCall::of(payment) else {
             return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
         };
-        match call.commit(self.book.as_ref()).await {
+        match call.commit(self.book.as_ref(), payment.amount.0).await {
             Ok(channel) => {
                 if self.settle_above.is_some_and(|above| channel.unclaimed() >= above) {
                     self.schedule.ask();
@@ -456,6 +456,10 @@ impl PaymentMethod for EvmSessionMethod {
             }
             Err(outcome) => outcome,
         }
+    }
+
+    fn charges_usage(&self) -> bool {
+        true
     }
 
     async fn settlement_status(&self, payment: &VerifiedPayment, _reference: Option<&str>) -> SettlementStatus {

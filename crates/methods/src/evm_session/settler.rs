@@ -64,7 +64,13 @@ impl EvmSessionMethod {
         };
         let channels = self.book.channels(BATCH).await.map_err(|e| e.to_string())?;
         for channel in channels.into_iter().filter(|c| c.option == self.option.name && idle(c)) {
+            // Everything charged must be settled first; what no voucher met exactly (calls priced by their
+            // response, a payer that signed ahead) waits for the payer's own close, which names it.
             if channel.closing().is_none() {
+                if channel.in_flight.is_empty() && channel.charged > channel.claimed {
+                    tracing::warn!(channel = %channel.id, charged = %channel.charged, settled = %channel.claimed,
+                        "an idle channel has charges no voucher meets exactly: left open for its payer's close");
+                }
                 continue;
             }
             let refund = channel.deposit - channel.claimed;

@@ -527,25 +527,9 @@ fn parse_hash(text: &str) -> Result<B256, TempoError> {
     Ok(B256::from_slice(&bytes))
 }
 
-/// The address a `did:pkh:eip155:<chainId>:<address>` DID names, when it names one on `chain_id`. A mixed-case
-/// address must be correctly checksummed (as viem's `isAddress`).
+/// The address a `did:pkh:eip155:<chainId>:<address>` DID names, when it names one on `chain_id`.
 pub fn parse_pkh_source(source: &str, chain_id: u64) -> Result<Address, TempoError> {
-    let invalid = || TempoError::InvalidSource { chain_id };
-    let rest = source.strip_prefix("did:pkh:eip155:").ok_or_else(invalid)?;
-    let (chain, address) = rest.split_once(':').ok_or_else(invalid)?;
-    if chain != chain_id.to_string() {
-        return Err(invalid());
-    }
-    let body = address.strip_prefix("0x").ok_or_else(invalid)?;
-    if body.len() != 40 || !body.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid());
-    }
-    let parsed: Address = address.parse().map_err(|_| invalid())?;
-    let mixed = body.bytes().any(|b| b.is_ascii_lowercase()) && body.bytes().any(|b| b.is_ascii_uppercase());
-    if mixed && parsed.to_checksum(None) != address {
-        return Err(invalid());
-    }
-    Ok(parsed)
+    crate::network::pkh_address(source, chain_id).ok_or(TempoError::InvalidSource { chain_id })
 }
 
 #[async_trait]

@@ -1,0 +1,53 @@
+//! Measuring a call priced by its response (a route with a `meter`), between the upstream's answer and the
+//! settlement: on a rail that can charge less than it verified, the answer is read whole (bounded), what it used
+//! is counted and priced (`crate::meter`), and the payment is settled for that amount, never more than the 402
+//! quoted. An answer too large to read, or cut off, is the upstream's failure: nothing is charged.
+
+use http::Response;
+use http_body_util::{BodyExt, Limited};
+use paygate_core::money::AtomicAmount;
+use paygate_core::reject::{RejectKind, Rejection};
+
+use super::Gateway;
+use super::claim::Paid;
+use crate::body::Body;
+use crate::meter::Meter;
+
+/// The most of an answer paygate reads to count what it used.
+const MAX_METERED_BODY: usize = 32 * 1024 * 1024;
+
+impl Gateway {
+    /// The upstream's answer, read when counting needs it, and the amount the call used in its offer's asset.
+    pub(super) async fn measure(
+        &self,
+        paid: &Paid<'_>,
+        meter: &Meter,
+        response: Response<Body>,
+    ) -> Result<(Response<Body>, AtomicAmount), Response<Body>> {
+        let max = paid.payment.verified.amount;
+        let index = paid.ctx.offers.iter().position(|o| std::sync::Arc::ptr_eq(&o.method, &paid.offer.method));
+        if !meter.reads_body() {
+            let used = meter.count(response.headers(), &[]);
+            return Ok((response, meter.amount(index.unwrap_or(usize::MAX), used, max)));
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = match Limited::new(body, MAX_METERED_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                paid.payment.void_upstream_failed(502).await;
+                let rejection = Rejection::new(
+                    RejectKind::UpstreamUnavailable,
+                    "upstream_unavailable",
+                    "the API's answer could not be read whole to count what it used; nothing was charged",
+                );
+                return Err(self.reject(&rejection, paid.ctx.request_id));
+            }
+        };
+        let used = meter.count(&parts.headers, &bytes);
+        let amount = meter.amount(index.unwrap_or(usize::MAX), used, max);
+        if used.is_none() {
+            tracing::warn!(route = %paid.ctx.route.name, "the API's answer did not say what it used: the maximum is charged");
+        }
+        Ok((Response::from_parts(parts, Body::from(bytes)), amount))
+    }
+}
