@@ -1,6 +1,6 @@
 // Drives the official x402 and MPP client packages against a URL, for paygate's interoperability tests.
 //
-//   node client.mjs <x402|x402v1|mppx> <pay|sign> URL [--method M] [--body JSON] [--key 0xPRIVATEKEY]
+//   node client.mjs <x402|x402upto|x402v1|mppx> <pay|sign> URL [--method M] [--body JSON] [--key 0xPRIVATEKEY]
 //                   [--header NAME:VALUE] [--payment-id ID] [--count N]
 //
 // pay:  performs the whole paid request with the official client and prints
@@ -15,6 +15,7 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { x402Client, x402HTTPClient } from '@x402/core/client';
 import { wrapFetchWithPayment } from '@x402/fetch';
 import { ExactEvmScheme } from '@x402/evm/exact/client';
+import { UptoEvmScheme } from '@x402/evm/upto/client';
 import { ExactEvmSchemeV1 } from '@x402/evm/exact/v1/client';
 import { Mppx, evm } from 'mppx/client';
 import { appendPaymentIdentifierToExtensions, extractAndValidatePaymentIdentifier } from '@x402/extensions/payment-identifier';
@@ -51,8 +52,10 @@ async function report(response) {
 }
 
 async function x402v2() {
-  // The test token is not one of the SDK's default assets; allow it explicitly.
-  const client = new x402Client().register('eip155:*', new ExactEvmScheme(account));
+  // The test token is not one of the SDK's default assets; allow it explicitly. `x402upto` pays `upto` offers
+  // (a Permit2 authorization of the offer's maximum) with the official upto client instead of `exact` ones.
+  const scheme = protocol === 'x402upto' ? new UptoEvmScheme(account) : new ExactEvmScheme(account);
+  const client = new x402Client().register('eip155:*', scheme);
   client.setSpendControls({ allowedAssets: true });
   if (mode === 'pay') return report(await wrapFetchWithPayment(fetch, client)(url, init));
   const http = new x402HTTPClient(client);
@@ -102,9 +105,9 @@ async function mppx() {
   return { name: 'Authorization', value: await client.createCredential(response) };
 }
 
-const run = { x402: x402v2, x402v1, mppx }[protocol];
+const run = { x402: x402v2, x402upto: x402v2, x402v1, mppx }[protocol];
 try {
-  if (!run || !['pay', 'sign'].includes(mode)) throw new Error('usage: client.mjs <x402|x402v1|mppx> <pay|sign> URL');
+  if (!run || !['pay', 'sign'].includes(mode)) throw new Error('usage: client.mjs <x402|x402upto|x402v1|mppx> <pay|sign> URL');
   console.log(JSON.stringify(await run()));
 } catch (error) {
   console.log(JSON.stringify({ error: String(error?.stack ?? error) }));

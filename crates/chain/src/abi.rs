@@ -11,6 +11,8 @@ alloy::sol! {
         function version() external view returns (string);
         function decimals() external view returns (uint8);
         function balanceOf(address account) external view returns (uint256);
+        function allowance(address owner, address spender) external view returns (uint256);
+        function approve(address spender, uint256 value) external returns (bool);
         function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
         function DOMAIN_SEPARATOR() external view returns (bytes32);
         function transfer(address to, uint256 value) external returns (bool);
@@ -44,6 +46,19 @@ use crate::{Chain, ChainError};
 pub enum AuthorizationUse {
     Unused,
     Used { tx: Option<TxHash> },
+}
+
+/// `allowance(owner, spender)` of `token`: what `spender` may move of `owner`'s.
+pub async fn allowance(
+    chain: &dyn Chain,
+    token: Address,
+    owner: Address,
+    spender: Address,
+) -> Result<alloy::primitives::U256, ChainError> {
+    let call = Eip3009Token::allowanceCall { owner, spender }.abi_encode();
+    let out = chain.call(TransactionRequest::default().to(token).input(Bytes::from(call).into())).await?;
+    Eip3009Token::allowanceCall::abi_decode_returns(&out)
+        .map_err(|e| ChainError::Unavailable(format!("allowance answered {out}: {e}")))
 }
 
 /// `authorizationState(authorizer, nonce)` of `token`: whether the authorization was used (or cancelled).

@@ -19,10 +19,11 @@ pub const ERC3009_DEPOSIT_COLLECTOR: Address = address!("4020806089470a89826cB9f
 const BATCH_SETTLEMENT_ARTIFACT: &str = include_str!("../../../contracts/BatchSettlement.json");
 const ERC3009_DEPOSIT_COLLECTOR_ARTIFACT: &str = include_str!("../../../contracts/ERC3009DepositCollector.json");
 
-/// The runtime code the dev chains hold at each escrow's address: x402's at the canonical ones, MPP `evm`
-/// session's at [`crate::session_escrow::DEV_ESCROW`]. The stand-ins have no constructor and no immutables, so
-/// their runtime code works wherever it is placed.
-pub fn dev_escrow_code() -> [(Address, Bytes); 3] {
+/// The runtime code the dev chains hold at each stand-in contract's address: x402's escrow at its canonical
+/// addresses, MPP `evm` session's at [`crate::session_escrow::DEV_ESCROW`], Permit2 and the x402 upto proxy at
+/// theirs ([`crate::upto`]). The stand-ins have no constructor and no immutables, so their runtime code works
+/// wherever it is placed.
+pub fn dev_escrow_code() -> [(Address, Bytes); 5] {
     let runtime = |artifact: &str| -> Bytes {
         let artifact: serde_json::Value = serde_json::from_str(artifact).expect("committed artifact is JSON");
         let hex = artifact["deployedBytecode"].as_str().expect("artifact has deployedBytecode");
@@ -32,6 +33,8 @@ pub fn dev_escrow_code() -> [(Address, Bytes); 3] {
         (BATCH_SETTLEMENT, runtime(BATCH_SETTLEMENT_ARTIFACT)),
         (ERC3009_DEPOSIT_COLLECTOR, runtime(ERC3009_DEPOSIT_COLLECTOR_ARTIFACT)),
         crate::session_escrow::dev_code(),
+        crate::upto::dev_code()[0].clone(),
+        crate::upto::dev_code()[1].clone(),
     ]
 }
 

@@ -7,7 +7,7 @@
 //!
 //! [`abi`] holds the token interfaces paygate calls, and [`devtoken`] the project's own EIP-3009 test token and
 //! the dev accounts that tests, `paygate dev fund` and the devnet share; [`escrow`] the x402 `batch-settlement`
-//! escrow that channel payments go through, and [`session_escrow`] MPP's `evm` session escrow.
+//! escrow that channel payments go through, [`session_escrow`] MPP's `evm` session escrow, and [`upto`] Permit2 and the x402 upto proxy.
 
 pub mod abi;
 pub mod devtoken;
@@ -15,6 +15,7 @@ pub mod escrow;
 mod rpc;
 pub mod sender;
 pub mod session_escrow;
+pub mod upto;
 
 use std::fmt::Debug;
 

@@ -56,6 +56,22 @@ async fn the_metered_example_charges_what_each_call_used() {
     let before =
         [usdc_balance(&chain, buyer).await, usdc_balance(&chain, seller).await, usdc_balance(&chain, payee).await];
 
+    // One 402 offers per-request `exact`, `upto` and the session, all at the maximum.
+    let unpaid = reqwest::Client::new().post(URL).body("{}").send().await.expect("the 402");
+    assert_eq!(unpaid.status(), 402);
+    let required = unpaid.headers()["payment-required"].to_str().expect("ASCII");
+    let required: Value =
+        serde_json::from_slice(&paygate_proto::b64::std_decode(required).expect("base64")).expect("JSON");
+    let schemes: Vec<&str> =
+        required["accepts"].as_array().unwrap().iter().map(|a| a["scheme"].as_str().unwrap()).collect();
+    assert_eq!(schemes, ["exact", "upto"], "{required}");
+    let challenges: Vec<&str> =
+        unpaid.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(
+        challenges.iter().any(|c| c.contains("method=\"evm\"") && c.contains("intent=\"session\"")),
+        "{challenges:?}"
+    );
+
     // Per request: an authorization of a fixed amount pays the route's maximum, $0.001.
     let body = r#"{"messages":[{"role":"user","content":"Hello there"}]}"#;
     let (answer, stderr) = paid(pay(&["--max", "0.001", "-d", body, URL], dir.path())).await;

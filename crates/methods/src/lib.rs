@@ -30,3 +30,4 @@ pub mod tempo;
 #[cfg(feature = "test-rail")]
 pub mod test_rail;
 pub mod txhash;
+pub mod upto;

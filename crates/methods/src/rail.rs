@@ -16,12 +16,13 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use paygate_chain::{Chain, TxSender};
+use paygate_chain::{Chain, SendError, TxSender};
 use paygate_core::clock::Clock;
-use paygate_core::method::{Asset, Eip712Domain, PaymentMethod, PaymentOption};
+use paygate_core::method::{Asset, Eip712Domain, PaymentMethod, PaymentOption, SettleJournal, SettleOutcome};
 use paygate_core::money::{AtomicAmount, Decimal, Price};
 use paygate_core::network::Network;
 use paygate_core::registry::TransferMethod;
+use paygate_core::reject::{RejectKind, Rejection};
 use paygate_core::secret::Secret;
 
 pub use crate::network::FieldError;
@@ -258,5 +259,49 @@ impl ChainTarget<'_> {
         };
         let chain = ctx.chain(network_name, &network).await?;
         Ok(ChainOption { option, network_name: network_name.to_owned(), network, chain })
+    }
+}
+
+/// Signs, journals and broadcasts a settlement (`data` to `to`); the outcome instead when nothing (or nothing
+/// known) went out.
+pub async fn broadcast(
+    sender: &TxSender,
+    to: Address,
+    data: alloy::primitives::Bytes,
+    journal: &dyn SettleJournal,
+) -> Result<alloy::primitives::TxHash, SettleOutcome> {
+    let record = async |hash: alloy::primitives::TxHash| journal.broadcasting(&hash.to_string()).await;
+    match sender.send_recorded(to, data, record).await {
+        Ok(hash) => Ok(hash),
+        Err(SendError::WouldRevert(message)) => {
+            Err(SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None })
+        }
+        // The ledger could not journal the transaction: it was not broadcast.
+        Err(e @ SendError::NotRecorded(_)) => {
+            tracing::warn!(error = %e, "settlement not sent");
+            Err(SettleOutcome::NotSent {
+                refusal: Rejection::new(
+                    RejectKind::StoreUnavailable,
+                    "store_unavailable",
+                    "the payment ledger could not record the settlement; nothing was charged: send the same payment \
+                     again",
+                ),
+            })
+        }
+        Err(e @ SendError::NotSent(_)) => {
+            // The node refused what was journaled (or failed before signing): there is nothing to wait for.
+            tracing::warn!(error = %e, "settlement not sent");
+            journal.not_broadcast().await;
+            Err(SettleOutcome::NotSent {
+                refusal: Rejection::new(
+                    RejectKind::ChainUnavailable,
+                    "chain_unavailable",
+                    "the chain did not take the settlement; nothing was charged: send the same payment again",
+                ),
+            })
+        }
+        Err(SendError::Unknown { hash, reason }) => {
+            Err(SettleOutcome::Unknown { reason, reference: Some(hash.to_string()) })
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::network::{FieldError, Networks};
 use crate::rail::Rail;
-use crate::{batch_settlement, eip3009, evm_session, lightning, stripe, tempo, txhash};
+use crate::{batch_settlement, eip3009, evm_session, lightning, stripe, tempo, txhash, upto};
 
 /// Every rail, in the order an entry that names no rail is offered to them: the first that claims it takes it.
 pub const RAILS: &[Rail] = &[
@@ -14,6 +14,7 @@ pub const RAILS: &[Rail] = &[
     txhash::RAIL,
     batch_settlement::RAIL,
     evm_session::RAIL,
+    upto::RAIL,
     #[cfg(feature = "test-rail")]
     crate::test_rail::RAIL,
 ];

@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use paygate_chain::abi::{AuthorizationUse, Eip3009Token, authorization_state, authorization_use};
-use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
+use paygate_chain::{Chain, ChainError, TxSender, wait_for_receipt};
 use paygate_core::clock::Clock;
 use paygate_core::method::{
     MppTerms, NoJournal, PaymentMethod, PaymentOption, Proof, SettleJournal, SettleOutcome, SettlementStatus,
@@ -535,7 +535,7 @@ async fn settle_builtin(
         }
     };
     let Wait { receipt_timeout, poll_interval } = wait;
-    let hash = match broadcast(sender, token, auth, journal).await {
+    let hash = match crate::rail::broadcast(sender, token, auth.transfer_call(), journal).await {
         Ok(hash) => hash,
         Err(outcome) => {
             give_back(&submitted);
@@ -558,48 +558,5 @@ async fn settle_builtin(
         Ok(Some(_)) => SettleOutcome::Failed { reason: "the settlement transaction reverted".into(), reference },
         Ok(None) => SettleOutcome::Unknown { reason: "no receipt before the timeout".into(), reference },
         Err(e) => SettleOutcome::Unknown { reason: format!("receipt unavailable: {e}"), reference },
-    }
-}
-
-/// Signs, journals and broadcasts the transfer; the outcome instead when nothing (or nothing known) went out.
-async fn broadcast(
-    sender: &TxSender,
-    token: Address,
-    auth: &SignedAuthorization,
-    journal: &dyn SettleJournal,
-) -> Result<alloy::primitives::TxHash, SettleOutcome> {
-    let record = async |hash: alloy::primitives::TxHash| journal.broadcasting(&hash.to_string()).await;
-    match sender.send_recorded(token, auth.transfer_call(), record).await {
-        Ok(hash) => Ok(hash),
-        Err(SendError::WouldRevert(message)) => {
-            Err(SettleOutcome::Failed { reason: format!("the transfer reverts: {message}"), reference: None })
-        }
-        // The ledger could not journal the transaction: it was not broadcast.
-        Err(e @ SendError::NotRecorded(_)) => {
-            tracing::warn!(error = %e, "settlement not sent");
-            Err(SettleOutcome::NotSent {
-                refusal: Rejection::new(
-                    RejectKind::StoreUnavailable,
-                    "store_unavailable",
-                    "the payment ledger could not record the settlement; nothing was charged: send the same payment \
-                     again",
-                ),
-            })
-        }
-        Err(e @ SendError::NotSent(_)) => {
-            // The node refused what was journaled (or failed before signing): there is nothing to wait for.
-            tracing::warn!(error = %e, "settlement not sent");
-            journal.not_broadcast().await;
-            Err(SettleOutcome::NotSent {
-                refusal: Rejection::new(
-                    RejectKind::ChainUnavailable,
-                    "chain_unavailable",
-                    "the chain did not take the settlement; nothing was charged: send the same payment again",
-                ),
-            })
-        }
-        Err(SendError::Unknown { hash, reason }) => {
-            Err(SettleOutcome::Unknown { reason, reference: Some(hash.to_string()) })
-        }
     }
 }
