@@ -79,7 +79,7 @@ async fn pay_in_a_loop(base: String, payer: u32, stop: Arc<AtomicBool>, attempts
         attempts.lock().unwrap().push(Attempt {
             header: (signed.name.clone(), signed.value.clone()),
             payer: signed.payer,
-            nonce: signed.nonce,
+            nonce: signed.nonce.parse().expect("an EIP-3009 nonce"),
             status,
         });
     }

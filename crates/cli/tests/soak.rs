@@ -125,8 +125,7 @@ async fn sign(http: &reqwest::Client, url: &str, wallet: &Wallet) -> Option<payg
     let offer = offers.iter().find(|o| o.protocol == Protocol::X402 && o.x402_version == Some(2) && o.is_payable())?;
     let mut signed = credential(wallet, offer).ok()?;
     let mut payload: serde_json::Value = x402::decode_header(&signed.value).ok()?;
-    payload["extensions"] =
-        json!({ "payment-identifier": { "info": { "required": false, "id": format!("pay_{:x}", signed.nonce) } } });
+    payload["extensions"] = json!({ "payment-identifier": { "info": { "required": false, "id": format!("pay_{}", signed.nonce.trim_start_matches("0x")) } } });
     signed.value = x402::encode_header(&payload);
     Some(signed)
 }
@@ -145,7 +144,7 @@ async fn pay(instances: Arc<Instances>, payer: u32, stop: Arc<AtomicBool>, attem
         let mut attempt = Attempt {
             header: (signed.name.clone(), signed.value.clone()),
             payer: signed.payer,
-            nonce: signed.nonce,
+            nonce: signed.nonce.parse().expect("an EIP-3009 nonce"),
             status: None,
             pending: false,
             tries: 0,

@@ -400,6 +400,13 @@ impl PayingClient {
             let status = response.status();
             if status.is_success() {
                 self.log.finish(spend_id, SpendState::Paid, reference.as_deref(), None).await?;
+                // An `upto` authorization moved only what the call used: the budgets count that, not the maximum.
+                if let Some(used) =
+                    settled_amount(response.headers()).filter(|_| offer.scheme == crate::sign::SCHEME_UPTO)
+                {
+                    let usd = crate::offer::usd_micros(used, offer.decimals.unwrap_or(6)).unwrap_or(u128::MAX);
+                    self.log.charged(spend_id, used, usd).await?;
+                }
                 let payment = Payment { spend_id, offer, reference };
                 return match read(response, Some(payment)).await {
                     Ok(paid) => Ok(Attempt::Answered(Box::new(paid))),
@@ -435,7 +442,7 @@ impl PayingClient {
             }
         };
         let payer = header.payer.to_checksum(None);
-        self.log.signed(spend_id, &payer, &header.nonce.to_string(), header.valid_before).await?;
+        self.log.signed(spend_id, &payer, &header.nonce, header.valid_before).await?;
         match (HeaderName::from_bytes(header.name.as_bytes()), HeaderValue::from_str(&header.value)) {
             (Ok(name), Ok(value)) => Ok((name, value)),
             _ => {
@@ -608,6 +615,13 @@ fn problem_reason(body: &str) -> Option<String> {
 fn awaits_confirmations(status: StatusCode, body: &str) -> bool {
     status == StatusCode::PAYMENT_REQUIRED
         && matches!(problem_reason(body).as_deref(), Some("insufficient_confirmations" | "transaction_not_found"))
+}
+
+/// The amount an x402 settlement says it moved (`PAYMENT-RESPONSE` `amount`, set by schemes that settle less
+/// than they authorized).
+fn settled_amount(headers: &HeaderMap) -> Option<u128> {
+    let value = headers.get(x402::PAYMENT_RESPONSE)?.to_str().ok()?;
+    x402::decode_header::<x402::SettleResponse>(value).ok()?.amount?.parse().ok()
 }
 
 /// The settlement reference of a paid answer: the x402 `PAYMENT-RESPONSE` (or v1 `X-PAYMENT-RESPONSE`)

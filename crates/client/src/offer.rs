@@ -326,6 +326,16 @@ fn exact_only(scheme: &str) -> Result<(), String> {
     if scheme == x402::SCHEME_EXACT { Ok(()) } else { Err(format!("x402 scheme {scheme} is not supported")) }
 }
 
+/// x402 v2 pays `exact`, and `upto` when the offer names its facilitator (a Permit2 authorization of the maximum).
+fn v2_scheme(r: &x402::PaymentRequirements) -> Result<(), String> {
+    let facilitator = r.extra.as_ref().and_then(|e| e.get("facilitatorAddress")).and_then(|v| v.as_str());
+    match r.scheme.as_str() {
+        crate::sign::SCHEME_UPTO if facilitator.is_some() => Ok(()),
+        crate::sign::SCHEME_UPTO => Err("the upto offer names no facilitatorAddress".to_owned()),
+        scheme => exact_only(scheme),
+    }
+}
+
 fn x402_v2(required: &x402::PaymentRequired) -> Vec<Draft> {
     required
         .accepts
@@ -341,7 +351,7 @@ fn x402_v2(required: &x402::PaymentRequired) -> Vec<Draft> {
             decimals: None,
             pay_to: r.pay_to.clone(),
             eip712: eip712_of(&r.extra),
-            supported: exact_only(&r.scheme),
+            supported: v2_scheme(r),
             max_timeout_secs: r.max_timeout_seconds,
             source: Source::X402V2 { resource: Box::new(required.resource.clone()), requirements: Box::new(r.clone()) },
         })

@@ -1,6 +1,8 @@
 //! Turning a chosen offer into the credential header that pays it: an EIP-3009 `transferWithAuthorization`
 //! signed by the wallet, framed as x402 v2 (`PAYMENT-SIGNATURE`), x402 v1 (`X-PAYMENT`) or MPP
-//! (`Authorization: Payment`, the `evm` method's `authorization` payload, its nonce bound to the challenge).
+//! (`Authorization: Payment`, the `evm` method's `authorization` payload, its nonce bound to the challenge); or,
+//! for an x402 `upto` offer, a Permit2 transfer of the offer's maximum to the x402 upto proxy, bound to the
+//! seller and the facilitator the offer names (the payer must have approved Permit2 on the token).
 
 use alloy::primitives::{Address, B256, U256};
 use paygate_methods::eip3009::{SignedAuthorization, domain, mpp_challenge_nonces};
@@ -30,7 +32,9 @@ pub struct CredentialHeader {
     pub name: String,
     pub value: String,
     pub payer: Address,
-    pub nonce: B256,
+    /// The authorization's nonce as the spend log keeps it: `0x` + 64 hex digits for EIP-3009 (which the token's
+    /// `authorizationState` decides later), `permit2:<decimal>` for a Permit2 `upto` authorization.
+    pub nonce: String,
     pub valid_before: u64,
 }
 
@@ -63,9 +67,65 @@ fn header(name: &str, value: String, auth: &SignedAuthorization) -> CredentialHe
         name: name.to_owned(),
         value,
         payer: auth.from,
-        nonce: auth.nonce,
+        nonce: auth.nonce.to_string(),
         valid_before: auth.valid_before.try_into().unwrap_or(u64::MAX),
     }
+}
+
+/// The x402 `upto` scheme.
+pub(crate) const SCHEME_UPTO: &str = "upto";
+
+/// An x402 `upto` payload: the wallet's Permit2 authorization of the offer's maximum, for the upto proxy, bound to
+/// the seller and the facilitator the offer names (as the official `@x402/evm` upto client makes it).
+fn upto(
+    wallet: &Wallet,
+    offer: &Offer,
+    resource: &x402::ResourceInfo,
+    requirements: &x402::PaymentRequirements,
+) -> Result<CredentialHeader, SignError> {
+    use paygate_chain::upto::{UPTO_PROXY, X402UptoPermit2Proxy as P, permit_digest};
+    let unpayable = |why: &str| SignError::Unpayable(why.to_owned());
+    let chain_id = offer.chain_id.ok_or_else(|| unpayable("unknown chain"))?;
+    let token: Address = offer.asset.parse().map_err(|_| unpayable("asset is not an address"))?;
+    let to: Address = offer.pay_to.parse().map_err(|_| unpayable("payTo is not an address"))?;
+    let facilitator = requirements.extra.as_ref().and_then(|e| e.get("facilitatorAddress")).and_then(|v| v.as_str());
+    let facilitator: Address =
+        facilitator.and_then(|f| f.parse().ok()).ok_or_else(|| unpayable("the upto offer names no facilitator"))?;
+    let validity = if offer.max_timeout_secs == 0 { DEFAULT_VALIDITY_SECS } else { offer.max_timeout_secs };
+    let deadline = now_unix() + validity.max(MIN_VALIDITY_SECS);
+    let nonce = U256::from_be_bytes(B256::random().0);
+    let permit = P::PermitTransferFrom {
+        permitted: P::TokenPermissions { token, amount: U256::from(offer.amount.0) },
+        nonce,
+        deadline: U256::from(deadline),
+    };
+    let witness = P::Witness { to, facilitator, validAfter: U256::ZERO };
+    let signature = wallet.sign_hash(&permit_digest(&permit, &witness, chain_id))?;
+    let authorization = json!({
+        "from": wallet.address().to_checksum(None),
+        "permitted": { "token": token.to_checksum(None), "amount": offer.amount.0.to_string() },
+        "spender": UPTO_PROXY.to_checksum(None),
+        "nonce": nonce.to_string(),
+        "deadline": deadline.to_string(),
+        "witness": { "to": to.to_checksum(None), "facilitator": facilitator.to_checksum(None), "validAfter": "0" },
+    });
+    let payload = x402::PaymentPayload {
+        x402_version: 2,
+        resource: Some(resource.clone()),
+        accepted: requirements.clone(),
+        payload: json!({
+            "signature": format!("0x{}", alloy::hex::encode(signature.as_bytes())),
+            "permit2Authorization": authorization,
+        }),
+        extensions: None,
+    };
+    Ok(CredentialHeader {
+        name: x402::PAYMENT_SIGNATURE.to_owned(),
+        value: x402::encode_header(&payload),
+        payer: wallet.address(),
+        nonce: format!("permit2:{nonce}"),
+        valid_before: deadline,
+    })
 }
 
 /// Signs `offer` with `wallet`.
@@ -74,6 +134,9 @@ pub fn credential(wallet: &Wallet, offer: &Offer) -> Result<CredentialHeader, Si
         return Err(SignError::Unpayable(why.clone()));
     }
     match &offer.source {
+        Source::X402V2 { resource, requirements } if requirements.scheme == SCHEME_UPTO => {
+            upto(wallet, offer, resource, requirements)
+        }
         Source::X402V2 { resource, requirements } => {
             let auth = authorize(wallet, offer, B256::random())?;
             let payload = x402::PaymentPayload {

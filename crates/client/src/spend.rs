@@ -295,6 +295,19 @@ impl SpendLog {
         Ok(())
     }
 
+    /// Records what a payment moved when it was less than what it authorized (an x402 `upto`): the budgets count
+    /// `amount` (`usd_micros`) from now on.
+    pub async fn charged(&self, id: i64, amount: u128, usd_micros: u128) -> Result<(), SpendError> {
+        sqlx::query("UPDATE spend_log SET amount_atomic = ?, usd_micros = ? WHERE id = ?")
+            .bind(amount.to_string())
+            .bind(signed(usd_micros)?)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Sets a row's state (and its reference and error).
     pub async fn finish(
         &self,

@@ -171,3 +171,40 @@ async fn nothing_above_the_signed_maximum_can_be_settled() {
     assert!(mined.await.unwrap().unwrap().status());
     assert_eq!(h.chain.balance(pay_to()).await, before + MAX);
 }
+
+/// paygate's paying client (behind `paygate pay`) pays `upto` offers: it signs the route's maximum, within its
+/// policy's cap per payment, and its budgets then count only what was settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paying_client_signs_the_maximum_and_its_budgets_count_what_was_used() {
+    use paygate_client::{AssetBook, KnownAsset, PayError, PayingClient, Policy, PolicyViolation, SpendLog, Wallet};
+
+    let h = harness().await;
+    let seller = h.chain.balance(pay_to()).await;
+    let log = SpendLog::in_memory().await.unwrap();
+    let client = |max: u128| {
+        let policy = Policy { max_per_payment: Some(max), ..Default::default() };
+        PayingClient::new(reqwest::Client::new(), Wallet::from_signer(dev_account(1)), policy, log.clone())
+            .with_assets(AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337)))
+    };
+    let body = json!({"usage": {"prompt_tokens": 5, "completion_tokens": 10}}).to_string().into_bytes();
+    let url = h.url("/v1/metered/e");
+    let headers = || {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        headers
+    };
+
+    // A cap below the maximum refuses before anything is signed.
+    match client(MAX - 1).send("POST", &url, headers(), Some(body.clone())).await {
+        Err(PayError::Policy(PolicyViolation::OverMaxPerPayment { .. })) => {}
+        other => panic!("expected the cap to refuse, got {other:?}"),
+    }
+    let paid = client(MAX).send("POST", &url, headers(), Some(body)).await.unwrap();
+    assert_eq!(paid.status, 200);
+    assert_eq!(paid.payment.as_ref().unwrap().offer.scheme, "upto");
+    assert_eq!(h.chain.balance(pay_to()).await, seller + 25);
+    let rows = log.records().await.unwrap();
+    assert_eq!((rows[0].amount_atomic.as_str(), rows[0].usd_micros), ("25", 25), "the row says what moved");
+    assert!(rows[0].nonce.as_deref().is_some_and(|n| n.starts_with("permit2:")), "{:?}", rows[0].nonce);
+    assert_eq!(log.spent("127.0.0.1", paygate_client::now_ms()).await.unwrap().total, 25);
+}
