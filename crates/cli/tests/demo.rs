@@ -14,7 +14,10 @@ fn the_demo_pays_three_calls_settles_them_and_moves_exactly_the_prices() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("3 of 3 calls paid, 4 of 4 through a channel; 7 settled"), "{stdout}");
+    assert!(
+        stdout.contains("3 of 3 calls paid, 4 of 4 through a channel, 2 of 2 priced per token; 9 settled"),
+        "{stdout}"
+    );
     // The dev accounts' mnemonic is printed, so their keys can be imported anywhere.
     assert!(stdout.contains(paygate_chain::devtoken::DEV_MNEMONIC), "{stdout}");
     // Both protocols are offered and both pay.
@@ -34,8 +37,15 @@ fn the_demo_pays_three_calls_settles_them_and_moves_exactly_the_prices() {
         stdout.contains("0.01 USDC refunded to the buyer; in all, buyer -0.04 USDC, seller +0.04 USDC"),
         "{stdout}"
     );
+    // Per token: 4 prompt tokens at $0.000001 and 12 completion tokens at $0.000002, by upto and by a stream.
+    assert!(
+        stdout.contains("4 prompt and 12 completion tokens; authorized 0.001 USDC, settled 0.000028 USDC"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("server-sent events from a channel; charged 0.000028 USDC"), "{stdout}");
+    assert!(stdout.contains("the channel paid 0.000028 USDC and refunded 0.049972 USDC"), "{stdout}");
     let ledger = stdout.split("the seller's ledger").nth(1).expect("the ledger is shown");
-    assert_eq!(ledger.matches(" settled ").count(), 7, "{ledger}");
+    assert_eq!(ledger.matches(" settled ").count(), 9, "{ledger}");
     // Piped: plain lines, no terminal control codes.
     assert!(!stdout.contains('\x1b') && !stdout.contains('\r'), "{stdout:?}");
 }
@@ -56,7 +66,10 @@ fn on_a_terminal_the_demo_shows_what_it_waits_for() {
     assert!(shown.contains("paygate verifies, calls the API and settles on chain ..."), "{shown:?}");
     assert!(shown.contains("\r\x1b[2Kunpaid    -> 402 Payment Required"), "{shown:?}");
     assert!(shown.contains("\x1b[1mcall 2 of 2: GET /v1/weather"), "{shown:?}");
-    assert!(shown.contains("2 of 2 calls paid, 4 of 4 through a channel; 6 settled"), "{shown:?}");
+    assert!(
+        shown.contains("2 of 2 calls paid, 4 of 4 through a channel, 2 of 2 priced per token; 8 settled"),
+        "{shown:?}"
+    );
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! paying client then buys a few calls while the demo shows each 402 and its offers, the payment, the 200 and
 //! its receipt, both balances and the ledger. Then a channel (an MPP `evm` session): one deposit, several calls
 //! paid by vouchers without touching the chain, the batch settlement, and the close that refunds the rest. Then
-//! it stays up for trying by hand, or with `--exit` it exits 0 only if every call was paid and settled.
+//! an LLM-like route priced per token: a completion paid with x402 `upto` (the maximum authorized, what was used
+//! settled) and a streamed one paid from a channel, each charged its tokens. Then it stays up for trying by hand,
+//! or with `--exit` it exits 0 only if every call was paid and settled.
 
 use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
@@ -36,6 +38,9 @@ pub struct Args {
     #[arg(long)]
     exit: bool,
 }
+
+/// The sample API's LLM-like route.
+const CHAT: &str = "/v1/chat/completions";
 
 /// What a channel deposits in the demo: five calls to `/v1/quote`.
 const CHANNEL_DEPOSIT_USD_MICROS: u128 = 50_000;
@@ -104,8 +109,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     toml.push_str(&format!(
         "\n[[accept]]\nnetwork = \"devnet\"\nasset = \"USDC\"\npay_to = \"{seller}\"\nsettlement = \"builtin\"\n\
          settler_key = \"{settler_key}\"\n\n[[accept]]\nrail = \"evm-session\"\nnetwork = \"devnet\"\nasset = \"USDC\"\n\
-         pay_to = \"{seller}\"\nsettler_key = \"{seller_key}\"\nsettle_every_secs = 0\n",
+         pay_to = \"{seller}\"\nsettler_key = \"{seller_key}\"\nsettle_every_secs = 0\n\n[[accept]]\nrail = \"upto\"\n\
+         network = \"devnet\"\nasset = \"USDC\"\npay_to = \"{seller}\"\nsettler_key = \"{settler_key}\"\n",
         seller = seller()
+    ));
+    // The LLM-like route: priced by the tokens its answer reports, at most its maximum.
+    toml.push_str(&format!(
+        "\n[[routes]]\nmethod = \"POST\"\npath = \"{CHAT}\"\nmax_price = \"$0.001\"\n\n[routes.meter]\nusage = \"tokens\"\n\
+         input_price = \"$0.000001\"\noutput_price = \"$0.000002\"\n"
     ));
     for (method, path, price) in ROUTES {
         toml.push_str(&format!("\n[[routes]]\nmethod = \"{method}\"\npath = \"{path}\"\nprice = \"{price}\"\n"));
@@ -208,17 +219,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let channel = Channel { base: &base, chain: chain.as_ref(), log: &log, policy: &policy, status, heading: &heading };
     let channel_paid = channel.run(args.channel_calls, &reconciler).await?;
+    let metered_paid = if args.channel_calls > 0 { channel.metered(&chain).await? } else { 0 };
 
     let ledger = store.payments(&PaymentQuery::default()).await?;
     heading("the seller's ledger");
     print!("{}", super::ledger::table(&ledger));
     let settled = ledger.iter().filter(|p| p.state == PaymentState::Settled).count();
-    let calls = args.requests + args.channel_calls;
-    let all_good = paid_calls + channel_paid == calls && settled == calls;
+    let metered = if args.channel_calls > 0 { 2 } else { 0 };
+    let calls = args.requests + args.channel_calls + metered;
+    let all_good = paid_calls + channel_paid + metered_paid == calls && settled == calls;
     if let Some(elapsed) = first_paid {
         println!(
             "\nfirst paid response {} ms after start; {paid_calls} of {} calls paid, {channel_paid} of {} through a \
-             channel; {settled} settled",
+             channel, {metered_paid} of {metered} priced per token; {settled} settled",
             elapsed.as_millis(),
             args.requests,
             args.channel_calls
@@ -326,6 +339,86 @@ impl<H: Fn(&str)> Channel<'_, H> {
             usdc(buyer_before - buyer_after),
             usdc(seller_after - seller_before)
         );
+        Ok(paid_calls)
+    }
+}
+
+/// Picks the x402 `upto` offer.
+struct Upto;
+
+impl paygate_client::OfferChooser for Upto {
+    fn choose(&self, offers: &[&paygate_client::Offer]) -> Option<usize> {
+        offers.iter().position(|o| o.scheme == "upto")
+    }
+}
+
+impl<H: Fn(&str)> Channel<'_, H> {
+    /// Two completions of the LLM-like route, each charged the tokens it used: one paid with x402 `upto`, one
+    /// streamed and paid from a channel (closed after). How many were paid.
+    async fn metered(&self, chain: &Arc<dyn Chain>) -> anyhow::Result<usize> {
+        (self.heading)(
+            "an LLM-like route priced per token ($1 per million prompt tokens, $2 per million completion tokens, at most $0.001)",
+        );
+        // An `upto` payer approves Permit2 on the token once.
+        let approve = paygate_chain::abi::Eip3009Token::approveCall {
+            spender: paygate_chain::upto::PERMIT2,
+            value: alloy::primitives::U256::MAX,
+        };
+        let sender = paygate_chain::TxSender::new(chain.clone(), dev_account(1));
+        let hash = sender.send(test_usdc_address(), alloy::sol_types::SolCall::abi_encode(&approve).into()).await?;
+        paygate_chain::wait_for_receipt(chain.as_ref(), hash, Duration::from_secs(10), Duration::from_millis(20))
+            .await?;
+        println!("approved  -> Permit2 may move the buyer's test USDC (one transaction, once)");
+        let url = format!("{}{CHAT}", self.base);
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", reqwest::header::HeaderValue::from_static("application/json"));
+        let prompt = r#"{"messages":[{"role":"user","content":"Say something about paygate"}],"max_tokens":12}"#;
+        let mut paid_calls = 0;
+
+        let upto = PayingClient::new(reqwest::Client::new(), buyer(), self.policy.clone(), self.log.clone())
+            .with_chooser(Upto);
+        let (seller_before, _) = (balance(self.chain, seller()).await?, ());
+        let paid = upto.send("POST", &url, headers.clone(), Some(prompt.as_bytes().to_vec())).await?;
+        let moved = balance(self.chain, seller()).await? - seller_before;
+        let body: serde_json::Value = serde_json::from_slice(&paid.body).unwrap_or_default();
+        println!(
+            "upto      -> {} {:?}: {} prompt and {} completion tokens; authorized {}, settled {}",
+            paid.status,
+            body["choices"][0]["message"]["content"].as_str().unwrap_or_default(),
+            body["usage"]["prompt_tokens"],
+            body["usage"]["completion_tokens"],
+            usdc(1_000),
+            usdc(moved)
+        );
+        paid_calls += usize::from(paid.status.is_success());
+
+        let session = PayingClient::new(reqwest::Client::new(), buyer(), self.policy.clone(), self.log.clone())
+            .with_session_deposit(CHANNEL_DEPOSIT_USD_MICROS);
+        let streamed = prompt.replace("\"max_tokens\"", "\"stream\":true,\"max_tokens\"");
+        let paid = session.send("POST", &url, headers, Some(streamed.into_bytes())).await?;
+        let text = String::from_utf8_lossy(&paid.body).into_owned();
+        let events = text.matches("data: ").count();
+        let spent = paid
+            .headers
+            .get("payment-receipt")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| paygate_proto::mpp::Receipt::from_header(v).ok())
+            .and_then(|r| r.extra.get("spent").and_then(|s| s.as_str()).and_then(|s| s.parse().ok()))
+            .unwrap_or(0u128);
+        println!(
+            "streamed  -> {} with {events} server-sent events from a channel; charged {}",
+            paid.status,
+            usdc(spent)
+        );
+        paid_calls += usize::from(paid.status.is_success());
+        if let Some(open) = self.log.sessions().await?.into_iter().find(|s| s.state == "open") {
+            let closed = session.close_session(&open.channel_id).await?;
+            println!(
+                "closed    -> the channel paid {} and refunded {}",
+                usdc(closed.settled.parse().unwrap_or_default()),
+                usdc(closed.refunded.parse().unwrap_or_default())
+            );
+        }
         Ok(paid_calls)
     }
 }
