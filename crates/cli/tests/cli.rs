@@ -271,7 +271,7 @@ fn free_calls_tiers_and_hooks_that_cannot_work_are_refused() {
     refused(
         &route("price = \"$0.01\"\ntiers = [{ price = \"$0.01\" }]\n"),
         "routes[0].tiers",
-        &["give one of `price`, `tiers` and `price_hook`"],
+        &["give one of `price`, `tiers`, `price_hook` and `meter`"],
     );
     refused(
         &route("tiers = [{ price = \"$0.01\" }]\nfree_calls = 5\nfree_per = \"payer\"\n"),
