@@ -41,24 +41,28 @@ fn channel(id: &str, deposit: u128) -> Channel {
     }
 }
 
-/// Two instances, 200 vouchers (cumulative 1 to 200 calls) racing on a channel whose deposit covers 100 calls:
-/// exactly 100 are reserved and charged, and nothing stays reserved.
+/// Two instances, 200 distinct vouchers (each within the deposit, signed ahead as a client with calls in flight
+/// does) racing on a channel whose deposit covers 100 calls: exactly 100 are reserved and charged, and nothing
+/// stays reserved.
 async fn racing_instances_never_accept_more_than_the_deposit(db: Database) {
     let stores: [Arc<dyn Store>; 2] = [db.open().await, db.open().await];
-    assert!(stores[0].open_channel(&channel("0xrace", 100 * PRICE)).await.unwrap());
+    // 100 calls and a little: a 101st does not fit, and every voucher below stays within the deposit.
+    let deposit = 100 * PRICE + 200;
+    assert!(stores[0].open_channel(&channel("0xrace", deposit)).await.unwrap());
     let tasks: Vec<_> = (1..=200u128)
         .map(|k| {
             let store = stores[(k % 2) as usize].clone();
             tokio::spawn(async move {
                 let signature = format!("0xsig{k}");
-                let reserved = update_channel(store.as_ref(), "0xrace", |c| c.reserve(PRICE, k * PRICE, &signature))
+                let voucher = deposit - k;
+                let reserved = update_channel(store.as_ref(), "0xrace", |c| c.reserve(PRICE, voucher, &signature))
                     .await
                     .unwrap()
                     .unwrap();
                 if reserved.is_err() {
                     return false;
                 }
-                update_channel(store.as_ref(), "0xrace", |c| Ok::<_, ChannelRefusal>(c.commit(k * PRICE, "0xsig")))
+                update_channel(store.as_ref(), "0xrace", |c| Ok::<_, ChannelRefusal>(c.commit(voucher, "0xsig")))
                     .await
                     .unwrap()
                     .unwrap()
@@ -73,7 +77,7 @@ async fn racing_instances_never_accept_more_than_the_deposit(db: Database) {
     }
     assert_eq!(served, 100);
     let after = stores[1].channel("0xrace").await.unwrap().unwrap();
-    assert_eq!((after.charged, after.reserved(), after.deposit), (100 * PRICE, 0, 100 * PRICE));
+    assert_eq!((after.charged, after.reserved(), after.deposit), (100 * PRICE, 0, deposit));
     assert!(after.voucher_max >= 100 * PRICE, "the highest voucher covers what was charged");
 }
 
@@ -115,5 +119,11 @@ async fn failed_calls_are_released_and_claims_leave_the_unclaimed_list(db: Datab
     update_channel(store.as_ref(), "0xc1", |c| Ok::<_, ChannelRefusal>(c.claimed_on_chain(PRICE))).await.unwrap();
     assert!(store.unclaimed_channels(10).await.unwrap().is_empty(), "claimed on chain");
     let over = update_channel(store.as_ref(), "0xc1", |c| c.reserve(5 * PRICE, 9 * PRICE, "0xs9")).await.unwrap();
-    assert_eq!(over.unwrap(), Err(ChannelRefusal::OverDeposit { needed: 6 * PRICE }));
+    assert_eq!(over.unwrap(), Err(ChannelRefusal::OverDeposit { needed: 9 * PRICE }), "a voucher above the deposit");
+    let over = update_channel(store.as_ref(), "0xc1", |c| c.reserve(5 * PRICE, 6 * PRICE, "0xs6")).await.unwrap();
+    assert_eq!(
+        over.unwrap(),
+        Err(ChannelRefusal::OverDeposit { needed: 6 * PRICE }),
+        "a call the deposit cannot cover"
+    );
 }
