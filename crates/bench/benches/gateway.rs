@@ -9,7 +9,8 @@
 //! ledger in PostgreSQL (a throwaway cluster) instead of SQLite, (d3) the same through two instances sharing it,
 //! then the ratios (d')/(d), (d2)/(d) and (d3)/(d2) and where (d)'s time goes; (d'') paid POSTs
 //! of 1,000 characters on the devnet at a flat price and (d''') the same priced per character, twice in turn,
-//! with the in-process cost of computing each kind of per-unit price; the in-process cost of counting a call (free
+//! with the in-process cost of computing each kind of per-unit price and of reading a price from a response (the
+//! tokens of an OpenAI-compatible JSON answer); the in-process cost of counting a call (free
 //! calls, usage tiers), reading a payer's count and asking a pricing hook, and paid throughput on routes with usage
 //! tiers and with a pricing hook against a flat price, twice in turn; then paid requests per rail that runs
 //! locally, each on a route offering only that rail, with proofs made beforehand: (e) tx-hash proofs of ERC-20
@@ -282,6 +283,15 @@ async fn bench() {
         per = "minute"
         query = "duration_seconds"
         accept = ["usdc-embedded"]
+        [[routes]]
+        method = "POST"
+        path = "/price/tokens"
+        max_price = "$0.01"
+        accept = ["usdc-embedded"]
+        [routes.meter]
+        usage = "tokens"
+        input_price = "$0.000001"
+        output_price = "$0.000002"
         [[routes]]
         method = "GET"
         path = "/v1/devnet-tiered"

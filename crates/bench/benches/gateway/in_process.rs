@@ -90,6 +90,21 @@ pub(crate) async fn prices_and_rules(gateway: &Arc<Gateway>) {
             }
             println!("  {name:<32} {}", show(started.elapsed() / n));
         }
+        // A route priced by its response: the tokens of a chat completion's `usage`, read from its JSON answer.
+        let route = gateway.routes().iter().find(|r| r.name == "POST /price/tokens").expect("bench route");
+        let answer = json!({
+            "id": "chatcmpl-bench", "object": "chat.completion", "model": "bench",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "word ".repeat(64)}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 64, "total_tokens": 184},
+        })
+        .to_string();
+        let headers = http::HeaderMap::new();
+        assert_eq!(route.response_price(0, &headers, answer.as_bytes()).map(|a| a.0), Some(248), "120 + 2 x 64");
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(route.response_price(0, &headers, answer.as_bytes()));
+        }
+        println!("  {:<32} {}", format!("tokens from a {}-byte JSON answer", answer.len()), show(started.elapsed() / n));
         println!();
     }
     // Free calls, usage tiers and the pricing hook, without the HTTP around them: what each adds to a request.

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use http::request::Parts;
+use paygate_core::money::AtomicAmount;
 use paygate_core::reject::Rejection;
 
 use crate::config::SettleTiming;
@@ -76,6 +77,14 @@ impl Route {
             Pricing::Hook(hook) => hook.fallback(),
             Pricing::Tiered(tiers) => tiers.quote(0, &[]),
         }
+    }
+
+    /// What an answer (`headers`, `body`) costs in the route's offer number `index`, on a route priced by its
+    /// response (`None` on other routes): what the engine charges a rail that charges usage.
+    pub fn response_price(&self, index: usize, headers: &http::HeaderMap, body: &[u8]) -> Option<AtomicAmount> {
+        let Some(Pricing::Metered { meter, offers }) = self.pricing.as_ref().map(|p| &p.price) else { return None };
+        let max = offers.get(index)?.amount;
+        Some(meter.amount(index, meter.count(headers, body), max))
     }
 
     /// The offers this route makes a request (`parts` and `body`): its own, or computed for it; empty when the
