@@ -94,6 +94,43 @@ impl ChannelCall {
     }
 }
 
+/// Charges the call `payment` pays what it used; asks `schedule` for a settlement once the channel's unsettled
+/// value reaches `threshold`. The rails' `PaymentMethod::settle`.
+pub(crate) async fn settle(
+    book: &dyn ChannelBook,
+    payment: &VerifiedPayment,
+    schedule: &SettleSchedule,
+    threshold: Option<u128>,
+) -> SettleOutcome {
+    let Some(call) = ChannelCall::of(payment) else {
+        return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
+    };
+    match call.commit(book, payment.amount.0).await {
+        Ok(channel) => {
+            if threshold.is_some_and(|above| channel.unclaimed() >= above) {
+                schedule.ask();
+            }
+            SettleOutcome::Settled { reference: call.reference(channel.charged) }
+        }
+        Err(outcome) => outcome,
+    }
+}
+
+/// What became of the call `payment` paid, after a crash. The rails' `PaymentMethod::settlement_status`.
+pub(crate) async fn status(book: &dyn ChannelBook, payment: &VerifiedPayment) -> SettlementStatus {
+    match ChannelCall::of(payment) {
+        Some(call) => call.status(book).await,
+        None => SettlementStatus::Unknown { reason: "unreadable voucher".into() },
+    }
+}
+
+/// Gives back what the call `payment` paid reserved. The rails' `PaymentMethod::release`.
+pub(crate) async fn release(book: &dyn ChannelBook, payment: &VerifiedPayment) {
+    if let Some(call) = ChannelCall::of(payment) {
+        call.release(book).await;
+    }
+}
+
 /// When a channel rail's settler runs: on its schedule, or at the next pass once a channel asked for it (its
 /// unsettled value passed the seller's threshold or cap).
 #[derive(Debug)]

@@ -208,7 +208,35 @@ impl ChainOption {
     }
 }
 
+/// An option of a rail that settles itself with a key on an EVM chain (channels, `upto`): the option, the chain,
+/// and the settler's key and sender ([`ChainTarget::settled`]).
+pub struct SettledOption {
+    pub resolved: ChainOption,
+    pub chain: Arc<dyn Chain>,
+    pub signer: PrivateKeySigner,
+    pub sender: Arc<TxSender>,
+}
+
 impl ChainTarget<'_> {
+    /// The option of `rail` over an EIP-3009 asset, named `<asset>-<network><suffix>` unless the entry names it,
+    /// with the chain it needs and the sender of `key`, its settler.
+    pub async fn settled(
+        &self,
+        rail: &str,
+        suffix: &str,
+        key: Option<&Secret>,
+        common: &Common,
+        ctx: &mut RailContext<'_>,
+    ) -> Result<SettledOption, FieldError> {
+        let mut resolved = self.resolve(rail, TransferMethod::Eip3009, common, ctx).await?;
+        if common.name.is_none() {
+            resolved.option.name.push_str(suffix);
+        }
+        let chain = resolved.rpc(rail)?;
+        let (signer, sender) = resolved.settler(rail, key, ctx)?;
+        Ok(SettledOption { resolved, chain, signer, sender })
+    }
+
     /// The asset an entry names on its network, when both are there.
     pub fn asset_of(&self, networks: &Networks) -> Option<crate::network::ResolvedAsset> {
         let network = resolve_network(networks, self.network?).ok()?;

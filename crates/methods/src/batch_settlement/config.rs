@@ -6,13 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
 use super::BatchSettlementMethod;
 use crate::channel_call::SettleSchedule;
 use crate::network::{FieldError, Networks};
-use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext};
+use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext, SettledOption};
 
 /// The rail in the registry. It takes only entries that name it: the same asset also pays per request.
 pub const RAIL: Rail = Rail {
@@ -85,12 +84,8 @@ impl RailConfig for BatchSettlementConfig {
             asset: self.asset.as_deref(),
             pay_to: self.pay_to.as_deref(),
         };
-        let mut resolved = target.resolve(RAIL.name, TransferMethod::Eip3009, common, ctx).await?;
-        if common.name.is_none() {
-            resolved.option.name.push_str("-channel");
-        }
-        let chain = resolved.rpc(RAIL.name)?;
-        let (authorizer, sender) = resolved.settler(RAIL.name, self.settler_key.as_ref(), ctx)?;
+        let settled = target.settled(RAIL.name, "-channel", self.settler_key.as_ref(), common, ctx).await?;
+        let SettledOption { resolved, chain, signer: authorizer, sender } = settled;
         let (receipt_timeout, poll_interval) = resolved.receipt_wait();
         let claim_above = resolved.amount("claim_above", self.claim_above.as_deref())?.map(|a| a.0);
         let max_unclaimed = resolved.amount("max_unclaimed", self.max_unclaimed.as_deref())?.map(|a| a.0);

@@ -39,7 +39,7 @@ use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::x402;
 
-use crate::channel_call::{ChannelCall, NotHeld, SettleSchedule};
+use crate::channel_call::{self, ChannelCall, NotHeld, SettleSchedule};
 
 pub use config::{BatchSettlementConfig, RAIL};
 use payload::{Deposit, Expected, Payment};
@@ -390,18 +390,7 @@ impl PaymentMethod for BatchSettlementMethod {
     }
 
     async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome {
-        let Some(call) = ChannelCall::of(payment) else {
-            return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
-        };
-        match call.commit(self.book.as_ref(), payment.amount.0).await {
-            Ok(channel) => {
-                if self.claim_above.is_some_and(|above| channel.unclaimed() >= above) {
-                    self.schedule.ask();
-                }
-                SettleOutcome::Settled { reference: call.reference(channel.charged) }
-            }
-            Err(outcome) => outcome,
-        }
+        channel_call::settle(self.book.as_ref(), payment, &self.schedule, self.claim_above).await
     }
 
     fn charges_usage(&self) -> bool {
@@ -409,16 +398,11 @@ impl PaymentMethod for BatchSettlementMethod {
     }
 
     async fn settlement_status(&self, payment: &VerifiedPayment, _reference: Option<&str>) -> SettlementStatus {
-        match ChannelCall::of(payment) {
-            Some(call) => call.status(self.book.as_ref()).await,
-            None => SettlementStatus::Unknown { reason: "unreadable voucher".into() },
-        }
+        channel_call::status(self.book.as_ref(), payment).await
     }
 
     async fn release(&self, payment: &VerifiedPayment) {
-        if let Some(call) = ChannelCall::of(payment) {
-            call.release(self.book.as_ref()).await;
-        }
+        channel_call::release(self.book.as_ref(), payment).await;
     }
 
     async fn settle_accepted(&self, now: bool) -> Result<BatchSettled, String> {

@@ -8,13 +8,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use paygate_chain::session_escrow;
-use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
 use super::EvmSessionMethod;
 use crate::channel_call::SettleSchedule;
 use crate::network::{FieldError, Networks};
-use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext};
+use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext, SettledOption};
 
 /// The rail in the registry. It takes only entries that name it: the same asset also pays per request.
 pub const RAIL: Rail =
@@ -76,12 +75,8 @@ impl RailConfig for EvmSessionConfig {
             asset: self.asset.as_deref(),
             pay_to: self.pay_to.as_deref(),
         };
-        let mut resolved = target.resolve(RAIL.name, TransferMethod::Eip3009, common, ctx).await?;
-        if common.name.is_none() {
-            resolved.option.name.push_str("-session");
-        }
-        let chain = resolved.rpc(RAIL.name)?;
-        let (payee, sender) = resolved.settler(RAIL.name, self.settler_key.as_ref(), ctx)?;
+        let settled = target.settled(RAIL.name, "-session", self.settler_key.as_ref(), common, ctx).await?;
+        let SettledOption { resolved, chain, signer: payee, sender } = settled;
         if payee.address().to_checksum(None) != resolved.option.pay_to {
             return Err(FieldError::entry(
                 "pay_to",

@@ -43,7 +43,7 @@ use paygate_core::reject::{RejectKind, Rejection};
 pub use config::{EvmSessionConfig, RAIL};
 use payload::{Action, Expected, Funding, Voucher};
 
-use crate::channel_call::{ChannelCall, NotHeld, SettleSchedule};
+use crate::channel_call::{self, ChannelCall, NotHeld, SettleSchedule};
 
 /// When a call held back by the exposure cap may be sent again: about one reconciler pass.
 const SETTLE_RETRY_SECS: u64 = 5;
@@ -444,18 +444,7 @@ impl PaymentMethod for EvmSessionMethod {
     }
 
     async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome {
-        let Some(call) = ChannelCall::of(payment) else {
-            return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
-        };
-        match call.commit(self.book.as_ref(), payment.amount.0).await {
-            Ok(channel) => {
-                if self.settle_above.is_some_and(|above| channel.unclaimed() >= above) {
-                    self.schedule.ask();
-                }
-                SettleOutcome::Settled { reference: call.reference(channel.charged) }
-            }
-            Err(outcome) => outcome,
-        }
+        channel_call::settle(self.book.as_ref(), payment, &self.schedule, self.settle_above).await
     }
 
     fn charges_usage(&self) -> bool {
@@ -463,16 +452,11 @@ impl PaymentMethod for EvmSessionMethod {
     }
 
     async fn settlement_status(&self, payment: &VerifiedPayment, _reference: Option<&str>) -> SettlementStatus {
-        match ChannelCall::of(payment) {
-            Some(call) => call.status(self.book.as_ref()).await,
-            None => SettlementStatus::Unknown { reason: "unreadable voucher".into() },
-        }
+        channel_call::status(self.book.as_ref(), payment).await
     }
 
     async fn release(&self, payment: &VerifiedPayment) {
-        if let Some(call) = ChannelCall::of(payment) {
-            call.release(self.book.as_ref()).await;
-        }
+        channel_call::release(self.book.as_ref(), payment).await;
     }
 
     fn mpp_receipt(&self, payment: &VerifiedPayment, reference: &str) -> Vec<(&'static str, Value)> {

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
 use super::UptoMethod;
 use crate::network::{FieldError, Networks};
-use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext};
+use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext, SettledOption};
 
 /// The rail in the registry. It takes only entries that name it: the same asset also pays per request.
 pub const RAIL: Rail =
@@ -45,12 +44,8 @@ impl RailConfig for UptoConfig {
             asset: self.asset.as_deref(),
             pay_to: self.pay_to.as_deref(),
         };
-        let mut resolved = target.resolve(RAIL.name, TransferMethod::Eip3009, common, ctx).await?;
-        if common.name.is_none() {
-            resolved.option.name.push_str("-upto");
-        }
-        let chain = resolved.rpc(RAIL.name)?;
-        let (facilitator, sender) = resolved.settler(RAIL.name, self.settler_key.as_ref(), ctx)?;
+        let settled = target.settled(RAIL.name, "-upto", self.settler_key.as_ref(), common, ctx).await?;
+        let SettledOption { resolved, chain, signer: facilitator, sender } = settled;
         let (receipt_timeout, poll_interval) = resolved.receipt_wait();
         let method = UptoMethod {
             option: resolved.option,
