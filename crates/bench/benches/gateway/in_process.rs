@@ -104,7 +104,11 @@ pub(crate) async fn prices_and_rules(gateway: &Arc<Gateway>) {
         for _ in 0..n {
             std::hint::black_box(route.response_price(0, &headers, answer.as_bytes()));
         }
-        println!("  {:<32} {}", format!("tokens from a {}-byte JSON answer", answer.len()), show(started.elapsed() / n));
+        println!(
+            "  {:<32} {}",
+            format!("tokens from a {}-byte JSON answer", answer.len()),
+            show(started.elapsed() / n)
+        );
         println!();
     }
     // Free calls, usage tiers and the pricing hook, without the HTTP around them: what each adds to a request.
