@@ -237,6 +237,9 @@ pub trait ChannelBook: Send + Sync {
 
     /// Channels with value charged but not claimed on chain, oldest first.
     async fn unclaimed_channels(&self, limit: u32) -> Result<Vec<Channel>, ChannelBookError>;
+
+    /// The channels of `payer` (checksummed) that pay option `option`.
+    async fn payer_channels(&self, payer: &str, option: &str) -> Result<Vec<Channel>, ChannelBookError>;
 }
 
 /// A store that could not answer.

@@ -388,3 +388,26 @@ async fn an_idle_session_is_settled_and_closed_with_the_rest_refunded() {
     let (status, _) = problem(pay(&h, &s, &ch, s.voucher_for(3 * CENT)).await).await;
     assert_eq!(status, 402);
 }
+
+/// The seller's cap on what it served and has not settled counts every channel of a payer: a second channel does
+/// not open a second allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unsettled_cap_counts_all_of_a_payers_channels() {
+    let h = harness_with("max_unsettled = \"$0.03\"").await;
+    let ch = challenge(&h).await;
+    let mut first = session(&ch, 1, 7);
+    let open = first.open(5 * CENT, CENT, valid_before(&h)).unwrap();
+    assert_eq!(pay(&h, &first, &ch, open).await.status(), 200);
+    let voucher = first.voucher(CENT).unwrap();
+    assert_eq!(pay(&h, &first, &ch, voucher).await.status(), 200);
+    let mut second = session(&ch, 1, 8);
+    let open = second.open(5 * CENT, CENT, valid_before(&h)).unwrap();
+    assert_eq!(pay(&h, &second, &ch, open).await.status(), 200, "3 cents in all: within the cap");
+    let voucher = second.voucher(CENT).unwrap();
+    let (status, refused) = problem(pay(&h, &second, &ch, voucher.clone()).await).await;
+    assert_eq!((status, kind(&refused).1), (429, "channel_unclaimed_over_cap"));
+    assert_eq!(charged(&h, &second).await, CENT, "nothing charged");
+    // Once settled, the same voucher pays.
+    h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(pay(&h, &second, &ch, voucher).await.status(), 200);
+}

@@ -42,8 +42,14 @@ impl ChannelCall {
         self.voucher_max.parse().unwrap_or(0)
     }
 
-    /// Reserves the call's price on its channel, within `cap` of unclaimed value when there is one.
+    /// Reserves the call's price on its channel, while what its payer's channels of the same option have served
+    /// and not settled on chain, with this call, stays within `cap` when there is one. The other channels are read
+    /// before the reservation: calls racing on two channels of one payer may pass the cap by those calls.
     pub async fn hold(&self, book: &dyn ChannelBook, cap: Option<u128>) -> Result<(), NotHeld> {
+        let cap = match cap {
+            Some(cap) => Some(self.room_under(book, cap).await?),
+            None => None,
+        };
         let price = self.price.parse().unwrap_or(u128::MAX);
         let reserve = |c: &Channel| c.reserve_within(price, self.voucher(), &self.signature, cap);
         match update_channel(book, &self.channel_id, reserve).await {
@@ -52,6 +58,17 @@ impl ChannelCall {
             Ok(None) => Err(NotHeld::Unknown),
             Err(e) => Err(NotHeld::Store(e)),
         }
+    }
+
+    /// What `cap` leaves this channel once the payer's other channels of its option count their exposure.
+    async fn room_under(&self, book: &dyn ChannelBook, cap: u128) -> Result<u128, NotHeld> {
+        let channel = book.channel(&self.channel_id).await.map_err(NotHeld::Store)?.ok_or(NotHeld::Unknown)?;
+        let others = book.payer_channels(&channel.payer, &channel.option).await.map_err(NotHeld::Store)?;
+        let exposed = others
+            .iter()
+            .filter(|c| c.id != channel.id)
+            .fold(0u128, |sum, c| sum.saturating_add(c.unclaimed()).saturating_add(c.reserved()));
+        Ok(cap.saturating_sub(exposed))
     }
 
     /// Charges the call what it `used` (at most its reserved price; the whole price for a call priced before it

@@ -148,6 +148,18 @@ macro_rules! impl_channel_book {
                     rows.iter().map(channel).collect()
                 }
 
+                async fn payer_channels(&self, payer: &str, option: &str) -> Result<Vec<Channel>, ChannelBookError> {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT {COLUMNS} FROM channels WHERE payer = $1 AND option_name = $2"
+                    )))
+                    .bind(payer)
+                    .bind(option)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    rows.iter().map(channel).collect()
+                }
+
                 async fn unclaimed_channels(&self, limit: u32) -> Result<Vec<Channel>, ChannelBookError> {
                     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "SELECT {COLUMNS} FROM channels WHERE unclaimed = 1 ORDER BY updated_at_ms LIMIT $1"

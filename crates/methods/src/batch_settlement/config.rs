@@ -40,7 +40,7 @@ pub struct BatchSettlementConfig {
     /// (`"$1"`).
     #[serde(default)]
     pub claim_above: Option<String>,
-    /// The most one channel may have served and not yet claimed on chain (`"$5"`): calls beyond it are refused
+    /// The most one payer's channels may have served and not yet claimed on chain (`"$5"`): calls beyond it are refused
     /// with 429 and `Retry-After` until the next claim. No cap when absent.
     #[serde(default)]
     pub max_unclaimed: Option<String>,

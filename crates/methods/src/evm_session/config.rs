@@ -42,7 +42,7 @@ pub struct EvmSessionConfig {
     /// Settle at the next pass, whatever the schedule, once a channel's unsettled value reaches this (`"$1"`).
     #[serde(default)]
     pub settle_above: Option<String>,
-    /// The most one channel may have served and not yet settled on chain (`"$5"`): calls beyond it are refused
+    /// The most one payer's channels may have served and not yet settled on chain (`"$5"`): calls beyond it are refused
     /// with 429 and `Retry-After` until the next settlement. No cap when absent.
     #[serde(default)]
     pub max_unsettled: Option<String>,
