@@ -26,9 +26,16 @@ pub const RPC_URL: &str = "http://127.0.0.1:8545";
 pub const USDC: u64 = 1_000_000;
 pub const QUOTE_BODY: &str = r#"{"symbol":"PAY","price":"4.02"}"#;
 
-/// Fails, naming the port, when something already listens where the example expects its own process.
+/// Fails, naming the port, when something already listens where the example expects its own process. A process
+/// the previous example test killed on its way out is given a few seconds to let go of the port.
 pub fn assert_port_free(port: u16, what: &str) {
-    if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut bound = std::net::TcpListener::bind(("127.0.0.1", port));
+    while bound.is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        bound = std::net::TcpListener::bind(("127.0.0.1", port));
+    }
+    if let Err(e) = bound {
         panic!(
             "port {port} is already in use ({e}); this test runs {what} there, as examples/anvil.toml expects: \
              stop whatever listens on 127.0.0.1:{port} and run it again"
