@@ -3,8 +3,9 @@
 //! own, through `settlement = "facilitator"`, and the official `@x402/core` servers through
 //! `HTTPFacilitatorClient`).
 //!
-//! It speaks x402 v2 `exact` with EIP-3009 authorizations and answers as the reference TypeScript facilitator
-//! does: `200 {"isValid": false, "invalidReason": ...}` for a payment it refuses, `400` for a body that is not
+//! It speaks x402 v2 `exact` with EIP-3009 authorizations, and `upto` with Permit2 authorizations (settled for the
+//! amount the `/settle` request's requirements carry, at most the maximum signed; `/supported` names the settler
+//! as `extra.facilitatorAddress`), and answers as the reference TypeScript facilitator does: `200 {"isValid": false, "invalidReason": ...}` for a payment it refuses, `400` for a body that is not
 //! a facilitator request. Verification and settlement are the gateway's own rail ([`Eip3009Method`]), built
 //! for each request from the requirements it names: the same local checks, the same simulation, the same
 //! nonce-ordered settler. A payment being settled is held, so the same authorization sent twice at once is
@@ -25,16 +26,21 @@ use serde_json::{Map, Value, json};
 
 use paygate_chain::{Chain, TxSender};
 use paygate_core::clock::Clock;
-use paygate_core::method::{Asset, Eip712Domain, PaymentMethod, PaymentOption, Proof, SettleOutcome};
+use paygate_core::method::{Asset, Eip712Domain, PaymentMethod, PaymentOption, Proof, SettleOutcome, VerifiedPayment};
 use paygate_core::money::AtomicAmount;
 use paygate_core::network::Network;
+use paygate_core::reject::Rejection;
 use paygate_methods::eip3009::{Eip3009Method, Settlement};
+use paygate_methods::upto::UptoMethod;
 use paygate_proto::x402::{
     self, FacilitatorRequest, PaymentRequirements, SettleResponse, Supported, SupportedKind, VerifyResponse,
 };
 
 use crate::config::{ConfigError, FacilitatorFile};
 use paygate_methods::network::{ResolvedNetwork, connect, resolve_network};
+
+/// The x402 `upto` scheme's name.
+const UPTO: &str = "upto";
 
 /// One network the facilitator settles on.
 #[derive(Debug)]
@@ -55,6 +61,30 @@ pub struct Facilitator {
 
 /// Why a request cannot be served: the x402 reason code and a message.
 type Refusal = (&'static str, String);
+
+/// The rail a request's scheme names.
+enum Scheme {
+    Exact(Box<Eip3009Method>),
+    Upto(Box<UptoMethod>),
+}
+
+impl Scheme {
+    fn method(&self) -> &dyn PaymentMethod {
+        match self {
+            Scheme::Exact(method) => method.as_ref(),
+            Scheme::Upto(method) => method.as_ref(),
+        }
+    }
+
+    /// The payment to settle: verified again (the chain may have moved since `/verify`); for `upto`, for the
+    /// amount the requirements now carry, at most the maximum signed.
+    async fn to_settle(&self, payload: &Value, amount: AtomicAmount) -> Result<VerifiedPayment, Rejection> {
+        match self {
+            Scheme::Exact(method) => method.verify(Proof::X402 { version: 2, payload }, amount).await,
+            Scheme::Upto(method) => method.verify_settlement(payload, amount).await,
+        }
+    }
+}
 
 impl Facilitator {
     /// Builds the facilitator `file` (named `file_name` in errors) describes; `chains` supplies chains by network
@@ -93,16 +123,25 @@ impl Facilitator {
         Ok(Facilitator { networks, settler: signer.address(), clock, settling: Mutex::new(HashSet::new()) })
     }
 
-    /// `GET /supported`: `exact` on x402 v2 for every network, and the settler's address.
+    /// `GET /supported`: `exact` and `upto` on x402 v2 for every network (`upto` naming the settler as its
+    /// facilitator), and the settler's address.
     pub fn supported(&self) -> Supported {
         let kinds = self
             .networks
             .keys()
-            .map(|chain_id| SupportedKind {
-                x402_version: 2,
-                scheme: x402::SCHEME_EXACT.into(),
-                network: Network::Evm(*chain_id).to_string(),
-                extra: None,
+            .flat_map(|chain_id| {
+                let network = Network::Evm(*chain_id).to_string();
+                let mut upto = Map::new();
+                upto.insert("facilitatorAddress".into(), self.settler.to_checksum(None).into());
+                [
+                    SupportedKind {
+                        x402_version: 2,
+                        scheme: x402::SCHEME_EXACT.into(),
+                        network: network.clone(),
+                        extra: None,
+                    },
+                    SupportedKind { x402_version: 2, scheme: UPTO.into(), network, extra: Some(upto) },
+                ]
             })
             .collect();
         let mut signers = Map::new();
@@ -111,14 +150,14 @@ impl Facilitator {
     }
 
     /// The rail for what `request` asks to be paid, the amount, and the scheme payload.
-    fn method<'r>(&self, request: &'r FacilitatorRequest) -> Result<(Eip3009Method, AtomicAmount, &'r Value), Refusal> {
+    fn method<'r>(&self, request: &'r FacilitatorRequest) -> Result<(Scheme, AtomicAmount, &'r Value), Refusal> {
         if request.x402_version != 2 {
             return Err(("unsupported_version", "this facilitator speaks x402 version 2".into()));
         }
         let requirements: PaymentRequirements = serde_json::from_value(request.payment_requirements.clone())
             .map_err(|e| ("invalid_payment_requirements", e.to_string()))?;
-        if requirements.scheme != x402::SCHEME_EXACT {
-            return Err(("unsupported_scheme", format!("scheme {:?} is not `exact`", requirements.scheme)));
+        if requirements.scheme != x402::SCHEME_EXACT && requirements.scheme != UPTO {
+            return Err(("unsupported_scheme", format!("scheme {:?} is not `exact` or `upto`", requirements.scheme)));
         }
         let accepted = request.payment_payload.get("accepted");
         let echoed = |field: &str| accepted.and_then(|a| a.get(field)).and_then(Value::as_str);
@@ -138,8 +177,17 @@ impl Facilitator {
             .map_err(|_| ("invalid_payment_requirements", "amount is not an integer".to_owned()))?;
         let extra = requirements.extra.as_ref();
         let domain_field = |name: &str| extra.and_then(|e| e.get(name)).and_then(Value::as_str).map(str::to_owned);
-        let (Some(name), Some(version)) = (domain_field("name"), domain_field("version")) else {
-            return Err(("invalid_payment_requirements", "extra.name and extra.version (EIP-712) are required".into()));
+        let upto = requirements.scheme == UPTO;
+        let (name, version) = match (domain_field("name"), domain_field("version")) {
+            (Some(name), Some(version)) => (name, version),
+            // An `upto` authorization is signed in Permit2's domain, not the token's.
+            _ if upto => (String::new(), String::new()),
+            _ => {
+                return Err((
+                    "invalid_payment_requirements",
+                    "extra.name and extra.version (EIP-712) are required".into(),
+                ));
+            }
         };
         let known = settled.resolved.assets.values().find(|a| a.address.eq_ignore_ascii_case(&requirements.asset));
         let option = PaymentOption {
@@ -155,13 +203,20 @@ impl Facilitator {
             pay_to: requirements.pay_to.clone(),
             max_timeout_secs: requirements.max_timeout_seconds,
         };
-        let settlement = Settlement::Builtin {
-            sender: settled.sender.clone(),
-            receipt_timeout: Duration::from_secs(settled.resolved.config.receipt_timeout_secs),
-            poll_interval: Duration::from_millis(settled.resolved.config.receipt_poll_ms.max(1)),
+        let receipt_timeout = Duration::from_secs(settled.resolved.config.receipt_timeout_secs);
+        let poll_interval = Duration::from_millis(settled.resolved.config.receipt_poll_ms.max(1));
+        let method = if upto {
+            let (chain, sender, chain_id) = (settled.chain.clone(), settled.sender.clone(), settled.resolved.chain_id);
+            let (clock, settler) = (self.clock.clone(), self.settler);
+            let method =
+                UptoMethod::new(option, chain, chain_id, settler, sender, receipt_timeout, poll_interval, clock);
+            Scheme::Upto(Box::new(method))
+        } else {
+            let settlement = Settlement::Builtin { sender: settled.sender.clone(), receipt_timeout, poll_interval };
+            let method = Eip3009Method::new(option, Some(settled.chain.clone()), settlement, self.clock.clone())
+                .map_err(|e| ("invalid_payment_requirements", e.problem))?;
+            Scheme::Exact(Box::new(method))
         };
-        let method = Eip3009Method::new(option, Some(settled.chain.clone()), settlement, self.clock.clone())
-            .map_err(|e| ("invalid_payment_requirements", e.problem))?;
         let payload = request
             .payment_payload
             .get("payload")
@@ -181,7 +236,7 @@ impl Facilitator {
             Ok(found) => found,
             Err((reason, message)) => return refused(reason, message, None),
         };
-        match method.verify(Proof::X402 { version: 2, payload }, amount).await {
+        match method.method().verify(Proof::X402 { version: 2, payload }, amount).await {
             Ok(verified) => VerifyResponse {
                 is_valid: true,
                 invalid_reason: None,
@@ -209,7 +264,7 @@ impl Facilitator {
             Ok(found) => found,
             Err((reason, message)) => return failed(reason, message, String::new(), None),
         };
-        let verified = match method.verify(Proof::X402 { version: 2, payload }, amount).await {
+        let verified = match method.to_settle(payload, amount).await {
             Ok(verified) => verified,
             Err(rejection) => return failed(rejection.reason, rejection.detail, String::new(), payer_of(payload)),
         };
@@ -217,7 +272,8 @@ impl Facilitator {
             let message = "this authorization is being settled by another request".to_owned();
             return failed("payment_in_flight", message, String::new(), Some(verified.payer));
         };
-        match method.settle(&verified).await {
+        let settled_amount = matches!(method, Scheme::Upto(_)).then(|| verified.amount.to_string());
+        match method.method().settle(&verified).await {
             SettleOutcome::Settled { reference } | SettleOutcome::Submitted { reference } => SettleResponse {
                 success: true,
                 error_reason: None,
@@ -225,7 +281,7 @@ impl Facilitator {
                 network,
                 payer: Some(verified.payer),
                 error_message: None,
-                amount: None,
+                amount: settled_amount,
                 extra: None,
             },
             SettleOutcome::Failed { reason, reference } => {
@@ -245,7 +301,8 @@ impl Facilitator {
 
 /// The authorization's `from`, for answers about a payment that was read but refused.
 fn payer_of(payload: &Value) -> Option<String> {
-    payload.pointer("/authorization/from").and_then(Value::as_str).map(str::to_owned)
+    let from = payload.pointer("/authorization/from").or_else(|| payload.pointer("/permit2Authorization/from"));
+    from.and_then(Value::as_str).map(str::to_owned)
 }
 
 /// A proof key held while its payment settles; released when dropped.

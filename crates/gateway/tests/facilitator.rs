@@ -54,8 +54,14 @@ async fn the_official_x402_server_sells_through_it() {
     let chain = Devchain::start(31337).await;
     let base = facilitator(&chain).await;
     let supported: Value = reqwest::get(format!("{base}/supported")).await.unwrap().json().await.unwrap();
-    assert_eq!(supported["kinds"], json!([{ "x402Version": 2, "scheme": "exact", "network": "eip155:31337" }]));
     let settler = paygate_chain::devtoken::dev_account(2).address().to_checksum(None);
+    assert_eq!(
+        supported["kinds"],
+        json!([
+            { "x402Version": 2, "scheme": "exact", "network": "eip155:31337" },
+            { "x402Version": 2, "scheme": "upto", "network": "eip155:31337", "extra": { "facilitatorAddress": settler } },
+        ])
+    );
     assert_eq!(supported["signers"]["eip155:*"], json!([settler]));
 
     let server =
@@ -149,4 +155,64 @@ async fn bad_and_repeated_requests_are_refused_as_the_reference_does() {
     let (_, verify_again) = post(&format!("{base}/verify"), &request).await;
     assert_eq!(verify_again["isValid"], false);
     assert_eq!(chain.transfers(payer(), pay_to()).await, 1);
+}
+
+/// x402 `upto` through the facilitator: `/supported` names the settler as the facilitator, `/verify` takes the
+/// official `upto` client's Permit2 authorization at its maximum, and `/settle` moves exactly the amount its
+/// requirements carry, never more than was signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upto_is_verified_at_its_maximum_and_settled_for_what_was_used() {
+    use alloy::primitives::U256;
+    use alloy::sol_types::SolCall;
+    use paygate_chain::devtoken::dev_account;
+    use paygate_chain::{TxSender, wait_for_receipt};
+
+    // A gateway whose `upto` offer names the facilitator's settler (dev account 2), to get the official client's
+    // authorization for it.
+    let upto = format!(
+        "[[accept]]\nname = \"upto\"\nrail = \"upto\"\nnetwork = \"local\"\nasset = \"USDC\"\npay_to = \"{}\"\n\
+         settler_key = \"{FACILITATOR_KEY}\"\n\n[[routes]]\nmethod = \"POST\"\npath = \"/v1/metered/*\"\n\
+         max_price = \"$0.01\"\naccept = [\"upto\"]\n\n[routes.meter]\nusage = \"bytes\"\nunit_price = \"$0.000001\"\n",
+        pay_to()
+    );
+    let h = Harness::start_with(Options { extra_toml: upto, ..Default::default() }).await;
+    let base = facilitator(&h.chain).await;
+    let approve =
+        paygate_chain::abi::Eip3009Token::approveCall { spender: paygate_chain::upto::PERMIT2, value: U256::MAX };
+    let payer_sender = TxSender::new(h.chain.chain.clone(), dev_account(1));
+    let hash = payer_sender.send(h.chain.token, approve.abi_encode().into());
+    let mined = wait_for_receipt(
+        h.chain.chain.as_ref(),
+        hash.await.unwrap(),
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(20),
+    );
+    assert!(mined.await.unwrap().unwrap().status());
+
+    let supported: Value = reqwest::get(format!("{base}/supported")).await.unwrap().json().await.unwrap();
+    let kind =
+        supported["kinds"].as_array().unwrap().iter().find(|k| k["scheme"] == "upto").expect("upto is supported");
+    assert_eq!(kind["extra"]["facilitatorAddress"], dev_account(2).address().to_checksum(None));
+
+    let signed = node::client(&["x402upto", "sign", &h.url("/v1/metered/f"), "--method", "POST", "--body", "{}"]).await;
+    let payload = decode_x402(signed["value"].as_str().unwrap_or_else(|| panic!("{signed}")));
+    let request = json!({ "x402Version": 2, "paymentPayload": payload, "paymentRequirements": payload["accepted"] });
+    let (status, verified) = post(&format!("{base}/verify"), &request).await;
+    assert_eq!((status, &verified["isValid"]), (200, &json!(true)), "{verified}");
+
+    // More than signed is refused; the amount used is settled, exactly.
+    let mut over = request.clone();
+    over["paymentRequirements"]["amount"] = json!("10001");
+    let (_, refused) = post(&format!("{base}/settle"), &over).await;
+    assert_eq!(refused["errorReason"], "invalid_upto_evm_payload_settlement_exceeds_amount", "{refused}");
+    let seller = h.chain.balance(pay_to()).await;
+    let mut used = request.clone();
+    used["paymentRequirements"]["amount"] = json!("42");
+    let (status, settled) = post(&format!("{base}/settle"), &used).await;
+    assert_eq!((status, &settled["success"], &settled["amount"]), (200, &json!(true), &json!("42")), "{settled}");
+    assert_eq!(h.chain.balance(pay_to()).await, seller + 42);
+    // The same authorization again: Permit2's nonce is used, nothing moves twice.
+    let (_, again) = post(&format!("{base}/settle"), &used).await;
+    assert_eq!(again["success"], false, "{again}");
+    assert_eq!(h.chain.balance(pay_to()).await, seller + 42);
 }

@@ -47,16 +47,16 @@ impl RailConfig for UptoConfig {
         let settled = target.settled(RAIL.name, "-upto", self.settler_key.as_ref(), common, ctx).await?;
         let SettledOption { resolved, chain, signer: facilitator, sender } = settled;
         let (receipt_timeout, poll_interval) = resolved.receipt_wait();
-        let method = UptoMethod {
-            option: resolved.option,
+        let method = UptoMethod::new(
+            resolved.option,
             chain,
-            chain_id: resolved.network.chain_id,
-            facilitator: facilitator.address(),
+            resolved.network.chain_id,
+            facilitator.address(),
             sender,
             receipt_timeout,
             poll_interval,
-            clock: ctx.clock.clone(),
-        };
+            ctx.clock.clone(),
+        );
         Ok(BuiltOption { method: Arc::new(method), units_per_usd: None })
     }
 }

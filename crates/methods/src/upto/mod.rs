@@ -105,6 +105,41 @@ fn chain_unavailable(err: &ChainError) -> Rejection {
 }
 
 impl UptoMethod {
+    /// The rail for `option` on `chain`, settled by `facilitator` (the address offers name and only which the proxy
+    /// lets settle) through `sender`, its key's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        option: PaymentOption,
+        chain: Arc<dyn Chain>,
+        chain_id: u64,
+        facilitator: Address,
+        sender: Arc<TxSender>,
+        receipt_timeout: Duration,
+        poll_interval: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> UptoMethod {
+        UptoMethod { option, chain, chain_id, facilitator, sender, receipt_timeout, poll_interval, clock }
+    }
+
+    /// A payment to settle for `used` (a facilitator's `/settle`, whose requirements carry the amount used): the
+    /// authorization is verified at the maximum it permits, and `used` must not exceed it.
+    pub async fn verify_settlement(&self, payload: &Value, used: AtomicAmount) -> Result<VerifiedPayment, Rejection> {
+        let permitted = payload
+            .pointer("/permit2Authorization/permitted/amount")
+            .and_then(Value::as_str)
+            .and_then(|a| a.parse::<u128>().ok())
+            .ok_or_else(|| malformed("permit2Authorization.permitted.amount is not a decimal number"))?;
+        if used.0 > permitted {
+            return Err(refused(
+                RejectKind::PaymentInsufficient,
+                "invalid_upto_evm_payload_settlement_exceeds_amount",
+                "the amount to settle exceeds the authorization's maximum",
+            ));
+        }
+        let verified = self.verify(Proof::X402 { version: 2, payload }, AtomicAmount(permitted)).await?;
+        Ok(VerifiedPayment { amount: used, ..verified })
+    }
+
     fn token(&self) -> Address {
         self.option.asset.address.parse().unwrap_or(Address::ZERO)
     }
