@@ -60,6 +60,19 @@ impl Meter {
         }
     }
 
+    /// What the response (`headers`, `body`) costs in offer `index`, at most `max`, and whether it said what it
+    /// used (when it did not, the cost is `max`).
+    pub(crate) fn price(
+        &self,
+        index: usize,
+        headers: &HeaderMap,
+        body: &[u8],
+        max: AtomicAmount,
+    ) -> (AtomicAmount, bool) {
+        let used = self.count(headers, body);
+        (self.amount(index, used, max), used.is_some())
+    }
+
     /// The amount `used` costs in offer `index`, at most `max`; `max` when the response did not say.
     pub(crate) fn amount(&self, index: usize, used: Option<Used>, max: AtomicAmount) -> AtomicAmount {
         let (Some(used), Some((input, output))) = (used, self.prices.get(index)) else { return max };

@@ -411,3 +411,28 @@ async fn the_unsettled_cap_counts_all_of_a_payers_channels() {
     h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
     assert_eq!(pay(&h, &second, &ch, voucher).await.status(), 200);
 }
+
+/// A close while a call paid from the channel is still being served is refused (409), nothing settled; once the
+/// call is answered, the close settles it and refunds the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_waits_for_the_calls_in_flight() {
+    let h = harness().await;
+    let ch = challenge(&h).await;
+    let mut s = session(&ch, 1, 9);
+    let (seller_before, payer_before) = (h.chain.balance(payee()).await, h.chain.balance(payer()).await);
+    let open = s.open(4 * CENT, CENT, valid_before(&h)).unwrap();
+    assert_eq!(pay(&h, &s, &ch, open).await.status(), 200);
+    h.upstream.set_mode(UpstreamMode::Slow);
+    let voucher = s.voucher(CENT).unwrap();
+    let credential = s.credential(&ch, voucher);
+    let (http, url) = (h.http.clone(), h.url("/v1/quote"));
+    let slow = tokio::spawn(async move { http.get(url).header("authorization", credential).send().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, refused) = problem(pay(&h, &s, &ch, s.close()).await).await;
+    assert_eq!((status, kind(&refused).1), (409, "session_calls_in_flight"));
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    h.upstream.set_mode(UpstreamMode::Ok);
+    assert_eq!(pay(&h, &s, &ch, s.close()).await.status(), 204);
+    assert_eq!(h.chain.balance(payee()).await, seller_before + 2 * CENT);
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 2 * CENT);
+}

@@ -26,28 +26,34 @@ impl Gateway {
     ) -> Result<(Response<Body>, AtomicAmount), Response<Body>> {
         let max = paid.payment.verified.amount;
         let index = paid.ctx.offers.iter().position(|o| std::sync::Arc::ptr_eq(&o.method, &paid.offer.method));
-        if !meter.reads_body() {
-            let used = meter.count(response.headers(), &[]);
-            return Ok((response, meter.amount(index.unwrap_or(usize::MAX), used, max)));
-        }
         let (parts, body) = response.into_parts();
-        let bytes = match Limited::new(body, MAX_METERED_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                paid.payment.void_upstream_failed(502).await;
-                let rejection = Rejection::new(
-                    RejectKind::UpstreamUnavailable,
-                    "upstream_unavailable",
-                    "the API's answer could not be read whole to count what it used; nothing was charged",
-                );
-                return Err(self.reject(&rejection, paid.ctx.request_id));
+        let bytes = if meter.reads_body() {
+            match Limited::new(body, MAX_METERED_BODY).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => {
+                    paid.payment.void_upstream_failed(502).await;
+                    let rejection = Rejection::new(
+                        RejectKind::UpstreamUnavailable,
+                        "upstream_unavailable",
+                        "the API's answer could not be read whole to count what it used; nothing was charged",
+                    );
+                    return Err(self.reject(&rejection, paid.ctx.request_id));
+                }
             }
+        } else {
+            // A count in a header: the body streams through untouched.
+            let (amount, reported) = meter.price(index.unwrap_or(usize::MAX), &parts.headers, &[], max);
+            warn_unreported(paid, reported);
+            return Ok((Response::from_parts(parts, body), amount));
         };
-        let used = meter.count(&parts.headers, &bytes);
-        let amount = meter.amount(index.unwrap_or(usize::MAX), used, max);
-        if used.is_none() {
-            tracing::warn!(route = %paid.ctx.route.name, "the API's answer did not say what it used: the maximum is charged");
-        }
+        let (amount, reported) = meter.price(index.unwrap_or(usize::MAX), &parts.headers, &bytes, max);
+        warn_unreported(paid, reported);
         Ok((Response::from_parts(parts, Body::from(bytes)), amount))
+    }
+}
+
+fn warn_unreported(paid: &Paid<'_>, reported: bool) {
+    if !reported {
+        tracing::warn!(route = %paid.ctx.route.name, "the API's answer did not say what it used: the maximum is charged");
     }
 }

@@ -84,7 +84,7 @@ impl Route {
     pub fn response_price(&self, index: usize, headers: &http::HeaderMap, body: &[u8]) -> Option<AtomicAmount> {
         let Some(Pricing::Metered { meter, offers }) = self.pricing.as_ref().map(|p| &p.price) else { return None };
         let max = offers.get(index)?.amount;
-        Some(meter.amount(index, meter.count(headers, body), max))
+        Some(meter.price(index, headers, body, max).0)
     }
 
     /// The offers this route makes a request (`parts` and `body`): its own, or computed for it; empty when the

@@ -421,6 +421,11 @@ impl PaymentMethod for EvmSessionMethod {
     }
 
     async fn manage(&self, proof: Proof<'_>) -> Option<Result<Managed, Rejection>> {
+        // Most credentials pay a call: those are read once, by `verify`, not here too.
+        let Proof::Mpp { credential } = proof else { return None };
+        if !matches!(credential.payload.get("action").and_then(Value::as_str), Some("topUp" | "close")) {
+            return None;
+        }
         let action = match self.action(proof) {
             Ok(action @ (Action::TopUp { .. } | Action::Close { .. })) => action,
             Ok(_) => return None,
