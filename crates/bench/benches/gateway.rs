@@ -18,7 +18,9 @@
 //! their challenges, (g) MPP `stripe` credentials charged through localstripe. Lightning is not measured: its
 //! only local backend in the gateway is LND's recorded answer, one invoice that pays once. Last, channel payments
 //! (`gateway/channels.rs`): (h) channel-paid calls against (b) the free route and (i) per-request `exact`, and the
-//! transactions and gas per 1,000 calls of both models.
+//! transactions and gas per 1,000 calls of both models; and streams paid as they are delivered
+//! (`gateway/streams.rs`): (t) a stream billed per chunk from a session against (s) the same stream on a free
+//! route, in chunks per second, and the time billing adds per chunk.
 //!
 //! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_ROUNDS` (of (a) to (c) in turn, default 5),
 //! `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
@@ -26,7 +28,8 @@
 //! rail in (e) to (g), default 200), `BENCH_PRICES` (per-unit price computations per rule, default 20,000),
 //! `BENCH_COUNTS` (call counts and hook questions, default 2,000), `BENCH_ONLY` (`proxy`: stop after (a) to (c),
 //! for profiling; `rules`: stop after the free calls, tiers and hook figures; `channels`: only the channel
-//! figures), `BENCH_CHANNEL_PAID` (channel-paid calls per round, default 4,000), `BENCH_LAYER` (free requests
+//! figures; `streams`: only the stream figures), `BENCH_STREAM_TOKENS` (chunks a stream, default 5,000),
+//! `BENCH_STREAM_ROUNDS` (default 3), `BENCH_CHANNEL_PAID` (channel-paid calls per round, default 4,000), `BENCH_LAYER` (free requests
 //! through the layer in-process, default 200,000), `BENCH_402` (402s built in-process, default 20,000). Needs
 //! anvil, localstripe and PostgreSQL (`scripts/install-test-deps`); nginx, for the reference hop (n), is optional.
 
@@ -59,6 +62,8 @@ use serde_json::json;
 mod channels;
 #[path = "gateway/in_process.rs"]
 mod in_process;
+#[path = "gateway/streams.rs"]
+mod streams;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -355,6 +360,10 @@ async fn bench() {
     if only == "channels" {
         return channels::bench(&chain, &upstream, channel_paid, paid_connections, paid).await;
     }
+    let (stream_tokens, stream_rounds) = (env("BENCH_STREAM_TOKENS", 5000), env("BENCH_STREAM_ROUNDS", 3));
+    if only == "streams" {
+        return streams::bench(&chain, stream_tokens, stream_rounds).await;
+    }
     in_process::layer_and_402(&gateway).await;
     if only == "402" {
         return;
@@ -521,6 +530,7 @@ async fn bench() {
     }
     println!("ledger by rail and state: {by_rail:?}");
     channels::bench(&chain, &upstream, channel_paid, paid_connections, paid).await;
+    streams::bench(&chain, stream_tokens, stream_rounds).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

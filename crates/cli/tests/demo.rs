@@ -42,7 +42,15 @@ fn the_demo_pays_three_calls_settles_them_and_moves_exactly_the_prices() {
         stdout.contains("4 prompt and 12 completion tokens; authorized 0.001 USDC, settled 0.000028 USDC"),
         "{stdout}"
     );
-    assert!(stdout.contains("server-sent events from a channel; charged 0.000028 USDC"), "{stdout}");
+    // The stream is paid per token as it is delivered: one token on the first voucher, then one voucher asked
+    // for each further token and for the prompt's tokens at the end.
+    assert!(
+        stdout.contains(
+            "with 12 tokens paid per token from a channel as they came (12 vouchers asked mid-stream); charged \
+             0.000028 USDC in all"
+        ),
+        "{stdout}"
+    );
     assert!(stdout.contains("the channel paid 0.000028 USDC and refunded 0.049972 USDC"), "{stdout}");
     let ledger = stdout.split("the seller's ledger").nth(1).expect("the ledger is shown");
     assert_eq!(ledger.matches(" settled ").count(), 9, "{ledger}");

@@ -2,7 +2,8 @@
 //! `paygate dev fund`, the sample API (`paygate dev upstream`) on 127.0.0.1:9000 and `paygate serve` on
 //! 127.0.0.1:8402. `POST /v1/chat/completions` is priced by the tokens its answer reports: `paygate pay` paying
 //! per request is charged the route's maximum; paying from a channel (`--session-deposit`) it is charged exactly
-//! the tokens used, for a plain and for a streamed answer, and the channel's close pays the seller exactly that
+//! the tokens used, for a plain and for a streamed answer, and for a stream paid per token as it is delivered
+//! (printed as it arrives, each voucher sent when asked), and the channel's close pays the seller exactly that
 //! and refunds the rest.
 //!
 //! It uses the example's fixed ports, so it is the only test of this binary.
@@ -88,20 +89,26 @@ async fn the_metered_example_charges_what_each_call_used() {
     let streamed = r#"{"stream":true,"max_tokens":5,"messages":[{"role":"user","content":"Hello there"}]}"#;
     let (events, _) = paid(pay(&["--session-deposit", "0.05", "-d", streamed, URL], dir.path())).await;
     assert!(events.contains("\"completion_tokens\":5") && events.trim_end().ends_with("data: [DONE]"), "{events}");
+    // Asked for as an event stream, the same completion is paid per token as it is delivered: `paygate pay` prints
+    // the tokens as they come (the payment's own events aside) and signs each voucher the stream asks for.
+    let accept = ["--session-deposit", "0.05", "-H", "Accept: text/event-stream", "-d", streamed, URL];
+    let (printed, _) = paid(pay(&accept, dir.path())).await;
+    assert_eq!(printed.matches("\"content\"").count(), 5, "{printed}");
+    assert!(printed.trim_end().ends_with("data: [DONE]") && !printed.contains("payment-"), "{printed}");
 
     let ledger = run_ok(&["ledger", "--config", &config.display().to_string(), "--json"], dir.path()).await;
     let ledger: Value = serde_json::from_str(&ledger).expect("JSON");
     let mut amounts: Vec<u128> =
         ledger.as_array().unwrap().iter().map(|r| r["amount"].as_str().unwrap().parse().unwrap()).collect();
     amounts.sort();
-    assert_eq!(amounts, [12, 34, 1000], "what each call used, and the maximum per request: {ledger}");
+    assert_eq!(amounts, [12, 12, 34, 1000], "what each call used, and the maximum per request: {ledger}");
 
-    // The channel's close pays the payee exactly the 46 units used and refunds the rest of the $0.05 deposit.
+    // The channel's close pays the payee exactly the 58 units used and refunds the rest of the $0.05 deposit.
     let mut list = paygate(&["channels", "list", "--json"], dir.path());
     list.env("PAYGATE_SPEND_LOG", dir.path().join("spend.db"));
     let channels: Value = serde_json::from_slice(&list.output().await.expect("list").stdout).expect("JSON");
     let id = channels[0]["channel_id"].as_str().expect("a channel").to_owned();
-    assert_eq!(channels[0]["cumulative"], "46", "{channels}");
+    assert_eq!(channels[0]["cumulative"], "58", "{channels}");
     let mut close = paygate(&["channels", "close", &id], dir.path());
     close
         .env("PAYGATE_SPEND_LOG", dir.path().join("spend.db"))
@@ -114,7 +121,7 @@ async fn the_metered_example_charges_what_each_call_used() {
         String::from_utf8_lossy(&closed.stderr)
     );
     let closed: Value = serde_json::from_slice(&closed.stdout).expect("JSON");
-    assert_eq!((&closed["settled"], &closed["refunded"]), (&"46".into(), &"49954".into()));
-    assert_eq!(usdc_balance(&chain, payee).await - before[2], U256::from(46u64));
-    assert_eq!(before[0] - usdc_balance(&chain, buyer).await, U256::from(1_046u64));
+    assert_eq!((&closed["settled"], &closed["refunded"]), (&"58".into(), &"49942".into()));
+    assert_eq!(usdc_balance(&chain, payee).await - before[2], U256::from(58u64));
+    assert_eq!(before[0] - usdc_balance(&chain, buyer).await, U256::from(1_058u64));
 }

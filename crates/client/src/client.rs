@@ -140,7 +140,7 @@ pub type Confirm = Arc<dyn Fn(&Offer, &str) -> bool + Send + Sync>;
 /// An HTTP client that pays 402s.
 #[derive(Clone)]
 pub struct PayingClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     pub(crate) wallet: Wallet,
     pub(crate) policy: Policy,
     pub(crate) log: SpendLog,
@@ -152,7 +152,12 @@ pub struct PayingClient {
     card_token: Option<CardToken>,
     /// What a new session channel deposits, in micro-dollars; `None`: session offers are not paid.
     pub(crate) session_deposit: Option<u128>,
+    /// Where the events of a stream paid as it is delivered go as they arrive.
+    pub(crate) stream_sink: Option<StreamSink>,
 }
+
+/// Takes each event (its bytes, blank line included) of a stream paid as it is delivered, as it arrives.
+pub type StreamSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// The header an MPP credential for `challenge` goes in: the one it names, else `Authorization`.
 pub(crate) fn authorization_name(challenge: &mpp::Challenge) -> Result<HeaderName, PayError> {
@@ -191,7 +196,15 @@ impl PayingClient {
             progress: None,
             card_token: None,
             session_deposit: None,
+            stream_sink: None,
         }
+    }
+
+    /// Hands each event of a stream paid from a session as it is delivered to `sink` as it arrives (the payment's
+    /// own events aside); the whole stream is still the answer's body.
+    pub fn with_stream_sink(mut self, sink: impl Fn(&[u8]) + Send + Sync + 'static) -> PayingClient {
+        self.stream_sink = Some(Arc::new(sink));
+        self
     }
 
     /// Pays MPP `evm` session offers, preferring them to per-call offers: the first call to a seller opens a

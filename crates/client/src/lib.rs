@@ -13,11 +13,12 @@ mod policy;
 mod reconcile;
 pub mod session;
 mod session_pay;
+mod session_stream;
 mod sign;
 mod spend;
 mod wallet;
 
-pub use client::{CardToken, Confirm, DryRun, OnProgress, Paid, PayError, PayingClient, Payment, Progress};
+pub use client::{CardToken, Confirm, DryRun, OnProgress, Paid, PayError, PayingClient, Payment, Progress, StreamSink};
 pub use offer::{AssetBook, KnownAsset, Offer, OfferError, Protocol, parse_offers};
 pub use policy::{CheapestOffer, OfferChooser, Policy, PolicyViolation, host_of};
 pub use reconcile::{ReconcileError, Reconciled, reconcile};

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::client::{Attempt, Outgoing, PAID_RETRIES, PayError, PayingClient, Payment, Progress, read};
 use crate::offer::{Offer, Source};
 use crate::session::EvmSession;
+use crate::session_stream::PaidStream;
 use crate::spend::{Entry, SessionRecord, SpendState, now_ms, signed};
 
 /// How long a deposit authorization stays valid: the seller relays it at once.
@@ -201,6 +202,11 @@ impl PayingClient {
             let spent = receipt.as_ref().and_then(|r| r.extra.get("spent")).and_then(|v| v.as_str());
             if let Some(spent) = spent.and_then(|s| s.parse::<u128>().ok()).filter(|s| *s < session.cumulative) {
                 self.log.rewind_session(&channel_id, session.cumulative, spent).await?;
+            }
+            if crate::session_stream::is_event_stream(&response) {
+                let payment = Payment { spend_id: voucher_id, offer: offer.clone(), reference };
+                let stream = PaidStream { out, offer: &offer, challenge, host, session, channel_id };
+                return Ok(Attempt::Answered(Box::new(self.follow_stream(response, stream, payment).await?)));
             }
             let payment = Payment { spend_id: voucher_id, offer, reference };
             return match read(response, Some(payment)).await {

@@ -84,6 +84,8 @@ pub enum ChannelRefusal {
     /// Served but not yet claimed on chain, with this call, would pass the seller's cap for one channel: the call
     /// waits for the next claim.
     OverExposure { cap: u128 },
+    /// The call to extend is no longer in flight (charged, released, or taken for abandoned).
+    NotInFlight,
 }
 
 impl Channel {
@@ -125,6 +127,39 @@ impl Channel {
             return Err(ChannelRefusal::OverExposure { cap });
         }
         self.reserve(price, voucher_max, signature)
+    }
+
+    /// Reserves `more` on top of what the call paid by the voucher for `call` holds: a call paid as it is delivered
+    /// (a metered stream) reserves each part just before it is sent, within the highest voucher the channel has
+    /// accepted (a payer may sign ahead, or send a voucher while the call runs) and the deposit. A call no longer
+    /// in flight cannot grow.
+    pub fn extend(&self, call: u128, more: u128) -> Result<Channel, ChannelRefusal> {
+        let key = call.to_string();
+        let Some(held) = self.in_flight.get(&key) else { return Err(ChannelRefusal::NotInFlight) };
+        let needed = self.charged.saturating_add(self.reserved()).saturating_add(more);
+        if needed > self.deposit {
+            return Err(ChannelRefusal::OverDeposit { needed });
+        }
+        if needed > self.voucher_max {
+            return Err(ChannelRefusal::BelowCharged { needed });
+        }
+        let mut next = self.clone();
+        next.in_flight.insert(key, held.saturating_add(more));
+        Ok(next)
+    }
+
+    /// Takes a voucher that pays no call of its own (sent while a stream waits for it, or ahead of calls): the
+    /// highest the channel accepted rises to `amount` when the deposit covers it; a lower one changes nothing.
+    pub fn accept_voucher(&self, amount: u128, signature: &str) -> Result<Channel, ChannelRefusal> {
+        if amount > self.deposit {
+            return Err(ChannelRefusal::OverDeposit { needed: amount });
+        }
+        let mut next = self.clone();
+        if amount > self.voucher_max {
+            next.voucher_max = amount;
+            next.voucher_signature = signature.to_owned();
+        }
+        Ok(next)
     }
 
     /// Charges the call the voucher for `voucher_max` (signed `signature`) reserved: its upstream answered.
@@ -373,6 +408,27 @@ mod tests {
         assert_eq!((ahead.charged, ahead.settleable.as_ref().map(|s| s.amount)), (4000, Some(2000)));
         let met = ahead.reserve(1000, 5000, "f").unwrap().commit(5000, "f");
         assert_eq!(met.settleable, Some(SignedVoucher { amount: 5000, signature: "f".into() }));
+    }
+
+    #[test]
+    fn a_stream_grows_its_reservation_within_the_highest_voucher_and_the_deposit() {
+        let open = channel(1000);
+        // The stream's first part is paid by its own voucher (100); the rest waits for more.
+        let held = open.reserve(10, 100, "a").unwrap();
+        let grown = held.extend(100, 90).unwrap();
+        assert_eq!((grown.reserved(), grown.charged), (100, 0));
+        assert_eq!(grown.extend(100, 10), Err(ChannelRefusal::BelowCharged { needed: 110 }));
+        // A voucher sent while the stream waits lets it go on; one lower than the highest changes nothing.
+        let signed = grown.accept_voucher(300, "b").unwrap();
+        assert_eq!(signed.accept_voucher(200, "c").unwrap(), signed);
+        assert_eq!(signed.accept_voucher(1001, "d"), Err(ChannelRefusal::OverDeposit { needed: 1001 }));
+        let more = signed.extend(100, 200).unwrap();
+        assert_eq!(more.extend(100, 1000), Err(ChannelRefusal::OverDeposit { needed: 1300 }));
+        // The end charges what was delivered; the settleable voucher is the one that meets it exactly.
+        let done = more.commit_used(100, "a", 300);
+        assert_eq!((done.charged, done.reserved()), (300, 0));
+        assert_eq!(done.settleable.as_ref().map(|s| (s.amount, s.signature.as_str())), Some((300, "b")));
+        assert_eq!(done.extend(100, 1), Err(ChannelRefusal::NotInFlight), "an ended stream cannot grow");
     }
 
     #[test]

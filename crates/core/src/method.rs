@@ -16,7 +16,7 @@ use paygate_proto::{mpp, x402};
 
 use crate::money::AtomicAmount;
 use crate::network::Network;
-use crate::reject::Rejection;
+use crate::reject::{RejectKind, Rejection};
 
 /// The EIP-712 domain name and version of a token, which differ per chain (`"USD Coin"` on Base, `"USDC"` on
 /// Base Sepolia).
@@ -270,11 +270,30 @@ pub trait PaymentMethod: Send + Sync + Debug {
         Vec::new()
     }
 
-    /// Channel management a credential asks for instead of paying a call (an MPP session's `topUp` or `close`):
-    /// `None` when the proof pays a call. The rail does it; the gateway answers 204 with a receipt, claims
-    /// nothing and never calls the upstream.
-    async fn manage(&self, _proof: Proof<'_>) -> Option<Result<Managed, Rejection>> {
+    /// Channel management a credential asks for instead of paying a call (an MPP session's `topUp` or `close`,
+    /// and its `open` or `voucher` sent with no request of its own, `asked` [`Asked::CredentialOnly`]): `None`
+    /// when the proof pays a call. The rail does it; the gateway answers 204 with a receipt, claims nothing and
+    /// never calls the upstream.
+    async fn manage(&self, _proof: Proof<'_>, _asked: Asked) -> Option<Result<Managed, Rejection>> {
         None
+    }
+
+    /// Whether a call paid on this rail can be paid as it is delivered: a metered stream over a session, whose
+    /// parts are reserved one by one ([`PaymentMethod::hold_more`]) and whose payer signs more while it runs. A
+    /// 402 then quotes such a stream one part, not its maximum.
+    fn pays_streams(&self) -> bool {
+        false
+    }
+
+    /// Reserves `more` on top of what a call paid as it is delivered holds, just before that part is sent; what
+    /// the payer must sign first when its vouchers or deposit do not cover it. `settle` later charges what was
+    /// delivered. Only rails that [`PaymentMethod::pays_streams`] are asked.
+    async fn hold_more(&self, _payment: &VerifiedPayment, _more: AtomicAmount) -> Result<(), NotHeldMore> {
+        Err(NotHeldMore::Stopped(Rejection::new(
+            RejectKind::VerificationFailed,
+            "stream_not_payable",
+            format!("the {} rail does not pay streams", self.rail()),
+        )))
     }
 
     /// Settles on chain, in one batch, what the rail charged without settling each call (a channel's vouchers):
@@ -282,6 +301,49 @@ pub trait PaymentMethod: Send + Sync + Debug {
     /// call and have nothing here.
     async fn settle_accepted(&self, _now: bool) -> Result<BatchSettled, String> {
         Ok(BatchSettled::default())
+    }
+}
+
+/// What a request that carries a credential asks for ([`PaymentMethod::manage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// The resource: a call to pay.
+    Resource,
+    /// Nothing but what its credential does: a `POST` with no body and no query (how MPP clients send a voucher
+    /// while a stream waits for it, or open a channel ahead of their calls).
+    CredentialOnly,
+}
+
+/// Why a call paid as it is delivered cannot reserve its next part ([`PaymentMethod::hold_more`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotHeldMore {
+    /// The payer must sign more first (and top up when `required_cumulative` passes the deposit): what an MPP
+    /// `payment-need-voucher` event says.
+    Voucher(VoucherNeeded),
+    /// The call cannot go on (its channel is gone or closing, the store failed).
+    Stopped(Rejection),
+}
+
+/// What a payer must sign for a paused stream to go on: amounts in atomic units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoucherNeeded {
+    pub channel_id: String,
+    /// The cumulative amount the next voucher must allow.
+    pub required_cumulative: u128,
+    /// The highest cumulative amount accepted so far.
+    pub accepted_cumulative: u128,
+    pub deposit: u128,
+}
+
+impl VoucherNeeded {
+    /// The `data` of a `payment-need-voucher` event (amounts as decimal strings).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "channelId": self.channel_id,
+            "requiredCumulative": self.required_cumulative.to_string(),
+            "acceptedCumulative": self.accepted_cumulative.to_string(),
+            "deposit": self.deposit.to_string(),
+        })
     }
 }
 

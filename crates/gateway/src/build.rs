@@ -203,7 +203,9 @@ impl RouteBuilder<'_> {
                         ))
                     })
                     .collect::<Result<_, FieldError>>()?;
-                Pricing::Metered { meter: Meter::new(meter.usage, meter.header.clone(), prices), offers }
+                let meter = Meter::new(meter.usage, meter.header.clone(), prices).waiting(meter.voucher_wait);
+                let streamed = meter.streamed_offers(&offers);
+                Pricing::Metered { meter, offers, streamed }
             }
             PriceSpec::Hook { url, timeout, headers, fallback } => {
                 let fallback = match fallback {

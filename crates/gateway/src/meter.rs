@@ -8,11 +8,14 @@
 //! call's amount is whole units times those prices, capped at the maximum. A response that does not say what it
 //! used (no `usage`, a header that is not a number) is charged the maximum, which the payer agreed to.
 
+use std::time::Duration;
+
 use http::{HeaderMap, HeaderName, header};
 use paygate_core::money::AtomicAmount;
 use serde_json::Value;
 
 use crate::config::MeterUsage;
+use crate::offers::RouteOffer;
 
 /// A route's meter, with its unit prices in each offer's atomic units (aligned with the route's offers).
 #[derive(Debug, Clone)]
@@ -21,6 +24,8 @@ pub(crate) struct Meter {
     header: Option<HeaderName>,
     /// `(input, output)` per offer: a prompt and a completion token's prices, or the unit price twice.
     prices: Vec<(AtomicAmount, AtomicAmount)>,
+    /// How long a stream paid as it is delivered waits for the payer's next voucher.
+    pub voucher_wait: Duration,
 }
 
 /// What a response used, in the meter's units.
@@ -36,7 +41,12 @@ impl Meter {
         header: Option<HeaderName>,
         prices: Vec<(AtomicAmount, AtomicAmount)>,
     ) -> Meter {
-        Meter { usage, header, prices }
+        Meter { usage, header, prices, voucher_wait: Duration::from_secs(30) }
+    }
+
+    /// The meter, with streams waiting `voucher_wait` for a voucher.
+    pub(crate) fn waiting(self, voucher_wait: Duration) -> Meter {
+        Meter { voucher_wait, ..self }
     }
 
     /// Whether counting needs the response's body (all but a header count).
@@ -82,6 +92,114 @@ impl Meter {
             .and_then(|a| used.output.checked_mul(output.0).and_then(|b| a.checked_add(b)));
         AtomicAmount(cost.map_or(max.0, |cost| cost.min(max.0)))
     }
+
+    /// The price of one part of a stream paid as it is delivered, in offer `index`: what a 402 quotes a
+    /// request for a stream on a rail that pays streams (an output token, or one unit). `None` when it is free.
+    pub(crate) fn part_price(&self, index: usize) -> Option<AtomicAmount> {
+        let (input, output) = self.prices.get(index)?;
+        [*output, *input].into_iter().find(|p| p.0 > 0)
+    }
+
+    /// The offers a request for an event stream is quoted, aligned with `offers` (the route's, at its maximum):
+    /// rails that pay streams as they are delivered quote one part; empty when none does.
+    pub(crate) fn streamed_offers(&self, offers: &[RouteOffer]) -> Vec<RouteOffer> {
+        let unit = match self.usage {
+            MeterUsage::Tokens => "token",
+            MeterUsage::Bytes => "byte",
+            MeterUsage::Events => "event",
+            MeterUsage::Header => "unit",
+        };
+        let per_part = |(index, offer): (usize, &RouteOffer)| {
+            let part = self.part_price(index).filter(|_| offer.method.pays_streams())?;
+            Some(RouteOffer::per_part(offer.method.clone(), part, unit))
+        };
+        if !offers.iter().enumerate().any(|o| per_part(o).is_some()) {
+            return Vec::new();
+        }
+        offers.iter().enumerate().map(|o| per_part(o).unwrap_or_else(|| o.1.clone())).collect()
+    }
+
+    /// What each event of a stream costs in offer `index` ([`StreamTally::cost`]), with `headers` the stream's
+    /// and `max` the most the whole stream may cost.
+    pub(crate) fn tally(&self, index: usize, headers: &HeaderMap, max: AtomicAmount) -> StreamTally<'_> {
+        let counted = match self.usage {
+            MeterUsage::Header => Some(self.amount(index, self.count(headers, &[]), max).0),
+            _ => None,
+        };
+        StreamTally { meter: self, index, max: max.0, charged: 0, counted }
+    }
+}
+
+/// The running cost of a stream paid as it is delivered: each server-sent event is priced just before it is sent
+/// (an event is one unit; a byte meter prices its bytes; a count in a header is charged with the first event).
+/// With a token meter, each chunk whose delta carries text is one output token, and the closing `usage` charges
+/// what it says beyond what the chunks were charged (the prompt's tokens, and completion tokens no chunk showed).
+/// The total never passes the route's maximum.
+#[derive(Debug)]
+pub(crate) struct StreamTally<'m> {
+    meter: &'m Meter,
+    index: usize,
+    max: u128,
+    /// What the events so far cost.
+    pub charged: u128,
+    /// A header meter's whole count, charged with the first event.
+    counted: Option<u128>,
+}
+
+impl StreamTally<'_> {
+    /// What `event` (one server-sent event, its blank line included) costs, counted as charged.
+    pub(crate) fn cost(&mut self, event: &[u8]) -> u128 {
+        let (input, output) = self.meter.prices.get(self.index).map_or((0, 0), |(i, o)| (i.0, o.0));
+        let data = events(event).next().filter(|d| *d != "[DONE]");
+        let cost = match (self.meter.usage, data) {
+            (MeterUsage::Header, _) => self.counted.take().unwrap_or(0),
+            (_, None) => 0,
+            (MeterUsage::Events, Some(_)) => input,
+            (MeterUsage::Bytes, Some(_)) => (event.len() as u128).saturating_mul(input),
+            (MeterUsage::Tokens, Some(data)) => match serde_json::from_str::<Value>(data) {
+                Ok(chunk) => match usage_of(&chunk) {
+                    Some(used) => {
+                        self.meter.amount(self.index, Some(used), AtomicAmount(self.max)).0.saturating_sub(self.charged)
+                    }
+                    None if carries_text(&chunk) => output,
+                    None => 0,
+                },
+                Err(_) => 0,
+            },
+        };
+        let cost = cost.min(self.max.saturating_sub(self.charged));
+        self.charged += cost;
+        cost
+    }
+}
+
+/// Whether a streamed completion chunk carries text: `choices[].delta.content` (chat) or `choices[].text`.
+fn carries_text(chunk: &Value) -> bool {
+    let text = |choice: &Value| {
+        choice
+            .pointer("/delta/content")
+            .or_else(|| choice.get("text"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty())
+    };
+    chunk.get("choices").and_then(Value::as_array).is_some_and(|choices| choices.iter().any(text))
+}
+
+/// Whether a request asks for an event stream (`Accept: text/event-stream`).
+pub(crate) fn asks_for_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().to_ascii_lowercase().starts_with("text/event-stream")))
+}
+
+/// Whether a response is an event stream.
+pub(crate) fn is_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("text/event-stream"))
 }
 
 /// The `data` of each server-sent event of `body`, in order.
@@ -95,19 +213,17 @@ fn events(body: &[u8]) -> impl Iterator<Item = &str> {
 
 /// An OpenAI-compatible `usage` object: the JSON body's, or in a streamed answer the last event that carries one.
 fn tokens(headers: &HeaderMap, body: &[u8]) -> Option<Used> {
-    let streamed = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let usage_of = |value: Value| -> Option<Used> {
-        let usage = value.get("usage")?;
-        let count = |name: &str| usage.get(name).and_then(Value::as_u64).map(u128::from);
-        Some(Used { input: count("prompt_tokens")?, output: count("completion_tokens")? })
-    };
-    if streamed {
-        return events(body).filter_map(|d| serde_json::from_str(d).ok()).filter_map(usage_of).last();
+    if is_stream(headers) {
+        return events(body).filter_map(|d| serde_json::from_str::<Value>(d).ok()).filter_map(|v| usage_of(&v)).last();
     }
-    usage_of(serde_json::from_slice(body).ok()?)
+    usage_of(&serde_json::from_slice(body).ok()?)
+}
+
+/// The tokens an OpenAI-compatible `usage` object says (absent or `null`: `None`).
+fn usage_of(value: &Value) -> Option<Used> {
+    let usage = value.get("usage")?;
+    let count = |name: &str| usage.get(name).and_then(Value::as_u64).map(u128::from);
+    Some(Used { input: count("prompt_tokens")?, output: count("completion_tokens")? })
 }
 
 #[cfg(test)]
@@ -141,6 +257,29 @@ mod tests {
         assert_eq!(tokens_meter().count(&HeaderMap::new(), b"{\"usage\":{}}"), None);
         assert_eq!(tokens_meter().amount(0, None, AtomicAmount(500)), AtomicAmount(500));
         assert_eq!(tokens_meter().amount(0, Some(Used { input: 0, output: 0 }), AtomicAmount(500)), AtomicAmount(0));
+    }
+
+    #[test]
+    fn a_stream_is_priced_event_by_event_and_its_usage_settles_the_rest_within_the_maximum() {
+        let meter = tokens_meter();
+        let mut sse = HeaderMap::new();
+        sse.insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+        let mut tally = meter.tally(0, &sse, AtomicAmount(1000));
+        let role = b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
+        let token = b"data: {\"choices\":[{\"delta\":{\"content\":\" hi\"}}],\"usage\":null}\n\n";
+        assert_eq!(tally.cost(role), 0, "a chunk without text is free");
+        assert_eq!((tally.cost(token), tally.cost(token)), (2, 2), "each chunk with text is one output token");
+        // The usage says 3 prompt tokens (1 each) and 2 completion tokens (2 each): 7, of which 4 were charged.
+        let usage = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n";
+        assert_eq!(tally.cost(usage), 3);
+        assert_eq!(tally.cost(b"data: [DONE]\n\n"), 0);
+        assert_eq!(tally.charged, 7);
+        let mut capped = meter.tally(0, &sse, AtomicAmount(3));
+        assert_eq!([capped.cost(token), capped.cost(token), capped.cost(token)], [2, 1, 0], "never above the maximum");
+        assert_eq!(meter.part_price(0), Some(AtomicAmount(2)));
+        let events = Meter::new(MeterUsage::Events, None, vec![(AtomicAmount(5), AtomicAmount(5))]);
+        let mut tally = events.tally(0, &HeaderMap::new(), AtomicAmount(100));
+        assert_eq!((tally.cost(b"event: message\ndata: a\n\n"), tally.cost(b": comment\n\n")), (5, 0));
     }
 
     #[test]

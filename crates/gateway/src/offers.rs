@@ -43,6 +43,9 @@ pub struct RouteOffer {
     pub terms: Option<Terms>,
     /// The MPP `(method, intent)`, when the rail speaks MPP.
     pub mpp: Option<(&'static str, &'static str)>,
+    /// Whether `amount` is the price of one part of a stream paid as it is delivered (`engine/stream.rs`), not
+    /// of the whole call.
+    pub per_part: bool,
 }
 
 /// Challenge terms with their encoded `request`.
@@ -77,7 +80,19 @@ impl RouteOffer {
             }
             None => None,
         };
-        RouteOffer { method, amount, x402, x402_json, v1_network, terms, mpp }
+        RouteOffer { method, amount, x402, x402_json, v1_network, terms, mpp, per_part: false }
+    }
+
+    /// The offer of a stream paid as it is delivered, `part` each ([`PaymentMethod::pays_streams`]): its MPP
+    /// terms say the unit they price (`unitType`).
+    pub fn per_part(method: Arc<dyn PaymentMethod>, part: AtomicAmount, unit: &str) -> Self {
+        let mut offer = RouteOffer::new(method, part);
+        if let Some(terms) = offer.terms.as_mut().filter(|t| t.terms.request.get("unitType").is_some()) {
+            terms.terms.request["unitType"] = unit.into();
+            *terms = Terms::new(terms.terms.clone());
+        }
+        offer.per_part = true;
+        offer
     }
 
     /// Whether a payer can pay this offer in some framing: x402, MPP (fixed or per-challenge terms), or a

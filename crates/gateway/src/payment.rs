@@ -215,6 +215,13 @@ impl<'a> ClaimedPayment<'a> {
         self.transition(state, state, t, "the upstream status").await;
     }
 
+    /// Marks a payment whose call is still running (a long stream) as live, so that the reconciler does not take
+    /// it for abandoned.
+    pub(crate) async fn still_running(&self) {
+        let t = Transition { reason: "streaming", ..Default::default() };
+        self.transition(PaymentState::Verified, PaymentState::Verified, t, "a stream still running").await;
+    }
+
     /// The payment as it is charged: what a call priced by its response used, else as verified.
     pub(crate) fn charged(&self) -> &VerifiedPayment {
         self.used.get().unwrap_or(&self.verified)
@@ -229,6 +236,18 @@ impl<'a> ClaimedPayment<'a> {
     ) -> Result<SettleOutcome, NotAttempted> {
         let used = AtomicAmount(used.0.min(self.verified.amount.0));
         let _ = self.used.set(VerifiedPayment { amount: used, ..self.verified.clone() });
+        self.settle(Some(upstream_status)).await
+    }
+
+    /// Settles what a stream paid as it is delivered charged: `delivered`, which may pass what was verified (one
+    /// part) because each part was reserved on its channel before it was sent ([`PaymentMethod::hold_more`]); the
+    /// rail never charges more than it reserved.
+    pub(crate) async fn settle_delivered(
+        &self,
+        upstream_status: u16,
+        delivered: AtomicAmount,
+    ) -> Result<SettleOutcome, NotAttempted> {
+        let _ = self.used.set(VerifiedPayment { amount: delivered, ..self.verified.clone() });
         self.settle(Some(upstream_status)).await
     }
 

@@ -1,7 +1,8 @@
 //! A channel-paid call's life on its channel, the same on every channel rail (x402 `batch-settlement`, MPP `evm`
 //! session): reserved once its payment is claimed ([`ChannelCall::hold`]), charged when the upstream answered
 //! ([`ChannelCall::commit`]), given back otherwise ([`ChannelCall::release`]), and decided after a crash
-//! ([`ChannelCall::status`]). Each step is one compare-and-swap on the channel's row ([`paygate_core::channel`]);
+//! ([`ChannelCall::status`]); a call paid as it is delivered (a metered stream) grows its reservation part by
+//! part ([`ChannelCall::extend`]) and is charged what was delivered. Each step is one compare-and-swap on the channel's row ([`paygate_core::channel`]);
 //! the rails differ only in how they word a refusal.
 
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,17 @@ impl ChannelCall {
             .filter(|c| c.id != channel.id)
             .fold(0u128, |sum, c| sum.saturating_add(c.unclaimed()).saturating_add(c.reserved()));
         Ok(cap.saturating_sub(exposed))
+    }
+
+    /// Reserves `more` for the next part of a call paid as it is delivered (a metered stream), within the
+    /// channel's highest accepted voucher and its deposit.
+    pub async fn extend(&self, book: &dyn ChannelBook, more: u128) -> Result<(), NotHeld> {
+        match update_channel(book, &self.channel_id, |c| c.extend(self.voucher(), more)).await {
+            Ok(Some(Ok(_))) => Ok(()),
+            Ok(Some(Err(refusal))) => Err(NotHeld::Refused(refusal)),
+            Ok(None) => Err(NotHeld::Unknown),
+            Err(e) => Err(NotHeld::Store(e)),
+        }
     }
 
     /// Charges the call what it `used` (at most its reserved price; the whole price for a call priced before it

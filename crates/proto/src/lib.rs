@@ -5,6 +5,7 @@
 //! * [`mpp`]: the `Payment` HTTP authentication scheme (MPP): `WWW-Authenticate: Payment` challenges,
 //!   `Authorization: Payment` credentials and `Payment-Receipt`, as the conformance vectors and `mppx` define them.
 //! * [`problem`]: RFC 9457 problem details, the body of every rejection.
+//! * [`sse`]: server-sent events as a paid stream carries them (MPP session streaming).
 //! * [`b64`] and [`jcs`]: the two base64 alphabets and RFC 8785 JSON canonicalization both protocols rely on.
 //!
 //! Architecture invariant: this crate does no IO, holds no secrets and knows nothing of chains, prices or
@@ -16,6 +17,7 @@ pub mod jcs;
 pub mod limits;
 pub mod mpp;
 pub mod problem;
+pub mod sse;
 pub mod x402;
 
 /// Why a header or body could not be decoded.

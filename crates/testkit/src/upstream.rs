@@ -27,6 +27,8 @@ pub enum UpstreamMode {
 struct Shared {
     hits: AtomicUsize,
     mode: AtomicU8,
+    /// Token chunks `/v1/stream` produced, over all its streams.
+    streamed: AtomicUsize,
 }
 
 /// A running upstream on a fixed loopback port, which can be stopped and started again.
@@ -68,6 +70,11 @@ impl Upstream {
         self.shared.hits.load(Ordering::SeqCst)
     }
 
+    /// Token chunks `POST /v1/stream` produced so far (a stream whose reader went away stops producing).
+    pub fn streamed(&self) -> usize {
+        self.shared.streamed.load(Ordering::SeqCst)
+    }
+
     pub fn set_mode(&self, mode: UpstreamMode) {
         self.shared.mode.store(mode as u8, Ordering::SeqCst);
     }
@@ -93,6 +100,8 @@ impl Upstream {
             .route("/v1/transcribe", get(quote))
             // Routes a test prices its own way (free calls, tiers, a pricing hook).
             .route("/v1/metered/{*rest}", get(quote).post(echo))
+            // An OpenAI-style streamed completion, paced and breakable (`stream`).
+            .route("/v1/stream", post(stream))
             .route("/free", get(|| async { "free" }))
             // A body larger than paygate keeps for a payment identifier's resend (1.5 MiB).
             .route("/v1/large", get(large))
@@ -157,4 +166,43 @@ async fn large(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 
 async fn echo(State(shared): State<Arc<Shared>>, body: String) -> impl IntoResponse {
     count(&shared).await.map(|()| ([("content-type", "application/json")], body))
+}
+
+/// `POST /v1/stream` with `{"tokens": N, "prompt_tokens": P, "delay_ms": D, "fail_after": K}`: N chat completion
+/// chunks of one token each, D ms apart, then one with the `usage` and `data: [DONE]`; with `fail_after`, the
+/// connection breaks off after K chunks.
+async fn stream(State(shared): State<Arc<Shared>>, body: String) -> axum::response::Response {
+    if let Err(refused) = count(&shared).await {
+        return refused.into_response();
+    }
+    let asked: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let number = |name: &str| asked[name].as_u64().unwrap_or(0);
+    let (tokens, prompt, delay) = (number("tokens"), number("prompt_tokens"), number("delay_ms"));
+    let fail_after = asked["fail_after"].as_u64();
+    let chunks = futures_util::stream::unfold(0u64, move |sent| {
+        let shared = shared.clone();
+        async move {
+            if sent > tokens + 1 {
+                return None;
+            }
+            if fail_after == Some(sent) {
+                // After a pause, so that the chunks before are on the wire when the connection breaks.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                return Some((Err(std::io::Error::other("the model crashed")), u64::MAX));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            let event = if sent < tokens {
+                shared.streamed.fetch_add(1, Ordering::SeqCst);
+                let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": format!(" t{sent}")}}]});
+                format!("data: {chunk}\n\n")
+            } else if sent == tokens {
+                let usage = serde_json::json!({"prompt_tokens": prompt, "completion_tokens": tokens});
+                format!("data: {}\n\n", serde_json::json!({"choices": [], "usage": usage}))
+            } else {
+                "data: [DONE]\n\n".to_owned()
+            };
+            Some((Ok(event), sent + 1))
+        }
+    });
+    ([("content-type", "text/event-stream")], axum::body::Body::from_stream(chunks)).into_response()
 }

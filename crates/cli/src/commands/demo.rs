@@ -19,6 +19,7 @@ use paygate_chain::devtoken::{DEV_MNEMONIC, balance_of, dev_account, test_usdc_a
 use paygate_client::{CheapestOffer, PayingClient, Policy, Progress, Protocol, SpendLog, Wallet};
 use paygate_core::money::{AtomicAmount, format_atomic};
 use paygate_gateway::{Config, PaygateLayer, UpstreamProxy, build, server};
+use paygate_proto::sse::{self, Event, Events};
 use paygate_store::{PaymentQuery, PaymentState};
 use reqwest::header::HeaderMap;
 use tower::ServiceBuilder;
@@ -394,19 +395,23 @@ impl<H: Fn(&str)> Channel<'_, H> {
 
         let session = PayingClient::new(reqwest::Client::new(), buyer(), self.policy.clone(), self.log.clone())
             .with_session_deposit(CHANNEL_DEPOSIT_USD_MICROS);
+        // Asked for as an event stream, it is paid per token as it is delivered: the first voucher pays one token,
+        // and the stream pauses for the next each time the payer's run out.
         let streamed = prompt.replace("\"max_tokens\"", "\"stream\":true,\"max_tokens\"");
+        let mut headers = headers;
+        headers.insert("accept", reqwest::header::HeaderValue::from_static("text/event-stream"));
         let paid = session.send("POST", &url, headers, Some(streamed.into_bytes())).await?;
-        let text = String::from_utf8_lossy(&paid.body).into_owned();
-        let events = text.matches("data: ").count();
-        let spent = paid
-            .headers
-            .get("payment-receipt")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| paygate_proto::mpp::Receipt::from_header(v).ok())
-            .and_then(|r| r.extra.get("spent").and_then(|s| s.as_str()).and_then(|s| s.parse().ok()))
+        let events: Vec<Event> = Events::new(1 << 20).push(&paid.body).iter().filter_map(|e| Event::read(e)).collect();
+        let tokens = events.iter().filter(|e| e.name == "message" && e.data.contains("\"content\"")).count();
+        let asked = events.iter().filter(|e| e.name == sse::NEED_VOUCHER).count();
+        let receipt = events.iter().find(|e| e.name == sse::RECEIPT);
+        let spent = receipt
+            .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
+            .and_then(|r| r["spent"].as_str().and_then(|s| s.parse().ok()))
             .unwrap_or(0u128);
         println!(
-            "streamed  -> {} with {events} server-sent events from a channel; charged {}",
+            "streamed  -> {} with {tokens} tokens paid per token from a channel as they came ({asked} vouchers asked \
+             mid-stream); charged {} in all",
             paid.status,
             usdc(spent)
         );

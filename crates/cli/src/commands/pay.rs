@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use alloy::primitives::Address;
@@ -102,7 +103,9 @@ pub struct Args {
     usd_token: Vec<String>,
     /// Pay MPP `evm` session offers from a channel, depositing this many US dollars when one is opened (or
     /// topped up); the deposit counts against the budgets when it is made, and `paygate channels close` refunds
-    /// what was not used. Without it, session offers are not paid.
+    /// what was not used. Without it, session offers are not paid. A request sent with
+    /// `-H 'Accept: text/event-stream'` to a route priced by its response is paid as its stream is delivered:
+    /// the stream is printed as it arrives, and each voucher the seller asks for is sent within the deposit.
     #[arg(long, value_name = "USD", env = "PAYGATE_SESSION_DEPOSIT")]
     session_deposit: Option<String>,
     /// A Stripe Shared Payment Token (`spt_...`) to pay an MPP `stripe` card offer with, for this request.
@@ -226,6 +229,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(deposit) => client.with_session_deposit(deposit),
         None => client,
     };
+    // A stream paid as it is delivered is printed as it arrives, not once it ended.
+    let streamed = Arc::new(AtomicBool::new(false));
+    let client = if args.json {
+        client
+    } else {
+        let streamed = streamed.clone();
+        client.with_stream_sink(move |event| {
+            use std::io::Write;
+            streamed.store(true, Ordering::Relaxed);
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(event).and_then(|()| out.flush());
+        })
+    };
 
     if args.dry_run {
         let dry = match client.dry_run(&args.method, &args.url, headers, body).await {
@@ -275,7 +291,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "payment": paid.payment,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
+    } else if !streamed.load(Ordering::Relaxed) {
         use std::io::Write;
         std::io::stdout().write_all(&paid.body)?;
     }

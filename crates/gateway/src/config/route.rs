@@ -101,6 +101,14 @@ pub struct MeterConfig {
     /// `header`: the response header that holds the count.
     #[serde(default)]
     pub header: Option<String>,
+    /// How long a stream paid as it is delivered waits for the payer's next voucher before it ends (charging
+    /// what was delivered); seconds, 1 to 600.
+    #[serde(default = "default_voucher_wait_secs")]
+    pub voucher_wait_secs: u64,
+}
+
+fn default_voucher_wait_secs() -> u64 {
+    30
 }
 
 /// What a route priced by its response counts.
@@ -252,6 +260,7 @@ pub(crate) struct MeterSpec {
     pub usage: MeterUsage,
     pub header: Option<http::HeaderName>,
     pub prices: (Price, Price),
+    pub voucher_wait: std::time::Duration,
 }
 
 /// Calls served free before payment is asked.
@@ -448,7 +457,11 @@ impl RouteConfig {
                 ((unit.clone(), unit), header)
             }
         };
-        Ok(PriceSpec::Metered { meter: MeterSpec { usage: meter.usage, header, prices }, max })
+        if !(1..=600).contains(&meter.voucher_wait_secs) {
+            return Err((field("meter.voucher_wait_secs"), "between 1 and 600 seconds".into()));
+        }
+        let voucher_wait = std::time::Duration::from_secs(meter.voucher_wait_secs);
+        Ok(PriceSpec::Metered { meter: MeterSpec { usage: meter.usage, header, prices, voucher_wait }, max })
     }
 
     fn free_spec(&self, price: &PriceSpec, field: &dyn Fn(&str) -> String) -> Result<Option<FreeSpec>, RouteError> {

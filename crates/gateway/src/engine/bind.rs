@@ -38,7 +38,8 @@ pub(super) struct Bound<'r> {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Expiry {
     Enforced,
-    /// Only the redelivery of an owed response takes an expired one: the payment was made while it was valid.
+    /// Only the redelivery of an owed response takes an expired one (the payment was made while it was valid),
+    /// and a session's voucher sent on its own for the stream its challenge started.
     Ignored,
 }
 
@@ -90,7 +91,7 @@ impl Gateway {
             return Err(first_error
                 .unwrap_or_else(|| invalid("offer_not_current", "this route takes no transaction-hash proofs")));
         }
-        let (offer, challenge_id, proof) = self.bind(ctx, presented, body, Expiry::Enforced)?;
+        let (offer, challenge_id, proof) = self.bind(ctx, presented, Some(body), Expiry::Enforced)?;
         let verified = self.verify_timed(offer, proof).await?;
         Ok(Bound { offer, challenge_id, verified })
     }
@@ -103,11 +104,13 @@ impl Gateway {
     }
 
     /// Binds a credential to the route's current offer it answers: the offer, the challenge id, and the proof.
+    /// `body` is the request's, which a challenge binds by digest; `None` for a credential sent on its own
+    /// (channel management), whose challenge may have been made for a request with a body.
     pub(super) fn bind<'r, 'p>(
         &self,
         ctx: &PaidRequest<'r>,
         presented: &'p Presented,
-        body: &Bytes,
+        body: Option<&Bytes>,
         expiry: Expiry,
     ) -> Result<(&'r RouteOffer, Option<String>, Proof<'p>), Rejection> {
         match presented {
@@ -122,7 +125,7 @@ impl Gateway {
         &self,
         ctx: &PaidRequest<'r>,
         credential: &'p paygate_proto::mpp::Credential,
-        body: &Bytes,
+        body: Option<&Bytes>,
         expiry: Expiry,
     ) -> Result<(&'r RouteOffer, Option<String>, Proof<'p>), Rejection> {
         let ch = &credential.challenge;
@@ -147,9 +150,10 @@ impl Gateway {
         if ch.opaque.as_deref().and_then(scope_route).as_deref() != Some(ctx.binding.route.as_str()) {
             return Err(invalid("route_mismatch", "the challenge was issued for another request"));
         }
-        let body_ok = match &ch.digest {
-            Some(digest) => digest_matches(digest, body),
-            None => body.is_empty(),
+        let body_ok = match (&ch.digest, body) {
+            (_, None) => true,
+            (Some(digest), Some(body)) => digest_matches(digest, body),
+            (None, Some(body)) => body.is_empty(),
         };
         if !body_ok {
             return Err(invalid("body_mismatch", "the request body is not the one the challenge was issued for"));

@@ -1,12 +1,15 @@
 //! Channel management: a credential that asks its rail to top up or close a channel instead of paying a call
-//! (an MPP session's `topUp` or `close`) is bound like any credential, done by the rail
+//! (an MPP session's `topUp` or `close`, or its `voucher` or `open` sent on its own, with no body: a paused
+//! stream's next voucher) is bound like any credential (but for the body, which it does not carry), done by the rail
 //! ([`paygate_core::method::PaymentMethod::manage`]), and answered here with 204 and a `Payment-Receipt`:
 //! nothing is claimed and the upstream is never called.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode};
+use http::request::Parts;
+use http::{HeaderValue, Method, Response, StatusCode};
 
 use paygate_core::clock::rfc3339;
+use paygate_core::method::Asked;
 use paygate_proto::mpp::{self, Receipt};
 
 use super::bind::Expiry;
@@ -21,11 +24,20 @@ impl Gateway {
         &self,
         ctx: &PaidRequest<'_>,
         presented: &Presented,
+        parts: &Parts,
         body: &Bytes,
     ) -> Option<Response<Body>> {
         let Presented::Mpp(credential) = presented else { return None };
-        let (offer, _, proof) = self.bind(ctx, presented, body, Expiry::Enforced).ok()?;
-        let managed = match offer.method.manage(proof).await? {
+        let asked = asked(parts, body);
+        // A credential sent on its own (a voucher for a stream that waits for it) answers the challenge that
+        // started the stream: its body is not this request's, and it may have expired since; the voucher's
+        // signature is what pays.
+        let (body, expiry) = match asked {
+            Asked::Resource => (Some(body), Expiry::Enforced),
+            Asked::CredentialOnly => (None, Expiry::Ignored),
+        };
+        let (offer, _, proof) = self.bind(ctx, presented, body, expiry).ok()?;
+        let managed = match offer.method.manage(proof, asked).await? {
             Ok(managed) => managed,
             Err(rejection) => return Some(self.refuse(ctx, Some(&rejection)).await),
         };
@@ -42,4 +54,12 @@ impl Gateway {
         }
         Some(response)
     }
+}
+
+/// What a request with a credential asks for: nothing but what its credential does when it is a `POST` with no
+/// body and no query (MPP clients send a voucher or an `open` that way; a paid `HEAD` is refused before this);
+/// the resource otherwise.
+fn asked(parts: &Parts, body: &Bytes) -> Asked {
+    let bare_post = parts.method == Method::POST && body.is_empty() && parts.uri.query().is_none();
+    if bare_post { Asked::CredentialOnly } else { Asked::Resource }
 }

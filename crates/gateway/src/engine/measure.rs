@@ -17,14 +17,15 @@ use crate::meter::Meter;
 const MAX_METERED_BODY: usize = 32 * 1024 * 1024;
 
 impl Gateway {
-    /// The upstream's answer, read when counting needs it, and the amount the call used in its offer's asset.
+    /// The upstream's answer, read when counting needs it, and the amount the call used in its offer's asset, at
+    /// most `max`.
     pub(super) async fn measure(
         &self,
         paid: &Paid<'_>,
         meter: &Meter,
         response: Response<Body>,
+        max: AtomicAmount,
     ) -> Result<(Response<Body>, AtomicAmount), Response<Body>> {
-        let max = paid.payment.verified.amount;
         let index = paid.ctx.offers.iter().position(|o| std::sync::Arc::ptr_eq(&o.method, &paid.offer.method));
         let (parts, body) = response.into_parts();
         let bytes = if meter.reads_body() {

@@ -10,7 +10,8 @@
 //!
 //! with the detours on the side: free calls and API-key customers (`free.rs`), answers owed or kept for a
 //! payment identifier (`redeliver.rs`), channel management that pays no call (`manage.rs`); a route priced by its
-//! response is measured between the proxy and the settlement (`measure.rs`). Every change of a claimed payment's
+//! response is measured between the proxy and the settlement (`measure.rs`), or, for a stream paid from a
+//! session, charged part by part as it is delivered (`stream.rs`). Every change of a claimed payment's
 //! ledger row goes through `crate::payment::ClaimedPayment`.
 //!
 //! Invariants kept here (numbered as in `docs/ARCHITECTURE.md`):
@@ -31,6 +32,7 @@ mod redeliver;
 mod refuse;
 mod route;
 mod settle;
+mod stream;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -294,7 +296,7 @@ impl Gateway {
         body: Bytes,
         inner: S,
     ) -> Response<Body> {
-        if let Some(answered) = self.managed(ctx, &presented, &body).await {
+        if let Some(answered) = self.managed(ctx, &presented, &parts, &body).await {
             return answered;
         }
         let bound = match self.bind_and_verify(ctx, &presented, &body).await {

@@ -5,7 +5,7 @@
 use http::{HeaderMap, HeaderValue, Response, header};
 
 use paygate_core::clock::rfc3339;
-use paygate_core::method::SettleOutcome;
+use paygate_core::method::{PaymentMethod, SettleOutcome, VerifiedPayment};
 use paygate_proto::mpp::{self, Receipt};
 use paygate_proto::x402;
 
@@ -61,15 +61,35 @@ pub(super) fn finish(response: &mut Response<Body>, request_id: &str) {
     uncacheable(headers);
 }
 
+/// The MPP receipt of `payment` (paid on `method`, answering challenge `challenge_id` of MPP method
+/// `mpp_method`): with its settlement's `reference`, or, before it settled (a stream's first bytes), naming its
+/// channel.
+pub(super) fn mpp_receipt(
+    mpp_method: &str,
+    challenge_id: &str,
+    method: &dyn PaymentMethod,
+    payment: &VerifiedPayment,
+    reference: Option<&str>,
+    now: u64,
+) -> Receipt {
+    let fields = method.mpp_receipt(payment, reference.unwrap_or_default());
+    let reference = reference.map(str::to_owned).unwrap_or_else(|| {
+        let channel = fields.iter().find(|(name, _)| *name == "channelId").and_then(|(_, v)| v.as_str());
+        channel.unwrap_or_default().to_owned()
+    });
+    let mut receipt = Receipt::success(mpp_method, reference, rfc3339(now)).with("challengeId", challenge_id);
+    for (name, value) in fields {
+        receipt = receipt.with(name, value);
+    }
+    receipt
+}
+
 fn add_receipt(headers: &mut HeaderMap, paid: &Paid<'_>, reference: &str, now: u64) {
     match paid.presented {
         Presented::Mpp(credential) => {
-            let method = paid.offer.mpp.map_or(credential.challenge.method.as_str(), |(method, _)| method);
-            let mut receipt =
-                Receipt::success(method, reference, rfc3339(now)).with("challengeId", credential.challenge.id.clone());
-            for (name, value) in paid.payment.method.mpp_receipt(paid.payment.charged(), reference) {
-                receipt = receipt.with(name, value);
-            }
+            let (challenge, method) = (&credential.challenge, paid.payment.method);
+            let mpp_method = paid.offer.mpp.map_or(challenge.method.as_str(), |(method, _)| method);
+            let receipt = mpp_receipt(mpp_method, &challenge.id, method, paid.payment.charged(), Some(reference), now);
             if let Ok(value) = HeaderValue::from_str(&receipt.to_header()) {
                 headers.insert(mpp::PAYMENT_RECEIPT, value);
             }

@@ -70,7 +70,7 @@ impl Gateway {
         inner: S,
     ) -> Response<Body> {
         if matches!(rejection.kind, RejectKind::Replayed | RejectKind::PaymentExpired)
-            && let Ok((offer, challenge_id, proof)) = self.bind(ctx, presented, &body, Expiry::Ignored)
+            && let Ok((offer, challenge_id, proof)) = self.bind(ctx, presented, Some(&body), Expiry::Ignored)
             && let Some(proof_key) = offer.method.proof_key(proof)
             && let Some(owed) =
                 OwedPayment::take(self.store.as_ref(), &self.metrics, &proof_key, challenge_id.as_deref()).await

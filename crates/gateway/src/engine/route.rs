@@ -44,8 +44,10 @@ pub(crate) enum Pricing {
     Flat(Vec<RouteOffer>),
     /// The offers of one unit, times the units the request counts (with the bounds [`UnitPricing`] holds).
     PerUnit { unit: UnitPricing, offers: Vec<RouteOffer> },
-    /// Quoted at its maximum (`offers`), charged what the response says it used where the rail can charge less.
-    Metered { meter: Meter, offers: Vec<RouteOffer> },
+    /// Quoted at its maximum (`offers`), charged what the response says it used where the rail can charge less;
+    /// a request for an event stream is quoted `streamed`: the same, except that rails that pay streams as they
+    /// are delivered quote one part (`engine/stream.rs`).
+    Metered { meter: Meter, offers: Vec<RouteOffer>, streamed: Vec<RouteOffer> },
     /// Asked of the operator's service for each request.
     Hook(PriceHook),
     /// By how many calls the payer made on the route in the period.
@@ -82,7 +84,9 @@ impl Route {
     /// What an answer (`headers`, `body`) costs in the route's offer number `index`, on a route priced by its
     /// response (`None` on other routes): what the engine charges a rail that charges usage.
     pub fn response_price(&self, index: usize, headers: &http::HeaderMap, body: &[u8]) -> Option<AtomicAmount> {
-        let Some(Pricing::Metered { meter, offers }) = self.pricing.as_ref().map(|p| &p.price) else { return None };
+        let Some(Pricing::Metered { meter, offers, .. }) = self.pricing.as_ref().map(|p| &p.price) else {
+            return None;
+        };
         let max = offers.get(index)?.amount;
         Some(meter.price(index, headers, body, max).0)
     }
@@ -101,6 +105,9 @@ impl Pricing {
     /// The offers for a request: the route's own, or computed for it.
     pub(crate) async fn offers_for(&self, parts: &Parts, body: &[u8]) -> Result<Cow<'_, [RouteOffer]>, Rejection> {
         Ok(match self {
+            Pricing::Metered { offers, streamed, .. } if crate::meter::asks_for_stream(&parts.headers) => {
+                Cow::Borrowed(if streamed.is_empty() { offers } else { streamed })
+            }
             Pricing::Flat(offers) | Pricing::Metered { offers, .. } => Cow::Borrowed(offers),
             Pricing::PerUnit { unit, offers } => {
                 let quantity = unit.quantity(parts.uri.query(), body)?;
@@ -118,6 +125,15 @@ impl RoutePricing {
     pub(crate) fn meter(&self) -> Option<&Meter> {
         match &self.price {
             Pricing::Metered { meter, .. } => Some(meter),
+            _ => None,
+        }
+    }
+
+    /// The most a call of a route priced by its response costs in offer `index`: what its 402 quotes when it
+    /// is not asked for a stream.
+    pub(crate) fn metered_max(&self, index: usize) -> Option<AtomicAmount> {
+        match &self.price {
+            Pricing::Metered { offers, .. } => offers.get(index).map(|o| o.amount),
             _ => None,
         }
     }

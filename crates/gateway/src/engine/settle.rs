@@ -48,11 +48,13 @@ impl Gateway {
             paid.payment.void_upstream_failed(status).await;
             return Err(response);
         }
-        // A route priced by its response charges what the call used where the rail can charge less.
+        // A route priced by its response charges what the call used where the rail can charge less; a call quoted
+        // one part is paid as it is delivered.
         let meter = paid.ctx.route.pricing.as_ref().and_then(|p| p.meter());
         let (response, outcome) = match meter.filter(|_| paid.payment.method.charges_usage()) {
+            Some(meter) if paid.offer.per_part => return self.pay_as_delivered(paid, meter, response).await,
             Some(meter) => {
-                let (response, used) = self.measure(paid, meter, response).await?;
+                let (response, used) = self.measure(paid, meter, response, paid.payment.verified.amount).await?;
                 (response, self.settle_used(paid, status, used).await?)
             }
             None => (response, self.settle(paid, Some(status)).await?),
@@ -79,7 +81,7 @@ impl Gateway {
     }
 
     /// A settlement's outcome; one that could not be attempted is refused here.
-    async fn attempted(
+    pub(super) async fn attempted(
         &self,
         paid: &Paid<'_>,
         settled: Result<SettleOutcome, NotAttempted>,
@@ -103,7 +105,7 @@ impl Gateway {
     /// The refusal of a payment whose settlement did not happen: it definitely failed (nothing charged, the
     /// upstream's answer withheld), or it could not be sent (the claim is released; the same payment may be sent
     /// again). `None` for a settled or pending payment.
-    async fn not_settled(&self, paid: &Paid<'_>, outcome: &SettleOutcome) -> Option<Response<Body>> {
+    pub(super) async fn not_settled(&self, paid: &Paid<'_>, outcome: &SettleOutcome) -> Option<Response<Body>> {
         match outcome {
             SettleOutcome::Settled { .. } | SettleOutcome::Submitted { .. } | SettleOutcome::Unknown { .. } => None,
             SettleOutcome::Failed { reference, .. } => {

@@ -208,6 +208,14 @@ impl BatchSettlementMethod {
                 "invalid_batch_settlement_evm_cumulative_exceeds_balance",
                 format!("the channel's deposit does not cover a cumulative {needed}: top it up"),
             ),
+            // Only a call paid as it is delivered grows; this rail's calls never do.
+            ChannelRefusal::NotInFlight => {
+                return Rejection::new(
+                    RejectKind::ChannelGone,
+                    "channel_call_ended",
+                    "the call is no longer in flight",
+                );
+            }
             ChannelRefusal::OverExposure { .. } => {
                 self.schedule.ask();
                 return Rejection::new(

@@ -34,8 +34,8 @@ use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::clock::Clock;
 use paygate_core::method::{
-    BatchSettled, Managed, MppTerms, PaymentMethod, PaymentOption, Proof, SettleOutcome, SettlementStatus,
-    VerifiedPayment,
+    Asked, BatchSettled, Managed, MppTerms, NotHeldMore, PaymentMethod, PaymentOption, Proof, SettleOutcome,
+    SettlementStatus, VerifiedPayment, VoucherNeeded,
 };
 use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
@@ -92,6 +92,10 @@ fn not_found() -> Rejection {
 
 fn finalized() -> Rejection {
     Rejection::new(RejectKind::ChannelGone, "session_channel_finalized", "the channel is closed")
+}
+
+fn call_ended() -> Rejection {
+    Rejection::new(RejectKind::ChannelGone, "session_call_ended", "the call is no longer in flight on its channel")
 }
 
 fn not_sent(err: SendError) -> Rejection {
@@ -295,6 +299,7 @@ impl EvmSessionMethod {
 
     fn refusal(&self, refusal: ChannelRefusal) -> Rejection {
         match refusal {
+            ChannelRefusal::NotInFlight => call_ended(),
             ChannelRefusal::BelowCharged { needed } => Rejection::new(
                 RejectKind::PaymentInsufficient,
                 "session_insufficient_balance",
@@ -420,22 +425,56 @@ impl PaymentMethod for EvmSessionMethod {
         }
     }
 
-    async fn manage(&self, proof: Proof<'_>) -> Option<Result<Managed, Rejection>> {
+    async fn manage(&self, proof: Proof<'_>, asked: Asked) -> Option<Result<Managed, Rejection>> {
         // Most credentials pay a call: those are read once, by `verify`, not here too.
         let Proof::Mpp { credential } = proof else { return None };
-        if !matches!(credential.payload.get("action").and_then(Value::as_str), Some("topUp" | "close")) {
+        let action = credential.payload.get("action").and_then(Value::as_str);
+        let manages = match asked {
+            Asked::Resource => matches!(action, Some("topUp" | "close")),
+            Asked::CredentialOnly => matches!(action, Some("topUp" | "close" | "open" | "voucher")),
+        };
+        if !manages {
             return None;
         }
         let action = match self.action(proof) {
-            Ok(action @ (Action::TopUp { .. } | Action::Close { .. })) => action,
-            Ok(_) => return None,
+            Ok(action) => action,
             Err(rejection) => return Some(Err(rejection)),
         };
         Some(match action {
             Action::TopUp { channel_id, funding } => self.top_up(channel_id, &funding).await,
             Action::Close { voucher } => self.close(&voucher).await,
-            Action::Open { .. } | Action::Voucher { .. } => unreachable!("matched above"),
+            Action::Open { funding, voucher } => self.accept(&voucher, Some(&funding)).await,
+            Action::Voucher { voucher, top_up } => self.accept(&voucher, top_up.as_ref()).await,
         })
+    }
+
+    fn pays_streams(&self) -> bool {
+        true
+    }
+
+    async fn hold_more(&self, payment: &VerifiedPayment, more: AtomicAmount) -> Result<(), NotHeldMore> {
+        let Some(call) = ChannelCall::of(payment) else {
+            return Err(NotHeldMore::Stopped(payload::malformed("unreadable voucher")));
+        };
+        let needed = match call.extend(self.book.as_ref(), more.0).await {
+            Ok(()) => return Ok(()),
+            Err(NotHeld::Refused(ChannelRefusal::BelowCharged { needed } | ChannelRefusal::OverDeposit { needed })) => {
+                needed
+            }
+            Err(NotHeld::Refused(refusal)) => return Err(NotHeldMore::Stopped(self.refusal(refusal))),
+            Err(NotHeld::Unknown) => return Err(NotHeldMore::Stopped(not_found())),
+            Err(NotHeld::Store(e)) => return Err(NotHeldMore::Stopped(e.into())),
+        };
+        match self.book.channel(&call.channel_id).await {
+            Ok(Some(channel)) => Err(NotHeldMore::Voucher(VoucherNeeded {
+                channel_id: channel.id,
+                required_cumulative: needed,
+                accepted_cumulative: channel.voucher_max,
+                deposit: channel.deposit,
+            })),
+            Ok(None) => Err(NotHeldMore::Stopped(not_found())),
+            Err(e) => Err(NotHeldMore::Stopped(e.into())),
+        }
     }
 
     async fn hold(&self, payment: &VerifiedPayment) -> Result<(), Rejection> {
@@ -466,14 +505,16 @@ impl PaymentMethod for EvmSessionMethod {
 
     fn mpp_receipt(&self, payment: &VerifiedPayment, reference: &str) -> Vec<(&'static str, Value)> {
         let Some(call) = ChannelCall::of(payment) else { return Vec::new() };
-        let spent = reference.rsplit('/').next().unwrap_or_default().to_owned();
         let mut receipt = vec![
             ("intent", "session".into()),
             ("channelId", call.channel_id.into()),
             ("acceptedCumulative", call.voucher_max.into()),
-            ("spent", spent.into()),
-            ("chainId", self.chain_id.into()),
         ];
+        // A settled call's reference is `<channel>/<spent>`; a stream's first bytes carry no reference yet.
+        if let Some((_, spent)) = reference.rsplit_once('/') {
+            receipt.push(("spent", spent.to_owned().into()));
+        }
+        receipt.push(("chainId", self.chain_id.into()));
         if let Some((hash, _)) = call.deposit {
             receipt.push(("txHash", hash.into()));
         }

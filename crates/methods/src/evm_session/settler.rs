@@ -7,6 +7,9 @@
 //! transaction what the chain says was settled is written back to the channel: a settlement that landed while
 //! the gateway stopped is never sent again.
 //!
+//! Management, answered without a call: a top-up, a voucher sent on its own (a paused stream resumes once the
+//! channel accepted it), an `open` ahead of any call.
+//!
 //! Closing, cooperative (`close`, on the payer's request or for a channel idle for `close_idle_secs`): the
 //! payee settles with the best voucher and the escrow refunds the rest of the deposit to the payer.
 
@@ -20,7 +23,7 @@ use paygate_core::method::{BatchSettled, Managed};
 use paygate_core::reject::{RejectKind, Rejection};
 
 use super::payload::{Funding, Voucher};
-use super::{EvmSessionMethod, chain_unavailable};
+use super::{EvmSessionMethod, chain_unavailable, not_found};
 
 /// At most this many channels per pass.
 const BATCH: u32 = 100;
@@ -88,6 +91,29 @@ impl EvmSessionMethod {
         let channel = self.channel(channel_id, true).await?;
         let reference = hash.map_or_else(|| channel.id.clone(), |h| format!("{h:#x}"));
         Ok(Managed { reference, receipt: Self::state(&channel) })
+    }
+
+    /// Takes a voucher sent with no call of its own (a stream waiting for it resumes; an `open` sent ahead of
+    /// any call opens the channel), after the deposit or top-up it carries is on chain.
+    pub(super) async fn accept(&self, voucher: &Voucher, funding: Option<&Funding>) -> Result<Managed, Rejection> {
+        let deposit = match funding {
+            Some(funding) => self.fund(voucher.channel_id, funding).await?,
+            None => None,
+        };
+        let channel = self.channel(voucher.channel_id, funding.is_some()).await?;
+        voucher.signed_by(Self::signer(&channel), &self.expected())?;
+        let accept = |c: &Channel| c.accept_voucher(voucher.cumulative, &voucher.signature_hex);
+        let channel = match update_channel(self.book.as_ref(), &channel.id, accept).await? {
+            Some(Ok(channel)) => channel,
+            Some(Err(refusal)) => return Err(self.refusal(refusal)),
+            None => return Err(not_found()),
+        };
+        let mut receipt = Self::state(&channel);
+        receipt.push(("chainId", self.chain_id.into()));
+        if let Some(hash) = deposit {
+            receipt.push(("txHash", format!("{hash:#x}").into()));
+        }
+        Ok(Managed { reference: channel.id, receipt })
     }
 
     /// Closes a channel at its payer's request (an MPP `close` credential with its final voucher): once no call
