@@ -31,7 +31,7 @@ use paygate_core::money::AtomicAmount;
 use paygate_core::network::Network;
 use paygate_core::reject::Rejection;
 use paygate_methods::eip3009::{Eip3009Method, Settlement};
-use paygate_methods::upto::UptoMethod;
+use paygate_methods::upto::{UptoMethod, UptoSettlement};
 use paygate_proto::x402::{
     self, FacilitatorRequest, PaymentRequirements, SettleResponse, Supported, SupportedKind, VerifyResponse,
 };
@@ -206,10 +206,9 @@ impl Facilitator {
         let receipt_timeout = Duration::from_secs(settled.resolved.config.receipt_timeout_secs);
         let poll_interval = Duration::from_millis(settled.resolved.config.receipt_poll_ms.max(1));
         let method = if upto {
-            let (chain, sender, chain_id) = (settled.chain.clone(), settled.sender.clone(), settled.resolved.chain_id);
-            let (clock, settler) = (self.clock.clone(), self.settler);
-            let method =
-                UptoMethod::new(option, chain, chain_id, settler, sender, receipt_timeout, poll_interval, clock);
+            let chain = (settled.chain.clone(), settled.resolved.chain_id);
+            let settlement = UptoSettlement::Builtin { sender: settled.sender.clone(), receipt_timeout, poll_interval };
+            let method = UptoMethod::new(option, chain, self.settler, settlement, self.clock.clone());
             Scheme::Upto(Box::new(method))
         } else {
             let settlement = Settlement::Builtin { sender: settled.sender.clone(), receipt_timeout, poll_interval };

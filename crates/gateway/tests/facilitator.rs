@@ -216,3 +216,54 @@ async fn upto_is_verified_at_its_maximum_and_settled_for_what_was_used() {
     assert_eq!(again["success"], false, "{again}");
     assert_eq!(h.chain.balance(pay_to()).await, seller + 42);
 }
+
+/// paygate's gateway settling `upto` through `paygate facilitator`: its offer names the address the facilitator's
+/// `/supported` gives, the official client pays, and the facilitator's key settles exactly what the call used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygate_settles_upto_through_it_for_what_was_used() {
+    use alloy::primitives::U256;
+    use alloy::sol_types::SolCall;
+    use paygate_chain::devtoken::dev_account;
+    use paygate_chain::{TxSender, wait_for_receipt};
+
+    let chain = Devchain::start(31337).await;
+    let base = facilitator(&chain).await;
+    let upto = format!(
+        "[[accept]]\nname = \"upto\"\nrail = \"upto\"\nnetwork = \"local\"\nasset = \"USDC\"\npay_to = \"{}\"\n\
+         facilitator_url = \"{base}\"\n\n[[routes]]\nmethod = \"POST\"\npath = \"/v1/metered/*\"\n\
+         max_price = \"$0.01\"\naccept = [\"upto\"]\n\n[routes.meter]\nusage = \"tokens\"\n\
+         input_price = \"$0.000001\"\noutput_price = \"$0.000002\"\n",
+        pay_to()
+    );
+    let h = Harness::around(chain, Upstream::start().await, Options { extra_toml: upto, ..Default::default() }).await;
+    let approve =
+        paygate_chain::abi::Eip3009Token::approveCall { spender: paygate_chain::upto::PERMIT2, value: U256::MAX };
+    let payer_sender = TxSender::new(h.chain.chain.clone(), dev_account(1));
+    let hash = payer_sender.send(h.chain.token, approve.abi_encode().into()).await.unwrap();
+    let mined = wait_for_receipt(
+        h.chain.chain.as_ref(),
+        hash,
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(20),
+    );
+    assert!(mined.await.unwrap().unwrap().status());
+
+    let offer = h.send("POST", "/v1/metered/a", None, Some("{}")).await;
+    let required = decode_x402(offer.headers()["payment-required"].to_str().unwrap());
+    let settler = dev_account(2).address().to_checksum(None);
+    assert_eq!(required["accepts"][0]["extra"]["facilitatorAddress"], settler.as_str());
+
+    // 7 prompt tokens at 1 unit and 30 completion tokens at 2: 67 units of the 10,000 signed.
+    let before = h.chain.balance(pay_to()).await;
+    let body = json!({"usage": {"prompt_tokens": 7, "completion_tokens": 30}}).to_string();
+    let url = h.url("/v1/metered/a");
+    let answer = node::client(&["x402upto", "pay", &url, "--method", "POST", "--body", &body]).await;
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!((&answer["receipt"]["success"], &answer["receipt"]["amount"]), (&json!(true), &json!("67")), "{answer}");
+    assert_eq!(h.chain.balance(pay_to()).await, before + 67);
+    let tx: alloy::primitives::TxHash = answer["receipt"]["transaction"].as_str().unwrap().parse().unwrap();
+    let receipt = h.chain.chain.receipt(tx).await.unwrap().expect("mined");
+    assert_eq!(receipt.from.to_checksum(None), settler, "the facilitator's key settled it");
+    let row = h.ledger().await.into_iter().find(|r| r.rail == "upto").expect("a ledger row");
+    assert_eq!((row.state, row.amount.as_str()), (PaymentState::Settled, "67"));
+}

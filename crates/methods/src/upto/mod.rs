@@ -2,7 +2,9 @@
 //! most the route's maximum to the x402 upto proxy ([`paygate_chain::upto`]), bound to a witness naming the seller
 //! and this facilitator; paygate checks it (signature, window, Permit2 allowance, a simulation at the maximum),
 //! and after the upstream answered settles only what the call used (a route priced by its response), sending
-//! nothing when that is zero. `PAYMENT-RESPONSE` carries the amount settled.
+//! nothing when that is zero. `PAYMENT-RESPONSE` carries the amount settled. The settlement is sent from the
+//! settler key, or by a remote x402 facilitator (`paygate facilitator`) asked to settle the amount used, whose
+//! address (from its `/supported`) the offers then name.
 //!
 //! The proof key is `eip155:<chain>:permit2:<payer>:<nonce>`: a Permit2 nonce moves money once.
 
@@ -24,16 +26,19 @@ use paygate_core::method::{
 };
 use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
-use paygate_proto::x402;
+use paygate_proto::x402::{self, FacilitatorRequest};
 
 mod config;
 
 pub use config::{RAIL, UptoConfig};
 
+use crate::facilitator::{FacilitatorClient, FacilitatorError};
+
 /// The scheme's name in x402 offers.
 const SCHEME: &str = "upto";
 
-/// x402 `upto` payments of one ERC-20 to one seller, settled by this facilitator.
+/// x402 `upto` payments of one ERC-20 to one seller, settled by one facilitator: this gateway's settler key, or
+/// a remote x402 facilitator (`paygate facilitator`) whose address the offers name.
 #[derive(Debug)]
 pub struct UptoMethod {
     option: PaymentOption,
@@ -41,10 +46,17 @@ pub struct UptoMethod {
     chain_id: u64,
     /// The only address the proxy lets settle these authorizations.
     facilitator: Address,
-    sender: Arc<TxSender>,
-    receipt_timeout: Duration,
-    poll_interval: Duration,
+    settlement: UptoSettlement,
     clock: Arc<dyn Clock>,
+}
+
+/// Who submits an `upto` settlement.
+#[derive(Debug)]
+pub enum UptoSettlement {
+    /// The settler key's sender, through the upto proxy, waiting for the receipt.
+    Builtin { sender: Arc<TxSender>, receipt_timeout: Duration, poll_interval: Duration },
+    /// A remote x402 facilitator's `/settle`, asked to settle the amount used.
+    Facilitator(FacilitatorClient),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,19 +118,56 @@ fn chain_unavailable(err: &ChainError) -> Rejection {
 
 impl UptoMethod {
     /// The rail for `option` on `chain`, settled by `facilitator` (the address offers name and only which the proxy
-    /// lets settle) through `sender`, its key's.
-    #[allow(clippy::too_many_arguments)]
+    /// lets settle) as `settlement` says.
     pub fn new(
         option: PaymentOption,
-        chain: Arc<dyn Chain>,
-        chain_id: u64,
+        (chain, chain_id): (Arc<dyn Chain>, u64),
         facilitator: Address,
-        sender: Arc<TxSender>,
-        receipt_timeout: Duration,
-        poll_interval: Duration,
+        settlement: UptoSettlement,
         clock: Arc<dyn Clock>,
     ) -> UptoMethod {
-        UptoMethod { option, chain, chain_id, facilitator, sender, receipt_timeout, poll_interval, clock }
+        UptoMethod { option, chain, chain_id, facilitator, settlement, clock }
+    }
+
+    /// What a remote facilitator's `/settle` is asked: the payload, echoing the offer of its maximum, and the same
+    /// requirements carrying the amount used.
+    fn facilitator_request(&self, payment: &VerifiedPayment, max: AtomicAmount) -> Option<FacilitatorRequest> {
+        let accepted = serde_json::to_value(self.x402_requirements(max)?).ok()?;
+        let mut used = accepted.clone();
+        used["amount"] = payment.amount.to_string().into();
+        Some(FacilitatorRequest {
+            x402_version: 2,
+            payment_payload: json!({"x402Version": 2, "accepted": accepted, "payload": payment.settlement["payload"]}),
+            payment_requirements: used,
+        })
+    }
+
+    /// Settles through a remote facilitator.
+    async fn settle_remotely(&self, client: &FacilitatorClient, payment: &VerifiedPayment) -> SettleOutcome {
+        let max = payment.settlement["max"].as_str().and_then(|m| m.parse().ok()).map(AtomicAmount);
+        let Some(request) = max.and_then(|max| self.facilitator_request(payment, max)) else {
+            return SettleOutcome::Failed { reason: "unreadable settlement data".into(), reference: None };
+        };
+        match client.settle(&request).await {
+            Ok(answer) if answer.success => SettleOutcome::Settled { reference: answer.transaction },
+            Ok(answer) => {
+                // The facilitator's own words go to the log; its reason names what happened.
+                let reason = answer.error_reason.unwrap_or_else(|| "settlement refused".into());
+                SettleOutcome::Failed { reason, reference: Some(answer.transaction).filter(|t| !t.is_empty()) }
+            }
+            // Nothing reached the facilitator: nothing can have been broadcast.
+            Err(FacilitatorError::Unreachable(_)) => SettleOutcome::NotSent {
+                refusal: Rejection::new(
+                    RejectKind::FacilitatorUnavailable,
+                    "facilitator_unavailable",
+                    "the facilitator could not be reached to settle; nothing was charged: send the same payment again",
+                ),
+            },
+            // The facilitator may have broadcast before failing to answer: Permit2's nonce will tell.
+            Err(e @ FacilitatorError::Unavailable(_)) => {
+                SettleOutcome::Unknown { reason: e.to_string(), reference: None }
+            }
+        }
     }
 
     /// A payment to settle for `used` (a facilitator's `/settle`, whose requirements carry the amount used): the
@@ -323,13 +372,19 @@ impl PaymentMethod for UptoMethod {
         if payment.amount.0 == 0 {
             return SettleOutcome::Settled { reference: String::new() };
         }
+        let (sender, receipt_timeout, poll_interval) = match &self.settlement {
+            UptoSettlement::Builtin { sender, receipt_timeout, poll_interval } => {
+                (sender, *receipt_timeout, *poll_interval)
+            }
+            UptoSettlement::Facilitator(client) => return self.settle_remotely(client, payment).await,
+        };
         let data = Self::settle_call(&signed, payment.amount.0);
-        let hash = match crate::rail::broadcast(&self.sender, upto::UPTO_PROXY, data, journal).await {
+        let hash = match crate::rail::broadcast(sender, upto::UPTO_PROXY, data, journal).await {
             Ok(hash) => hash,
             Err(outcome) => return outcome,
         };
         let reference = Some(hash.to_string());
-        match wait_for_receipt(self.chain.as_ref(), hash, self.receipt_timeout, self.poll_interval).await {
+        match wait_for_receipt(self.chain.as_ref(), hash, receipt_timeout, poll_interval).await {
             Ok(Some(receipt)) if receipt.status() => SettleOutcome::Settled { reference: hash.to_string() },
             Ok(Some(_)) => SettleOutcome::Failed { reason: "the settlement transaction reverted".into(), reference },
             Ok(None) => SettleOutcome::Unknown { reason: "no receipt before the timeout".into(), reference },
