@@ -285,6 +285,13 @@ pub trait PaymentMethod: Send + Sync + Debug {
         false
     }
 
+    /// Resolves when a voucher may have arrived for the paused call `payment`: a rail that takes vouchers in
+    /// this process wakes its waiters at once. The default never resolves: the engine bounds every wait, and sees
+    /// vouchers another instance took when it ends.
+    async fn voucher_arrival(&self, _payment: &VerifiedPayment) {
+        std::future::pending::<()>().await;
+    }
+
     /// Reserves `more` on top of what a call paid as it is delivered holds, just before that part is sent; what
     /// the payer must sign first when its vouchers or deposit do not cover it. `settle` later charges what was
     /// delivered. Only rails that [`PaymentMethod::pays_streams`] are asked.

@@ -40,6 +40,7 @@ mod build;
 pub mod config;
 mod cors;
 mod credential;
+mod discovery;
 mod engine;
 mod facilitator;
 mod head_refusals;

@@ -158,14 +158,9 @@ impl RequestBinding {
 pub(crate) struct ResourceText {
     pub description: Option<String>,
     pub mime_type: Option<String>,
+    /// The x402 extensions its 402 declares (`crate::discovery::extensions`).
+    pub extensions: Map<String, Value>,
 }
-
-/// The x402 extensions every 402 declares: `payment-identifier`, optional (`identifier.rs` honours it).
-static EXTENSIONS: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(|| {
-    let mut extensions = Map::new();
-    extensions.insert(x402::payment_identifier::KEY.into(), x402::payment_identifier::declaration(false));
-    extensions
-});
 
 static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
@@ -290,7 +285,7 @@ pub(crate) async fn payment_required(
             error: reason("PAYMENT-SIGNATURE header is required"),
             resource: Resource { url: &binding.resource_url, description, mime_type: resource.mime_type.as_deref() },
             accepts: accepts_v2,
-            extensions: &EXTENSIONS,
+            extensions: &resource.extensions,
         };
         let json = serde_json::to_vec(&required).expect("x402 offers serialize");
         if let Ok(value) = HeaderValue::try_from(b64::std_encode(&json)) {

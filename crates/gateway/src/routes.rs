@@ -65,6 +65,8 @@ pub(crate) struct PathPattern {
     segments: Vec<Segment>,
     /// Ends in `/*`: matches any (possibly empty) rest.
     rest: bool,
+    /// The pattern as configured (canonical).
+    text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +98,7 @@ impl PathPattern {
                 || (segment.starts_with(':') && segment.len() > 1);
             segments.push(if param { Segment::Param } else { Segment::Literal(segment.to_owned()) });
         }
-        Ok(PathPattern { segments, rest })
+        Ok(PathPattern { segments, rest, text: canonical.clone() })
     }
 
     /// Whether a canonical path matches.
@@ -121,6 +123,11 @@ pub(crate) struct RouteMatcher {
 }
 
 impl RouteMatcher {
+    /// The path pattern as configured (`/items/{id}`, `/files/*`).
+    pub(crate) fn pattern_text(&self) -> &str {
+        &self.pattern.text
+    }
+
     pub(crate) fn matches(&self, method: &Method, path: &str) -> bool {
         self.method.as_ref().is_none_or(|m| m == method || (*m == Method::GET && *method == Method::HEAD))
             && self.pattern.matches(path)

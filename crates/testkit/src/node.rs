@@ -36,6 +36,12 @@ pub async fn parse402(url: &str) -> Value {
     script("parse402.mjs", &[url]).await
 }
 
+/// Runs `node tests/node/discovery.mjs BASE METHOD PATH [BODY]`: what the official parsers (`@x402/extensions`'
+/// bazaar, `mppx/discovery`, `@x402/core`) understand of the route's 402 and of the gateway's discovery documents.
+pub async fn discovery(args: &[&str]) -> Value {
+    script("discovery.mjs", args).await
+}
+
 /// Runs `node tests/node/cdp.mjs KEY_ID KEY_SECRET TOKEN METHOD HOST PATH`: whether a CDP API token verifies
 /// with the key, and it and `@coinbase/cdp-sdk`'s own token for the same request, decoded.
 pub async fn cdp_token_check(args: &[&str]) -> Value {

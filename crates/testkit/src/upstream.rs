@@ -190,7 +190,9 @@ async fn stream(State(shared): State<Arc<Shared>>, body: String) -> axum::respon
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 return Some((Err(std::io::Error::other("the model crashed")), u64::MAX));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             let event = if sent < tokens {
                 shared.streamed.fetch_add(1, Ordering::SeqCst);
                 let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": format!(" t{sent}")}}]});

@@ -80,13 +80,12 @@ async fn one_stream(
     authorization: Option<String>,
     signer: Option<(&mut EvmSession, &Challenge)>,
 ) -> (Duration, usize) {
-    let asked = json!({"tokens": tokens, "prompt_tokens": 0}).to_string();
     let started = Instant::now();
     let mut request = http.post(url).header("accept", "text/event-stream").header("content-type", "application/json");
     if let Some(authorization) = authorization {
         request = request.header("authorization", authorization);
     }
-    let mut response = request.body(asked).send().await.expect("the gateway answers");
+    let mut response = request.body(asked(tokens)).send().await.expect("the gateway answers");
     assert_eq!(response.status(), 200, "{url}");
     let mut signer = signer;
     let mut events = Events::new(1 << 20);
@@ -115,8 +114,14 @@ async fn one_stream(
     (started.elapsed(), chunks)
 }
 
-async fn session_challenge(http: &reqwest::Client, url: &str) -> Challenge {
-    let response = http.post(url).header("accept", "text/event-stream").body("{}").send().await.expect("402");
+/// The body asking for a stream of `tokens` chunks.
+fn asked(tokens: usize) -> String {
+    json!({"tokens": tokens, "prompt_tokens": 0}).to_string()
+}
+
+/// The session challenge for a stream of `tokens` chunks (a challenge binds its request's body).
+async fn session_challenge(http: &reqwest::Client, url: &str, tokens: usize) -> Challenge {
+    let response = http.post(url).header("accept", "text/event-stream").body(asked(tokens)).send().await.expect("402");
     response
         .headers()
         .get_all("www-authenticate")
@@ -138,7 +143,8 @@ pub(super) async fn bench(chain: &Devchain, tokens: usize, rounds: usize) {
         ServedGateway::start(&config(&upstream.url(), &store("paid.db"), chain, true), BuildOptions::default()).await;
     let (free_url, paid_url) = (format!("{}/v1/stream", free.base), format!("{}/v1/stream", paid.base));
     let http = reqwest::Client::new();
-    let challenge = session_challenge(&http, &paid_url).await;
+    let challenge = session_challenge(&http, &paid_url, 1).await;
+    let stream_challenge = session_challenge(&http, &paid_url, tokens).await;
     let valid_before = paygate_core::clock::Clock::now_unix(&paygate_core::clock::SystemClock) + 600;
     let mut session =
         EvmSession::new(dev_account(6), &challenge, ("USD Coin".into(), "2".into()), B256::repeat_byte(9))
@@ -154,7 +160,7 @@ pub(super) async fn bench(chain: &Devchain, tokens: usize, rounds: usize) {
         let (free_time, free_chunks) = one_stream(&http, &free_url, tokens, None, None).await;
         // Signed ahead: the voucher allows this stream's whole cost.
         let ahead = charged + (tokens as u128) * PART;
-        let credential = session.credential(&challenge, session.voucher_for(ahead));
+        let credential = session.credential(&stream_challenge, session.voucher_for(ahead));
         let (paid_time, paid_chunks) = one_stream(&http, &paid_url, tokens, Some(credential), None).await;
         charged = ahead;
         session.cumulative = charged;
@@ -174,19 +180,21 @@ pub(super) async fn bench(chain: &Devchain, tokens: usize, rounds: usize) {
         );
     }
     // Vouchers signed only when asked: one pause and one voucher round trip per chunk.
-    let asked = tokens.min(200);
-    let first = session.credential(&challenge, session.voucher_for(charged + PART));
+    let paused = tokens.min(200);
+    let paused_challenge = session_challenge(&http, &paid_url, paused).await;
+    let first = session.credential(&paused_challenge, session.voucher_for(charged + PART));
     session.cumulative = charged + PART;
-    let (time, chunks) = one_stream(&http, &paid_url, asked, Some(first), Some((&mut session, &challenge))).await;
-    assert_eq!(chunks, asked);
+    let signer = Some((&mut session, &paused_challenge));
+    let (time, chunks) = one_stream(&http, &paid_url, paused, Some(first), signer).await;
+    assert_eq!(chunks, paused);
     println!(
-        "  (t') a voucher signed when asked for each chunk: {:.0} chunks/s ({} a chunk, the payer's round trip included)",
-        rate_of(asked, time),
-        paygate_bench::show(time / asked as u32)
+        "  (t') a voucher signed when paused for each chunk: {:.0} chunks/s ({} a chunk, the payer's round trip included)",
+        rate_of(paused, time),
+        paygate_bench::show(time / paused as u32)
     );
     let channel = paid.gateway.store().channel(&format!("{:#x}", session.channel_id())).await.expect("store");
     let charged_total = channel.expect("the channel").charged;
-    assert_eq!(charged_total, charged + asked as u128 * PART, "every chunk delivered was charged, once");
+    assert_eq!(charged_total, charged + paused as u128 * PART, "every chunk delivered was charged, once");
 }
 
 fn rate_of(chunks: usize, time: Duration) -> f64 {

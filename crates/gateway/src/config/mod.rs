@@ -29,7 +29,8 @@ pub use self::accept::AcceptConfig;
 pub(crate) use self::document::OVERRIDE_PREFIX;
 use self::document::{parse_document, read};
 pub use self::route::{
-    FreePer, MeterConfig, MeterUsage, Period, PriceHookConfig, PriceUnit, RouteConfig, SettleTiming, TierConfig,
+    DiscoveryConfig, FreePer, MeterConfig, MeterUsage, Period, PriceHookConfig, PriceUnit, RouteConfig, SettleTiming,
+    TierConfig,
 };
 pub(crate) use self::route::{FreeSpec, PriceSpec, RouteSpec};
 pub use self::tables::{

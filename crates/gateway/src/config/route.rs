@@ -79,6 +79,28 @@ pub struct RouteConfig {
     /// quotes.
     #[serde(default)]
     pub meter: Option<MeterConfig>,
+    /// How the route describes itself to agents that discover it: the x402 `bazaar` extension of its 402,
+    /// `/openapi.json` (see `crate::discovery`).
+    #[serde(default)]
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+/// What a route tells agents about itself, beyond its price: an example request and answer.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// An example request: its query parameters (GET, HEAD, DELETE) or its body (POST, PUT, PATCH).
+    #[serde(default)]
+    pub input: Option<serde_json::Value>,
+    /// The JSON Schema of that input (`{ properties = { ... } }`).
+    #[serde(default)]
+    pub input_schema: Option<serde_json::Value>,
+    /// How a body is sent: `json` (default), `form-data` or `text`.
+    #[serde(default)]
+    pub body_type: Option<String>,
+    /// An example answer.
+    #[serde(default)]
+    pub output: Option<serde_json::Value>,
 }
 
 /// How a route priced by its response counts what a call used.
@@ -283,13 +305,24 @@ impl RouteConfig {
         let pattern = PathPattern::parse(&self.path).map_err(|e| (field("path"), e.0))?;
         let name = format!("{} {}", method.as_ref().map_or("*", |m| m.as_str()), self.path);
         let charge = self.charge(field)?;
-        Ok(RouteSpec {
-            name,
-            matcher: RouteMatcher { method, pattern },
-            charge,
-            settle: self.settle,
-            resource: ResourceText { description: self.described(), mime_type: self.mime_type.clone() },
-        })
+        let resource = ResourceText {
+            description: self.described(),
+            mime_type: self.mime_type.clone(),
+            extensions: crate::discovery::extensions(method.as_ref(), self.discovered(field)?),
+        };
+        Ok(RouteSpec { name, matcher: RouteMatcher { method, pattern }, charge, settle: self.settle, resource })
+    }
+
+    /// The route's discovery description, checked.
+    fn discovered(&self, field: &dyn Fn(&str) -> String) -> Result<Option<&DiscoveryConfig>, RouteError> {
+        let Some(discovery) = &self.discovery else { return Ok(None) };
+        if let Some(kind) = discovery.body_type.as_deref().filter(|k| !matches!(*k, "json" | "form-data" | "text")) {
+            return Err((field("discovery.body_type"), format!("{kind:?} is not `json`, `form-data` or `text`")));
+        }
+        if discovery.input_schema.as_ref().is_some_and(|s| !s.is_object()) {
+            return Err((field("discovery.input_schema"), "a JSON Schema is a table".into()));
+        }
+        Ok(Some(discovery))
     }
 
     /// The resource's description; a route priced by its response says how it charges.

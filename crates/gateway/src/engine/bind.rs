@@ -10,8 +10,8 @@
 //! - tx-hash proofs (pay first): no challenge at all; each offer taking them is tried, those named first.
 
 use bytes::Bytes;
-use http::header;
 use http::request::Parts;
+use http::{HeaderMap, Uri, header};
 
 use paygate_core::binding::{BindingInput, challenge_scope, encode_request, scope_route};
 use paygate_core::clock::parse_rfc3339;
@@ -45,24 +45,35 @@ pub(super) enum Expiry {
 
 /// What every challenge for this request binds.
 pub(super) fn binding(settings: &Settings, parts: &Parts, body: &Bytes) -> RequestBinding {
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("localhost");
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let realm = settings.realm.clone().unwrap_or_else(|| host_name(host).to_owned());
-    let resource_url = match &settings.public_url {
-        Some(base) => format!("{}{path_and_query}", base.trim_end_matches('/')),
-        None => format!("http://{host}{path_and_query}"),
-    };
     RequestBinding {
-        realm,
+        realm: realm(settings, &parts.headers),
         route: format!("{} {path_and_query}", parts.method),
         digest: (!body.is_empty()).then(|| body_digest(body)),
-        resource_url,
+        resource_url: format!("{}{path_and_query}", origin(settings, &parts.headers, &parts.uri)),
     }
+}
+
+/// The request's `Host` (or its URI's authority).
+fn host<'h>(headers: &'h HeaderMap, uri: Option<&'h Uri>) -> &'h str {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.and_then(|u| u.authority()).map(|a| a.as_str()))
+        .unwrap_or("localhost")
+}
+
+/// Where clients reach the gateway: the configured public URL, else `http://` and the request's host.
+pub(super) fn origin(settings: &Settings, headers: &HeaderMap, uri: &Uri) -> String {
+    match &settings.public_url {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", host(headers, Some(uri))),
+    }
+}
+
+/// The realm challenges name: the configured one, else the request's host name.
+pub(super) fn realm(settings: &Settings, headers: &HeaderMap) -> String {
+    settings.realm.clone().unwrap_or_else(|| host_name(host(headers, None)).to_owned())
 }
 
 fn invalid(reason: &'static str, detail: &'static str) -> Rejection {

@@ -95,6 +95,8 @@ pub struct Gateway {
     settings: Settings,
     metrics: Metrics,
     limits: RateLimits,
+    /// When it was built, RFC 3339.
+    started: String,
 }
 
 /// What becomes of a request ([`Gateway::dispatch`]).
@@ -139,6 +141,7 @@ impl Gateway {
         settings: Settings,
     ) -> Self {
         Gateway {
+            started: paygate_core::clock::rfc3339(clock.now_unix()),
             routes,
             options,
             secret,
@@ -160,6 +163,22 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Where this gateway is reached, as clients see it: the configured public URL, else `http://` and the
+    /// request's `Host`.
+    pub(crate) fn origin(&self, headers: &http::HeaderMap, uri: &http::Uri) -> String {
+        bind::origin(&self.settings, headers, uri)
+    }
+
+    /// The realm challenges name: the configured one, else the request's host name.
+    pub(crate) fn realm(&self, headers: &http::HeaderMap) -> String {
+        bind::realm(&self.settings, headers)
+    }
+
+    /// When the gateway was built (RFC 3339): the discovery documents' `lastUpdated`.
+    pub(crate) fn started(&self) -> &str {
+        &self.started
     }
 
     /// A reconciler for this gateway's payments; rows untouched for `stale_after` are taken for abandoned.
@@ -198,6 +217,11 @@ impl Gateway {
             }
         };
         let Some(route) = self.routes.iter().position(|r| r.matcher.matches(request.method(), &path)) else {
+            // The discovery documents, free and generated here, where no route claims their path.
+            if let Some(document) = crate::discovery::answer(self, request, &path) {
+                self.metrics.outcome(Outcome::Free);
+                return (request_id, Dispatch::Answered(document));
+            }
             self.metrics.outcome(Outcome::UnknownRoute);
             let dispatch = match self.settings.unknown_routes {
                 UnknownRoutes::Proxy => Dispatch::PassThrough,

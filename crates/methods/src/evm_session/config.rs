@@ -115,6 +115,7 @@ impl RailConfig for EvmSessionConfig {
             sender,
             schedule: SettleSchedule::new(Duration::from_secs(self.settle_every_secs)),
             close_idle: Duration::from_secs(self.close_idle_secs),
+            vouchers: tokio::sync::Notify::new(),
             receipt_timeout,
             poll_interval,
             clock: ctx.clock.clone(),

@@ -64,6 +64,8 @@ pub struct EvmSessionMethod {
     /// The most a channel may have served and not settled on chain; calls beyond wait for a settlement.
     max_unsettled: Option<u128>,
     close_idle: Duration,
+    /// Wakes the streams paused for a voucher when one arrives.
+    vouchers: tokio::sync::Notify,
     receipt_timeout: Duration,
     poll_interval: Duration,
     clock: Arc<dyn Clock>,
@@ -450,6 +452,10 @@ impl PaymentMethod for EvmSessionMethod {
 
     fn pays_streams(&self) -> bool {
         true
+    }
+
+    async fn voucher_arrival(&self, _payment: &VerifiedPayment) {
+        self.vouchers.notified().await;
     }
 
     async fn hold_more(&self, payment: &VerifiedPayment, more: AtomicAmount) -> Result<(), NotHeldMore> {

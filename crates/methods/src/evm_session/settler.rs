@@ -108,6 +108,7 @@ impl EvmSessionMethod {
             Some(Err(refusal)) => return Err(self.refusal(refusal)),
             None => return Err(not_found()),
         };
+        self.vouchers.notify_waiters();
         let mut receipt = Self::state(&channel);
         receipt.push(("chainId", self.chain_id.into()));
         if let Some(hash) = deposit {
