@@ -28,8 +28,8 @@
 //! rail in (e) to (g), default 200), `BENCH_PRICES` (per-unit price computations per rule, default 20,000),
 //! `BENCH_COUNTS` (call counts and hook questions, default 2,000), `BENCH_ONLY` (`proxy`: stop after (a) to (c),
 //! for profiling; `rules`: stop after the free calls, tiers and hook figures; `channels`: only the channel
-//! figures; `streams`: only the stream figures), `BENCH_STREAM_TOKENS` (chunks a stream, default 5,000),
-//! `BENCH_STREAM_ROUNDS` (default 3), `BENCH_CHANNEL_PAID` (channel-paid calls per round, default 4,000), `BENCH_LAYER` (free requests
+//! figures; `streams`: only the stream figures), `BENCH_STREAM_TOKENS` (chunks a stream, default 20,000),
+//! `BENCH_STREAM_ROUNDS` (default 4), `BENCH_CHANNEL_PAID` (channel-paid calls per round, default 4,000), `BENCH_LAYER` (free requests
 //! through the layer in-process, default 200,000), `BENCH_402` (402s built in-process, default 20,000). Needs
 //! anvil, localstripe and PostgreSQL (`scripts/install-test-deps`); nginx, for the reference hop (n), is optional.
 
@@ -360,7 +360,7 @@ async fn bench() {
     if only == "channels" {
         return channels::bench(&chain, &upstream, channel_paid, paid_connections, paid).await;
     }
-    let (stream_tokens, stream_rounds) = (env("BENCH_STREAM_TOKENS", 5000), env("BENCH_STREAM_ROUNDS", 3));
+    let (stream_tokens, stream_rounds) = (env("BENCH_STREAM_TOKENS", 20_000), env("BENCH_STREAM_ROUNDS", 4));
     if only == "streams" {
         return streams::bench(&chain, stream_tokens, stream_rounds).await;
     }

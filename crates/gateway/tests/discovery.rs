@@ -62,3 +62,15 @@ async fn agents_find_every_priced_route_and_its_offers_without_paying() {
     assert_eq!(h.upstream.hits(), 0);
     assert!(h.ledger().await.is_empty());
 }
+
+/// A route of the operator's own on a discovery path wins: its API answers it, paygate publishes nothing there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_route_on_a_discovery_path_is_the_operators() {
+    let own = "[[routes]]\nmethod = \"GET\"\npath = \"/openapi.json\"\n";
+    let h = Harness::start_with(Options { extra_toml: own.into(), ..Default::default() }).await;
+    let response = reqwest::get(h.url("/openapi.json")).await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.text().await.unwrap(), "upstream: no such path", "the upstream answered it");
+    let llms = reqwest::get(h.url("/llms.txt")).await.unwrap();
+    assert_eq!(llms.status(), 200, "the other documents are still paygate's");
+}
