@@ -41,6 +41,8 @@ enum Command {
     Pay(Box<commands::pay::Args>),
     /// The buyer's spend log, with totals per day and host.
     Spend(commands::spend::Args),
+    /// An MCP server (stdio) with tools that fetch URLs paying their 402s from the local wallet, within its limits.
+    Mcp(Box<commands::mcp::Args>),
     /// The buyer's payment channels (MPP sessions): list, close.
     #[command(subcommand)]
     Channels(commands::channels::Command),
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::Ledger(args) => commands::ledger::run(args).await,
             Command::Pay(args) => commands::pay::run(*args).await,
             Command::Spend(args) => commands::spend::run(args).await,
+            Command::Mcp(args) => commands::mcp::run(*args).await,
             Command::Channels(command) => commands::channels::run(command).await,
             Command::Wallet(command) => commands::wallet::run(command).await,
             Command::Dev(command) => commands::dev::run(command).await,

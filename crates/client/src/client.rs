@@ -278,6 +278,17 @@ impl PayingClient {
         self
     }
 
+    /// The owner's limits this client pays within.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The same client within other limits (a tighter cap for one request, say).
+    pub fn with_policy(mut self, policy: Policy) -> PayingClient {
+        self.policy = policy;
+        self
+    }
+
     pub fn wallet(&self) -> &Wallet {
         &self.wallet
     }

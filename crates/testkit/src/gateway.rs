@@ -109,7 +109,12 @@ price = "$0.01"
                 &crate::builtin_settlement(),
             ),
         );
-        let served = ServedGateway::start(&toml, BuildOptions::default()).await;
+        // The embedded devnet is handed to the gateway as the network `local`, which it cannot reach by RPC.
+        let mut options = BuildOptions::default();
+        if chain.is_embedded() {
+            options.chains.insert("local".to_owned(), chain.chain.clone());
+        }
+        let served = ServedGateway::start(&toml, options).await;
         Seller { chain, upstream, base: served.base.clone(), dir, served }
     }
 

@@ -42,6 +42,18 @@ pub async fn discovery(args: &[&str]) -> Value {
     script("discovery.mjs", args).await
 }
 
+/// Runs `node tests/node/mcp.mjs BIN URL NAME=VALUE... -- ARGS...`: the official MCP SDK's client driving
+/// `BIN mcp ARGS...` over stdio with `env` added to its environment (tools listed, `quote`, `fetch` refused then
+/// paid, `spending`).
+pub async fn mcp(bin: &str, url: &str, env: &[(&str, &str)], args: &[&str]) -> Value {
+    let pairs: Vec<String> = env.iter().map(|(name, value)| format!("{name}={value}")).collect();
+    let mut all = vec![bin, url];
+    all.extend(pairs.iter().map(String::as_str));
+    all.push("--");
+    all.extend_from_slice(args);
+    script("mcp.mjs", &all).await
+}
+
 /// Runs `node tests/node/cdp.mjs KEY_ID KEY_SECRET TOKEN METHOD HOST PATH`: whether a CDP API token verifies
 /// with the key, and it and `@coinbase/cdp-sdk`'s own token for the same request, decoded.
 pub async fn cdp_token_check(args: &[&str]) -> Value {

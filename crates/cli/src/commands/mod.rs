@@ -7,6 +7,7 @@ pub mod facilitator;
 pub mod init;
 pub mod keys;
 pub mod ledger;
+pub mod mcp;
 pub mod pay;
 pub mod serve;
 pub mod spend;

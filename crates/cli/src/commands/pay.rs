@@ -43,11 +43,6 @@ Exit codes:
 pub struct Args {
     /// The URL to request.
     url: String,
-    /// The JSON-RPC URL of a chain, `CHAIN_ID=URL` (repeatable): pay-first offers are paid by a transfer sent
-    /// there, and payments an earlier run left pending are reconciled there. Built-in networks default to their
-    /// public endpoint.
-    #[arg(long, value_name = "CHAIN_ID=URL")]
-    rpc: Vec<String>,
     /// HTTP method.
     #[arg(short = 'X', long = "request", default_value = "GET")]
     method: String,
@@ -60,7 +55,29 @@ pub struct Args {
     /// The request body, from a file.
     #[arg(long, value_name = "FILE")]
     data_file: Option<PathBuf>,
-    /// Pay at most this many US dollars for this request (`0.01`: one cent), whatever the asset.
+    #[command(flatten)]
+    payer: PayerArgs,
+    /// Show the offers and the one that would be paid; pay nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print a JSON summary on stdout instead of the body.
+    #[arg(long)]
+    json: bool,
+    /// A Stripe Shared Payment Token (`spt_...`) to pay an MPP `stripe` card offer with, for this request.
+    /// Without it card offers are not paid.
+    #[arg(long, env = "PAYGATE_STRIPE_TOKEN", hide_env_values = true)]
+    stripe_token: Option<String>,
+}
+
+/// Who pays and within which limits: the options `paygate pay` and `paygate mcp` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PayerArgs {
+    /// The JSON-RPC URL of a chain, `CHAIN_ID=URL` (repeatable): pay-first offers are paid by a transfer sent
+    /// there, and payments an earlier run left pending are reconciled there. Built-in networks default to their
+    /// public endpoint.
+    #[arg(long, value_name = "CHAIN_ID=URL")]
+    rpc: Vec<String>,
+    /// Pay at most this many US dollars for one request (`0.01`: one cent), whatever the asset.
     #[arg(long, value_name = "USD", env = "PAYGATE_MAX_PER_PAYMENT")]
     max: Option<String>,
     /// At most this many US dollars over the last 24 hours, all hosts together (per the spend log).
@@ -87,12 +104,6 @@ pub struct Args {
     /// Never pay in these assets (repeatable).
     #[arg(long, value_name = "ASSET")]
     deny_asset: Vec<String>,
-    /// Show the offers and the one that would be paid; pay nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Print a JSON summary on stdout instead of the body.
-    #[arg(long)]
-    json: bool,
     /// The spend log (default: $PAYGATE_HOME/spend.db, else ~/.paygate/spend.db).
     #[arg(long, env = "PAYGATE_SPEND_LOG")]
     spend_log: Option<PathBuf>,
@@ -108,10 +119,42 @@ pub struct Args {
     /// the stream is printed as it arrives, and each voucher the seller asks for is sent within the deposit.
     #[arg(long, value_name = "USD", env = "PAYGATE_SESSION_DEPOSIT")]
     session_deposit: Option<String>,
-    /// A Stripe Shared Payment Token (`spt_...`) to pay an MPP `stripe` card offer with, for this request.
-    /// Without it card offers are not paid.
-    #[arg(long, env = "PAYGATE_STRIPE_TOKEN", hide_env_values = true)]
-    stripe_token: Option<String>,
+}
+
+impl PayerArgs {
+    /// The owner's limits.
+    pub fn policy(&self) -> anyhow::Result<Policy> {
+        let dollars = |text: &Option<String>| text.as_deref().map(usd_micros).transpose();
+        Ok(Policy {
+            max_per_payment: dollars(&self.max)?,
+            daily_budget: dollars(&self.daily_budget)?,
+            per_host_daily_budget: dollars(&self.host_daily_budget)?,
+            allow_hosts: self.allow_host.clone(),
+            deny_hosts: self.deny_host.clone(),
+            allow_networks: self.allow_network.clone(),
+            deny_networks: self.deny_network.clone(),
+            allow_assets: self.allow_asset.clone(),
+            deny_assets: self.deny_asset.clone(),
+        })
+    }
+
+    /// The paying client of `wallet` within these limits, with its spend log (payments an earlier run left
+    /// pending are reconciled first), the tokens it values, its chains and its session deposit.
+    pub async fn client(&self, wallet: Wallet) -> anyhow::Result<PayingClient> {
+        let mut assets = AssetBook::builtin();
+        for token in &self.usd_token {
+            assets = assets.with(usd_token(token)?);
+        }
+        let log = open_spend_log(self.spend_log.clone()).await?;
+        reconcile_leftovers(&log, &self.rpc).await;
+        let client = PayingClient::new(reqwest::Client::new(), wallet, self.policy()?, log)
+            .with_assets(assets)
+            .with_chains(chains(&self.rpc)?);
+        Ok(match self.session_deposit.as_deref().map(usd_micros).transpose()? {
+            Some(deposit) => client.with_session_deposit(deposit),
+            None => client,
+        })
+    }
 }
 
 /// `$PAYGATE_HOME/spend.db`, else `~/.paygate/spend.db`.
@@ -159,7 +202,7 @@ fn usd_token(text: &str) -> anyhow::Result<KnownAsset> {
     })
 }
 
-fn headers(lines: &[String]) -> anyhow::Result<HeaderMap> {
+pub fn headers(lines: &[String]) -> anyhow::Result<HeaderMap> {
     let mut map = HeaderMap::new();
     for line in lines {
         let (name, value) = line.split_once(':').with_context(|| format!("-H {line}: expected `Name: value`"))?;
@@ -171,7 +214,7 @@ fn headers(lines: &[String]) -> anyhow::Result<HeaderMap> {
     Ok(map)
 }
 
-fn describe(offer: &Offer) -> String {
+pub fn describe(offer: &Offer) -> String {
     let amount = match offer.decimals {
         Some(d) => format_atomic(offer.amount, d),
         None => format!("{} atomic", offer.amount),
@@ -185,30 +228,12 @@ fn code(code: u8) -> ExitCode {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let dollars = |text: &Option<String>| text.as_deref().map(usd_micros).transpose();
-    let policy = Policy {
-        max_per_payment: dollars(&args.max)?,
-        daily_budget: dollars(&args.daily_budget)?,
-        per_host_daily_budget: dollars(&args.host_daily_budget)?,
-        allow_hosts: args.allow_host.clone(),
-        deny_hosts: args.deny_host.clone(),
-        allow_networks: args.allow_network.clone(),
-        deny_networks: args.deny_network.clone(),
-        allow_assets: args.allow_asset.clone(),
-        deny_assets: args.deny_asset.clone(),
-    };
-    let mut assets = AssetBook::builtin();
-    for token in &args.usd_token {
-        assets = assets.with(usd_token(token)?);
-    }
     let headers = headers(&args.headers)?;
     let body = match (&args.data, &args.data_file) {
         (Some(data), _) => Some(data.clone().into_bytes()),
         (None, Some(file)) => Some(std::fs::read(file).with_context(|| format!("--data-file {}", file.display()))?),
         (None, None) => None,
     };
-    let log = open_spend_log(args.spend_log.clone()).await?;
-    reconcile_leftovers(&log, &args.rpc).await;
     // A dry run signs nothing: any key will do when none is configured.
     let wallet = match Wallet::from_env() {
         Ok(wallet) => wallet,
@@ -217,16 +242,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let stage = Arc::new(std::sync::Mutex::new(String::from("waiting for the server")));
     let shown = stage.clone();
-    let client = PayingClient::new(reqwest::Client::new(), wallet, policy, log)
-        .with_assets(assets)
-        .with_chains(chains(&args.rpc)?)
+    let client = args
+        .payer
+        .client(wallet)
+        .await?
         .with_progress(move |progress| *shown.lock().unwrap_or_else(|p| p.into_inner()) = stage_label(progress));
     let client = match args.stripe_token.clone() {
         Some(token) => client.with_card_token(move |_| Some(token.clone())),
-        None => client,
-    };
-    let client = match dollars(&args.session_deposit)? {
-        Some(deposit) => client.with_session_deposit(deposit),
         None => client,
     };
     // A stream paid as it is delivered is printed as it arrives, not once it ended.
