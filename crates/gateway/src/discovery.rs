@@ -140,7 +140,7 @@ fn price_words(route: &Route) -> &'static str {
 }
 
 /// An offer in words: `0.01 USDC on eip155:8453 (x402 exact, MPP evm/charge)`.
-fn offer_words(offer: &RouteOffer) -> String {
+pub(crate) fn offer_words(offer: &RouteOffer) -> String {
     let option = offer.method.option();
     let amount = format_atomic(offer.amount, option.asset.decimals);
     let mut ways = Vec::new();

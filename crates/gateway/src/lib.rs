@@ -51,6 +51,7 @@ mod meter;
 mod metrics;
 mod offers;
 mod payment;
+mod paywall;
 mod price_hook;
 mod pricing;
 mod proxy;

@@ -54,6 +54,17 @@ pub async fn mcp(bin: &str, url: &str, env: &[(&str, &str)], args: &[&str]) -> V
     script("mcp.mjs", &all).await
 }
 
+/// Runs `node tests/node/paywall.mjs CHROMIUM URL KEY`: headless Chromium opens `url` with a test wallet of `key`
+/// injected as its EIP-1193 provider and clicks the paywall's button; what the page showed.
+pub async fn paywall(url: &str, key: &str) -> Value {
+    // Debian's `chromium` is a shell wrapper; playwright drives the browser itself.
+    let chromium = std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| {
+        let debian = "/usr/lib/chromium/chromium";
+        if std::path::Path::new(debian).exists() { debian.to_owned() } else { "chromium".to_owned() }
+    });
+    script("paywall.mjs", &[&chromium, url, key]).await
+}
+
 /// Runs `node tests/node/cdp.mjs KEY_ID KEY_SECRET TOKEN METHOD HOST PATH`: whether a CDP API token verifies
 /// with the key, and it and `@coinbase/cdp-sdk`'s own token for the same request, decoded.
 pub async fn cdp_token_check(args: &[&str]) -> Value {

@@ -129,6 +129,8 @@ struct PaidRequest<'a> {
     accepted: &'a [RouteOffer],
     binding: &'a RequestBinding,
     request_id: &'a str,
+    /// A browser asking for a page: an unpaid request gets the paywall page (`crate::paywall`).
+    wants_html: bool,
 }
 
 impl Gateway {
@@ -304,7 +306,8 @@ impl Gateway {
             Ok(quote) => quote,
             Err(rejection) => return self.reject(&rejection, request_id),
         };
-        let ctx = PaidRequest { route, offers: quoted, accepted, binding: &binding, request_id };
+        let wants_html = crate::paywall::wants_html(&parts.headers);
+        let ctx = PaidRequest { route, offers: quoted, accepted, binding: &binding, request_id, wants_html };
         match presented {
             None => self.refuse(&ctx, None).await,
             Some(presented) => self.paid(&ctx, presented, parts, body, inner).await,

@@ -34,7 +34,7 @@ impl Gateway {
         match rejection {
             Some(r) if !r.kind.offers_again() => offers::rejection_response(r, ctx.request_id),
             _ => {
-                offers::payment_required(
+                let required = offers::payment_required(
                     ctx.offers,
                     ctx.binding,
                     &ctx.route.resource,
@@ -44,7 +44,12 @@ impl Gateway {
                     rejection,
                     ctx.request_id,
                 )
-                .await
+                .await;
+                // A browser that has not paid gets the page that pays from its wallet, with the same offers.
+                match ctx.wants_html && rejection.is_none() {
+                    true => crate::paywall::page(required, ctx.offers, &ctx.route.resource),
+                    false => required,
+                }
             }
         }
     }
