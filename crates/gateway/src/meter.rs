@@ -187,11 +187,7 @@ fn carries_text(chunk: &Value) -> bool {
 
 /// Whether a request asks for an event stream (`Accept: text/event-stream`).
 pub(crate) fn asks_for_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().to_ascii_lowercase().starts_with("text/event-stream")))
+    crate::offers::accepts(headers, "text/event-stream")
 }
 
 /// Whether a response is an event stream.

@@ -153,6 +153,16 @@ impl RequestBinding {
     }
 }
 
+/// Whether a request's `Accept` names `media_type` (`text/html`, `text/event-stream`), parameters and weights
+/// aside.
+pub(crate) fn accepts(headers: &http::HeaderMap, media_type: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().to_ascii_lowercase().starts_with(media_type)))
+}
+
 /// What the 402 says about the route.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ResourceText {

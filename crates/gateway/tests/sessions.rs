@@ -12,12 +12,12 @@ use alloy::primitives::{Address, B256};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::SignerSync;
 use alloy::sol_types::SolCall;
-use common::{Harness, Options, kind, payer, problem};
+use common::{Harness, Options, kind, payer, problem, session_challenge};
 use paygate_chain::devtoken::dev_account;
 use paygate_chain::session_escrow::{self, DEV_ESCROW, EvmPaymentChannel};
 use paygate_client::session::EvmSession;
 use paygate_core::clock::Clock;
-use paygate_proto::mpp::{Challenge, parse_challenges};
+use paygate_proto::mpp::Challenge;
 use paygate_store::PaymentState;
 use paygate_testkit::UpstreamMode;
 use serde_json::{Value, json};
@@ -55,16 +55,7 @@ async fn harness_with(extra: &str) -> Harness {
 
 /// The session challenge of a 402 for `GET /v1/quote`.
 async fn challenge(h: &Harness) -> Challenge {
-    let response = h.send("GET", "/v1/quote", None, None).await;
-    assert_eq!(response.status(), 402);
-    response
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .flat_map(|v| parse_challenges(v.to_str().unwrap()))
-        .filter_map(Result::ok)
-        .find(|c| c.method == "evm" && c.intent == "session")
-        .expect("the 402 offers an evm session")
+    session_challenge(&h.send("GET", "/v1/quote", None, None).await)
 }
 
 fn session(ch: &Challenge, signer: u32, salt: u8) -> EvmSession {

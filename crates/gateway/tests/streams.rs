@@ -10,11 +10,11 @@ mod common;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
-use common::{Harness, Options, kind, problem};
+use common::{Harness, Options, kind, problem, session_challenge};
 use paygate_chain::devtoken::dev_account;
 use paygate_client::session::EvmSession;
 use paygate_core::clock::Clock;
-use paygate_proto::mpp::{Challenge, parse_challenges};
+use paygate_proto::mpp::Challenge;
 use paygate_proto::sse::{self, Event, Events};
 use paygate_store::PaymentState;
 use serde_json::{Value, json};
@@ -75,16 +75,7 @@ async fn challenge(h: &Harness, path: &str, stream: bool, body: &str) -> Challen
     if stream {
         request = request.header("accept", "text/event-stream");
     }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), 402);
-    response
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .flat_map(|v| parse_challenges(v.to_str().unwrap()))
-        .filter_map(Result::ok)
-        .find(|c| c.method == "evm" && c.intent == "session")
-        .expect("the 402 offers an evm session")
+    session_challenge(&request.send().await.unwrap())
 }
 
 /// A channel of `deposit` opened by dev account 5 whose first voucher allows `cumulative`.

@@ -39,11 +39,7 @@ static CSP: LazyLock<String> = LazyLock::new(|| {
 
 /// Whether a request is a browser's asking for a page (`Accept` names `text/html`).
 pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().to_ascii_lowercase().starts_with("text/html")))
+    crate::offers::accepts(headers, "text/html")
 }
 
 /// The 402 `response` for a browser: its body becomes the paywall page for the x402 offers it carries (the

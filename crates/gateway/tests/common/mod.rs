@@ -276,6 +276,19 @@ pub fn encode_mpp(value: &Value) -> String {
     format!("Payment {}", b64::url_encode(value.to_string().as_bytes()))
 }
 
+/// The MPP `evm` session challenge of a 402.
+pub fn session_challenge(response: &reqwest::Response) -> paygate_proto::mpp::Challenge {
+    assert_eq!(response.status(), 402);
+    response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .flat_map(|v| paygate_proto::mpp::parse_challenges(v.to_str().unwrap()))
+        .filter_map(Result::ok)
+        .find(|c| c.method == "evm" && c.intent == "session")
+        .expect("the 402 offers an evm session")
+}
+
 /// The usual `(type, reason)` of a problem.
 pub fn kind(problem: &Problem) -> (&str, &str) {
     (problem.kind.as_str(), problem.extensions.get("reason").and_then(Value::as_str).unwrap_or(""))
