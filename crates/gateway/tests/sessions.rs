@@ -186,6 +186,13 @@ async fn refused_session_credentials_commit_nothing() {
     assert_eq!((status, kind(&refused).1), (402, "session_invalid_signature"));
     assert_eq!(h.chain.balance(payer()).await, payer_before);
 
+    // An open whose deposit authorization expires before it could be submitted: refused, nothing moves.
+    let mut late = s.clone();
+    let open = late.open(3 * CENT, CENT, h.clock.now_unix() + 3).unwrap();
+    let (status, refused) = problem(pay(&h, &late, &ch, open).await).await;
+    assert_eq!((status, kind(&refused).1), (402, "session_deposit_expired"));
+    assert_eq!(h.chain.balance(payer()).await, payer_before);
+
     // A voucher for a channel the escrow does not hold.
     let (status, refused) = problem(pay(&h, &s, &ch, s.voucher_for(CENT)).await).await;
     assert_eq!((status, kind(&refused).1), (410, "session_channel_not_found"));

@@ -52,6 +52,16 @@ async fn harness() -> Harness {
         voucher_wait_secs = 1
 
         [[routes]]
+        method = "GET"
+        path = "/v1/huge"
+        max_price = "$0.001"
+        accept = ["session"]
+
+        [routes.meter]
+        usage = "bytes"
+        unit_price = "$0.000001"
+
+        [[routes]]
         method = "POST"
         path = "/v1/metered/*"
         max_price = "$0.001"
@@ -286,4 +296,19 @@ async fn an_answer_that_is_not_a_stream_is_charged_whole_only_when_the_vouchers_
     let response = send(&s, s.voucher_for(100)).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(charged(&h, &s).await, 50);
+}
+
+/// An answer too large to count what it used (over 32 MiB) is the upstream's failure: 502, nothing charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_too_large_to_meter_charges_nothing() {
+    let h = harness().await;
+    let ch = session_challenge(&h.http.get(h.url("/v1/huge")).send().await.unwrap());
+    assert_eq!(ch.request["amount"], "1000", "quoted the maximum");
+    let (s, open) = opened(&h, &ch, 5, 10_000, 1_000);
+    let response = h.http.get(h.url("/v1/huge")).header("authorization", s.credential(&ch, open)).send().await.unwrap();
+    let (status, refused) = problem(response).await;
+    assert_eq!((status, kind(&refused).1), (502, "upstream_unavailable"));
+    assert_eq!(charged(&h, &s).await, 0);
+    let channel = h.gateway.store().channel(&format!("{:#x}", s.channel_id())).await.unwrap().unwrap();
+    assert_eq!(channel.reserved(), 0, "the reservation was given back");
 }

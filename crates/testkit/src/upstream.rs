@@ -105,6 +105,8 @@ impl Upstream {
             .route("/free", get(|| async { "free" }))
             // A body larger than paygate keeps for a payment identifier's resend (1.5 MiB).
             .route("/v1/large", get(large))
+            // A body larger than paygate reads to count what a metered call used (33 MiB, streamed).
+            .route("/v1/huge", get(huge))
             // What the upstream received of a request: its headers, free (`/headers`) or priced (`/v1/headers`).
             .route("/headers", any(received_headers))
             .route("/v1/headers", any(received_headers))
@@ -162,6 +164,15 @@ async fn received_headers(State(shared): State<Arc<Shared>>, headers: axum::http
 
 async fn large(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     count(&shared).await.map(|()| "x".repeat(1536 * 1024))
+}
+
+async fn huge(State(shared): State<Arc<Shared>>) -> axum::response::Response {
+    if let Err(refused) = count(&shared).await {
+        return refused.into_response();
+    }
+    let chunk = axum::body::Bytes::from(vec![b'x'; 1024 * 1024]);
+    let chunks = futures_util::stream::iter((0..33).map(move |_| Ok::<_, std::convert::Infallible>(chunk.clone())));
+    axum::body::Body::from_stream(chunks).into_response()
 }
 
 async fn echo(State(shared): State<Arc<Shared>>, body: String) -> impl IntoResponse {
