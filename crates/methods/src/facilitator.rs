@@ -13,6 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use paygate_core::method::SettleOutcome;
+use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::x402::{FacilitatorRequest, SettleResponse, Supported, VerifyResponse};
 use serde::de::DeserializeOwned;
 
@@ -84,6 +86,38 @@ impl FacilitatorClient {
 
     pub async fn settle(&self, request: &FacilitatorRequest) -> Result<SettleResponse, FacilitatorError> {
         self.post("settle", request).await
+    }
+
+    /// Asks the facilitator to settle `request` for option `option`, and what came of it: settled, refused
+    /// (`settlement_pending` is undecided), not sent (the facilitator was not reached: nothing can have been
+    /// broadcast), or undecided (it may have broadcast before failing to answer). The rails' `/settle`.
+    pub async fn settle_outcome(&self, request: &FacilitatorRequest, option: &str) -> SettleOutcome {
+        match self.settle(request).await {
+            Ok(answer) if answer.success => SettleOutcome::Settled { reference: answer.transaction },
+            Ok(answer) => {
+                let reason = answer.error_reason.unwrap_or_else(|| "settlement refused".into());
+                let reference = Some(answer.transaction).filter(|t| !t.is_empty());
+                if reason == "settlement_pending" {
+                    SettleOutcome::Unknown { reason, reference }
+                } else {
+                    SettleOutcome::Failed { reason, reference }
+                }
+            }
+            Err(e @ FacilitatorError::Unreachable(_)) => {
+                tracing::warn!(%option, error = %e, "settlement not sent");
+                SettleOutcome::NotSent {
+                    refusal: Rejection::new(
+                        RejectKind::FacilitatorUnavailable,
+                        "facilitator_unavailable",
+                        "the facilitator could not be reached to settle; nothing was charged: send the same payment \
+                         again",
+                    ),
+                }
+            }
+            Err(e @ FacilitatorError::Unavailable(_)) => {
+                SettleOutcome::Unknown { reason: e.to_string(), reference: None }
+            }
+        }
     }
 
     pub async fn supported(&self) -> Result<Supported, FacilitatorError> {

@@ -24,6 +24,7 @@ use paygate_core::network::Network;
 use paygate_core::registry::TransferMethod;
 use paygate_core::reject::{RejectKind, Rejection};
 use paygate_core::secret::Secret;
+use paygate_proto::x402;
 
 pub use crate::network::FieldError;
 use crate::network::{Networks, ResolvedNetwork, connect, resolve_network};
@@ -228,13 +229,26 @@ impl ChainTarget<'_> {
         common: &Common,
         ctx: &mut RailContext<'_>,
     ) -> Result<SettledOption, FieldError> {
+        let (resolved, chain) = self.on_chain(rail, suffix, common, ctx).await?;
+        let (signer, sender) = resolved.settler(rail, key, ctx)?;
+        Ok(SettledOption { resolved, chain, signer, sender })
+    }
+
+    /// The option of `rail` over an EIP-3009 asset, named `<asset>-<network><suffix>` unless the entry names it,
+    /// with the chain it needs (for a rail settled by someone else, a remote facilitator).
+    pub async fn on_chain(
+        &self,
+        rail: &str,
+        suffix: &str,
+        common: &Common,
+        ctx: &mut RailContext<'_>,
+    ) -> Result<(ChainOption, Arc<dyn Chain>), FieldError> {
         let mut resolved = self.resolve(rail, TransferMethod::Eip3009, common, ctx).await?;
         if common.name.is_none() {
             resolved.option.name.push_str(suffix);
         }
         let chain = resolved.rpc(rail)?;
-        let (signer, sender) = resolved.settler(rail, key, ctx)?;
-        Ok(SettledOption { resolved, chain, signer, sender })
+        Ok((resolved, chain))
     }
 
     /// The asset an entry names on its network, when both are there.
@@ -331,5 +345,29 @@ pub async fn broadcast(
         Err(SendError::Unknown { hash, reason }) => {
             Err(SettleOutcome::Unknown { reason, reference: Some(hash.to_string()) })
         }
+    }
+}
+
+/// The x402 requirements of `option` under `scheme` for `amount`: its token's EIP-712 domain in `extra` (`name`,
+/// `version`), with the scheme's own `fields` after it.
+pub(crate) fn eip712_requirements(
+    option: &PaymentOption,
+    scheme: &str,
+    amount: AtomicAmount,
+    fields: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
+) -> x402::PaymentRequirements {
+    let domain = option.asset.eip712.clone().unwrap_or_default();
+    let mut extra = serde_json::Map::new();
+    extra.insert("name".into(), domain.name.into());
+    extra.insert("version".into(), domain.version.into());
+    extra.extend(fields.into_iter().map(|(name, value)| (name.to_owned(), value)));
+    x402::PaymentRequirements {
+        scheme: scheme.into(),
+        network: option.network.to_string(),
+        amount: amount.to_string(),
+        asset: option.asset.address.clone(),
+        pay_to: option.pay_to.clone(),
+        max_timeout_seconds: option.max_timeout_secs,
+        extra: Some(extra),
     }
 }

@@ -135,4 +135,18 @@ fn a_route_priced_by_its_response_names_what_is_wrong() {
     assert_eq!(field(stray), "routes[0].meter.input_price");
     let unknown = "max_price = \"$0.01\"\n[routes.meter]\nusage = \"words\"\nunit_price = \"$0.0001\"\n";
     assert_eq!(field(unknown), "routes[0].meter.usage");
+    let no_wait = format!("max_price = \"$0.01\"\n{tokens}voucher_wait_secs = 0\n");
+    assert_eq!(field(&no_wait), "routes[0].meter.voucher_wait_secs", "a stream must wait for a voucher");
+}
+
+#[test]
+fn a_route_that_describes_itself_wrongly_is_named() {
+    let route = |lines: &str| {
+        format!("{MINIMAL}\n[[routes]]\nmethod = \"POST\"\npath = \"/v1/x\"\nprice = \"$0.01\"\n{lines}\n")
+    };
+    let field = |lines: &str| Config::parse(&route(lines), "gw.toml").unwrap_err().field;
+    assert!(Config::parse(&route("[routes.discovery]\nbody_type = \"text\"\ninput = \"hi\""), "gw.toml").is_ok());
+    assert_eq!(field("[routes.discovery]\nbody_type = \"xml\""), "routes[0].discovery.body_type");
+    assert_eq!(field("[routes.discovery]\ninput_schema = \"string\""), "routes[0].discovery.input_schema");
+    assert_eq!(field("[routes.discovery]\nexample = 1"), "routes[0].discovery.example", "an unknown key");
 }

@@ -26,7 +26,7 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use async_trait::async_trait;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use paygate_chain::escrow::{self, BatchSettlement};
 use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
@@ -330,21 +330,11 @@ impl PaymentMethod for BatchSettlementMethod {
     }
 
     fn x402_requirements(&self, amount: AtomicAmount) -> Option<x402::PaymentRequirements> {
-        let domain = self.option.asset.eip712.clone().unwrap_or_default();
-        let mut extra = Map::new();
-        extra.insert("name".into(), domain.name.into());
-        extra.insert("version".into(), domain.version.into());
-        extra.insert("receiverAuthorizer".into(), self.authorizer.address().to_checksum(None).into());
-        extra.insert("withdrawDelay".into(), self.withdraw_delay.into());
-        Some(x402::PaymentRequirements {
-            scheme: SCHEME.into(),
-            network: self.option.network.to_string(),
-            amount: amount.to_string(),
-            asset: self.option.asset.address.clone(),
-            pay_to: self.option.pay_to.clone(),
-            max_timeout_seconds: self.option.max_timeout_secs,
-            extra: Some(extra),
-        })
+        let fields = [
+            ("receiverAuthorizer", self.authorizer.address().to_checksum(None).into()),
+            ("withdrawDelay", self.withdraw_delay.into()),
+        ];
+        Some(crate::rail::eip712_requirements(&self.option, SCHEME, amount, fields))
     }
 
     fn proof_key(&self, proof: Proof<'_>) -> Option<String> {

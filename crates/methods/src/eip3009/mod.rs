@@ -423,34 +423,7 @@ impl PaymentMethod for Eip3009Method {
                 settle_builtin(sender, self.token, &auth, journal, wait, submitted).await
             }
             Settlement::Facilitator(facilitator) => {
-                match facilitator.settle(&Self::facilitator_request(&stored)).await {
-                    Ok(answer) if answer.success => SettleOutcome::Settled { reference: answer.transaction },
-                    Ok(answer) => {
-                        let reason = answer.error_reason.unwrap_or_else(|| "settlement refused".into());
-                        let reference = Some(answer.transaction).filter(|t| !t.is_empty());
-                        if reason == "settlement_pending" {
-                            SettleOutcome::Unknown { reason, reference }
-                        } else {
-                            SettleOutcome::Failed { reason, reference }
-                        }
-                    }
-                    // Nothing reached the facilitator: nothing can have been broadcast.
-                    Err(e @ FacilitatorError::Unreachable(_)) => {
-                        tracing::warn!(option = %self.option.name, error = %e, "settlement not sent");
-                        SettleOutcome::NotSent {
-                            refusal: Rejection::new(
-                                RejectKind::FacilitatorUnavailable,
-                                "facilitator_unavailable",
-                                "the facilitator could not be reached to settle; nothing was charged: send the same \
-                                 payment again",
-                            ),
-                        }
-                    }
-                    // The facilitator may have broadcast before failing to answer.
-                    Err(e @ FacilitatorError::Unavailable(_)) => {
-                        SettleOutcome::Unknown { reason: e.to_string(), reference: None }
-                    }
-                }
+                facilitator.settle_outcome(&Self::facilitator_request(&stored), &self.option.name).await
             }
         }
     }

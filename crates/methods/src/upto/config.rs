@@ -8,7 +8,6 @@ use alloy::primitives::Address;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
 use super::{UptoMethod, UptoSettlement};
@@ -64,11 +63,7 @@ impl RailConfig for UptoConfig {
             if self.settler_key.is_some() {
                 return Err(FieldError::entry("facilitator_url", "give `settler_key` or `facilitator_url`, not both"));
             }
-            let mut resolved = target.resolve(RAIL.name, TransferMethod::Eip3009, common, ctx).await?;
-            if common.name.is_none() {
-                resolved.option.name.push_str("-upto");
-            }
-            let chain = resolved.rpc(RAIL.name)?;
+            let (resolved, chain) = target.on_chain(RAIL.name, "-upto", common, ctx).await?;
             let timeout = Duration::from_secs(self.facilitator_timeout_secs);
             let client = FacilitatorClient::new(url, timeout)
                 .map_err(|e| FieldError::entry("facilitator_url", e.to_string()))?;

@@ -16,7 +16,7 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use paygate_chain::upto::{self, Permit2, X402UptoPermit2Proxy};
 use paygate_chain::{Chain, ChainError, TxSender, wait_for_receipt};
@@ -32,7 +32,7 @@ mod config;
 
 pub use config::{RAIL, UptoConfig};
 
-use crate::facilitator::{FacilitatorClient, FacilitatorError};
+use crate::facilitator::FacilitatorClient;
 
 /// The scheme's name in x402 offers.
 const SCHEME: &str = "upto";
@@ -148,26 +148,8 @@ impl UptoMethod {
         let Some(request) = max.and_then(|max| self.facilitator_request(payment, max)) else {
             return SettleOutcome::Failed { reason: "unreadable settlement data".into(), reference: None };
         };
-        match client.settle(&request).await {
-            Ok(answer) if answer.success => SettleOutcome::Settled { reference: answer.transaction },
-            Ok(answer) => {
-                // The facilitator's own words go to the log; its reason names what happened.
-                let reason = answer.error_reason.unwrap_or_else(|| "settlement refused".into());
-                SettleOutcome::Failed { reason, reference: Some(answer.transaction).filter(|t| !t.is_empty()) }
-            }
-            // Nothing reached the facilitator: nothing can have been broadcast.
-            Err(FacilitatorError::Unreachable(_)) => SettleOutcome::NotSent {
-                refusal: Rejection::new(
-                    RejectKind::FacilitatorUnavailable,
-                    "facilitator_unavailable",
-                    "the facilitator could not be reached to settle; nothing was charged: send the same payment again",
-                ),
-            },
-            // The facilitator may have broadcast before failing to answer: Permit2's nonce will tell.
-            Err(e @ FacilitatorError::Unavailable(_)) => {
-                SettleOutcome::Unknown { reason: e.to_string(), reference: None }
-            }
-        }
+        // What the facilitator settles is the amount used; Permit2's nonce tells after a crash.
+        client.settle_outcome(&request, &self.option.name).await
     }
 
     /// A payment to settle for `used` (a facilitator's `/settle`, whose requirements carry the amount used): the
@@ -295,20 +277,8 @@ impl PaymentMethod for UptoMethod {
     }
 
     fn x402_requirements(&self, amount: AtomicAmount) -> Option<x402::PaymentRequirements> {
-        let domain = self.option.asset.eip712.clone().unwrap_or_default();
-        let mut extra = Map::new();
-        extra.insert("name".into(), domain.name.into());
-        extra.insert("version".into(), domain.version.into());
-        extra.insert("facilitatorAddress".into(), self.facilitator.to_checksum(None).into());
-        Some(x402::PaymentRequirements {
-            scheme: SCHEME.into(),
-            network: self.option.network.to_string(),
-            amount: amount.to_string(),
-            asset: self.option.asset.address.clone(),
-            pay_to: self.option.pay_to.clone(),
-            max_timeout_seconds: self.option.max_timeout_secs,
-            extra: Some(extra),
-        })
+        let facilitator = ("facilitatorAddress", self.facilitator.to_checksum(None).into());
+        Some(crate::rail::eip712_requirements(&self.option, SCHEME, amount, [facilitator]))
     }
 
     fn proof_key(&self, proof: Proof<'_>) -> Option<String> {
