@@ -35,6 +35,59 @@ pub(crate) fn extensions(method: Option<&Method>, config: Option<&DiscoveryConfi
     extensions
 }
 
+/// The x402 extensions of a priced MCP tool's refusal: `payment-identifier` and `bazaar` with an `mcp` input (the
+/// tool's name and the JSON Schema of its arguments), as `@x402/extensions`' `declareDiscoveryExtension` writes
+/// it for a tool.
+pub(crate) fn tool_extensions(tool: &str, config: Option<&DiscoveryConfig>) -> Map<String, Value> {
+    let config = config.cloned().unwrap_or_default();
+    let mut input = json!({
+        "type": "mcp",
+        "toolName": tool,
+        "transport": "streamable-http",
+        "inputSchema": config.input_schema.clone().unwrap_or_else(|| json!({"type": "object"})),
+    });
+    let mut input_schema = json!({
+        "type": {"type": "string", "const": "mcp"},
+        "toolName": {"type": "string"},
+        "transport": {"type": "string", "enum": ["streamable-http"]},
+        "inputSchema": {"type": "object"},
+    });
+    if let Some(example) = &config.input {
+        input["example"] = example.clone();
+        input_schema["example"] = json!({"type": "object"});
+    }
+    let mut info = json!({"input": input});
+    let mut properties = json!({
+        "input": {
+            "type": "object",
+            "properties": input_schema,
+            "required": ["type", "toolName", "inputSchema"],
+            "additionalProperties": false,
+        },
+    });
+    if let Some(example) = &config.output {
+        info["output"] = json!({"type": "json", "example": example});
+        properties["output"] = json!({
+            "type": "object",
+            "properties": {"type": {"type": "string"}, "example": {"type": "object"}},
+            "required": ["type"],
+        });
+    }
+    let bazaar = json!({
+        "info": info,
+        "schema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": properties,
+            "required": ["input"],
+        },
+    });
+    let mut extensions = Map::new();
+    extensions.insert(x402::payment_identifier::KEY.into(), x402::payment_identifier::declaration(false));
+    extensions.insert("bazaar".into(), bazaar);
+    extensions
+}
+
 /// The `bazaar` extension of a route, as `@x402/extensions`' `declareDiscoveryExtension` writes it once the
 /// resource server added the route's method: `info` (an example input and output) and the JSON Schema it follows.
 fn bazaar(method: Option<&Method>, config: Option<&DiscoveryConfig>) -> Value {
@@ -160,9 +213,13 @@ fn well_known(routes: &[Route], origin: &str, started: &str) -> Value {
             if accepts.is_empty() {
                 return None;
             }
+            let (resource, kind) = match &route.matcher.tool {
+                Some(tool) => (crate::mcp::tool_resource(tool), "mcp"),
+                None => (format!("{origin}{}", route.matcher.pattern_text()), "http"),
+            };
             let mut item = json!({
-                "resource": format!("{origin}{}", route.matcher.pattern_text()),
-                "type": "http",
+                "resource": resource,
+                "type": kind,
                 "x402Version": 2,
                 "accepts": accepts,
                 "lastUpdated": started,
@@ -183,7 +240,8 @@ fn well_known(routes: &[Route], origin: &str, started: &str) -> Value {
 
 fn openapi(routes: &[Route], origin: &str, realm: String) -> Value {
     let mut paths = Map::new();
-    for route in routes {
+    // A tool is no HTTP operation: its endpoint is described by MCP's own `tools/list`.
+    for route in routes.iter().filter(|r| r.matcher.tool.is_none()) {
         let method = route.matcher.method.as_ref().unwrap_or(&Method::GET).as_str().to_ascii_lowercase();
         let mut operation = json!({"responses": {"200": {"description": "Successful response"}}});
         if let Some(description) = &route.resource.description {
@@ -250,7 +308,16 @@ fn llms(routes: &[Route], origin: &str, realm: &str) -> String {
     );
     for (route, offers) in priced(routes) {
         let method = route.matcher.method.as_ref().map_or("ANY", |m| m.as_str());
-        text.push_str(&format!("- `{method} {origin}{}`", route.matcher.pattern_text()));
+        match &route.matcher.tool {
+            Some(tool) => text.push_str(&format!(
+                "- MCP tool `{tool}` of the MCP server at `{origin}{}` (streamable HTTP; pay in the call's \
+                 `_meta`: `{}` or `{}`)",
+                route.matcher.pattern_text(),
+                paygate_proto::mcp::X402_PAYMENT,
+                paygate_proto::mcp::MPP_CREDENTIAL,
+            )),
+            None => text.push_str(&format!("- `{method} {origin}{}`", route.matcher.pattern_text())),
+        }
         if let Some(description) = &route.resource.description {
             text.push_str(&format!(": {description}"));
         }

@@ -84,6 +84,10 @@ where
                 let gateway = self.gateway.clone();
                 Box::pin(async move { Ok(gateway.priced(route, request, request_id, inner).instrument(span).await) })
             }
+            Dispatch::Mcp => {
+                let gateway = self.gateway.clone();
+                Box::pin(async move { Ok(gateway.serve_mcp(request, request_id, inner).instrument(span).await) })
+            }
         }
     }
 }

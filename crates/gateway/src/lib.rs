@@ -47,6 +47,7 @@ mod head_refusals;
 mod identifier;
 mod layer;
 mod limits;
+mod mcp;
 mod meter;
 mod metrics;
 mod offers;

@@ -101,6 +101,11 @@ impl PathPattern {
         Ok(PathPattern { segments, rest, text: canonical.clone() })
     }
 
+    /// Whether the pattern has a parameter or a rest: it matches more than one path.
+    pub(crate) fn has_wildcards(&self) -> bool {
+        self.rest || self.segments.contains(&Segment::Param)
+    }
+
     /// Whether a canonical path matches.
     pub(crate) fn matches(&self, path: &str) -> bool {
         let mut parts = path.split('/').skip(1).filter(|s| !s.is_empty());
@@ -115,11 +120,14 @@ impl PathPattern {
     }
 }
 
-/// A route's method and path.
+/// A route's method and path, and for a route that prices an MCP tool, the tool's name.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteMatcher {
     pub method: Option<Method>,
     pub pattern: PathPattern,
+    /// The MCP tool the route prices: it matches that tool's `tools/call` sent to its path (`crate::mcp`), never
+    /// a plain request.
+    pub tool: Option<String>,
 }
 
 impl RouteMatcher {
@@ -128,8 +136,10 @@ impl RouteMatcher {
         &self.pattern.text
     }
 
+    /// Whether a plain request (not an MCP tool call) is this route's.
     pub(crate) fn matches(&self, method: &Method, path: &str) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method || (*m == Method::GET && *method == Method::HEAD))
+        self.tool.is_none()
+            && self.method.as_ref().is_none_or(|m| m == method || (*m == Method::GET && *method == Method::HEAD))
             && self.pattern.matches(path)
     }
 }
@@ -189,7 +199,7 @@ mod tests {
 
     #[test]
     fn get_routes_serve_head() {
-        let m = RouteMatcher { method: Some(Method::GET), pattern: PathPattern::parse("/a").unwrap() };
+        let m = RouteMatcher { method: Some(Method::GET), pattern: PathPattern::parse("/a").unwrap(), tool: None };
         assert!(m.matches(&Method::HEAD, "/a"));
         assert!(!m.matches(&Method::POST, "/a"));
     }

@@ -4,6 +4,7 @@
 //!   legacy v1 body and `X-PAYMENT` header, as the official `@x402/*` packages read and write them.
 //! * [`mpp`]: the `Payment` HTTP authentication scheme (MPP): `WWW-Authenticate: Payment` challenges,
 //!   `Authorization: Payment` credentials and `Payment-Receipt`, as the conformance vectors and `mppx` define them.
+//! * [`mcp`]: where both protocols put their payments, refusals and receipts inside an MCP `tools/call`.
 //! * [`problem`]: RFC 9457 problem details, the body of every rejection.
 //! * [`sse`]: server-sent events as a paid stream carries them (MPP session streaming).
 //! * [`b64`] and [`jcs`]: the two base64 alphabets and RFC 8785 JSON canonicalization both protocols rely on.
@@ -15,6 +16,7 @@
 pub mod b64;
 pub mod jcs;
 pub mod limits;
+pub mod mcp;
 pub mod mpp;
 pub mod problem;
 pub mod sse;

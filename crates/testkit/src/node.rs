@@ -54,6 +54,35 @@ pub async fn mcp(bin: &str, url: &str, env: &[(&str, &str)], args: &[&str]) -> V
     script("mcp.mjs", &all).await
 }
 
+/// Runs `node tests/node/mcp-tools.mjs URL MODE`: the official MCP SDK client paying the tools of the MCP server
+/// at `url` (`mppx`: with mppx's McpClient; `x402`: x402 over MCP with @x402/core; `unpaid`: the raw refusal).
+pub async fn mcp_tools(url: &str, mode: &str) -> Value {
+    script("mcp-tools.mjs", &[url, mode]).await
+}
+
+/// An MCP server built with the official SDK (`tests/node/mcp-server.mjs`), its tools at `/mcp`, running until
+/// dropped.
+#[derive(Debug)]
+pub struct McpServer {
+    _child: Child,
+    pub url: String,
+}
+
+impl McpServer {
+    /// Starts it on a free port; `json` makes it answer JSON instead of server-sent events.
+    pub async fn start(json: bool) -> McpServer {
+        let args: &[&str] = if json { &["--json"] } else { &[] };
+        let (child, port) = start_listening("mcp-server.mjs", args, "port").await;
+        McpServer { _child: child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// How many times each tool ran.
+    pub async fn runs(&self) -> Value {
+        let answer = reqwest::get(format!("{}/runs", self.url)).await.expect("the MCP server answers");
+        answer.json().await.expect("JSON")
+    }
+}
+
 /// Runs `node tests/node/paywall.mjs CHROMIUM URL KEY`: headless Chromium opens `url` with a test wallet of `key`
 /// injected as its EIP-1193 provider and clicks the paywall's button; what the page showed.
 pub async fn paywall(url: &str, key: &str) -> Value {

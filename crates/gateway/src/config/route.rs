@@ -27,6 +27,10 @@ pub struct RouteConfig {
     pub method: Option<String>,
     /// `/exact`, `/items/{id}` (one segment), `/files/*` (the rest).
     pub path: String,
+    /// Makes the route one tool of the MCP server (streamable HTTP) at `path`: it prices the JSON-RPC
+    /// `tools/call` of this tool name, and everything else sent to `path` passes free (see `crate::mcp`).
+    #[serde(default)]
+    pub tool: Option<String>,
     /// `"$0.01"` or `"0.5 USDC"`; absent for a free route.
     #[serde(default)]
     pub price: Option<String>,
@@ -303,14 +307,61 @@ impl RouteConfig {
             ),
         };
         let pattern = PathPattern::parse(&self.path).map_err(|e| (field("path"), e.0))?;
-        let name = format!("{} {}", method.as_ref().map_or("*", |m| m.as_str()), self.path);
         let charge = self.charge(field)?;
+        if let Some(tool) = &self.tool {
+            return self.tool_route(tool, method, pattern, charge, field);
+        }
+        let name = format!("{} {}", method.as_ref().map_or("*", |m| m.as_str()), self.path);
         let resource = ResourceText {
             description: self.described(),
             mime_type: self.mime_type.clone(),
             extensions: crate::discovery::extensions(method.as_ref(), self.discovered(field)?),
         };
-        Ok(RouteSpec { name, matcher: RouteMatcher { method, pattern }, charge, settle: self.settle, resource })
+        Ok(RouteSpec {
+            name,
+            matcher: RouteMatcher { method, pattern, tool: None },
+            charge,
+            settle: self.settle,
+            resource,
+        })
+    }
+
+    /// A route that prices one tool of an MCP server: a `POST` to an exact path, priced by the request (the
+    /// tool's arguments), never by a response (a tool result is no HTTP answer a meter could read).
+    fn tool_route(
+        &self,
+        tool: &str,
+        method: Option<Method>,
+        pattern: PathPattern,
+        charge: Option<ChargeSpec>,
+        field: &dyn Fn(&str) -> String,
+    ) -> Result<RouteSpec, RouteError> {
+        if tool.is_empty() || tool.len() > 128 || tool.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err((field("tool"), format!("{tool:?} is not a tool name")));
+        }
+        if method.as_ref().is_some_and(|m| m != Method::POST) {
+            return Err((field("method"), "an MCP tool is called with POST: leave `method` out".into()));
+        }
+        if pattern.has_wildcards() {
+            return Err((field("path"), "an MCP server's endpoint is one exact path (`/mcp`)".into()));
+        }
+        if self.meter.is_some() {
+            return Err((field("meter"), "a tool's result is not metered: price the call".into()));
+        }
+        if charge.is_none() {
+            return Err((field("tool"), "a tool route prices its tool: give a `price` (other tools pass free)".into()));
+        }
+        Ok(RouteSpec {
+            name: format!("POST {}", crate::mcp::tool_resource(tool)),
+            matcher: RouteMatcher { method: Some(Method::POST), pattern, tool: Some(tool.to_owned()) },
+            charge,
+            settle: self.settle,
+            resource: ResourceText {
+                description: self.described(),
+                mime_type: self.mime_type.clone(),
+                extensions: crate::discovery::tool_extensions(tool, self.discovered(field)?),
+            },
+        })
     }
 
     /// The route's discovery description, checked.

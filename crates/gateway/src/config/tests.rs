@@ -150,3 +150,18 @@ fn a_route_that_describes_itself_wrongly_is_named() {
     assert_eq!(field("[routes.discovery]\ninput_schema = \"string\""), "routes[0].discovery.input_schema");
     assert_eq!(field("[routes.discovery]\nexample = 1"), "routes[0].discovery.example", "an unknown key");
 }
+
+#[test]
+fn a_tool_route_that_cannot_price_its_tool_is_named() {
+    let route = |lines: &str| format!("{MINIMAL}\n[[routes]]\npath = \"/mcp\"\n{lines}\n");
+    let field = |lines: &str| Config::parse(&route(lines), "gw.toml").unwrap_err().field;
+    assert!(Config::parse(&route("tool = \"forecast\"\nprice = \"$0.01\""), "gw.toml").is_ok());
+    assert!(Config::parse(&route("tool = \"forecast\"\nmethod = \"POST\"\nprice = \"$0.01\""), "gw.toml").is_ok());
+    assert_eq!(field("tool = \"forecast\""), "routes[0].tool", "a tool route prices its tool");
+    assert_eq!(field("tool = \"two words\"\nprice = \"$0.01\""), "routes[0].tool");
+    assert_eq!(field("tool = \"forecast\"\nmethod = \"GET\"\nprice = \"$0.01\""), "routes[0].method");
+    let meter = "tool = \"t\"\nmax_price = \"$0.01\"\n[routes.meter]\nusage = \"bytes\"\nunit_price = \"$0.0001\"";
+    assert_eq!(field(meter), "routes[0].meter");
+    let wildcard = format!("{MINIMAL}\n[[routes]]\npath = \"/mcp/*\"\ntool = \"t\"\nprice = \"$0.01\"\n");
+    assert_eq!(Config::parse(&wildcard, "gw.toml").unwrap_err().field, "routes[0].path");
+}

@@ -45,12 +45,29 @@ pub(super) enum Expiry {
 
 /// What every challenge for this request binds.
 pub(super) fn binding(settings: &Settings, parts: &Parts, body: &Bytes) -> RequestBinding {
+    // An MCP tool's call binds its tool, not its server's endpoint (`crate::mcp`).
+    if let Some(crate::mcp::ToolResource(url)) = parts.extensions.get() {
+        return RequestBinding {
+            realm: realm(settings, &parts.headers),
+            route: format!("{} {url}", parts.method),
+            digest: (!body.is_empty()).then(|| body_digest(body)),
+            resource_url: url.clone(),
+        };
+    }
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     RequestBinding {
         realm: realm(settings, &parts.headers),
         route: format!("{} {path_and_query}", parts.method),
         digest: (!body.is_empty()).then(|| body_digest(body)),
         resource_url: format!("{}{path_and_query}", origin(settings, &parts.headers, &parts.uri)),
+    }
+}
+
+/// What the ledger names a request by: `METHOD /path`, or for an MCP tool's call `POST mcp://tool/<name>`.
+pub(super) fn ledger_route(method: &http::Method, uri: &Uri, extensions: &http::Extensions) -> String {
+    match extensions.get::<crate::mcp::ToolResource>() {
+        Some(crate::mcp::ToolResource(url)) => format!("{method} {url}"),
+        None => format!("{method} {}", uri.path()),
     }
 }
 

@@ -76,7 +76,7 @@ impl Gateway {
             rail: offer.method.rail().to_owned(),
             payer: verified.payer.clone(),
             settlement: verified.settlement.clone(),
-            ..ledger_row(offer, ctx.request_id, format!("{} {}", parts.method, parts.uri.path()))
+            ..ledger_row(offer, ctx.request_id, super::bind::ledger_route(&parts.method, &parts.uri, &parts.extensions))
         };
         let started = std::time::Instant::now();
         let claim = self.store.claim(&new).await;

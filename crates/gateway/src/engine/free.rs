@@ -130,7 +130,7 @@ impl Gateway {
             }
             Err(e) => return self.reject(&store_down(&e), request_id),
         };
-        let route = format!("{} {}", request.method(), request.uri().path());
+        let route = super::bind::ledger_route(request.method(), request.uri(), request.extensions());
         let response = self.upstream(inner, request).await;
         if response.status().as_u16() >= 400 {
             return response;

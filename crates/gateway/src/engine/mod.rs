@@ -97,6 +97,8 @@ pub struct Gateway {
     limits: RateLimits,
     /// When it was built, RFC 3339.
     started: String,
+    /// The MCP endpoints whose tools routes price (`crate::mcp`).
+    mcp: crate::mcp::Tools,
 }
 
 /// What becomes of a request ([`Gateway::dispatch`]).
@@ -108,6 +110,8 @@ pub(crate) enum Dispatch {
     Answered(Response<Body>),
     /// A priced route (its index in [`Gateway::routes`]): the paid flow ([`Gateway::priced`]) decides.
     Priced(usize),
+    /// A `POST` to an MCP endpoint: its body says whether it calls a priced tool ([`Gateway::serve_mcp`]).
+    Mcp,
 }
 
 /// The span every log line of a request carries: its id (as its problem body and ledger row do), method and
@@ -144,6 +148,7 @@ impl Gateway {
     ) -> Self {
         Gateway {
             started: paygate_core::clock::rfc3339(clock.now_unix()),
+            mcp: crate::mcp::Tools::new(&routes),
             routes,
             options,
             secret,
@@ -165,6 +170,10 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    pub(crate) fn mcp_tools(&self) -> &crate::mcp::Tools {
+        &self.mcp
     }
 
     /// Where this gateway is reached, as clients see it: the configured public URL, else `http://` and the
@@ -189,13 +198,14 @@ impl Gateway {
     }
 
     /// Serves one request, calling `inner` (the upstream) only for free routes and verified payments.
-    pub async fn handle<S: Inner>(&self, mut request: Request<Body>, inner: S) -> Response<Body> {
+    pub async fn handle<S: Inner + 'static>(&self, mut request: Request<Body>, inner: S) -> Response<Body> {
         let (request_id, dispatch) = self.dispatch(&mut request);
         let span = request_span(&request, &request_id);
         match dispatch {
             Dispatch::PassThrough => call(inner, request).instrument(span).await,
             Dispatch::Answered(response) => response,
             Dispatch::Priced(route) => self.priced(route, request, request_id, inner).instrument(span).await,
+            Dispatch::Mcp => self.serve_mcp(request, request_id, inner).instrument(span).await,
         }
     }
 
@@ -218,11 +228,20 @@ impl Gateway {
                 return (request_id.clone(), Dispatch::Answered(self.reject(&rejection, &request_id)));
             }
         };
+        // An MCP server's tool calls are told apart by their body, read in `crate::mcp`.
+        if request.method() == http::Method::POST && self.mcp.is_endpoint(&path) {
+            return (request_id, Dispatch::Mcp);
+        }
         let Some(route) = self.routes.iter().position(|r| r.matcher.matches(request.method(), &path)) else {
             // The discovery documents, free and generated here, where no route claims their path.
             if let Some(document) = crate::discovery::answer(self, request, &path) {
                 self.metrics.outcome(Outcome::Free);
                 return (request_id, Dispatch::Answered(document));
+            }
+            // The rest of an MCP server's endpoint (its `GET` stream, `DELETE` of a session) passes free.
+            if self.mcp.is_endpoint(&path) {
+                self.metrics.outcome(Outcome::Free);
+                return (request_id, Dispatch::PassThrough);
             }
             self.metrics.outcome(Outcome::UnknownRoute);
             let dispatch = match self.settings.unknown_routes {
@@ -357,7 +376,7 @@ impl Gateway {
     }
 
     /// Reads a priced request's body, whole and bounded: its digest binds the offers.
-    async fn read_body(&self, request: Request<Body>) -> Result<(Parts, Bytes), Rejection> {
+    pub(crate) async fn read_body(&self, request: Request<Body>) -> Result<(Parts, Bytes), Rejection> {
         let (parts, body) = request.into_parts();
         match Limited::new(body, self.settings.max_body_bytes).collect().await {
             Ok(collected) => Ok((parts, collected.to_bytes())),
@@ -383,7 +402,7 @@ impl Gateway {
     }
 }
 
-async fn call<S: Inner>(inner: S, request: Request<Body>) -> Response<Body> {
+pub(crate) async fn call<S: Inner>(inner: S, request: Request<Body>) -> Response<Body> {
     match inner.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

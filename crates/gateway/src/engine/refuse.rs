@@ -12,7 +12,7 @@ use crate::offers;
 
 impl Gateway {
     /// A refusal without offers, counted.
-    pub(super) fn reject(&self, rejection: &Rejection, request_id: &str) -> Response<Body> {
+    pub(crate) fn reject(&self, rejection: &Rejection, request_id: &str) -> Response<Body> {
         self.metrics.outcome(Outcome::Rejected);
         self.metrics.rejected(rejection.reason);
         offers::rejection_response(rejection, request_id)

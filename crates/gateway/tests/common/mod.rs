@@ -43,6 +43,8 @@ pub struct Options {
     pub unknown_routes: &'static str,
     /// More config (extra `[[accept]]` options, networks), appended as is.
     pub extra_toml: String,
+    /// The upstream the gateway sells, instead of the harness's own.
+    pub upstream_url: Option<String>,
     /// Whether the gateway may ask the chain itself (its network has an `rpc_url`). Without, verification goes
     /// to the facilitator (anvil only).
     pub network_rpc: bool,
@@ -59,6 +61,7 @@ impl Default for Options {
             anvil_args: paygate_testkit::MINING.to_vec(),
             unknown_routes: "reject",
             extra_toml: String::new(),
+            upstream_url: None,
             network_rpc: true,
         }
     }
@@ -168,7 +171,7 @@ impl Harness {
 
             {extra}
             "#,
-            upstream = upstream.url(),
+            upstream = options.upstream_url.clone().unwrap_or_else(|| upstream.url()),
             db = dir.path().join("ledger.db").display(),
             accept = if options.network_rpc {
                 paygate_testkit::local_usdc_toml(
