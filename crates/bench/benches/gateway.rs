@@ -20,7 +20,8 @@
 //! (`gateway/channels.rs`): (h) channel-paid calls against (b) the free route and (i) per-request `exact`, and the
 //! transactions and gas per 1,000 calls of both models; and streams paid as they are delivered
 //! (`gateway/streams.rs`): (t) a stream billed per chunk from a session against (s) the same stream on a free
-//! route, in chunks per second, and the time billing adds per chunk.
+//! route, in chunks per second, and the time billing adds per chunk; and (m) what the MCP layer adds to a paid
+//! call in process (`gateway/mcp.rs`): the same call paid as an HTTP route and as an MCP tool's `tools/call`.
 //!
 //! Environment: `BENCH_SECS` (per scenario, default 5), `BENCH_ROUNDS` (of (a) to (c) in turn, default 5),
 //! `BENCH_CONNECTIONS` (default 32), `BENCH_PAID`
@@ -28,8 +29,8 @@
 //! rail in (e) to (g), default 200), `BENCH_PRICES` (per-unit price computations per rule, default 20,000),
 //! `BENCH_COUNTS` (call counts and hook questions, default 2,000), `BENCH_ONLY` (`proxy`: stop after (a) to (c),
 //! for profiling; `rules`: stop after the free calls, tiers and hook figures; `channels`: only the channel
-//! figures; `streams`: only the stream figures), `BENCH_STREAM_TOKENS` (chunks a stream, default 20,000),
-//! `BENCH_STREAM_ROUNDS` (default 4), `BENCH_CHANNEL_PAID` (channel-paid calls per round, default 4,000), `BENCH_LAYER` (free requests
+//! figures; `streams`: only the stream figures; `mcp`: only (m)), `BENCH_STREAM_TOKENS` (chunks a stream, default 20,000),
+//! `BENCH_STREAM_ROUNDS` (default 4), `BENCH_MCP_CALLS` (paid calls per kind and round in (m), default 2,000), `BENCH_CHANNEL_PAID` (channel-paid calls per round, default 4,000), `BENCH_LAYER` (free requests
 //! through the layer in-process, default 200,000), `BENCH_402` (402s built in-process, default 20,000). Needs
 //! anvil, localstripe and PostgreSQL (`scripts/install-test-deps`); nginx, for the reference hop (n), is optional.
 
@@ -62,6 +63,8 @@ use serde_json::json;
 mod channels;
 #[path = "gateway/in_process.rs"]
 mod in_process;
+#[path = "gateway/mcp.rs"]
+mod mcp;
 #[path = "gateway/streams.rs"]
 mod streams;
 
@@ -364,6 +367,10 @@ async fn bench() {
     if only == "streams" {
         return streams::bench(&chain, stream_tokens, stream_rounds).await;
     }
+    let mcp_calls = env("BENCH_MCP_CALLS", 2000);
+    if only == "mcp" {
+        return mcp::bench(mcp_calls).await;
+    }
     in_process::layer_and_402(&gateway).await;
     if only == "402" {
         return;
@@ -531,6 +538,7 @@ async fn bench() {
     println!("ledger by rail and state: {by_rail:?}");
     channels::bench(&chain, &upstream, channel_paid, paid_connections, paid).await;
     streams::bench(&chain, stream_tokens, stream_rounds).await;
+    mcp::bench(mcp_calls).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -159,3 +159,129 @@ async fn an_unpaid_call_asks_both_protocols_and_the_rest_passes_free() {
     let tool = listed["items"].as_array().unwrap().iter().find(|i| i["resource"] == "mcp://tool/forecast");
     assert_eq!(tool.map(|t| &t["type"]), Some(&json!("mcp")), "{listed}");
 }
+
+/// In process, on the test rail (`paygate_methods::test_rail`), the paths no official client can be made to take:
+/// a settlement that fails after the tool ran, one left pending, an MCP server that breaks, a credential that
+/// does not decode.
+mod in_process {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::body::Body;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::BodyExt;
+    use paygate_gateway::{BuildOptions, Config, Gateway, build};
+    use paygate_store::{PaymentQuery, PaymentState};
+    use serde_json::{Value, json};
+
+    const CONFIG: &str = r#"
+        [server]
+        secret = "engine-test-secret-of-at-least-32-bytes"
+        [upstream]
+        url = "http://upstream.invalid"
+        [store]
+        url = "sqlite::memory:"
+        [[accept]]
+        rail = "test"
+        name = "failed"
+        outcome = "failed"
+        [[accept]]
+        rail = "test"
+        name = "pending"
+        outcome = "pending"
+        [[routes]]
+        path = "/mcp"
+        tool = "fails_to_settle"
+        price = "$0.01"
+        accept = ["failed"]
+        [[routes]]
+        path = "/mcp"
+        tool = "pending"
+        price = "$0.01"
+        accept = ["pending"]
+    "#;
+
+    /// The MCP server: answers every call with a result, except that status 500 comes back for `crash`.
+    async fn upstream(ran: Arc<AtomicUsize>, request: Request<Body>) -> Result<Response<Body>, Infallible> {
+        ran.fetch_add(1, Ordering::SeqCst);
+        let body: Value = serde_json::from_slice(&request.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let mut response = Response::new(Body::from(
+            json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": "secret"}]}})
+                .to_string(),
+        ));
+        response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        if body["params"]["arguments"]["crash"] == true {
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        Ok(response)
+    }
+
+    async fn call(
+        gateway: &Gateway,
+        ran: &Arc<AtomicUsize>,
+        tool: &str,
+        args: Value,
+        meta: Option<Value>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let mut params = json!({"name": tool, "arguments": args});
+        if let Some(meta) = meta {
+            params["_meta"] = meta;
+        }
+        let message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+        let request = Request::post("/mcp").header("host", "api.test").body(Body::from(message.to_string())).unwrap();
+        let ran = ran.clone();
+        let response = gateway.handle(request, tower::service_fn(move |r| upstream(ran.clone(), r))).await;
+        let (parts, body) = response.into_parts();
+        (parts.status, parts.headers, serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap())
+    }
+
+    /// The credential paying the test challenge of an unpaid call's answer with `proof`.
+    async fn paid(gateway: &Gateway, ran: &Arc<AtomicUsize>, tool: &str, args: Value, proof: &str) -> Value {
+        let (_, _, unpaid) = call(gateway, ran, tool, args, None).await;
+        let challenge = unpaid["result"]["_meta"]["org.paymentauth/payment-required"]["challenges"][0].clone();
+        json!({"org.paymentauth/credential": {"challenge": challenge, "payload": {"proof": proof}}})
+    }
+
+    #[tokio::test]
+    async fn a_tool_result_is_withheld_when_settling_fails_and_delivered_when_it_is_pending() {
+        let config = Config::parse(CONFIG, "mcp.toml").unwrap();
+        let gateway = build(&config, "mcp.toml", BuildOptions::default()).await.unwrap().gateway;
+        let ran = Arc::new(AtomicUsize::new(0));
+
+        // Settlement fails after the tool ran: its result does not go out, nothing is charged.
+        let meta = paid(&gateway, &ran, "fails_to_settle", json!({}), "p1").await;
+        let (status, _, answer) = call(&gateway, &ran, "fails_to_settle", json!({}), Some(meta)).await;
+        assert_eq!(status, StatusCode::OK, "JSON-RPC answers 200");
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert!(!answer.to_string().contains("secret"), "the result is withheld: {answer}");
+        assert!(answer.get("error").is_some() || answer["result"]["isError"] == true, "{answer}");
+
+        // Settlement pending: the result goes out, marked.
+        let meta = paid(&gateway, &ran, "pending", json!({}), "p2").await;
+        let (status, headers, answer) = call(&gateway, &ran, "pending", json!({}), Some(meta)).await;
+        assert_eq!((status, &answer["result"]["content"][0]["text"]), (StatusCode::OK, &json!("secret")), "{answer}");
+        assert_eq!(headers["paygate-settlement"], "pending");
+
+        // The MCP server breaks: its answer and status pass, the payment is voided and may be sent again.
+        let meta = paid(&gateway, &ran, "pending", json!({"crash": true}), "p3").await;
+        let (status, _, _) = call(&gateway, &ran, "pending", json!({"crash": true}), Some(meta)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+
+        // A credential that does not decode: a JSON-RPC error naming it, the tool not run.
+        let runs = ran.load(Ordering::SeqCst);
+        let garbage = json!({"org.paymentauth/credential": {"challenge": {"id": 5}, "payload": {}}});
+        let (status, _, answer) = call(&gateway, &ran, "pending", json!({}), Some(garbage)).await;
+        assert_eq!((status, &answer["error"]["code"]), (StatusCode::OK, &json!(-32602)), "{answer}");
+        assert_eq!(answer["error"]["data"]["httpStatus"], 400);
+        assert_eq!(ran.load(Ordering::SeqCst), runs);
+
+        let mut ledger = gateway.store().payments(&PaymentQuery::default()).await.unwrap();
+        ledger.sort_by_key(|r| r.id);
+        let states: Vec<(PaymentState, Option<u16>)> = ledger.iter().map(|r| (r.state, r.upstream_status)).collect();
+        assert_eq!(
+            states,
+            [(PaymentState::Failed, Some(200)), (PaymentState::Pending, Some(200)), (PaymentState::Voided, Some(500))]
+        );
+    }
+}
