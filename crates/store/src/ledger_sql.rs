@@ -1,9 +1,9 @@
 //! The one implementation of [`crate::Store`] both backends share, as a macro that each backend module expands
 //! over its own pool. The statements are the same text for SQLite and PostgreSQL: sqlx binds `$N` parameters
 //! the same way for both, `CAST($1 AS TEXT)` types a parameter that may be NULL, and `ON CONFLICT DO NOTHING
-//! RETURNING` means the same. Two things differ and are the macro's arguments: how a write transaction begins
-//! (SQLite's `BEGIN IMMEDIATE` takes the write lock up front, so claims are serialized) and what locks the row a
-//! transition reads (PostgreSQL's `FOR UPDATE`; SQLite's transaction already holds the lock).
+//! RETURNING` means the same. One thing differs and is the macro's argument: how a write transaction begins
+//! (SQLite's `BEGIN IMMEDIATE` takes the write lock up front, so claims are serialized). A transition is one
+//! `UPDATE ... WHERE state IN (...)`, a compare-and-swap on both, whose event a trigger writes (migration 0009).
 //!
 //! A macro rather than a function generic over `sqlx::Database`: the executor, encode and decode bounds such a
 //! function needs for every bound and read type would be longer than the code they serve.
@@ -11,7 +11,7 @@
 /// Expands, in the calling module, a module `ledger` with `impl Store for $store` (whose `pool` field is a pool
 /// of `$db`), its helpers, and `ledger::unavailable`, the store's error for a database failure.
 macro_rules! impl_store {
-    ($store:ident, $db:ty, begin: $begin:literal, lock_row: $lock_row:literal) => {
+    ($store:ident, $db:ty, begin: $begin:literal) => {
         mod ledger {
             use sqlx::Row as _;
 
@@ -73,8 +73,9 @@ macro_rules! impl_store {
             }
 
             /// Inserts a new row in `state`; `None` when its proof (or live challenge) is already there.
-            async fn insert_payment(
-                tx: &mut sqlx::Transaction<'_, $db>,
+            /// Inserts a payment row; its first event is written by the trigger of migration 0009.
+            async fn insert_payment<'c, E: sqlx::Executor<'c, Database = $db>>(
+                executor: E,
                 p: &NewPayment,
                 state: PaymentState,
                 now: i64,
@@ -102,7 +103,7 @@ macro_rules! impl_store {
                 .bind(&p.pay_to)
                 .bind(p.settlement.to_string())
                 .bind(state.as_str())
-                .fetch_optional(&mut **tx)
+                .fetch_optional(executor)
                 .await
                 .map_err(unavailable)
             }
@@ -112,13 +113,11 @@ macro_rules! impl_store {
                 async fn claim(&self, p: &NewPayment) -> Result<Claim, StoreError> {
                     let now = now_ms();
                     let settlement = p.settlement.to_string();
-                    let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
-                    let inserted = insert_payment(&mut tx, p, PaymentState::Verified, now).await?;
-                    if let Some(id) = inserted {
-                        record_event(&mut tx, id, None, PaymentState::Verified, "claimed", now).await?;
-                        tx.commit().await.map_err(unavailable)?;
+                    // One statement when the proof is new, as it nearly always is.
+                    if let Some(id) = insert_payment(&self.pool, p, PaymentState::Verified, now).await? {
                         return Ok(Claim::Claimed(id));
                     }
+                    let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
 
                     // The proof or the challenge is known (committed: SQLite serializes writers, PostgreSQL made the insert
                     // wait for it). A voided proof (the upstream failed, nothing was charged) may be claimed again; anything
@@ -177,43 +176,48 @@ macro_rules! impl_store {
                     to: PaymentState,
                     t: Transition<'_>,
                 ) -> Result<(), StoreError> {
-                    let now = now_ms();
-                    let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
-                    let current: String = sqlx::query_scalar(concat!("SELECT state FROM payments WHERE id = $1", $lock_row))
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(unavailable)?
-                        .ok_or_else(|| StoreError::corrupt(format!("no payment {id}")))?;
-                    let current: PaymentState = current.parse()?;
-                    if !from.contains(&current) {
-                        return Err(StoreError::WrongState {
+                    // One statement: the row changes only from one of `from` (a compare-and-swap, which PostgreSQL
+                    // re-checks after waiting for a concurrent writer's lock), and the trigger of migration 0009 writes
+                    // its event in the same statement.
+                    // At most every state, padded with the first: one statement text for every `from`.
+                    let done = match from.first() {
+                        None => 0,
+                        Some(first) if from.len() <= 8 => {
+                            let mut update = sqlx::query(
+                                "UPDATE payments SET state = $1, reason = $2, tx_hash = COALESCE($3, tx_hash), \
+                                 upstream_status = COALESCE($4, upstream_status), updated_at_ms = $5, transitioned_at_ms = $5, \
+                                 response_owed = COALESCE($6, response_owed), recheck = COALESCE($7, recheck), \
+                                 amount = COALESCE($8, amount) \
+                                 WHERE id = $9 AND state IN ($10, $11, $12, $13, $14, $15, $16, $17)",
+                            )
+                            .bind(to.as_str())
+                            .bind(t.reason)
+                            .bind(t.tx_hash)
+                            .bind(t.upstream_status.map(i64::from))
+                            .bind(now_ms())
+                            .bind(t.response_owed.map(i64::from))
+                            .bind(t.recheck.map(i64::from))
+                            .bind(t.amount)
+                            .bind(id);
+                            for i in 0..8 {
+                                update = update.bind(from.get(i).unwrap_or(first).as_str());
+                            }
+                            update.execute(&self.pool).await.map_err(unavailable)?.rows_affected()
+                        }
+                        Some(_) => return Err(StoreError::corrupt(format!("a transition from {} states", from.len()))),
+                    };
+                    if done == 1 {
+                        return Ok(());
+                    }
+                    // Not changed: say why.
+                    match self.payment(id).await? {
+                        Some(row) => Err(StoreError::WrongState {
                             id,
                             expected: from.first().map_or("", |s| s.as_str()),
-                            actual: current,
-                        });
+                            actual: row.state,
+                        }),
+                        None => Err(StoreError::corrupt(format!("no payment {id}"))),
                     }
-                    sqlx::query(
-                        "UPDATE payments SET state = $1, reason = $2, tx_hash = COALESCE($3, tx_hash), \
-                         upstream_status = COALESCE($4, upstream_status), updated_at_ms = $5, \
-                         response_owed = COALESCE($7, response_owed), recheck = COALESCE($8, recheck), \
-                         amount = COALESCE($9, amount) WHERE id = $6",
-                    )
-                    .bind(to.as_str())
-                    .bind(t.reason)
-                    .bind(t.tx_hash)
-                    .bind(t.upstream_status.map(i64::from))
-                    .bind(now)
-                    .bind(id)
-                    .bind(t.response_owed.map(i64::from))
-                    .bind(t.recheck.map(i64::from))
-                    .bind(t.amount)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                    record_event(&mut tx, id, Some(current), to, t.reason, now).await?;
-                    tx.commit().await.map_err(unavailable)?;
-                    Ok(())
                 }
 
                 async fn record_reference(&self, id: PaymentId, reference: Option<&str>) -> Result<(), StoreError> {
@@ -259,14 +263,9 @@ macro_rules! impl_store {
                 }
 
                 async fn record_usage(&self, p: &NewPayment) -> Result<PaymentId, StoreError> {
-                    let now = now_ms();
-                    let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
-                    let id = insert_payment(&mut tx, p, PaymentState::Metered, now)
+                    insert_payment(&self.pool, p, PaymentState::Metered, now_ms())
                         .await?
-                        .ok_or_else(|| StoreError::corrupt(format!("usage {} recorded twice", p.proof_key)))?;
-                    record_event(&mut tx, id, None, PaymentState::Metered, "metered", now).await?;
-                    tx.commit().await.map_err(unavailable)?;
-                    Ok(id)
+                        .ok_or_else(|| StoreError::corrupt(format!("usage {} recorded twice", p.proof_key)))
                 }
 
                 async fn create_api_key(&self, name: &str, key_hash: &str, prefix: &str) -> Result<Option<ApiKey>, StoreError> {

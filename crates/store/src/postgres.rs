@@ -34,5 +34,5 @@ impl PgStore {
     }
 }
 
-crate::ledger_sql::impl_store!(PgStore, sqlx::Postgres, begin: "BEGIN", lock_row: " FOR UPDATE");
+crate::ledger_sql::impl_store!(PgStore, sqlx::Postgres, begin: "BEGIN");
 crate::channels_sql::impl_channel_book!(PgStore, sqlx::Postgres);

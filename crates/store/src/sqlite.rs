@@ -32,6 +32,8 @@ impl SqliteStore {
         // microseconds where writers contending inside SQLite sleep in its busy handler for milliseconds.
         // (An in-memory database also exists per connection.)
         let pool = SqlitePoolOptions::new()
+            // The connection is in this process: there is no peer to have gone away, so no ping before each use.
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -44,5 +46,5 @@ impl SqliteStore {
     }
 }
 
-crate::ledger_sql::impl_store!(SqliteStore, sqlx::Sqlite, begin: "BEGIN IMMEDIATE", lock_row: "");
+crate::ledger_sql::impl_store!(SqliteStore, sqlx::Sqlite, begin: "BEGIN IMMEDIATE");
 crate::channels_sql::impl_channel_book!(SqliteStore, sqlx::Sqlite);

@@ -56,6 +56,13 @@ async fn a_proof_is_claimed_once_and_amounts_are_exact(db: Database) {
     let row = store.payment(id).await.unwrap().unwrap();
     assert_eq!(row.amount, u128::MAX.to_string());
     assert_eq!(row.settlement, json!({"authorization": {"nonce": "0x01"}}));
+    // Each row's first event, written with it: `claimed` for a claim, `metered` for an API-key customer's call.
+    let first = |events: Vec<paygate_store::PaymentEvent>| {
+        events.into_iter().map(|e| (e.from_state, e.to_state, e.reason)).collect::<Vec<_>>()
+    };
+    assert_eq!(first(store.events(id).await.unwrap()), [(None, PaymentState::Verified, "claimed".to_owned())]);
+    let metered = store.record_usage(&payment("usage-1", None)).await.unwrap();
+    assert_eq!(first(store.events(metered).await.unwrap()), [(None, PaymentState::Metered, "metered".to_owned())]);
 }
 
 /// An MPP challenge answered by one live payment cannot be answered by another proof; an x402 offer can.
@@ -137,6 +144,9 @@ async fn a_voided_proof_can_be_claimed_again(db: Database) {
             (Some(Settling), Settled)
         ]
     );
+    // The event of a transition is written by its one statement (a trigger), with the transition's reason.
+    let last = store.events(id).await.unwrap().pop().unwrap();
+    assert_eq!(last.reason, "mined");
     assert!(matches!(store.claim(&payment("p1", Some("c1"))).await.unwrap(), Claim::Taken { state: Settled, .. }));
 }
 

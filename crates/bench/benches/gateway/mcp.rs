@@ -163,6 +163,10 @@ pub(super) async fn bench(n: usize) {
         );
         rows.push((http_paid, tool_paid));
     }
+    for phase in paygate_gateway::Phase::ALL {
+        let (count, total) = gateway.metrics().phase_total(phase);
+        println!("  phase {}: {} mean over {count}", phase.as_str(), show(total / count.max(1) as u32));
+    }
     let ledger = gateway.store().payments(&Default::default()).await.expect("ledger");
     let settled = ledger.iter().filter(|r| r.state == paygate_store::PaymentState::Settled).count();
     assert_eq!(settled, 4 * n, "every paid call settled once");
