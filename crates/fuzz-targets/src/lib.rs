@@ -22,6 +22,7 @@ pub const TARGETS: &[Target] = &[
     ("stripe_answer", stripe_answer),
     ("lnd_answer", lnd_answer),
     ("channel_payload", channel_payload),
+    ("mcp_call", mcp_call),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -147,4 +148,19 @@ pub fn channel_payload(data: &[u8]) {
     if let Err(refusal) = checked {
         assert!(!refusal.reason.is_empty());
     }
+}
+
+/// A body sent to an MCP endpoint: a `tools/call` becomes the request the engine prices (its arguments as
+/// canonical JSON, its `_meta` payment as the one header of its protocol, which the credential reader then
+/// takes or refuses) and the body the MCP server gets (valid JSON, without the payment).
+pub fn mcp_call(data: &[u8]) {
+    let Some((request, forwarded)) = paygate_gateway::mcp_tool_call_request(data) else { return };
+    let (x402, mpp) =
+        (request.headers().contains_key("payment-signature"), request.headers().contains_key("authorization"));
+    assert!(!(x402 && mpp), "one payment per call");
+    let _ = paygate_gateway::extract_credential(request.headers());
+    let forwarded: serde_json::Value = serde_json::from_slice(&forwarded).expect("the forwarded call is JSON");
+    let meta = forwarded.pointer("/params/_meta");
+    assert!(meta.and_then(|m| m.get("x402/payment")).is_none(), "the payment is taken out");
+    assert!(meta.and_then(|m| m.get("org.paymentauth/credential")).is_none(), "the credential is taken out");
 }

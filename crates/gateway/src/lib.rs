@@ -72,6 +72,7 @@ pub use credential::{Presented, extract as extract_credential};
 pub use engine::{Gateway, Inner, Route};
 pub use facilitator::{Facilitator, router as facilitator_router};
 pub use layer::{PaygateLayer, PaygateService};
+pub use mcp::tool_call_request as mcp_tool_call_request;
 pub use metrics::{Metrics, Outcome, Phase};
 pub use proxy::{BadUpstream, ClientAddr, ClientTls, UpstreamProxy};
 pub use reconciler::{Reconciled, Reconciler};

@@ -68,6 +68,14 @@ impl Tools {
     }
 }
 
+/// The request the engine would price for a body sent to an MCP endpoint, and the body the MCP server would
+/// get; `None` when the body is no `tools/call`. What the `mcp_call` fuzz target drives with untrusted bodies.
+pub fn tool_call_request(body: &[u8]) -> Option<(Request<Body>, bytes::Bytes)> {
+    let call::Read::Tool(tool_call) = call::read(body) else { return None };
+    let (parts, ()) = Request::post("/mcp").body(()).ok()?.into_parts();
+    Some((tool_call.engine_request(&parts), tool_call.forwarded(bytes::Bytes::copy_from_slice(body))))
+}
+
 impl Gateway {
     /// Serves a `POST` to an MCP endpoint: a priced tool's call is paid for, anything else passes free.
     pub(crate) async fn serve_mcp<S: Inner + 'static>(
