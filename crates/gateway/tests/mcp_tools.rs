@@ -169,6 +169,7 @@ mod in_process {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::body::Body;
+    use futures_util::StreamExt as _;
     use http::{Request, Response, StatusCode};
     use http_body_util::BodyExt;
     use paygate_gateway::{BuildOptions, Config, Gateway, build};
@@ -190,6 +191,15 @@ mod in_process {
         rail = "test"
         name = "pending"
         outcome = "pending"
+        [[accept]]
+        rail = "test"
+        name = "settles"
+        outcome = "settles"
+        [[routes]]
+        path = "/mcp"
+        tool = "lingers"
+        price = "$0.01"
+        accept = ["settles"]
         [[routes]]
         path = "/mcp"
         tool = "fails_to_settle"
@@ -202,10 +212,22 @@ mod in_process {
         accept = ["pending"]
     "#;
 
-    /// The MCP server: answers every call with a result, except that status 500 comes back for `crash`.
+    /// The MCP server: answers every call with a result, except that status 500 comes back for `crash`, and that
+    /// `lingers` answers with events (a notification, then the response) on a stream it never ends.
     async fn upstream(ran: Arc<AtomicUsize>, request: Request<Body>) -> Result<Response<Body>, Infallible> {
         ran.fetch_add(1, Ordering::SeqCst);
         let body: Value = serde_json::from_slice(&request.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        if body["params"]["name"] == "lingers" {
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}});
+            let answer =
+                json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": "done"}]}});
+            let events = format!("event: message\ndata: {note}\n\nevent: message\ndata: {answer}\n\n");
+            let chunks = vec![Ok::<_, Infallible>(bytes::Bytes::from(events))];
+            let stream = futures_util::stream::iter(chunks).chain(futures_util::stream::pending());
+            let mut response = Response::new(Body::from_stream(stream));
+            response.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            return Ok(response);
+        }
         let mut response = Response::new(Body::from(
             json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": "secret"}]}})
                 .to_string(),
@@ -224,6 +246,18 @@ mod in_process {
         args: Value,
         meta: Option<Value>,
     ) -> (StatusCode, http::HeaderMap, Value) {
+        let (status, headers, text) = call_raw(gateway, ran, tool, args, meta).await;
+        (status, headers, serde_json::from_str(&text).unwrap())
+    }
+
+    /// A call's answer as text (JSON, or an event stream), read to its end.
+    async fn call_raw(
+        gateway: &Gateway,
+        ran: &Arc<AtomicUsize>,
+        tool: &str,
+        args: Value,
+        meta: Option<Value>,
+    ) -> (StatusCode, http::HeaderMap, String) {
         let mut params = json!({"name": tool, "arguments": args});
         if let Some(meta) = meta {
             params["_meta"] = meta;
@@ -233,7 +267,7 @@ mod in_process {
         let ran = ran.clone();
         let response = gateway.handle(request, tower::service_fn(move |r| upstream(ran.clone(), r))).await;
         let (parts, body) = response.into_parts();
-        (parts.status, parts.headers, serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap())
+        (parts.status, parts.headers, String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap())
     }
 
     /// The credential paying the test challenge of an unpaid call's answer with `proof`.
@@ -244,7 +278,7 @@ mod in_process {
     }
 
     #[tokio::test]
-    async fn a_tool_result_is_withheld_when_settling_fails_and_delivered_when_it_is_pending() {
+    async fn a_tools_result_goes_out_only_when_paid_and_as_soon_as_it_came() {
         let config = Config::parse(CONFIG, "mcp.toml").unwrap();
         let gateway = build(&config, "mcp.toml", BuildOptions::default()).await.unwrap().gateway;
         let ran = Arc::new(AtomicUsize::new(0));
@@ -276,12 +310,32 @@ mod in_process {
         assert_eq!(answer["error"]["data"]["httpStatus"], 400);
         assert_eq!(ran.load(Ordering::SeqCst), runs);
 
+        // A server that keeps its event stream open after the response: the call is answered at the response,
+        // with its receipt in that event, and settled.
+        let meta = paid(&gateway, &ran, "lingers", json!({}), "p4").await;
+        let lingering = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            call_raw(&gateway, &ran, "lingers", json!({}), Some(meta)),
+        );
+        let (status, _, text) = lingering.await.expect("answered at the response, not at the stream's end");
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            text.starts_with("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\""),
+            "{text}"
+        );
+        assert!(text.contains("org.paymentauth/receipt") && text.ends_with("}\n\n"), "{text}");
+
         let mut ledger = gateway.store().payments(&PaymentQuery::default()).await.unwrap();
         ledger.sort_by_key(|r| r.id);
         let states: Vec<(PaymentState, Option<u16>)> = ledger.iter().map(|r| (r.state, r.upstream_status)).collect();
         assert_eq!(
             states,
-            [(PaymentState::Failed, Some(200)), (PaymentState::Pending, Some(200)), (PaymentState::Voided, Some(500))]
+            [
+                (PaymentState::Failed, Some(200)),
+                (PaymentState::Pending, Some(200)),
+                (PaymentState::Voided, Some(500)),
+                (PaymentState::Settled, Some(200))
+            ]
         );
     }
 }

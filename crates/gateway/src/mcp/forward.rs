@@ -85,17 +85,47 @@ async fn read_answer(response: Response<Body>, id: &Value) -> Response<Body> {
         parts.extensions.insert(answer);
         return Response::from_parts(parts, body);
     }
-    let Ok(bytes) = Limited::new(body, MAX_TOOL_ANSWER).collect().await.map(|b| b.to_bytes()) else {
+    let event_stream = is_event_stream(&parts.headers);
+    let read = match event_stream {
+        true => read_events(body, id).await,
+        false => Limited::new(body, MAX_TOOL_ANSWER).collect().await.map(|b| b.to_bytes()).ok(),
+    };
+    let Some(bytes) = read else {
         // Cut off or too large: nothing can be delivered, nothing is charged.
         return failed(StatusCode::BAD_GATEWAY);
     };
-    let succeeded = response_message(&bytes, is_event_stream(&parts.headers), id).is_some_and(|m| tool_succeeded(&m));
+    let succeeded = response_message(&bytes, event_stream, id).is_some_and(|m| tool_succeeded(&m));
     if !succeeded {
         parts.status = StatusCode::UNPROCESSABLE_ENTITY;
     }
     parts.extensions.insert(answer);
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The events of a streamed answer up to the one that carries the call's response: a server may keep the stream
+/// open after it (or never send it), and the call is answered as soon as its response came. `None` when the
+/// stream broke or grew past [`MAX_TOOL_ANSWER`] first.
+async fn read_events(mut body: Body, id: &Value) -> Option<Bytes> {
+    let mut read = Vec::new();
+    let mut events = sse::Events::new(MAX_TOOL_ANSWER);
+    // The bytes of the whole events read so far: the answer ends with the response's event, nothing after.
+    let mut whole = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.ok()?.into_data() else { continue };
+        read.extend_from_slice(&data);
+        if read.len() > MAX_TOOL_ANSWER {
+            return None;
+        }
+        for event in events.push(&data) {
+            whole += event.len();
+            if response_message(&event, true, id).is_some() {
+                read.truncate(whole);
+                return Some(Bytes::from(read));
+            }
+        }
+    }
+    Some(Bytes::from(read))
 }
 
 pub(super) fn is_event_stream(headers: &http::HeaderMap) -> bool {
