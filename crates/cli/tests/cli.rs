@@ -346,10 +346,13 @@ fn channel_and_early_answer_settings_that_cannot_work_are_refused() {
              pay_to = \"{pay_to}\"\n{extra}\n"
         )
     };
+    // Through a facilitator, a submitted transfer is confirmed from the chain: the network needs its rpc_url.
+    let facilitator = "settlement = \"facilitator\"\nfacilitator_url = \"https://x402.org/facilitator\"";
+    let without_rpc = paygate_testkit::usdc_toml("norpc", 31337, "", pay_to, facilitator);
     refused(
-        &exact("facilitator_url = \"https://x402.org/facilitator\"\nwait = \"submitted\""),
-        "accept[1].wait",
-        &["needs built-in settlement"],
+        &format!("{SECRET}{UPSTREAM}{without_rpc}\nwait = \"submitted\"\n"),
+        "accept[0].wait",
+        &["needs the network's rpc_url"],
     );
     refused(
         &exact(&format!("settler_key = \"{key}\"\nmax_unconfirmed = \"$1\"")),

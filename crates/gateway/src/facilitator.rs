@@ -9,7 +9,8 @@
 //! a facilitator request. Verification and settlement are the gateway's own rail ([`Eip3009Method`]), built
 //! for each request from the requirements it names: the same local checks, the same simulation, the same
 //! nonce-ordered settler. A payment being settled is held, so the same authorization sent twice at once is
-//! broadcast once.
+//! broadcast once. A `/settle` request with thirdweb's `"waitUntil": "submitted"` (an `exact` payment) is answered
+//! once the node took the transfer, not when it is mined; the caller confirms it from the chain.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -212,8 +213,12 @@ impl Facilitator {
             Scheme::Upto(Box::new(method))
         } else {
             let settlement = Settlement::Builtin { sender: settled.sender.clone(), receipt_timeout, poll_interval };
-            let method = Eip3009Method::new(option, Some(settled.chain.clone()), settlement, self.clock.clone())
+            let mut method = Eip3009Method::new(option, Some(settled.chain.clone()), settlement, self.clock.clone())
                 .map_err(|e| ("invalid_payment_requirements", e.problem))?;
+            // thirdweb's `waitUntil`: answer once the node took the transfer; the caller confirms it.
+            if request.wait_until.as_deref() == Some(paygate_methods::facilitator::SUBMITTED) {
+                method = method.answer_when_submitted(None, (receipt_timeout, poll_interval));
+            }
             Scheme::Exact(Box::new(method))
         };
         let payload = request

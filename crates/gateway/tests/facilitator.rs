@@ -267,3 +267,54 @@ async fn paygate_settles_upto_through_it_for_what_was_used() {
     let row = h.ledger().await.into_iter().find(|r| r.rail == "upto").expect("a ledger row");
     assert_eq!((row.state, row.amount.as_str()), (PaymentState::Settled, "67"));
 }
+
+/// `wait = "submitted"` through a facilitator: paygate asks `/settle` with thirdweb's `waitUntil: "submitted"`,
+/// `paygate facilitator` answers once the node took the transfer, and the call is answered before its block
+/// (anvil mining every four seconds); the ledger row is `pending` until the reconciler finds it mined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygate_answers_when_its_facilitator_says_submitted() {
+    let chain = Devchain::start_with(31337, &["--block-time", "4"]).await;
+    let base = facilitator(&chain).await;
+    let extra = format!(
+        r#"
+        [[accept]]
+        name = "usdc-fast"
+        network = "local"
+        asset = "USDC"
+        pay_to = "{}"
+        settlement = "facilitator"
+        facilitator_url = "{base}"
+        wait = "submitted"
+
+        [[routes]]
+        method = "GET"
+        path = "/v1/transcribe"
+        price = "$0.01"
+        accept = ["usdc-fast"]
+        "#,
+        pay_to()
+    );
+    let options = Options { facilitator_url: Some(base), extra_toml: extra, ..Default::default() };
+    let h = Harness::around(chain, Upstream::start().await, options).await;
+    let before = h.chain.balance(pay_to()).await;
+
+    let (name, value) = node::sign("x402", &h.url("/v1/transcribe"), &[]).await;
+    let answer = h.send("GET", "/v1/transcribe", Some((&name, &value)), None).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["paygate-settlement"], "submitted");
+    let settle = decode_x402(answer.headers()["payment-response"].to_str().unwrap());
+    let tx = settle["transaction"].as_str().unwrap().to_owned();
+    let row = h.ledger().await.into_iter().next().unwrap();
+    assert_eq!((row.state, row.tx_hash.as_deref()), (PaymentState::Pending, Some(tx.as_str())));
+    assert_eq!(h.chain.balance(pay_to()).await, before, "answered before its block");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while h.ledger().await[0].state != PaymentState::Settled {
+        assert!(std::time::Instant::now() < deadline, "{:?}", h.ledger().await);
+        h.gateway.reconciler(std::time::Duration::from_secs(60)).run_once().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(h.chain.balance(pay_to()).await - before, 10_000);
+    let receipt = h.chain.chain.receipt(tx.parse().unwrap()).await.unwrap().expect("mined");
+    assert_eq!(receipt.from, paygate_chain::devtoken::dev_account(2).address(), "the facilitator's key sent it");
+}

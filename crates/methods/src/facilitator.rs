@@ -20,6 +20,8 @@ use serde::de::DeserializeOwned;
 
 use crate::cdp::CdpKey;
 
+/// The `waitUntil` of a `/settle` request that answers once the transaction was submitted.
+pub const SUBMITTED: &str = "submitted";
 /// A facilitator that could not give a usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FacilitatorError {
@@ -93,6 +95,10 @@ impl FacilitatorClient {
     /// broadcast), or undecided (it may have broadcast before failing to answer). The rails' `/settle`.
     pub async fn settle_outcome(&self, request: &FacilitatorRequest, option: &str) -> SettleOutcome {
         match self.settle(request).await {
+            // Asked to answer once submitted, its success may be unconfirmed: the reconciler confirms it.
+            Ok(answer) if answer.success && request.wait_until.as_deref() == Some(SUBMITTED) => {
+                SettleOutcome::Submitted { reference: answer.transaction }
+            }
             Ok(answer) if answer.success => SettleOutcome::Settled { reference: answer.transaction },
             Ok(answer) => {
                 let reason = answer.error_reason.unwrap_or_else(|| "settlement refused".into());

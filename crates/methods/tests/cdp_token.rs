@@ -102,6 +102,7 @@ async fn the_facilitator_client_signs_each_request_it_makes() {
         x402_version: 2,
         payment_payload: Value::Null,
         payment_requirements: Value::Null,
+        wait_until: None,
     };
     client.verify(&request).await.unwrap();
     let seen = seen.lock().unwrap().clone();

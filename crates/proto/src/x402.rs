@@ -159,6 +159,10 @@ pub struct FacilitatorRequest {
     pub x402_version: u32,
     pub payment_payload: Value,
     pub payment_requirements: Value,
+    /// How long `/settle` waits before it answers: `"submitted"` (once the node took the transaction) or, when
+    /// absent, until it is confirmed. thirdweb's facilitator names it so; facilitators that do not know it wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_until: Option<String>,
 }
 
 /// One `(version, scheme, network)` a facilitator settles, from `GET /supported`.

@@ -120,18 +120,24 @@ impl RailConfig for Eip3009Config {
             SettlementKind::Facilitator => Settlement::Facilitator(self.facilitator()?),
         };
         let is_builtin = matches!(settlement, Settlement::Builtin { .. });
+        let has_chain = resolved.chain.is_some();
+        let confirm_wait = resolved.receipt_wait();
         let cap = resolved.amount("max_unconfirmed", self.max_unconfirmed.as_deref())?;
         let mut method = Eip3009Method::new(resolved.option, resolved.chain, settlement, ctx.clock.clone())
             .map_err(|e| FieldError::entry("asset", e.problem))?;
-        match (self.wait, is_builtin) {
+        match (self.wait, is_builtin || has_chain) {
             (Wait::Confirmed, _) if self.max_unconfirmed.is_some() => {
                 return Err(FieldError::entry("max_unconfirmed", "only with wait = \"submitted\""));
             }
             (Wait::Confirmed, _) => {}
+            // The reconciler confirms a submitted transfer from the chain: it must be able to ask it.
             (Wait::Submitted, false) => {
-                return Err(FieldError::entry("wait", "\"submitted\" needs built-in settlement (a settler_key)"));
+                return Err(FieldError::entry(
+                    "wait",
+                    "\"submitted\" through a facilitator needs the network's rpc_url, to confirm the transfer",
+                ));
             }
-            (Wait::Submitted, true) => method = method.answer_when_submitted(cap),
+            (Wait::Submitted, true) => method = method.answer_when_submitted(cap, confirm_wait),
         }
         Ok(BuiltOption { method: Arc::new(method), units_per_usd: None })
     }

@@ -77,17 +77,22 @@ pub struct Eip3009Method {
     /// For simulation before claiming; the built-in settler's chain when there is one.
     chain: Option<Arc<dyn Chain>>,
     settlement: Settlement,
-    /// With built-in settlement and `wait = "submitted"`: answer once the node took the transfer, within this
-    /// per-payer cap of unconfirmed value. `None`: wait for the receipt.
+    /// With `wait = "submitted"`: answer once the node took the transfer (built in) or the facilitator says it
+    /// was submitted, within this per-payer cap of unconfirmed value. `None`: wait for the receipt.
     submitted: Option<Arc<unconfirmed::Unconfirmed>>,
+    /// How long a submitted transfer is watched for its receipt (timeout, poll) before its value is given back.
+    confirm_wait: (Duration, Duration),
     clock: Arc<dyn Clock>,
 }
 
 impl Eip3009Method {
-    /// Built-in settlement answers once the node took the transfer (`wait = "submitted"`), while the payer's value
-    /// answered for and not confirmed stays within `cap`; the reconciler confirms it from the chain.
-    pub fn answer_when_submitted(mut self, cap: Option<AtomicAmount>) -> Self {
+    /// Settlement answers once the node took the transfer, or the facilitator says it was submitted
+    /// (`wait = "submitted"`), while the payer's value answered for and not confirmed stays within `cap`; the
+    /// reconciler confirms it from the chain. A facilitator-settled transfer is watched on `chain` for
+    /// `confirm_wait` (timeout, poll) before its value counts no more.
+    pub fn answer_when_submitted(mut self, cap: Option<AtomicAmount>, confirm_wait: (Duration, Duration)) -> Self {
         self.submitted = Some(Arc::new(unconfirmed::Unconfirmed::new(cap.map(|c| c.0))));
+        self.confirm_wait = confirm_wait;
         self
     }
 
@@ -121,6 +126,7 @@ impl Eip3009Method {
             chain,
             settlement,
             submitted: None,
+            confirm_wait: (Duration::from_secs(60), Duration::from_secs(1)),
             clock,
         })
     }
@@ -282,7 +288,7 @@ impl Eip3009Method {
         }
     }
 
-    fn facilitator_request(stored: &StoredAuthorization) -> FacilitatorRequest {
+    fn facilitator_request(stored: &StoredAuthorization, wait_until: Option<&str>) -> FacilitatorRequest {
         // An x402 v2 payload whose `accepted` is exactly the requirements sent beside it.
         let payload = json!({
             "x402Version": 2,
@@ -293,6 +299,7 @@ impl Eip3009Method {
             x402_version: 2,
             payment_payload: payload,
             payment_requirements: stored.requirements.clone(),
+            wait_until: wait_until.map(str::to_owned),
         }
     }
 
@@ -301,7 +308,8 @@ impl Eip3009Method {
         facilitator: &FacilitatorClient,
         stored: &StoredAuthorization,
     ) -> Result<(), Rejection> {
-        let answer = facilitator.verify(&Self::facilitator_request(stored)).await.map_err(facilitator_unavailable)?;
+        let answer =
+            facilitator.verify(&Self::facilitator_request(stored, None)).await.map_err(facilitator_unavailable)?;
         if answer.is_valid {
             return Ok(());
         }
@@ -423,7 +431,23 @@ impl PaymentMethod for Eip3009Method {
                 settle_builtin(sender, self.token, &auth, journal, wait, submitted).await
             }
             Settlement::Facilitator(facilitator) => {
-                facilitator.settle_outcome(&Self::facilitator_request(&stored), &self.option.name).await
+                let Some(unconfirmed) = self.submitted.clone() else {
+                    return facilitator
+                        .settle_outcome(&Self::facilitator_request(&stored, None), &self.option.name)
+                        .await;
+                };
+                // Asked to answer once submitted, unless the payer's unconfirmed value is at its cap.
+                let taken = SignedAuthorization::from_exact(&stored.payload)
+                    .ok()
+                    .map(|auth| (auth.from, payment.amount.0))
+                    .filter(|(payer, amount)| unconfirmed.take(*payer, *amount));
+                let wait_until = taken.map(|_| crate::facilitator::SUBMITTED);
+                let request = Self::facilitator_request(&stored, wait_until);
+                let outcome = facilitator.settle_outcome(&request, &self.option.name).await;
+                if let Some((payer, amount)) = taken {
+                    self.confirm_then_release(&outcome, unconfirmed, payer, amount);
+                }
+                outcome
             }
         }
     }
@@ -481,6 +505,32 @@ impl PaymentMethod for Eip3009Method {
 
     fn proof_key(&self, proof: Proof<'_>) -> Option<String> {
         self.authorization(proof).ok().map(|auth| self.proof_key_of(&auth))
+    }
+}
+
+impl Eip3009Method {
+    /// Gives the payer's unconfirmed value back once a submitted settlement is confirmed (or the wait for it ended),
+    /// at once for any other outcome.
+    fn confirm_then_release(
+        &self,
+        outcome: &SettleOutcome,
+        unconfirmed: Arc<unconfirmed::Unconfirmed>,
+        payer: Address,
+        amount: u128,
+    ) {
+        let (SettleOutcome::Submitted { reference }, Some(chain)) = (outcome, self.chain.clone()) else {
+            unconfirmed.release(payer, amount);
+            return;
+        };
+        let Ok(hash) = reference.parse() else {
+            unconfirmed.release(payer, amount);
+            return;
+        };
+        let (timeout, poll) = self.confirm_wait;
+        tokio::spawn(async move {
+            let _ = wait_for_receipt(chain.as_ref(), hash, timeout, poll).await;
+            unconfirmed.release(payer, amount);
+        });
     }
 }
 

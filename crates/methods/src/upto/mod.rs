@@ -139,6 +139,7 @@ impl UptoMethod {
             x402_version: 2,
             payment_payload: json!({"x402Version": 2, "accepted": accepted, "payload": payment.settlement["payload"]}),
             payment_requirements: used,
+            wait_until: None,
         })
     }
 
