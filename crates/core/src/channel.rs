@@ -221,6 +221,18 @@ impl Channel {
         Some(next)
     }
 
+    /// Refunding `amount` of what was not charged, as the payer asked (x402 `refund`): the deposit falls by it, so
+    /// no voucher can spend the money leaving. Only a channel with nothing in flight, and `amount` at most its
+    /// deposit less what it charged; what was charged stays claimable.
+    pub fn refunding(&self, amount: u128) -> Option<Channel> {
+        if !self.in_flight.is_empty() || amount == 0 || self.deposit.saturating_sub(self.charged) < amount {
+            return None;
+        }
+        let mut next = self.clone();
+        next.deposit -= amount;
+        Some(next)
+    }
+
     /// Closed on chain with `settled` paid to the seller and the rest refunded: nothing is left to spend. What
     /// was charged beyond `settled` (calls no voucher met exactly) stays visible as unclaimed.
     pub fn closed(&self, settled: u128) -> Channel {
@@ -385,6 +397,17 @@ mod tests {
         let settled = after.commit(4000, "e").claimed_on_chain(4000);
         assert_eq!(settled.closing().map(|c| (c.deposit, c.charged, c.claimed)), Some((4000, 4000, 4000)));
         assert_eq!(settled.closing().unwrap().closing(), None, "a closed channel has nothing to give back");
+    }
+
+    #[test]
+    fn a_refund_takes_only_what_was_not_charged_and_waits_for_calls_in_flight() {
+        let charged = channel(5000).reserve(1000, 1000, "a").unwrap().commit(1000, "a");
+        assert_eq!(charged.refunding(1500).map(|c| (c.deposit, c.charged)), Some((3500, 1000)));
+        assert_eq!(charged.refunding(4000).map(|c| c.deposit), Some(1000), "all that was not charged");
+        assert_eq!(charged.refunding(4001), None, "never what was charged");
+        assert_eq!(charged.refunding(0), None);
+        let busy = charged.reserve(1000, 2000, "b").unwrap();
+        assert_eq!(busy.refunding(1), None, "a call in flight may still be charged");
     }
 
     #[test]

@@ -372,3 +372,43 @@ async fn calls_cut_off_mid_settlement_are_charged_once_and_their_responses_owed(
         assert_eq!((row.state, row.response_owed), (PaymentState::Settled, true), "{row:?}");
     }
 }
+
+/// The payer asks for its unspent deposit back with the official client's `refund(url)`: part of it first, then
+/// the rest. Each refund moves exactly what was asked (and no more than was not charged) from the escrow to the
+/// payer, no call is made, and what was charged stays claimable: the next pass pays the seller exactly that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_gets_its_unspent_deposit_back_when_it_asks() {
+    let h =
+        Harness::start_with(Options { extra_toml: channel_option("claim_every_secs = 0"), ..Default::default() }).await;
+    let (seller_before, payer_before) = (h.chain.balance(pay_to()).await, h.chain.balance(payer()).await);
+    let url = h.url("/v1/quote");
+    let args = ["--calls", "3", "--deposit", "100000", "--refund", "20000"];
+    let answer = node::channel(&url, &h.chain.rpc_url, &args).await;
+    assert_eq!(answer["statuses"], json!([200, 200, 200]), "{answer}");
+    assert_eq!(
+        (&answer["refund"]["success"], &answer["refund"]["amount"]),
+        (&json!(true), &json!("20000")),
+        "{answer}"
+    );
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 100_000 + 20_000);
+    assert_eq!(events::<BatchSettlement::Refunded>(&h).await, 1);
+    assert_eq!(h.upstream.hits(), 3, "a refund calls nothing");
+    let channel = h.gateway.store().channel(&channel_id()).await.unwrap().unwrap();
+    assert_eq!((channel.deposit, channel.charged), (80_000, 3 * CENT));
+
+    // The rest: the client's channel record is gone after a whole refund; asked again, there is nothing left.
+    let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "0", "--refund"]).await;
+    assert_eq!(
+        (&answer["refund"]["success"], &answer["refund"]["amount"]),
+        (&json!(true), &json!("50000")),
+        "{answer}"
+    );
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 3 * CENT);
+    let refused = node::channel(&url, &h.chain.rpc_url, &["--calls", "0", "--refund"]).await;
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("Refund failed")), "{refused}");
+
+    // What was charged is still the seller's: one pass claims and sweeps exactly that.
+    h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 3 * CENT);
+    assert_eq!(h.ledger().await.len(), 3, "refunds are no calls");
+}

@@ -16,6 +16,7 @@
 
 mod config;
 mod payload;
+mod refund;
 mod settler;
 
 use std::sync::Arc;
@@ -33,7 +34,8 @@ use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::clock::Clock;
 use paygate_core::method::{
-    BatchSettled, PaymentMethod, PaymentOption, Proof, SettleOutcome, SettlementStatus, VerifiedPayment, X402Receipt,
+    Asked, BatchSettled, Managed, PaymentMethod, PaymentOption, Proof, SettleOutcome, SettlementStatus,
+    VerifiedPayment, X402Receipt,
 };
 use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
@@ -352,6 +354,13 @@ impl PaymentMethod for BatchSettlementMethod {
             ));
         };
         let payment = Payment::read(payload, &self.expected())?;
+        if payment.refund.is_some() {
+            return Err(Rejection::new(
+                RejectKind::MalformedCredential,
+                "invalid_payload",
+                "a refund pays no call: send it to a route of the channel's offer",
+            ));
+        }
         let deposit = match &payment.deposit {
             Some(deposit) => self.deposit(&payment, deposit).await?.map(|hash| (format!("{hash:#x}"), deposit.amount)),
             None => None,
@@ -401,6 +410,15 @@ impl PaymentMethod for BatchSettlementMethod {
 
     async fn release(&self, payment: &VerifiedPayment) {
         channel_call::release(self.book.as_ref(), payment).await;
+    }
+
+    /// A `refund` payload pays no call: the payer's unspent deposit goes back (`refund.rs`). A payload that does
+    /// not read is left to `verify`, which says why.
+    async fn manage(&self, proof: Proof<'_>, _asked: Asked) -> Option<Result<Managed, Rejection>> {
+        let Proof::X402 { payload, .. } = proof else { return None };
+        let payment = Payment::read(payload, &self.expected()).ok()?;
+        let refund = payment.refund?;
+        Some(self.refund(&payment, refund.amount).await)
     }
 
     async fn settle_accepted(&self, now: bool) -> Result<BatchSettled, String> {

@@ -1,5 +1,6 @@
 //! The x402 `batch-settlement` payloads a payer sends (`deposit`: fund a channel and pay this call; `voucher`: pay
-//! this call from the channel), read and checked without IO: the channel config against the offer, the channel
+//! this call from the channel; `refund`: give back what the channel did not spend, with a voucher for what it
+//! charged), read and checked without IO: the channel config against the offer, the channel
 //! id, the voucher's signer, and a deposit's ERC-3009 authorization.
 
 use alloy::primitives::{Address, B256, Signature, U256, aliases::U40};
@@ -20,6 +21,9 @@ struct Wire {
     voucher: WireVoucher,
     #[serde(default)]
     deposit: Option<WireDeposit>,
+    /// A refund's amount; the whole unspent deposit when absent.
+    #[serde(default)]
+    amount: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +80,14 @@ pub(super) struct Payment {
     /// Who signed the voucher (the payer's authorizer).
     pub payer: Address,
     pub deposit: Option<Deposit>,
+    /// A `refund` payload: the payer asks for what its channel did not spend back, and pays no call.
+    pub refund: Option<Refund>,
+}
+
+/// What a `refund` payload asks for: `amount`, or all that the channel did not charge.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Refund {
+    pub amount: Option<u128>,
 }
 
 /// A deposit to relay: its amount and the collector's data (`abi.encode(validAfter, validBefore, salt, sig)`).
@@ -175,10 +187,14 @@ impl Payment {
                 "the voucher is not signed by the channel's payer authorizer",
             ));
         }
-        let deposit = match (wire.kind.as_str(), &wire.deposit) {
-            ("voucher", _) => None,
-            ("deposit", Some(deposit)) => Some(Deposit::read(deposit, &config, channel_id, expected)?),
+        let (deposit, refund) = match (wire.kind.as_str(), &wire.deposit) {
+            ("voucher", _) => (None, None),
+            ("deposit", Some(deposit)) => (Some(Deposit::read(deposit, &config, channel_id, expected)?), None),
             ("deposit", None) => return Err(malformed("a deposit payload carries `deposit`")),
+            ("refund", None) => {
+                let asked = wire.amount.as_deref().map(|a| amount(a, "amount")).transpose()?;
+                (None, Some(Refund { amount: asked }))
+            }
             (other, _) => return Err(malformed(format!("payload type {other:?} is not taken here"))),
         };
         Ok(Payment {
@@ -188,6 +204,7 @@ impl Payment {
             voucher_signature: wire.voucher.signature.to_lowercase(),
             payer: c.payer,
             deposit,
+            refund,
         })
     }
 }

@@ -139,7 +139,7 @@ impl BatchSettlementMethod {
     }
 
     /// Sends a transaction to the escrow and waits until it is mined successfully; its hash.
-    async fn send(&self, data: Vec<u8>) -> Result<String, String> {
+    pub(super) async fn send(&self, data: Vec<u8>) -> Result<String, String> {
         let hash = self.sender.send(escrow::BATCH_SETTLEMENT, data.into()).await.map_err(|e| e.to_string())?;
         match wait_for_receipt(self.chain.as_ref(), hash, self.receipt_timeout, self.poll_interval).await {
             Ok(Some(receipt)) if receipt.status() => Ok(format!("{hash:#x}")),
