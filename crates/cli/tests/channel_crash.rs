@@ -1,7 +1,8 @@
 //! `paygate serve` killed with SIGKILL while it holds channel payments it has not claimed on chain yet (and one
 //! call in flight), then restarted on the same ledger: everything it charged is claimed and swept exactly once,
 //! the call cut off by the kill is not charged (its reservation is given back), and neither is a call whose
-//! upstream failed.
+//! upstream failed. The same for MPP `evm` sessions paid by `paygate pay`: after the restart the seller settles
+//! exactly what was charged, once.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_paygate");
 const CENT: u128 = 10_000;
 
 fn write_config(dir: &std::path::Path, chain: &Devchain, upstream: &Upstream, claim_every_secs: u64) {
+    write_config_with(dir, chain, upstream, claim_every_secs, "channel");
+}
+
+/// The config of the crash tests; the route takes the option `option` (`channel`: x402 `batch-settlement`;
+/// `session`: MPP `evm` session, settled every `claim_every_secs` too).
+fn write_config_with(
+    dir: &std::path::Path,
+    chain: &Devchain,
+    upstream: &Upstream,
+    claim_every_secs: u64,
+    option: &str,
+) {
     let config = format!(
         r#"
 [server]
@@ -45,11 +58,20 @@ pay_to = "{pay_to}"
 settler_key = "{key}"
 claim_every_secs = {claim_every_secs}
 
+[[accept]]
+name = "session"
+rail = "evm-session"
+network = "local"
+asset = "USDC"
+pay_to = "{session_pay_to}"
+settler_key = "{key}"
+settle_every_secs = {claim_every_secs}
+
 [[routes]]
 method = "GET"
 path = "/v1/quote"
 price = "$0.01"
-accept = ["channel"]
+accept = ["{option}"]
 "#,
         upstream = upstream.url(),
         usdc = local_usdc_toml(
@@ -60,9 +82,34 @@ accept = ["channel"]
             &paygate_testkit::builtin_settlement()
         ),
         pay_to = dev_account(9).address(),
+        session_pay_to = session_payee(),
         key = paygate_testkit::SETTLER_KEY,
     );
     std::fs::write(dir.join("paygate.toml"), config).expect("write config");
+}
+
+/// An MPP session's payee settles itself: the settler key's address (dev account 0).
+fn session_payee() -> alloy::primitives::Address {
+    dev_account(0).address()
+}
+
+/// `paygate pay --session-deposit 0.10 URL` as dev account 1, with the spend log in `dir`: its exit code.
+async fn pay_from_session(dir: &std::path::Path, url: &str) -> i32 {
+    let token = format!("31337:{}:6:USD Coin:2", paygate_chain::devtoken::test_usdc_address());
+    let output = tokio::process::Command::new(BIN)
+        .args(["pay", "--max", "0.01", "--session-deposit", "0.10", "--usd-token", &token, url])
+        .env("PAYGATE_WALLET_KEY", dev_account(1).to_bytes().to_string())
+        .env("PAYGATE_SPEND_LOG", dir.join("spend.db"))
+        .env("PAYGATE_LOG", "warn")
+        .env_remove("PAYGATE_HOME")
+        .env_remove("PAYGATE_MAX_PER_PAYMENT")
+        .env_remove("PAYGATE_DAILY_BUDGET")
+        .env_remove("PAYGATE_HOST_DAILY_BUDGET")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("paygate pay runs");
+    output.status.code().unwrap_or(-1)
 }
 
 async fn escrow_events<E: SolEvent>(chain: &Devchain) -> usize {
@@ -125,4 +172,49 @@ async fn a_gateway_killed_before_claiming_claims_everything_once_after_restart()
     assert_eq!(chain.balance(seller).await - before, 5 * CENT);
     assert_eq!(escrow_events::<BatchSettlement::Claimed>(&chain).await, 1);
     assert_eq!(escrow_events::<BatchSettlement::Deposited>(&chain).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_before_settling_sessions_settles_what_was_charged_once_after_restart() {
+    let chain = Devchain::start(31337).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_config_with(dir.path(), &chain, &upstream, 3600, "session");
+    let config = dir.path().join("paygate.toml");
+    let mut first = ServeProcess::start(BIN, &config);
+    let url = format!("http://{}/v1/quote", first.address);
+    let (payer, payee) = (dev_account(1).address(), session_payee());
+    let (payer_before, payee_before) = (chain.balance(payer).await, chain.balance(payee).await);
+
+    // Four calls charged from one deposit, one whose upstream failed (not charged).
+    for _ in 0..4 {
+        assert_eq!(pay_from_session(dir.path(), &url).await, 0);
+    }
+    upstream.set_mode(UpstreamMode::Fail);
+    assert_ne!(pay_from_session(dir.path(), &url).await, 0, "the upstream failed");
+    upstream.set_mode(UpstreamMode::Ok);
+    assert_eq!(chain.balance(payer).await, payer_before - 100_000, "one deposit");
+    first.child.kill().expect("SIGKILL");
+    let _ = first.child.wait();
+    assert_eq!(chain.balance(payee).await, payee_before, "nothing was settled before the kill");
+
+    // Restarted with a schedule that settles at once: exactly the four calls reach the payee.
+    write_config_with(dir.path(), &chain, &upstream, 1, "session");
+    let second = ServeProcess::start(BIN, &config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chain.balance(payee).await - payee_before != 4 * CENT {
+        assert!(
+            Instant::now() < deadline,
+            "not settled after restart: {}\n{}",
+            chain.balance(payee).await - payee_before,
+            second.log.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(chain.balance(payee).await - payee_before, 4 * CENT, "later passes settle nothing more");
+    let store = paygate_store::open(&format!("sqlite://{}", dir.path().join("ledger.db").display())).await.unwrap();
+    let channels = store.channels(10).await.unwrap();
+    assert_eq!(channels.len(), 1);
+    assert_eq!((channels[0].charged, channels[0].reserved()), (4 * CENT, 0), "{channels:?}");
 }
