@@ -287,6 +287,13 @@ pub trait ChannelBook: Send + Sync {
 
     /// The channels of `payer` (checksummed) that pay option `option`.
     async fn payer_channels(&self, payer: &str, option: &str) -> Result<Vec<Channel>, ChannelBookError>;
+
+    /// The channel `id` as this process last read or wrote it, without asking the store: what [`update_channel`]
+    /// tries first, its compare-and-swap telling whether it was still current ([`crate::channel_cache`]).
+    /// `None` when the book remembers nothing.
+    fn recent(&self, _id: &str) -> Option<Channel> {
+        None
+    }
 }
 
 /// A store that could not answer.
@@ -304,6 +311,16 @@ pub async fn update_channel<T>(
     id: &str,
     transition: impl Fn(&Channel) -> Result<Channel, T>,
 ) -> Result<Option<Result<Channel, T>>, ChannelBookError> {
+    // First from the channel as this process last saw it: a write that wins the compare-and-swap proves it was
+    // current, one round trip instead of two. Anything else it leads to (a refusal, nothing to change, a lost
+    // swap) is decided again on the row as the store has it.
+    if let Some(recent) = book.recent(id)
+        && let Ok(next) = transition(&recent)
+        && next != recent
+        && book.swap_channel(recent.version, &next).await?
+    {
+        return Ok(Some(Ok(Channel { version: recent.version + 1, ..next })));
+    }
     for _ in 0..SWAP_ATTEMPTS {
         let Some(current) = book.channel(id).await? else { return Ok(None) };
         let next = match transition(&current) {

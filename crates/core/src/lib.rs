@@ -18,6 +18,7 @@
 
 pub mod binding;
 pub mod channel;
+pub mod channel_cache;
 pub mod clock;
 pub mod digest;
 pub mod error;

@@ -66,7 +66,9 @@ pub async fn build(config: &Config, file: &str, options: BuildOptions) -> Result
         clock: options.clock.clone(),
         chains: options.chains.clone(),
         senders: HashMap::new(),
-        channels: Some(store.clone()),
+        // The channel rails write through a book that remembers what they last wrote: a call's reservation and
+        // charge are then one compare-and-swap each (`paygate_core::channel_cache`).
+        channels: Some(Arc::new(paygate_core::channel_cache::CachedBook::new(store.clone()))),
     };
     let mut built_options: Vec<BuiltOption> = Vec::new();
     for (i, accept) in config.accept.iter().enumerate() {

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use paygate_core::channel::{Channel, ChannelRefusal, update_channel};
+use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
+use paygate_core::channel_cache::CachedBook;
 use paygate_store::Store;
 use serde_json::json;
 
@@ -14,6 +15,7 @@ use common::Database;
 
 on_both_backends!(
     racing_instances_never_accept_more_than_the_deposit,
+    racing_instances_that_remember_channels_never_accept_more_than_the_deposit,
     a_channel_opens_once_and_keeps_exact_amounts,
     failed_calls_are_released_and_claims_leave_the_unclaimed_list,
 );
@@ -46,6 +48,18 @@ fn channel(id: &str, deposit: u128) -> Channel {
 /// stays reserved.
 async fn racing_instances_never_accept_more_than_the_deposit(db: Database) {
     let stores: [Arc<dyn Store>; 2] = [db.open().await, db.open().await];
+    race(stores.map(|s| s as Arc<dyn ChannelBook>)).await;
+}
+
+/// The same race through the gateway's `CachedBook`, which tries each write from the channel as its instance last
+/// saw it: the other instance's writes make those guesses stale, and the compare-and-swap still lets exactly 100
+/// through.
+async fn racing_instances_that_remember_channels_never_accept_more_than_the_deposit(db: Database) {
+    let stores: [Arc<dyn Store>; 2] = [db.open().await, db.open().await];
+    race(stores.map(|s| Arc::new(CachedBook::new(s)) as Arc<dyn ChannelBook>)).await;
+}
+
+async fn race(stores: [Arc<dyn ChannelBook>; 2]) {
     // 100 calls and a little: a 101st does not fit, and every voucher below stays within the deposit.
     let deposit = 100 * PRICE + 200;
     assert!(stores[0].open_channel(&channel("0xrace", deposit)).await.unwrap());
