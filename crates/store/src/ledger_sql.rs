@@ -72,8 +72,8 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            /// Inserts a new row in `state`; `None` when its proof (or live challenge) is already there.
-            /// Inserts a payment row; its first event is written by the trigger of migration 0009.
+            /// Inserts a new row in `state`, its first event written by the trigger of migration 0009; `None` when its
+            /// proof (or live challenge) is already there.
             async fn insert_payment<'c, E: sqlx::Executor<'c, Database = $db>>(
                 executor: E,
                 p: &NewPayment,
@@ -178,8 +178,8 @@ macro_rules! impl_store {
                 ) -> Result<(), StoreError> {
                     // One statement: the row changes only from one of `from` (a compare-and-swap, which PostgreSQL
                     // re-checks after waiting for a concurrent writer's lock), and the trigger of migration 0009 writes
-                    // its event in the same statement.
-                    // At most every state, padded with the first: one statement text for every `from`.
+                    // its event in the same statement. `from` is padded with its first state to the eight there are:
+                    // one statement text for every transition.
                     let done = match from.first() {
                         None => 0,
                         Some(first) if from.len() <= 8 => {

@@ -63,9 +63,7 @@ impl Gateway {
         }
         Some(response)
     }
-}
 
-impl Gateway {
     /// The answer to an x402 management payload: 200 with its `PAYMENT-RESPONSE` (the transaction, and the amount
     /// the rail says), no body.
     async fn managed_x402(

@@ -430,25 +430,7 @@ impl PaymentMethod for Eip3009Method {
                 let submitted = self.submitted.clone().filter(|u| u.take(auth.from, payment.amount.0));
                 settle_builtin(sender, self.token, &auth, journal, wait, submitted).await
             }
-            Settlement::Facilitator(facilitator) => {
-                let Some(unconfirmed) = self.submitted.clone() else {
-                    return facilitator
-                        .settle_outcome(&Self::facilitator_request(&stored, None), &self.option.name)
-                        .await;
-                };
-                // Asked to answer once submitted, unless the payer's unconfirmed value is at its cap.
-                let taken = SignedAuthorization::from_exact(&stored.payload)
-                    .ok()
-                    .map(|auth| (auth.from, payment.amount.0))
-                    .filter(|(payer, amount)| unconfirmed.take(*payer, *amount));
-                let wait_until = taken.map(|_| crate::facilitator::SUBMITTED);
-                let request = Self::facilitator_request(&stored, wait_until);
-                let outcome = facilitator.settle_outcome(&request, &self.option.name).await;
-                if let Some((payer, amount)) = taken {
-                    self.confirm_then_release(&outcome, unconfirmed, payer, amount);
-                }
-                outcome
-            }
+            Settlement::Facilitator(facilitator) => self.settle_through(facilitator, &stored, payment).await,
         }
     }
 
@@ -509,6 +491,28 @@ impl PaymentMethod for Eip3009Method {
 }
 
 impl Eip3009Method {
+    /// Settles through the facilitator: asked to answer once the transfer is submitted when the option answers
+    /// then (`wait = "submitted"`) and the payer's unconfirmed value is under its cap.
+    async fn settle_through(
+        &self,
+        facilitator: &FacilitatorClient,
+        stored: &StoredAuthorization,
+        payment: &VerifiedPayment,
+    ) -> SettleOutcome {
+        let unconfirmed = self.submitted.clone();
+        let taken = unconfirmed.as_ref().and_then(|unconfirmed| {
+            let auth = SignedAuthorization::from_exact(&stored.payload).ok()?;
+            unconfirmed.take(auth.from, payment.amount.0).then_some((auth.from, payment.amount.0))
+        });
+        let wait_until = taken.map(|_| crate::facilitator::SUBMITTED);
+        let outcome =
+            facilitator.settle_outcome(&Self::facilitator_request(stored, wait_until), &self.option.name).await;
+        if let (Some(unconfirmed), Some((payer, amount))) = (unconfirmed, taken) {
+            self.confirm_then_release(&outcome, unconfirmed, payer, amount);
+        }
+        outcome
+    }
+
     /// Gives the payer's unconfirmed value back once a submitted settlement is confirmed (or the wait for it ended),
     /// at once for any other outcome.
     fn confirm_then_release(
