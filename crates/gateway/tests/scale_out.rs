@@ -1,6 +1,6 @@
 //! Several paygate instances on one PostgreSQL ledger, as behind a load balancer: a credential sent to two
-//! instances fifty times at once is paid once (one 200, one upstream call, one transfer on chain), and a
-//! claim outlives the instances that made it.
+//! instances fifty times at once is paid once (one 200, one upstream call, one transfer on chain), a claim
+//! outlives the instances that made it, and a channel paid through both in turn charges every call once.
 
 use futures_util::future::join_all;
 use paygate_chain::devtoken::dev_account;
@@ -122,4 +122,44 @@ async fn a_payers_rate_limit_holds_across_instances() {
     assert_eq!(problem["reason"], "payer_rate_limited");
     assert_eq!(upstream.hits(), 1);
     assert_eq!(chain.transfers(dev_account(1).address(), dev_account(9).address()).await, 1);
+}
+
+/// One x402 `batch-settlement` channel paid through two instances in turn (the official client, a new process
+/// each time): each instance starts its writes from the channel as it last wrote it, which the other's calls make
+/// stale, and the compare-and-swap still charges every call exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_charge_one_channel_exactly_whichever_serves_each_call() {
+    let postgres = tokio::task::spawn_blocking(PgServer::start).await.expect("PostgreSQL starts");
+    let store_url = postgres.database().await;
+    let chain = Devchain::start_with(31337, MINING).await;
+    let upstream = Upstream::start().await;
+    let channel = format!(
+        r#"
+        [[accept]]
+        name = "channel"
+        rail = "batch-settlement"
+        network = "local"
+        asset = "USDC"
+        pay_to = "{}"
+        settler_key = "{}"
+        claim_every_secs = 3600
+        "#,
+        dev_account(9).address(),
+        paygate_testkit::SETTLER_KEY
+    );
+    let toml = format!("{}\n{channel}", config(&upstream.url(), &chain, &store_url));
+    let (a, b) =
+        (ServedGateway::start(&toml, Default::default()).await, ServedGateway::start(&toml, Default::default()).await);
+    let first = node::channel(&a.url("/v1/quote"), &chain.rpc_url, &["--calls", "3", "--deposit", "100000"]).await;
+    assert_eq!(first["statuses"], serde_json::json!([200, 200, 200]), "{first}");
+    for instance in [&b, &a, &b] {
+        let more = node::channel(&instance.url("/v1/quote"), &chain.rpc_url, &["--calls", "2"]).await;
+        assert_eq!(more["statuses"], serde_json::json!([200, 200]), "{more}");
+    }
+    let channels = a.gateway.store().channels(10).await.expect("channels");
+    assert_eq!(channels.len(), 1);
+    assert_eq!((channels[0].charged, channels[0].reserved(), channels[0].deposit), (90_000, 0, 100_000));
+    assert_eq!(upstream.hits(), 9);
+    let ledger = b.gateway.store().payments(&PaymentQuery::default()).await.expect("ledger");
+    assert_eq!(ledger.iter().filter(|r| r.state == paygate_store::PaymentState::Settled).count(), 9);
 }
