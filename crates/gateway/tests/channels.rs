@@ -252,6 +252,23 @@ async fn refused_vouchers_commit_nothing() {
     let (status, mismatch) = problem(pay(&h, &envelope(other)).await).await;
     assert_eq!((status, kind(&mismatch).1), (400, "invalid_batch_settlement_evm_payload"));
 
+    // Refunds: of a channel that spent its whole deposit, nothing is left; one whose voucher is not for what the
+    // channel charged gets the corrective 402. Neither moves anything.
+    let refund = |payload: &str| {
+        let mut payload = decode_x402(payload)["payload"].clone();
+        payload["type"] = json!("refund");
+        payload
+    };
+    let nothing_left = envelope(refund(&voucher(&h, 1, pay_to(), 3 * CENT).await));
+    let (status, empty) = problem(pay(&h, &nothing_left).await).await;
+    assert_eq!((status, kind(&empty).1), (402, "invalid_batch_settlement_evm_refund_amount"));
+    let behind = envelope(refund(&voucher(&h, 1, pay_to(), 2 * CENT).await));
+    let (status, stale) = problem(pay(&h, &behind).await).await;
+    assert_eq!((status, kind(&stale).1), (402, "invalid_batch_settlement_evm_cumulative_amount_mismatch"));
+    assert_eq!(events::<BatchSettlement::Refunded>(&h).await, 0);
+    let channel = h.gateway.store().channel(&channel_id()).await.unwrap().unwrap();
+    assert_eq!(channel.deposit, 30_000, "a refused refund lowers nothing");
+
     assert_eq!(charged().await, 3 * CENT, "no refusal charged anything");
     assert_eq!(h.upstream.hits(), 4);
     let ledger = h.ledger().await;

@@ -61,11 +61,6 @@ pub fn credential_header(meta: &Value) -> Result<String, DecodeError> {
     Ok(credential.to_header())
 }
 
-/// The `PAYMENT-SIGNATURE` value of an x402 payment sent in `_meta`.
-pub fn x402_payment_header(meta: &Value) -> String {
-    crate::x402::encode_header(meta)
-}
-
 /// An MPP receipt as MCP carries it: the receipt's fields and the id of the challenge it answers.
 pub fn receipt_object(receipt: &Receipt, challenge_id: Option<&str>) -> Value {
     let mut object = match serde_json::to_value(receipt) {

@@ -73,8 +73,7 @@ impl ToolCall {
                 payment = Some((AUTHORIZATION, header));
             }
             if let Some(x402_payment) = meta.remove(mcp::X402_PAYMENT) {
-                payment =
-                    Some((HeaderName::from_static(x402::PAYMENT_SIGNATURE), mcp::x402_payment_header(&x402_payment)));
+                payment = Some((HeaderName::from_static(x402::PAYMENT_SIGNATURE), x402::encode_header(&x402_payment)));
             }
             if payment.is_some() {
                 if meta.is_empty()
