@@ -73,17 +73,18 @@ impl TxSender {
 
     /// Estimates gas, signs with the next nonce and broadcasts a call of `data` on `to`.
     pub async fn send(&self, to: Address, data: Bytes) -> Result<TxHash, SendError> {
-        self.send_recorded(to, data, async |_| Ok(())).await
+        self.send_recorded(to, data, async |_, _| Ok(())).await
     }
 
-    /// [`TxSender::send`], calling `record` with the transaction's hash after signing and before broadcasting,
-    /// so a payer can write down what it is about to spend (and find it after a crash). When `record` fails,
+    /// [`TxSender::send`], calling `record` with the transaction's hash and signed bytes after signing and before
+    /// broadcasting, so a payer can write down what it is about to spend (and find it after a crash, or send the
+    /// very same bytes again if the node lost them). When `record` fails,
     /// nothing is broadcast: [`SendError::NotRecorded`].
     pub async fn send_recorded(
         &self,
         to: Address,
         data: Bytes,
-        record: impl AsyncFnOnce(TxHash) -> Result<(), String>,
+        record: impl AsyncFnOnce(TxHash, Bytes) -> Result<(), String>,
     ) -> Result<TxHash, SendError> {
         let request = TransactionRequest::default().from(self.address()).to(to).input(data.clone().into());
         let gas = match self.chain.estimate_gas(request).await {
@@ -116,8 +117,9 @@ impl TxSender {
             .map_err(|e| SendError::NotSent(ChainError::Rpc { code: 0, message: format!("signing: {e}") }))?;
         let envelope: TxEnvelope = tx.into_signed(signature).into();
         let hash = *envelope.tx_hash();
-        record(hash).await.map_err(SendError::NotRecorded)?;
-        match self.chain.send_raw_transaction(envelope.encoded_2718().into()).await {
+        let raw: Bytes = envelope.encoded_2718().into();
+        record(hash, raw.clone()).await.map_err(SendError::NotRecorded)?;
+        match self.chain.send_raw_transaction(raw).await {
             Ok(_) => {
                 *next_nonce = Some(nonce + 1);
                 Ok(hash)

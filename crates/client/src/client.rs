@@ -502,7 +502,7 @@ impl PayingClient {
         };
         let payer = self.wallet.address().to_checksum(None);
         let log = &self.log;
-        let record = async |hash: alloy::primitives::TxHash| {
+        let record = async |hash: alloy::primitives::TxHash, _| {
             log.transfer_signed(spend_id, &payer, &hash.to_string()).await.map_err(|e| e.to_string())
         };
         let hash = match sender.send_recorded(token, data.into(), record).await {

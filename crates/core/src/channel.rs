@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::channel_journal::{ChannelTransaction, TransactionState};
 use crate::reject::{RejectKind, Rejection};
 
 /// One channel, as the store keeps it. Amounts are atomic units of the channel's token.
@@ -233,6 +234,13 @@ impl Channel {
         Some(next)
     }
 
+    /// A refund that failed on chain: its amount is back in the deposit.
+    pub fn refund_failed(&self, amount: u128) -> Channel {
+        let mut next = self.clone();
+        next.deposit = self.deposit.saturating_add(amount);
+        next
+    }
+
     /// Closed on chain with `settled` paid to the seller and the rest refunded: nothing is left to spend. What
     /// was charged beyond `settled` (calls no voucher met exactly) stays visible as unclaimed.
     pub fn closed(&self, settled: u128) -> Channel {
@@ -287,6 +295,28 @@ pub trait ChannelBook: Send + Sync {
 
     /// The channels of `payer` (checksummed) that pay option `option`.
     async fn payer_channels(&self, payer: &str, option: &str) -> Result<Vec<Channel>, ChannelBookError>;
+
+    /// Journals `transaction` (state `sent`) before it is broadcast and, in the same write, swaps its channel
+    /// from version `expected` to `next` when given (a refund lowering the deposit). `false`, with nothing
+    /// written, when the swap lost to another writer.
+    async fn journal_transaction(
+        &self,
+        transaction: &ChannelTransaction,
+        swap: Option<(i64, &Channel)>,
+    ) -> Result<bool, ChannelBookError>;
+
+    /// Records what the chain decided of the journaled transaction `hash` and, in the same write, swaps its
+    /// channel when given (a failed refund giving the deposit back). `false`, with nothing written, when the
+    /// transaction was already decided or the swap lost.
+    async fn decide_transaction(
+        &self,
+        hash: &str,
+        state: TransactionState,
+        swap: Option<(i64, &Channel)>,
+    ) -> Result<bool, ChannelBookError>;
+
+    /// The journaled transactions of option `option` the chain has not decided yet, oldest first.
+    async fn undecided_transactions(&self, option: &str) -> Result<Vec<ChannelTransaction>, ChannelBookError>;
 
     /// The channel `id` as this process last read or wrote it, without asking the store: what [`update_channel`]
     /// tries first, its compare-and-swap telling whether it was still current ([`crate::channel_cache`]).

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::channel::{Channel, ChannelBook, ChannelBookError};
+use crate::channel_journal::{ChannelTransaction, TransactionState};
 
 /// Past this many channels, the memory starts over (the store has them all).
 const REMEMBERED: usize = 10_000;
@@ -74,6 +75,35 @@ impl ChannelBook for CachedBook {
 
     async fn payer_channels(&self, payer: &str, option: &str) -> Result<Vec<Channel>, ChannelBookError> {
         self.book.payer_channels(payer, option).await
+    }
+
+    async fn journal_transaction(
+        &self,
+        transaction: &ChannelTransaction,
+        swap: Option<(i64, &Channel)>,
+    ) -> Result<bool, ChannelBookError> {
+        let written = self.book.journal_transaction(transaction, swap).await?;
+        if written && let Some((expected, next)) = swap {
+            self.remember(&Channel { version: expected + 1, ..next.clone() });
+        }
+        Ok(written)
+    }
+
+    async fn decide_transaction(
+        &self,
+        hash: &str,
+        state: TransactionState,
+        swap: Option<(i64, &Channel)>,
+    ) -> Result<bool, ChannelBookError> {
+        let written = self.book.decide_transaction(hash, state, swap).await?;
+        if written && let Some((expected, next)) = swap {
+            self.remember(&Channel { version: expected + 1, ..next.clone() });
+        }
+        Ok(written)
+    }
+
+    async fn undecided_transactions(&self, option: &str) -> Result<Vec<ChannelTransaction>, ChannelBookError> {
+        self.book.undecided_transactions(option).await
     }
 
     fn recent(&self, id: &str) -> Option<Channel> {

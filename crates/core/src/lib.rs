@@ -13,12 +13,14 @@
 //! * [`secret`]: secrets from configuration, which never print.
 //! * [`error`]: an error printed with its causes.
 //! * [`channel`]: payment channels (escrowed deposits paid by vouchers): their accounting and where they are kept.
+//! * [`channel_journal`]: the transactions channel settlers send, journaled before they are broadcast.
 //!
 //! Architecture invariant: money is `u128` atomic units everywhere; no float carries an amount.
 
 pub mod binding;
 pub mod channel;
 pub mod channel_cache;
+pub mod channel_journal;
 pub mod clock;
 pub mod digest;
 pub mod error;

@@ -429,3 +429,103 @@ async fn the_official_client_gets_its_unspent_deposit_back_when_it_asks() {
     assert_eq!(h.chain.balance(pay_to()).await, seller_before + 3 * CENT);
     assert_eq!(h.ledger().await.len(), 3, "refunds are no calls");
 }
+
+/// The journal (`channel_transactions`): a claim, a sweep and a refund each outlive the receipt timeout (anvil
+/// mines only when the test says). Each stays `sent`, the pass after sends nothing new while one is undecided,
+/// one the node lost is sent again as the very same transaction, and one whose nonce another transaction took is
+/// decided failed with its refund given back to the deposit, then refunded once, by a new transaction. (First, a
+/// refund asked while a call is in flight is refused: 409, nothing journaled.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_transactions_outliving_their_wait_are_decided_from_the_chain_and_never_sent_twice() {
+    use paygate_core::channel_journal::TransactionKind;
+
+    let extra = channel_option("claim_every_secs = 0\nclose_idle_secs = 0");
+    let options = Options { extra_toml: extra, receipt_timeout_secs: 1, anvil_args: vec![], ..Default::default() };
+    let h = Harness::start_with(options).await;
+    let (payer_before, seller_before) = (h.chain.balance(payer()).await, h.chain.balance(pay_to()).await);
+    let answer = node::channel(&h.url("/v1/quote"), &h.chain.rpc_url, &["--calls", "3", "--deposit", "100000"]).await;
+    assert_eq!(answer["statuses"], json!([200, 200, 200]), "{answer}");
+    let store = h.gateway.store().clone();
+    let option = store.channel(&channel_id()).await.unwrap().unwrap().option;
+    let undecided = async || {
+        let journal = store.undecided_transactions(&option).await.unwrap();
+        journal.into_iter().map(|t| (t.kind, t.hash)).collect::<Vec<_>>()
+    };
+    let pool = async || {
+        let content = h.chain.rpc("txpool_content", json!([])).await;
+        let by_sender = content["pending"].as_object().cloned().unwrap_or_default();
+        by_sender.values().flat_map(|by_nonce| by_nonce.as_object().cloned().unwrap_or_default()).count()
+    };
+    let pass = async || h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+
+    // A refund asked while a call is in flight: refused, retry shortly, nothing journaled or lowered.
+    h.upstream.set_mode(UpstreamMode::Slow);
+    let fourth = voucher(&h, 1, pay_to(), 4 * CENT).await;
+    let mut refund = decode_x402(&voucher(&h, 1, pay_to(), 3 * CENT).await);
+    refund["payload"]["type"] = json!("refund");
+    let (in_flight, refused) = tokio::join!(pay(&h, &fourth), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refused = pay(&h, &encode_x402(&refund)).await;
+        (refused.headers().get("retry-after").cloned(), problem(refused).await)
+    });
+    let (retry_after, (status, busy)) = refused;
+    assert_eq!((status, kind(&busy).1), (409, "invalid_batch_settlement_evm_channel_busy"));
+    assert_eq!(retry_after.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(in_flight.status(), 200);
+    h.upstream.set_mode(UpstreamMode::Ok);
+    assert!(undecided().await.is_empty());
+    let channel = store.channel(&channel_id()).await.unwrap().unwrap();
+    assert_eq!((channel.deposit, channel.charged), (100_000, 4 * CENT));
+
+    h.chain.rpc("evm_setAutomine", json!([false])).await;
+    pass().await;
+    let claim = undecided().await;
+    assert_eq!(claim.iter().map(|t| t.0).collect::<Vec<_>>(), [TransactionKind::Claim], "{claim:?}");
+    let claim = claim[0].1.clone();
+
+    // The node loses it: the next pass sends the same bytes again (the same hash), and nothing else.
+    h.chain.rpc("anvil_dropTransaction", json!([claim])).await;
+    assert_eq!(pool().await, 0);
+    pass().await;
+    assert_eq!(undecided().await, [(TransactionKind::Claim, claim.clone())]);
+    assert_eq!(pool().await, 1, "only the claim, again");
+    let again = h.chain.rpc("eth_getTransactionByHash", json!([claim])).await;
+    assert_eq!(again["hash"], json!(claim));
+
+    // Mined: decided; the pass goes on to the sweep, which outlives its wait too.
+    h.chain.rpc("evm_mine", json!([])).await;
+    pass().await;
+    let sweep = undecided().await;
+    assert_eq!(sweep.iter().map(|t| t.0).collect::<Vec<_>>(), [TransactionKind::Sweep], "{sweep:?}");
+    h.chain.rpc("evm_mine", json!([])).await;
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 4 * CENT);
+
+    // The idle channel's refund: the deposit is lowered with it.
+    pass().await;
+    let refund = undecided().await;
+    assert_eq!(refund.iter().map(|t| t.0).collect::<Vec<_>>(), [TransactionKind::Refund], "{refund:?}");
+    let channel = store.channel(&channel_id()).await.unwrap().unwrap();
+    assert_eq!(channel.deposit, 4 * CENT, "lowered while the refund may reach the chain");
+
+    // It is lost and another transaction takes its nonce: it failed, the deposit is given back, and the same pass
+    // refunds again with a new transaction.
+    let sent = h.chain.rpc("eth_getTransactionByHash", json!([refund[0].1])).await;
+    h.chain.rpc("anvil_dropTransaction", json!([refund[0].1])).await;
+    let settler = dev_account(0).address();
+    let taker = json!({"from": settler, "to": settler, "nonce": sent["nonce"], "gas": "0x5208"});
+    h.chain.rpc("eth_sendTransaction", json!([taker])).await;
+    h.chain.rpc("evm_mine", json!([])).await;
+    pass().await;
+    let second = undecided().await;
+    assert_eq!(second.iter().map(|t| t.0).collect::<Vec<_>>(), [TransactionKind::Refund], "{second:?}");
+    assert_ne!(second[0].1, refund[0].1, "a new transaction, after the first was decided failed");
+    h.chain.rpc("evm_mine", json!([])).await;
+    pass().await;
+    assert_eq!(undecided().await, []);
+
+    assert_eq!(events::<BatchSettlement::Refunded>(&h).await, 1);
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 4 * CENT, "the unspent deposit came back once");
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 4 * CENT);
+    let channel = store.channel(&channel_id()).await.unwrap().unwrap();
+    assert_eq!((channel.deposit, channel.charged, channel.claimed), (4 * CENT, 4 * CENT, 4 * CENT));
+}

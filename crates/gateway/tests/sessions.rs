@@ -35,6 +35,10 @@ async fn harness() -> Harness {
 
 /// The harness with `extra` lines in the session option.
 async fn harness_with(extra: &str) -> Harness {
+    harness_options(extra, Options::default()).await
+}
+
+async fn harness_options(extra: &str, options: Options) -> Harness {
     let option = format!(
         r#"
         [[accept]]
@@ -50,7 +54,7 @@ async fn harness_with(extra: &str) -> Harness {
         payee(),
         paygate_testkit::SETTLER_KEY
     );
-    Harness::start_with(Options { extra_toml: option, ..Default::default() }).await
+    Harness::start_with(Options { extra_toml: option, ..options }).await
 }
 
 /// The session challenge of a 402 for `GET /v1/quote`.
@@ -385,6 +389,52 @@ async fn an_idle_session_is_settled_and_closed_with_the_rest_refunded() {
     assert_eq!(again.channels_claimed, 0);
     let (status, _) = problem(pay(&h, &s, &ch, s.voucher_for(3 * CENT)).await).await;
     assert_eq!(status, 402);
+}
+
+/// The settlement and the close of an idle session each outlive the receipt timeout (anvil mines only when the
+/// test says): each stays journaled, the pass after sends nothing new while it is undecided, and the close mined
+/// meanwhile is recorded by the next pass: the channel closed in the store, the rest refunded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_outliving_its_wait_is_recorded_once_the_chain_mines_it() {
+    use paygate_core::channel_journal::TransactionKind;
+
+    let options = Options { receipt_timeout_secs: 1, anvil_args: vec![], ..Default::default() };
+    let h = harness_options("close_idle_secs = 0", options).await;
+    let ch = challenge(&h).await;
+    let mut s = session(&ch, 1, 9);
+    let (seller_before, payer_before) = (h.chain.balance(payee()).await, h.chain.balance(payer()).await);
+    let open = s.open(5 * CENT, CENT, valid_before(&h)).unwrap();
+    assert_eq!(pay(&h, &s, &ch, open).await.status(), 200);
+    let store = h.gateway.store().clone();
+    let id = format!("{:#x}", s.channel_id());
+    let option = store.channel(&id).await.unwrap().unwrap().option;
+    let undecided = async || {
+        let journal = store.undecided_transactions(&option).await.unwrap();
+        journal.into_iter().map(|t| t.kind).collect::<Vec<_>>()
+    };
+    let pass = async || h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+
+    h.chain.rpc("evm_setAutomine", json!([false])).await;
+    pass().await;
+    assert_eq!(undecided().await, [TransactionKind::Settle]);
+    pass().await;
+    assert_eq!(undecided().await, [TransactionKind::Settle], "nothing new while it is undecided");
+    h.chain.rpc("evm_mine", json!([])).await;
+    pass().await;
+    assert_eq!(undecided().await, [TransactionKind::Close]);
+    assert_eq!(store.channel(&id).await.unwrap().unwrap().deposit, 5 * CENT, "not closed before it is mined");
+    h.chain.rpc("evm_mine", json!([])).await;
+    pass().await;
+    assert_eq!(undecided().await, []);
+
+    assert!(on_chain(&h, s.channel_id()).await.finalized);
+    let closed = store.channel(&id).await.unwrap().unwrap();
+    assert_eq!((closed.deposit, closed.charged, closed.claimed), (CENT, CENT, CENT));
+    assert_eq!(h.chain.balance(payee()).await, seller_before + CENT);
+    assert_eq!(h.chain.balance(payer()).await, payer_before - CENT);
+    h.chain.rpc("evm_setAutomine", json!([true])).await;
+    pass().await;
+    assert_eq!(h.chain.balance(payer()).await, payer_before - CENT, "refunded once");
 }
 
 /// The seller's cap on what it served and has not settled counts every channel of a payer: a second channel does

@@ -18,6 +18,7 @@
 pub mod batch_settlement;
 pub mod cdp;
 mod channel_call;
+mod channel_journal;
 pub mod eip3009;
 pub mod evm_session;
 pub mod facilitator;

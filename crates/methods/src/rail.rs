@@ -312,7 +312,7 @@ pub async fn broadcast(
     data: alloy::primitives::Bytes,
     journal: &dyn SettleJournal,
 ) -> Result<alloy::primitives::TxHash, SettleOutcome> {
-    let record = async |hash: alloy::primitives::TxHash| journal.broadcasting(&hash.to_string()).await;
+    let record = async |hash: alloy::primitives::TxHash, _| journal.broadcasting(&hash.to_string()).await;
     match sender.send_recorded(to, data, record).await {
         Ok(hash) => Ok(hash),
         Err(SendError::WouldRevert(message)) => {

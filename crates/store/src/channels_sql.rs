@@ -1,7 +1,8 @@
 //! The channel book ([`paygate_core::channel::ChannelBook`]) both backends share, as a macro each backend module
 //! expands over its own pool, like `ledger_sql.rs`. A channel's row changes only by compare-and-swap on its
 //! `version`: the caller computes the next state from what it read, and the update applies only if nobody wrote
-//! in between.
+//! in between. The journal of channel transactions (`channel_transactions`) is written in the same store
+//! transaction as the channel change that goes with it.
 
 /// Expands `impl ChannelBook for $store` (whose `pool` field is a pool of `$db`).
 macro_rules! impl_channel_book {
@@ -9,6 +10,7 @@ macro_rules! impl_channel_book {
         mod channel_book {
             use async_trait::async_trait;
             use paygate_core::channel::{Channel, ChannelBook, ChannelBookError};
+            use paygate_core::channel_journal::{ChannelTransaction, TransactionKind, TransactionState};
             use sqlx::Row as _;
 
             use crate::now_ms;
@@ -35,6 +37,51 @@ macro_rules! impl_channel_book {
 
             fn settleable(c: &Channel) -> String {
                 c.settleable.as_ref().and_then(|v| serde_json::to_string(v).ok()).unwrap_or_default()
+            }
+
+            /// The compare-and-swap every change of a channel is.
+            async fn swap<'e, E>(executor: E, expected: i64, c: &Channel) -> Result<bool, ChannelBookError>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                let updated = sqlx::query(
+                    "UPDATE channels SET deposit = $1, claimed = $2, charged = $3, voucher_max = $4, \
+                     voucher_signature = $5, version = $6 + 1, unclaimed = $7, updated_at_ms = $8, in_flight = $10, \
+                     settleable = $11 \
+                     WHERE id = $9 AND version = $6",
+                )
+                .bind(c.deposit.to_string())
+                .bind(c.claimed.to_string())
+                .bind(c.charged.to_string())
+                .bind(c.voucher_max.to_string())
+                .bind(&c.voucher_signature)
+                .bind(expected)
+                .bind(i64::from(c.unclaimed() > 0))
+                .bind(now_ms())
+                .bind(&c.id)
+                .bind(in_flight(c))
+                .bind(settleable(c))
+                .execute(executor)
+                .await
+                .map_err(unavailable)?;
+                Ok(updated.rows_affected() == 1)
+            }
+
+            fn transaction(row: &<$db as sqlx::Database>::Row) -> Result<ChannelTransaction, ChannelBookError> {
+                let text = |column: &str| row.try_get::<String, _>(column).map_err(unavailable);
+                let (kind, state, channel) = (text("kind")?, text("state")?, text("channel_id")?);
+                Ok(ChannelTransaction {
+                    hash: text("hash")?,
+                    option: text("option_name")?,
+                    kind: TransactionKind::parse(&kind)
+                        .ok_or_else(|| corrupt(format!("channel transaction kind {kind:?}")))?,
+                    channel: (!channel.is_empty()).then_some(channel),
+                    amount: amount(row, "amount")?,
+                    raw: text("raw")?,
+                    state: TransactionState::parse(&state)
+                        .ok_or_else(|| corrupt(format!("channel transaction state {state:?}")))?,
+                    created_at_ms: row.try_get("created_at_ms").map_err(unavailable)?,
+                })
             }
 
             fn channel(row: &<$db as sqlx::Database>::Row) -> Result<Channel, ChannelBookError> {
@@ -114,27 +161,82 @@ macro_rules! impl_channel_book {
                 }
 
                 async fn swap_channel(&self, expected: i64, c: &Channel) -> Result<bool, ChannelBookError> {
-                    let updated = sqlx::query(
-                        "UPDATE channels SET deposit = $1, claimed = $2, charged = $3, voucher_max = $4, voucher_signature = $5, \
-                         version = $6 + 1, unclaimed = $7, updated_at_ms = $8, in_flight = $10, \
-                         settleable = $11 \
-                         WHERE id = $9 AND version = $6",
+                    swap(&self.pool, expected, c).await
+                }
+
+                async fn journal_transaction(
+                    &self,
+                    t: &ChannelTransaction,
+                    channel_swap: Option<(i64, &Channel)>,
+                ) -> Result<bool, ChannelBookError> {
+                    let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                    if let Some((expected, next)) = channel_swap
+                        && !swap(&mut *tx, expected, next).await?
+                    {
+                        return Ok(false); // Dropping the transaction rolls it back.
+                    }
+                    sqlx::query(
+                        "INSERT INTO channel_transactions \
+                         (hash, option_name, kind, channel_id, amount, raw, state, created_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     )
-                    .bind(c.deposit.to_string())
-                    .bind(c.claimed.to_string())
-                    .bind(c.charged.to_string())
-                    .bind(c.voucher_max.to_string())
-                    .bind(&c.voucher_signature)
-                    .bind(expected)
-                    .bind(i64::from(c.unclaimed() > 0))
-                    .bind(now_ms())
-                    .bind(&c.id)
-                    .bind(in_flight(c))
-                    .bind(settleable(c))
-                    .execute(&self.pool)
+                    .bind(&t.hash)
+                    .bind(&t.option)
+                    .bind(t.kind.as_str())
+                    .bind(t.channel.as_deref().unwrap_or(""))
+                    .bind(t.amount.to_string())
+                    .bind(&t.raw)
+                    .bind(t.state.as_str())
+                    .bind(t.created_at_ms)
+                    .execute(&mut *tx)
                     .await
                     .map_err(unavailable)?;
-                    Ok(updated.rows_affected() == 1)
+                    tx.commit().await.map_err(unavailable)?;
+                    Ok(true)
+                }
+
+                async fn decide_transaction(
+                    &self,
+                    hash: &str,
+                    state: TransactionState,
+                    channel_swap: Option<(i64, &Channel)>,
+                ) -> Result<bool, ChannelBookError> {
+                    let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                    let decided = sqlx::query(
+                        "UPDATE channel_transactions SET state = $1, decided_at_ms = $2 \
+                         WHERE hash = $3 AND state = 'sent'",
+                    )
+                    .bind(state.as_str())
+                    .bind(now_ms())
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                    if decided.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    if let Some((expected, next)) = channel_swap
+                        && !swap(&mut *tx, expected, next).await?
+                    {
+                        return Ok(false);
+                    }
+                    tx.commit().await.map_err(unavailable)?;
+                    Ok(true)
+                }
+
+                async fn undecided_transactions(
+                    &self,
+                    option: &str,
+                ) -> Result<Vec<ChannelTransaction>, ChannelBookError> {
+                    let rows = sqlx::query(
+                        "SELECT hash, option_name, kind, channel_id, amount, raw, state, created_at_ms \
+                         FROM channel_transactions WHERE option_name = $1 AND state = 'sent' ORDER BY created_at_ms",
+                    )
+                    .bind(option)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    rows.iter().map(transaction).collect()
                 }
 
                 async fn channels(&self, limit: u32) -> Result<Vec<Channel>, ChannelBookError> {

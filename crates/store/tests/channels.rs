@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::channel_cache::CachedBook;
+use paygate_core::channel_journal::{ChannelTransaction, TransactionKind, TransactionState};
 use paygate_store::Store;
 use serde_json::json;
 
@@ -18,6 +19,7 @@ on_both_backends!(
     racing_instances_that_remember_channels_never_accept_more_than_the_deposit,
     a_channel_opens_once_and_keeps_exact_amounts,
     failed_calls_are_released_and_claims_leave_the_unclaimed_list,
+    a_journaled_refund_lowers_the_deposit_in_the_same_write_and_a_failed_one_gives_it_back_once,
 );
 
 const PRICE: u128 = 10_000;
@@ -140,4 +142,50 @@ async fn failed_calls_are_released_and_claims_leave_the_unclaimed_list(db: Datab
         Err(ChannelRefusal::OverDeposit { needed: 6 * PRICE }),
         "a call the deposit cannot cover"
     );
+}
+
+/// The journal's writes go with their channel's: a refund journaled against a stale row writes neither the entry
+/// nor the lowered deposit; a failed refund's amount comes back in the write that decides it, and only once.
+async fn a_journaled_refund_lowers_the_deposit_in_the_same_write_and_a_failed_one_gives_it_back_once(db: Database) {
+    let store = db.open().await;
+    store.open_channel(&channel("0xr1", 5 * PRICE)).await.unwrap();
+    let open = store.channel("0xr1").await.unwrap().unwrap();
+    let refund = |hash: &str| ChannelTransaction {
+        hash: hash.into(),
+        option: "usdc-channel".into(),
+        kind: TransactionKind::Refund,
+        channel: Some("0xr1".into()),
+        amount: 2 * PRICE,
+        raw: "0x02f8".into(),
+        state: TransactionState::Sent,
+        created_at_ms: 1,
+    };
+    let lowered = open.refunding(2 * PRICE).unwrap();
+    assert!(store.journal_transaction(&refund("0xaa"), Some((open.version, &lowered))).await.unwrap());
+    // The same row version again: the swap loses, and the second entry is not written either.
+    assert!(!store.journal_transaction(&refund("0xbb"), Some((open.version, &lowered))).await.unwrap());
+    let journal = store.undecided_transactions("usdc-channel").await.unwrap();
+    assert_eq!(journal, [refund("0xaa")]);
+    assert!(store.undecided_transactions("another-option").await.unwrap().is_empty());
+    let now = store.channel("0xr1").await.unwrap().unwrap();
+    assert_eq!((now.deposit, now.version), (3 * PRICE, open.version + 1));
+
+    let given_back = now.refund_failed(2 * PRICE);
+    assert!(
+        store.decide_transaction("0xaa", TransactionState::Failed, Some((now.version, &given_back))).await.unwrap()
+    );
+    let after = store.channel("0xr1").await.unwrap().unwrap();
+    assert_eq!(after.deposit, 5 * PRICE);
+    // Decided once: deciding again (another instance's pass) writes nothing, the deposit included.
+    let twice = after.refund_failed(2 * PRICE);
+    assert!(!store.decide_transaction("0xaa", TransactionState::Failed, Some((after.version, &twice))).await.unwrap());
+    assert_eq!(store.channel("0xr1").await.unwrap().unwrap().deposit, 5 * PRICE);
+    assert!(store.undecided_transactions("usdc-channel").await.unwrap().is_empty());
+
+    // A claim journaled without a channel, then mined.
+    let claim = ChannelTransaction { kind: TransactionKind::Claim, channel: None, ..refund("0xcc") };
+    assert!(store.journal_transaction(&claim, None).await.unwrap());
+    assert_eq!(store.undecided_transactions("usdc-channel").await.unwrap(), [claim]);
+    assert!(store.decide_transaction("0xcc", TransactionState::Mined, None).await.unwrap());
+    assert!(store.undecided_transactions("usdc-channel").await.unwrap().is_empty());
 }

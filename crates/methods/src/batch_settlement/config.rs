@@ -10,6 +10,7 @@ use paygate_core::secret::Secret;
 
 use super::BatchSettlementMethod;
 use crate::channel_call::SettleSchedule;
+use crate::channel_journal::ChannelJournal;
 use crate::network::{FieldError, Networks};
 use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext, SettledOption};
 
@@ -90,7 +91,16 @@ impl RailConfig for BatchSettlementConfig {
         let claim_above = resolved.amount("claim_above", self.claim_above.as_deref())?.map(|a| a.0);
         let max_unclaimed = resolved.amount("max_unclaimed", self.max_unclaimed.as_deref())?.map(|a| a.0);
         let book = ctx.channels.clone().ok_or_else(|| FieldError::entry("rail", "channels need a store"))?;
+        let journal = ChannelJournal {
+            sender: sender.clone(),
+            book: book.clone(),
+            escrow: paygate_chain::escrow::BATCH_SETTLEMENT,
+            option: resolved.option.name.clone(),
+            receipt_timeout,
+            poll_interval,
+        };
         let method = BatchSettlementMethod {
+            journal,
             option: resolved.option,
             chain,
             chain_id: resolved.network.chain_id,

@@ -42,6 +42,7 @@ use paygate_core::reject::{RejectKind, Rejection};
 use paygate_proto::x402;
 
 use crate::channel_call::{self, ChannelCall, NotHeld, SettleSchedule};
+use crate::channel_journal::ChannelJournal;
 
 pub use config::{BatchSettlementConfig, RAIL};
 use payload::{Deposit, Expected, Payment};
@@ -54,6 +55,8 @@ const CLAIM_RETRY_SECS: u64 = 5;
 
 /// Channel payments of one EIP-3009 asset to one seller.
 pub struct BatchSettlementMethod {
+    /// Claims, sweeps, settlements, refunds and closes go out through it.
+    journal: ChannelJournal,
     option: PaymentOption,
     chain: Arc<dyn Chain>,
     chain_id: u64,

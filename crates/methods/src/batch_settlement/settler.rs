@@ -5,21 +5,24 @@
 //! Channels idle for `close_idle_secs` whose charges are all claimed are closed: the receiver's authorizer
 //! refunds what was not charged to the payer (`refund`).
 //!
-//! Claims are cumulative on chain (`totalClaimed` only grows, a lower or equal claim is a no-op), so a batch sent
-//! twice after a crash claims nothing twice; and before a batch, what the chain says was claimed is written back
-//! to each channel, so a claim that landed while the gateway stopped is not sent again.
+//! Every transaction goes out through the journal ([`crate::channel_journal`]), which a pass decides before it
+//! sends anything. Claims are also cumulative on chain (`totalClaimed` only grows, a lower or equal claim is a
+//! no-op), and before a batch what the chain says was claimed is written back to each channel, so a claim that
+//! landed while the gateway stopped is not sent again.
 
 use alloy::primitives::{B256, Bytes};
+use alloy::rpc::types::TransactionRequest;
 use alloy::signers::SignerSync;
 use alloy::sol_types::SolCall;
 use serde_json::Value;
 
 use paygate_chain::escrow::{self, BatchSettlement};
-use paygate_chain::wait_for_receipt;
 use paygate_core::channel::{Channel, ChannelRefusal, update_channel};
+use paygate_core::channel_journal::TransactionKind;
 use paygate_core::method::BatchSettled;
 
 use super::BatchSettlementMethod;
+use crate::channel_journal::{Intent, NotDone};
 
 /// At most this many channels per claim transaction.
 const BATCH: u32 = 100;
@@ -30,6 +33,9 @@ impl BatchSettlementMethod {
     pub(super) async fn settle_due(&self, now: bool) -> Result<BatchSettled, String> {
         if !self.schedule.due(now) {
             return Ok(BatchSettled::default());
+        }
+        if self.journal.decide().await.map_err(|e| e.to_string())?.undecided > 0 {
+            return Ok(BatchSettled::default()); // Sent before and not decided yet: wait for the chain.
         }
         let due: Vec<Channel> = self
             .book
@@ -44,6 +50,7 @@ impl BatchSettlementMethod {
         if !due.is_empty() {
             self.claim(&due, &mut done).await?;
         }
+        self.sweep(&mut done).await?;
         self.close_idle(&mut done).await?;
         Ok(done)
     }
@@ -82,7 +89,15 @@ impl BatchSettlementMethod {
             voucherClaims: claims.clone(),
             authorizerSignature: Bytes::from(signature.as_bytes().to_vec()),
         };
-        done.transactions.push(self.send(call.abi_encode()).await?);
+        let claimed = due.iter().zip(&claims).map(|(c, claim)| claim.totalClaimed.saturating_sub(c.claimed)).sum();
+        let claim = Intent {
+            kind: TransactionKind::Claim,
+            channel: None,
+            amount: claimed,
+            data: call.abi_encode(),
+            change: None,
+        };
+        done.transactions.push(self.journal.send(claim).await.map_err(|e| e.to_string())?);
         for (channel, claim) in due.iter().zip(&claims) {
             let total = claim.totalClaimed;
             let claimed =
@@ -91,18 +106,31 @@ impl BatchSettlementMethod {
             done.channels += 1;
             done.claimed += total.saturating_sub(channel.claimed);
         }
-        let sweep = BatchSettlement::settleCall {
-            receiver: self.option.pay_to.parse().map_err(|_| "pay_to is not an address".to_owned())?,
-            token: self.token(),
-        };
-        done.transactions.push(self.send(sweep.abi_encode()).await?);
+        Ok(())
+    }
+
+    /// Sweeps what the escrow holds claimed for the seller and not yet paid out (after this pass's claim, or one
+    /// whose sweep a crash or a timeout kept from going out), with one `settle(receiver, token)`.
+    async fn sweep(&self, done: &mut BatchSettled) -> Result<(), String> {
+        let receiver = self.option.pay_to.parse().map_err(|_| "pay_to is not an address".to_owned())?;
+        let call = BatchSettlement::receiversCall { receiver, token: self.token() }.abi_encode();
+        let tx = TransactionRequest::default().to(escrow::BATCH_SETTLEMENT).input(call.into());
+        let out = self.chain.call(tx).await.map_err(|e| e.to_string())?;
+        let totals = BatchSettlement::receiversCall::abi_decode_returns(&out).map_err(|e| e.to_string())?;
+        let owed = totals.totalClaimed.saturating_sub(totals.totalSettled);
+        if owed == 0 {
+            return Ok(());
+        }
+        let data = BatchSettlement::settleCall { receiver, token: self.token() }.abi_encode();
+        let sweep = Intent { kind: TransactionKind::Sweep, channel: None, amount: owed, data, change: None };
+        done.transactions.push(self.journal.send(sweep).await.map_err(|e| e.to_string())?);
         Ok(())
     }
 
     /// Closes channels idle for `close_idle` whose charges are all claimed: what was not charged goes back to the
-    /// payer (`refund`, sent as the receiver's authorizer). The channel's deposit drops to what was claimed before
-    /// the refund is sent, so no voucher can be taken against the money leaving; if the refund fails, the deposit
-    /// is restored.
+    /// payer (`refund`, sent as the receiver's authorizer). The channel's deposit drops to what was claimed in the
+    /// write that journals the refund, so no voucher can be taken against the money leaving; if the refund fails,
+    /// the deposit is given back ([`crate::channel_journal`]).
     async fn close_idle(&self, done: &mut BatchSettled) -> Result<(), String> {
         // In whole seconds: the clock says seconds, the store stamps milliseconds.
         let now = self.clock.now_unix();
@@ -110,43 +138,28 @@ impl BatchSettlementMethod {
             now.saturating_sub(u64::try_from(c.updated_at_ms / 1000).unwrap_or(0)) >= self.close_idle.as_secs()
         };
         let channels = self.book.channels(BATCH).await.map_err(|e| e.to_string())?;
-        let idle =
-            channels.into_iter().filter(|c| c.option == self.option.name && idle(c)).filter(|c| c.closing().is_some());
-        for channel in idle {
+        for channel in channels.into_iter().filter(|c| c.option == self.option.name && idle(c)) {
+            let Some(closing) = channel.closing() else { continue };
             let Some(claim) = voucher_claim(&channel).or_else(|| config_only(&channel)) else { continue };
-            let refund = channel.deposit - channel.claimed;
-            let closed = update_channel(self.book.as_ref(), &channel.id, |c| c.closing().ok_or(()));
-            if !matches!(closed.await.map_err(|e| e.to_string())?, Some(Ok(_))) {
-                continue; // A call came in meanwhile: not idle after all.
-            }
-            let call = BatchSettlement::refundCall { config: claim.voucher.channel, amount: refund };
-            match self.send(call.abi_encode()).await {
+            let amount = channel.deposit - channel.claimed;
+            let call = BatchSettlement::refundCall { config: claim.voucher.channel, amount };
+            let refund = Intent {
+                kind: TransactionKind::Refund,
+                channel: Some(&channel.id),
+                amount,
+                data: call.abi_encode(),
+                change: Some((channel.version, &closing)),
+            };
+            match self.journal.send(refund).await {
                 Ok(hash) => {
                     done.transactions.push(hash);
-                    done.refunded += refund;
+                    done.refunded += amount;
                 }
-                Err(reason) => {
-                    let deposit = channel.deposit;
-                    let restored = update_channel(self.book.as_ref(), &channel.id, |c| {
-                        Ok::<_, ChannelRefusal>(c.topped_up(deposit))
-                    });
-                    restored.await.map_err(|e| e.to_string())?;
-                    return Err(format!("refunding channel {}: {reason}", channel.id));
-                }
+                Err(NotDone::ChannelChanged) => continue, // A call came in meanwhile: not idle after all.
+                Err(e) => return Err(format!("refunding channel {}: {e}", channel.id)),
             }
         }
         Ok(())
-    }
-
-    /// Sends a transaction to the escrow and waits until it is mined successfully; its hash.
-    pub(super) async fn send(&self, data: Vec<u8>) -> Result<String, String> {
-        let hash = self.sender.send(escrow::BATCH_SETTLEMENT, data.into()).await.map_err(|e| e.to_string())?;
-        match wait_for_receipt(self.chain.as_ref(), hash, self.receipt_timeout, self.poll_interval).await {
-            Ok(Some(receipt)) if receipt.status() => Ok(format!("{hash:#x}")),
-            Ok(Some(_)) => Err(format!("{hash:#x} reverted")),
-            Ok(None) => Err(format!("{hash:#x} was not mined in time")),
-            Err(e) => Err(format!("{hash:#x}: {e}")),
-        }
     }
 }
 

@@ -12,6 +12,7 @@ use paygate_core::secret::Secret;
 
 use super::EvmSessionMethod;
 use crate::channel_call::SettleSchedule;
+use crate::channel_journal::ChannelJournal;
 use crate::network::{FieldError, Networks};
 use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext, SettledOption};
 
@@ -103,11 +104,21 @@ impl RailConfig for EvmSessionConfig {
             }
         };
         let (receipt_timeout, poll_interval) = resolved.receipt_wait();
+        let book = ctx.channels.clone().ok_or_else(|| FieldError::entry("rail", "channels need a store"))?;
+        let journal = ChannelJournal {
+            sender: sender.clone(),
+            book: book.clone(),
+            escrow,
+            option: resolved.option.name.clone(),
+            receipt_timeout,
+            poll_interval,
+        };
         let method = EvmSessionMethod {
+            journal,
             suggested_deposit: resolved.amount("suggested_deposit", self.suggested_deposit.as_deref())?.map(|a| a.0),
             settle_above: resolved.amount("settle_above", self.settle_above.as_deref())?.map(|a| a.0),
             max_unsettled: resolved.amount("max_unsettled", self.max_unsettled.as_deref())?.map(|a| a.0),
-            book: ctx.channels.clone().ok_or_else(|| FieldError::entry("rail", "channels need a store"))?,
+            book,
             option: resolved.option,
             chain,
             chain_id: resolved.network.chain_id,

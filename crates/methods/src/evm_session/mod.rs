@@ -44,12 +44,15 @@ pub use config::{EvmSessionConfig, RAIL};
 use payload::{Action, Expected, Funding, Voucher};
 
 use crate::channel_call::{self, ChannelCall, NotHeld, SettleSchedule};
+use crate::channel_journal::ChannelJournal;
 
 /// When a call held back by the exposure cap may be sent again: about one reconciler pass.
 const SETTLE_RETRY_SECS: u64 = 5;
 
 /// MPP `evm` session channels of one EIP-3009 asset to one payee.
 pub struct EvmSessionMethod {
+    /// Claims, sweeps, settlements, refunds and closes go out through it.
+    journal: ChannelJournal,
     option: PaymentOption,
     chain: Arc<dyn Chain>,
     chain_id: u64,

@@ -3,9 +3,11 @@
 //! so a pass settles each channel with unsettled value once, with the highest voucher that does not exceed what
 //! it charged ([`Channel::settleable`]).
 //!
-//! Settlements are cumulative on chain (`settled` only grows; a voucher at or below it reverts), so before each
-//! transaction what the chain says was settled is written back to the channel: a settlement that landed while
-//! the gateway stopped is never sent again.
+//! Every transaction goes out through the journal ([`crate::channel_journal`]), which a pass decides before it
+//! sends anything; a close mined while the gateway was away is recorded then. Settlements are also cumulative on
+//! chain (`settled` only grows; a voucher at or below it reverts), and before each transaction what the chain
+//! says was settled is written back to the channel: a settlement that landed while the gateway stopped is never
+//! sent again.
 //!
 //! Management, answered without a call: a top-up, a voucher sent on its own (a paused stream resumes once the
 //! channel accepted it), an `open` ahead of any call.
@@ -17,13 +19,14 @@ use alloy::primitives::{B256, Bytes};
 use alloy::sol_types::SolCall;
 
 use paygate_chain::session_escrow::EvmPaymentChannel;
-use paygate_chain::wait_for_receipt;
 use paygate_core::channel::{Channel, ChannelRefusal, SignedVoucher, update_channel};
+use paygate_core::channel_journal::TransactionKind;
 use paygate_core::method::{BatchSettled, Managed};
 use paygate_core::reject::{RejectKind, Rejection};
 
 use super::payload::{Funding, Voucher};
-use super::{EvmSessionMethod, chain_unavailable, not_found};
+use super::{EvmSessionMethod, not_found};
+use crate::channel_journal::{Intent, NotDone};
 
 /// At most this many channels per pass.
 const BATCH: u32 = 100;
@@ -34,6 +37,14 @@ impl EvmSessionMethod {
         let mut done = BatchSettled::default();
         if !self.schedule.due(now) {
             return Ok(done);
+        }
+        let journal = self.journal.decide().await.map_err(|e| e.to_string())?;
+        for closed in journal.mined.iter().filter(|t| t.kind == TransactionKind::Close) {
+            let Some(id) = &closed.channel else { continue };
+            self.record_closed(id).await.map_err(|e| e.detail)?;
+        }
+        if journal.undecided > 0 {
+            return Ok(done); // Sent before and not decided yet: wait for the chain.
         }
         let due = self.book.unclaimed_channels(BATCH).await.map_err(|e| e.to_string())?;
         for channel in due.into_iter().filter(|c| c.option == self.option.name) {
@@ -46,9 +57,17 @@ impl EvmSessionMethod {
                     cumulativeAmount: voucher.amount,
                     signature: signature_bytes(&voucher),
                 };
-                done.transactions.push(self.send(call.abi_encode()).await?);
+                let claimed = voucher.amount - settled.max(channel.claimed);
+                let settle = Intent {
+                    kind: TransactionKind::Settle,
+                    channel: Some(&channel.id),
+                    amount: claimed,
+                    data: call.abi_encode(),
+                    change: None,
+                };
+                done.transactions.push(self.journal.send(settle).await.map_err(|e| e.to_string())?);
                 done.channels += 1;
-                done.claimed += voucher.amount - settled.max(channel.claimed);
+                done.claimed += claimed;
             }
             let total = settled.max(voucher.amount);
             let recorded =
@@ -155,6 +174,9 @@ impl EvmSessionMethod {
         let id: B256 = channel.id.parse().map_err(|_| super::not_found())?;
         let state = self.on_chain(id).await?;
         if state.finalized {
+            // Closed already (by a transaction whose outcome a crash kept from being recorded, or the payer's own
+            // close after the withdraw delay): recorded now.
+            self.record_closed(&channel.id).await?;
             return Err(super::finalized());
         }
         let (amount, signature) = match best {
@@ -162,25 +184,32 @@ impl EvmSessionMethod {
             _ => (state.settled, Bytes::new()),
         };
         let call = EvmPaymentChannel::closeCall { channelId: id, cumulativeAmount: amount, signature };
-        let hash = self.send(call.abi_encode()).await.map_err(|reason| {
-            Rejection::new(RejectKind::SettlementFailed, "session_transaction_reverted", format!("closing: {reason}"))
+        let close = Intent {
+            kind: TransactionKind::Close,
+            channel: Some(&channel.id),
+            amount: amount.saturating_sub(state.settled),
+            data: call.abi_encode(),
+            change: None,
+        };
+        let hash = self.journal.send(close).await.map_err(|e| match e {
+            NotDone::Pending(hash) => Rejection::new(
+                RejectKind::ChainUnavailable,
+                "chain_unavailable",
+                format!("the close was sent in transaction {hash} and is not mined yet; it is recorded once it is"),
+            ),
+            e => Rejection::new(RejectKind::SettlementFailed, "session_transaction_reverted", format!("closing: {e}")),
         })?;
-        let settled = self.on_chain(id).await?.settled;
-        let closed = update_channel(self.book.as_ref(), &channel.id, |c| Ok::<_, ChannelRefusal>(c.closed(settled)));
-        match closed.await? {
-            Some(Ok(channel)) => Ok((hash, channel)),
-            _ => Err(super::not_found()),
-        }
+        Ok((hash, self.record_closed(&channel.id).await?))
     }
 
-    /// Sends a transaction to the escrow as the payee and waits until it is mined successfully; its hash.
-    async fn send(&self, data: Vec<u8>) -> Result<String, String> {
-        let hash = self.sender.send(self.escrow, data.into()).await.map_err(|e| e.to_string())?;
-        match wait_for_receipt(self.chain.as_ref(), hash, self.receipt_timeout, self.poll_interval).await {
-            Ok(Some(receipt)) if receipt.status() => Ok(format!("{hash:#x}")),
-            Ok(Some(_)) => Err(format!("{hash:#x} reverted")),
-            Ok(None) => Err(format!("{hash:#x} was not mined in time")),
-            Err(e) => Err(chain_unavailable(&e).detail),
+    /// Records channel `id` closed, with what the chain says was settled.
+    async fn record_closed(&self, id: &str) -> Result<Channel, Rejection> {
+        let channel_id: B256 = id.parse().map_err(|_| super::not_found())?;
+        let settled = self.on_chain(channel_id).await?.settled;
+        let closed = update_channel(self.book.as_ref(), id, |c| Ok::<_, ChannelRefusal>(c.closed(settled)));
+        match closed.await? {
+            Some(Ok(channel)) => Ok(channel),
+            _ => Err(super::not_found()),
         }
     }
 }
