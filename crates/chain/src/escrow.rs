@@ -1,11 +1,11 @@
 //! The x402 `batch-settlement` escrow: its canonical addresses, the interface paygate calls, and the EIP-712
 //! hashes that name a channel and sign its vouchers.
 //!
-//! The official contracts (`x402BatchSettlement`, `ERC3009DepositCollector`) sit at the same CREATE2 address on
+//! The official contracts (`x402BatchSettlement`, `ERC3009DepositCollector`, `Permit2DepositCollector`) sit at the same CREATE2 address on
 //! every chain that has them, and the official clients have those addresses built in. Their compiled code is in
 //! no package registry, so on the dev chains (anvil through `paygate dev fund`, the embedded devnet at genesis)
-//! the project's test-only stand-ins (`contracts/BatchSettlement.sol`: same interface, same EIP-712 domain and
-//! types) are placed at the canonical addresses.
+//! the project's test-only stand-ins (`contracts/BatchSettlement.sol`, `contracts/Permit2DepositCollector.sol`:
+//! same interface, same EIP-712 domains and types) are placed at the canonical addresses.
 
 use alloy::primitives::{Address, B256, Bytes, address};
 use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
@@ -14,16 +14,19 @@ use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
 pub const BATCH_SETTLEMENT: Address = address!("4020074e9dF2ce1deE5A9C1b5c3f541D02a10003");
 /// `ERC3009DepositCollector`: pulls a deposit with the payer's `ReceiveWithAuthorization`.
 pub const ERC3009_DEPOSIT_COLLECTOR: Address = address!("4020806089470a89826cB9fB1f4059150b550004");
+/// `Permit2DepositCollector`: pulls a deposit with the payer's Permit2 `PermitWitnessTransferFrom`.
+pub const PERMIT2_DEPOSIT_COLLECTOR: Address = address!("4020425FAf3B746C082C2f942b4E5159887B0005");
 
 /// The compiled stand-ins (`abi`, `bytecode`, `deployedBytecode`).
 const BATCH_SETTLEMENT_ARTIFACT: &str = include_str!("../../../contracts/BatchSettlement.json");
 const ERC3009_DEPOSIT_COLLECTOR_ARTIFACT: &str = include_str!("../../../contracts/ERC3009DepositCollector.json");
+const PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT: &str = include_str!("../../../contracts/Permit2DepositCollector.json");
 
 /// The runtime code the dev chains hold at each stand-in contract's address: x402's escrow at its canonical
 /// addresses, MPP `evm` session's at [`crate::session_escrow::DEV_ESCROW`], Permit2 and the x402 upto proxy at
 /// theirs ([`crate::upto`]). The stand-ins have no constructor and no immutables, so their runtime code works
 /// wherever it is placed.
-pub fn dev_escrow_code() -> [(Address, Bytes); 5] {
+pub fn dev_escrow_code() -> [(Address, Bytes); 6] {
     let runtime = |artifact: &str| -> Bytes {
         let artifact: serde_json::Value = serde_json::from_str(artifact).expect("committed artifact is JSON");
         let hex = artifact["deployedBytecode"].as_str().expect("artifact has deployedBytecode");
@@ -32,6 +35,7 @@ pub fn dev_escrow_code() -> [(Address, Bytes); 5] {
     [
         (BATCH_SETTLEMENT, runtime(BATCH_SETTLEMENT_ARTIFACT)),
         (ERC3009_DEPOSIT_COLLECTOR, runtime(ERC3009_DEPOSIT_COLLECTOR_ARTIFACT)),
+        (PERMIT2_DEPOSIT_COLLECTOR, runtime(PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT)),
         crate::session_escrow::dev_code(),
         crate::upto::dev_code()[0].clone(),
         crate::upto::dev_code()[1].clone(),
@@ -94,6 +98,20 @@ mod typed {
         struct ClaimBatch {
             ClaimEntry[] claims;
         }
+        struct TokenPermissions {
+            address token;
+            uint256 amount;
+        }
+        struct DepositWitness {
+            bytes32 channelId;
+        }
+        struct PermitWitnessTransferFrom {
+            TokenPermissions permitted;
+            address spender;
+            uint256 nonce;
+            uint256 deadline;
+            DepositWitness witness;
+        }
     }
 }
 
@@ -145,6 +163,27 @@ pub fn claim_batch_digest(entries: &[(B256, u128, u128)], chain_id: u64) -> B256
         })
         .collect();
     typed::ClaimBatch { claims }.eip712_signing_hash(&domain(chain_id))
+}
+
+/// What a payer signs to deposit `amount` of `token` into `channel_id` through Permit2: a
+/// `PermitWitnessTransferFrom` for [`PERMIT2_DEPOSIT_COLLECTOR`] with the witness `DepositWitness(channelId)`, in
+/// Permit2's domain.
+pub fn permit2_deposit_digest(
+    token: Address,
+    amount: u128,
+    nonce: alloy::primitives::U256,
+    deadline: u64,
+    channel_id: B256,
+    chain_id: u64,
+) -> B256 {
+    typed::PermitWitnessTransferFrom {
+        permitted: typed::TokenPermissions { token, amount: alloy::primitives::U256::from(amount) },
+        spender: PERMIT2_DEPOSIT_COLLECTOR,
+        nonce,
+        deadline: alloy::primitives::U256::from(deadline),
+        witness: typed::DepositWitness { channelId: channel_id },
+    }
+    .eip712_signing_hash(&crate::upto::domain(chain_id))
 }
 
 /// The ERC-3009 nonce of a deposit into `channel_id`: `keccak256(abi.encode(channelId, salt))`.

@@ -529,3 +529,49 @@ async fn channel_transactions_outliving_their_wait_are_decided_from_the_chain_an
     let channel = store.channel(&channel_id()).await.unwrap().unwrap();
     assert_eq!((channel.deposit, channel.charged, channel.claimed), (4 * CENT, 4 * CENT, 4 * CENT));
 }
+
+/// A seller whose option asks for Permit2 deposits (`asset_transfer_method = "permit2"`, for tokens without
+/// EIP-3009): the official client signs a Permit2 `PermitWitnessTransferFrom` for the Permit2 deposit collector
+/// (the test-only stand-in at the canonical address), paygate checks it and relays the deposit. Without the payer's
+/// approval of Permit2 the deposit is refused before it is relayed, and nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_deposits_through_permit2_when_the_offer_asks() {
+    use alloy::primitives::U256;
+    use alloy::sol_types::SolCall;
+    use paygate_chain::{TxSender, wait_for_receipt};
+
+    let extra = channel_option("asset_transfer_method = \"permit2\"\nclaim_every_secs = 0");
+    let h = Harness::start_with(Options { extra_toml: extra, ..Default::default() }).await;
+    let (payer_before, seller_before) = (h.chain.balance(payer()).await, h.chain.balance(pay_to()).await);
+    let (_, required) = offer(&h).await;
+    let accepted = required["accepts"].as_array().unwrap().iter().find(|a| a["scheme"] == "batch-settlement").unwrap();
+    assert_eq!(accepted["extra"]["assetTransferMethod"], "permit2", "{accepted}");
+    let url = h.url("/v1/quote");
+
+    // Not approved yet: refused before anything is sent, no channel, nothing called.
+    let refused = node::channel(&url, &h.chain.rpc_url, &["--calls", "1", "--deposit", "100000"]).await;
+    assert_eq!(refused["statuses"], json!([402]), "{refused}");
+    assert!(refused["bodies"][0].as_str().unwrap().contains("permit2_allowance_required"), "{refused}");
+    assert_eq!(h.chain.balance(payer()).await, payer_before);
+    assert_eq!(events::<BatchSettlement::Deposited>(&h).await, 0);
+    assert_eq!(h.upstream.hits(), 0);
+
+    let approve =
+        paygate_chain::abi::Eip3009Token::approveCall { spender: paygate_chain::upto::PERMIT2, value: U256::MAX };
+    let payer_sender = TxSender::new(h.chain.chain.clone(), dev_account(1));
+    let hash = payer_sender.send(h.chain.token, approve.abi_encode().into()).await.unwrap();
+    let mined = wait_for_receipt(h.chain.chain.as_ref(), hash, Duration::from_secs(10), Duration::from_millis(20));
+    assert!(mined.await.unwrap().unwrap().status());
+
+    let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "3", "--deposit", "100000"]).await;
+    assert_eq!(answer["statuses"], json!([200, 200, 200]), "{answer}");
+    assert_eq!(h.chain.balance(payer()).await, payer_before - 100_000, "the deposit is in escrow");
+    assert_eq!(events::<BatchSettlement::Deposited>(&h).await, 1);
+    // Permit2 moved it from the payer straight to the escrow (the ERC-3009 collector receives it first).
+    assert_eq!(h.chain.transfers(payer(), escrow::BATCH_SETTLEMENT).await, 1);
+    let channel = h.gateway.store().channel(&channel_id()).await.unwrap().unwrap();
+    assert_eq!((channel.deposit, channel.charged), (100_000, 3 * CENT));
+
+    h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 3 * CENT);
+}

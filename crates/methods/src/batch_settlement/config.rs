@@ -49,6 +49,20 @@ pub struct BatchSettlementConfig {
     /// the payer.
     #[serde(default = "default_close_idle")]
     pub close_idle_secs: u64,
+    /// How the 402 asks payers to deposit (x402 `assetTransferMethod`): `"eip3009"` (the token's
+    /// `receiveWithAuthorization`) or `"permit2"` (Permit2, for a token without EIP-3009; the payer approves
+    /// Permit2 on the token once). Default: `eip3009` where the asset has an EIP-712 domain, else `permit2`. A
+    /// deposit of either kind is taken.
+    #[serde(default)]
+    pub asset_transfer_method: Option<AssetTransferMethod>,
+}
+
+/// How a deposit is pulled from the payer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssetTransferMethod {
+    Eip3009,
+    Permit2,
 }
 
 fn default_close_idle() -> u64 {
@@ -99,8 +113,20 @@ impl RailConfig for BatchSettlementConfig {
             receipt_timeout,
             poll_interval,
         };
+        let asset_transfer_method = match (self.asset_transfer_method, &resolved.option.asset.eip712) {
+            (Some(AssetTransferMethod::Eip3009), None) => {
+                return Err(FieldError::entry(
+                    "asset_transfer_method",
+                    "the asset has no EIP-712 domain, so no EIP-3009: use \"permit2\"",
+                ));
+            }
+            (Some(method), _) => method,
+            (None, Some(_)) => AssetTransferMethod::Eip3009,
+            (None, None) => AssetTransferMethod::Permit2,
+        };
         let method = BatchSettlementMethod {
             journal,
+            asset_transfer_method,
             option: resolved.option,
             chain,
             chain_id: resolved.network.chain_id,
@@ -115,9 +141,7 @@ impl RailConfig for BatchSettlementConfig {
             receipt_timeout,
             poll_interval,
             clock: ctx.clock.clone(),
-        }
-        .checked()
-        .map_err(|problem| FieldError::entry("asset", problem))?;
+        };
         Ok(BuiltOption { method: Arc::new(method), units_per_usd: None })
     }
 }

@@ -4,8 +4,8 @@
 //! off the response path (`settler.rs`).
 //!
 //! A call's path: `verify` reads the payload and checks the voucher's signature locally (a `deposit` payload's
-//! deposit is relayed first: paygate submits it and waits for it, and a channel is known only once its deposit is
-//! on chain); `hold` reserves the call's price on the channel's row with one compare-and-swap
+//! deposit is relayed first: paygate submits it, pulled by the ERC-3009 or the Permit2 deposit collector as the
+//! payer signed it, and waits for it; a channel is known only once its deposit is on chain); `hold` reserves the call's price on the channel's row with one compare-and-swap
 //! ([`paygate_core::channel`]); `settle` charges it once the upstream answered, `release` gives it back
 //! otherwise. The proof key is `eip155:<chain>:channel:<id>:<voucher max>`: a voucher pays one call.
 //!
@@ -22,7 +22,7 @@ mod settler;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, TxHash};
+use alloy::primitives::{Address, B256, TxHash, U256};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use paygate_chain::escrow::{self, BatchSettlement};
+use paygate_chain::upto::{PERMIT2, Permit2};
 use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::clock::Clock;
@@ -44,8 +45,8 @@ use paygate_proto::x402;
 use crate::channel_call::{self, ChannelCall, NotHeld, SettleSchedule};
 use crate::channel_journal::ChannelJournal;
 
-pub use config::{BatchSettlementConfig, RAIL};
-use payload::{Deposit, Expected, Payment};
+pub use config::{AssetTransferMethod, BatchSettlementConfig, RAIL};
+use payload::{Deposit, Expected, Payment, Pull};
 
 /// The scheme's name in x402 offers.
 const SCHEME: &str = "batch-settlement";
@@ -57,6 +58,8 @@ const CLAIM_RETRY_SECS: u64 = 5;
 pub struct BatchSettlementMethod {
     /// Claims, sweeps, settlements, refunds and closes go out through it.
     journal: ChannelJournal,
+    /// How the 402 asks payers to deposit.
+    asset_transfer_method: AssetTransferMethod,
     option: PaymentOption,
     chain: Arc<dyn Chain>,
     chain_id: u64,
@@ -86,17 +89,6 @@ impl std::fmt::Debug for BatchSettlementMethod {
 }
 
 impl BatchSettlementMethod {
-    /// The method, if its asset can be deposited with an EIP-3009 authorization (it has an EIP-712 domain).
-    fn checked(self) -> Result<Self, String> {
-        if self.option.asset.eip712.is_none() {
-            return Err(format!(
-                "{} has no EIP-712 domain: it cannot be deposited with ERC-3009",
-                self.option.asset.symbol
-            ));
-        }
-        Ok(self)
-    }
-
     fn token(&self) -> Address {
         self.option.asset.address.parse().unwrap_or(Address::ZERO)
     }
@@ -119,12 +111,8 @@ impl BatchSettlementMethod {
 
     /// Relays a deposit and records the channel with what the escrow now holds for it.
     async fn deposit(&self, payment: &Payment, deposit: &Deposit) -> Result<Option<TxHash>, Rejection> {
-        let used =
-            paygate_chain::abi::authorization_state(self.chain.as_ref(), self.token(), payment.payer, deposit.nonce)
-                .await
-                .map_err(|e| chain_unavailable(&e))?;
         let mut hash = None;
-        if !used {
+        if !self.pulled(payment, deposit).await? {
             if deposit.valid_before <= self.clock.now_unix() + 6 {
                 return Err(Rejection::new(
                     RejectKind::PaymentExpired,
@@ -132,10 +120,13 @@ impl BatchSettlementMethod {
                     "the deposit's authorization expires before it could be submitted",
                 ));
             }
+            if let Pull::Permit2 { .. } = deposit.pull {
+                self.permit2_allowed(payment, deposit).await?;
+            }
             let call = BatchSettlement::depositCall {
                 config: payment.config.clone(),
                 amount: deposit.amount,
-                collector: escrow::ERC3009_DEPOSIT_COLLECTOR,
+                collector: deposit.pull.collector(),
                 collectorData: deposit.collector_data.clone().into(),
             };
             let sent = self.sender.send(escrow::BATCH_SETTLEMENT, call.abi_encode().into()).await;
@@ -164,6 +155,44 @@ impl BatchSettlementMethod {
     }
 
     /// `channels(id)` on the escrow: its balance and what was claimed.
+    /// Whether the deposit's authorization was used already (its nonce spent): a deposit sent again after it
+    /// landed is not relayed twice.
+    async fn pulled(&self, payment: &Payment, deposit: &Deposit) -> Result<bool, Rejection> {
+        match deposit.pull {
+            Pull::Erc3009 { nonce } => {
+                paygate_chain::abi::authorization_state(self.chain.as_ref(), self.token(), payment.payer, nonce)
+                    .await
+                    .map_err(|e| chain_unavailable(&e))
+            }
+            Pull::Permit2 { nonce } => {
+                let word = nonce >> 8;
+                let bit = U256::from(1) << (nonce & U256::from(0xff)).to::<usize>();
+                let call = Permit2::nonceBitmapCall { owner: payment.payer, wordPos: word }.abi_encode();
+                let tx = TransactionRequest::default().to(PERMIT2).input(call.into());
+                let out = self.chain.call(tx).await.map_err(|e| chain_unavailable(&e))?;
+                let bitmap = Permit2::nonceBitmapCall::abi_decode_returns(&out)
+                    .map_err(|_| chain_unavailable(&ChainError::Unavailable("Permit2 answered garbage".into())))?;
+                Ok(bitmap & bit != U256::ZERO)
+            }
+        }
+    }
+
+    /// A Permit2 deposit moves only what the payer allowed Permit2 to move on the token: refused before it is
+    /// relayed (as the official facilitator does) when the allowance is short.
+    async fn permit2_allowed(&self, payment: &Payment, deposit: &Deposit) -> Result<(), Rejection> {
+        let allowance = paygate_chain::abi::allowance(self.chain.as_ref(), self.token(), payment.payer, PERMIT2)
+            .await
+            .map_err(|e| chain_unavailable(&e))?;
+        if allowance < U256::from(deposit.amount) {
+            return Err(Rejection::new(
+                RejectKind::InsufficientFunds,
+                "invalid_batch_settlement_evm_permit2_allowance_required",
+                "the payer has not approved Permit2 for the deposit on the token",
+            ));
+        }
+        Ok(())
+    }
+
     async fn on_chain(&self, channel_id: B256) -> Result<(u128, u128), Rejection> {
         let call = BatchSettlement::channelsCall { channelId: channel_id }.abi_encode();
         let tx = TransactionRequest::default().to(escrow::BATCH_SETTLEMENT).input(call.into());
@@ -342,10 +371,13 @@ impl PaymentMethod for BatchSettlementMethod {
     }
 
     fn x402_requirements(&self, amount: AtomicAmount) -> Option<x402::PaymentRequirements> {
-        let fields = [
+        let mut fields = vec![
             ("receiverAuthorizer", self.authorizer.address().to_checksum(None).into()),
             ("withdrawDelay", self.withdraw_delay.into()),
         ];
+        if self.asset_transfer_method == AssetTransferMethod::Permit2 {
+            fields.push(("assetTransferMethod", "permit2".into()));
+        }
         Some(crate::rail::eip712_requirements(&self.option, SCHEME, amount, fields))
     }
 

@@ -1,7 +1,7 @@
 //! The x402 `batch-settlement` payloads a payer sends (`deposit`: fund a channel and pay this call; `voucher`: pay
 //! this call from the channel; `refund`: give back what the channel did not spend, with a voucher for what it
 //! charged), read and checked without IO: the channel config against the offer, the channel
-//! id, the voucher's signer, and a deposit's ERC-3009 authorization.
+//! id, the voucher's signer, and a deposit's ERC-3009 or Permit2 authorization.
 
 use alloy::primitives::{Address, B256, Signature, U256, aliases::U40};
 use alloy::sol_types::{Eip712Domain, SolStruct, SolValue, eip712_domain};
@@ -58,6 +58,32 @@ struct WireDeposit {
 struct WireDepositAuthorization {
     #[serde(default)]
     erc3009_authorization: Option<WireErc3009>,
+    #[serde(default)]
+    permit2_authorization: Option<WirePermit2>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePermit2 {
+    from: Address,
+    permitted: WirePermitted,
+    spender: Address,
+    nonce: String,
+    deadline: String,
+    witness: WireDepositWitness,
+    signature: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct WirePermitted {
+    token: Address,
+    amount: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireDepositWitness {
+    channel_id: B256,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,13 +116,34 @@ pub(super) struct Refund {
     pub amount: Option<u128>,
 }
 
-/// A deposit to relay: its amount and the collector's data (`abi.encode(validAfter, validBefore, salt, sig)`).
+/// A deposit to relay: its amount, how the collector pulls it, and the collector's data.
 #[derive(Debug, Clone)]
 pub(super) struct Deposit {
     pub amount: u128,
+    /// When the payer's authorization expires (ERC-3009 `validBefore`, Permit2 `deadline`).
     pub valid_before: u64,
-    pub nonce: B256,
+    pub pull: Pull,
     pub collector_data: Vec<u8>,
+}
+
+/// How the deposit collector pulls a deposit from the payer, with the nonce that makes it happen once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pull {
+    /// The token's ERC-3009 `receiveWithAuthorization`; data `abi.encode(validAfter, validBefore, salt, sig)`.
+    Erc3009 { nonce: B256 },
+    /// Permit2's `permitWitnessTransferFrom` (the payer approved Permit2 on the token); data
+    /// `abi.encode(nonce, deadline, sig, "")`.
+    Permit2 { nonce: U256 },
+}
+
+impl Pull {
+    /// The collector contract the escrow's `deposit` is told to use.
+    pub fn collector(self) -> Address {
+        match self {
+            Pull::Erc3009 { .. } => escrow::ERC3009_DEPOSIT_COLLECTOR,
+            Pull::Permit2 { .. } => escrow::PERMIT2_DEPOSIT_COLLECTOR,
+        }
+    }
 }
 
 /// What the offer a payload pays says the channel must be.
@@ -220,10 +267,14 @@ impl Deposit {
         if amount == 0 {
             return Err(malformed("deposit.amount is zero"));
         }
-        let Some(auth) = &wire.authorization.erc3009_authorization else {
-            return Err(malformed(
-                "only ERC-3009 deposits are taken here (deposit.authorization.erc3009Authorization)",
-            ));
+        let auth = match (&wire.authorization.erc3009_authorization, &wire.authorization.permit2_authorization) {
+            (Some(auth), None) => auth,
+            (None, Some(permit)) => return Deposit::permit2(amount, permit, config, channel_id, expected),
+            _ => {
+                return Err(malformed(
+                    "deposit.authorization carries one of erc3009Authorization and permit2Authorization",
+                ));
+            }
         };
         let valid_after = amount_u64(&auth.valid_after, "validAfter")?;
         let valid_before = amount_u64(&auth.valid_before, "validBefore")?;
@@ -252,7 +303,63 @@ impl Deposit {
             alloy::primitives::Bytes::from(sig.as_bytes().to_vec()),
         )
             .abi_encode_params();
-        Ok(Deposit { amount, valid_before, nonce, collector_data })
+        Ok(Deposit { amount, valid_before, pull: Pull::Erc3009 { nonce }, collector_data })
+    }
+
+    /// A Permit2 deposit: the payer's `PermitWitnessTransferFrom` for the Permit2 deposit collector, of exactly
+    /// the deposit, witnessing this channel, checked as the official facilitator checks it.
+    fn permit2(
+        deposit: u128,
+        permit: &WirePermit2,
+        config: &ChannelConfig,
+        channel_id: B256,
+        expected: &Expected,
+    ) -> Result<Deposit, Rejection> {
+        let invalid = |reason: &'static str, detail: &str| refused(RejectKind::VerificationFailed, reason, detail);
+        if permit.spender != escrow::PERMIT2_DEPOSIT_COLLECTOR {
+            return Err(invalid(
+                "invalid_batch_settlement_evm_permit2_invalid_spender",
+                "the Permit2 authorization's spender is not the Permit2 deposit collector",
+            ));
+        }
+        if permit.permitted.token != config.token {
+            return Err(invalid(
+                "invalid_batch_settlement_evm_token_mismatch",
+                "the Permit2 token is not the channel's",
+            ));
+        }
+        if amount(&permit.permitted.amount, "permit2Authorization.permitted.amount")? != deposit {
+            return Err(invalid(
+                "invalid_batch_settlement_evm_permit2_amount_mismatch",
+                "the Permit2 authorization is not for the deposit's amount",
+            ));
+        }
+        if permit.witness.channel_id != channel_id {
+            return Err(invalid(
+                "invalid_batch_settlement_evm_channel_id_mismatch",
+                "the Permit2 authorization witnesses another channel",
+            ));
+        }
+        let nonce = U256::from_str_radix(&permit.nonce, 10)
+            .map_err(|_| malformed("permit2Authorization.nonce is not a decimal number"))?;
+        let deadline = amount_u64(&permit.deadline, "permit2Authorization.deadline")?;
+        let sig = signature(&permit.signature)?;
+        let digest =
+            escrow::permit2_deposit_digest(config.token, deposit, nonce, deadline, channel_id, expected.chain_id);
+        if permit.from != config.payer || sig.recover_address_from_prehash(&digest).ok() != Some(config.payer) {
+            return Err(invalid(
+                "invalid_batch_settlement_evm_permit2_invalid_signature",
+                "the Permit2 authorization is not signed by the channel's payer",
+            ));
+        }
+        let collector_data = (
+            nonce,
+            U256::from(deadline),
+            alloy::primitives::Bytes::from(sig.as_bytes().to_vec()),
+            alloy::primitives::Bytes::new(),
+        )
+            .abi_encode_params();
+        Ok(Deposit { amount: deposit, valid_before: deadline, pull: Pull::Permit2 { nonce }, collector_data })
     }
 }
 
@@ -267,5 +374,107 @@ pub(super) fn token_domain(name: &str, version: &str, chain_id: u64, token: Addr
         version: version.to_owned(),
         chain_id: chain_id,
         verifying_contract: token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::signers::SignerSync;
+    use paygate_chain::devtoken::dev_account;
+    use serde_json::json;
+
+    use super::*;
+
+    const CHAIN: u64 = 31337;
+    const DEPOSIT: u128 = 100_000;
+
+    fn expected() -> Expected {
+        Expected {
+            chain_id: CHAIN,
+            receiver: dev_account(9).address(),
+            receiver_authorizer: dev_account(0).address(),
+            token: dev_account(7).address(),
+            withdraw_delay: 900,
+            token_domain: token_domain("USDC", "2", CHAIN, dev_account(7).address()),
+        }
+    }
+
+    /// A Permit2 deposit payload from dev account 1, as the official client builds it; `edit` changes the
+    /// authorization after it was signed.
+    fn permit2_deposit(edit: impl FnOnce(&mut Value)) -> Value {
+        let e = expected();
+        let payer = dev_account(1);
+        let config = ChannelConfig {
+            payer: payer.address(),
+            payerAuthorizer: payer.address(),
+            receiver: e.receiver,
+            receiverAuthorizer: e.receiver_authorizer,
+            token: e.token,
+            withdrawDelay: U40::from(900),
+            salt: B256::ZERO,
+        };
+        let id = escrow::channel_id(&config, CHAIN);
+        let hex = |s: alloy::primitives::Signature| format!("0x{}", alloy::hex::encode(s.as_bytes()));
+        let voucher = payer.sign_hash_sync(&escrow::voucher_digest(id, 10_000, CHAIN)).unwrap();
+        let digest = escrow::permit2_deposit_digest(e.token, DEPOSIT, U256::from(7), 2_000_000_000, id, CHAIN);
+        let mut permit = json!({
+            "from": payer.address(), "spender": escrow::PERMIT2_DEPOSIT_COLLECTOR,
+            "permitted": {"token": e.token, "amount": DEPOSIT.to_string()},
+            "nonce": "7", "deadline": "2000000000", "witness": {"channelId": id},
+            "signature": hex(payer.sign_hash_sync(&digest).unwrap()),
+        });
+        edit(&mut permit);
+        json!({
+            "type": "deposit",
+            "channelConfig": {
+                "payer": payer.address(), "payerAuthorizer": payer.address(), "receiver": e.receiver,
+                "receiverAuthorizer": e.receiver_authorizer, "token": e.token, "withdrawDelay": 900, "salt": B256::ZERO,
+            },
+            "voucher": {"channelId": id, "maxClaimableAmount": "10000", "signature": hex(voucher)},
+            "deposit": {"amount": DEPOSIT.to_string(), "authorization": {"permit2Authorization": permit}},
+        })
+    }
+
+    fn refusal(payload: &Value) -> &'static str {
+        Payment::read(payload, &expected()).unwrap_err().reason
+    }
+
+    #[test]
+    fn a_permit2_deposit_is_read_for_the_permit2_collector() {
+        let payment = Payment::read(&permit2_deposit(|_| {}), &expected()).unwrap();
+        let deposit = payment.deposit.unwrap();
+        assert_eq!((deposit.amount, deposit.valid_before), (DEPOSIT, 2_000_000_000));
+        assert_eq!(deposit.pull, Pull::Permit2 { nonce: U256::from(7) });
+        assert_eq!(deposit.pull.collector(), escrow::PERMIT2_DEPOSIT_COLLECTOR);
+        // abi.encode(nonce, deadline, signature, ""): two words, two offsets, then the 65-byte signature.
+        assert_eq!(U256::from_be_slice(&deposit.collector_data[..32]), U256::from(7));
+        assert_eq!(U256::from_be_slice(&deposit.collector_data[32..64]), U256::from(2_000_000_000u64));
+    }
+
+    #[test]
+    fn a_permit2_deposit_that_does_not_match_its_channel_is_refused() {
+        let other = dev_account(5).address();
+        type Edit = fn(&mut Value);
+        let cases: [(Edit, &str); 5] = [
+            (
+                |p| p["spender"] = json!(escrow::ERC3009_DEPOSIT_COLLECTOR),
+                "invalid_batch_settlement_evm_permit2_invalid_spender",
+            ),
+            (|p| p["permitted"]["amount"] = json!("99999"), "invalid_batch_settlement_evm_permit2_amount_mismatch"),
+            (
+                |p| p["witness"]["channelId"] = json!(B256::repeat_byte(1)),
+                "invalid_batch_settlement_evm_channel_id_mismatch",
+            ),
+            (|p| p["nonce"] = json!("8"), "invalid_batch_settlement_evm_permit2_invalid_signature"),
+            (|p| p["from"] = json!(dev_account(2).address()), "invalid_batch_settlement_evm_permit2_invalid_signature"),
+        ];
+        for (edit, reason) in cases {
+            assert_eq!(refusal(&permit2_deposit(edit)), reason);
+        }
+        let token = permit2_deposit(|p| p["permitted"]["token"] = json!(other));
+        assert_eq!(refusal(&token), "invalid_batch_settlement_evm_token_mismatch");
+        let mut both = permit2_deposit(|_| {});
+        both["deposit"]["authorization"]["erc3009Authorization"] = json!({});
+        assert_eq!(refusal(&both), "invalid_batch_settlement_evm_payload");
     }
 }
