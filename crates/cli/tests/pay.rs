@@ -291,8 +291,19 @@ async fn a_card_offer_is_paid_with_the_stripe_token_given() {
 /// ones pay by voucher from it; `paygate channels list` shows it and `paygate channels close` refunds the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pay_with_a_session_deposit_opens_a_channel_that_channels_close_refunds() {
+    pays_from_a_channel("evm-session", "via mpp (evm/session)").await;
+}
+
+/// The same with a seller that offers x402 `batch-settlement` channels: the deposit through the ERC-3009 deposit
+/// collector, vouchers, and a close that is a refund of what was not spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_with_a_session_deposit_pays_x402_channels_that_channels_close_refunds() {
+    pays_from_a_channel("batch-settlement", "via x402 (batch-settlement)").await;
+}
+
+async fn pays_from_a_channel(rail: &str, via: &str) {
     let session = format!(
-        "[[accept]]\nrail = \"evm-session\"\nnetwork = \"local\"\nasset = \"USDC\"\npay_to = \"{}\"\nsettler_key = \"{}\"\n",
+        "[[accept]]\nrail = \"{rail}\"\nnetwork = \"local\"\nasset = \"USDC\"\npay_to = \"{}\"\nsettler_key = \"{}\"\n",
         dev_account(0).address(),
         paygate_testkit::SETTLER_KEY
     );
@@ -304,7 +315,7 @@ async fn pay_with_a_session_deposit_opens_a_channel_that_channels_close_refunds(
         let (code, body, stderr) = seller.paygate(&["pay", "--max", "0.01", "--session-deposit", "0.05", &url]).await;
         assert_eq!(code, 0, "{stderr}");
         assert!(body.contains("price"), "the quote: {body}");
-        assert!(stderr.contains("via mpp (evm/session)"), "{stderr}");
+        assert!(stderr.contains(via), "{stderr}");
     }
     assert_eq!(seller.chain.balance(payer).await, before - 50_000, "one deposit for three calls");
 

@@ -380,9 +380,8 @@ impl PayingClient {
         {
             return Err(PolicyViolation::Declined.into());
         }
-        if let Source::EvmSession { challenge } = &offer.source {
-            let challenge = (**challenge).clone();
-            return self.pay_session(out, offer, &challenge, &host).await;
+        if offer.is_session() {
+            return self.pay_session(out, offer, &host).await;
         }
         let spend_id =
             self.log.reserve(&self.policy, out.method.as_str(), out.url.as_str(), &host, &offer, now_ms()).await?;

@@ -4,11 +4,13 @@
 //! Payment` challenges), keeps those it can pay from its local [`Wallet`], lets an [`OfferChooser`] pick one
 //! (by default the cheapest in US dollars), checks the owner's [`Policy`] (and an optional confirmation) and
 //! records the payment as `pending` in the [`SpendLog`] in one transaction, and only then signs and retries.
-//! A payment a crash left `pending` is decided later from the chain by [`reconcile`]. Money is atomic units and
-//! micro-dollars, never floats.
+//! A payment a crash left `pending` is decided later from the chain by [`reconcile`]. Given a session deposit, it
+//! pays MPP `evm` sessions ([`session`]) and x402 `batch-settlement` channels ([`x402_channel`]) from a channel.
+//! Money is atomic units and micro-dollars, never floats.
 
 mod client;
 mod offer;
+mod payer_channel;
 mod policy;
 mod reconcile;
 pub mod session;
@@ -17,6 +19,7 @@ mod session_stream;
 mod sign;
 mod spend;
 mod wallet;
+pub mod x402_channel;
 
 pub use client::{CardToken, Confirm, DryRun, OnProgress, Paid, PayError, PayingClient, Payment, Progress, StreamSink};
 pub use offer::{AssetBook, KnownAsset, Offer, OfferError, Protocol, parse_offers};

@@ -140,6 +140,11 @@ pub(crate) enum Source {
     EvmSession {
         challenge: Box<Challenge>,
     },
+    /// x402 `batch-settlement`: the same, framed by x402 ([`crate::x402_channel`]).
+    X402Channel {
+        resource: Box<x402::ResourceInfo>,
+        requirements: Box<x402::PaymentRequirements>,
+    },
 }
 
 impl Source {
@@ -186,9 +191,10 @@ fn as_string<S: serde::Serializer>(amount: &AtomicAmount, s: S) -> Result<S::Ok,
 }
 
 impl Offer {
-    /// Whether the offer is paid from a channel's deposit (an MPP `evm` session) rather than per call.
+    /// Whether the offer is paid from a channel's deposit (an MPP `evm` session, an x402 `batch-settlement`
+    /// channel) rather than per call.
     pub fn is_session(&self) -> bool {
-        matches!(self.source, Source::EvmSession { .. })
+        matches!(self.source, Source::EvmSession { .. } | Source::X402Channel { .. })
     }
 
     pub fn is_payable(&self) -> bool {
@@ -322,6 +328,9 @@ fn eip712_of(extra: &Option<serde_json::Map<String, Value>>) -> Option<(String, 
     Some((extra.get("name")?.as_str()?.to_owned(), extra.get("version")?.as_str()?.to_owned()))
 }
 
+/// x402's channel scheme, paid from a deposit ([`crate::x402_channel`]).
+pub(crate) const SCHEME_BATCH_SETTLEMENT: &str = "batch-settlement";
+
 fn exact_only(scheme: &str) -> Result<(), String> {
     if scheme == x402::SCHEME_EXACT { Ok(()) } else { Err(format!("x402 scheme {scheme} is not supported")) }
 }
@@ -332,6 +341,12 @@ fn v2_scheme(r: &x402::PaymentRequirements) -> Result<(), String> {
     match r.scheme.as_str() {
         crate::sign::SCHEME_UPTO if facilitator.is_some() => Ok(()),
         crate::sign::SCHEME_UPTO => Err("the upto offer names no facilitatorAddress".to_owned()),
+        SCHEME_BATCH_SETTLEMENT => match r.extra.as_ref().and_then(|e| e.get("assetTransferMethod")) {
+            Some(method) if method != "eip3009" => {
+                Err(format!("batch-settlement deposits by {method} are not supported (eip3009 is)"))
+            }
+            _ => Ok(()),
+        },
         scheme => exact_only(scheme),
     }
 }
@@ -353,7 +368,11 @@ fn x402_v2(required: &x402::PaymentRequired) -> Vec<Draft> {
             eip712: eip712_of(&r.extra),
             supported: v2_scheme(r),
             max_timeout_secs: r.max_timeout_seconds,
-            source: Source::X402V2 { resource: Box::new(required.resource.clone()), requirements: Box::new(r.clone()) },
+            source: if r.scheme == SCHEME_BATCH_SETTLEMENT {
+                Source::X402Channel { resource: Box::new(required.resource.clone()), requirements: Box::new(r.clone()) }
+            } else {
+                Source::X402V2 { resource: Box::new(required.resource.clone()), requirements: Box::new(r.clone()) }
+            },
         })
         .collect()
 }

@@ -1,4 +1,5 @@
-//! [`PayingClient`] paying MPP `evm` sessions: the first call to a seller opens a channel (its deposit is a
+//! [`PayingClient`] paying from channels (MPP `evm` sessions, x402 `batch-settlement`, [`PayerChannel`]): the
+//! first call to a seller opens a channel (its deposit is a
 //! `deposit` row of the spend log, checked against the budgets in the same transaction that records the channel),
 //! each later call is a voucher from it (a `voucher` row, which does not count again), a channel that runs out
 //! is topped up in the same credential, and [`PayingClient::close_session`] closes it and records the refund.
@@ -8,15 +9,12 @@
 //! costs more than the seller charged, whatever happened to its call, because the seller settles only what it
 //! served.
 
-use alloy::primitives::B256;
-use paygate_proto::mpp::{self, Challenge};
 use reqwest::StatusCode;
-use reqwest::header::HeaderValue;
 use serde::Serialize;
 
 use crate::client::{Attempt, Outgoing, PAID_RETRIES, PayError, PayingClient, Payment, Progress, read};
-use crate::offer::{Offer, Source};
-use crate::session::EvmSession;
+use crate::offer::Offer;
+use crate::payer_channel::{ChannelReceipt, PayerChannel};
 use crate::session_stream::PaidStream;
 use crate::spend::{Entry, SessionRecord, SpendState, now_ms, signed};
 
@@ -35,11 +33,6 @@ pub struct SessionClosed {
     pub transaction: String,
 }
 
-fn field(challenge: &Challenge, path: &[&str]) -> String {
-    let value = path.iter().try_fold(&challenge.request, |v, key| v.get(key));
-    value.and_then(|v| v.as_str()).unwrap_or_default().to_owned()
-}
-
 /// Atomic units of a `decimals`-decimal USD token worth `usd_micros`, rounded down.
 fn atomic_of_usd(usd_micros: u128, decimals: u8) -> u128 {
     if decimals >= 6 {
@@ -56,40 +49,19 @@ impl PayingClient {
         Ok(signed(usd)?)
     }
 
-    fn session_of(
-        &self,
-        offer: &Offer,
-        challenge: &Challenge,
-        record: Option<&SessionRecord>,
-    ) -> Result<EvmSession, PayError> {
-        let domain =
-            offer.eip712.clone().ok_or_else(|| PayError::InvalidRequest("the token has no EIP-712 domain".into()))?;
-        let signer = self.wallet.signer().clone();
-        let session = match record {
-            Some(record) => EvmSession::restore(signer, challenge, domain, record),
-            None => EvmSession::new(signer, challenge, domain, B256::random()),
-        };
-        session.map_err(|e| PayError::InvalidRequest(e.to_string()))
-    }
-
-    /// Pays one call of `offer` (an MPP `evm` session challenge) from the payer's channel with its seller.
-    pub(crate) async fn pay_session(
-        &self,
-        out: &Outgoing,
-        offer: Offer,
-        challenge: &Challenge,
-        host: &str,
-    ) -> Result<Attempt, PayError> {
+    /// Pays one call of `offer` (an MPP `evm` session or an x402 `batch-settlement` offer) from the payer's
+    /// channel with its seller.
+    pub(crate) async fn pay_session(&self, out: &Outgoing, offer: Offer, host: &str) -> Result<Attempt, PayError> {
         let price = offer.amount.0;
         let deposit_usd = self.session_deposit.unwrap_or_default();
         let deposit = atomic_of_usd(deposit_usd, offer.decimals.unwrap_or(6)).max(price);
         let valid_before = u64::try_from(now_ms() / 1000).unwrap_or(0) + DEPOSIT_VALIDITY_SECS;
-        let (escrow, payee) =
-            (field(challenge, &["methodDetails", "escrowContract"]), field(challenge, &["recipient"]));
+        let escrow = PayerChannel::escrow_of(&offer).unwrap_or_default();
+        let payee = offer.pay_to.clone();
         let known = self.log.open_session_to(&offer.network, &escrow, &payee, &offer.asset).await?;
         let (method, url) = (out.method.as_str(), out.url.as_str());
-        let mut session = self.session_of(&offer, challenge, known.as_ref())?;
-        let channel_id = format!("{:#x}", session.channel_id());
+        let mut channel = PayerChannel::of(self.wallet.signer().clone(), &offer, known.as_ref())?;
+        let channel_id = format!("{:#x}", channel.channel_id());
         let entry = |kind, amount, usd| Entry {
             method,
             url,
@@ -100,11 +72,10 @@ impl PayingClient {
             kind,
             channel_id: Some(&channel_id),
         };
-        let from = session.cumulative;
+        let (held, from) = channel.amounts();
         let (payload, voucher_id, deposit_id) = match known {
             None => {
-                let payload =
-                    session.open(deposit, price, valid_before).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+                let (payload, salt) = channel.open(deposit, price, valid_before)?;
                 let record = SessionRecord {
                     channel_id: channel_id.clone(),
                     host: host.to_owned(),
@@ -114,7 +85,7 @@ impl PayingClient {
                     escrow: escrow.clone(),
                     payee: payee.clone(),
                     asset: offer.asset.clone(),
-                    salt: payload["salt"].as_str().unwrap_or_default().to_owned(),
+                    salt: format!("{salt:#x}"),
                     deposit: deposit.to_string(),
                     cumulative: price.to_string(),
                     state: "open".into(),
@@ -133,14 +104,15 @@ impl PayingClient {
                     )
                     .await?;
                 let payer = self.wallet.address().to_checksum(None);
-                self.log.signed(deposit_id, &payer, &format!("{:#x}", session.open_nonce()), valid_before).await?;
+                self.log.signed(deposit_id, &payer, &format!("{:#x}", channel.open_nonce()), valid_before).await?;
                 (payload, voucher_id, Some(deposit_id))
             }
-            Some(_) if from.saturating_add(price) <= session.deposit => {
-                let payload = session.voucher(price).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+            Some(_) if from.saturating_add(price) <= held => {
+                let payload = channel.voucher(price)?;
+                let to = channel.amounts().1;
                 let advanced = self
                     .log
-                    .advance_session(&self.policy, entry("voucher", price, 0), None, from, session.cumulative, now_ms())
+                    .advance_session(&self.policy, entry("voucher", price, 0), None, from, to, now_ms())
                     .await?;
                 let (voucher_id, _) = advanced.ok_or_else(|| {
                     PayError::InvalidRequest("the channel changed meanwhile: send the request again".into())
@@ -148,19 +120,13 @@ impl PayingClient {
                 (payload, voucher_id, None)
             }
             Some(_) => {
-                let payload = session.voucher_with_top_up(price, deposit, B256::random(), valid_before);
+                let payload = channel.voucher_with_top_up(price, deposit, valid_before);
                 let usd = Self::usd_of(&offer, deposit)?;
                 let top_up = entry("deposit", deposit, usd);
+                let to = channel.amounts().1;
                 let advanced = self
                     .log
-                    .advance_session(
-                        &self.policy,
-                        entry("voucher", price, 0),
-                        Some(top_up),
-                        from,
-                        session.cumulative,
-                        now_ms(),
-                    )
+                    .advance_session(&self.policy, entry("voucher", price, 0), Some(top_up), from, to, now_ms())
                     .await?;
                 let (voucher_id, deposit_id) = advanced.ok_or_else(|| {
                     PayError::InvalidRequest("the channel changed meanwhile: send the request again".into())
@@ -168,9 +134,7 @@ impl PayingClient {
                 (payload, voucher_id, deposit_id)
             }
         };
-        let name = crate::client::authorization_name(challenge)?;
-        let value = HeaderValue::from_str(&session.credential(challenge, payload))
-            .map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+        let (name, value) = channel.credential(payload)?;
         self.report(Progress::AwaitingAnswer);
         let mut attempt = 0;
         let response = loop {
@@ -184,28 +148,26 @@ impl PayingClient {
                 Err(e) => return Err(PayError::PaidTransport { spend_id: voucher_id, source: e }),
             }
         };
-        let receipt = response
-            .headers()
-            .get(mpp::PAYMENT_RECEIPT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| mpp::Receipt::from_header(v).ok());
+        let receipt = channel.receipt(response.headers()).unwrap_or_default();
         let status = response.status();
+        let cumulative = channel.amounts().1;
         if status.is_success() {
-            let reference = receipt.as_ref().map(|r| r.reference.clone());
+            let reference = receipt.reference.clone();
             self.log.finish(voucher_id, SpendState::Paid, reference.as_deref(), None).await?;
             if let Some(id) = deposit_id {
-                let tx = receipt.as_ref().and_then(|r| r.extra.get("txHash")).and_then(|v| v.as_str());
-                self.log.finish(id, SpendState::Paid, tx, None).await?;
+                self.log.finish(id, SpendState::Paid, receipt.transaction.as_deref(), None).await?;
             }
             // A call priced by its response may have used less than its voucher allowed: what the seller says it
             // spent (never more than the payer allowed) is where the next voucher starts, and what a close pays.
-            let spent = receipt.as_ref().and_then(|r| r.extra.get("spent")).and_then(|v| v.as_str());
-            if let Some(spent) = spent.and_then(|s| s.parse::<u128>().ok()).filter(|s| *s < session.cumulative) {
-                self.log.rewind_session(&channel_id, session.cumulative, spent).await?;
+            if let Some(spent) = receipt.spent.filter(|s| *s < cumulative) {
+                self.log.rewind_session(&channel_id, cumulative, spent).await?;
             }
-            if crate::session_stream::is_event_stream(&response) {
+            if let PayerChannel::Mpp { session, challenge } = channel
+                && crate::session_stream::is_event_stream(&response)
+            {
                 let payment = Payment { spend_id: voucher_id, offer: offer.clone(), reference };
-                let stream = PaidStream { out, offer: &offer, challenge, host, session, channel_id };
+                let stream =
+                    PaidStream { out, offer: &offer, challenge: &challenge, host, session: *session, channel_id };
                 return Ok(Attempt::Answered(Box::new(self.follow_stream(response, stream, payment).await?)));
             }
             let payment = Payment { spend_id: voucher_id, offer, reference };
@@ -218,15 +180,15 @@ impl PayingClient {
         // it is: a refused open may still have moved money (the channel then pays the next call).
         let body = response.text().await.unwrap_or_default();
         self.log.finish(voucher_id, SpendState::Rejected, None, Some(&body)).await?;
-        self.log.rewind_session(&channel_id, session.cumulative, from).await?;
+        self.log.rewind_session(&channel_id, cumulative, from).await?;
         if status == StatusCode::GONE {
             self.log.forget_session(&channel_id).await?;
         }
         Err(PayError::Rejected { status: status.as_u16(), body, spend_id: voucher_id })
     }
 
-    /// Closes the channel `channel_id` with its seller: asks the URL it last paid for a fresh challenge, sends
-    /// the final voucher, and records what came back.
+    /// Closes the channel `channel_id` with its seller: asks the URL it last paid for a fresh offer, sends the
+    /// closing payload (MPP: the final voucher; x402: a refund of what was not spent), and records what came back.
     pub async fn close_session(&self, channel_id: &str) -> Result<SessionClosed, PayError> {
         let not_open = || PayError::InvalidRequest(format!("no open channel {channel_id} in the spend log"));
         let record = self.log.session(channel_id).await?.filter(|r| r.state == "open").ok_or_else(not_open)?;
@@ -244,35 +206,28 @@ impl PayingClient {
             .into_iter()
             .find(|o| {
                 o.is_session()
-                    && matches!(&o.source, Source::EvmSession { challenge } if field(challenge, &["methodDetails", "escrowContract"]).eq_ignore_ascii_case(&record.escrow))
+                    && PayerChannel::escrow_of(o).is_some_and(|e| e.eq_ignore_ascii_case(&record.escrow))
                     && o.pay_to.eq_ignore_ascii_case(&record.payee)
             })
-            .ok_or_else(|| PayError::InvalidRequest(format!("{} no longer offers this channel's session", record.url)))?;
-        let Source::EvmSession { challenge } = &offer.source else { unreachable!("found a session offer") };
-        let challenge: &Challenge = challenge;
-        let session = self.session_of(&offer, challenge, Some(&record))?;
-        let name = crate::client::authorization_name(challenge)?;
-        let value = HeaderValue::from_str(&session.credential(challenge, session.close()))
-            .map_err(|e| PayError::InvalidRequest(e.to_string()))?;
-        let response = self.send_once(&out, Some((&name, &value))).await.map_err(PayError::Transport)?;
-        let status = response.status();
-        let receipt = response
-            .headers()
-            .get(mpp::PAYMENT_RECEIPT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| mpp::Receipt::from_header(v).ok());
-        let Some(receipt) = receipt.filter(|_| status.is_success()) else {
-            let body = response.text().await.unwrap_or_default();
-            return Err(PayError::Rejected { status: status.as_u16(), body, spend_id: 0 });
+            .ok_or_else(|| PayError::InvalidRequest(format!("{} no longer offers this channel", record.url)))?;
+        let channel = PayerChannel::of(self.wallet.signer().clone(), &offer, Some(&record))?;
+        let receipt = if channel.close_needs_seller() {
+            let (name, value) = channel.credential(channel.close())?;
+            let response = self.send_once(&out, Some((&name, &value))).await.map_err(PayError::Transport)?;
+            let status = response.status();
+            let receipt = channel.receipt(response.headers());
+            let Some(receipt) = receipt.filter(|_| status.is_success()) else {
+                let body = response.text().await.unwrap_or_default();
+                return Err(PayError::Rejected { status: status.as_u16(), body, spend_id: 0 });
+            };
+            receipt
+        } else {
+            ChannelReceipt { refunded: Some(0), ..Default::default() }
         };
-        let settled: u128 = receipt
-            .extra
-            .get("deposit")
-            .and_then(|v| v.as_str())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(session.cumulative);
-        let refunded = session.deposit.saturating_sub(settled);
-        let transaction = receipt.reference.clone();
+        let (deposit, cumulative) = channel.amounts();
+        let refunded = receipt.refunded.unwrap_or_else(|| deposit.saturating_sub(cumulative));
+        let settled = deposit.saturating_sub(refunded);
+        let transaction = receipt.transaction.or(receipt.reference).unwrap_or_default();
         let host = record.host.clone();
         let refund = Entry {
             method: &record.method,

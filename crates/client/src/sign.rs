@@ -181,7 +181,7 @@ pub fn credential(wallet: &Wallet, offer: &Offer) -> Result<CredentialHeader, Si
             let name = challenge.header.clone().unwrap_or_else(|| "authorization".to_owned());
             Ok(header(&name.to_ascii_lowercase(), credential.to_header(), &signed))
         }
-        Source::EvmSession { .. } => {
+        Source::EvmSession { .. } | Source::X402Channel { .. } => {
             Err(SignError::Unpayable("a session is paid from a channel: give the client a session deposit".into()))
         }
         Source::TxHash | Source::Tempo { .. } | Source::Stripe { .. } => {

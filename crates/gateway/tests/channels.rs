@@ -575,3 +575,81 @@ async fn the_official_client_deposits_through_permit2_when_the_offer_asks() {
     h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
     assert_eq!(h.chain.balance(pay_to()).await, seller_before + 3 * CENT);
 }
+
+/// paygate's own paying client on x402 `batch-settlement` (the client library behind `paygate pay`): given a
+/// session deposit, it opens a channel with one deposit that counts against the budgets once, pays later calls
+/// with vouchers, tops up in the same payload when the deposit runs out, and closes by asking for the unspent
+/// deposit back, which the budgets get back too. The seller's pass claims exactly what was served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paying_client_pays_x402_channels_within_its_budgets_and_refunds_the_rest() {
+    use paygate_client::{AssetBook, KnownAsset, PayError, PayingClient, Policy, PolicyViolation, SpendLog, Wallet};
+
+    let extra = channel_option("claim_every_secs = 0");
+    let h = Harness::start_with(Options { extra_toml: extra, ..Default::default() }).await;
+    let buyer = dev_account(3);
+    let buyer_before = h.chain.balance(buyer.address()).await;
+    let seller_before = h.chain.balance(pay_to()).await;
+    let log = SpendLog::in_memory().await.unwrap();
+    // A $0.05 deposit covers five one-cent calls; the budget allows two deposits, not three.
+    let policy = Policy { daily_budget: Some(120_000), ..Default::default() };
+    let client = PayingClient::new(reqwest::Client::new(), Wallet::from_signer(buyer.clone()), policy, log.clone())
+        .with_assets(AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337)))
+        .with_session_deposit(50_000);
+    let url = h.url("/v1/quote");
+    let get = || client.send("GET", &url, Default::default(), None);
+    let spent = || async { log.spent("127.0.0.1", paygate_client::now_ms()).await.unwrap().total };
+    let pass = || async { h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap() };
+
+    // A channel, two calls, closed: the unspent deposit comes back on chain and to the budgets.
+    for _ in 0..2 {
+        let paid = get().await.unwrap();
+        assert_eq!(paid.status, 200);
+        assert_eq!(paid.payment.unwrap().offer.scheme, "batch-settlement", "channels are preferred when enabled");
+    }
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 5 * CENT, "one deposit");
+    assert_eq!(spent().await, 50_000, "vouchers count once, through their deposit");
+    let first = log.sessions().await.unwrap().remove(0);
+    assert_eq!((first.deposit.as_str(), first.cumulative.as_str(), first.state.as_str()), ("50000", "20000", "open"));
+    let channel = h.gateway.store().channel(&first.channel_id).await.unwrap().unwrap();
+    assert_eq!((channel.deposit, channel.charged), (5 * CENT, 2 * CENT), "the seller's record agrees");
+    let closed = client.close_session(&first.channel_id).await.unwrap();
+    assert_eq!((closed.settled.as_str(), closed.refunded.as_str()), ("20000", "30000"));
+    assert!(closed.transaction.starts_with("0x"), "{closed:?}");
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 2 * CENT);
+    assert_eq!(spent().await, 20_000);
+    pass().await;
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 2 * CENT);
+
+    // A new channel: five calls, then the sixth tops it up by another deposit in the same payload.
+    for _ in 0..6 {
+        assert_eq!(get().await.unwrap().status, 200);
+    }
+    let second = log.sessions().await.unwrap().into_iter().find(|s| s.state == "open").unwrap();
+    assert_ne!(second.channel_id, first.channel_id);
+    let channel = h.gateway.store().channel(&second.channel_id).await.unwrap().unwrap();
+    assert_eq!((channel.deposit, channel.charged), (10 * CENT, 6 * CENT));
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 12 * CENT);
+    assert_eq!(spent().await, 120_000);
+    for _ in 0..4 {
+        assert_eq!(get().await.unwrap().status, 200);
+    }
+    // The eleventh needs a third deposit, which the budget refuses: nothing is signed or sent.
+    match get().await {
+        Err(PayError::Policy(PolicyViolation::OverDailyBudget { .. })) => {}
+        other => panic!("expected the budget to refuse, got {other:?}"),
+    }
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 12 * CENT);
+
+    // A channel whose deposit was all spent has nothing to refund: closed in the spend log; the seller claims
+    // every call.
+    let closed = client.close_session(&second.channel_id).await.unwrap();
+    assert_eq!((closed.settled.as_str(), closed.refunded.as_str()), ("100000", "0"));
+    assert!(client.close_session(&second.channel_id).await.is_err(), "a closed channel is not closed twice");
+    pass().await;
+    assert_eq!(h.chain.balance(pay_to()).await, seller_before + 12 * CENT);
+    assert_eq!(h.upstream.hits(), 12);
+    let kinds: Vec<String> = log.records().await.unwrap().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "deposit").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| *k == "voucher").count(), 12);
+    assert_eq!(kinds.iter().filter(|k| *k == "refund").count(), 2);
+}

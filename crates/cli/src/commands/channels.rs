@@ -1,4 +1,4 @@
-//! `paygate channels`: the buyer's payment channels (MPP `evm` sessions) from the spend log: list them, or close
+//! `paygate channels`: the buyer's payment channels (MPP `evm` sessions, x402 `batch-settlement`) from the spend log: list them, or close
 //! one with its seller, which refunds what was not used.
 
 use std::path::PathBuf;
@@ -17,7 +17,8 @@ pub enum Command {
         #[arg(long, env = "PAYGATE_SPEND_LOG")]
         spend_log: Option<PathBuf>,
     },
-    /// Close a channel with its seller: the seller settles the last voucher and the escrow refunds the rest.
+    /// Close a channel with its seller: the seller settles the last voucher (MPP) or claims what it charged (x402),
+    /// and the escrow refunds the rest.
     Close {
         /// The channel id (`0x` + 64 hex digits), as `paygate channels list` shows it.
         channel_id: String,

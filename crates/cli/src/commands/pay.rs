@@ -112,7 +112,7 @@ pub struct PayerArgs {
     /// transfers only (pay-first, TIP-20 on Tempo) (repeatable).
     #[arg(long, value_name = "TOKEN")]
     usd_token: Vec<String>,
-    /// Pay MPP `evm` session offers from a channel, depositing this many US dollars when one is opened (or
+    /// Pay MPP `evm` session and x402 `batch-settlement` offers from a channel, depositing this many US dollars when one is opened (or
     /// topped up); the deposit counts against the budgets when it is made, and `paygate channels close` refunds
     /// what was not used. Without it, session offers are not paid. A request sent with
     /// `-H 'Accept: text/event-stream'` to a route priced by its response is paid as its stream is delivered:

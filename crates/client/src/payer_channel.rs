@@ -1,0 +1,193 @@
+//! [`PayerChannel`]: the channel a payer pays one seller from, whichever protocol frames it (an MPP `evm`
+//! session, [`crate::session`]; an x402 `batch-settlement` channel, [`crate::x402_channel`]), so that opening,
+//! vouchers, top-ups, the spend log, the budgets and the close are one path (`session_pay.rs`). What differs is
+//! here: the payloads, the header that carries them, and how the seller's receipt reads.
+
+use alloy::primitives::B256;
+use paygate_chain::escrow;
+use paygate_proto::mpp::{self, Challenge};
+use paygate_proto::x402;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::client::{PayError, authorization_name};
+use crate::offer::{Offer, Source};
+use crate::session::{EvmSession, SessionError};
+use crate::spend::SessionRecord;
+use crate::x402_channel::X402Channel;
+
+/// A channel being paid from.
+pub(crate) enum PayerChannel {
+    Mpp { session: Box<EvmSession>, challenge: Box<Challenge> },
+    X402(Box<X402Channel>),
+}
+
+/// What a seller's answer says of a channel payment.
+#[derive(Debug, Default)]
+pub(crate) struct ChannelReceipt {
+    /// The payment's reference for the spend log.
+    pub reference: Option<String>,
+    /// The transaction the answer names: a deposit the call carried, or the close or refund.
+    pub transaction: Option<String>,
+    /// What the channel was charged in all after this call, when the seller says (a call priced by its response
+    /// may use less than its voucher allowed).
+    pub spent: Option<u128>,
+    /// A close or refund: what came back to the payer.
+    pub refunded: Option<u128>,
+}
+
+fn invalid(e: SessionError) -> PayError {
+    PayError::InvalidRequest(e.to_string())
+}
+
+impl PayerChannel {
+    /// Where `offer`'s channels live (its escrow), as the spend log keys them.
+    pub fn escrow_of(offer: &Offer) -> Option<String> {
+        match &offer.source {
+            Source::EvmSession { challenge } => {
+                let escrow = challenge.request.pointer("/methodDetails/escrowContract").and_then(Value::as_str);
+                escrow.map(str::to_owned)
+            }
+            Source::X402Channel { .. } => Some(escrow::BATCH_SETTLEMENT.to_checksum(None)),
+            _ => None,
+        }
+    }
+
+    /// The channel `offer` is paid from: the one in `record`, or a new one.
+    pub fn of(
+        signer: alloy::signers::local::PrivateKeySigner,
+        offer: &Offer,
+        record: Option<&SessionRecord>,
+    ) -> Result<PayerChannel, PayError> {
+        let domain =
+            offer.eip712.clone().ok_or_else(|| PayError::InvalidRequest("the token has no EIP-712 domain".into()))?;
+        match &offer.source {
+            Source::EvmSession { challenge } => {
+                let session = match record {
+                    Some(record) => EvmSession::restore(signer, challenge, domain, record),
+                    None => EvmSession::new(signer, challenge, domain, B256::random()),
+                };
+                Ok(PayerChannel::Mpp { session: Box::new(session.map_err(invalid)?), challenge: challenge.clone() })
+            }
+            Source::X402Channel { resource, requirements } => {
+                let channel = match record {
+                    Some(record) => X402Channel::restore(signer, resource, requirements, domain, record),
+                    None => X402Channel::new(signer, resource, requirements, domain, B256::random()),
+                };
+                Ok(PayerChannel::X402(Box::new(channel.map_err(invalid)?)))
+            }
+            _ => Err(PayError::InvalidRequest("the offer is not paid from a channel".into())),
+        }
+    }
+
+    pub fn channel_id(&self) -> B256 {
+        match self {
+            PayerChannel::Mpp { session, .. } => session.channel_id(),
+            PayerChannel::X402(channel) => channel.channel_id(),
+        }
+    }
+
+    /// (deposit, cumulative): what is in escrow and what the vouchers allow so far.
+    pub fn amounts(&self) -> (u128, u128) {
+        match self {
+            PayerChannel::Mpp { session, .. } => (session.deposit, session.cumulative),
+            PayerChannel::X402(channel) => (channel.deposit, channel.cumulative),
+        }
+    }
+
+    /// Opens the channel with `deposit`, paying the first call (`price`); the payload and the channel's salt.
+    pub fn open(&mut self, deposit: u128, price: u128, valid_before: u64) -> Result<(Value, B256), PayError> {
+        match self {
+            PayerChannel::Mpp { session, .. } => {
+                let payload = session.open(deposit, price, valid_before).map_err(invalid)?;
+                let salt = payload["salt"].as_str().and_then(|s| s.parse().ok()).unwrap_or_default();
+                Ok((payload, salt))
+            }
+            PayerChannel::X402(channel) => {
+                Ok((channel.open(deposit, price, valid_before).map_err(invalid)?, channel.salt()))
+            }
+        }
+    }
+
+    /// The ERC-3009 nonce of the opening deposit: what `reconcile` asks the token about.
+    pub fn open_nonce(&self) -> B256 {
+        match self {
+            PayerChannel::Mpp { session, .. } => session.open_nonce(),
+            PayerChannel::X402(channel) => channel.deposit_nonce(),
+        }
+    }
+
+    pub fn voucher(&mut self, price: u128) -> Result<Value, PayError> {
+        match self {
+            PayerChannel::Mpp { session, .. } => session.voucher(price).map_err(invalid),
+            PayerChannel::X402(channel) => channel.voucher(price).map_err(invalid),
+        }
+    }
+
+    pub fn voucher_with_top_up(&mut self, price: u128, amount: u128, valid_before: u64) -> Value {
+        let salt = B256::random();
+        match self {
+            PayerChannel::Mpp { session, .. } => session.voucher_with_top_up(price, amount, salt, valid_before),
+            PayerChannel::X402(channel) => channel.voucher_with_top_up(price, amount, salt, valid_before),
+        }
+    }
+
+    /// Whether closing needs the seller: an x402 channel whose deposit was all spent has nothing to refund (the
+    /// seller claims what it charged), so it is closed in the spend log alone.
+    pub fn close_needs_seller(&self) -> bool {
+        let (deposit, cumulative) = self.amounts();
+        matches!(self, PayerChannel::Mpp { .. }) || deposit > cumulative
+    }
+
+    /// The closing payload: MPP's `close` with the final voucher; x402's `refund` of what was not spent.
+    pub fn close(&self) -> Value {
+        match self {
+            PayerChannel::Mpp { session, .. } => session.close(),
+            PayerChannel::X402(channel) => channel.refund(),
+        }
+    }
+
+    /// The header carrying `payload`.
+    pub fn credential(&self, payload: Value) -> Result<(HeaderName, HeaderValue), PayError> {
+        let (name, value) = match self {
+            PayerChannel::Mpp { session, challenge } => {
+                (authorization_name(challenge)?, session.credential(challenge, payload))
+            }
+            PayerChannel::X402(channel) => {
+                (HeaderName::from_static(x402::PAYMENT_SIGNATURE), channel.credential(payload))
+            }
+        };
+        let value = HeaderValue::from_str(&value).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
+        Ok((name, value))
+    }
+
+    /// What the seller's answer (`headers`) says of the payment; `None` when it carries no receipt.
+    pub fn receipt(&self, headers: &HeaderMap) -> Option<ChannelReceipt> {
+        let amount = |v: Option<&Value>| v.and_then(Value::as_str).and_then(|s| s.parse::<u128>().ok());
+        match self {
+            PayerChannel::Mpp { session, .. } => {
+                let value = headers.get(mpp::PAYMENT_RECEIPT)?.to_str().ok()?;
+                let receipt = mpp::Receipt::from_header(value).ok()?;
+                let settled = amount(receipt.extra.get("deposit"));
+                Some(ChannelReceipt {
+                    transaction: receipt.extra.get("txHash").and_then(Value::as_str).map(str::to_owned),
+                    spent: amount(receipt.extra.get("spent")),
+                    refunded: settled.map(|settled| session.deposit.saturating_sub(settled)),
+                    reference: Some(receipt.reference),
+                })
+            }
+            PayerChannel::X402(channel) => {
+                let value = headers.get(x402::PAYMENT_RESPONSE)?.to_str().ok()?;
+                let settled: x402::SettleResponse = x402::decode_header(value).ok()?;
+                let state = settled.extra.as_ref().and_then(|e| e.get("channelState"));
+                let transaction = Some(settled.transaction.clone()).filter(|t| !t.is_empty());
+                Some(ChannelReceipt {
+                    reference: Some(format!("{:#x}", channel.channel_id())),
+                    spent: amount(state.and_then(|s| s.get("chargedCumulativeAmount"))),
+                    refunded: settled.amount.as_deref().and_then(|a| a.parse().ok()),
+                    transaction,
+                })
+            }
+        }
+    }
+}
