@@ -154,6 +154,9 @@ pub struct PayingClient {
     pub(crate) session_deposit: Option<u128>,
     /// Where the events of a stream paid as it is delivered go as they arrive.
     pub(crate) stream_sink: Option<StreamSink>,
+    /// The channel offer last paid for each request, so the next one pays its voucher at once
+    /// (`session_pay.rs`).
+    pub(crate) channel_offers: crate::session_pay::ChannelOffers,
 }
 
 /// Takes each event (its bytes, blank line included) of a stream paid as it is delivered, as it arrives.
@@ -197,6 +200,7 @@ impl PayingClient {
             card_token: None,
             session_deposit: None,
             stream_sink: None,
+            channel_offers: Default::default(),
         }
     }
 
@@ -346,6 +350,16 @@ impl PayingClient {
         body: Option<Vec<u8>>,
     ) -> Result<Paid, PayError> {
         let mut out = Self::outgoing(method, url, headers, body)?;
+        // A channel already paying this request's offer pays its voucher at once, without a 402 round trip.
+        if let Some(offer) = self.remembered_offer(&out) {
+            match self.pay_offer(&out, offer).await {
+                Ok(Attempt::Answered(paid)) => return Ok(*paid),
+                // The seller no longer takes that offer (it expired, or the price changed): nothing was charged
+                // and the voucher was taken back; ask for the current one.
+                Ok(Attempt::Repriced { .. }) | Err(PayError::Rejected { status: 402, .. }) => self.forget_offer(&out),
+                Err(e) => return Err(e),
+            }
+        }
         let first = self.send_once(&out, None).await.map_err(PayError::Transport)?;
         if first.status() != StatusCode::PAYMENT_REQUIRED {
             return read(first, None).await.map_err(PayError::Transport);
@@ -371,7 +385,11 @@ impl PayingClient {
         let Some(index) = self.choose(&offers)? else {
             return Err(PayError::NoPayableOffer { offers });
         };
-        let offer = offers[index].clone();
+        self.pay_offer(out, offers[index].clone()).await
+    }
+
+    /// Pays `offer` for `out` within the policy (and the owner's confirmation), and sends it again.
+    async fn pay_offer(&self, out: &Outgoing, offer: Offer) -> Result<Attempt, PayError> {
         let host = host_of(&out.url);
         let usd = offer.usd_micros.unwrap_or(u128::MAX);
         self.policy.check_offer(&host, usd)?;

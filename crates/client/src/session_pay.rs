@@ -8,18 +8,50 @@
 //! sent; a deposit left `pending` is decided from the chain by `reconcile` (its ERC-3009 nonce); a voucher never
 //! costs more than the seller charged, whatever happened to its call, because the seller settles only what it
 //! served.
+//!
+//! Once a request was paid from a channel, the client remembers its offer (in memory, while the seller says it
+//! takes it): the next same request pays its voucher at once, with no 402 round trip. If the seller refuses the
+//! remembered offer with a 402, nothing was charged; the voucher is taken back and the request goes the usual way.
 
+use alloy::primitives::B256;
 use reqwest::StatusCode;
 use serde::Serialize;
 
 use crate::client::{Attempt, Outgoing, PAID_RETRIES, PayError, PayingClient, Payment, Progress, read};
-use crate::offer::Offer;
+use crate::offer::{Offer, Source};
 use crate::payer_channel::{ChannelReceipt, PayerChannel};
 use crate::session_stream::PaidStream;
 use crate::spend::{Entry, SessionRecord, SpendState, now_ms, signed};
 
+/// The channel offer last paid for each request (method, URL and body), shared by a client's clones.
+pub(crate) type ChannelOffers = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<B256, Offer>>>;
+
+/// What names a request in [`ChannelOffers`]: an offer binds the method, the URL and the body.
+fn request_key(out: &Outgoing) -> B256 {
+    let mut bytes = format!("{} {}\n", out.method, out.url).into_bytes();
+    bytes.extend_from_slice(out.body.as_deref().unwrap_or_default());
+    alloy::primitives::keccak256(bytes)
+}
+
+/// When the seller stops taking `offer`, if it says: an MPP challenge's `expires`, paygate's binding in an x402
+/// offer (`extra.paygate.expires`). Unix seconds.
+fn offer_expires(offer: &Offer) -> Option<u64> {
+    let text = match &offer.source {
+        Source::EvmSession { challenge } => challenge.expires.clone()?,
+        Source::X402Channel { requirements, .. } => {
+            let binding = requirements.extra.as_ref()?.get("paygate")?;
+            binding.get("expires")?.as_str()?.to_owned()
+        }
+        _ => return None,
+    };
+    paygate_core::clock::parse_rfc3339(&text)
+}
+
 /// How long a deposit authorization stays valid: the seller relays it at once.
 const DEPOSIT_VALIDITY_SECS: u64 = 600;
+
+/// Past this many requests' offers, the client forgets them all (each is asked for again with a 402).
+const REMEMBERED_OFFERS: usize = 1_000;
 
 /// A channel closed ([`PayingClient::close_session`]).
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +75,28 @@ fn atomic_of_usd(usd_micros: u128, decimals: u8) -> u128 {
 }
 
 impl PayingClient {
+    /// The channel offer this request was last paid with, while the seller still takes it and the client still
+    /// has the channel open: the next call pays a voucher for it without asking for a 402 first.
+    pub(crate) fn remembered_offer(&self, out: &Outgoing) -> Option<Offer> {
+        self.session_deposit?;
+        let offer = self.channel_offers.lock().unwrap_or_else(|p| p.into_inner()).get(&request_key(out)).cloned()?;
+        let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        // A second's margin: the voucher must arrive before the offer expires.
+        offer_expires(&offer).is_none_or(|at| at > now + 1).then_some(offer)
+    }
+
+    pub(crate) fn forget_offer(&self, out: &Outgoing) {
+        self.channel_offers.lock().unwrap_or_else(|p| p.into_inner()).remove(&request_key(out));
+    }
+
+    fn remember_offer(&self, out: &Outgoing, offer: &Offer) {
+        let mut offers = self.channel_offers.lock().unwrap_or_else(|p| p.into_inner());
+        if offers.len() >= REMEMBERED_OFFERS {
+            offers.clear();
+        }
+        offers.insert(request_key(out), offer.clone());
+    }
+
     fn usd_of(offer: &Offer, atomic: u128) -> Result<i64, PayError> {
         let usd = crate::offer::usd_micros(atomic, offer.decimals.unwrap_or(6))
             .ok_or_else(|| PayError::InvalidRequest("a deposit beyond the range of a budget".into()))?;
@@ -152,6 +206,7 @@ impl PayingClient {
         let status = response.status();
         let cumulative = channel.amounts().1;
         if status.is_success() {
+            self.remember_offer(out, &offer);
             let reference = receipt.reference.clone();
             self.log.finish(voucher_id, SpendState::Paid, reference.as_deref(), None).await?;
             if let Some(id) = deposit_id {

@@ -579,10 +579,14 @@ async fn the_official_client_deposits_through_permit2_when_the_offer_asks() {
 /// paygate's own paying client on x402 `batch-settlement` (the client library behind `paygate pay`): given a
 /// session deposit, it opens a channel with one deposit that counts against the budgets once, pays later calls
 /// with vouchers, tops up in the same payload when the deposit runs out, and closes by asking for the unspent
-/// deposit back, which the budgets get back too. The seller's pass claims exactly what was served.
+/// deposit back, which the budgets get back too. The seller's pass claims exactly what was served. Once a request
+/// was paid from the channel, the next one pays its voucher without a 402 round trip; when the remembered offer
+/// expires, the seller's 402 costs nothing and the client pays the current offer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_paying_client_pays_x402_channels_within_its_budgets_and_refunds_the_rest() {
-    use paygate_client::{AssetBook, KnownAsset, PayError, PayingClient, Policy, PolicyViolation, SpendLog, Wallet};
+    use paygate_client::{
+        AssetBook, KnownAsset, PayError, PayingClient, Policy, PolicyViolation, SpendLog, SpendState, Wallet,
+    };
 
     let extra = channel_option("claim_every_secs = 0");
     let h = Harness::start_with(Options { extra_toml: extra, ..Default::default() }).await;
@@ -606,6 +610,8 @@ async fn the_paying_client_pays_x402_channels_within_its_budgets_and_refunds_the
         assert_eq!(paid.status, 200);
         assert_eq!(paid.payment.unwrap().offer.scheme, "batch-settlement", "channels are preferred when enabled");
     }
+    let challenged = || h.gateway.metrics().count(paygate_gateway::Outcome::Challenged);
+    assert_eq!(challenged(), 1, "the second call paid its voucher without asking for a 402");
     assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 5 * CENT, "one deposit");
     assert_eq!(spent().await, 50_000, "vouchers count once, through their deposit");
     let first = log.sessions().await.unwrap().remove(0);
@@ -630,9 +636,14 @@ async fn the_paying_client_pays_x402_channels_within_its_budgets_and_refunds_the
     assert_eq!((channel.deposit, channel.charged), (10 * CENT, 6 * CENT));
     assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 12 * CENT);
     assert_eq!(spent().await, 120_000);
+    // The offer the client remembers expires (the seller's clock moves on): the seller refuses it with a 402,
+    // nothing is charged, and the client asks for the current offer and pays it, once.
+    let before_expiry = challenged();
+    h.clock.advance(60);
     for _ in 0..4 {
         assert_eq!(get().await.unwrap().status, 200);
     }
+    assert_eq!(challenged(), before_expiry + 1, "one fresh 402 after the remembered offer expired");
     // The eleventh needs a third deposit, which the budget refuses: nothing is signed or sent.
     match get().await {
         Err(PayError::Policy(PolicyViolation::OverDailyBudget { .. })) => {}
@@ -648,8 +659,10 @@ async fn the_paying_client_pays_x402_channels_within_its_budgets_and_refunds_the
     pass().await;
     assert_eq!(h.chain.balance(pay_to()).await, seller_before + 12 * CENT);
     assert_eq!(h.upstream.hits(), 12);
-    let kinds: Vec<String> = log.records().await.unwrap().into_iter().map(|r| r.kind).collect();
-    assert_eq!(kinds.iter().filter(|k| *k == "deposit").count(), 3);
-    assert_eq!(kinds.iter().filter(|k| *k == "voucher").count(), 12);
-    assert_eq!(kinds.iter().filter(|k| *k == "refund").count(), 2);
+    let records = log.records().await.unwrap();
+    let count = |kind: &str, state: SpendState| records.iter().filter(|r| r.kind == kind && r.state == state).count();
+    assert_eq!(count("deposit", SpendState::Paid), 3);
+    assert_eq!(count("voucher", SpendState::Paid), 12);
+    assert_eq!(count("voucher", SpendState::Rejected), 1, "the voucher for the expired offer, taken back");
+    assert_eq!(records.iter().filter(|r| r.kind == "refund").count(), 2);
 }

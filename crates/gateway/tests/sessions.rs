@@ -274,6 +274,8 @@ async fn the_paying_client_pays_sessions_within_its_budgets_and_closes_them() {
         assert_eq!(paid.status, 200);
         assert_eq!(paid.payment.unwrap().offer.scheme, "evm/session", "sessions are preferred when enabled");
     }
+    let challenged = h.gateway.metrics().count(paygate_gateway::Outcome::Challenged);
+    assert_eq!(challenged, 1, "the second call answered the remembered challenge, without a 402 round trip");
     assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 5 * CENT, "one deposit");
     assert_eq!(spent().await, 50_000, "vouchers count once, through their deposit");
     let first = log.sessions().await.unwrap().remove(0);
