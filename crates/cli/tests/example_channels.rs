@@ -67,4 +67,19 @@ async fn the_channels_example_works_as_documented() {
     let table = run_ok(&["ledger", "--config", &config_arg, "--channels"], dir.path()).await;
     assert!(table.starts_with("id "), "{table}");
     assert!(table.contains("usdc-anvil-channel"), "{table}");
+
+    // The claim and the sweep, journaled before they were broadcast and decided from the chain.
+    let journal = run_ok(&["ledger", "--config", &config_arg, "--transactions", "--json"], dir.path()).await;
+    let journal: Value = serde_json::from_str(&journal).expect("JSON");
+    let mut kinds: Vec<(&str, &str)> = journal
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["kind"].as_str().unwrap_or("?"), t["state"].as_str().unwrap_or("?")))
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, [("claim", "mined"), ("sweep", "mined")], "{journal}");
+    assert!(journal[0].get("raw").is_none(), "the signed bytes are not printed");
+    let table = run_ok(&["ledger", "--config", &config_arg, "--transactions"], dir.path()).await;
+    assert!(table.starts_with("hash ") && table.contains(" mined"), "{table}");
 }

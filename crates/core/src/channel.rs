@@ -318,6 +318,10 @@ pub trait ChannelBook: Send + Sync {
     /// The journaled transactions of option `option` the chain has not decided yet, oldest first.
     async fn undecided_transactions(&self, option: &str) -> Result<Vec<ChannelTransaction>, ChannelBookError>;
 
+    /// The journaled transactions of every option, most recent first: what `paygate ledger --transactions` and
+    /// `GET /api/channels` show.
+    async fn channel_transactions(&self, limit: u32) -> Result<Vec<ChannelTransaction>, ChannelBookError>;
+
     /// The channel `id` as this process last read or wrote it, without asking the store: what [`update_channel`]
     /// tries first, its compare-and-swap telling whether it was still current ([`crate::channel_cache`]).
     /// `None` when the book remembers nothing.

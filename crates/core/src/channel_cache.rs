@@ -106,6 +106,10 @@ impl ChannelBook for CachedBook {
         self.book.undecided_transactions(option).await
     }
 
+    async fn channel_transactions(&self, limit: u32) -> Result<Vec<ChannelTransaction>, ChannelBookError> {
+        self.book.channel_transactions(limit).await
+    }
+
     fn recent(&self, id: &str) -> Option<Channel> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }

@@ -86,6 +86,16 @@ pub struct ChannelTransaction {
     pub created_at_ms: i64,
 }
 
+impl ChannelTransaction {
+    /// What an operator sees of it (its signed bytes left out): amounts as decimal strings of atomic units.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hash": self.hash, "option": self.option, "kind": self.kind, "channel": self.channel,
+            "amount": self.amount.to_string(), "state": self.state, "created_at_ms": self.created_at_ms,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

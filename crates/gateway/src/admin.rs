@@ -301,22 +301,30 @@ async fn rows_since(admin: &Admin, state: PaymentState, since: i64) -> Result<Ve
 }
 
 /// `GET /api/channels?limit=`: the payment channels, most recently active first, each with its deposit and what
-/// was charged, claimed on chain and not yet claimed; and the unclaimed total per token.
+/// was charged, claimed on chain and not yet claimed; the unclaimed total per token; and the channel transactions
+/// (claims, sweeps, settlements, refunds, closes), most recent first, with their state.
 async fn channels(State(admin): State<Arc<Admin>>, Query(params): Query<PaymentsParams>) -> Response {
     let limit = params.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
         return bad_query(format!("limit is 1 to {MAX_PAGE}"));
     }
     let book: &dyn paygate_core::channel::ChannelBook = admin.gateway.store().as_ref();
-    match book.channels(limit).await {
-        Ok(channels) => {
+    let listed = async {
+        Ok::<_, paygate_core::channel::ChannelBookError>((
+            book.channels(limit).await?,
+            book.channel_transactions(limit).await?,
+        ))
+    };
+    match listed.await {
+        Ok((channels, transactions)) => {
             let mut unclaimed: BTreeMap<&str, u128> = BTreeMap::new();
             for c in &channels {
                 *unclaimed.entry(c.token.as_str()).or_default() += c.unclaimed();
             }
             let unclaimed: BTreeMap<&str, String> = unclaimed.into_iter().map(|(t, v)| (t, v.to_string())).collect();
             let list: Vec<Value> = channels.iter().map(|c| c.summary()).collect();
-            Json(json!({ "channels": list, "unclaimed": unclaimed })).into_response()
+            let transactions: Vec<Value> = transactions.iter().map(|t| t.summary()).collect();
+            Json(json!({ "channels": list, "unclaimed": unclaimed, "transactions": transactions })).into_response()
         }
         Err(e) => {
             tracing::error!(error = %Causes(&e), "admin: store unavailable");

@@ -128,6 +128,16 @@ async fn the_official_client_pays_fifty_calls_from_one_deposit_settled_in_one_ba
         .unwrap();
     assert_eq!(listed["unclaimed"][&token], "0", "{listed}");
     assert_eq!(listed["channels"][0]["claimed"], "500000");
+    // The two transactions, journaled and decided: the claim of fifty calls and the sweep.
+    let mut journal: Vec<(String, String, String)> = listed["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["kind"].to_string(), t["state"].to_string(), t["amount"].to_string()))
+        .collect();
+    journal.sort();
+    let expected = [("\"claim\"", "\"mined\"", "\"500000\""), ("\"sweep\"", "\"mined\"", "\"500000\"")];
+    assert_eq!(journal, expected.map(|(k, s, a)| (k.to_owned(), s.to_owned(), a.to_owned())), "{listed}");
     // Nothing is claimed twice, even when the store lost what the chain says was claimed (a gateway that stopped
     // between its claim and recording it): the chain decides, and no second claim is sent.
     let store = h.gateway.store();

@@ -224,6 +224,18 @@ macro_rules! impl_channel_book {
                     Ok(true)
                 }
 
+                async fn channel_transactions(&self, limit: u32) -> Result<Vec<ChannelTransaction>, ChannelBookError> {
+                    let rows = sqlx::query(
+                        "SELECT hash, option_name, kind, channel_id, amount, raw, state, created_at_ms \
+                         FROM channel_transactions ORDER BY created_at_ms DESC LIMIT $1",
+                    )
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    rows.iter().map(transaction).collect()
+                }
+
                 async fn undecided_transactions(
                     &self,
                     option: &str,

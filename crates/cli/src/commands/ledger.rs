@@ -1,4 +1,5 @@
-//! `paygate ledger`: the payments, as a table, JSON or CSV; with `--channels`, the payment channels.
+//! `paygate ledger`: the payments, as a table, JSON or CSV; with `--channels`, the payment channels; with
+//! `--transactions`, the channel transactions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,10 @@ pub struct Args {
     /// claimed (the seller's exposure), in atomic units.
     #[arg(long, conflicts_with_all = ["csv", "state"])]
     channels: bool,
+    /// The channel transactions instead (claims, sweeps, settlements, refunds, closes), newest first, each with
+    /// its state: `sent` until the chain decided it, then `mined` or `failed`.
+    #[arg(long, conflicts_with_all = ["csv", "state", "channels"])]
+    transactions: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -35,7 +40,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store_config = StoreConfig::load(&args.config)?;
     let store = paygate_store::open(&store_config.url).await?;
     if args.channels {
-        return channels(store.as_ref(), args.json, args.limit).await;
+        let rows = store.channels(args.limit).await?.iter().map(|c| c.summary()).collect();
+        let columns = ["id", "option", "payer", "deposit", "charged", "claimed", "unclaimed"];
+        return print_rows(rows, args.json, &columns);
+    }
+    if args.transactions {
+        let rows = store.channel_transactions(args.limit).await?.iter().map(|t| t.summary()).collect();
+        return print_rows(rows, args.json, &["hash", "option", "kind", "channel", "amount", "state"]);
     }
     let state = args.state.as_deref().map(str::parse::<PaymentState>).transpose()?;
     let payments = store.payments(&PaymentQuery { state, limit: Some(args.limit), ..Default::default() }).await?;
@@ -49,16 +60,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn channels(store: &dyn paygate_store::Store, json: bool, limit: u32) -> anyhow::Result<ExitCode> {
-    let channels = store.channels(limit).await?;
-    let rows: Vec<serde_json::Value> = channels.iter().map(|c| c.summary()).collect();
+/// Prints `rows` as JSON, or as a table of their `columns`.
+fn print_rows(rows: Vec<serde_json::Value>, json: bool, columns: &[&str]) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let columns = ["id", "option", "payer", "deposit", "charged", "claimed", "unclaimed"];
-    let mut lines = vec![columns.map(str::to_owned)];
-    lines.extend(rows.iter().map(|r| columns.map(|c| r[c].as_str().unwrap_or_default().to_owned())));
+    let cell = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_default();
+    let mut lines = vec![columns.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>()];
+    lines.extend(rows.iter().map(|r| columns.iter().map(|c| cell(&r[*c])).collect()));
     let widths: Vec<usize> = (0..columns.len()).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
     for line in lines {
         let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
