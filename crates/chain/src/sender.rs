@@ -3,7 +3,10 @@
 //! Concurrent settlements from one settler key must not collide on nonces (the reference x402 facilitator
 //! loses about half of concurrent settlements to "nonce too low" without this). The nonce is held in a mutex
 //! across sign-and-send, so broadcasts from this process are strictly ordered; any doubt about the node's view
-//! (an RPC error, an unknown outcome) drops the cached nonce so the next send asks the node again.
+//! (an RPC error, an unknown outcome) drops the cached nonce. Each send also asks the node's pending count (with
+//! the gas estimate, so it adds no wait) and signs with the larger of the two: instances sharing a key take turns
+//! without reusing each other's nonces. (Two instances signing at the very same moment can still collide; the
+//! loser's transaction is refused by the node, nothing is sent, and its caller answers as for any refusal.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,18 +90,21 @@ impl TxSender {
         record: impl AsyncFnOnce(TxHash, Bytes) -> Result<(), String>,
     ) -> Result<TxHash, SendError> {
         let request = TransactionRequest::default().from(self.address()).to(to).input(data.clone().into());
-        let gas = match self.chain.estimate_gas(request).await {
+        // The node's count is asked alongside the estimate (no added wait): another process sending from this key
+        // (a second gateway instance) moves it, and a nonce it took must not be signed again.
+        let (gas, node_nonce) =
+            tokio::join!(self.chain.estimate_gas(request), self.chain.pending_nonce(self.address()));
+        let gas = match gas {
             Ok(gas) => gas,
             Err(ChainError::Reverted { message, .. }) => return Err(SendError::WouldRevert(message)),
             Err(e) => return Err(SendError::NotSent(e)),
         };
+        let node_nonce = node_nonce.map_err(SendError::NotSent)?;
         let fees = self.fees().await.map_err(SendError::NotSent)?;
 
         let mut next_nonce = self.next_nonce.lock().await;
-        let nonce = match *next_nonce {
-            Some(n) => n,
-            None => self.chain.pending_nonce(self.address()).await.map_err(SendError::NotSent)?,
-        };
+        // This process's own count runs ahead of the node's while its transactions reach the node's pool.
+        let nonce = next_nonce.map_or(node_nonce, |n| n.max(node_nonce));
         let mut tx = TxEip1559 {
             chain_id: self.chain.chain_id(),
             nonce,

@@ -163,3 +163,62 @@ async fn two_instances_charge_one_channel_exactly_whichever_serves_each_call() {
     let ledger = b.gateway.store().payments(&PaymentQuery::default()).await.expect("ledger");
     assert_eq!(ledger.iter().filter(|r| r.state == paygate_store::PaymentState::Settled).count(), 9);
 }
+
+/// One MPP `evm` session paid through two instances on one PostgreSQL (paygate's own paying client, which keeps
+/// the channel per seller, whichever instance answers): each call is charged once on the shared channel row, and
+/// the close, sent to the instance that served the last call, settles exactly what both served and refunds the rest.
+/// Both relay and settle from one key: the instance that did not send the close relays the next deposit with the
+/// nonce the node now expects (it used to sign its own stale count and be refused "nonce too low").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_charge_one_session_exactly_and_either_closes_it() {
+    use paygate_client::{AssetBook, KnownAsset, PayingClient, Policy, SpendLog, Wallet};
+
+    let postgres = tokio::task::spawn_blocking(PgServer::start).await.expect("PostgreSQL starts");
+    let store_url = postgres.database().await;
+    let chain = Devchain::start_with(31337, MINING).await;
+    let upstream = Upstream::start().await;
+    let payee = dev_account(0).address();
+    let session = format!(
+        r#"
+        [[accept]]
+        name = "session"
+        rail = "evm-session"
+        network = "local"
+        asset = "USDC"
+        pay_to = "{payee}"
+        settler_key = "{}"
+        settle_every_secs = 3600
+        "#,
+        paygate_testkit::SETTLER_KEY
+    );
+    let toml = format!("{}\n{session}", config(&upstream.url(), &chain, &store_url));
+    let (a, b) =
+        (ServedGateway::start(&toml, Default::default()).await, ServedGateway::start(&toml, Default::default()).await);
+    let buyer = dev_account(3);
+    let (buyer_before, payee_before) = (chain.balance(buyer.address()).await, chain.balance(payee).await);
+    let log = SpendLog::in_memory().await.expect("spend log");
+    let client =
+        PayingClient::new(reqwest::Client::new(), Wallet::from_signer(buyer.clone()), Policy::default(), log.clone())
+            .with_assets(AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337)))
+            .with_session_deposit(50_000);
+    for instance in [&a, &b, &a, &b] {
+        let paid = client.send("GET", &instance.url("/v1/quote"), Default::default(), None).await.expect("paid");
+        assert_eq!((paid.status.as_u16(), paid.payment.map(|p| p.offer.scheme)), (200, Some("evm/session".to_owned())));
+    }
+    let channels = b.gateway.store().channels(10).await.expect("channels");
+    assert_eq!(channels.len(), 1, "one channel, whichever instance served");
+    assert_eq!((channels[0].deposit, channels[0].charged, channels[0].reserved()), (50_000, 40_000, 0));
+    assert_eq!(chain.balance(buyer.address()).await, buyer_before - 50_000, "one deposit");
+
+    let closed = client.close_session(&channels[0].id).await.expect("closed");
+    assert_eq!((closed.settled.as_str(), closed.refunded.as_str()), ("40000", "10000"));
+    assert_eq!(chain.balance(buyer.address()).await, buyer_before - 40_000);
+    assert_eq!(chain.balance(payee).await, payee_before + 40_000);
+    assert_eq!(upstream.hits(), 4);
+    let ledger = a.gateway.store().payments(&PaymentQuery::default()).await.expect("ledger");
+    assert_eq!(ledger.iter().filter(|r| r.state == paygate_store::PaymentState::Settled).count(), 4);
+    // Closed for both instances: the next call, to the other one, opens a new channel.
+    let again = client.send("GET", &a.url("/v1/quote"), Default::default(), None).await.expect("answered");
+    let reopened = b.gateway.store().channels(10).await.expect("channels");
+    assert_eq!((again.status.as_u16(), reopened.len()), (200, 2), "a new call opens a new channel");
+}
