@@ -146,6 +146,19 @@ pub fn channel_id(config: &BatchSettlement::ChannelConfig, chain_id: u64) -> B25
     config.eip712_signing_hash(&domain(chain_id))
 }
 
+/// A channel's config as x402 payloads carry it (`channelConfig`: checksummed addresses, the salt in hex).
+pub fn config_json(c: &BatchSettlement::ChannelConfig) -> serde_json::Value {
+    serde_json::json!({
+        "payer": c.payer.to_checksum(None),
+        "payerAuthorizer": c.payerAuthorizer.to_checksum(None),
+        "receiver": c.receiver.to_checksum(None),
+        "receiverAuthorizer": c.receiverAuthorizer.to_checksum(None),
+        "token": c.token.to_checksum(None),
+        "withdrawDelay": c.withdrawDelay.to::<u64>(),
+        "salt": format!("{:#x}", c.salt),
+    })
+}
+
 /// What a payer signs to allow claims up to `max_claimable` on a channel (`getVoucherDigest`).
 pub fn voucher_digest(channel_id: B256, max_claimable: u128, chain_id: u64) -> B256 {
     typed::Voucher { channelId: channel_id, maxClaimableAmount: max_claimable }.eip712_signing_hash(&domain(chain_id))

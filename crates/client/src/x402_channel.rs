@@ -117,19 +117,6 @@ impl X402Channel {
         self.deposit_nonce
     }
 
-    fn config_json(&self) -> Value {
-        let c = &self.config;
-        json!({
-            "payer": c.payer.to_checksum(None),
-            "payerAuthorizer": c.payerAuthorizer.to_checksum(None),
-            "receiver": c.receiver.to_checksum(None),
-            "receiverAuthorizer": c.receiverAuthorizer.to_checksum(None),
-            "token": c.token.to_checksum(None),
-            "withdrawDelay": c.withdrawDelay.to::<u64>(),
-            "salt": format!("{:#x}", c.salt),
-        })
-    }
-
     fn voucher_json(&self, cumulative: u128) -> Value {
         let digest = escrow::voucher_digest(self.channel_id, cumulative, self.chain_id);
         let signature = self.signer.sign_hash_sync(&digest).expect("a local key signs");
@@ -162,7 +149,7 @@ impl X402Channel {
         self.deposit += amount;
         json!({
             "type": "deposit",
-            "channelConfig": self.config_json(),
+            "channelConfig": escrow::config_json(&self.config),
             "voucher": self.voucher_json(cumulative),
             "deposit": {
                 "amount": amount.to_string(),
@@ -192,7 +179,9 @@ impl X402Channel {
             return Err(SessionError::OverDeposit { needed });
         }
         self.cumulative = needed;
-        Ok(json!({ "type": "voucher", "channelConfig": self.config_json(), "voucher": self.voucher_json(needed) }))
+        Ok(
+            json!({ "type": "voucher", "channelConfig": escrow::config_json(&self.config), "voucher": self.voucher_json(needed) }),
+        )
     }
 
     /// One more call of `price`, topping the deposit up by `amount` in the same payload (a `deposit` on the open
@@ -206,7 +195,7 @@ impl X402Channel {
     pub fn refund(&self) -> Value {
         json!({
             "type": "refund",
-            "channelConfig": self.config_json(),
+            "channelConfig": escrow::config_json(&self.config),
             "voucher": self.voucher_json(self.cumulative),
         })
     }

@@ -211,7 +211,7 @@ impl BatchSettlementMethod {
             payer: payment.payer.to_checksum(None),
             receiver: self.option.pay_to.clone(),
             token: self.option.asset.address.clone(),
-            config: config_json(&payment.config),
+            config: escrow::config_json(&payment.config),
             deposit: balance,
             claimed,
             charged: claimed,
@@ -309,19 +309,6 @@ pub fn check_payload(
         token_domain: payload::token_domain("USD Coin", "2", chain_id, token),
     };
     Payment::read(payload, &expected).map(|_| ())
-}
-
-/// The channel config as the escrow's claims need it, JSON with the wire's field names.
-fn config_json(c: &BatchSettlement::ChannelConfig) -> Value {
-    json!({
-        "payer": c.payer.to_checksum(None),
-        "payerAuthorizer": c.payerAuthorizer.to_checksum(None),
-        "receiver": c.receiver.to_checksum(None),
-        "receiverAuthorizer": c.receiverAuthorizer.to_checksum(None),
-        "token": c.token.to_checksum(None),
-        "withdrawDelay": c.withdrawDelay.to::<u64>(),
-        "salt": format!("{:#x}", c.salt),
-    })
 }
 
 /// `channelState` as the official client reads it.
