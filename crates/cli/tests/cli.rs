@@ -338,6 +338,14 @@ fn channel_and_early_answer_settings_that_cannot_work_are_refused() {
     };
     refused(&channel(key, "withdraw_delay_secs = 60"), "accept[1].withdraw_delay_secs", &["between 900"]);
     refused(&channel(key, "claim_above = \"lots\""), "accept[1].claim_above", &[]);
+    // A token without an EIP-712 domain has no EIP-3009: its deposits go through Permit2, and asking for EIP-3009
+    // deposits of it is refused.
+    let no_eip3009 = format!(
+        "{SECRET}{UPSTREAM}{net}\n[networks.local.assets.USDT]\naddress = \"0x0000000000000000000000000000000000000777\"\n\
+         decimals = 6\nusd = true\n\n[[accept]]\nrail = \"batch-settlement\"\nnetwork = \"local\"\nasset = \"USDT\"\n\
+         pay_to = \"{pay_to}\"\nsettler_key = \"{key}\"\nasset_transfer_method = \"eip3009\"\n"
+    );
+    refused(&no_eip3009, "accept[1].asset_transfer_method", &["use \"permit2\""]);
     let stderr = refused(&channel("0x12", ""), "accept[1].settler_key", &["not a hex private key"]);
     assert!(!stderr.contains("0x12"), "the key is not echoed: {stderr}");
     let exact = |extra: &str| {

@@ -342,9 +342,10 @@ fn v2_scheme(r: &x402::PaymentRequirements) -> Result<(), String> {
         crate::sign::SCHEME_UPTO if facilitator.is_some() => Ok(()),
         crate::sign::SCHEME_UPTO => Err("the upto offer names no facilitatorAddress".to_owned()),
         SCHEME_BATCH_SETTLEMENT => match r.extra.as_ref().and_then(|e| e.get("assetTransferMethod")) {
-            Some(method) if method != "eip3009" => {
-                Err(format!("batch-settlement deposits by {method} are not supported (eip3009 is)"))
-            }
+            Some(method) if method != "eip3009" => Err(format!(
+                "batch-settlement deposits by {} are not supported (eip3009 is)",
+                method.as_str().unwrap_or("?")
+            )),
             _ => Ok(()),
         },
         scheme => exact_only(scheme),
@@ -559,6 +560,36 @@ mod tests {
         }
         let offers = parse_offers(&tempo_challenge(Some(&["pull"])), b"", &book).unwrap();
         assert_eq!(offers[0].unpayable.as_deref(), Some("the tempo challenge does not accept hash credentials"));
+    }
+
+    /// x402 `batch-settlement` offers are channel offers; one that asks for Permit2 deposits is not payable by this
+    /// client, and says why.
+    #[test]
+    fn batch_settlement_offers_are_channels_and_permit2_deposits_are_not_paid() {
+        let accept = |method: Option<&str>| {
+            let mut extra = serde_json::json!({"name": "USD Coin", "version": "2", "withdrawDelay": 900,
+                "receiverAuthorizer": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"});
+            if let Some(method) = method {
+                extra["assetTransferMethod"] = method.into();
+            }
+            serde_json::json!({"scheme": "batch-settlement", "network": "eip155:8453", "amount": "1000",
+                "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+                "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "maxTimeoutSeconds": 60, "extra": extra})
+        };
+        let required = serde_json::json!({"x402Version": 2, "resource": {"url": "https://x/y"},
+            "accepts": [accept(None), accept(Some("eip3009")), accept(Some("permit2"))]});
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            x402::PAYMENT_REQUIRED,
+            paygate_proto::b64::std_encode(required.to_string().as_bytes()).parse().unwrap(),
+        );
+        let offers = parse_offers(&headers, b"", &AssetBook::builtin()).unwrap();
+        assert!(offers.iter().all(Offer::is_session));
+        assert!(offers[0].is_payable() && offers[1].is_payable(), "{offers:?}");
+        assert_eq!(
+            offers[2].unpayable.as_deref(),
+            Some("batch-settlement deposits by permit2 are not supported (eip3009 is)")
+        );
     }
 
     #[test]

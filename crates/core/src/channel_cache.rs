@@ -41,6 +41,13 @@ impl CachedBook {
         }
         seen.insert(channel.id.clone(), channel.clone());
     }
+
+    /// Remembers the row a compare-and-swap from version `expected` wrote, when it was written.
+    fn remember_swap(&self, written: bool, swap: Option<(i64, &Channel)>) {
+        if written && let Some((expected, next)) = swap {
+            self.remember(&Channel { version: expected + 1, ..next.clone() });
+        }
+    }
 }
 
 #[async_trait]
@@ -59,9 +66,7 @@ impl ChannelBook for CachedBook {
 
     async fn swap_channel(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError> {
         let swapped = self.book.swap_channel(expected, next).await?;
-        if swapped {
-            self.remember(&Channel { version: expected + 1, ..next.clone() });
-        }
+        self.remember_swap(swapped, Some((expected, next)));
         Ok(swapped)
     }
 
@@ -83,9 +88,7 @@ impl ChannelBook for CachedBook {
         swap: Option<(i64, &Channel)>,
     ) -> Result<bool, ChannelBookError> {
         let written = self.book.journal_transaction(transaction, swap).await?;
-        if written && let Some((expected, next)) = swap {
-            self.remember(&Channel { version: expected + 1, ..next.clone() });
-        }
+        self.remember_swap(written, swap);
         Ok(written)
     }
 
@@ -96,9 +99,7 @@ impl ChannelBook for CachedBook {
         swap: Option<(i64, &Channel)>,
     ) -> Result<bool, ChannelBookError> {
         let written = self.book.decide_transaction(hash, state, swap).await?;
-        if written && let Some((expected, next)) = swap {
-            self.remember(&Channel { version: expected + 1, ..next.clone() });
-        }
+        self.remember_swap(written, swap);
         Ok(written)
     }
 

@@ -540,22 +540,28 @@ async fn channel_transactions_outliving_their_wait_are_decided_from_the_chain_an
     assert_eq!((channel.deposit, channel.charged, channel.claimed), (4 * CENT, 4 * CENT, 4 * CENT));
 }
 
-/// A seller whose option asks for Permit2 deposits (`asset_transfer_method = "permit2"`, for tokens without
-/// EIP-3009): the official client signs a Permit2 `PermitWitnessTransferFrom` for the Permit2 deposit collector
-/// (the test-only stand-in at the canonical address), paygate checks it and relays the deposit. Without the payer's
-/// approval of Permit2 the deposit is refused before it is relayed, and nothing moves.
+/// A seller of a token without EIP-3009 (declared without an EIP-712 domain), whose channels take Permit2 deposits
+/// by default (`asset_transfer_method`): the official client signs a Permit2 `PermitWitnessTransferFrom` for the
+/// Permit2 deposit collector (the test-only stand-in at the canonical address), paygate checks it and relays the
+/// deposit. Without the payer's approval of Permit2 the deposit is refused before it is relayed, and nothing moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_client_deposits_through_permit2_when_the_offer_asks() {
     use alloy::primitives::U256;
     use alloy::sol_types::SolCall;
     use paygate_chain::{TxSender, wait_for_receipt};
 
-    let extra = channel_option("asset_transfer_method = \"permit2\"\nclaim_every_secs = 0");
-    let h = Harness::start_with(Options { extra_toml: extra, ..Default::default() }).await;
+    // The same token declared without its EIP-712 domain, as a token without EIP-3009 is: Permit2 is the default.
+    let plain = format!(
+        "[networks.local.assets.PLAIN]\naddress = \"{}\"\ndecimals = 6\nusd = true\n",
+        paygate_chain::devtoken::test_usdc_address()
+    );
+    let channel = channel_option("claim_every_secs = 0").replace("asset = \"USDC\"", "asset = \"PLAIN\"");
+    let h = Harness::start_with(Options { extra_toml: format!("{channel}\n{plain}"), ..Default::default() }).await;
     let (payer_before, seller_before) = (h.chain.balance(payer()).await, h.chain.balance(pay_to()).await);
     let (_, required) = offer(&h).await;
     let accepted = required["accepts"].as_array().unwrap().iter().find(|a| a["scheme"] == "batch-settlement").unwrap();
     assert_eq!(accepted["extra"]["assetTransferMethod"], "permit2", "{accepted}");
+    assert!(accepted["extra"].get("name").is_none(), "no EIP-712 domain to name: {accepted}");
     let url = h.url("/v1/quote");
 
     // Not approved yet: refused before anything is sent, no channel, nothing called.
@@ -594,9 +600,7 @@ async fn the_official_client_deposits_through_permit2_when_the_offer_asks() {
 /// expires, the seller's 402 costs nothing and the client pays the current offer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_paying_client_pays_x402_channels_within_its_budgets_and_refunds_the_rest() {
-    use paygate_client::{
-        AssetBook, KnownAsset, PayError, PayingClient, Policy, PolicyViolation, SpendLog, SpendState, Wallet,
-    };
+    use paygate_client::{PayError, Policy, PolicyViolation, SpendLog, SpendState};
 
     let extra = channel_option("claim_every_secs = 0");
     let h = Harness::start_with(Options { extra_toml: extra, ..Default::default() }).await;
@@ -606,9 +610,7 @@ async fn the_paying_client_pays_x402_channels_within_its_budgets_and_refunds_the
     let log = SpendLog::in_memory().await.unwrap();
     // A $0.05 deposit covers five one-cent calls; the budget allows two deposits, not three.
     let policy = Policy { daily_budget: Some(120_000), ..Default::default() };
-    let client = PayingClient::new(reqwest::Client::new(), Wallet::from_signer(buyer.clone()), policy, log.clone())
-        .with_assets(AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337)))
-        .with_session_deposit(50_000);
+    let client = common::channel_client(&buyer, policy, &log, 50_000);
     let url = h.url("/v1/quote");
     let get = || client.send("GET", &url, Default::default(), None);
     let spent = || async { log.spent("127.0.0.1", paygate_client::now_ms()).await.unwrap().total };

@@ -252,7 +252,7 @@ async fn refused_session_credentials_commit_nothing() {
 /// the budget; closing refunds what was not used, and the budgets get it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_paying_client_pays_sessions_within_its_budgets_and_closes_them() {
-    use paygate_client::{AssetBook, KnownAsset, PayError, PayingClient, Policy, PolicyViolation, SpendLog, Wallet};
+    use paygate_client::{PayError, Policy, PolicyViolation, SpendLog};
 
     let h = harness().await;
     let buyer = dev_account(3);
@@ -261,9 +261,7 @@ async fn the_paying_client_pays_sessions_within_its_budgets_and_closes_them() {
     let log = SpendLog::in_memory().await.unwrap();
     // A $0.05 deposit covers five one-cent calls; the budget allows two deposits, not three.
     let policy = Policy { daily_budget: Some(120_000), ..Default::default() };
-    let client = PayingClient::new(reqwest::Client::new(), Wallet::from_signer(buyer.clone()), policy, log.clone())
-        .with_assets(AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337)))
-        .with_session_deposit(50_000);
+    let client = common::channel_client(&buyer, policy, &log, 50_000);
     let url = h.url("/v1/quote");
     let get = || client.send("GET", &url, Default::default(), None);
     let spent = || async { log.spent("127.0.0.1", paygate_client::now_ms()).await.unwrap().total };

@@ -150,7 +150,7 @@ async fn settled_row(h: &Harness) -> paygate_store::PaymentRecord {
 /// charged exactly the tokens the stream carried; closing the channel pays the seller that and refunds the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_completion_is_charged_per_token_pausing_for_vouchers_and_resuming() {
-    use paygate_client::{AssetBook, KnownAsset, PayingClient, Policy, SpendLog, Wallet};
+    use paygate_client::{Policy, SpendLog};
 
     let h = harness().await;
     let buyer = dev_account(3);
@@ -163,11 +163,8 @@ async fn a_streamed_completion_is_charged_per_token_pausing_for_vouchers_and_res
     let log = SpendLog::in_memory().await.unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
     let sink = seen.clone();
-    let client =
-        PayingClient::new(reqwest::Client::new(), Wallet::from_signer(buyer.clone()), Policy::default(), log.clone())
-            .with_assets(AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337)))
-            .with_session_deposit(10_000)
-            .with_stream_sink(move |event| sink.lock().unwrap().extend_from_slice(event));
+    let client = common::channel_client(&buyer, Policy::default(), &log, 10_000)
+        .with_stream_sink(move |event| sink.lock().unwrap().extend_from_slice(event));
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("accept", "text/event-stream".parse().unwrap());
     headers.insert("content-type", "application/json".parse().unwrap());

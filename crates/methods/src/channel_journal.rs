@@ -72,7 +72,7 @@ pub(crate) struct Decided {
 impl ChannelJournal {
     /// Journals, broadcasts and waits for the transaction `intent`; its hash once mined successfully.
     pub async fn send(&self, intent: Intent<'_>) -> Result<String, NotDone> {
-        let mut journaled: Option<ChannelTransaction> = None;
+        let (mut journaled, mut changed) = (None, false);
         let record = async |hash: TxHash, raw: Bytes| {
             let entry = ChannelTransaction {
                 hash: format!("{hash:#x}"),
@@ -89,14 +89,17 @@ impl ChannelJournal {
                     journaled = Some(entry);
                     Ok(())
                 }
-                Ok(false) => Err(CHANGED.to_owned()),
+                Ok(false) => {
+                    changed = true;
+                    Err("the channel changed meanwhile".to_owned())
+                }
                 Err(e) => Err(e.to_string()),
             }
         };
         let sent = self.sender.send_recorded(self.escrow, intent.data.into(), record).await;
         let hash = match sent {
             Ok(hash) => hash,
-            Err(SendError::NotRecorded(reason)) if reason == CHANGED => return Err(NotDone::ChannelChanged),
+            Err(SendError::NotRecorded(_)) if changed => return Err(NotDone::ChannelChanged),
             Err(SendError::Unknown { hash, .. }) => return Err(NotDone::Pending(format!("{hash:#x}"))),
             Err(e) => {
                 // The node refused what was journaled: it never went out.
@@ -179,9 +182,6 @@ impl ChannelJournal {
         self.book.decide_transaction(&entry.hash, TransactionState::Failed, change).await
     }
 }
-
-/// The journal's refusal when a channel's compare-and-swap lost.
-const CHANGED: &str = "the channel changed meanwhile";
 
 fn pending(entry: &ChannelTransaction) -> impl Fn(ChannelBookError) -> NotDone + '_ {
     move |_| NotDone::Pending(entry.hash.clone())

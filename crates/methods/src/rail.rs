@@ -219,31 +219,33 @@ pub struct SettledOption {
 }
 
 impl ChainTarget<'_> {
-    /// The option of `rail` over an EIP-3009 asset, named `<asset>-<network><suffix>` unless the entry names it,
-    /// with the chain it needs and the sender of `key`, its settler.
+    /// The option of `rail` over an asset paid through `transfer`, named `<asset>-<network><suffix>` unless the
+    /// entry names it, with the chain it needs and the sender of `key`, its settler.
     pub async fn settled(
         &self,
         rail: &str,
+        transfer: TransferMethod,
         suffix: &str,
         key: Option<&Secret>,
         common: &Common,
         ctx: &mut RailContext<'_>,
     ) -> Result<SettledOption, FieldError> {
-        let (resolved, chain) = self.on_chain(rail, suffix, common, ctx).await?;
+        let (resolved, chain) = self.on_chain(rail, transfer, suffix, common, ctx).await?;
         let (signer, sender) = resolved.settler(rail, key, ctx)?;
         Ok(SettledOption { resolved, chain, signer, sender })
     }
 
-    /// The option of `rail` over an EIP-3009 asset, named `<asset>-<network><suffix>` unless the entry names it,
-    /// with the chain it needs (for a rail settled by someone else, a remote facilitator).
+    /// The option of `rail` over an asset paid through `transfer`, named `<asset>-<network><suffix>` unless the
+    /// entry names it, with the chain it needs (for a rail settled by someone else, a remote facilitator).
     pub async fn on_chain(
         &self,
         rail: &str,
+        transfer: TransferMethod,
         suffix: &str,
         common: &Common,
         ctx: &mut RailContext<'_>,
     ) -> Result<(ChainOption, Arc<dyn Chain>), FieldError> {
-        let mut resolved = self.resolve(rail, TransferMethod::Eip3009, common, ctx).await?;
+        let mut resolved = self.resolve(rail, transfer, common, ctx).await?;
         if common.name.is_none() {
             resolved.option.name.push_str(suffix);
         }
@@ -356,10 +358,12 @@ pub(crate) fn eip712_requirements(
     amount: AtomicAmount,
     fields: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
 ) -> x402::PaymentRequirements {
-    let domain = option.asset.eip712.clone().unwrap_or_default();
     let mut extra = serde_json::Map::new();
-    extra.insert("name".into(), domain.name.into());
-    extra.insert("version".into(), domain.version.into());
+    // A token without EIP-3009 (paid through Permit2) has no domain to name.
+    if let Some(domain) = option.asset.eip712.clone() {
+        extra.insert("name".into(), domain.name.into());
+        extra.insert("version".into(), domain.version.into());
+    }
     extra.extend(fields.into_iter().map(|(name, value)| (name.to_owned(), value)));
     x402::PaymentRequirements {
         scheme: scheme.into(),

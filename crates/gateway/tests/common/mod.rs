@@ -311,3 +311,17 @@ pub async fn raw_get(base: &str, path: &str) -> (u16, String) {
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+/// paygate's paying client as `buyer`, knowing the dev chain's test USDC, paying channel offers with a deposit of
+/// `session_deposit` micro-dollars within `policy`, its spend log `log`.
+pub fn channel_client(
+    buyer: &alloy::signers::local::PrivateKeySigner,
+    policy: paygate_client::Policy,
+    log: &paygate_client::SpendLog,
+    session_deposit: u128,
+) -> paygate_client::PayingClient {
+    use paygate_client::{AssetBook, KnownAsset, PayingClient, Wallet};
+    PayingClient::new(reqwest::Client::new(), Wallet::from_signer(buyer.clone()), policy, log.clone())
+        .with_assets(AssetBook::builtin().with(KnownAsset::dev_test_usdc(31337)))
+        .with_session_deposit(session_deposit)
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use paygate_core::registry::TransferMethod;
 use paygate_core::secret::Secret;
 
 use super::BatchSettlementMethod;
@@ -99,7 +100,9 @@ impl RailConfig for BatchSettlementConfig {
             asset: self.asset.as_deref(),
             pay_to: self.pay_to.as_deref(),
         };
-        let settled = target.settled(RAIL.name, "-channel", self.settler_key.as_ref(), common, ctx).await?;
+        // Any ERC-20: Permit2 deposits move any of them (whether EIP-3009 deposits can is checked below).
+        let transfer = TransferMethod::Erc20Transfer;
+        let settled = target.settled(RAIL.name, transfer, "-channel", self.settler_key.as_ref(), common, ctx).await?;
         let SettledOption { resolved, chain, signer: authorizer, sender } = settled;
         let (receipt_timeout, poll_interval) = resolved.receipt_wait();
         let claim_above = resolved.amount("claim_above", self.claim_above.as_deref())?.map(|a| a.0);

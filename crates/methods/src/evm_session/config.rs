@@ -15,6 +15,7 @@ use crate::channel_call::SettleSchedule;
 use crate::channel_journal::ChannelJournal;
 use crate::network::{FieldError, Networks};
 use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext, SettledOption};
+use paygate_core::registry::TransferMethod;
 
 /// The rail in the registry. It takes only entries that name it: the same asset also pays per request.
 pub const RAIL: Rail =
@@ -76,7 +77,9 @@ impl RailConfig for EvmSessionConfig {
             asset: self.asset.as_deref(),
             pay_to: self.pay_to.as_deref(),
         };
-        let settled = target.settled(RAIL.name, "-session", self.settler_key.as_ref(), common, ctx).await?;
+        let settled = target
+            .settled(RAIL.name, TransferMethod::Eip3009, "-session", self.settler_key.as_ref(), common, ctx)
+            .await?;
         let SettledOption { resolved, chain, signer: payee, sender } = settled;
         if payee.address().to_checksum(None) != resolved.option.pay_to {
             return Err(FieldError::entry(

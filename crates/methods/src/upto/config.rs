@@ -14,6 +14,7 @@ use super::{UptoMethod, UptoSettlement};
 use crate::facilitator::FacilitatorClient;
 use crate::network::{FieldError, Networks};
 use crate::rail::{self, BuiltOption, ChainTarget, Common, Rail, RailConfig, RailContext, SettledOption};
+use paygate_core::registry::TransferMethod;
 
 /// The rail in the registry. It takes only entries that name it: the same asset also pays per request.
 pub const RAIL: Rail =
@@ -63,7 +64,7 @@ impl RailConfig for UptoConfig {
             if self.settler_key.is_some() {
                 return Err(FieldError::entry("facilitator_url", "give `settler_key` or `facilitator_url`, not both"));
             }
-            let (resolved, chain) = target.on_chain(RAIL.name, "-upto", common, ctx).await?;
+            let (resolved, chain) = target.on_chain(RAIL.name, TransferMethod::Eip3009, "-upto", common, ctx).await?;
             let timeout = Duration::from_secs(self.facilitator_timeout_secs);
             let client = FacilitatorClient::new(url, timeout)
                 .map_err(|e| FieldError::entry("facilitator_url", e.to_string()))?;
@@ -74,7 +75,8 @@ impl RailConfig for UptoConfig {
                 UptoMethod::new(resolved.option, (chain, chain_id), facilitator, settlement, ctx.clock.clone());
             return Ok(BuiltOption { method: Arc::new(method), units_per_usd: None });
         }
-        let settled = target.settled(RAIL.name, "-upto", self.settler_key.as_ref(), common, ctx).await?;
+        let settled =
+            target.settled(RAIL.name, TransferMethod::Eip3009, "-upto", self.settler_key.as_ref(), common, ctx).await?;
         let SettledOption { resolved, chain, signer: facilitator, sender } = settled;
         let (receipt_timeout, poll_interval) = resolved.receipt_wait();
         let settlement = UptoSettlement::Builtin { sender, receipt_timeout, poll_interval };
