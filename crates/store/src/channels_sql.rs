@@ -14,6 +14,7 @@ macro_rules! impl_channel_book {
             use sqlx::Row as _;
 
             use crate::now_ms;
+            use crate::statement::{Statement, in_flight_json, settleable_json};
 
             const COLUMNS: &str = "id, network, option_name, payer, receiver, token, config, deposit, claimed, \
                                    charged, voucher_max, voucher_signature, version, updated_at_ms, in_flight, settleable";
@@ -31,39 +32,13 @@ macro_rules! impl_channel_book {
                 text.parse().map_err(|_| corrupt(format!("channel {column} {text:?} is not an amount")))
             }
 
-            fn in_flight(c: &Channel) -> String {
-                serde_json::to_string(&c.in_flight).unwrap_or_else(|_| "{}".to_owned())
-            }
-
-            fn settleable(c: &Channel) -> String {
-                c.settleable.as_ref().and_then(|v| serde_json::to_string(v).ok()).unwrap_or_default()
-            }
-
-            /// The compare-and-swap every change of a channel is.
+            /// The compare-and-swap every change of a channel is, inside a store transaction.
             async fn swap<'e, E>(executor: E, expected: i64, c: &Channel) -> Result<bool, ChannelBookError>
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
-                let updated = sqlx::query(
-                    "UPDATE channels SET deposit = $1, claimed = $2, charged = $3, voucher_max = $4, \
-                     voucher_signature = $5, version = $6 + 1, unclaimed = $7, updated_at_ms = $8, in_flight = $10, \
-                     settleable = $11 \
-                     WHERE id = $9 AND version = $6",
-                )
-                .bind(c.deposit.to_string())
-                .bind(c.claimed.to_string())
-                .bind(c.charged.to_string())
-                .bind(c.voucher_max.to_string())
-                .bind(&c.voucher_signature)
-                .bind(expected)
-                .bind(i64::from(c.unclaimed() > 0))
-                .bind(now_ms())
-                .bind(&c.id)
-                .bind(in_flight(c))
-                .bind(settleable(c))
-                .execute(executor)
-                .await
-                .map_err(unavailable)?;
+                let swap = Statement::swap_channel(expected, c, now_ms());
+                let updated = swap.query::<$db>().execute(executor).await.map_err(unavailable)?;
                 Ok(updated.rows_affected() == 1)
             }
 
@@ -152,8 +127,8 @@ macro_rules! impl_channel_book {
                     .bind(c.version)
                     .bind(i64::from(c.unclaimed() > 0))
                     .bind(now)
-                    .bind(in_flight(c))
-                    .bind(settleable(c))
+                    .bind(in_flight_json(c))
+                    .bind(settleable_json(c))
                     .execute(&self.pool)
                     .await
                     .map_err(unavailable)?;
@@ -161,7 +136,9 @@ macro_rules! impl_channel_book {
                 }
 
                 async fn swap_channel(&self, expected: i64, c: &Channel) -> Result<bool, ChannelBookError> {
-                    swap(&self.pool, expected, c).await
+                    let swap = Statement::swap_channel(expected, c, now_ms());
+                    let written = self.write(&swap).await.map_err(|e| ChannelBookError(Box::new(e)))?;
+                    Ok(written == 1)
                 }
 
                 async fn journal_transaction(

@@ -16,6 +16,8 @@ macro_rules! impl_store {
             use sqlx::Row as _;
 
             use crate::row::{RECORD_COLUMNS, record};
+            use crate::sqlite_direct::Direct;
+            use crate::statement::{Statement, TRANSITION_FROM};
             use crate::{
                 ApiKey, CallRange, Claim, Identified, KeptAnswer, NewPayment, PaymentEvent, PaymentId, PaymentQuery,
                 PaymentRecord, PaymentState, StoreError, Transition, now_ms,
@@ -72,40 +74,36 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            /// Inserts a new row in `state`, its first event written by the trigger of migration 0009; `None` when its
-            /// proof (or live challenge) is already there.
-            async fn insert_payment<'c, E: sqlx::Executor<'c, Database = $db>>(
-                executor: E,
-                p: &NewPayment,
-                state: PaymentState,
-                now: i64,
-            ) -> Result<Option<PaymentId>, StoreError> {
-                sqlx::query_scalar(
-                    "INSERT INTO payments (proof_key, challenge_id, state, created_at_ms, updated_at_ms, request_id, route, \
-                     protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, settlement) \
-                     VALUES ($1, $2, $17, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-                     ON CONFLICT DO NOTHING RETURNING id",
-                )
-                .bind(&p.proof_key)
-                .bind(&p.challenge_id)
-                .bind(now)
-                .bind(&p.request_id)
-                .bind(&p.route)
-                .bind(&p.protocol)
-                .bind(&p.rail)
-                .bind(&p.option_name)
-                .bind(&p.network)
-                .bind(&p.asset)
-                .bind(&p.asset_symbol)
-                .bind(i64::from(p.decimals))
-                .bind(p.amount.to_string())
-                .bind(&p.payer)
-                .bind(&p.pay_to)
-                .bind(p.settlement.to_string())
-                .bind(state.as_str())
-                .fetch_optional(executor)
-                .await
-                .map_err(unavailable)
+            impl super::$store {
+                /// Runs one write (an autocommitted statement): on the direct connection when there is one and it
+                /// can, else through sqlx. How many rows it changed.
+                pub(crate) async fn write(&self, statement: &Statement<'_>) -> Result<u64, StoreError> {
+                    if let Some(direct) = self.direct()
+                        && let Direct::Done(written) = direct.write(statement.to_owned_statement()).await
+                    {
+                        return Ok(written.changed);
+                    }
+                    let done = statement.query::<$db>().execute(&self.pool).await.map_err(unavailable)?;
+                    Ok(done.rows_affected())
+                }
+
+                /// Inserts a new row in `state`, its first event written by the trigger of migration 0009; `None`
+                /// when its proof (or live challenge) is already there.
+                async fn insert_payment(
+                    &self,
+                    p: &NewPayment,
+                    state: PaymentState,
+                    now: i64,
+                ) -> Result<Option<PaymentId>, StoreError> {
+                    let insert = Statement::insert_payment(p, state, now);
+                    if let Some(direct) = self.direct()
+                        && let Direct::Done(written) = direct.write(insert.to_owned_statement()).await
+                    {
+                        return Ok(written.returned);
+                    }
+                    let row = insert.query::<$db>().fetch_optional(&self.pool).await.map_err(unavailable)?;
+                    row.map(|row| row.try_get::<i64, _>(0)).transpose().map_err(unavailable)
+                }
             }
 
             #[async_trait::async_trait]
@@ -114,7 +112,7 @@ macro_rules! impl_store {
                     let now = now_ms();
                     let settlement = p.settlement.to_string();
                     // One statement when the proof is new, as it nearly always is.
-                    if let Some(id) = insert_payment(&self.pool, p, PaymentState::Verified, now).await? {
+                    if let Some(id) = self.insert_payment(p, PaymentState::Verified, now).await? {
                         return Ok(Claim::Claimed(id));
                     }
                     let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
@@ -178,33 +176,11 @@ macro_rules! impl_store {
                 ) -> Result<(), StoreError> {
                     // One statement: the row changes only from one of `from` (a compare-and-swap, which PostgreSQL
                     // re-checks after waiting for a concurrent writer's lock), and the trigger of migration 0009 writes
-                    // its event in the same statement. `from` is padded with its first state to the eight there are:
-                    // one statement text for every transition.
-                    let done = match from.first() {
-                        None => 0,
-                        Some(first) if from.len() <= 8 => {
-                            let mut update = sqlx::query(
-                                "UPDATE payments SET state = $1, reason = $2, tx_hash = COALESCE($3, tx_hash), \
-                                 upstream_status = COALESCE($4, upstream_status), updated_at_ms = $5, transitioned_at_ms = $5, \
-                                 response_owed = COALESCE($6, response_owed), recheck = COALESCE($7, recheck), \
-                                 amount = COALESCE($8, amount) \
-                                 WHERE id = $9 AND state IN ($10, $11, $12, $13, $14, $15, $16, $17)",
-                            )
-                            .bind(to.as_str())
-                            .bind(t.reason)
-                            .bind(t.tx_hash)
-                            .bind(t.upstream_status.map(i64::from))
-                            .bind(now_ms())
-                            .bind(t.response_owed.map(i64::from))
-                            .bind(t.recheck.map(i64::from))
-                            .bind(t.amount)
-                            .bind(id);
-                            for i in 0..8 {
-                                update = update.bind(from.get(i).unwrap_or(first).as_str());
-                            }
-                            update.execute(&self.pool).await.map_err(unavailable)?.rows_affected()
-                        }
-                        Some(_) => return Err(StoreError::corrupt(format!("a transition from {} states", from.len()))),
+                    // its event in the same statement.
+                    let done = match from.len() {
+                        0 => 0,
+                        1..=TRANSITION_FROM => self.write(&Statement::transition(id, from, to, &t, now_ms())).await?,
+                        n => return Err(StoreError::corrupt(format!("a transition from {n} states"))),
                     };
                     if done == 1 {
                         return Ok(());
@@ -263,7 +239,7 @@ macro_rules! impl_store {
                 }
 
                 async fn record_usage(&self, p: &NewPayment) -> Result<PaymentId, StoreError> {
-                    insert_payment(&self.pool, p, PaymentState::Metered, now_ms())
+                    self.insert_payment(p, PaymentState::Metered, now_ms())
                         .await?
                         .ok_or_else(|| StoreError::corrupt(format!("usage {} recorded twice", p.proof_key)))
                 }

@@ -21,6 +21,8 @@ mod ledger_sql;
 mod postgres;
 mod row;
 mod sqlite;
+mod sqlite_direct;
+mod statement;
 
 use std::fmt;
 use std::str::FromStr;
@@ -259,6 +261,9 @@ pub enum StoreError {
     /// The transition is not allowed from the row's current state.
     #[error("payment {id} is {actual}, not {expected}")]
     WrongState { id: PaymentId, expected: &'static str, actual: PaymentState },
+    /// The SQLite ledger's direct connection (`sqlite_direct`) could not be opened.
+    #[error("the ledger file could not be opened")]
+    Direct(#[source] rusqlite::Error),
     /// The URL names no store paygate can open; it is shown without its password.
     #[error("unsupported store URL {0:?}: use sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DATABASE")]
     UnsupportedUrl(String),

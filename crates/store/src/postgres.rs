@@ -32,6 +32,12 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(StoreError::Migration)?;
         Ok(PgStore { pool })
     }
+
+    /// PostgreSQL has no direct connection: every write goes through sqlx (`crate::sqlite_direct` says why
+    /// SQLite has one).
+    fn direct(&self) -> Option<&crate::sqlite_direct::DirectConnection> {
+        None
+    }
 }
 
 crate::ledger_sql::impl_store!(PgStore, sqlx::Postgres, begin: "BEGIN");

@@ -4,16 +4,23 @@
 //! serialized, so the first of any number of racing requests wins and the rest see its row.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::StoreError;
+use crate::sqlite_direct::{Checkpoints, DirectConnection};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The connection a paid call's writes run on, on the calling thread (`crate::sqlite_direct`); none for an
+    /// in-memory database.
+    direct: Option<Arc<DirectConnection>>,
+    /// Checkpoints the WAL the direct connection writes, while any clone of the store is kept.
+    _checkpoints: Option<Arc<Checkpoints>>,
 }
 
 impl SqliteStore {
@@ -38,11 +45,20 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(ledger::unavailable)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(StoreError::Migration)?;
-        Ok(SqliteStore { pool })
+        if memory {
+            return Ok(SqliteStore { pool, direct: None, _checkpoints: None });
+        }
+        let direct = DirectConnection::open(options.get_filename()).map_err(StoreError::Direct)?;
+        let checkpoints = Checkpoints::start(pool.clone());
+        Ok(SqliteStore { pool, direct: Some(Arc::new(direct)), _checkpoints: Some(Arc::new(checkpoints)) })
+    }
+
+    fn direct(&self) -> Option<&DirectConnection> {
+        self.direct.as_deref()
     }
 }
 

@@ -8,11 +8,10 @@ use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel
 use paygate_core::channel_cache::CachedBook;
 use paygate_core::channel_journal::{ChannelTransaction, TransactionKind, TransactionState};
 use paygate_store::Store;
-use serde_json::json;
 
 mod common;
 
-use common::Database;
+use common::{Database, channel};
 
 on_both_backends!(
     racing_instances_never_accept_more_than_the_deposit,
@@ -23,27 +22,6 @@ on_both_backends!(
 );
 
 const PRICE: u128 = 10_000;
-
-fn channel(id: &str, deposit: u128) -> Channel {
-    Channel {
-        id: id.into(),
-        network: "eip155:31337".into(),
-        option: "usdc-channel".into(),
-        payer: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
-        receiver: "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".into(),
-        token: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
-        config: json!({"withdrawDelay": 900}),
-        deposit,
-        claimed: 0,
-        charged: 0,
-        voucher_max: 0,
-        voucher_signature: String::new(),
-        settleable: None,
-        version: 0,
-        updated_at_ms: 0,
-        in_flight: Default::default(),
-    }
-}
 
 /// Two instances, 200 distinct vouchers (each within the deposit, signed ahead as a client with calls in flight
 /// does) racing on a channel whose deposit covers 100 calls: exactly 100 are reserved and charged, and nothing

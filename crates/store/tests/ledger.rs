@@ -3,12 +3,14 @@
 //! case runs on SQLite (`<case>::sqlite`) and on PostgreSQL (`<case>::postgres`: a throwaway cluster, or
 //! `DATABASE_URL`).
 
+use std::time::{Duration, Instant};
+
 use paygate_store::{CallRange, Claim, Identified, KeptAnswer, NewPayment, PaymentQuery, PaymentState, Transition};
 use serde_json::json;
 
 mod common;
 
-use common::Database;
+use common::{Database, channel, payment};
 
 on_both_backends!(
     a_proof_is_claimed_once_and_amounts_are_exact,
@@ -24,26 +26,6 @@ on_both_backends!(
     failed_rows_are_rechecked_until_told_otherwise,
     rates_are_shared_and_refusals_say_when,
 );
-
-fn payment(proof: &str, challenge: Option<&str>) -> NewPayment {
-    NewPayment {
-        proof_key: proof.into(),
-        challenge_id: challenge.map(Into::into),
-        request_id: "req-1".into(),
-        route: "GET /v1/quote".into(),
-        protocol: "x402-v2".into(),
-        rail: "eip3009".into(),
-        option_name: "usdc".into(),
-        network: "eip155:31337".into(),
-        asset: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
-        asset_symbol: "USDC".into(),
-        decimals: 6,
-        amount: 340_282_366_920_938_463_463_374_607_431_768_211_455,
-        payer: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
-        pay_to: "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".into(),
-        settlement: json!({"authorization": {"nonce": "0x01"}}),
-    }
-}
 
 /// A proof is claimed once; the second claim sees its state; amounts survive exactly (u128::MAX here).
 async fn a_proof_is_claimed_once_and_amounts_are_exact(db: Database) {
@@ -406,4 +388,94 @@ async fn rates_are_shared_and_refusals_say_when(db: Database) {
     // At now + 80 s both buckets are full again (0xa's last arrival time was now + 80 s, 0xb's now + 20 s).
     assert_eq!(stores[0].forget_full_rates(now + 60_000).await.unwrap(), 1);
     assert_eq!(stores[0].forget_full_rates(now + 80_001).await.unwrap(), 1);
+}
+
+/// On SQLite, a paid call's writes run on the calling thread, on a second connection that never waits for SQLite's
+/// write lock (`src/sqlite_direct.rs`): when another connection holds the lock, they must still happen, exactly
+/// once, without blocking the async runtime's thread while they wait.
+///
+/// Another process holds the write lock for 400 ms: a claim, a transition and a channel's compare-and-swap asked
+/// meanwhile all wait for it and are then written once, while a task on the same (single) runtime thread keeps
+/// running.
+#[tokio::test(flavor = "current_thread")]
+async fn writes_wait_for_another_writer_without_blocking_the_runtime() {
+    let db = Database::sqlite().await;
+    let store = db.open().await;
+    let Claim::Claimed(first) = store.claim(&payment("p1", None)).await.unwrap() else { panic!("a new proof") };
+    assert!(store.open_channel(&channel("0x01", 10_000)).await.unwrap());
+
+    // Another writer: a connection of its own, in a thread, holding the lock.
+    let Database::Sqlite(dir) = &db else { unreachable!() };
+    let path = dir.path().join("ledger.db");
+    let (locked_tx, locked) = tokio::sync::oneshot::channel();
+    let writer = std::thread::spawn(move || {
+        let other = rusqlite::Connection::open(path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(Instant::now()).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let locked_at = locked.await.unwrap();
+
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let settling = Transition { reason: "upstream answered 200", upstream_status: Some(200), ..Default::default() };
+    let mut charged = channel("0x01", 10_000);
+    charged.charged = 1_000;
+    let second = payment("p2", None);
+    let (claimed, moved, swapped) = tokio::join!(
+        store.claim(&second),
+        store.transition(first, &[PaymentState::Verified], PaymentState::Settling, settling),
+        store.swap_channel(0, &charged),
+    );
+    let waited = locked_at.elapsed();
+    ticker.abort();
+    writer.join().unwrap();
+
+    assert!(matches!(claimed.unwrap(), Claim::Claimed(id) if id != first));
+    moved.unwrap();
+    assert!(swapped.unwrap(), "the swap is written once the lock is free");
+    assert!(waited >= Duration::from_millis(390), "the writes waited for the lock: {waited:?}");
+    let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(ticked >= 10, "the runtime's thread kept running while the writes waited ({ticked} ticks)");
+
+    // Each write happened once: one event per move, the channel at version 1 with the charge.
+    assert_eq!(store.payment(first).await.unwrap().unwrap().state, PaymentState::Settling);
+    assert_eq!(store.events(first).await.unwrap().len(), 2);
+    let kept = store.channel("0x01").await.unwrap().unwrap();
+    assert_eq!((kept.version, kept.charged), (1, 1_000));
+    assert!(!store.swap_channel(0, &charged).await.unwrap(), "a stale version is refused");
+}
+
+/// On SQLite, the writes of concurrent calls are committed together by the first of them. Its request may be
+/// dropped while it waits for the others (a client that hung up): the writes are committed all the same, and each
+/// waiting call gets its answer.
+#[tokio::test(flavor = "current_thread")]
+async fn writes_committed_together_survive_the_committer_being_dropped() {
+    use std::future::Future as _;
+    use std::task::{Context, Waker};
+
+    let db = Database::sqlite().await;
+    let store = db.open().await;
+    let (first, second) = (payment("p1", None), payment("p2", None));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut committer = Box::pin(store.claim(&first));
+    assert!(committer.as_mut().poll(&mut cx).is_pending(), "the first write waits for others to join");
+    let mut joined = Box::pin(store.claim(&second));
+    assert!(joined.as_mut().poll(&mut cx).is_pending(), "the second waits for the commit");
+    drop(committer);
+
+    let joined = tokio::time::timeout(Duration::from_secs(5), joined).await.expect("the joined write is answered");
+    assert!(matches!(joined.unwrap(), Claim::Claimed(_)));
+    let Claim::Taken { state, .. } = store.claim(&first).await.unwrap() else { panic!("p1 was committed") };
+    assert_eq!(state, PaymentState::Verified);
+    assert_eq!(store.payments(&PaymentQuery::default()).await.unwrap().len(), 2);
 }

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use paygate_store::Store;
+use paygate_core::channel::Channel;
+use paygate_store::{NewPayment, Store};
 use paygate_testkit::postgres::PgServer;
+use serde_json::json;
 
 /// A ledger database of one backend, kept until the test ends.
 pub enum Database {
@@ -54,4 +56,49 @@ macro_rules! on_both_backends {
             }
         }
     )*};
+}
+
+/// A payment of `proof` (answering `challenge`) for the largest amount there is.
+#[allow(dead_code, reason = "each test file uses what it needs of this module")]
+pub fn payment(proof: &str, challenge: Option<&str>) -> NewPayment {
+    NewPayment {
+        proof_key: proof.into(),
+        challenge_id: challenge.map(Into::into),
+        request_id: "req-1".into(),
+        route: "GET /v1/quote".into(),
+        protocol: "x402-v2".into(),
+        rail: "eip3009".into(),
+        option_name: "usdc".into(),
+        network: "eip155:31337".into(),
+        asset: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+        asset_symbol: "USDC".into(),
+        decimals: 6,
+        amount: 340_282_366_920_938_463_463_374_607_431_768_211_455,
+        payer: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+        pay_to: "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".into(),
+        settlement: json!({"authorization": {"nonce": "0x01"}}),
+    }
+}
+
+/// A channel `id` of `deposit`, nothing charged yet.
+#[allow(dead_code, reason = "each test file uses what it needs of this module")]
+pub fn channel(id: &str, deposit: u128) -> Channel {
+    Channel {
+        id: id.into(),
+        network: "eip155:31337".into(),
+        option: "usdc-channel".into(),
+        payer: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+        receiver: "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".into(),
+        token: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+        config: json!({"withdrawDelay": 900}),
+        deposit,
+        claimed: 0,
+        charged: 0,
+        voucher_max: 0,
+        voucher_signature: String::new(),
+        settleable: None,
+        version: 0,
+        updated_at_ms: 0,
+        in_flight: Default::default(),
+    }
 }

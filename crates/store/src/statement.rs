@@ -1,0 +1,163 @@
+//! The writes every paid call makes (its claim, its transitions, its channel's compare-and-swap), each as one
+//! [`Statement`]: its SQL text and its parameters as values, built once here and bound alike by sqlx (on either
+//! backend, [`Statement::query`]) and by the SQLite connection that runs on the calling thread
+//! (`crate::sqlite_direct`). One text and one list of values per write, whichever driver runs it.
+
+use std::borrow::Cow;
+
+use paygate_core::channel::Channel;
+
+use crate::{NewPayment, PaymentId, PaymentState, Transition};
+
+/// A parameter's value: text or an integer, either possibly NULL.
+#[derive(Debug, Clone)]
+pub(crate) enum Param<'a> {
+    Text(Option<Cow<'a, str>>),
+    Int(Option<i64>),
+}
+
+impl<'a> Param<'a> {
+    fn text(text: impl Into<Cow<'a, str>>) -> Param<'a> {
+        Param::Text(Some(text.into()))
+    }
+
+    fn int(int: i64) -> Param<'a> {
+        Param::Int(Some(int))
+    }
+}
+
+/// One statement: its text, whose parameters are `$1`, `$2`, ... (in any order), and their values in number
+/// order.
+#[derive(Debug, Clone)]
+pub(crate) struct Statement<'a> {
+    pub sql: &'static str,
+    pub params: Vec<Param<'a>>,
+}
+
+/// A channel's calls in flight as its row keeps them (JSON).
+pub(crate) fn in_flight_json(c: &Channel) -> String {
+    serde_json::to_string(&c.in_flight).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// A channel's settleable voucher as its row keeps it (JSON; empty for none).
+pub(crate) fn settleable_json(c: &Channel) -> String {
+    c.settleable.as_ref().and_then(|v| serde_json::to_string(v).ok()).unwrap_or_default()
+}
+
+/// How many states a transition may start from: the statement names that many, padded with the first.
+pub(crate) const TRANSITION_FROM: usize = 8;
+
+impl<'a> Statement<'a> {
+    /// Inserts a new payment row in `state` (its first event written by the trigger of migration 0009), returning
+    /// its id; no row when its proof (or live challenge) is already there.
+    pub fn insert_payment(p: &'a NewPayment, state: PaymentState, now: i64) -> Statement<'a> {
+        Statement {
+            sql: "INSERT INTO payments (proof_key, challenge_id, state, created_at_ms, updated_at_ms, request_id, route, \
+                  protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, settlement) \
+                  VALUES ($1, $2, $17, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                  ON CONFLICT DO NOTHING RETURNING id",
+            params: vec![
+                Param::text(p.proof_key.as_str()),
+                Param::Text(p.challenge_id.as_deref().map(Cow::Borrowed)),
+                Param::int(now),
+                Param::text(p.request_id.as_str()),
+                Param::text(p.route.as_str()),
+                Param::text(p.protocol.as_str()),
+                Param::text(p.rail.as_str()),
+                Param::text(p.option_name.as_str()),
+                Param::text(p.network.as_str()),
+                Param::text(p.asset.as_str()),
+                Param::text(p.asset_symbol.as_str()),
+                Param::int(i64::from(p.decimals)),
+                Param::text(p.amount.to_string()),
+                Param::text(p.payer.as_str()),
+                Param::text(p.pay_to.as_str()),
+                Param::text(p.settlement.to_string()),
+                Param::text(state.as_str()),
+            ],
+        }
+    }
+
+    /// Moves payment `id` to `to` only from one of `from` (at least one, at most [`TRANSITION_FROM`]): a
+    /// compare-and-swap, whose event the trigger of migration 0009 writes in the same statement. One statement
+    /// text for every transition.
+    pub fn transition(
+        id: PaymentId,
+        from: &[PaymentState],
+        to: PaymentState,
+        t: &Transition<'a>,
+        now: i64,
+    ) -> Statement<'a> {
+        let mut params = vec![
+            Param::text(to.as_str()),
+            Param::text(t.reason),
+            Param::Text(t.tx_hash.map(Cow::Borrowed)),
+            Param::Int(t.upstream_status.map(i64::from)),
+            Param::int(now),
+            Param::Int(t.response_owed.map(i64::from)),
+            Param::Int(t.recheck.map(i64::from)),
+            Param::Text(t.amount.map(Cow::Borrowed)),
+            Param::int(id),
+        ];
+        let first = from.first().copied().unwrap_or(to);
+        params.extend((0..TRANSITION_FROM).map(|i| Param::text(from.get(i).copied().unwrap_or(first).as_str())));
+        Statement {
+            sql: "UPDATE payments SET state = $1, reason = $2, tx_hash = COALESCE($3, tx_hash), \
+                  upstream_status = COALESCE($4, upstream_status), updated_at_ms = $5, transitioned_at_ms = $5, \
+                  response_owed = COALESCE($6, response_owed), recheck = COALESCE($7, recheck), \
+                  amount = COALESCE($8, amount) \
+                  WHERE id = $9 AND state IN ($10, $11, $12, $13, $14, $15, $16, $17)",
+            params,
+        }
+    }
+
+    /// Writes channel `c` if its row's version is still `expected`: the compare-and-swap every change of a
+    /// channel is.
+    pub fn swap_channel(expected: i64, c: &'a Channel, now: i64) -> Statement<'a> {
+        Statement {
+            sql: "UPDATE channels SET deposit = $1, claimed = $2, charged = $3, voucher_max = $4, \
+                  voucher_signature = $5, version = $6 + 1, unclaimed = $7, updated_at_ms = $8, in_flight = $10, \
+                  settleable = $11 \
+                  WHERE id = $9 AND version = $6",
+            params: vec![
+                Param::text(c.deposit.to_string()),
+                Param::text(c.claimed.to_string()),
+                Param::text(c.charged.to_string()),
+                Param::text(c.voucher_max.to_string()),
+                Param::text(c.voucher_signature.as_str()),
+                Param::int(expected),
+                Param::int(i64::from(c.unclaimed() > 0)),
+                Param::int(now),
+                Param::text(c.id.as_str()),
+                Param::text(in_flight_json(c)),
+                Param::text(settleable_json(c)),
+            ],
+        }
+    }
+
+    /// The statement with its values owned, to be run by another task.
+    pub fn to_owned_statement(&self) -> Statement<'static> {
+        let params = self
+            .params
+            .iter()
+            .map(|param| match param {
+                Param::Text(text) => Param::Text(text.as_deref().map(|t| Cow::Owned(t.to_owned()))),
+                Param::Int(int) => Param::Int(*int),
+            })
+            .collect();
+        Statement { sql: self.sql, params }
+    }
+
+    /// The statement as a sqlx query of backend `DB`, its parameters bound in number order.
+    pub fn query<DB>(&'a self) -> sqlx::query::Query<'a, DB, <DB as sqlx::Database>::Arguments>
+    where
+        DB: sqlx::Database,
+        Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    {
+        self.params.iter().fold(sqlx::query(self.sql), |query, param| match param {
+            Param::Text(text) => query.bind(text.as_deref()),
+            Param::Int(int) => query.bind(*int),
+        })
+    }
+}
