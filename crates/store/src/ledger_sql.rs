@@ -75,7 +75,7 @@ macro_rules! impl_store {
             }
 
             impl super::$store {
-                /// Runs one write (an autocommitted statement): on the direct connection when there is one and it
+                /// Runs one write, committed before it answers: on the direct connection when there is one and it
                 /// can, else through sqlx. How many rows it changed.
                 pub(crate) async fn write(&self, statement: &Statement<'_>) -> Result<u64, StoreError> {
                     if let Some(direct) = self.direct()
