@@ -328,6 +328,10 @@ pub trait ChannelBook: Send + Sync {
     fn recent(&self, _id: &str) -> Option<Channel> {
         None
     }
+
+    /// Remembers `written`, which a write this book did not make itself wrote ([`update_channel_writing`]), for
+    /// [`ChannelBook::recent`]. A book that remembers nothing ignores it.
+    fn remember(&self, _written: &Channel) {}
 }
 
 /// A store that could not answer.
@@ -338,6 +342,24 @@ pub struct ChannelBookError(#[source] pub Box<dyn std::error::Error + Send + Syn
 /// How many times a transition is retried when other writers keep coming first.
 const SWAP_ATTEMPTS: usize = 1000;
 
+/// How a channel's next state is written: a compare-and-swap from version `expected`, `false` when another
+/// writer came first (nothing written). [`ChannelBook::swap_channel`] alone, or with the write that goes with it
+/// (the paid call's ledger row: `crate::method::SettleJournal::settled_with_channel`).
+#[async_trait]
+pub trait ChannelWrite: Send + Sync {
+    async fn write(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError>;
+}
+
+/// The channel's swap alone.
+struct SwapOnly<'a>(&'a dyn ChannelBook);
+
+#[async_trait]
+impl ChannelWrite for SwapOnly<'_> {
+    async fn write(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError> {
+        self.0.swap_channel(expected, next).await
+    }
+}
+
 /// Applies `transition` to channel `id` with compare-and-swap, reading again when another writer came first.
 /// `Ok(None)` when the channel is unknown.
 pub async fn update_channel<T>(
@@ -345,15 +367,30 @@ pub async fn update_channel<T>(
     id: &str,
     transition: impl Fn(&Channel) -> Result<Channel, T>,
 ) -> Result<Option<Result<Channel, T>>, ChannelBookError> {
+    update_channel_writing(book, id, transition, &SwapOnly(book)).await
+}
+
+/// [`update_channel`], each attempt written by `write`. A transition that changes nothing writes nothing.
+pub async fn update_channel_writing<T>(
+    book: &dyn ChannelBook,
+    id: &str,
+    transition: impl Fn(&Channel) -> Result<Channel, T>,
+    write: &dyn ChannelWrite,
+) -> Result<Option<Result<Channel, T>>, ChannelBookError> {
+    let written = |next: Channel, expected: i64| {
+        let written = Channel { version: expected + 1, ..next };
+        book.remember(&written);
+        Ok(Some(Ok(written)))
+    };
     // First from the channel as this process last saw it: a write that wins the compare-and-swap proves it was
     // current, one round trip instead of two. Anything else it leads to (a refusal, nothing to change, a lost
     // swap) is decided again on the row as the store has it.
     if let Some(recent) = book.recent(id)
         && let Ok(next) = transition(&recent)
         && next != recent
-        && book.swap_channel(recent.version, &next).await?
+        && write.write(recent.version, &next).await?
     {
-        return Ok(Some(Ok(Channel { version: recent.version + 1, ..next })));
+        return written(next, recent.version);
     }
     for _ in 0..SWAP_ATTEMPTS {
         let Some(current) = book.channel(id).await? else { return Ok(None) };
@@ -364,8 +401,8 @@ pub async fn update_channel<T>(
         if next == current {
             return Ok(Some(Ok(current)));
         }
-        if book.swap_channel(current.version, &next).await? {
-            return Ok(Some(Ok(Channel { version: current.version + 1, ..next })));
+        if write.write(current.version, &next).await? {
+            return written(next, current.version);
         }
     }
     Err(ChannelBookError("the channel is too busy: no write won in time".into()))

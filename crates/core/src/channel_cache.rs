@@ -34,7 +34,7 @@ impl CachedBook {
         CachedBook { book, seen: Mutex::new(HashMap::new()) }
     }
 
-    fn remember(&self, channel: &Channel) {
+    fn keep(&self, channel: &Channel) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= REMEMBERED && !seen.contains_key(&channel.id) {
             seen.clear();
@@ -45,7 +45,7 @@ impl CachedBook {
     /// Remembers the row a compare-and-swap from version `expected` wrote, when it was written.
     fn remember_swap(&self, written: bool, swap: Option<(i64, &Channel)>) {
         if written && let Some((expected, next)) = swap {
-            self.remember(&Channel { version: expected + 1, ..next.clone() });
+            self.keep(&Channel { version: expected + 1, ..next.clone() });
         }
     }
 }
@@ -55,7 +55,7 @@ impl ChannelBook for CachedBook {
     async fn channel(&self, id: &str) -> Result<Option<Channel>, ChannelBookError> {
         let channel = self.book.channel(id).await?;
         if let Some(channel) = &channel {
-            self.remember(channel);
+            self.keep(channel);
         }
         Ok(channel)
     }
@@ -113,5 +113,9 @@ impl ChannelBook for CachedBook {
 
     fn recent(&self, id: &str) -> Option<Channel> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    fn remember(&self, written: &Channel) {
+        self.keep(written);
     }
 }

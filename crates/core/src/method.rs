@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use paygate_proto::{mpp, x402};
 
+use crate::channel::{Channel, ChannelBook, ChannelBookError};
 use crate::money::AtomicAmount;
 use crate::network::Network;
 use crate::reject::{RejectKind, Rejection};
@@ -126,6 +127,21 @@ pub trait SettleJournal: Send + Sync {
 
     /// The node refused what [`SettleJournal::broadcasting`] recorded: nothing was broadcast, forget it.
     async fn not_broadcast(&self);
+
+    /// Records the payment settled as `reference` in the same store write as its channel's compare-and-swap from
+    /// version `expected` to `next`: the settlement of a rail that settles in the store
+    /// ([`PaymentMethod::settles_in_store`]) and its ledger row change together or not at all. `Ok(false)`: the
+    /// channel changed since, nothing written. `Err`: nothing written. A journal that keeps no ledger writes the
+    /// swap alone.
+    async fn settled_with_channel(
+        &self,
+        book: &dyn ChannelBook,
+        expected: i64,
+        next: &Channel,
+        _reference: &str,
+    ) -> Result<bool, ChannelBookError> {
+        book.swap_channel(expected, next).await
+    }
 }
 
 /// A journal that records nothing, for settlements nobody will reconcile (tests, one-off tools).
@@ -261,6 +277,13 @@ pub trait PaymentMethod: Send + Sync + Debug {
     /// route priced by its response ([`VerifiedPayment::amount`] lowered to what the call used before `settle`)
     /// charges what was used; other rails charge the amount verified, the route's maximum.
     fn charges_usage(&self) -> bool {
+        false
+    }
+
+    /// Whether a settlement is a change of a channel in the store, made together with the payment's ledger row
+    /// through [`SettleJournal::settled_with_channel`]: then the row is not moved to `settling` first, as it is
+    /// for a settlement that leaves the store (a transaction, a card charge), whose outcome a crash can hide.
+    fn settles_in_store(&self) -> bool {
         false
     }
 

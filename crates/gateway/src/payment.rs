@@ -10,6 +10,7 @@
 //! A tidy test (`crates/gateway/tests/tidy.rs`) keeps `Store::transition` out of every other module.
 
 use async_trait::async_trait;
+use paygate_core::channel::{Channel, ChannelBook, ChannelBookError};
 use paygate_core::error::Causes;
 use paygate_core::method::{PaymentMethod, SettleJournal, SettleOutcome, SettlementStatus, VerifiedPayment};
 use paygate_core::money::{AtomicAmount, format_atomic};
@@ -18,10 +19,28 @@ use paygate_store::{PaymentId, PaymentRecord, PaymentState, Store, StoreError, T
 
 use crate::metrics::{Metrics, Outcome, Phase};
 
-/// Journals a settlement's transaction hash on its ledger row before it is broadcast.
+/// Journals a settlement on its ledger row: a transaction's hash before it is broadcast, or a settlement in the
+/// store (a channel's charge) together with the row's move to `settled`.
 struct LedgerJournal<'a> {
     store: &'a dyn Store,
     id: PaymentId,
+    /// The states the row may be in, and its move, when the rail settles in the store.
+    from: &'a [PaymentState],
+    settled: Transition<'a>,
+    /// What [`SettleJournal::settled_with_channel`] wrote: `Ok(true)` once the row is `settled`; the store's
+    /// refusal (nothing written) otherwise.
+    recorded: std::sync::Mutex<Result<bool, StoreError>>,
+}
+
+impl<'a> LedgerJournal<'a> {
+    fn new(store: &'a dyn Store, id: PaymentId, from: &'a [PaymentState], settled: Transition<'a>) -> Self {
+        LedgerJournal { store, id, from, settled, recorded: std::sync::Mutex::new(Ok(false)) }
+    }
+
+    /// Whether the rail recorded the row `settled` with its channel; the store's refusal when it could not.
+    fn recorded(self) -> Result<bool, StoreError> {
+        self.recorded.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[async_trait]
@@ -34,6 +53,24 @@ impl SettleJournal for LedgerJournal<'_> {
         if let Err(e) = self.store.record_reference(self.id, None).await {
             tracing::warn!(payment = self.id, error = %Causes(&e), "could not forget a refused transaction");
         }
+    }
+
+    async fn settled_with_channel(
+        &self,
+        _book: &dyn ChannelBook,
+        expected: i64,
+        next: &Channel,
+        reference: &str,
+    ) -> Result<bool, ChannelBookError> {
+        let t = Transition { tx_hash: Some(reference), ..self.settled };
+        let written =
+            self.store.transition_with_channel(self.id, self.from, PaymentState::Settled, t, expected, next).await;
+        let answer = match &written {
+            Ok(swapped) => Ok(*swapped),
+            Err(e) => Err(ChannelBookError(Causes(e).to_string().into())),
+        };
+        *self.recorded.lock().unwrap_or_else(|p| p.into_inner()) = written;
+        answer
     }
 }
 
@@ -66,11 +103,21 @@ async fn settle(
     payment: &VerifiedPayment,
     attempt: Attempt<'_>,
 ) -> Result<SettleOutcome, StoreError> {
-    store.transition(id, attempt.from, PaymentState::Settling, attempt.settling).await?;
-    let outcome = match method.settle_recorded(payment, &LedgerJournal { store, id }).await {
+    // A settlement in the store is written with the row's move (`LedgerJournal`): no `settling` in between.
+    let in_store = method.settles_in_store();
+    let settled = Transition { reason: "settled", response_owed: attempt.owed, ..attempt.settling };
+    let settling_from: &[PaymentState] = if in_store { attempt.from } else { &[PaymentState::Settling] };
+    if !in_store {
+        store.transition(id, attempt.from, PaymentState::Settling, attempt.settling).await?;
+    }
+    let journal = LedgerJournal::new(store, id, settling_from, settled);
+    let outcome = match method.settle_recorded(payment, &journal).await {
         SettleOutcome::Failed { reason, reference } => confirm_failure(method, payment, reason, reference).await,
         outcome => outcome,
     };
+    if journal.recorded()? {
+        return Ok(outcome);
+    }
     let (state, reason, reference, recheck) = match &outcome {
         SettleOutcome::Settled { reference } => (PaymentState::Settled, "settled", Some(reference.as_str()), None),
         SettleOutcome::Failed { reason, reference } => {
@@ -85,7 +132,7 @@ async fn settle(
         SettleOutcome::NotSent { refusal } => (attempt.not_sent, refusal.detail.as_str(), None, None),
     };
     let done = Transition { reason, tx_hash: reference, response_owed: attempt.owed, recheck, ..Default::default() };
-    if let Err(e) = store.transition(id, &[PaymentState::Settling], state, done).await {
+    if let Err(e) = store.transition(id, settling_from, state, done).await {
         tracing::error!(payment = id, error = %Causes(&e), ?outcome, "settled but could not record the outcome");
     }
     Ok(outcome)

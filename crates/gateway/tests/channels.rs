@@ -342,9 +342,11 @@ async fn claims_come_early_by_value_and_the_exposure_cap_holds_calls_until_one()
     assert_eq!(h.chain.balance(pay_to()).await, seller_before + 7 * CENT);
 }
 
-/// Calls a stopped gateway left between their move to `settling` and their outcome: one still in flight on its
-/// channel (never charged), one already charged. The reconciler charges the first and records the second, and
-/// both responses are owed to their payer (the same voucher sent again gets the answer, not a second charge).
+/// Calls left between their move to `settling` and their outcome, as a gateway that moved channel calls to
+/// `settling` before charging them (before their charge and their row's move became one write) left them at a
+/// stop: one still in flight on its channel (never charged), one already charged. The reconciler charges the
+/// first and records the second, and both responses are owed to their payer (the same voucher sent again gets
+/// the answer, not a second charge).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_cut_off_mid_settlement_are_charged_once_and_their_responses_owed() {
     use paygate_core::channel::{ChannelRefusal, update_channel};

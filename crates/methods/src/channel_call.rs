@@ -7,8 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use paygate_core::channel::{Channel, ChannelBook, ChannelBookError, ChannelRefusal, update_channel};
-use paygate_core::method::{SettleOutcome, SettlementStatus, VerifiedPayment};
+use async_trait::async_trait;
+use paygate_core::channel::{
+    Channel, ChannelBook, ChannelBookError, ChannelRefusal, ChannelWrite, update_channel, update_channel_writing,
+};
+use paygate_core::method::{SettleJournal, SettleOutcome, SettlementStatus, VerifiedPayment};
 
 /// What a verified channel payment carries (its `settlement`): the voucher that pays the call and the price.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,10 +87,17 @@ impl ChannelCall {
     }
 
     /// Charges the call what it `used` (at most its reserved price; the whole price for a call priced before it
-    /// ran): the channel as it is after, or the outcome when it could not be charged.
-    pub async fn commit(&self, book: &dyn ChannelBook, used: u128) -> Result<Channel, SettleOutcome> {
+    /// ran), its payment recorded settled in the same write (`journal`): the channel as it is after, or the
+    /// outcome when it could not be charged.
+    pub async fn commit(
+        &self,
+        book: &dyn ChannelBook,
+        used: u128,
+        journal: &dyn SettleJournal,
+    ) -> Result<Channel, SettleOutcome> {
         let commit = |c: &Channel| Ok::<_, ChannelRefusal>(c.commit_used(self.voucher(), &self.signature, used));
-        match update_channel(book, &self.channel_id, commit).await {
+        let write = ChargeRecorded { call: self, book, journal };
+        match update_channel_writing(book, &self.channel_id, commit, &write).await {
             Ok(Some(Ok(channel))) => Ok(channel),
             Ok(_) => Err(SettleOutcome::Failed { reason: "the channel is gone".into(), reference: None }),
             Err(e) => Err(SettleOutcome::Unknown {
@@ -123,18 +133,35 @@ impl ChannelCall {
     }
 }
 
-/// Charges the call `payment` pays what it used; asks `schedule` for a settlement once the channel's unsettled
-/// value reaches `threshold`. The rails' `PaymentMethod::settle`.
+/// A charge's swap and its payment's ledger row, written together.
+struct ChargeRecorded<'a> {
+    call: &'a ChannelCall,
+    book: &'a dyn ChannelBook,
+    journal: &'a dyn SettleJournal,
+}
+
+#[async_trait]
+impl ChannelWrite for ChargeRecorded<'_> {
+    async fn write(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError> {
+        let reference = self.call.reference(next.charged);
+        self.journal.settled_with_channel(self.book, expected, next, &reference).await
+    }
+}
+
+/// Charges the call `payment` pays what it used, its payment recorded settled in the same write (`journal`);
+/// asks `schedule` for a settlement once the channel's unsettled value reaches `threshold`. The rails'
+/// `PaymentMethod::settle_recorded`.
 pub(crate) async fn settle(
     book: &dyn ChannelBook,
     payment: &VerifiedPayment,
+    journal: &dyn SettleJournal,
     schedule: &SettleSchedule,
     threshold: Option<u128>,
 ) -> SettleOutcome {
     let Some(call) = ChannelCall::of(payment) else {
         return SettleOutcome::Failed { reason: "unreadable voucher".into(), reference: None };
     };
-    match call.commit(book, payment.amount.0).await {
+    match call.commit(book, payment.amount.0, journal).await {
         Ok(channel) => {
             if threshold.is_some_and(|above| channel.unclaimed() >= above) {
                 schedule.ask();

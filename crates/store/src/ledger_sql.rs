@@ -87,6 +87,23 @@ macro_rules! impl_store {
                     Ok(done.rows_affected())
                 }
 
+                /// Runs `statements` in one transaction through sqlx, all kept or none, as
+                /// `DirectConnection::write_together` does: how many rows each changed, up to the first that
+                /// changed none.
+                async fn write_together(&self, statements: &[Statement<'_>]) -> Result<Vec<u64>, StoreError> {
+                    let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
+                    let mut changed = Vec::with_capacity(statements.len());
+                    for statement in statements {
+                        let done = statement.query::<$db>().execute(&mut *tx).await.map_err(unavailable)?;
+                        changed.push(done.rows_affected());
+                        if done.rows_affected() == 0 {
+                            return Ok(changed); // Dropping the transaction rolls it back.
+                        }
+                    }
+                    tx.commit().await.map_err(unavailable)?;
+                    Ok(changed)
+                }
+
                 /// Inserts a new row in `state`, its first event written by the trigger of migration 0009; `None`
                 /// when its proof (or live challenge) is already there.
                 async fn insert_payment(
@@ -193,6 +210,44 @@ macro_rules! impl_store {
                             actual: row.state,
                         }),
                         None => Err(StoreError::corrupt(format!("no payment {id}"))),
+                    }
+                }
+
+                async fn transition_with_channel(
+                    &self,
+                    id: PaymentId,
+                    from: &[PaymentState],
+                    to: PaymentState,
+                    t: Transition<'_>,
+                    expected: i64,
+                    next: &paygate_core::channel::Channel,
+                ) -> Result<bool, StoreError> {
+                    if from.is_empty() || from.len() > TRANSITION_FROM {
+                        return Err(StoreError::corrupt(format!("a transition from {} states", from.len())));
+                    }
+                    let now = now_ms();
+                    let together = [Statement::swap_channel(expected, next, now), Statement::transition(id, from, to, &t, now)];
+                    // How many rows each changed, the first to change none ending them (and undoing the others).
+                    let changed: Vec<u64> = match self.direct().map(|direct| {
+                        direct.write_together(together.iter().map(Statement::to_owned_statement).collect())
+                    }) {
+                        Some(direct) => match direct.await {
+                            Direct::Done(written) => written.iter().map(|w| w.changed).collect(),
+                            Direct::NotRun => self.write_together(&together).await?,
+                        },
+                        None => self.write_together(&together).await?,
+                    };
+                    match changed.as_slice() {
+                        [1, 1] => Ok(true),
+                        [0] => Ok(false),
+                        _ => match self.payment(id).await? {
+                            Some(row) => Err(StoreError::WrongState {
+                                id,
+                                expected: from.first().map_or("", |s| s.as_str()),
+                                actual: row.state,
+                            }),
+                            None => Err(StoreError::corrupt(format!("no payment {id}"))),
+                        },
                     }
                 }
 

@@ -313,6 +313,20 @@ pub trait Store: paygate_core::channel::ChannelBook + Send + Sync + fmt::Debug {
         transition: Transition<'_>,
     ) -> Result<(), StoreError>;
 
+    /// Moves a payment as [`Store::transition`] does, in the same write as channel `next`'s compare-and-swap from
+    /// version `expected` (a call paid from the channel, charged): both or neither. `Ok(false)`, nothing written,
+    /// when the channel changed since; [`StoreError::WrongState`], nothing written, when the payment is not in
+    /// one of `from`.
+    async fn transition_with_channel(
+        &self,
+        id: PaymentId,
+        from: &[PaymentState],
+        to: PaymentState,
+        transition: Transition<'_>,
+        expected: i64,
+        next: &paygate_core::channel::Channel,
+    ) -> Result<bool, StoreError>;
+
     /// Records the reference (transaction hash) of a settlement about to be broadcast on a `settling` row, or
     /// (`None`) forgets one the node refused.
     async fn record_reference(&self, id: PaymentId, reference: Option<&str>) -> Result<(), StoreError>;

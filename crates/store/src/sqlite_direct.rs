@@ -70,8 +70,8 @@ pub(crate) struct Written {
     pub returned: Option<i64>,
 }
 
-/// A write waiting for the next commit, and where its result goes.
-type Waiting = (Statement<'static>, oneshot::Sender<Direct<Written>>);
+/// Writes waiting for the next commit (one, or several kept together or not at all), and where their results go.
+type Waiting = (Vec<Statement<'static>>, oneshot::Sender<Direct<Vec<Written>>>);
 
 /// The second connection to a SQLite ledger file.
 pub(crate) struct DirectConnection {
@@ -131,10 +131,20 @@ impl DirectConnection {
     /// changed page once, where a commit per write wrote the same pages again and again: most of a paid call's
     /// CPU went to those writes). Answers once the write is committed.
     pub async fn write(&self, statement: Statement<'static>) -> Direct<Written> {
+        match self.write_together(vec![statement]).await {
+            Direct::Done(mut written) if written.len() == 1 => Direct::Done(written.remove(0)),
+            _ => Direct::NotRun,
+        }
+    }
+
+    /// Runs `statements` in order, all kept or none: they stop at the first that changes no row (a
+    /// compare-and-swap that lost), which is then the last result, and nothing of them is kept. Committed as
+    /// [`DirectConnection::write`] is.
+    pub async fn write_together(&self, statements: Vec<Statement<'static>>) -> Direct<Vec<Written>> {
         let (done, result) = oneshot::channel();
         let commits = {
             let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            next.0.push((statement, done));
+            next.0.push((statements, done));
             !std::mem::replace(&mut next.1, true)
         };
         if commits {
@@ -153,11 +163,11 @@ impl DirectConnection {
             return;
         }
         let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
-        let mut results: Vec<Direct<Written>> = Vec::with_capacity(writes.len());
+        let mut results: Vec<Direct<Vec<Written>>> = Vec::with_capacity(writes.len());
         let committed = match connection.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
-                for (statement, _) in &writes {
-                    match run(&connection, statement) {
+                for (statements, _) in &writes {
+                    match run_together(&connection, statements) {
                         Ok(written) => results.push(Direct::Done(written)),
                         Err(e) => {
                             failed(&e);
@@ -188,6 +198,42 @@ impl DirectConnection {
             let _ = done.send(result);
         }
     }
+}
+
+/// Runs statements kept together inside the open transaction (one alone needs no savepoint): stops at the first
+/// that changes no row and undoes them; on an error, undoes them and fails.
+fn run_together(connection: &rusqlite::Connection, statements: &[Statement<'_>]) -> rusqlite::Result<Vec<Written>> {
+    let [first, more @ ..] = statements else { return Ok(Vec::new()) };
+    if more.is_empty() {
+        return run(connection, first).map(|written| vec![written]);
+    }
+    connection.execute_batch("SAVEPOINT together")?;
+    let mut written = Vec::with_capacity(statements.len());
+    let mut kept = true;
+    for statement in statements {
+        match run(connection, statement) {
+            Ok(one) => {
+                written.push(one);
+                if one.changed == 0 {
+                    kept = false;
+                    break;
+                }
+            }
+            Err(e) => {
+                if connection.execute_batch("ROLLBACK TO together; RELEASE together").is_err() {
+                    let _ = connection.execute_batch("ROLLBACK");
+                }
+                return Err(e);
+            }
+        }
+    }
+    let end = if kept { "RELEASE together" } else { "ROLLBACK TO together; RELEASE together" };
+    if let Err(e) = connection.execute_batch(end) {
+        // Whatever the savepoint holds must not be committed with the others: end the whole transaction.
+        let _ = connection.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    Ok(written)
 }
 
 /// Runs one statement inside the open transaction.

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::channel_cache::CachedBook;
 use paygate_core::channel_journal::{ChannelTransaction, TransactionKind, TransactionState};
-use paygate_store::Store;
+use paygate_store::{Claim, PaymentState, Store, StoreError, Transition};
 
 mod common;
 
-use common::{Database, channel};
+use common::{Database, channel, payment};
 
 on_both_backends!(
     racing_instances_never_accept_more_than_the_deposit,
@@ -19,6 +19,7 @@ on_both_backends!(
     a_channel_opens_once_and_keeps_exact_amounts,
     failed_calls_are_released_and_claims_leave_the_unclaimed_list,
     a_journaled_refund_lowers_the_deposit_in_the_same_write_and_a_failed_one_gives_it_back_once,
+    a_charge_and_its_payments_move_to_settled_are_written_together_or_not_at_all,
 );
 
 const PRICE: u128 = 10_000;
@@ -166,4 +167,38 @@ async fn a_journaled_refund_lowers_the_deposit_in_the_same_write_and_a_failed_on
     assert_eq!(store.undecided_transactions("usdc-channel").await.unwrap(), [claim]);
     assert!(store.decide_transaction("0xcc", TransactionState::Mined, None).await.unwrap());
     assert!(store.undecided_transactions("usdc-channel").await.unwrap().is_empty());
+}
+
+/// A call paid from a channel is charged and its payment moved to `settled` in one write: a charge that lost its
+/// compare-and-swap moves nothing, a payment no longer `verified` (the reconciler took it for abandoned) charges
+/// nothing, and a charge that goes through does both, with one event.
+async fn a_charge_and_its_payments_move_to_settled_are_written_together_or_not_at_all(db: Database) {
+    let store = db.open().await;
+    assert!(store.open_channel(&channel("0xc1", 10 * PRICE)).await.unwrap());
+    let Claim::Claimed(id) = store.claim(&payment("voucher-1", None)).await.unwrap() else { panic!("a new proof") };
+    let charged = Channel { charged: PRICE, ..channel("0xc1", 10 * PRICE) };
+    let settled = || Transition { reason: "settled", tx_hash: Some("0xc1/10000"), ..Default::default() };
+    let verified = [PaymentState::Verified];
+
+    // Lost: the channel is at another version. Nothing moves.
+    let lost = store.transition_with_channel(id, &verified, PaymentState::Settled, settled(), 7, &charged).await;
+    assert!(!lost.unwrap());
+    assert_eq!(store.payment(id).await.unwrap().unwrap().state, PaymentState::Verified);
+
+    // The payment is no longer verified: the charge is not kept either.
+    let voided = Transition { reason: "abandoned", ..Default::default() };
+    store.transition(id, &verified, PaymentState::Voided, voided).await.unwrap();
+    let refused = store.transition_with_channel(id, &verified, PaymentState::Settled, settled(), 0, &charged).await;
+    assert!(matches!(refused, Err(StoreError::WrongState { actual: PaymentState::Voided, .. })), "{refused:?}");
+    let kept = store.channel("0xc1").await.unwrap().unwrap();
+    assert_eq!((kept.version, kept.charged), (0, 0));
+
+    // Both go through.
+    let Claim::Claimed(id) = store.claim(&payment("voucher-2", None)).await.unwrap() else { panic!("a new proof") };
+    assert!(store.transition_with_channel(id, &verified, PaymentState::Settled, settled(), 0, &charged).await.unwrap());
+    let row = store.payment(id).await.unwrap().unwrap();
+    assert_eq!((row.state, row.tx_hash.as_deref()), (PaymentState::Settled, Some("0xc1/10000")));
+    assert_eq!(store.events(id).await.unwrap().len(), 2, "claimed, then settled");
+    let kept = store.channel("0xc1").await.unwrap().unwrap();
+    assert_eq!((kept.version, kept.charged), (1, PRICE));
 }

@@ -34,8 +34,8 @@ use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::clock::Clock;
 use paygate_core::method::{
-    Asked, BatchSettled, Managed, MppTerms, NotHeldMore, PaymentMethod, PaymentOption, Proof, SettleOutcome,
-    SettlementStatus, VerifiedPayment, VoucherNeeded,
+    Asked, BatchSettled, Managed, MppTerms, NoJournal, NotHeldMore, PaymentMethod, PaymentOption, Proof, SettleJournal,
+    SettleOutcome, SettlementStatus, VerifiedPayment, VoucherNeeded,
 };
 use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
@@ -497,7 +497,15 @@ impl PaymentMethod for EvmSessionMethod {
     }
 
     async fn settle(&self, payment: &VerifiedPayment) -> SettleOutcome {
-        channel_call::settle(self.book.as_ref(), payment, &self.schedule, self.settle_above).await
+        self.settle_recorded(payment, &NoJournal).await
+    }
+
+    async fn settle_recorded(&self, payment: &VerifiedPayment, journal: &dyn SettleJournal) -> SettleOutcome {
+        channel_call::settle(self.book.as_ref(), payment, journal, &self.schedule, self.settle_above).await
+    }
+
+    fn settles_in_store(&self) -> bool {
+        true
     }
 
     fn charges_usage(&self) -> bool {
