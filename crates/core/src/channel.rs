@@ -329,8 +329,9 @@ pub trait ChannelBook: Send + Sync {
         None
     }
 
-    /// Remembers `written`, which a write this book did not make itself wrote ([`update_channel_writing`]), for
-    /// [`ChannelBook::recent`]. A book that remembers nothing ignores it.
+    /// Remembers `written`, the channel as a write of [`update_channel_writing`] left it (which may be a write
+    /// this book did not make itself: a charge written with its ledger row), for [`ChannelBook::recent`]. A book
+    /// that remembers nothing ignores it.
     fn remember(&self, _written: &Channel) {}
 }
 

@@ -89,7 +89,9 @@ struct Attempt<'a> {
 
 /// Moves a claimed payment to `settling`, settles it through `method` (journaling its broadcast), and records the
 /// outcome: `settled`, `failed`, `pending`, or [`Attempt::not_sent`]. Fails only when the move to `settling`
-/// cannot be recorded, in which case nothing was attempted.
+/// cannot be recorded, in which case nothing was attempted. A rail that settles in the store (a channel's charge,
+/// [`PaymentMethod::settles_in_store`]) skips `settling`: its charge and the move to `settled` are one write,
+/// and this fails, nothing charged, when that write could not be made.
 ///
 /// A failure is not taken on the rail's word alone: a facilitator that timed out waiting for its own
 /// transaction answers "failed" although the transfer lands. So the chain is asked
@@ -106,11 +108,11 @@ async fn settle(
     // A settlement in the store is written with the row's move (`LedgerJournal`): no `settling` in between.
     let in_store = method.settles_in_store();
     let settled = Transition { reason: "settled", response_owed: attempt.owed, ..attempt.settling };
-    let settling_from: &[PaymentState] = if in_store { attempt.from } else { &[PaymentState::Settling] };
+    let outcome_from: &[PaymentState] = if in_store { attempt.from } else { &[PaymentState::Settling] };
     if !in_store {
         store.transition(id, attempt.from, PaymentState::Settling, attempt.settling).await?;
     }
-    let journal = LedgerJournal::new(store, id, settling_from, settled);
+    let journal = LedgerJournal::new(store, id, outcome_from, settled);
     let outcome = match method.settle_recorded(payment, &journal).await {
         SettleOutcome::Failed { reason, reference } => confirm_failure(method, payment, reason, reference).await,
         outcome => outcome,
@@ -132,7 +134,7 @@ async fn settle(
         SettleOutcome::NotSent { refusal } => (attempt.not_sent, refusal.detail.as_str(), None, None),
     };
     let done = Transition { reason, tx_hash: reference, response_owed: attempt.owed, recheck, ..Default::default() };
-    if let Err(e) = store.transition(id, settling_from, state, done).await {
+    if let Err(e) = store.transition(id, outcome_from, state, done).await {
         tracing::error!(payment = id, error = %Causes(&e), ?outcome, "settled but could not record the outcome");
     }
     Ok(outcome)

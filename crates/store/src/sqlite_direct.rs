@@ -236,11 +236,19 @@ fn run_together(connection: &rusqlite::Connection, statements: &[Statement<'_>])
     Ok(written)
 }
 
+/// The names of the first parameters, so that binding one allocates nothing.
+const PARAMETER_NAMES: [&str; 20] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16", "$17",
+    "$18", "$19", "$20",
+];
+
 /// Runs one statement inside the open transaction.
 fn run(connection: &rusqlite::Connection, statement: &Statement<'_>) -> rusqlite::Result<Written> {
     let mut prepared = connection.prepare_cached(statement.sql)?;
     for (number, param) in statement.params.iter().enumerate() {
-        if let Some(index) = prepared.parameter_index(&format!("${}", number + 1))? {
+        let name: std::borrow::Cow<'_, str> =
+            PARAMETER_NAMES.get(number).map_or_else(|| format!("${}", number + 1).into(), |&n| n.into());
+        if let Some(index) = prepared.parameter_index(&name)? {
             prepared.raw_bind_parameter(index, param)?;
         }
     }
