@@ -352,7 +352,7 @@ pub trait ChannelWrite: Send + Sync {
 }
 
 /// The channel's swap alone.
-struct SwapOnly<'a>(&'a dyn ChannelBook);
+pub struct SwapOnly<'a>(pub &'a dyn ChannelBook);
 
 #[async_trait]
 impl ChannelWrite for SwapOnly<'_> {

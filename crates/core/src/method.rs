@@ -144,6 +144,16 @@ pub trait SettleJournal: Send + Sync {
     }
 }
 
+/// Claims a payment (writes its ledger row) in the same store write as its channel's reservation: a rail that
+/// holds in the store ([`PaymentMethod::claim_and_hold`]) pays one write for both.
+#[async_trait]
+pub trait ClaimJournal: Send + Sync {
+    /// Writes the claim and the channel's compare-and-swap from version `expected` to `next`, both or neither.
+    /// `Ok(false)`: the channel changed since, nothing written. `Err`: nothing written, and trying again would not
+    /// help (the proof is already claimed, or the store failed): the payment is claimed the usual way.
+    async fn claimed_with_channel(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError>;
+}
+
 /// A journal that records nothing, for settlements nobody will reconcile (tests, one-off tools).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoJournal;
@@ -260,6 +270,13 @@ pub trait PaymentMethod: Send + Sync + Debug {
     /// `settle` or given back by `release`. Most rails hold nothing here.
     async fn hold(&self, _payment: &VerifiedPayment) -> Result<(), Rejection> {
         Ok(())
+    }
+
+    /// Claims the payment through `journal` and holds what it pays for in the same write, when that can be
+    /// done at once (the channel as last seen accepts it): `true` when both are written. `false` when nothing
+    /// was: the caller claims, then [`PaymentMethod::hold`]s, the usual way, which also words any refusal.
+    async fn claim_and_hold(&self, _payment: &VerifiedPayment, _journal: &dyn ClaimJournal) -> bool {
+        false
     }
 
     /// Undoes what `verify` or `hold` holds for a payment whose request failed upstream, so nothing stays

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use async_trait::async_trait;
 use paygate_core::channel::{
-    Channel, ChannelBook, ChannelBookError, ChannelRefusal, ChannelWrite, update_channel, update_channel_writing,
+    Channel, ChannelBook, ChannelBookError, ChannelRefusal, ChannelWrite, SwapOnly, update_channel,
+    update_channel_writing,
 };
-use paygate_core::method::{SettleJournal, SettleOutcome, SettlementStatus, VerifiedPayment};
+use paygate_core::method::{ClaimJournal, SettleJournal, SettleOutcome, SettlementStatus, VerifiedPayment};
 
 /// What a verified channel payment carries (its `settlement`): the voucher that pays the call and the price.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,13 +51,27 @@ impl ChannelCall {
     /// and not settled on chain, with this call, stays within `cap` when there is one. The other channels are read
     /// before the reservation: calls racing on two channels of one payer may pass the cap by those calls.
     pub async fn hold(&self, book: &dyn ChannelBook, cap: Option<u128>) -> Result<(), NotHeld> {
+        self.hold_writing(book, cap, &SwapOnly(book)).await
+    }
+
+    /// [`ChannelCall::hold`] with the payment's claim in the same write (`journal`): `true` when both are written.
+    pub async fn claim_and_hold(&self, book: &dyn ChannelBook, cap: Option<u128>, journal: &dyn ClaimJournal) -> bool {
+        self.hold_writing(book, cap, &ClaimRecorded(journal)).await.is_ok()
+    }
+
+    async fn hold_writing(
+        &self,
+        book: &dyn ChannelBook,
+        cap: Option<u128>,
+        write: &dyn ChannelWrite,
+    ) -> Result<(), NotHeld> {
         let cap = match cap {
             Some(cap) => Some(self.room_under(book, cap).await?),
             None => None,
         };
         let price = self.price.parse().unwrap_or(u128::MAX);
         let reserve = |c: &Channel| c.reserve_within(price, self.voucher(), &self.signature, cap);
-        match update_channel(book, &self.channel_id, reserve).await {
+        match update_channel_writing(book, &self.channel_id, reserve, write).await {
             Ok(Some(Ok(_))) => Ok(()),
             Ok(Some(Err(refusal))) => Err(NotHeld::Refused(refusal)),
             Ok(None) => Err(NotHeld::Unknown),
@@ -130,6 +145,16 @@ impl ChannelCall {
         if let Err(e) = update_channel(book, &self.channel_id, release).await {
             tracing::error!(channel = %self.channel_id, error = %e, "a channel reservation could not be given back");
         }
+    }
+}
+
+/// A reservation's swap and its payment's claim, written together.
+struct ClaimRecorded<'a>(&'a dyn ClaimJournal);
+
+#[async_trait]
+impl ChannelWrite for ClaimRecorded<'_> {
+    async fn write(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError> {
+        self.0.claimed_with_channel(expected, next).await
     }
 }
 

@@ -17,9 +17,9 @@ macro_rules! impl_store {
 
             use crate::row::{RECORD_COLUMNS, record};
             use crate::sqlite_direct::Direct;
-            use crate::statement::{Statement, TRANSITION_FROM};
+            use crate::statement::{Statement, TRANSITION_FROM, Written};
             use crate::{
-                ApiKey, CallRange, Claim, Identified, KeptAnswer, NewPayment, PaymentEvent, PaymentId, PaymentQuery,
+                ApiKey, CallRange, Claim, ClaimWithChannel, Identified, KeptAnswer, NewPayment, PaymentEvent, PaymentId, PaymentQuery,
                 PaymentRecord, PaymentState, StoreError, Transition, now_ms,
             };
 
@@ -90,18 +90,37 @@ macro_rules! impl_store {
                 /// Runs `statements` in one transaction through sqlx, all kept or none, as
                 /// `DirectConnection::write_together` does: how many rows each changed, up to the first that
                 /// changed none.
-                async fn write_together(&self, statements: &[Statement<'_>]) -> Result<Vec<u64>, StoreError> {
+                async fn write_together_through_sqlx(&self, statements: &[Statement<'_>]) -> Result<Vec<Written>, StoreError> {
                     let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
-                    let mut changed = Vec::with_capacity(statements.len());
+                    let mut written = Vec::with_capacity(statements.len());
                     for statement in statements {
-                        let done = statement.query::<$db>().execute(&mut *tx).await.map_err(unavailable)?;
-                        changed.push(done.rows_affected());
-                        if done.rows_affected() == 0 {
-                            return Ok(changed); // Dropping the transaction rolls it back.
+                        let one = if statement.returning {
+                            let row = statement.query::<$db>().fetch_optional(&mut *tx).await.map_err(unavailable)?;
+                            let returned = row.map(|row| row.try_get::<i64, _>(0)).transpose().map_err(unavailable)?;
+                            Written { changed: u64::from(returned.is_some()), returned }
+                        } else {
+                            let done = statement.query::<$db>().execute(&mut *tx).await.map_err(unavailable)?;
+                            Written { changed: done.rows_affected(), returned: None }
+                        };
+                        written.push(one);
+                        if one.changed == 0 {
+                            return Ok(written); // Dropping the transaction rolls it back.
                         }
                     }
                     tx.commit().await.map_err(unavailable)?;
-                    Ok(changed)
+                    Ok(written)
+                }
+
+                /// Runs `statements` together, all kept or none (`write_together_through_sqlx`): on the direct connection when there is one and
+                /// it can, else through sqlx.
+                async fn write_together(&self, statements: &[Statement<'_>]) -> Result<Vec<Written>, StoreError> {
+                    if let Some(direct) = self.direct()
+                        && let Direct::Done(written) =
+                            direct.write_together(statements.iter().map(Statement::to_owned_statement).collect()).await
+                    {
+                        return Ok(written);
+                    }
+                    self.write_together_through_sqlx(statements).await
                 }
 
                 /// Inserts a new row in `state`, its first event written by the trigger of migration 0009; `None`
@@ -213,6 +232,23 @@ macro_rules! impl_store {
                     }
                 }
 
+                async fn claim_with_channel(
+                    &self,
+                    p: &NewPayment,
+                    expected: i64,
+                    next: &paygate_core::channel::Channel,
+                ) -> Result<ClaimWithChannel, StoreError> {
+                    let now = now_ms();
+                    let together =
+                        [Statement::insert_payment(p, PaymentState::Verified, now), Statement::swap_channel(expected, next, now)];
+                    let written = self.write_together(&together).await?;
+                    Ok(match written.as_slice() {
+                        [Written { returned: Some(id), .. }, Written { changed: 1, .. }] => ClaimWithChannel::Claimed(*id),
+                        [_, _] => ClaimWithChannel::ChannelChanged,
+                        _ => ClaimWithChannel::Taken,
+                    })
+                }
+
                 async fn transition_with_channel(
                     &self,
                     id: PaymentId,
@@ -228,15 +264,8 @@ macro_rules! impl_store {
                     let now = now_ms();
                     let together = [Statement::swap_channel(expected, next, now), Statement::transition(id, from, to, &t, now)];
                     // How many rows each changed, the first to change none ending them (and undoing the others).
-                    let changed: Vec<u64> = match self.direct().map(|direct| {
-                        direct.write_together(together.iter().map(Statement::to_owned_statement).collect())
-                    }) {
-                        Some(direct) => match direct.await {
-                            Direct::Done(written) => written.iter().map(|w| w.changed).collect(),
-                            Direct::NotRun => self.write_together(&together).await?,
-                        },
-                        None => self.write_together(&together).await?,
-                    };
+                    let written = self.write_together(&together).await?;
+                    let changed: Vec<u64> = written.iter().map(|w| w.changed).collect();
                     match changed.as_slice() {
                         [1, 1] => Ok(true),
                         [0] => Ok(false),

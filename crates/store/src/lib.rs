@@ -130,6 +130,17 @@ pub enum Claim {
     Taken { id: PaymentId, state: PaymentState },
 }
 
+/// The result of a claim written with its channel's reservation ([`Store::claim_with_channel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimWithChannel {
+    /// Both written: this request owns the payment, and its call is reserved on the channel.
+    Claimed(PaymentId),
+    /// The channel changed since the version given: nothing written.
+    ChannelChanged,
+    /// The proof (or live challenge) is already there: nothing written; [`Store::claim`] says what it is.
+    Taken,
+}
+
 /// One ledger row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PaymentRecord {
@@ -312,6 +323,15 @@ pub trait Store: paygate_core::channel::ChannelBook + Send + Sync + fmt::Debug {
         to: PaymentState,
         transition: Transition<'_>,
     ) -> Result<(), StoreError>;
+
+    /// Claims a new payment in `verified`, as [`Store::claim`] does for a new proof, in the same write as channel
+    /// `next`'s compare-and-swap from version `expected` (the call's reservation): both or neither.
+    async fn claim_with_channel(
+        &self,
+        payment: &NewPayment,
+        expected: i64,
+        next: &paygate_core::channel::Channel,
+    ) -> Result<ClaimWithChannel, StoreError>;
 
     /// Moves a payment as [`Store::transition`] does, in the same write as channel `next`'s compare-and-swap from
     /// version `expected` (a call paid from the channel, charged): both or neither. `Ok(false)`, nothing written,

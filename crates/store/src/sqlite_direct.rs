@@ -23,7 +23,7 @@ use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{ErrorCode, OpenFlags};
 use tokio::sync::oneshot;
 
-use crate::statement::{Param, Statement};
+use crate::statement::{Param, Statement, Written};
 
 /// How often the sqlx connection checkpoints the WAL the direct connection writes: it never checkpoints itself.
 pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -59,15 +59,6 @@ pub(crate) enum Direct<T> {
     Done(T),
     /// Not run (another connection holds the write lock, or SQLite failed): nothing changed; run it through sqlx.
     NotRun,
-}
-
-/// What a committed write did.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Written {
-    /// How many rows it changed.
-    pub changed: u64,
-    /// The integer its `RETURNING` clause returned, if any.
-    pub returned: Option<i64>,
 }
 
 /// Writes waiting for the next commit (one, or several kept together or not at all), and where their results go.
@@ -260,7 +251,9 @@ fn run(connection: &rusqlite::Connection, statement: &Statement<'_>) -> rusqlite
     // Step to the end: a statement's write is done once SQLite returns no more rows.
     while rows.next()?.is_some() {}
     drop(rows);
-    Ok(Written { changed: connection.changes(), returned })
+    // A statement that returns its row changed one exactly when it returned it.
+    let changed = if statement.returning { u64::from(returned.is_some()) } else { connection.changes() };
+    Ok(Written { changed, returned })
 }
 
 /// Logs why SQLite refused a write here; a taken lock is expected and not logged (sqlx runs the write).

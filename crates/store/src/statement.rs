@@ -32,6 +32,17 @@ impl<'a> Param<'a> {
 pub(crate) struct Statement<'a> {
     pub sql: &'static str,
     pub params: Vec<Param<'a>>,
+    /// Whether it returns one integer (`RETURNING id`).
+    pub returning: bool,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    /// How many rows it changed.
+    pub changed: u64,
+    /// The integer its `RETURNING` clause returned, if any.
+    pub returned: Option<i64>,
 }
 
 /// A channel's calls in flight as its row keeps them (JSON).
@@ -56,6 +67,7 @@ impl<'a> Statement<'a> {
                   protocol, rail, option_name, network, asset, asset_symbol, decimals, amount, payer, pay_to, settlement) \
                   VALUES ($1, $2, $17, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
                   ON CONFLICT DO NOTHING RETURNING id",
+            returning: true,
             params: vec![
                 Param::text(p.proof_key.as_str()),
                 Param::Text(p.challenge_id.as_deref().map(Cow::Borrowed)),
@@ -108,6 +120,7 @@ impl<'a> Statement<'a> {
                   amount = COALESCE($8, amount) \
                   WHERE id = $9 AND state IN ($10, $11, $12, $13, $14, $15, $16, $17)",
             params,
+            returning: false,
         }
     }
 
@@ -119,6 +132,7 @@ impl<'a> Statement<'a> {
                   voucher_signature = $5, version = $6 + 1, unclaimed = $7, updated_at_ms = $8, in_flight = $10, \
                   settleable = $11 \
                   WHERE id = $9 AND version = $6",
+            returning: false,
             params: vec![
                 Param::text(c.deposit.to_string()),
                 Param::text(c.claimed.to_string()),
@@ -145,7 +159,7 @@ impl<'a> Statement<'a> {
                 Param::Int(int) => Param::Int(*int),
             })
             .collect();
-        Statement { sql: self.sql, params }
+        Statement { sql: self.sql, params, returning: self.returning }
     }
 
     /// The statement as a sqlx query of backend `DB`, its parameters bound in number order.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::channel_cache::CachedBook;
 use paygate_core::channel_journal::{ChannelTransaction, TransactionKind, TransactionState};
-use paygate_store::{Claim, PaymentState, Store, StoreError, Transition};
+use paygate_store::{Claim, ClaimWithChannel, PaymentQuery, PaymentState, Store, StoreError, Transition};
 
 mod common;
 
@@ -20,6 +20,7 @@ on_both_backends!(
     failed_calls_are_released_and_claims_leave_the_unclaimed_list,
     a_journaled_refund_lowers_the_deposit_in_the_same_write_and_a_failed_one_gives_it_back_once,
     a_charge_and_its_payments_move_to_settled_are_written_together_or_not_at_all,
+    a_claim_and_its_calls_reservation_are_written_together_or_not_at_all,
 );
 
 const PRICE: u128 = 10_000;
@@ -201,4 +202,36 @@ async fn a_charge_and_its_payments_move_to_settled_are_written_together_or_not_a
     assert_eq!(store.events(id).await.unwrap().len(), 2, "claimed, then settled");
     let kept = store.channel("0xc1").await.unwrap().unwrap();
     assert_eq!((kept.version, kept.charged), (1, PRICE));
+}
+
+/// A call paid from a channel may be claimed in the same write as its reservation: a reservation that lost its
+/// compare-and-swap claims nothing, a proof already claimed reserves nothing, and one that goes through does
+/// both.
+async fn a_claim_and_its_calls_reservation_are_written_together_or_not_at_all(db: Database) {
+    let store = db.open().await;
+    assert!(store.open_channel(&channel("0xc2", 10 * PRICE)).await.unwrap());
+    let reserved = channel("0xc2", 10 * PRICE).reserve(PRICE, 10 * PRICE, "0xsig").unwrap();
+
+    // Lost: the channel is at another version. No row.
+    let lost = store.claim_with_channel(&payment("voucher-1", None), 3, &reserved).await.unwrap();
+    assert_eq!(lost, ClaimWithChannel::ChannelChanged);
+    assert!(store.payments(&PaymentQuery::default()).await.unwrap().is_empty());
+
+    // Both go through.
+    let ClaimWithChannel::Claimed(id) =
+        store.claim_with_channel(&payment("voucher-1", None), 0, &reserved).await.unwrap()
+    else {
+        panic!("claimed and reserved")
+    };
+    assert_eq!(store.payment(id).await.unwrap().unwrap().state, PaymentState::Verified);
+    let kept = store.channel("0xc2").await.unwrap().unwrap();
+    assert_eq!((kept.version, kept.reserved()), (1, PRICE));
+
+    // The same proof again: taken, and the channel is not reserved twice.
+    let again = Channel { version: 1, ..kept.clone() }.reserve(PRICE, 10 * PRICE - 1, "0xsig2").unwrap();
+    let taken = store.claim_with_channel(&payment("voucher-1", None), 1, &again).await.unwrap();
+    assert_eq!(taken, ClaimWithChannel::Taken);
+    assert!(matches!(store.claim(&payment("voucher-1", None)).await.unwrap(), Claim::Taken { .. }));
+    let kept = store.channel("0xc2").await.unwrap().unwrap();
+    assert_eq!((kept.version, kept.reserved()), (1, PRICE));
 }

@@ -5,9 +5,11 @@
 
 use http::request::Parts;
 
+use paygate_core::channel::{Channel, ChannelBookError};
 use paygate_core::error::Causes;
+use paygate_core::method::ClaimJournal;
 use paygate_core::reject::{RejectKind, Rejection};
-use paygate_store::{Claim, NewPayment, PaymentState};
+use paygate_store::{Claim, ClaimWithChannel, NewPayment, PaymentState};
 
 use super::bind::Bound;
 use super::free::CountedCall;
@@ -79,6 +81,23 @@ impl Gateway {
             ..ledger_row(offer, ctx.request_id, super::bind::ledger_route(&parts.method, &parts.uri, &parts.extensions))
         };
         let started = std::time::Instant::now();
+        // A rail that holds in the store claims and holds in one write when it can at once; else (or when that
+        // wrote nothing) the usual claim, then the hold.
+        let journal = ClaimWithReservation { store: self.store.as_ref(), new: &new, claimed: Default::default() };
+        if offer.method.claim_and_hold(&verified, &journal).await
+            && let Some(id) = journal.claimed.into_inner().unwrap_or_else(|p| p.into_inner())
+        {
+            self.metrics.time(Phase::Claim, started.elapsed());
+            let payment = ClaimedPayment::new(
+                self.store.as_ref(),
+                &self.metrics,
+                id,
+                offer.method.as_ref(),
+                verified,
+                &ctx.route.name,
+            );
+            return Ok(Claimed::New(Box::new(ClaimedNow { payment, offer })));
+        }
         let claim = self.store.claim(&new).await;
         self.metrics.time(Phase::Claim, started.elapsed());
         match claim {
@@ -142,6 +161,30 @@ impl Gateway {
         };
         let requote = PaidRequest { offers: tiers.quote(calls, paid.ctx.accepted), ..*paid.ctx };
         Err(self.refuse(&requote, Some(&rejection)).await)
+    }
+}
+
+/// Claims a payment in the same write as its channel's reservation (`PaymentMethod::claim_and_hold`).
+struct ClaimWithReservation<'a> {
+    store: &'a dyn paygate_store::Store,
+    new: &'a NewPayment,
+    /// The claimed row, once written.
+    claimed: std::sync::Mutex<Option<paygate_store::PaymentId>>,
+}
+
+#[async_trait::async_trait]
+impl ClaimJournal for ClaimWithReservation<'_> {
+    async fn claimed_with_channel(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError> {
+        match self.store.claim_with_channel(self.new, expected, next).await {
+            Ok(ClaimWithChannel::Claimed(id)) => {
+                *self.claimed.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+                Ok(true)
+            }
+            Ok(ClaimWithChannel::ChannelChanged) => Ok(false),
+            // Nothing written: the usual claim says what the proof's row is, or that the store is down.
+            Ok(ClaimWithChannel::Taken) => Err(ChannelBookError("the proof is already claimed".into())),
+            Err(e) => Err(ChannelBookError(Box::new(e))),
+        }
     }
 }
 

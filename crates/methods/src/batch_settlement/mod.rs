@@ -35,8 +35,8 @@ use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::clock::Clock;
 use paygate_core::method::{
-    Asked, BatchSettled, Managed, NoJournal, PaymentMethod, PaymentOption, Proof, SettleJournal, SettleOutcome,
-    SettlementStatus, VerifiedPayment, X402Receipt,
+    Asked, BatchSettled, ClaimJournal, Managed, NoJournal, PaymentMethod, PaymentOption, Proof, SettleJournal,
+    SettleOutcome, SettlementStatus, VerifiedPayment, X402Receipt,
 };
 use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
@@ -422,6 +422,13 @@ impl PaymentMethod for BatchSettlementMethod {
                 "this channel has no deposit paygate knows of",
             )),
             Err(NotHeld::Store(e)) => Err(e.into()),
+        }
+    }
+
+    async fn claim_and_hold(&self, payment: &VerifiedPayment, journal: &dyn ClaimJournal) -> bool {
+        match ChannelCall::of(payment) {
+            Some(call) => call.claim_and_hold(self.book.as_ref(), self.max_unclaimed, journal).await,
+            None => false,
         }
     }
 

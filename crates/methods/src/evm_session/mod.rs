@@ -34,8 +34,8 @@ use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::clock::Clock;
 use paygate_core::method::{
-    Asked, BatchSettled, Managed, MppTerms, NoJournal, NotHeldMore, PaymentMethod, PaymentOption, Proof, SettleJournal,
-    SettleOutcome, SettlementStatus, VerifiedPayment, VoucherNeeded,
+    Asked, BatchSettled, ClaimJournal, Managed, MppTerms, NoJournal, NotHeldMore, PaymentMethod, PaymentOption, Proof,
+    SettleJournal, SettleOutcome, SettlementStatus, VerifiedPayment, VoucherNeeded,
 };
 use paygate_core::money::AtomicAmount;
 use paygate_core::reject::{RejectKind, Rejection};
@@ -493,6 +493,13 @@ impl PaymentMethod for EvmSessionMethod {
             Err(NotHeld::Refused(refusal)) => Err(self.refusal(refusal)),
             Err(NotHeld::Unknown) => Err(not_found()),
             Err(NotHeld::Store(e)) => Err(e.into()),
+        }
+    }
+
+    async fn claim_and_hold(&self, payment: &VerifiedPayment, journal: &dyn ClaimJournal) -> bool {
+        match ChannelCall::of(payment) {
+            Some(call) => call.claim_and_hold(self.book.as_ref(), self.max_unsettled, journal).await,
+            None => false,
         }
     }
 
