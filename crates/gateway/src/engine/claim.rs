@@ -80,6 +80,16 @@ impl Gateway {
             settlement: verified.settlement.clone(),
             ..ledger_row(offer, ctx.request_id, super::bind::ledger_route(&parts.method, &parts.uri, &parts.extensions))
         };
+        let claimed = |id, verified| {
+            ClaimedPayment::new(
+                self.store.as_ref(),
+                &self.metrics,
+                id,
+                offer.method.as_ref(),
+                verified,
+                &ctx.route.name,
+            )
+        };
         let started = std::time::Instant::now();
         // A rail that holds in the store claims and holds in one write when it can at once; else (or when that
         // wrote nothing) the usual claim, then the hold.
@@ -88,28 +98,14 @@ impl Gateway {
             && let Some(id) = journal.claimed.into_inner().unwrap_or_else(|p| p.into_inner())
         {
             self.metrics.time(Phase::Claim, started.elapsed());
-            let payment = ClaimedPayment::new(
-                self.store.as_ref(),
-                &self.metrics,
-                id,
-                offer.method.as_ref(),
-                verified,
-                &ctx.route.name,
-            );
+            let payment = claimed(id, verified);
             return Ok(Claimed::New(Box::new(ClaimedNow { payment, offer })));
         }
         let claim = self.store.claim(&new).await;
         self.metrics.time(Phase::Claim, started.elapsed());
         match claim {
             Ok(Claim::Claimed(id)) => {
-                let payment = ClaimedPayment::new(
-                    self.store.as_ref(),
-                    &self.metrics,
-                    id,
-                    offer.method.as_ref(),
-                    verified,
-                    &ctx.route.name,
-                );
+                let payment = claimed(id, verified);
                 if let Err(refusal) = payment.hold().await {
                     return Err(self.refuse(ctx, Some(&refusal)).await);
                 }
