@@ -272,8 +272,8 @@ pub trait PaymentMethod: Send + Sync + Debug {
         Ok(())
     }
 
-    /// Claims the payment through `journal` and holds what it pays for in the same write, when that can be
-    /// done at once (the channel as last seen accepts it): `true` when both are written. `false` when nothing
+    /// Claims the payment through `journal` and holds what it pays for in the same write, when the channel
+    /// accepts the call: `true` when both are written. `false` when nothing
     /// was: the caller claims, then [`PaymentMethod::hold`]s, the usual way, which also words any refusal.
     async fn claim_and_hold(&self, _payment: &VerifiedPayment, _journal: &dyn ClaimJournal) -> bool {
         false

@@ -1,18 +1,21 @@
-//! The SQLite connection that runs a paid call's writes on the calling thread.
+//! The SQLite connection that runs a paid call's writes on the calling thread, committed together.
 //!
 //! sqlx runs every SQLite statement on its connection's worker thread, and hands the connection between tasks
 //! through its pool: several thread handoffs per statement. On this project's 2-core machines that measured 170 to
-//! 290 µs per write, against 20 to 100 µs for the same statements run here, and a channel-paid call makes five
-//! writes (its claim, its channel's reservation and charge, two transitions). So those writes
-//! ([`crate::statement::Statement`]) run on this second connection to the same file, under a mutex, on the
-//! thread that asks. Everything else stays on sqlx.
+//! 290 µs per write, against 20 to 100 µs for the same statements run here. So the writes a paid call makes
+//! ([`crate::statement::Statement`]: its claim with its channel's reservation, its charge with its move to
+//! `settled`, its transitions) run on this second connection to the same file, under a mutex, on the thread that
+//! asks; everything else stays on sqlx. The first of the concurrent calls' writes yields once, then commits them
+//! all in one transaction, so each changed page is written once per commit; each call is answered only once its
+//! write is committed.
 //!
 //! Invariant: nothing here waits for SQLite's write lock. SQLite has one writer at a time; when the sqlx
 //! connection (or another process) holds the lock, waiting here would block an async worker thread. So this
 //! connection has no busy timeout: a write that finds the lock taken is not run ([`Direct::NotRun`]) and the caller
-//! runs the very same statement through sqlx, whose worker thread waits. A statement that failed here changed
-//! nothing (each is one autocommitted statement), so running it again there is safe; a database that keeps
-//! failing here is reported there.
+//! runs the very same statements through sqlx, whose worker thread waits. A write answered `NotRun` changed
+//! nothing (its savepoint or the whole transaction was rolled back), so running it again there is safe.
+//!
+//! Nor does it checkpoint the WAL (a checkpoint syncs the file to disk): [`Checkpoints`] does, through sqlx.
 //!
 //! An in-memory database (`sqlite::memory:`) exists per connection: it has no direct connection.
 

@@ -479,3 +479,32 @@ async fn writes_committed_together_survive_the_committer_being_dropped() {
     assert_eq!(state, PaymentState::Verified);
     assert_eq!(store.payments(&PaymentQuery::default()).await.unwrap().len(), 2);
 }
+
+/// On SQLite, the direct connection never checkpoints the WAL it writes; the store's sqlx connection does, every
+/// second. So the WAL stops growing: after a checkpoint, the next writes reuse it from its start instead of
+/// appending, and a second run of as many writes leaves it no larger than the first did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_the_direct_writes_fill_is_checkpointed_and_reused() {
+    let db = Database::sqlite().await;
+    let store = db.open().await;
+    let Database::Sqlite(dir) = &db else { unreachable!() };
+    let wal = dir.path().join("ledger.db-wal");
+    let claim_many = |from: usize| {
+        let store = store.clone();
+        async move {
+            for i in from..from + 300 {
+                let Claim::Claimed(_) = store.claim(&payment(&format!("p{i}"), None)).await.unwrap() else {
+                    panic!("a new proof")
+                };
+            }
+        }
+    };
+    claim_many(0).await;
+    let first = std::fs::metadata(&wal).unwrap().len();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    claim_many(300).await;
+    let second = std::fs::metadata(&wal).unwrap().len();
+    assert!(first > 0, "the writes went to the WAL");
+    assert!(second <= first, "the WAL was checkpointed and reused: {first} bytes, then {second}");
+    assert_eq!(store.payments(&PaymentQuery { limit: Some(1_000), ..Default::default() }).await.unwrap().len(), 600);
+}
