@@ -6,7 +6,7 @@
 //! `paygate dev fund`, the embedded devnet at genesis) the project's test-only stand-ins (`contracts/Permit2.sol`,
 //! `contracts/X402UptoPermit2Proxy.sol`) are placed at those addresses.
 
-use alloy::primitives::{Address, B256, Bytes, address};
+use alloy::primitives::{Address, B256, Bytes, U256, address};
 use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
 
 /// Permit2, at the same address on every chain.
@@ -74,6 +74,24 @@ mod typed {
             Witness witness;
         }
     }
+}
+
+/// Whether Permit2 has used `owner`'s unordered `nonce` (its bit in `nonceBitmap`): a transfer signed with it
+/// happened (or the owner cancelled it); either way it can never move money again.
+pub async fn permit2_nonce_used(
+    chain: &dyn crate::Chain,
+    owner: Address,
+    nonce: U256,
+) -> Result<bool, crate::ChainError> {
+    use alloy::sol_types::SolCall;
+    let word = nonce >> 8;
+    let bit = U256::from(1) << (nonce & U256::from(0xff)).to::<usize>();
+    let call = Permit2::nonceBitmapCall { owner, wordPos: word }.abi_encode();
+    let tx = alloy::rpc::types::TransactionRequest::default().to(PERMIT2).input(Bytes::from(call).into());
+    let out = chain.call(tx).await?;
+    let bitmap = Permit2::nonceBitmapCall::abi_decode_returns(&out)
+        .map_err(|e| crate::ChainError::Unavailable(format!("nonceBitmap answered {out}: {e}")))?;
+    Ok(bitmap & bit != U256::ZERO)
 }
 
 /// Permit2's EIP-712 domain on chain `chain_id`.

@@ -22,6 +22,8 @@ use reqwest::header::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::x402_channel::DepositTransfer;
+
 /// Which protocol an offer came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -152,6 +154,20 @@ impl Source {
     pub(crate) fn is_transfer(&self) -> bool {
         matches!(self, Source::TxHash | Source::Tempo { .. })
     }
+
+    /// Whether paying signs an ERC-3009 authorization, in the token's own EIP-712 domain (which the offer must
+    /// then give or the client know); a transfer signs nothing, and a Permit2 authorization (`upto`, a
+    /// `batch-settlement` offer with Permit2 deposits) signs in Permit2's domain.
+    fn signs_in_token_domain(&self) -> bool {
+        match self {
+            Source::TxHash | Source::Tempo { .. } | Source::Stripe { .. } => false,
+            Source::X402V2 { requirements, .. } => requirements.scheme != crate::sign::SCHEME_UPTO,
+            Source::X402Channel { requirements, .. } => {
+                DepositTransfer::of(requirements) != Ok(DepositTransfer::Permit2)
+            }
+            Source::X402V1 { .. } | Source::Mpp { .. } | Source::EvmSession { .. } => true,
+        }
+    }
 }
 
 /// One offer of a 402.
@@ -259,7 +275,7 @@ impl Draft {
             Some("the asset is not a token address".to_owned())
         } else if usd_micros.is_none() {
             Some("the asset is not a USD stablecoin this client knows".to_owned())
-        } else if eip712.is_none() && !self.source.is_transfer() {
+        } else if eip712.is_none() && self.source.signs_in_token_domain() {
             Some("the token's EIP-712 domain is unknown".to_owned())
         } else {
             None
@@ -335,19 +351,14 @@ fn exact_only(scheme: &str) -> Result<(), String> {
     if scheme == x402::SCHEME_EXACT { Ok(()) } else { Err(format!("x402 scheme {scheme} is not supported")) }
 }
 
-/// x402 v2 pays `exact`, and `upto` when the offer names its facilitator (a Permit2 authorization of the maximum).
+/// x402 v2 pays `exact`, `upto` when the offer names its facilitator (a Permit2 authorization of the maximum), and
+/// `batch-settlement` with ERC-3009 or Permit2 deposits.
 fn v2_scheme(r: &x402::PaymentRequirements) -> Result<(), String> {
     let facilitator = r.extra.as_ref().and_then(|e| e.get("facilitatorAddress")).and_then(|v| v.as_str());
     match r.scheme.as_str() {
         crate::sign::SCHEME_UPTO if facilitator.is_some() => Ok(()),
         crate::sign::SCHEME_UPTO => Err("the upto offer names no facilitatorAddress".to_owned()),
-        SCHEME_BATCH_SETTLEMENT => match r.extra.as_ref().and_then(|e| e.get("assetTransferMethod")) {
-            Some(method) if method != "eip3009" => Err(format!(
-                "batch-settlement deposits by {} are not supported (eip3009 is)",
-                method.as_str().unwrap_or("?")
-            )),
-            _ => Ok(()),
-        },
+        SCHEME_BATCH_SETTLEMENT => DepositTransfer::of(r).map(|_| ()),
         scheme => exact_only(scheme),
     }
 }
@@ -562,10 +573,10 @@ mod tests {
         assert_eq!(offers[0].unpayable.as_deref(), Some("the tempo challenge does not accept hash credentials"));
     }
 
-    /// x402 `batch-settlement` offers are channel offers; one that asks for Permit2 deposits is not payable by this
-    /// client, and says why.
+    /// x402 `batch-settlement` offers are channel offers, paid with ERC-3009 or Permit2 deposits; one that asks for
+    /// another deposit method is not payable by this client, and says why. A Permit2 offer needs no token domain.
     #[test]
-    fn batch_settlement_offers_are_channels_and_permit2_deposits_are_not_paid() {
+    fn batch_settlement_offers_are_channels_paid_by_eip3009_or_permit2_deposits() {
         let accept = |method: Option<&str>| {
             let mut extra = serde_json::json!({"name": "USD Coin", "version": "2", "withdrawDelay": 900,
                 "receiverAuthorizer": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"});
@@ -577,7 +588,7 @@ mod tests {
                 "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "maxTimeoutSeconds": 60, "extra": extra})
         };
         let required = serde_json::json!({"x402Version": 2, "resource": {"url": "https://x/y"},
-            "accepts": [accept(None), accept(Some("eip3009")), accept(Some("permit2"))]});
+            "accepts": [accept(None), accept(Some("eip3009")), accept(Some("permit2")), accept(Some("permit3"))]});
         let mut headers = HeaderMap::new();
         headers.insert(
             x402::PAYMENT_REQUIRED,
@@ -585,10 +596,10 @@ mod tests {
         );
         let offers = parse_offers(&headers, b"", &AssetBook::builtin()).unwrap();
         assert!(offers.iter().all(Offer::is_session));
-        assert!(offers[0].is_payable() && offers[1].is_payable(), "{offers:?}");
+        assert!(offers[..3].iter().all(Offer::is_payable), "{offers:?}");
         assert_eq!(
-            offers[2].unpayable.as_deref(),
-            Some("batch-settlement deposits by permit2 are not supported (eip3009 is)")
+            offers[3].unpayable.as_deref(),
+            Some("batch-settlement deposits by permit3 are not supported (eip3009 and permit2 are)")
         );
     }
 

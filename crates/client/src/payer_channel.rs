@@ -12,9 +12,13 @@ use serde_json::Value;
 
 use crate::client::{PayError, authorization_name};
 use crate::offer::{Offer, Source};
+use crate::reconcile::AuthorizationNonce;
 use crate::session::{EvmSession, SessionError};
 use crate::spend::SessionRecord;
 use crate::x402_channel::X402Channel;
+
+/// The x402 error of a voucher for a channel the seller does not hold (`scheme_batch_settlement_evm.md`).
+const X402_CHANNEL_NOT_FOUND: &str = "invalid_batch_settlement_evm_channel_not_found";
 
 /// A channel being paid from.
 pub(crate) enum PayerChannel {
@@ -59,10 +63,11 @@ impl PayerChannel {
         offer: &Offer,
         record: Option<&SessionRecord>,
     ) -> Result<PayerChannel, PayError> {
-        let domain =
-            offer.eip712.clone().ok_or_else(|| PayError::InvalidRequest("the token has no EIP-712 domain".into()))?;
+        let domain = offer.eip712.clone();
         match &offer.source {
             Source::EvmSession { challenge } => {
+                let domain =
+                    domain.ok_or_else(|| PayError::InvalidRequest("the token has no EIP-712 domain".into()))?;
                 let session = match record {
                     Some(record) => EvmSession::restore(signer, challenge, domain, record),
                     None => EvmSession::new(signer, challenge, domain, B256::random()),
@@ -109,10 +114,10 @@ impl PayerChannel {
         }
     }
 
-    /// The ERC-3009 nonce of the opening deposit: what `reconcile` asks the token about.
-    pub fn open_nonce(&self) -> B256 {
+    /// The nonce of the last deposit signed (the open or a top-up): what `reconcile` asks the chain about.
+    pub fn deposit_nonce(&self) -> AuthorizationNonce {
         match self {
-            PayerChannel::Mpp { session, .. } => session.open_nonce(),
+            PayerChannel::Mpp { session, .. } => AuthorizationNonce::Erc3009(session.deposit_nonce()),
             PayerChannel::X402(channel) => channel.deposit_nonce(),
         }
     }
@@ -159,6 +164,21 @@ impl PayerChannel {
         };
         let value = HeaderValue::from_str(&value).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
         Ok((name, value))
+    }
+
+    /// Whether the seller's refusal (`status`, `headers`) says it holds no such channel (MPP: 410; x402: a 402
+    /// whose error is `invalid_batch_settlement_evm_channel_not_found`): its open never landed, so the payer stops
+    /// paying from it (a deposit whose fate is unknown stays `pending` for `reconcile`).
+    pub fn unknown_to_seller(&self, status: reqwest::StatusCode, headers: &HeaderMap) -> bool {
+        match self {
+            PayerChannel::Mpp { .. } => status == reqwest::StatusCode::GONE,
+            PayerChannel::X402(_) => {
+                let required = headers.get(x402::PAYMENT_REQUIRED).and_then(|v| v.to_str().ok());
+                let required = required.and_then(|v| x402::decode_header::<x402::PaymentRequired>(v).ok());
+                status == reqwest::StatusCode::PAYMENT_REQUIRED
+                    && required.and_then(|r| r.error).as_deref() == Some(X402_CHANNEL_NOT_FOUND)
+            }
+        }
     }
 
     /// What the seller's answer (`headers`) says of the payment; `None` when it carries no receipt.

@@ -1,15 +1,17 @@
 //! Settling what a crash left in doubt. A payment that died between signing and the server's answer stays
 //! `pending` in the spend log; its signed authorization may or may not have been settled. The chain knows:
-//! the token's `authorizationState(payer, nonce)` says whether it was used (then the `AuthorizationUsed` log
-//! gives the transaction), and an unused one past its `validBefore` can never be. A pay-first transfer is
-//! decided by its receipt: mined and successful is money spent, reverted is nothing spent.
+//! the token's `authorizationState(payer, nonce)` says whether an ERC-3009 authorization was used (then the
+//! `AuthorizationUsed` log gives the transaction), Permit2's `nonceBitmap` whether a Permit2 one was, and an unused
+//! one past its `validBefore` (deadline) can never be. A pay-first transfer is decided by its receipt: mined and
+//! successful is money spent, reverted is nothing spent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use paygate_chain::Chain;
 use paygate_chain::abi::{AuthorizationUse, authorization_use};
+use paygate_chain::upto::permit2_nonce_used;
 
 use crate::spend::{SpendError, SpendLog, SpendRecord, SpendState};
 
@@ -39,6 +41,40 @@ pub struct Reconciled {
     pub undecided: usize,
 }
 
+/// An authorization's nonce as the spend log keeps it: where the chain records its use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthorizationNonce {
+    /// An ERC-3009 authorization's, kept by the token (`0x` + 64 hex digits).
+    Erc3009(B256),
+    /// A Permit2 authorization's unordered nonce, kept by Permit2 (`permit2:<decimal>`).
+    Permit2(U256),
+}
+
+impl std::fmt::Display for AuthorizationNonce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthorizationNonce::Erc3009(nonce) => write!(f, "{nonce:#x}"),
+            AuthorizationNonce::Permit2(nonce) => write!(f, "permit2:{nonce}"),
+        }
+    }
+}
+
+impl std::str::FromStr for AuthorizationNonce {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<AuthorizationNonce, String> {
+        match text.strip_prefix("permit2:") {
+            Some(decimal) => decimal
+                .parse()
+                .map(AuthorizationNonce::Permit2)
+                .map_err(|_| "the Permit2 nonce is not a decimal integer".to_owned()),
+            None => {
+                text.parse().map(AuthorizationNonce::Erc3009).map_err(|_| "the nonce is not 32 bytes of hex".to_owned())
+            }
+        }
+    }
+}
+
 fn chain_id(network: &str) -> Option<u64> {
     network.strip_prefix("eip155:")?.parse().ok()
 }
@@ -54,11 +90,19 @@ async fn transfer_outcome(chain: &dyn Chain, row: &SpendRecord) -> Result<Option
 async fn settlement(chain: &dyn Chain, row: &SpendRecord) -> Result<Option<(bool, Option<String>)>, String> {
     let (Some(payer), Some(nonce)) = (&row.payer, &row.nonce) else { return Ok(None) };
     let payer: Address = payer.parse().map_err(|_| "payer is not an address".to_owned())?;
-    let nonce: B256 = nonce.parse().map_err(|_| "nonce is not 32 bytes of hex".to_owned())?;
     let token: Address = row.asset.parse().map_err(|_| "asset is not an address".to_owned())?;
-    match authorization_use(chain, token, payer, nonce).await.map_err(|e| e.to_string())? {
-        AuthorizationUse::Unused => Ok(Some((false, None))),
-        AuthorizationUse::Used { tx } => Ok(Some((true, tx.map(|h| h.to_string())))),
+    match nonce.parse::<AuthorizationNonce>()? {
+        AuthorizationNonce::Erc3009(nonce) => {
+            match authorization_use(chain, token, payer, nonce).await.map_err(|e| e.to_string())? {
+                AuthorizationUse::Unused => Ok(Some((false, None))),
+                AuthorizationUse::Used { tx } => Ok(Some((true, tx.map(|h| h.to_string())))),
+            }
+        }
+        // Permit2 logs no use of a nonce: the transaction is not named.
+        AuthorizationNonce::Permit2(nonce) => {
+            let used = permit2_nonce_used(chain, payer, nonce).await.map_err(|e| e.to_string())?;
+            Ok(Some((used, None)))
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub struct EvmSession {
     /// The token's EIP-712 name and version (its ERC-3009 domain).
     token_domain: (String, String),
     channel_id: B256,
+    /// The ERC-3009 nonce of the last deposit signed (the open or a top-up).
+    deposit_nonce: B256,
     /// The deposit in escrow, as far as this payer made it.
     pub deposit: u128,
     /// The cumulative amount of the last voucher signed.
@@ -78,7 +80,18 @@ impl EvmSession {
             authorized_signer: Address::ZERO,
         };
         let channel_id = terms.channel_id(escrow, chain_id);
-        Ok(EvmSession { signer, chain_id, escrow, terms, token_domain, channel_id, deposit: 0, cumulative: 0 })
+        let deposit_nonce = terms.open_nonce();
+        Ok(EvmSession {
+            signer,
+            chain_id,
+            escrow,
+            terms,
+            token_domain,
+            channel_id,
+            deposit_nonce,
+            deposit: 0,
+            cumulative: 0,
+        })
     }
 
     /// A channel this payer opened before, as its spend log keeps it.
@@ -146,7 +159,8 @@ impl EvmSession {
         if price > deposit {
             return Err(SessionError::OverDeposit { needed: price });
         }
-        let (authorization, signature) = self.authorize(deposit, self.terms.open_nonce(), valid_before);
+        self.deposit_nonce = self.terms.open_nonce();
+        let (authorization, signature) = self.authorize(deposit, self.deposit_nonce, valid_before);
         self.deposit = deposit;
         self.cumulative = price;
         Ok(json!({
@@ -198,8 +212,8 @@ impl EvmSession {
 
     /// `topUp` by authorization: add `amount` to the deposit.
     pub fn top_up(&mut self, amount: u128, salt: B256, valid_before: u64) -> Value {
-        let nonce = session_escrow::top_up_nonce(self.channel_id, amount, self.terms.payer, salt);
-        let (authorization, signature) = self.authorize(amount, nonce, valid_before);
+        self.deposit_nonce = session_escrow::top_up_nonce(self.channel_id, amount, self.terms.payer, salt);
+        let (authorization, signature) = self.authorize(amount, self.deposit_nonce, valid_before);
         self.deposit += amount;
         json!({
             "action": "topUp",
@@ -212,10 +226,10 @@ impl EvmSession {
         })
     }
 
-    /// The ERC-3009 nonce of this channel's relayed open, which the spend log keeps to ask the token later
-    /// whether the deposit moved.
-    pub fn open_nonce(&self) -> B256 {
-        self.terms.open_nonce()
+    /// The ERC-3009 nonce of the last deposit signed (the open or a top-up), which the spend log keeps to ask the
+    /// token later whether the deposit moved.
+    pub fn deposit_nonce(&self) -> B256 {
+        self.deposit_nonce
     }
 
     /// `close`: the final voucher, for everything paid.

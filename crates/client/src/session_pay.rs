@@ -2,19 +2,19 @@
 //! first call to a seller opens a channel (its deposit is a
 //! `deposit` row of the spend log, checked against the budgets in the same transaction that records the channel),
 //! each later call is a voucher from it (a `voucher` row, which does not count again), a channel that runs out
-//! is topped up in the same credential, and [`PayingClient::close_session`] closes it and records the refund.
+//! is topped up in the same credential, and [`PayingClient::close_session`] closes it and records the refund. A
+//! channel the seller says it does not hold (closed, or never opened) is forgotten and a new one pays the call.
 //!
 //! Crash safety, as on the charge path: the channel and its next voucher are written before the credential is
-//! sent; a deposit left `pending` is decided from the chain by `reconcile` (its ERC-3009 nonce); a voucher never
-//! costs more than the seller charged, whatever happened to its call, because the seller settles only what it
-//! served.
+//! sent; a deposit left `pending` is decided from the chain by `reconcile` (its ERC-3009 or Permit2 nonce, which
+//! its row keeps, for the open and every top-up); a voucher never costs more than the seller charged, whatever
+//! happened to its call, because the seller settles only what it served.
 //!
 //! Once a request was paid from a channel, the client remembers its offer (in memory, while the seller says it
 //! takes it): the next same request pays its voucher at once, with no 402 round trip. If the seller refuses the
 //! remembered offer with a 402, nothing was charged; the voucher is taken back and the request goes the usual way.
 
 use alloy::primitives::B256;
-use reqwest::StatusCode;
 use serde::Serialize;
 
 use crate::client::{Attempt, Outgoing, PAID_RETRIES, PayError, PayingClient, Payment, Progress, read};
@@ -97,6 +97,14 @@ impl PayingClient {
         offers.insert(request_key(out), offer.clone());
     }
 
+    /// Records the nonce of the deposit `channel` just signed on its `deposit` row, before the credential is sent:
+    /// a row a crash leaves `pending` is then decided from the chain (`reconcile`).
+    async fn deposit_signed(&self, row: i64, channel: &PayerChannel, valid_before: u64) -> Result<(), PayError> {
+        let payer = self.wallet.address().to_checksum(None);
+        let nonce = channel.deposit_nonce().to_string();
+        Ok(self.log.signed(row, &payer, &nonce, valid_before).await?)
+    }
+
     fn usd_of(offer: &Offer, atomic: u128) -> Result<i64, PayError> {
         let usd = crate::offer::usd_micros(atomic, offer.decimals.unwrap_or(6))
             .ok_or_else(|| PayError::InvalidRequest("a deposit beyond the range of a budget".into()))?;
@@ -127,6 +135,7 @@ impl PayingClient {
             channel_id: Some(&channel_id),
         };
         let (held, from) = channel.amounts();
+        let opening = known.is_none();
         let (payload, voucher_id, deposit_id) = match known {
             None => {
                 let (payload, salt) = channel.open(deposit, price, valid_before)?;
@@ -157,8 +166,7 @@ impl PayingClient {
                         now_ms(),
                     )
                     .await?;
-                let payer = self.wallet.address().to_checksum(None);
-                self.log.signed(deposit_id, &payer, &format!("{:#x}", channel.open_nonce()), valid_before).await?;
+                self.deposit_signed(deposit_id, &channel, valid_before).await?;
                 (payload, voucher_id, Some(deposit_id))
             }
             Some(_) if from.saturating_add(price) <= held => {
@@ -185,6 +193,9 @@ impl PayingClient {
                 let (voucher_id, deposit_id) = advanced.ok_or_else(|| {
                     PayError::InvalidRequest("the channel changed meanwhile: send the request again".into())
                 })?;
+                if let Some(id) = deposit_id {
+                    self.deposit_signed(id, &channel, valid_before).await?;
+                }
                 (payload, voucher_id, deposit_id)
             }
         };
@@ -232,12 +243,19 @@ impl PayingClient {
             };
         }
         // Not charged: the voucher is taken back (its call was refused or its upstream failed). A deposit stays as
-        // it is: a refused open may still have moved money (the channel then pays the next call).
+        // it is: a refused open may still have moved money (the channel then pays the next call), and its row,
+        // still pending, is decided from the chain. A channel the seller says it does not hold is forgotten.
+        let unknown = channel.unknown_to_seller(status, response.headers());
         let body = response.text().await.unwrap_or_default();
         self.log.finish(voucher_id, SpendState::Rejected, None, Some(&body)).await?;
         self.log.rewind_session(&channel_id, cumulative, from).await?;
-        if status == StatusCode::GONE {
+        if unknown {
             self.log.forget_session(&channel_id).await?;
+            // The seller never held the channel (its open was refused or did not land), or closed it: a new
+            // channel pays this call, once.
+            if !opening {
+                return Box::pin(self.pay_session(out, offer, host)).await;
+            }
         }
         Err(PayError::Rejected { status: status.as_u16(), body, spend_id: voucher_id })
     }

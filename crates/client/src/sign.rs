@@ -10,6 +10,7 @@ use paygate_proto::{mpp, x402};
 use serde_json::json;
 
 use crate::offer::{Offer, Source};
+use crate::reconcile::AuthorizationNonce;
 use crate::wallet::{Wallet, WalletError};
 
 /// Why an offer could not be signed.
@@ -32,8 +33,8 @@ pub struct CredentialHeader {
     pub name: String,
     pub value: String,
     pub payer: Address,
-    /// The authorization's nonce as the spend log keeps it: `0x` + 64 hex digits for EIP-3009 (which the token's
-    /// `authorizationState` decides later), `permit2:<decimal>` for a Permit2 `upto` authorization.
+    /// The authorization's nonce as the spend log keeps it (`0x` + 64 hex digits for EIP-3009, `permit2:<decimal>`
+    /// for a Permit2 `upto` authorization), which `reconcile` decides later.
     pub nonce: String,
     pub valid_before: u64,
 }
@@ -67,7 +68,7 @@ fn header(name: &str, value: String, auth: &SignedAuthorization) -> CredentialHe
         name: name.to_owned(),
         value,
         payer: auth.from,
-        nonce: auth.nonce.to_string(),
+        nonce: AuthorizationNonce::Erc3009(auth.nonce).to_string(),
         valid_before: auth.valid_before.try_into().unwrap_or(u64::MAX),
     }
 }
@@ -123,7 +124,7 @@ fn upto(
         name: x402::PAYMENT_SIGNATURE.to_owned(),
         value: x402::encode_header(&payload),
         payer: wallet.address(),
-        nonce: format!("permit2:{nonce}"),
+        nonce: AuthorizationNonce::Permit2(nonce).to_string(),
         valid_before: deadline,
     })
 }

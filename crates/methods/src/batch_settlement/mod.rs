@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use paygate_chain::escrow::{self, BatchSettlement};
-use paygate_chain::upto::{PERMIT2, Permit2};
+use paygate_chain::upto::PERMIT2;
 use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::clock::Clock;
@@ -165,14 +165,9 @@ impl BatchSettlementMethod {
                     .map_err(|e| chain_unavailable(&e))
             }
             Pull::Permit2 { nonce } => {
-                let word = nonce >> 8;
-                let bit = U256::from(1) << (nonce & U256::from(0xff)).to::<usize>();
-                let call = Permit2::nonceBitmapCall { owner: payment.payer, wordPos: word }.abi_encode();
-                let tx = TransactionRequest::default().to(PERMIT2).input(call.into());
-                let out = self.chain.call(tx).await.map_err(|e| chain_unavailable(&e))?;
-                let bitmap = Permit2::nonceBitmapCall::abi_decode_returns(&out)
-                    .map_err(|_| chain_unavailable(&ChainError::Unavailable("Permit2 answered garbage".into())))?;
-                Ok(bitmap & bit != U256::ZERO)
+                paygate_chain::upto::permit2_nonce_used(self.chain.as_ref(), payment.payer, nonce)
+                    .await
+                    .map_err(|e| chain_unavailable(&e))
             }
         }
     }

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use paygate_chain::upto::{self, Permit2, X402UptoPermit2Proxy};
+use paygate_chain::upto::{self, X402UptoPermit2Proxy};
 use paygate_chain::{Chain, ChainError, TxSender, wait_for_receipt};
 use paygate_core::clock::Clock;
 use paygate_core::method::{
@@ -249,13 +249,7 @@ impl UptoMethod {
 
     /// Whether Permit2 has used the authorization's nonce (its transfer happened).
     async fn nonce_used(&self, signed: &Signed) -> Result<bool, ChainError> {
-        let word = signed.permit.nonce >> 8;
-        let bit = U256::from(1) << (signed.permit.nonce & U256::from(0xff)).to::<usize>();
-        let call = Permit2::nonceBitmapCall { owner: signed.owner, wordPos: word }.abi_encode();
-        let out = self.chain.call(TransactionRequest::default().to(upto::PERMIT2).input(call.into())).await?;
-        let bitmap = Permit2::nonceBitmapCall::abi_decode_returns(&out)
-            .map_err(|_| ChainError::Unavailable("Permit2 answered garbage".into()))?;
-        Ok(bitmap & bit != U256::ZERO)
+        upto::permit2_nonce_used(self.chain.as_ref(), signed.owner, signed.permit.nonce).await
     }
 
     fn proof_key_of(&self, signed: &Signed) -> String {
