@@ -79,12 +79,14 @@ impl Upstream {
         self.shared.mode.store(mode as u8, Ordering::SeqCst);
     }
 
-    /// Stops listening: connections are refused until [`Upstream::resume`].
+    /// Stops listening: connections are refused until [`Upstream::resume`]. The address is parked before the
+    /// listener closes, so that no other socket (a client's outgoing connection from the ephemeral range, say)
+    /// can take the port in between.
     pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
+            self.parked = Some(bind(self.addr));
             server.abort();
             let _ = server.await;
-            self.parked = Some(bind(self.addr));
         }
     }
 
@@ -124,6 +126,8 @@ fn bind(addr: SocketAddr) -> TcpSocket {
     let socket = TcpSocket::new_v4().expect("a TCP socket");
     // The address may still have connections in TIME_WAIT from before a stop.
     socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    // A stop parks the address while its listener still holds it (both sockets are this upstream's).
+    socket.set_reuseport(true).expect("SO_REUSEPORT");
     socket.bind(addr).unwrap_or_else(|e| panic!("bind the upstream to {addr}: {e}"));
     socket
 }
