@@ -12,23 +12,42 @@ use serde_json::json;
 use super::common::{self, Harness, Options, pay_to, payer};
 use super::{CENT, channel_id, channel_option, events, offer};
 
+/// A seller of the test token declared without its EIP-712 domain, as a token without EIP-3009 is: its channels
+/// take Permit2 deposits (the default then), claimed on every pass.
+async fn permit2_seller() -> Harness {
+    let plain = format!(
+        "[networks.local.assets.PLAIN]\naddress = \"{}\"\ndecimals = 6\nusd = true\n",
+        paygate_chain::devtoken::test_usdc_address()
+    );
+    let channel = channel_option("claim_every_secs = 0").replace("asset = \"USDC\"", "asset = \"PLAIN\"");
+    Harness::start_with(Options { extra_toml: format!("{channel}\n{plain}"), ..Default::default() }).await
+}
+
+/// `payer` allows Permit2 to move its test token, once, mined.
+async fn approve_permit2(h: &Harness, payer: &alloy::signers::local::PrivateKeySigner) {
+    use alloy::sol_types::SolCall;
+    let approve = paygate_chain::abi::Eip3009Token::approveCall {
+        spender: paygate_chain::upto::PERMIT2,
+        value: alloy::primitives::U256::MAX,
+    };
+    let sender = paygate_chain::TxSender::new(h.chain.chain.clone(), payer.clone());
+    let hash = sender.send(h.chain.token, approve.abi_encode().into()).await.unwrap();
+    let mined = paygate_chain::wait_for_receipt(
+        h.chain.chain.as_ref(),
+        hash,
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+    );
+    assert!(mined.await.unwrap().unwrap().status());
+}
+
 /// A seller of a token without EIP-3009 (declared without an EIP-712 domain), whose channels take Permit2 deposits
 /// by default (`asset_transfer_method`): the official client signs a Permit2 `PermitWitnessTransferFrom` for the
 /// Permit2 deposit collector (the test-only stand-in at the canonical address), paygate checks it and relays the
 /// deposit. Without the payer's approval of Permit2 the deposit is refused before it is relayed, and nothing moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_client_deposits_through_permit2_when_the_offer_asks() {
-    use alloy::primitives::U256;
-    use alloy::sol_types::SolCall;
-    use paygate_chain::{TxSender, wait_for_receipt};
-
-    // The same token declared without its EIP-712 domain, as a token without EIP-3009 is: Permit2 is the default.
-    let plain = format!(
-        "[networks.local.assets.PLAIN]\naddress = \"{}\"\ndecimals = 6\nusd = true\n",
-        paygate_chain::devtoken::test_usdc_address()
-    );
-    let channel = channel_option("claim_every_secs = 0").replace("asset = \"USDC\"", "asset = \"PLAIN\"");
-    let h = Harness::start_with(Options { extra_toml: format!("{channel}\n{plain}"), ..Default::default() }).await;
+    let h = permit2_seller().await;
     let (payer_before, seller_before) = (h.chain.balance(payer()).await, h.chain.balance(pay_to()).await);
     let (_, required) = offer(&h).await;
     let accepted = required["accepts"].as_array().unwrap().iter().find(|a| a["scheme"] == "batch-settlement").unwrap();
@@ -44,12 +63,7 @@ async fn the_official_client_deposits_through_permit2_when_the_offer_asks() {
     assert_eq!(events::<BatchSettlement::Deposited>(&h).await, 0);
     assert_eq!(h.upstream.hits(), 0);
 
-    let approve =
-        paygate_chain::abi::Eip3009Token::approveCall { spender: paygate_chain::upto::PERMIT2, value: U256::MAX };
-    let payer_sender = TxSender::new(h.chain.chain.clone(), dev_account(1));
-    let hash = payer_sender.send(h.chain.token, approve.abi_encode().into()).await.unwrap();
-    let mined = wait_for_receipt(h.chain.chain.as_ref(), hash, Duration::from_secs(10), Duration::from_millis(20));
-    assert!(mined.await.unwrap().unwrap().status());
+    approve_permit2(&h, &dev_account(1)).await;
 
     let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "3", "--deposit", "100000"]).await;
     assert_eq!(answer["statuses"], json!([200, 200, 200]), "{answer}");
@@ -76,16 +90,10 @@ async fn the_paying_client_deposits_through_permit2_when_the_offer_asks() {
     use std::sync::Arc;
 
     use alloy::primitives::U256;
-    use alloy::sol_types::SolCall;
-    use paygate_chain::{Chain, TxSender, wait_for_receipt};
+    use paygate_chain::Chain;
     use paygate_client::{PayError, Policy, Reconciled, SpendLog, SpendState, reconcile};
 
-    let plain = format!(
-        "[networks.local.assets.PLAIN]\naddress = \"{}\"\ndecimals = 6\nusd = true\n",
-        paygate_chain::devtoken::test_usdc_address()
-    );
-    let channel = channel_option("claim_every_secs = 0").replace("asset = \"USDC\"", "asset = \"PLAIN\"");
-    let h = Harness::start_with(Options { extra_toml: format!("{channel}\n{plain}"), ..Default::default() }).await;
+    let h = permit2_seller().await;
     let buyer = dev_account(3);
     let (buyer_before, seller_before) = (h.chain.balance(buyer.address()).await, h.chain.balance(pay_to()).await);
     let log = SpendLog::in_memory().await.unwrap();
@@ -111,12 +119,7 @@ async fn the_paying_client_deposits_through_permit2_when_the_offer_asks() {
     let now = paygate_client::now_ms();
     assert_eq!(reconcile(&log, &chains, now).await.unwrap(), Reconciled { undecided: 1, ..Default::default() });
 
-    let approve =
-        paygate_chain::abi::Eip3009Token::approveCall { spender: paygate_chain::upto::PERMIT2, value: U256::MAX };
-    let buyer_sender = TxSender::new(h.chain.chain.clone(), buyer.clone());
-    let hash = buyer_sender.send(h.chain.token, approve.abi_encode().into()).await.unwrap();
-    let mined = wait_for_receipt(h.chain.chain.as_ref(), hash, Duration::from_secs(10), Duration::from_millis(20));
-    assert!(mined.await.unwrap().unwrap().status());
+    approve_permit2(&h, &buyer).await;
 
     // The refused channel is not the seller's: the next call forgets it and pays from a new one; the fourth call
     // tops the new one up with a second Permit2 deposit.
