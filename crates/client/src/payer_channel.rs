@@ -20,6 +20,18 @@ use crate::x402_channel::X402Channel;
 /// The x402 error of a voucher for a channel the seller does not hold (`scheme_batch_settlement_evm.md`).
 const X402_CHANNEL_NOT_FOUND: &str = "invalid_batch_settlement_evm_channel_not_found";
 
+/// The x402 error of a voucher above what the channel holds, whose 402 carries the channel's state.
+const X402_EXCEEDS_BALANCE: &str = "invalid_batch_settlement_evm_cumulative_exceeds_balance";
+
+/// The x402 402 a seller refused a payment with (`status`, `headers`), if it is one.
+fn x402_refusal(status: reqwest::StatusCode, headers: &HeaderMap) -> Option<x402::PaymentRequired> {
+    if status != reqwest::StatusCode::PAYMENT_REQUIRED {
+        return None;
+    }
+    let required = headers.get(x402::PAYMENT_REQUIRED)?.to_str().ok()?;
+    x402::decode_header::<x402::PaymentRequired>(required).ok()
+}
+
 /// A channel being paid from.
 pub(crate) enum PayerChannel {
     Mpp { session: Box<EvmSession>, challenge: Box<Challenge> },
@@ -173,12 +185,25 @@ impl PayerChannel {
         match self {
             PayerChannel::Mpp { .. } => status == reqwest::StatusCode::GONE,
             PayerChannel::X402(_) => {
-                let required = headers.get(x402::PAYMENT_REQUIRED).and_then(|v| v.to_str().ok());
-                let required = required.and_then(|v| x402::decode_header::<x402::PaymentRequired>(v).ok());
-                status == reqwest::StatusCode::PAYMENT_REQUIRED
-                    && required.and_then(|r| r.error).as_deref() == Some(X402_CHANNEL_NOT_FOUND)
+                x402_refusal(status, headers).and_then(|r| r.error).as_deref() == Some(X402_CHANNEL_NOT_FOUND)
             }
         }
+    }
+
+    /// What the seller says the channel holds, when its refusal (`status`, `headers`) says the voucher is above it
+    /// and states the channel (x402: `cumulative_exceeds_balance` with `extra.channelState`) and that is less
+    /// than this payer deposited: the seller refunded the rest (its idle close) or the payer withdrew it. The
+    /// payer then tops the channel up. MPP has no such state: a channel its seller closed is answered with 410.
+    pub fn held_per_seller(&self, status: reqwest::StatusCode, headers: &HeaderMap) -> Option<u128> {
+        let PayerChannel::X402(channel) = self else { return None };
+        let refusal = x402_refusal(status, headers).filter(|r| r.error.as_deref() == Some(X402_EXCEEDS_BALANCE))?;
+        let id = format!("{:#x}", channel.channel_id());
+        let state = refusal.accepts.iter().find_map(|offer| {
+            let state = offer.extra.as_ref()?.get("channelState")?;
+            state["channelId"].as_str().is_some_and(|c| c.eq_ignore_ascii_case(&id)).then_some(state)
+        })?;
+        let balance = state["balance"].as_str()?.parse::<u128>().ok()?;
+        (balance < channel.deposit).then_some(balance)
     }
 
     /// What the seller's answer (`headers`) says of the payment; `None` when it carries no receipt.

@@ -3,7 +3,8 @@
 //! `deposit` row of the spend log, checked against the budgets in the same transaction that records the channel),
 //! each later call is a voucher from it (a `voucher` row, which does not count again), a channel that runs out
 //! is topped up in the same credential, and [`PayingClient::close_session`] closes it and records the refund. A
-//! channel the seller says it does not hold (closed, or never opened) is forgotten and a new one pays the call.
+//! channel the seller says it does not hold (closed, or never opened) is forgotten and a new one pays the call; one
+//! the seller says holds less than was deposited (it refunded an idle channel's rest) is topped up to pay it.
 //!
 //! Crash safety, as on the charge path: the channel and its next voucher are written before the credential is
 //! sent; a deposit left `pending` is decided from the chain by `reconcile` (its ERC-3009 or Permit2 nonce, which
@@ -246,9 +247,17 @@ impl PayingClient {
         // it is: a refused open may still have moved money (the channel then pays the next call), and its row,
         // still pending, is decided from the chain. A channel the seller says it does not hold is forgotten.
         let unknown = channel.unknown_to_seller(status, response.headers());
+        let held_per_seller = channel.held_per_seller(status, response.headers());
         let body = response.text().await.unwrap_or_default();
         self.log.finish(voucher_id, SpendState::Rejected, None, Some(&body)).await?;
         self.log.rewind_session(&channel_id, cumulative, from).await?;
+        // The seller holds less than was deposited (it refunded an idle channel's rest): the call is paid again,
+        // topping the channel up. Once: only a voucher that carried no deposit is tried again.
+        if let Some(held_now) = held_per_seller.filter(|_| deposit_id.is_none())
+            && self.log.shrink_session(&channel_id, held, held_now).await?
+        {
+            return Box::pin(self.pay_session(out, offer, host)).await;
+        }
         if unknown {
             self.log.forget_session(&channel_id).await?;
             // The seller never held the channel (its open was refused or did not land), or closed it: a new

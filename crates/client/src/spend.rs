@@ -593,6 +593,21 @@ impl SpendLog {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records that channel `channel_id` holds `to` where the spend log says `from` (its seller refunded the
+    /// rest): the next call tops it up. The deposit row stays as it was: budgets count what left the wallet, and
+    /// a refund counts only once the payer's own close records it. `false` when the channel changed meanwhile.
+    pub(crate) async fn shrink_session(&self, channel_id: &str, from: u128, to: u128) -> Result<bool, SpendError> {
+        let done =
+            sqlx::query("UPDATE sessions SET deposit = ? WHERE channel_id = ? AND deposit = ? AND state = 'open'")
+                .bind(to.to_string())
+                .bind(channel_id)
+                .bind(from.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records a channel the seller's escrow does not hold (its open never landed) as closed, with nothing back.
     pub(crate) async fn forget_session(&self, channel_id: &str) -> Result<(), SpendError> {
         sqlx::query("UPDATE sessions SET state = 'closed' WHERE channel_id = ?")

@@ -56,11 +56,18 @@ async fn flaky_relay(target: String, fault: Fault) -> (String, Arc<Mutex<Vec<Str
                 };
                 if first {
                     if let Fault::Swallow = fault {
-                        let mut outbound = tokio::net::TcpStream::connect(&target).await.expect("the gateway listens");
-                        outbound.write_all(&head).await.expect("forward");
+                        let outbound = tokio::net::TcpStream::connect(&target).await.expect("the gateway listens");
+                        let (mut from_gateway, mut to_gateway) = outbound.into_split();
+                        to_gateway.write_all(&head).await.expect("forward");
                         tokio::spawn(async move {
-                            let _ = tokio::io::copy(&mut outbound, &mut tokio::io::sink()).await;
-                            drop(inbound);
+                            // The rest of the request (a body) goes on; the answer goes nowhere.
+                            let (mut from_client, to_client) = inbound.into_split();
+                            let mut nowhere = tokio::io::sink();
+                            let _ = tokio::join!(
+                                tokio::io::copy(&mut from_client, &mut to_gateway),
+                                tokio::io::copy(&mut from_gateway, &mut nowhere)
+                            );
+                            drop(to_client);
                         });
                     }
                     continue;
@@ -158,4 +165,83 @@ async fn a_payment_left_pending_by_a_crash_is_reconciled_from_the_chain() {
     // Nothing is left to decide.
     let again = reconcile(client.spend_log(), &chains, now_ms()).await.expect("reconciled");
     assert_eq!(again, Reconciled::default());
+}
+
+/// An x402 `upto` payment (a Permit2 authorization of the route's maximum) whose answer never came back: its row
+/// keeps its Permit2 nonce, which `reconcile` decides from Permit2's `nonceBitmap` once the seller settled it. The
+/// chain says that the nonce was used, not how much moved: the row keeps the maximum signed, so that the budgets
+/// never count less than was spent.
+#[tokio::test]
+async fn an_upto_payment_left_pending_by_a_crash_is_reconciled_from_permit2() {
+    use alloy::sol_types::SolCall;
+
+    let extra = format!(
+        r#"
+[[accept]]
+name = "upto"
+rail = "upto"
+network = "local"
+asset = "USDC"
+pay_to = "{}"
+settler_key = "{}"
+
+[[routes]]
+method = "POST"
+path = "/v1/metered/*"
+max_price = "$0.01"
+accept = ["upto"]
+
+[routes.meter]
+usage = "tokens"
+input_price = "$0.000001"
+output_price = "$0.000002"
+"#,
+        pay_to(),
+        paygate_testkit::SETTLER_KEY
+    );
+    let seller = Seller::start_with(&extra).await;
+    let approve = paygate_chain::abi::Eip3009Token::approveCall {
+        spender: paygate_chain::upto::PERMIT2,
+        value: alloy::primitives::U256::MAX,
+    };
+    let sender = paygate_chain::TxSender::new(seller.chain.chain.clone(), dev_account(1));
+    let hash = sender.send(seller.chain.token, approve.abi_encode().into()).await.expect("approve");
+    let chain = seller.chain.chain.clone();
+    let mined =
+        paygate_chain::wait_for_receipt(chain.as_ref(), hash, Duration::from_secs(10), Duration::from_millis(20));
+    let receipt = mined.await.expect("mined").expect("a receipt");
+    assert!(receipt.status());
+    let (relay, _) = flaky_relay(seller.base.clone(), Fault::Swallow).await;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let log = SpendLog::in_memory().await.expect("spend log");
+    let client = PayingClient::new(http, Wallet::from_signer(dev_account(1)), Policy::default(), log)
+        .with_assets(local_assets());
+    let before = seller.chain.balance(pay_to()).await;
+
+    // The answer (the call used 5 input and 10 output tokens: 25 units) is swallowed; the client dies waiting.
+    let body = br#"{"usage": {"prompt_tokens": 5, "completion_tokens": 10}}"#.to_vec();
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().expect("a header value"));
+    let url = format!("{relay}/v1/metered/e");
+    let send = client.send("POST", &url, headers, Some(body));
+    assert!(tokio::time::timeout(Duration::from_secs(3), send).await.is_err(), "the paid answer never arrives");
+    let pending = client.spend_log().pending().await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    let nonce = pending[0].nonce.clone().expect("signed");
+    assert!(nonce.starts_with("permit2:"), "{nonce}");
+    for _ in 0..100 {
+        if seller.chain.balance(pay_to()).await == before + 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seller.chain.balance(pay_to()).await, before + 25, "the seller settled what the call used");
+
+    let chains: HashMap<u64, Arc<dyn Chain>> = HashMap::from([(31337, seller.chain.chain.clone())]);
+    let done = reconcile(client.spend_log(), &chains, now_ms()).await.expect("reconciled");
+
+    assert_eq!(done, Reconciled { settled: 1, ..Reconciled::default() });
+    let records = client.spend_log().records().await.expect("records");
+    assert_eq!((records[0].state, records[0].amount_atomic.as_str()), (SpendState::Paid, "10000"));
+    assert_eq!(reconcile(client.spend_log(), &chains, now_ms()).await.expect("reconciled"), Reconciled::default());
 }

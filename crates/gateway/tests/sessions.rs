@@ -384,11 +384,56 @@ async fn an_idle_session_is_settled_and_closed_with_the_rest_refunded() {
     assert_eq!(state.settled, 2 * CENT);
     assert_eq!(h.chain.balance(payee()).await, seller_before + 2 * CENT);
     assert_eq!(h.chain.balance(payer()).await, payer_before - 2 * CENT);
-    // Closed: another pass sends nothing, and a voucher is refused.
+    // Closed: another pass sends nothing, and a voucher is refused as MPP says of a finalized channel (410), so
+    // that a client knows to open another rather than top this one up.
     let again = h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
     assert_eq!(again.channels_claimed, 0);
-    let (status, _) = problem(pay(&h, &s, &ch, s.voucher_for(3 * CENT)).await).await;
-    assert_eq!(status, 402);
+    let (status, refused) = problem(pay(&h, &s, &ch, s.voucher_for(3 * CENT)).await).await;
+    assert_eq!(
+        (status, kind(&refused)),
+        (410, ("https://paymentauth.org/problems/session/channel-finalized", "session_channel_finalized"))
+    );
+    assert_eq!(charged(&h, &s).await, 2 * CENT);
+}
+
+/// paygate's paying client after the seller closed its idle channel: the next call's voucher is refused with 410,
+/// and the client forgets the channel and pays that call from a new one, once; nothing is charged twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paying_client_pays_from_a_new_channel_once_the_seller_closed_its_idle_one() {
+    use paygate_client::{Policy, SpendLog, SpendState};
+
+    let h = harness_with("close_idle_secs = 0").await;
+    let buyer = dev_account(6);
+    let (buyer_before, seller_before) = (h.chain.balance(buyer.address()).await, h.chain.balance(payee()).await);
+    let log = SpendLog::in_memory().await.unwrap();
+    let client = common::channel_client(&buyer, Policy::default(), &log, 5 * CENT);
+    let url = h.url("/v1/quote");
+    for _ in 0..2 {
+        assert_eq!(client.send("GET", &url, Default::default(), None).await.unwrap().status, 200);
+    }
+    let first = log.sessions().await.unwrap().remove(0);
+    h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert!(on_chain(&h, first.channel_id.parse().unwrap()).await.finalized, "the seller closed it");
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 2 * CENT, "the rest came back");
+
+    let paid = client.send("GET", &url, Default::default(), None).await.unwrap();
+    assert_eq!(paid.status, 200);
+    let sessions = log.sessions().await.unwrap();
+    let state = |id: &str| sessions.iter().find(|s| s.channel_id == id).map(|s| s.state.clone());
+    assert_eq!(state(&first.channel_id).as_deref(), Some("closed"));
+    let second = sessions.iter().find(|s| s.state == "open").expect("a new channel");
+    assert_eq!((second.deposit.as_str(), second.cumulative.as_str()), ("50000", "10000"));
+    let second_id: B256 = second.channel_id.parse().unwrap();
+    assert_eq!(on_chain(&h, second_id).await.deposit, 5 * CENT);
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 7 * CENT, "settled 2 calls, one new deposit");
+    assert_eq!(h.upstream.hits(), 3, "the refused voucher reached no upstream");
+    let vouchers = |state: SpendState| {
+        let records = log.records();
+        async move { records.await.unwrap().iter().filter(|r| r.kind == "voucher" && r.state == state).count() }
+    };
+    assert_eq!((vouchers(SpendState::Paid).await, vouchers(SpendState::Rejected).await), (3, 1));
+    h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(h.chain.balance(payee()).await, seller_before + 3 * CENT, "three calls, each paid once");
 }
 
 /// The settlement and the close of an idle session each outlive the receipt timeout (anvil mines only when the

@@ -1,12 +1,14 @@
 //! Channel payments (x402 `batch-settlement`) on anvil, with the escrow's stand-in at its canonical address: the
 //! official `@x402/evm` client deposits once and pays each call with a voucher checked locally; the reconciler's
 //! pass claims every voucher in one transaction and sweeps the seller's value in another. Refused vouchers
-//! commit nothing. Deposits through Permit2 are in `permit2.rs`.
+//! commit nothing. Deposits through Permit2 are in `permit2.rs`; the paying client after its seller's idle close
+//! in `seller_close.rs`.
 
 #[macro_use]
 #[path = "../common/mod.rs"]
 mod common;
 mod permit2;
+mod seller_close;
 
 use std::time::Duration;
 

@@ -293,6 +293,16 @@ impl EvmSessionMethod {
         }
     }
 
+    /// `refused`, a voucher the channel's deposit does not cover, unless the escrow has closed the channel since
+    /// (the seller's idle close, the payer's withdrawal): then 410, as MPP answers for a finalized channel, so that
+    /// the payer opens another instead of topping up one that can take no more. A chain read, on refusals only.
+    async fn unless_finalized(&self, channel_id: B256, refused: Rejection) -> Rejection {
+        match self.on_chain(channel_id).await {
+            Ok(state) if state.finalized => finalized(),
+            _ => refused,
+        }
+    }
+
     /// Who signs a known channel's vouchers.
     fn signer(channel: &Channel) -> Address {
         let authorized = channel.config["authorizedSigner"].as_str().and_then(|a| a.parse().ok());
@@ -414,7 +424,12 @@ impl PaymentMethod for EvmSessionMethod {
             }
             Action::Voucher { voucher, top_up: None } => {
                 let channel = self.channel(voucher.channel_id, false).await?;
-                self.pays(&channel, &voucher, amount, None)
+                match self.pays(&channel, &voucher, amount, None) {
+                    Err(refused) if refused.kind == RejectKind::InsufficientFunds => {
+                        Err(self.unless_finalized(voucher.channel_id, refused).await)
+                    }
+                    paid => paid,
+                }
             }
             Action::Voucher { voucher, top_up: Some(funding) } => {
                 let channel = self.channel(voucher.channel_id, false).await?;
