@@ -165,10 +165,10 @@ async fn a_session_pays_calls_from_one_deposit_settles_them_and_refunds_the_rest
     assert_eq!(h.chain.balance(payer()).await, payer_before - 6 * CENT);
     assert!(on_chain(&h, s.channel_id()).await.finalized);
 
-    // A closed channel pays nothing more.
+    // A closed channel pays nothing more: 410, the channel is finalized.
     let voucher = s.voucher_for(7 * CENT);
     let (status, refused) = problem(pay(&h, &s, &ch, voucher).await).await;
-    assert_eq!((status, kind(&refused).1), (402, "session_amount_exceeds_deposit"));
+    assert_eq!((status, kind(&refused).1), (410, "session_channel_finalized"));
     let ledger = h.ledger().await;
     let settled: Vec<_> = ledger.iter().filter(|r| r.state == PaymentState::Settled).collect();
     assert_eq!(settled.len(), 6);
