@@ -299,6 +299,11 @@ impl PayingClient {
             let status = response.status();
             let receipt = channel.receipt(response.headers());
             let Some(receipt) = receipt.filter(|_| status.is_success()) else {
+                // Closed already (the seller's idle close) or never held: nothing is left to close, and the spend
+                // log stops listing it as open. What the seller's close gave back is not known here.
+                if channel.unknown_to_seller(status, response.headers()) {
+                    self.log.forget_session(&record.channel_id).await?;
+                }
                 let body = response.text().await.unwrap_or_default();
                 return Err(PayError::Rejected { status: status.as_u16(), body, spend_id: 0 });
             };

@@ -434,6 +434,14 @@ async fn the_paying_client_pays_from_a_new_channel_once_the_seller_closed_its_id
     assert_eq!((vouchers(SpendState::Paid).await, vouchers(SpendState::Rejected).await), (3, 1));
     h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
     assert_eq!(h.chain.balance(payee()).await, seller_before + 3 * CENT, "three calls, each paid once");
+
+    // Closing a channel the seller has closed meanwhile: the seller's 410 is reported, and the spend log no longer
+    // lists the channel as open.
+    match client.close_session(&second.channel_id).await {
+        Err(paygate_client::PayError::Rejected { status: 410, .. }) => {}
+        other => panic!("expected the seller's 410, got {other:?}"),
+    }
+    assert_eq!(log.session(&second.channel_id).await.unwrap().unwrap().state, "closed");
 }
 
 /// The settlement and the close of an idle session each outlive the receipt timeout (anvil mines only when the
