@@ -173,44 +173,10 @@ async fn a_payment_left_pending_by_a_crash_is_reconciled_from_the_chain() {
 /// never count less than was spent.
 #[tokio::test]
 async fn an_upto_payment_left_pending_by_a_crash_is_reconciled_from_permit2() {
-    use alloy::sol_types::SolCall;
-
-    let extra = format!(
-        r#"
-[[accept]]
-name = "upto"
-rail = "upto"
-network = "local"
-asset = "USDC"
-pay_to = "{}"
-settler_key = "{}"
-
-[[routes]]
-method = "POST"
-path = "/v1/metered/*"
-max_price = "$0.01"
-accept = ["upto"]
-
-[routes.meter]
-usage = "tokens"
-input_price = "$0.000001"
-output_price = "$0.000002"
-"#,
-        pay_to(),
-        paygate_testkit::SETTLER_KEY
-    );
+    let settlement = format!("settler_key = \"{}\"", paygate_testkit::SETTLER_KEY);
+    let extra = paygate_testkit::metered_upto_toml(pay_to(), &settlement);
     let seller = Seller::start_with(&extra).await;
-    let approve = paygate_chain::abi::Eip3009Token::approveCall {
-        spender: paygate_chain::upto::PERMIT2,
-        value: alloy::primitives::U256::MAX,
-    };
-    let sender = paygate_chain::TxSender::new(seller.chain.chain.clone(), dev_account(1));
-    let hash = sender.send(seller.chain.token, approve.abi_encode().into()).await.expect("approve");
-    let chain = seller.chain.chain.clone();
-    let mined =
-        paygate_chain::wait_for_receipt(chain.as_ref(), hash, Duration::from_secs(10), Duration::from_millis(20));
-    let receipt = mined.await.expect("mined").expect("a receipt");
-    assert!(receipt.status());
+    seller.chain.approve_permit2(&dev_account(1)).await;
     let (relay, _) = flaky_relay(seller.base.clone(), Fault::Swallow).await;
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
     let log = SpendLog::in_memory().await.expect("spend log");

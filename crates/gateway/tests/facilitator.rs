@@ -162,10 +162,7 @@ async fn bad_and_repeated_requests_are_refused_as_the_reference_does() {
 /// requirements carry, never more than was signed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upto_is_verified_at_its_maximum_and_settled_for_what_was_used() {
-    use alloy::primitives::U256;
-    use alloy::sol_types::SolCall;
     use paygate_chain::devtoken::dev_account;
-    use paygate_chain::{TxSender, wait_for_receipt};
 
     // A gateway whose `upto` offer names the facilitator's settler (dev account 2), to get the official client's
     // authorization for it.
@@ -177,17 +174,7 @@ async fn upto_is_verified_at_its_maximum_and_settled_for_what_was_used() {
     );
     let h = Harness::start_with(Options { extra_toml: upto, ..Default::default() }).await;
     let base = facilitator(&h.chain).await;
-    let approve =
-        paygate_chain::abi::Eip3009Token::approveCall { spender: paygate_chain::upto::PERMIT2, value: U256::MAX };
-    let payer_sender = TxSender::new(h.chain.chain.clone(), dev_account(1));
-    let hash = payer_sender.send(h.chain.token, approve.abi_encode().into());
-    let mined = wait_for_receipt(
-        h.chain.chain.as_ref(),
-        hash.await.unwrap(),
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_millis(20),
-    );
-    assert!(mined.await.unwrap().unwrap().status());
+    h.chain.approve_permit2(&dev_account(1)).await;
 
     let supported: Value = reqwest::get(format!("{base}/supported")).await.unwrap().json().await.unwrap();
     let kind =
@@ -221,32 +208,13 @@ async fn upto_is_verified_at_its_maximum_and_settled_for_what_was_used() {
 /// `/supported` gives, the official client pays, and the facilitator's key settles exactly what the call used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paygate_settles_upto_through_it_for_what_was_used() {
-    use alloy::primitives::U256;
-    use alloy::sol_types::SolCall;
     use paygate_chain::devtoken::dev_account;
-    use paygate_chain::{TxSender, wait_for_receipt};
 
     let chain = Devchain::start(31337).await;
     let base = facilitator(&chain).await;
-    let upto = format!(
-        "[[accept]]\nname = \"upto\"\nrail = \"upto\"\nnetwork = \"local\"\nasset = \"USDC\"\npay_to = \"{}\"\n\
-         facilitator_url = \"{base}\"\n\n[[routes]]\nmethod = \"POST\"\npath = \"/v1/metered/*\"\n\
-         max_price = \"$0.01\"\naccept = [\"upto\"]\n\n[routes.meter]\nusage = \"tokens\"\n\
-         input_price = \"$0.000001\"\noutput_price = \"$0.000002\"\n",
-        pay_to()
-    );
+    let upto = paygate_testkit::metered_upto_toml(pay_to(), &format!("facilitator_url = \"{base}\""));
     let h = Harness::around(chain, Upstream::start().await, Options { extra_toml: upto, ..Default::default() }).await;
-    let approve =
-        paygate_chain::abi::Eip3009Token::approveCall { spender: paygate_chain::upto::PERMIT2, value: U256::MAX };
-    let payer_sender = TxSender::new(h.chain.chain.clone(), dev_account(1));
-    let hash = payer_sender.send(h.chain.token, approve.abi_encode().into()).await.unwrap();
-    let mined = wait_for_receipt(
-        h.chain.chain.as_ref(),
-        hash,
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_millis(20),
-    );
-    assert!(mined.await.unwrap().unwrap().status());
+    h.chain.approve_permit2(&dev_account(1)).await;
 
     let offer = h.send("POST", "/v1/metered/a", None, Some("{}")).await;
     let required = decode_x402(offer.headers()["payment-required"].to_str().unwrap());

@@ -9,7 +9,6 @@ mod common;
 use alloy::primitives::U256;
 use alloy::sol_types::SolCall;
 use common::{Harness, Options, decode_x402, pay_to, payer};
-use paygate_chain::abi::Eip3009Token;
 use paygate_chain::devtoken::dev_account;
 use paygate_chain::upto;
 use paygate_chain::{TxSender, wait_for_receipt};
@@ -21,42 +20,11 @@ use serde_json::{Value, json};
 const MAX: u128 = 10_000;
 
 async fn harness() -> Harness {
-    let extra = format!(
-        r#"
-        [[accept]]
-        name = "upto"
-        rail = "upto"
-        network = "local"
-        asset = "USDC"
-        pay_to = "{}"
-        settler_key = "{}"
-
-        [[routes]]
-        method = "POST"
-        path = "/v1/metered/*"
-        max_price = "$0.01"
-        accept = ["upto"]
-
-        [routes.meter]
-        usage = "tokens"
-        input_price = "$0.000001"
-        output_price = "$0.000002"
-        "#,
-        pay_to(),
-        paygate_testkit::SETTLER_KEY
-    );
+    let settlement = format!("settler_key = \"{}\"", paygate_testkit::SETTLER_KEY);
+    let extra = paygate_testkit::metered_upto_toml(pay_to(), &settlement);
     let h = Harness::start_with(Options { extra_toml: extra, ..Default::default() }).await;
     // The payer approves Permit2 once, as Permit2 payers do.
-    let sender = TxSender::new(h.chain.chain.clone(), dev_account(1));
-    let approve = Eip3009Token::approveCall { spender: upto::PERMIT2, value: U256::MAX }.abi_encode();
-    let hash = sender.send(h.chain.token, approve.into()).await.unwrap();
-    let mined = wait_for_receipt(
-        h.chain.chain.as_ref(),
-        hash,
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_millis(20),
-    );
-    assert!(mined.await.unwrap().unwrap().status());
+    h.chain.approve_permit2(&dev_account(1)).await;
     h
 }
 

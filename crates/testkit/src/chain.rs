@@ -99,6 +99,22 @@ impl Devchain {
         self.chain.logs(filter).await.expect("logs").len()
     }
 
+    /// `payer` allows Permit2 to move its test token (as Permit2 payers do once, for `upto` offers and Permit2
+    /// deposits), mined.
+    pub async fn approve_permit2(&self, payer: &alloy::signers::local::PrivateKeySigner) {
+        use alloy::sol_types::SolCall;
+        let approve = Eip3009Token::approveCall { spender: paygate_chain::upto::PERMIT2, value: U256::MAX };
+        let sender = paygate_chain::TxSender::new(self.chain.clone(), payer.clone());
+        let hash = sender.send(self.token, approve.abi_encode().into()).await.expect("approve Permit2");
+        let mined = paygate_chain::wait_for_receipt(
+            self.chain.as_ref(),
+            hash,
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+        );
+        assert!(mined.await.expect("mined").expect("a receipt").status(), "the approval reverted");
+    }
+
     /// A raw JSON-RPC call (anvil's `evm_mine`, `anvil_setAutomine`, ...).
     pub async fn rpc(&self, method: &'static str, params: serde_json::Value) -> serde_json::Value {
         use alloy::providers::Provider;

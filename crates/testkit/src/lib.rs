@@ -83,6 +83,18 @@ pub fn builtin_settlement() -> String {
     format!("settlement = \"builtin\"\nsettler_key = \"{SETTLER_KEY}\"")
 }
 
+/// Config TOML selling `POST /v1/metered/*` by x402 `upto` on the network `local` in its `USDC`: at most one cent
+/// a call, settled for the tokens the answer reports ($0.000001 an input token, $0.000002 an output token), paid to
+/// `pay_to`, settled as the `settlement` lines say (`settler_key = ...` or `facilitator_url = ...`).
+pub fn metered_upto_toml(pay_to: alloy::primitives::Address, settlement: &str) -> String {
+    format!(
+        "[[accept]]\nname = \"upto\"\nrail = \"upto\"\nnetwork = \"local\"\nasset = \"USDC\"\npay_to = \"{pay_to}\"\n\
+         {settlement}\n\n[[routes]]\nmethod = \"POST\"\npath = \"/v1/metered/*\"\nmax_price = \"$0.01\"\n\
+         accept = [\"upto\"]\n\n[routes.meter]\nusage = \"tokens\"\ninput_price = \"$0.000001\"\n\
+         output_price = \"$0.000002\"\n"
+    )
+}
+
 /// Config TOML for the test token: `[networks.local]` (chain `chain_id` at `rpc_url`, plus `network_extra`
 /// lines) with its `USDC`, and one `[[accept]]` option `usdc-local` paying `pay_to`, settled as the
 /// `settlement` lines say.

@@ -23,24 +23,6 @@ async fn permit2_seller() -> Harness {
     Harness::start_with(Options { extra_toml: format!("{channel}\n{plain}"), ..Default::default() }).await
 }
 
-/// `payer` allows Permit2 to move its test token, once, mined.
-async fn approve_permit2(h: &Harness, payer: &alloy::signers::local::PrivateKeySigner) {
-    use alloy::sol_types::SolCall;
-    let approve = paygate_chain::abi::Eip3009Token::approveCall {
-        spender: paygate_chain::upto::PERMIT2,
-        value: alloy::primitives::U256::MAX,
-    };
-    let sender = paygate_chain::TxSender::new(h.chain.chain.clone(), payer.clone());
-    let hash = sender.send(h.chain.token, approve.abi_encode().into()).await.unwrap();
-    let mined = paygate_chain::wait_for_receipt(
-        h.chain.chain.as_ref(),
-        hash,
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-    );
-    assert!(mined.await.unwrap().unwrap().status());
-}
-
 /// A seller of a token without EIP-3009 (declared without an EIP-712 domain), whose channels take Permit2 deposits
 /// by default (`asset_transfer_method`): the official client signs a Permit2 `PermitWitnessTransferFrom` for the
 /// Permit2 deposit collector (the test-only stand-in at the canonical address), paygate checks it and relays the
@@ -63,7 +45,7 @@ async fn the_official_client_deposits_through_permit2_when_the_offer_asks() {
     assert_eq!(events::<BatchSettlement::Deposited>(&h).await, 0);
     assert_eq!(h.upstream.hits(), 0);
 
-    approve_permit2(&h, &dev_account(1)).await;
+    h.chain.approve_permit2(&dev_account(1)).await;
 
     let answer = node::channel(&url, &h.chain.rpc_url, &["--calls", "3", "--deposit", "100000"]).await;
     assert_eq!(answer["statuses"], json!([200, 200, 200]), "{answer}");
@@ -119,7 +101,7 @@ async fn the_paying_client_deposits_through_permit2_when_the_offer_asks() {
     let now = paygate_client::now_ms();
     assert_eq!(reconcile(&log, &chains, now).await.unwrap(), Reconciled { undecided: 1, ..Default::default() });
 
-    approve_permit2(&h, &buyer).await;
+    h.chain.approve_permit2(&buyer).await;
 
     // The refused channel is not the seller's: the next call forgets it and pays from a new one; the fourth call
     // tops the new one up with a second Permit2 deposit.
