@@ -387,15 +387,6 @@ impl Entry<'_> {
     }
 }
 
-/// The amounts of a channel in the spend log that change by compare-and-swap.
-#[derive(Debug, Clone, Copy)]
-enum SessionAmount {
-    /// What the channel's last voucher allows.
-    Cumulative,
-    /// What the payer deposited and the channel still holds.
-    Deposit,
-}
-
 /// A channel this payer opened ([`SpendLog::sessions`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionRecord {
@@ -592,33 +583,26 @@ impl SpendLog {
 
     /// Takes back a voucher whose call was not charged (the channel's last voucher goes from `from` to `to`).
     pub(crate) async fn rewind_session(&self, channel_id: &str, from: u128, to: u128) -> Result<bool, SpendError> {
-        self.swap_session_amount(SessionAmount::Cumulative, channel_id, from, to).await
+        self.swap_session_amount("cumulative", channel_id, from, to).await
     }
 
     /// Records that channel `channel_id` holds `to` where the spend log says `from` (its seller refunded the
     /// rest): the next call tops it up. The deposit row stays as it was: budgets count what left the wallet, and
     /// a refund counts only once the payer's own close records it. `false` when the channel changed meanwhile.
     pub(crate) async fn shrink_session(&self, channel_id: &str, from: u128, to: u128) -> Result<bool, SpendError> {
-        self.swap_session_amount(SessionAmount::Deposit, channel_id, from, to).await
+        self.swap_session_amount("deposit", channel_id, from, to).await
     }
 
-    /// Sets an open channel's `amount` to `to` if it is still `from`: whether it was.
+    /// Sets an open channel's `column` (`cumulative` or `deposit`) to `to` if it is still `from`: whether it was.
     async fn swap_session_amount(
         &self,
-        amount: SessionAmount,
+        column: &'static str,
         channel_id: &str,
         from: u128,
         to: u128,
     ) -> Result<bool, SpendError> {
-        let sql = match amount {
-            SessionAmount::Cumulative => {
-                "UPDATE sessions SET cumulative = ? WHERE channel_id = ? AND cumulative = ? AND state = 'open'"
-            }
-            SessionAmount::Deposit => {
-                "UPDATE sessions SET deposit = ? WHERE channel_id = ? AND deposit = ? AND state = 'open'"
-            }
-        };
-        let done = sqlx::query(sql)
+        let sql = format!("UPDATE sessions SET {column} = ? WHERE channel_id = ? AND {column} = ? AND state = 'open'");
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to.to_string())
             .bind(channel_id)
             .bind(from.to_string())
