@@ -54,8 +54,8 @@ enum Command {
     Dev(commands::dev::Command),
 }
 
-/// mimalloc: a paid call's many small allocations are its largest share of CPU after the signature check (see
-/// the workspace `Cargo.toml`). The benchmark runs the gateway under the same allocator.
+/// mimalloc: a paid call makes many small allocations, and about a tenth of its CPU went to glibc's malloc and
+/// free (see the workspace `Cargo.toml`). The benchmark runs the gateway under the same allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
