@@ -236,3 +236,71 @@ impl PayerChannel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::B256;
+    use paygate_chain::devtoken::dev_account;
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    use super::*;
+
+    /// An x402 channel of payer dev account 1 that deposited 50,000 and paid one call.
+    fn channel() -> PayerChannel {
+        let requirements: x402::PaymentRequirements = serde_json::from_value(json!({
+            "scheme": "batch-settlement", "network": "eip155:31337", "amount": "10000",
+            "asset": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "payTo": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            "maxTimeoutSeconds": 60,
+            "extra": {"name": "USD Coin", "version": "2", "withdrawDelay": 900,
+                      "receiverAuthorizer": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"},
+        }))
+        .unwrap();
+        let resource = x402::ResourceInfo { url: "http://x/".into(), description: None, mime_type: None };
+        let domain = Some(("USD Coin".to_owned(), "2".to_owned()));
+        let mut channel = X402Channel::new(dev_account(1), &resource, &requirements, domain, B256::ZERO).unwrap();
+        channel.open(50_000, 10_000, 2_000_000_000).unwrap();
+        PayerChannel::X402(Box::new(channel))
+    }
+
+    /// The headers of a seller's 402 refusing with `error` and stating channel `id` holds `balance`.
+    fn refusal(error: &str, id: &str, balance: &str) -> HeaderMap {
+        let required = json!({
+            "x402Version": 2, "error": error, "resource": {"url": "http://x/"},
+            "accepts": [{
+                "scheme": "batch-settlement", "network": "eip155:31337", "amount": "10000",
+                "asset": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                "payTo": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "maxTimeoutSeconds": 60,
+                "extra": {"channelState": {"channelId": id, "balance": balance, "totalClaimed": "10000"}},
+            }],
+        });
+        let mut headers = HeaderMap::new();
+        headers.insert(x402::PAYMENT_REQUIRED, HeaderValue::from_str(&x402::encode_header(&required)).unwrap());
+        headers
+    }
+
+    /// Only a refusal that says this very channel holds less than was deposited tops it up: another error, another
+    /// channel's state, a balance at or above the deposit, a malformed balance or another status change nothing.
+    #[test]
+    fn a_channel_is_taken_to_hold_less_only_when_its_seller_states_so_for_it() {
+        let channel = channel();
+        let id = format!("{:#x}", channel.channel_id());
+        let payment_required = StatusCode::PAYMENT_REQUIRED;
+        let held = |status, headers: &HeaderMap| channel.held_per_seller(status, headers);
+
+        assert_eq!(held(payment_required, &refusal(X402_EXCEEDS_BALANCE, &id, "10000")), Some(10_000));
+        assert_eq!(
+            held(payment_required, &refusal(X402_EXCEEDS_BALANCE, &id.to_uppercase().replace("0X", "0x"), "0")),
+            Some(0)
+        );
+        assert_eq!(held(payment_required, &refusal(X402_EXCEEDS_BALANCE, &id, "50000")), None, "the whole deposit");
+        assert_eq!(held(payment_required, &refusal(X402_EXCEEDS_BALANCE, &id, "-1")), None);
+        assert_eq!(held(payment_required, &refusal(X402_EXCEEDS_BALANCE, &format!("{:#x}", B256::ZERO), "0")), None);
+        let mismatch = "invalid_batch_settlement_evm_cumulative_amount_mismatch";
+        assert_eq!(held(payment_required, &refusal(mismatch, &id, "10000")), None);
+        assert_eq!(held(StatusCode::BAD_REQUEST, &refusal(X402_EXCEEDS_BALANCE, &id, "10000")), None);
+        assert_eq!(held(payment_required, &HeaderMap::new()), None);
+        assert!(channel.unknown_to_seller(payment_required, &refusal(X402_CHANNEL_NOT_FOUND, &id, "0")));
+        assert!(!channel.unknown_to_seller(payment_required, &refusal(X402_EXCEEDS_BALANCE, &id, "0")));
+    }
+}
