@@ -368,7 +368,16 @@ async fn a_channel_the_payer_opened_itself_is_taken_by_its_hash() {
 /// the payer the rest of the deposit, exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_is_settled_and_closed_with_the_rest_refunded() {
-    let h = harness_with("close_idle_secs = 0").await;
+    // A `POST` route too: a voucher sent on its own (as a stream waiting for one gets it) is a bare `POST`.
+    let h = harness_with(
+        r#"close_idle_secs = 0
+
+        [[routes]]
+        method = "POST"
+        path = "/v1/quote"
+        price = "$0.01""#,
+    )
+    .await;
     let ch = challenge(&h).await;
     let mut s = session(&ch, 1, 6);
     let (seller_before, payer_before) = (h.chain.balance(payee()).await, h.chain.balance(payer()).await);
@@ -393,6 +402,10 @@ async fn an_idle_session_is_settled_and_closed_with_the_rest_refunded() {
         (status, kind(&refused)),
         (410, ("https://paymentauth.org/problems/session/channel-finalized", "session_channel_finalized"))
     );
+    let post = session_challenge(&h.send("POST", "/v1/quote", None, None).await);
+    let alone = s.credential(&post, s.voucher_for(3 * CENT));
+    let (status, refused) = problem(h.send("POST", "/v1/quote", Some(("authorization", &alone)), None).await).await;
+    assert_eq!((status, kind(&refused).1), (410, "session_channel_finalized"), "a voucher sent on its own too");
     assert_eq!(charged(&h, &s).await, 2 * CENT);
 }
 

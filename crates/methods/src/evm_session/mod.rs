@@ -293,10 +293,15 @@ impl EvmSessionMethod {
         }
     }
 
-    /// `refused`, a voucher the channel's deposit does not cover, unless the escrow has closed the channel since
-    /// (the seller's idle close, the payer's withdrawal): then 410, as MPP answers for a finalized channel, so that
-    /// the payer opens another instead of topping up one that can take no more. A chain read, on refusals only.
+    /// `refused`, unless it refuses a voucher the channel's deposit does not cover and the escrow has closed the
+    /// channel since (the seller's idle close, the payer's withdrawal): then 410, as MPP answers for a finalized
+    /// channel, so that the payer opens another instead of topping up one that can take no more. For a voucher
+    /// that carries no top-up (one that does was checked against the chain as it was funded). A chain read, on
+    /// that refusal only.
     async fn unless_finalized(&self, channel_id: B256, refused: Rejection) -> Rejection {
+        if refused.kind != RejectKind::InsufficientFunds {
+            return refused;
+        }
         match self.on_chain(channel_id).await {
             Ok(state) if state.finalized => finalized(),
             _ => refused,
@@ -425,9 +430,7 @@ impl PaymentMethod for EvmSessionMethod {
             Action::Voucher { voucher, top_up: None } => {
                 let channel = self.channel(voucher.channel_id, false).await?;
                 match self.pays(&channel, &voucher, amount, None) {
-                    Err(refused) if refused.kind == RejectKind::InsufficientFunds => {
-                        Err(self.unless_finalized(voucher.channel_id, refused).await)
-                    }
+                    Err(refused) => Err(self.unless_finalized(voucher.channel_id, refused).await),
                     paid => paid,
                 }
             }

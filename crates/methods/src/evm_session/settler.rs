@@ -124,6 +124,9 @@ impl EvmSessionMethod {
         let accept = |c: &Channel| c.accept_voucher(voucher.cumulative, &voucher.signature_hex);
         let channel = match update_channel(self.book.as_ref(), &channel.id, accept).await? {
             Some(Ok(channel)) => channel,
+            Some(Err(refusal)) if funding.is_none() => {
+                return Err(self.unless_finalized(voucher.channel_id, self.refusal(refusal)).await);
+            }
             Some(Err(refusal)) => return Err(self.refusal(refusal)),
             None => return Err(not_found()),
         };
