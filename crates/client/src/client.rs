@@ -178,11 +178,15 @@ impl std::fmt::Debug for PayingClient {
     }
 }
 
+/// One call the client sends (and pays), as long as it lasts.
 pub(crate) struct Outgoing {
     pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Option<Vec<u8>>,
+    /// Whether this call already topped up a channel because its seller stated the channel held less than was
+    /// deposited: at most one such deposit per call, however often a seller says so.
+    pub topped_up_per_seller: std::sync::atomic::AtomicBool,
 }
 
 impl PayingClient {
@@ -319,7 +323,7 @@ impl PayingClient {
     fn outgoing(method: &str, url: &str, headers: HeaderMap, body: Option<Vec<u8>>) -> Result<Outgoing, PayError> {
         let method = Method::from_bytes(method.as_bytes()).map_err(|e| PayError::InvalidRequest(e.to_string()))?;
         let url = Url::parse(url).map_err(|e| PayError::InvalidRequest(format!("{url}: {e}")))?;
-        Ok(Outgoing { method, url, headers, body })
+        Ok(Outgoing { method, url, headers, body, topped_up_per_seller: Default::default() })
     }
 
     /// The payable offers and the index (in `offers`) of the one the chooser picks.

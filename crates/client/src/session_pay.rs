@@ -252,8 +252,12 @@ impl PayingClient {
         self.log.finish(voucher_id, SpendState::Rejected, None, Some(&body)).await?;
         self.log.rewind_session(&channel_id, cumulative, from).await?;
         // The seller holds less than was deposited (it refunded an idle channel's rest): the call is paid again,
-        // topping the channel up. Once: only a voucher that carried no deposit is tried again.
-        if let Some(held_now) = held_per_seller.filter(|_| deposit_id.is_none())
+        // topping the channel up. Only when what the seller states leaves the voucher uncovered (so that the second
+        // carries a deposit; a seller stating a balance that covers the voucher it refused is answered as refused),
+        // for a voucher that carried none, and once per call.
+        let tops_up = |held_now: &u128| deposit_id.is_none() && from.saturating_add(price) > *held_now;
+        if let Some(held_now) = held_per_seller.filter(tops_up)
+            && !out.topped_up_per_seller.swap(true, std::sync::atomic::Ordering::Relaxed)
             && self.log.shrink_session(&channel_id, held, held_now).await?
         {
             return Box::pin(self.pay_session(out, offer, host)).await;
@@ -279,6 +283,7 @@ impl PayingClient {
             url: record.url.parse().map_err(|_| PayError::InvalidRequest("the channel's URL".into()))?,
             headers: Default::default(),
             body: None,
+            topped_up_per_seller: Default::default(),
         };
         let unpaid = self.send_once(&out, None).await.map_err(PayError::Transport)?;
         let headers = unpaid.headers().clone();

@@ -7,6 +7,7 @@
 #[macro_use]
 #[path = "../common/mod.rs"]
 mod common;
+mod lying_seller;
 mod permit2;
 mod seller_close;
 
