@@ -321,6 +321,10 @@ pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connection
     let gateway = ServedGateway::start(&config(upstream, &sqlite, chain, 0), BuildOptions::default()).await;
     let base = gateway.base.clone();
     let signed = vouchers(&base, chain.token, 0, 0, connections, 2 * n).await;
+    // And one channel more, paid over one connection: what a voucher adds to a call's latency when no other call
+    // waits (over `connections` on 2 cores, a call's latency is mostly its wait: connections / throughput).
+    let alone = n / 4;
+    let one_connection = vouchers(&base, chain.token, 0, 2 * connections, 1, alone).await;
     let (deposits, deposit_gas) = escrow_gas::<BatchSettlement::Deposited>(chain).await;
     let (first, second) = signed.split_at(n);
     print_header();
@@ -343,6 +347,10 @@ pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connection
         );
     }
     println!();
+    let free_alone = free_run(&format!("{base}/free"), alone, 1).await;
+    print_row("(b1) free route, 1 connection", &free_alone);
+    let paid_alone = channel_run(&format!("{base}/v1/channel"), one_connection, 1).await;
+    print_row("(h1) channel-paid, 1 connection", &paid_alone);
     let sessions = session_vouchers(&base, connections, n).await;
     let session_paid = header_run(&format!("{base}/v1/session"), "authorization", sessions, connections).await;
     print_row("(k) session-paid (MPP evm), SQLite", &session_paid);
@@ -375,6 +383,11 @@ pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connection
             paygate_bench::show(paid.p50.saturating_sub(free.p50)),
         );
     }
+    println!(
+        "(h1)-(b1): p50 {} added on one connection, no call waiting for another (p99 {} added)",
+        paygate_bench::show(paid_alone.p50.saturating_sub(free_alone.p50)),
+        paygate_bench::show(paid_alone.p99.saturating_sub(free_alone.p99))
+    );
     let free = &rounds[1].0;
     println!(
         "(k)/(b) = {:.2} throughput, p50 {} added (MPP evm session, SQLite)",
@@ -410,7 +423,8 @@ pub(super) async fn bench(chain: &Devchain, upstream: &str, n: usize, connection
     );
 
     // On chain: the deposits of this run, then one claim batch and one sweep for every channel charged.
-    let charged: usize = rounds.iter().map(|(_, paid)| paid.requests).sum::<usize>() + connections;
+    let charged: usize =
+        rounds.iter().map(|(_, paid)| paid.requests).sum::<usize>() + paid_alone.requests + connections + 1;
     let claimed = gateway.gateway.reconciler(Duration::from_secs(3600)).run_once().await.expect("claim");
     let (claims, claim_gas) = escrow_gas::<BatchSettlement::Claimed>(chain).await;
     let (sweeps, sweep_gas) = escrow_gas::<BatchSettlement::Settled>(chain).await;
