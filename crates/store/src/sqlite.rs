@@ -23,6 +23,9 @@ pub struct SqliteStore {
     _checkpoints: Option<Arc<Checkpoints>>,
 }
 
+/// How long the store's sqlx connection waits for SQLite's write lock.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path/to/ledger.db` or `sqlite::memory:`) and
     /// applies migrations.
@@ -33,7 +36,7 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         // One connection: SQLite has one writer at a time anyway, and writers queued in the pool wait for
         // microseconds where writers contending inside SQLite sleep in its busy handler for milliseconds.

@@ -35,6 +35,11 @@ pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::fr
 /// until it has copied them all (about 16 MB).
 pub(crate) const RESTART_ABOVE_FRAMES: i64 = 4_096;
 
+/// How long a RESTART checkpoint, which holds new writes, waits for readers of other connections (another
+/// process's) to leave the WAL before it gives up until the next tick: not the connection's
+/// [`crate::sqlite::BUSY_TIMEOUT`], so that a long reader pauses the writes this long a second at most.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Checkpoints the WAL through `pool` every [`CHECKPOINT_EVERY`], on sqlx's worker thread, until dropped.
 ///
 /// Each is PASSIVE: it copies what no reader still needs and waits for nobody; once one has copied the whole WAL,
@@ -62,11 +67,22 @@ impl Checkpoints {
                         false
                     }
                 };
-                if restart && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&pool).await {
+                if restart && let Err(e) = Self::restart(&pool).await {
                     tracing::warn!(error = %e, "the ledger's WAL could not be started over");
                 }
             }
         }))
+    }
+
+    /// A RESTART checkpoint, waiting at most [`RESTART_WAIT`] for readers (it answers "busy" when they stay).
+    async fn restart(pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
+        let mut connection = pool.acquire().await?;
+        // A number formatted into the statement: nothing to inject.
+        let wait = |timeout: std::time::Duration| format!("PRAGMA busy_timeout = {}", timeout.as_millis());
+        sqlx::query(sqlx::AssertSqlSafe(wait(RESTART_WAIT))).execute(&mut *connection).await?;
+        let restarted = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut *connection).await;
+        sqlx::query(sqlx::AssertSqlSafe(wait(crate::sqlite::BUSY_TIMEOUT))).execute(&mut *connection).await?;
+        restarted.map(drop)
     }
 }
 

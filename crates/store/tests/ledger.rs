@@ -552,3 +552,55 @@ async fn a_wal_written_without_pause_is_still_started_over() {
     let kept = store.payments(&PaymentQuery { limit: Some(100_000), ..Default::default() }).await.unwrap();
     assert_eq!(kept.len(), claimed);
 }
+
+/// On SQLite, the checkpoint that starts a long WAL over holds new writes while it waits for readers to leave the
+/// WAL; a reader of another process that stays (here 4 s in one read transaction) must not hold them that long:
+/// the checkpoint gives up after a short wait and tries again a second later. Four callers claim meanwhile: none
+/// of their claims takes a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stays_does_not_hold_the_writes() {
+    let db = Database::sqlite().await;
+    let store = db.open().await;
+    let Database::Sqlite(dir) = &db else { unreachable!() };
+    let path = dir.path().join("ledger.db");
+    let Claim::Claimed(_) = store.claim(&payment("first", None)).await.unwrap() else { panic!("a new proof") };
+    let (reading_tx, reading) = tokio::sync::oneshot::channel();
+    let reader = std::thread::spawn(move || {
+        let other = rusqlite::Connection::open(path).unwrap();
+        other.execute_batch("BEGIN").unwrap();
+        let _: i64 = other.query_row("SELECT count(*) FROM payments", [], |row| row.get(0)).unwrap();
+        reading_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    reading.await.unwrap();
+    let started = Instant::now();
+    let callers: Vec<_> = (0..4)
+        .map(|caller| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (mut claimed, mut longest) = (0, Duration::ZERO);
+                while started.elapsed() < Duration::from_secs(4) {
+                    let asked = Instant::now();
+                    let proof = format!("p{caller}-{claimed}");
+                    let Claim::Claimed(_) = store.claim(&payment(&proof, None)).await.unwrap() else {
+                        panic!("a new proof")
+                    };
+                    longest = longest.max(asked.elapsed());
+                    claimed += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                (claimed, longest)
+            })
+        })
+        .collect();
+    let (mut claimed, mut longest) = (1, Duration::ZERO);
+    for caller in callers {
+        let (n, wait) = caller.await.unwrap();
+        (claimed, longest) = (claimed + n, longest.max(wait));
+    }
+    reader.join().unwrap();
+    assert!(longest < Duration::from_secs(1), "a claim waited {longest:?} for the reader");
+    let kept = store.payments(&PaymentQuery { limit: Some(100_000), ..Default::default() }).await.unwrap();
+    assert_eq!(kept.len(), claimed);
+}
