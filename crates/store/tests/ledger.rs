@@ -522,31 +522,15 @@ async fn a_wal_written_without_pause_is_still_started_over() {
     let wal = dir.path().join("ledger.db-wal");
     // The WAL header's checkpoint sequence number (bytes 12 to 16), which each start-over increments.
     let sequence = || {
-        let header = std::fs::read(&wal).unwrap();
+        use std::io::Read as _;
+        let mut header = [0u8; 16];
+        std::fs::File::open(&wal).unwrap().read_exact(&mut header).unwrap();
         u32::from_be_bytes(header[12..16].try_into().unwrap())
     };
     let Claim::Claimed(_) = store.claim(&payment("first", None)).await.unwrap() else { panic!("a new proof") };
     let (started, at_start) = (Instant::now(), sequence());
-    let callers: Vec<_> = (0..6)
-        .map(|caller| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut claimed = 0;
-                while started.elapsed() < Duration::from_secs(4) {
-                    let proof = format!("p{caller}-{claimed}");
-                    let Claim::Claimed(_) = store.claim(&payment(&proof, None)).await.unwrap() else {
-                        panic!("a new proof")
-                    };
-                    claimed += 1;
-                }
-                claimed
-            })
-        })
-        .collect();
-    let mut claimed = 1;
-    for caller in callers {
-        claimed += caller.await.unwrap();
-    }
+    let (claimed, _) = claim_until(&store, 6, started, 4, Duration::ZERO).await;
+    let claimed = claimed + 1;
     let at_end = sequence();
     assert!(at_end > at_start, "the WAL was started over while the writes went on ({claimed} claims)");
     let kept = store.payments(&PaymentQuery { limit: Some(100_000), ..Default::default() }).await.unwrap();
@@ -575,12 +559,29 @@ async fn a_reader_that_stays_does_not_hold_the_writes() {
     });
     reading.await.unwrap();
     let started = Instant::now();
-    let callers: Vec<_> = (0..4)
+    let (claimed, longest) = claim_until(&store, 4, started, 4, Duration::from_millis(1)).await;
+    let claimed = claimed + 1;
+    reader.join().unwrap();
+    assert!(longest < Duration::from_secs(1), "a claim waited {longest:?} for the reader");
+    let kept = store.payments(&PaymentQuery { limit: Some(100_000), ..Default::default() }).await.unwrap();
+    assert_eq!(kept.len(), claimed);
+}
+
+/// `callers` tasks claiming new proofs until `secs` have passed since `started`, each pausing `pause` between
+/// claims: how many they claimed, and the longest a claim took.
+async fn claim_until(
+    store: &std::sync::Arc<dyn paygate_store::Store>,
+    callers: usize,
+    started: Instant,
+    secs: u64,
+    pause: Duration,
+) -> (usize, Duration) {
+    let tasks: Vec<_> = (0..callers)
         .map(|caller| {
             let store = store.clone();
             tokio::spawn(async move {
                 let (mut claimed, mut longest) = (0, Duration::ZERO);
-                while started.elapsed() < Duration::from_secs(4) {
+                while started.elapsed() < Duration::from_secs(secs) {
                     let asked = Instant::now();
                     let proof = format!("p{caller}-{claimed}");
                     let Claim::Claimed(_) = store.claim(&payment(&proof, None)).await.unwrap() else {
@@ -588,19 +589,18 @@ async fn a_reader_that_stays_does_not_hold_the_writes() {
                     };
                     longest = longest.max(asked.elapsed());
                     claimed += 1;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
                 }
                 (claimed, longest)
             })
         })
         .collect();
-    let (mut claimed, mut longest) = (1, Duration::ZERO);
-    for caller in callers {
-        let (n, wait) = caller.await.unwrap();
+    let (mut claimed, mut longest) = (0, Duration::ZERO);
+    for task in tasks {
+        let (n, wait) = task.await.unwrap();
         (claimed, longest) = (claimed + n, longest.max(wait));
     }
-    reader.join().unwrap();
-    assert!(longest < Duration::from_secs(1), "a claim waited {longest:?} for the reader");
-    let kept = store.payments(&PaymentQuery { limit: Some(100_000), ..Default::default() }).await.unwrap();
-    assert_eq!(kept.len(), claimed);
+    (claimed, longest)
 }
