@@ -12,6 +12,7 @@
 pub mod abi;
 pub mod devtoken;
 pub mod escrow;
+pub mod nonce;
 mod rpc;
 pub mod sender;
 pub mod session_escrow;

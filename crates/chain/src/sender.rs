@@ -7,8 +7,11 @@
 //! the gas estimate, so it adds no wait) and signs with the larger of the two: instances sharing a key take turns
 //! without reusing each other's nonces. (Two instances signing at the very same moment can still collide; the
 //! loser's transaction is refused by the node, nothing is sent, and its caller answers as for any refusal.)
+//! A nonce the node lost after accepting it would hold every later transaction of the key for ever; the
+//! [`NonceBook`] notices and the next transaction fills it ([`TxSender::fill_lost_nonce`] does when there is none).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
@@ -19,6 +22,7 @@ use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use tokio::sync::Mutex;
 
+use crate::nonce::{Assigned, LOST_NONCE_GRACE, NonceBook};
 use crate::{Chain, ChainError, Fees};
 
 /// Why a transaction was not (certainly) broadcast.
@@ -43,7 +47,10 @@ pub enum SendError {
 pub struct TxSender {
     chain: Arc<dyn Chain>,
     signer: PrivateKeySigner,
-    next_nonce: Mutex<Option<u64>>,
+    nonces: Mutex<NonceBook>,
+    /// Broadcasts that reached the node, counted under `nonces`' lock: a pending count read while this did not
+    /// move includes every one of them.
+    broadcasts: AtomicU64,
     fee_cache: std::sync::Mutex<Option<(Instant, Fees)>>,
 }
 
@@ -52,7 +59,18 @@ const FEE_CACHE: Duration = Duration::from_secs(3);
 
 impl TxSender {
     pub fn new(chain: Arc<dyn Chain>, signer: PrivateKeySigner) -> Self {
-        TxSender { chain, signer, next_nonce: Mutex::new(None), fee_cache: std::sync::Mutex::new(None) }
+        Self::with_lost_nonce_grace(chain, signer, LOST_NONCE_GRACE)
+    }
+
+    /// A sender that believes a node that lost one of its nonces after `grace` (see [`NonceBook`]).
+    pub fn with_lost_nonce_grace(chain: Arc<dyn Chain>, signer: PrivateKeySigner, grace: Duration) -> Self {
+        TxSender {
+            chain,
+            signer,
+            nonces: Mutex::new(NonceBook::new(grace)),
+            broadcasts: AtomicU64::new(0),
+            fee_cache: std::sync::Mutex::new(None),
+        }
     }
 
     pub fn address(&self) -> Address {
@@ -90,6 +108,7 @@ impl TxSender {
         record: impl AsyncFnOnce(TxHash, Bytes) -> Result<(), String>,
     ) -> Result<TxHash, SendError> {
         let request = TransactionRequest::default().from(self.address()).to(to).input(data.clone().into());
+        let seen = self.broadcasts.load(Ordering::Acquire);
         // The node's count is asked alongside the estimate (no added wait): another process sending from this key
         // (a second gateway instance) moves it, and a nonce it took must not be signed again.
         let (gas, node_nonce) =
@@ -102,40 +121,89 @@ impl TxSender {
         let node_nonce = node_nonce.map_err(SendError::NotSent)?;
         let fees = self.fees().await.map_err(SendError::NotSent)?;
 
-        let mut next_nonce = self.next_nonce.lock().await;
-        // This process's own count runs ahead of the node's while its transactions reach the node's pool.
-        let nonce = next_nonce.map_or(node_nonce, |n| n.max(node_nonce));
-        let mut tx = TxEip1559 {
+        let mut nonces = self.nonces.lock().await;
+        let assigned = self.assign(&mut nonces, node_nonce, seen);
+        // A fifth more gas than estimated: the state may move between estimate and inclusion.
+        let tx = self.transaction(assigned.nonce(), to, data, gas + gas / 5, fees);
+        let (hash, raw) = self.sign(tx)?;
+        record(hash, raw.clone()).await.map_err(SendError::NotRecorded)?;
+        self.broadcast(&mut nonces, assigned.nonce(), hash, raw).await
+    }
+
+    /// Fills a nonce the node lost (see [`NonceBook`]) with a transaction that does nothing (no value, to this
+    /// key's own address), for a caller whose transactions wait behind it and that has nothing new to send (a
+    /// settlement pass finding its transactions unmined). Its hash when it sent one; `None` when the node is not
+    /// (or not yet believed) behind.
+    pub async fn fill_lost_nonce(&self) -> Result<Option<TxHash>, SendError> {
+        let seen = self.broadcasts.load(Ordering::Acquire);
+        let node_nonce = self.chain.pending_nonce(self.address()).await.map_err(SendError::NotSent)?;
+        let mut nonces = self.nonces.lock().await;
+        let Assigned::FillGap { nonce, .. } = self.assign(&mut nonces, node_nonce, seen) else { return Ok(None) };
+        let fees = self.fees().await.map_err(SendError::NotSent)?;
+        let (hash, raw) = self.sign(self.transaction(nonce, self.address(), Bytes::new(), 21_000, fees))?;
+        self.broadcast(&mut nonces, nonce, hash, raw).await.map(Some)
+    }
+
+    /// The nonce for a transaction, from the node's count read after `seen` broadcasts.
+    fn assign(&self, nonces: &mut NonceBook, node_nonce: u64, seen: u64) -> Assigned {
+        let fresh = self.broadcasts.load(Ordering::Acquire) == seen;
+        let assigned = nonces.assign(node_nonce, fresh, Instant::now());
+        if let Assigned::FillGap { nonce, signed_up_to } = assigned {
+            tracing::warn!(
+                sender = %self.address(),
+                nonce,
+                signed_up_to,
+                "the node lost a transaction of this key (its pending count stays below what was sent): signing \
+                 its nonce again, so that those after it can be mined"
+            );
+        }
+        assigned
+    }
+
+    fn transaction(&self, nonce: u64, to: Address, data: Bytes, gas_limit: u64, fees: Fees) -> TxEip1559 {
+        TxEip1559 {
             chain_id: self.chain.chain_id(),
             nonce,
-            // A fifth more than estimated: the state may move between estimate and inclusion.
-            gas_limit: gas + gas / 5,
+            gas_limit,
             max_fee_per_gas: fees.max_fee_per_gas,
             max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
             to: TxKind::Call(to),
             value: U256::ZERO,
             access_list: Default::default(),
             input: data,
-        };
+        }
+    }
+
+    /// The signed transaction's hash and bytes.
+    fn sign(&self, mut tx: TxEip1559) -> Result<(TxHash, Bytes), SendError> {
         let signature = self
             .signer
             .sign_transaction_sync(&mut tx)
             .map_err(|e| SendError::NotSent(ChainError::Rpc { code: 0, message: format!("signing: {e}") }))?;
         let envelope: TxEnvelope = tx.into_signed(signature).into();
-        let hash = *envelope.tx_hash();
-        let raw: Bytes = envelope.encoded_2718().into();
-        record(hash, raw.clone()).await.map_err(SendError::NotRecorded)?;
+        Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
+    }
+
+    /// Broadcasts `raw` (signed with `nonce`) and books the outcome; the caller holds the nonce lock throughout.
+    async fn broadcast(
+        &self,
+        nonces: &mut NonceBook,
+        nonce: u64,
+        hash: TxHash,
+        raw: Bytes,
+    ) -> Result<TxHash, SendError> {
         match self.chain.send_raw_transaction(raw).await {
             Ok(_) => {
-                *next_nonce = Some(nonce + 1);
+                nonces.sent(nonce);
+                self.broadcasts.fetch_add(1, Ordering::Release);
                 Ok(hash)
             }
             Err(ChainError::Unavailable(reason)) => {
-                *next_nonce = None;
+                nonces.forget();
                 Err(SendError::Unknown { hash, reason })
             }
             Err(e) => {
-                *next_nonce = None;
+                nonces.forget();
                 Err(SendError::NotSent(e))
             }
         }

@@ -2,15 +2,21 @@
 //! naming its internals, cannot be reached), and the payer is never charged without being served, never told
 //! "nothing was charged" when the chain says otherwise, and never shown the facilitator's own words. The
 //! facilitator is paygate's own, settling for real on anvil, behind the test kit's fault-injecting front.
+//! And a node that loses a settler's transaction after accepting it: the key's later transactions are not held
+//! behind the missing nonce for ever.
 
 mod common;
 
 use std::time::Duration;
 
+use alloy::primitives::{Bytes, TxHash};
 use common::{Harness, Options, decode_x402, kind, pay_to, payer, problem};
+use paygate_chain::devtoken::dev_account;
+use paygate_chain::{TxSender, wait_for_receipt};
 use paygate_store::PaymentState;
 use paygate_testkit::facilitator::{FacilitatorFault, FaultyFacilitator, LEAKY_REASON};
 use paygate_testkit::{Devchain, MINING, Upstream, node};
+use serde_json::json;
 
 /// A gateway settling through a misbehaving facilitator on anvil; the facilitator too.
 async fn through_facilitator(options: Options) -> (Harness, FaultyFacilitator) {
@@ -148,4 +154,60 @@ async fn a_facilitator_that_answers_garbage_leaves_the_payment_pending_for_the_c
     assert_eq!(done.settled, 1, "{done:?}");
     assert_eq!(h.ledger().await[0].state, PaymentState::Settled);
     assert_eq!(h.chain.transfers(payer(), pay_to()).await, 1);
+}
+
+/// A node that loses a transaction it had accepted (a mempool emptied by a restart, an eviction; anvil 1.7.1
+/// under concurrent load) would hold every later transaction of the settler key behind the missing nonce, for
+/// ever. The sender fills that nonce once the node has been behind for its grace: with the next transaction it
+/// sends, or with a transaction that does nothing when a settlement pass has nothing new to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_the_node_lost_is_filled_and_the_transactions_behind_it_are_mined() {
+    let chain = Devchain::start_with(31337, MINING).await;
+    let key = dev_account(7);
+    let grace = Duration::from_millis(500);
+    let sender = TxSender::with_lost_nonce_grace(chain.chain.clone(), key.clone(), grace);
+    let to = dev_account(8).address();
+    let nonce_of = async |hash: TxHash| {
+        let tx = chain.rpc("eth_getTransactionByHash", json!([hash])).await;
+        u64::from_str_radix(tx["nonce"].as_str().expect("a nonce").trim_start_matches("0x"), 16).expect("hex")
+    };
+    let mined = async |hash: TxHash, within: Duration| {
+        let receipt = wait_for_receipt(chain.chain.as_ref(), hash, within, Duration::from_millis(20)).await;
+        receipt.expect("the node answers").map(|r| r.status())
+    };
+    // The node accepts a transaction (nothing is mined meanwhile), then loses it.
+    let lose = async || {
+        chain.rpc("evm_setIntervalMining", json!([0])).await;
+        chain.rpc("evm_setAutomine", json!([false])).await;
+        let lost = sender.send(to, Bytes::new()).await.expect("accepted");
+        chain.rpc("anvil_dropTransaction", json!([lost])).await;
+        chain.rpc("evm_setAutomine", json!([true])).await;
+        lost
+    };
+
+    // The next transaction fills the gap.
+    let lost = lose().await;
+    let behind = sender.send(to, Bytes::new()).await.expect("accepted");
+    assert_eq!(mined(behind, Duration::from_millis(1500)).await, None, "it waits behind the lost nonce");
+    tokio::time::sleep(grace).await;
+    // (To another address: the same call would be signed into the very bytes that were lost.)
+    let filler = sender.send(dev_account(9).address(), Bytes::new()).await.expect("sent");
+    assert_eq!(mined(filler, Duration::from_secs(5)).await, Some(true));
+    assert_eq!(mined(behind, Duration::from_secs(5)).await, Some(true), "mined once the gap is filled");
+    assert_eq!(chain.chain.receipt(lost).await.expect("the node answers"), None, "the lost one stays lost");
+    assert_eq!(nonce_of(filler).await + 1, nonce_of(behind).await, "the filler took the lost nonce");
+
+    // Nothing new to send: a transaction that does nothing fills it.
+    lose().await;
+    let behind = sender.send(to, Bytes::new()).await.expect("accepted");
+    assert_eq!(sender.fill_lost_nonce().await.expect("asked"), None, "not believed before the grace");
+    tokio::time::sleep(grace).await;
+    let filler = sender.fill_lost_nonce().await.expect("sent").expect("the node is behind");
+    assert_eq!(mined(filler, Duration::from_secs(5)).await, Some(true));
+    assert_eq!(mined(behind, Duration::from_secs(5)).await, Some(true), "mined once the gap is filled");
+    assert_eq!(nonce_of(filler).await + 1, nonce_of(behind).await, "the filler took the lost nonce");
+    assert_eq!(sender.fill_lost_nonce().await.expect("asked"), None, "nothing left to fill");
+    let next = sender.send(to, Bytes::new()).await.expect("sent");
+    assert_eq!(mined(next, Duration::from_secs(5)).await, Some(true), "the key goes on in order");
+    assert_eq!(nonce_of(next).await, nonce_of(behind).await + 1);
 }

@@ -6,7 +6,8 @@
 //! A pass decides the journal before it sends anything, and sends nothing while a transaction of its option is
 //! undecided: the state a new transaction would be computed from may be about to change. An undecided
 //! transaction the node does not know is sent again as the very same signed bytes: it has the same hash and
-//! nonce, so it executes at most once. Once its nonce was taken by another transaction, it failed.
+//! nonce, so it executes at most once. Once its nonce was taken by another transaction, it failed. One that waits
+//! behind a nonce the node lost is freed by the key's sender filling it ([`TxSender::fill_lost_nonce`]).
 //!
 //! (A relayed deposit is not journaled: it spends the payer's EIP-3009 authorization, which the token accepts
 //! once, and a retry reads whether it was used.)
@@ -142,6 +143,13 @@ impl ChannelJournal {
                     }
                 }
                 Some(TransactionState::Sent) | None => decided.undecided += 1,
+            }
+        }
+        if decided.undecided > 0 {
+            // Transactions behind a nonce the node lost are never mined, and the pass sends nothing new while
+            // they are undecided: only filling that nonce frees them.
+            if let Err(e) = self.sender.fill_lost_nonce().await {
+                tracing::warn!(option = %self.option, error = %e, "filling a nonce the node lost failed");
             }
         }
         Ok(decided)
