@@ -32,7 +32,7 @@ use crate::statement::{Param, Statement, Written};
 pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How many frames (pages written) the WAL may hold after a checkpoint before the next one holds new writes
-/// until it has copied them all (about 16 MB).
+/// until it has copied them all (4 MiB of a new ledger's 1 KiB pages).
 pub(crate) const RESTART_ABOVE_FRAMES: i64 = 4_096;
 
 /// How long a RESTART checkpoint, which holds new writes, waits for readers of other connections (another
