@@ -34,7 +34,7 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|_| StoreError::unsupported(url))?
             .create_if_missing(true)
-            // A commit writes each page it changed to the WAL whole (about eleven for a claim, mostly index
+            // A commit writes each page it changed to the WAL whole (eleven for a claim at 4 KiB, mostly index
             // pages), checksums it, and the checkpoint copies it back: with 1 KiB pages that is a quarter of the
             // bytes of SQLite's default 4 KiB, and channel-paid calls ran about a quarter faster (the benchmark's
             // (h)). Only a new ledger takes it; an existing one keeps its page size (docs/operate.md).
