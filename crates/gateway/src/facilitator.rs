@@ -116,7 +116,7 @@ impl Facilitator {
                     err(format!("networks.{name}.rpc_url"), "the facilitator needs the chain's JSON-RPC URL".into())
                 })?,
             };
-            let sender = Arc::new(TxSender::new(chain.clone(), signer.clone()));
+            let sender = Arc::new(resolved.config.sender(chain.clone(), signer.clone()));
             if networks.insert(resolved.chain_id, SettledNetwork { resolved, chain, sender }).is_some() {
                 return Err(err("facilitator.networks".into(), format!("{name:?} repeats a chain id")));
             }

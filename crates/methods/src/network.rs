@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paygate_chain::{Chain, ChainError, RpcChain};
+use alloy::signers::local::PrivateKeySigner;
+use paygate_chain::{Chain, ChainError, RpcChain, TxSender};
 use paygate_core::registry::{self, ChainKind, TransferMethod};
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +77,10 @@ pub struct NetworkConfig {
     pub receipt_timeout_secs: u64,
     #[serde(default = "default_poll_ms")]
     pub receipt_poll_ms: u64,
+    /// How long the node must be seen missing a transaction a settler key sent before its nonce is signed again
+    /// (see `paygate_chain::nonce`).
+    #[serde(default = "default_lost_nonce_grace")]
+    pub lost_nonce_grace_secs: u64,
     /// Tokens on this chain, by symbol.
     #[serde(default)]
     pub assets: BTreeMap<String, AssetConfig>,
@@ -93,6 +98,16 @@ fn default_receipt_timeout() -> u64 {
 }
 fn default_poll_ms() -> u64 {
     500
+}
+fn default_lost_nonce_grace() -> u64 {
+    paygate_chain::nonce::LOST_NONCE_GRACE.as_secs()
+}
+
+impl NetworkConfig {
+    /// A sender of `signer`'s transactions on `chain`, this network's settings applied.
+    pub fn sender(&self, chain: Arc<dyn Chain>, signer: PrivateKeySigner) -> TxSender {
+        TxSender::with_lost_nonce_grace(chain, signer, Duration::from_secs(self.lost_nonce_grace_secs))
+    }
 }
 
 /// `[networks.<name>.assets.<SYMBOL>]`.

@@ -178,7 +178,7 @@ impl ChainOption {
         let sender = ctx
             .senders
             .entry((self.network_name.clone(), signer.address()))
-            .or_insert_with(|| Arc::new(TxSender::new(chain, signer.clone())))
+            .or_insert_with(|| Arc::new(self.network.config.sender(chain, signer.clone())))
             .clone();
         Ok((signer, sender))
     }

@@ -2,11 +2,12 @@
 //! official `@x402/evm` client deposits once and pays each call with a voucher checked locally; the reconciler's
 //! pass claims every voucher in one transaction and sweeps the seller's value in another. Refused vouchers
 //! commit nothing. Deposits through Permit2 are in `permit2.rs`; the paying client after its seller's idle close
-//! in `seller_close.rs`.
+//! in `seller_close.rs`; a claim behind a nonce the node lost in `lost_nonce.rs`.
 
 #[macro_use]
 #[path = "../common/mod.rs"]
 mod common;
+mod lost_nonce;
 mod lying_seller;
 mod permit2;
 mod seller_close;

@@ -38,6 +38,8 @@ pub struct Options {
     /// Settle through this facilitator instead of the built-in settler.
     pub facilitator_url: Option<String>,
     pub receipt_timeout_secs: u64,
+    /// The network's `lost_nonce_grace_secs`.
+    pub lost_nonce_grace_secs: u64,
     pub anvil_args: Vec<&'static str>,
     /// `server.unknown_routes`.
     pub unknown_routes: &'static str,
@@ -58,6 +60,7 @@ impl Default for Options {
             settle: "after",
             facilitator_url: None,
             receipt_timeout_secs: 30,
+            lost_nonce_grace_secs: 30,
             anvil_args: paygate_testkit::MINING.to_vec(),
             unknown_routes: "reject",
             extra_toml: String::new(),
@@ -177,7 +180,10 @@ impl Harness {
                 paygate_testkit::local_usdc_toml(
                     chain.chain_id,
                     &chain.rpc_url,
-                    &format!("receipt_timeout_secs = {}\nreceipt_poll_ms = 50", options.receipt_timeout_secs),
+                    &format!(
+                        "receipt_timeout_secs = {}\nreceipt_poll_ms = 50\nlost_nonce_grace_secs = {}",
+                        options.receipt_timeout_secs, options.lost_nonce_grace_secs
+                    ),
                     pay_to(),
                     &settlement,
                 )
