@@ -2,13 +2,14 @@
 //!
 //! A sender counts its own nonces (the node's pending count lags while its transactions reach the pool) and
 //! signs with the larger of its count and the node's. That alone never recovers when the node loses a
-//! transaction it had accepted (a mempool emptied by a restart, an eviction; anvil 1.7.1 under concurrent load):
-//! every later transaction of the key waits behind the missing nonce, for ever, and so does every settlement.
-//! The book notices it. A read of the node's count is *fresh* when none of this sender's broadcasts completed
-//! while it was made, so the node has seen all of them; when fresh reads keep finding the node's count below the
-//! sender's for `grace`, the node's count is the truth, and the next transaction takes the missing nonce (it
-//! fills the gap, and the transactions queued behind it are mined after it). The sender's own count stays: the
-//! node still holds the transactions it signed after the gap.
+//! transaction it had accepted (a mempool emptied by a restart, an eviction; anvil 1.7.1, by its code, drops a
+//! transaction it finds invalid at mining together with every one that depends on it): every later transaction
+//! of the key waits behind the missing nonce, for ever, and so does every settlement. The book notices it. A
+//! read of the node's count is *fresh* when none of this sender's broadcasts completed while it was made, so the
+//! node has seen all of them; when fresh reads keep finding the node's count below the sender's for `grace`, the
+//! node's count is the truth, and the next transaction takes the missing nonce (it fills the gap, and the
+//! transactions queued behind it are mined after it). The sender's own count stays: the node still holds the
+//! transactions it signed after the gap.
 
 use std::time::{Duration, Instant};
 

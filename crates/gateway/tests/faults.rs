@@ -156,10 +156,10 @@ async fn a_facilitator_that_answers_garbage_leaves_the_payment_pending_for_the_c
     assert_eq!(h.chain.transfers(payer(), pay_to()).await, 1);
 }
 
-/// A node that loses a transaction it had accepted (a mempool emptied by a restart, an eviction; anvil 1.7.1
-/// under concurrent load) would hold every later transaction of the settler key behind the missing nonce, for
-/// ever. The sender fills that nonce once the node has been behind for its grace: with the next transaction it
-/// sends, or with a transaction that does nothing when a settlement pass has nothing new to send.
+/// A node that loses a transaction it had accepted (a mempool emptied by a restart, an eviction) would hold every
+/// later transaction of the settler key behind the missing nonce, for ever. The sender fills that nonce once the
+/// node has been behind for its grace: with the next transaction it sends, or with a transaction that does nothing
+/// when a settlement pass has nothing new to send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_the_node_lost_is_filled_and_the_transactions_behind_it_are_mined() {
     let chain = Devchain::start_with(31337, MINING).await;
