@@ -405,8 +405,7 @@ async fn writes_wait_for_another_writer_without_blocking_the_runtime() {
     assert!(store.open_channel(&channel("0x01", 10_000)).await.unwrap());
 
     // Another writer: a connection of its own, in a thread, holding the lock.
-    let Database::Sqlite(dir) = &db else { unreachable!() };
-    let path = dir.path().join("ledger.db");
+    let path = db.sqlite_file("ledger.db");
     let (locked_tx, locked) = tokio::sync::oneshot::channel();
     let writer = std::thread::spawn(move || {
         let other = rusqlite::Connection::open(path).unwrap();
@@ -488,8 +487,7 @@ async fn writes_committed_together_survive_the_committer_being_dropped() {
 async fn the_wal_the_direct_writes_fill_is_checkpointed_and_reused() {
     let db = Database::sqlite().await;
     let store = db.open().await;
-    let Database::Sqlite(dir) = &db else { unreachable!() };
-    let wal = dir.path().join("ledger.db-wal");
+    let wal = db.sqlite_file("ledger.db-wal");
     let claim_many = |from: usize| {
         let store = store.clone();
         async move {
@@ -518,10 +516,54 @@ async fn the_wal_the_direct_writes_fill_is_checkpointed_and_reused() {
 async fn a_new_sqlite_ledger_writes_small_pages() {
     let db = Database::sqlite().await;
     let store = db.open().await;
-    let Database::Sqlite(dir) = &db else { unreachable!() };
     let Claim::Claimed(_) = store.claim(&payment("first", None)).await.unwrap() else { panic!("a new proof") };
-    let header = std::fs::read(dir.path().join("ledger.db-wal")).unwrap();
+    let header = std::fs::read(db.sqlite_file("ledger.db-wal")).unwrap();
     assert_eq!(u32::from_be_bytes(header[8..12].try_into().unwrap()), 1024);
+}
+
+/// On SQLite, a ledger made before the 1 KiB pages keeps its 4 KiB ones (SQLite cannot change a WAL database's
+/// page size in place), and the conversion docs/operate.md gives (run with paygate stopped) makes it 1 KiB with
+/// every row kept.
+#[test]
+fn an_older_ledger_keeps_its_pages_until_converted_as_documented() {
+    let db = tokio::runtime::Runtime::new().unwrap().block_on(Database::sqlite());
+    // Each run of paygate is a runtime of its own: dropping it stops the store's connections and tasks.
+    let paygate_run = |claim: &'static str| {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let store = paygate_store::open(&db.url()).await.expect("the store opens");
+            let Claim::Claimed(_) = store.claim(&payment(claim, None)).await.unwrap() else { panic!("a new proof") };
+            store.payments(&PaymentQuery::default()).await.unwrap().len()
+        })
+    };
+    let old = rusqlite::Connection::open(db.sqlite_file("ledger.db")).unwrap();
+    old.execute_batch(
+        "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE made_before (a); DROP TABLE made_before;",
+    )
+    .unwrap();
+    drop(old);
+    // The database header's page size (bytes 16 to 18).
+    let page_size = || {
+        let header = std::fs::read(db.sqlite_file("ledger.db")).unwrap();
+        u16::from_be_bytes(header[16..18].try_into().unwrap())
+    };
+    assert_eq!(paygate_run("before"), 1);
+    assert_eq!(page_size(), 4096, "opening it does not change it");
+
+    // Exactly docs/operate.md's statements. (The stopped run's connections close on their own threads, a moment
+    // after its runtime: until they have, leaving WAL mode is refused at once.)
+    let convert = || {
+        let converting = rusqlite::Connection::open(db.sqlite_file("ledger.db")).unwrap();
+        converting.execute_batch("PRAGMA journal_mode=DELETE; PRAGMA page_size=1024; VACUUM; PRAGMA journal_mode=WAL;")
+    };
+    let started = Instant::now();
+    while let Err(e) = convert() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the conversion failed: {e}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    assert_eq!(paygate_run("after"), 2, "the row from before the conversion is kept");
+    assert_eq!(page_size(), 1024);
 }
 
 /// On SQLite, writes that never pause (as under sustained paid calls) still let the WAL start over: a checkpoint
@@ -533,8 +575,7 @@ async fn a_new_sqlite_ledger_writes_small_pages() {
 async fn a_wal_written_without_pause_is_still_started_over() {
     let db = Database::sqlite().await;
     let store = db.open().await;
-    let Database::Sqlite(dir) = &db else { unreachable!() };
-    let wal = dir.path().join("ledger.db-wal");
+    let wal = db.sqlite_file("ledger.db-wal");
     let sequence = || wal_sequence(&wal);
     let Claim::Claimed(_) = store.claim(&payment("first", None)).await.unwrap() else { panic!("a new proof") };
     let (started, at_start) = (Instant::now(), sequence());
@@ -554,8 +595,7 @@ async fn a_wal_written_without_pause_is_still_started_over() {
 async fn a_reader_that_stays_does_not_hold_the_writes() {
     let db = Database::sqlite().await;
     let store = db.open().await;
-    let Database::Sqlite(dir) = &db else { unreachable!() };
-    let path = dir.path().join("ledger.db");
+    let path = db.sqlite_file("ledger.db");
     let Claim::Claimed(_) = store.claim(&payment("first", None)).await.unwrap() else { panic!("a new proof") };
     let (reading_tx, reading) = tokio::sync::oneshot::channel();
     let reader = std::thread::spawn(move || {

@@ -9,11 +9,10 @@ use paygate_chain::devtoken::dev_account;
 use paygate_chain::escrow::BatchSettlement;
 use paygate_chain::wait_for_receipt;
 use paygate_core::channel_journal::TransactionKind;
-use paygate_testkit::node;
 use serde_json::json;
 
 use super::common::{Harness, Options, pay_to};
-use super::{CENT, channel_id, channel_option, events};
+use super::{CENT, channel_option, events, three_calls_paid, undecided};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_behind_a_nonce_the_node_lost_is_mined_once_the_pass_fills_it() {
@@ -27,14 +26,7 @@ async fn a_claim_behind_a_nonce_the_node_lost_is_mined_once_the_pass_fills_it() 
     };
     let h = Harness::start_with(options).await;
     let seller_before = h.chain.balance(pay_to()).await;
-    let answer = node::channel(&h.url("/v1/quote"), &h.chain.rpc_url, &["--calls", "3", "--deposit", "100000"]).await;
-    assert_eq!(answer["statuses"], json!([200, 200, 200]), "{answer}");
-    let store = h.gateway.store().clone();
-    let option = store.channel(&channel_id()).await.unwrap().unwrap().option;
-    let undecided = async || {
-        let journal = store.undecided_transactions(&option).await.unwrap();
-        journal.into_iter().map(|t| (t.kind, t.hash)).collect::<Vec<_>>()
-    };
+    three_calls_paid(&h).await;
     let pass = async || h.gateway.reconciler(Duration::from_secs(60)).run_once().await.unwrap();
     let mined = async |hash: &str, within: Duration| {
         let hash: TxHash = hash.parse().unwrap();
@@ -49,7 +41,7 @@ async fn a_claim_behind_a_nonce_the_node_lost_is_mined_once_the_pass_fills_it() 
     h.chain.rpc("evm_setAutomine", json!([false])).await;
     let lost = h.chain.rpc("eth_sendTransaction", json!([{"from": settler, "to": settler, "gas": "0x5208"}])).await;
     pass().await;
-    let claim = undecided().await;
+    let claim = undecided(&h).await;
     assert_eq!(claim.iter().map(|t| t.0).collect::<Vec<_>>(), [TransactionKind::Claim], "{claim:?}");
     let claim = claim[0].1.clone();
     h.chain.rpc("anvil_dropTransaction", json!([lost])).await;
@@ -57,7 +49,7 @@ async fn a_claim_behind_a_nonce_the_node_lost_is_mined_once_the_pass_fills_it() 
 
     // Before the grace: the claim waits behind the gap, pass after pass.
     pass().await;
-    assert_eq!(undecided().await, [(TransactionKind::Claim, claim.clone())]);
+    assert_eq!(undecided(&h).await, [(TransactionKind::Claim, claim.clone())]);
     assert_eq!(mined(&claim, Duration::from_millis(500)).await, None, "it waits behind the lost nonce");
 
     // After it: the pass fills the gap, and the claim is mined, then decided; the sweep follows.
@@ -66,8 +58,7 @@ async fn a_claim_behind_a_nonce_the_node_lost_is_mined_once_the_pass_fills_it() 
     assert_eq!(mined(&claim, Duration::from_secs(5)).await, Some(true), "mined once the gap is filled");
     assert_eq!(mined(lost.as_str().unwrap(), Duration::ZERO).await, None, "the lost one stays lost");
     pass().await;
-    pass().await;
-    assert_eq!(undecided().await, []);
+    assert_eq!(undecided(&h).await, []);
     assert_eq!(events::<BatchSettlement::Claimed>(&h).await, 1);
     assert_eq!(h.chain.balance(pay_to()).await, seller_before + 3 * CENT, "the three calls, swept once");
 }

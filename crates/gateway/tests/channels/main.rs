@@ -21,6 +21,7 @@ use alloy::sol_types::SolEvent;
 use common::{Harness, Options, decode_x402, encode_x402, kind, pay_to, payer, problem};
 use paygate_chain::devtoken::dev_account;
 use paygate_chain::escrow::{self, BatchSettlement};
+use paygate_core::channel_journal::TransactionKind;
 use paygate_store::PaymentState;
 use paygate_testkit::{UpstreamMode, node};
 use serde_json::{Value, json};
@@ -455,20 +456,12 @@ async fn the_official_client_gets_its_unspent_deposit_back_when_it_asks() {
 /// refund asked while a call is in flight is refused: 409, nothing journaled.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_transactions_outliving_their_wait_are_decided_from_the_chain_and_never_sent_twice() {
-    use paygate_core::channel_journal::TransactionKind;
-
     let extra = channel_option("claim_every_secs = 0\nclose_idle_secs = 0");
     let options = Options { extra_toml: extra, receipt_timeout_secs: 1, anvil_args: vec![], ..Default::default() };
     let h = Harness::start_with(options).await;
     let (payer_before, seller_before) = (h.chain.balance(payer()).await, h.chain.balance(pay_to()).await);
-    let answer = node::channel(&h.url("/v1/quote"), &h.chain.rpc_url, &["--calls", "3", "--deposit", "100000"]).await;
-    assert_eq!(answer["statuses"], json!([200, 200, 200]), "{answer}");
+    three_calls_paid(&h).await;
     let store = h.gateway.store().clone();
-    let option = store.channel(&channel_id()).await.unwrap().unwrap().option;
-    let undecided = async || {
-        let journal = store.undecided_transactions(&option).await.unwrap();
-        journal.into_iter().map(|t| (t.kind, t.hash)).collect::<Vec<_>>()
-    };
     let pool = async || {
         let content = h.chain.rpc("txpool_content", json!([])).await;
         let by_sender = content["pending"].as_object().cloned().unwrap_or_default();
@@ -491,13 +484,13 @@ async fn channel_transactions_outliving_their_wait_are_decided_from_the_chain_an
     assert_eq!(retry_after.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
     assert_eq!(in_flight.status(), 200);
     h.upstream.set_mode(UpstreamMode::Ok);
-    assert!(undecided().await.is_empty());
+    assert!(undecided(&h).await.is_empty());
     let channel = store.channel(&channel_id()).await.unwrap().unwrap();
     assert_eq!((channel.deposit, channel.charged), (100_000, 4 * CENT));
 
     h.chain.rpc("evm_setAutomine", json!([false])).await;
     pass().await;
-    let claim = undecided().await;
+    let claim = undecided(&h).await;
     assert_eq!(claim.iter().map(|t| t.0).collect::<Vec<_>>(), [TransactionKind::Claim], "{claim:?}");
     let claim = claim[0].1.clone();
 
@@ -505,7 +498,7 @@ async fn channel_transactions_outliving_their_wait_are_decided_from_the_chain_an
     h.chain.rpc("anvil_dropTransaction", json!([claim])).await;
     assert_eq!(pool().await, 0);
     pass().await;
-    assert_eq!(undecided().await, [(TransactionKind::Claim, claim.clone())]);
+    assert_eq!(undecided(&h).await, [(TransactionKind::Claim, claim.clone())]);
     assert_eq!(pool().await, 1, "only the claim, again");
     let again = h.chain.rpc("eth_getTransactionByHash", json!([claim])).await;
     assert_eq!(again["hash"], json!(claim));
@@ -513,14 +506,14 @@ async fn channel_transactions_outliving_their_wait_are_decided_from_the_chain_an
     // Mined: decided; the pass goes on to the sweep, which outlives its wait too.
     h.chain.rpc("evm_mine", json!([])).await;
     pass().await;
-    let sweep = undecided().await;
+    let sweep = undecided(&h).await;
     assert_eq!(sweep.iter().map(|t| t.0).collect::<Vec<_>>(), [TransactionKind::Sweep], "{sweep:?}");
     h.chain.rpc("evm_mine", json!([])).await;
     assert_eq!(h.chain.balance(pay_to()).await, seller_before + 4 * CENT);
 
     // The idle channel's refund: the deposit is lowered with it.
     pass().await;
-    let refund = undecided().await;
+    let refund = undecided(&h).await;
     assert_eq!(refund.iter().map(|t| t.0).collect::<Vec<_>>(), [TransactionKind::Refund], "{refund:?}");
     let channel = store.channel(&channel_id()).await.unwrap().unwrap();
     assert_eq!(channel.deposit, 4 * CENT, "lowered while the refund may reach the chain");
@@ -534,18 +527,31 @@ async fn channel_transactions_outliving_their_wait_are_decided_from_the_chain_an
     h.chain.rpc("eth_sendTransaction", json!([taker])).await;
     h.chain.rpc("evm_mine", json!([])).await;
     pass().await;
-    let second = undecided().await;
+    let second = undecided(&h).await;
     assert_eq!(second.iter().map(|t| t.0).collect::<Vec<_>>(), [TransactionKind::Refund], "{second:?}");
     assert_ne!(second[0].1, refund[0].1, "a new transaction, after the first was decided failed");
     h.chain.rpc("evm_mine", json!([])).await;
     pass().await;
-    assert_eq!(undecided().await, []);
+    assert_eq!(undecided(&h).await, []);
 
     assert_eq!(events::<BatchSettlement::Refunded>(&h).await, 1);
     assert_eq!(h.chain.balance(payer()).await, payer_before - 4 * CENT, "the unspent deposit came back once");
     assert_eq!(h.chain.balance(pay_to()).await, seller_before + 4 * CENT);
     let channel = store.channel(&channel_id()).await.unwrap().unwrap();
     assert_eq!((channel.deposit, channel.charged, channel.claimed), (4 * CENT, 4 * CENT, 4 * CENT));
+}
+
+/// The official client pays three calls from one channel (a $0.10 deposit).
+async fn three_calls_paid(h: &Harness) {
+    let answer = node::channel(&h.url("/v1/quote"), &h.chain.rpc_url, &["--calls", "3", "--deposit", "100000"]).await;
+    assert_eq!(answer["statuses"], json!([200, 200, 200]), "{answer}");
+}
+
+/// The channel's journaled transactions not decided yet, as (kind, hash).
+async fn undecided(h: &Harness) -> Vec<(TransactionKind, String)> {
+    let store = h.gateway.store();
+    let option = store.channel(&channel_id()).await.unwrap().unwrap().option;
+    store.undecided_transactions(&option).await.unwrap().into_iter().map(|t| (t.kind, t.hash)).collect()
 }
 
 /// paygate's own paying client on x402 `batch-settlement` (the client library behind `paygate pay`): given a

@@ -30,8 +30,16 @@ impl Database {
 
     pub fn url(&self) -> String {
         match self {
-            Database::Sqlite(dir) => format!("sqlite://{}", dir.path().join("ledger.db").display()),
+            Database::Sqlite(_) => format!("sqlite://{}", self.sqlite_file("ledger.db").display()),
             Database::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// The file `name` of a SQLite ledger (`ledger.db`, its WAL `ledger.db-wal`).
+    pub fn sqlite_file(&self, name: &str) -> std::path::PathBuf {
+        match self {
+            Database::Sqlite(dir) => dir.path().join(name),
+            Database::Postgres { .. } => panic!("a SQLite ledger's file asked of PostgreSQL"),
         }
     }
 
