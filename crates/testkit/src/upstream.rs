@@ -36,7 +36,8 @@ struct Shared {
 pub struct Upstream {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    server: Option<JoinHandle<()>>,
+    /// The server, and what tells it to stop.
+    server: Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
     /// While stopped: the address, bound but not listening, so connections are refused and no concurrent test
     /// can take the port before [`Upstream::resume`].
     parked: Option<TcpSocket>,
@@ -81,12 +82,17 @@ impl Upstream {
 
     /// Stops listening: connections are refused until [`Upstream::resume`]. The address is parked before the
     /// listener closes, so that no other socket (a client's outgoing connection from the ephemeral range, say)
-    /// can take the port in between.
+    /// can take the port in between. Connections kept alive are closed too (aborting the listening task alone
+    /// left them serving: a client reusing one still got answers from a "stopped" upstream); one still answering
+    /// gets a second to finish.
     pub async fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
+        if let Some((mut server, stop)) = self.server.take() {
             self.parked = Some(bind(self.addr));
-            server.abort();
-            let _ = server.await;
+            let _ = stop.send(());
+            if tokio::time::timeout(std::time::Duration::from_secs(1), &mut server).await.is_err() {
+                server.abort();
+                let _ = server.await;
+            }
         }
     }
 
@@ -115,9 +121,12 @@ impl Upstream {
             .fallback(any(|| async { (StatusCode::NOT_FOUND, "upstream: no such path") }))
             .with_state(self.shared.clone());
         let listener = socket.listen(1024).expect("the upstream listens");
-        self.server = Some(tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("upstream serves");
-        }));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(async move {
+            let stopped = async { stopped.await.unwrap_or(()) };
+            axum::serve(listener, app).with_graceful_shutdown(stopped).await.expect("upstream serves");
+        });
+        self.server = Some((server, stop));
     }
 }
 
@@ -134,7 +143,7 @@ fn bind(addr: SocketAddr) -> TcpSocket {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
+        if let Some((server, _)) = self.server.take() {
             server.abort();
         }
     }
