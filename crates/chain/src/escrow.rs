@@ -199,6 +199,20 @@ pub fn permit2_deposit_digest(
     .eip712_signing_hash(&crate::upto::domain(chain_id))
 }
 
+/// A channel as the escrow at `escrow` holds it (`channels`): its `balance` (what was deposited, less what was
+/// refunded or withdrawn to the payer) and its `totalClaimed` (what the receiver claimed from it).
+pub async fn channel_state(
+    chain: &dyn crate::Chain,
+    escrow: Address,
+    channel_id: B256,
+) -> Result<BatchSettlement::channelsReturn, crate::ChainError> {
+    use alloy::sol_types::SolCall;
+    let call = BatchSettlement::channelsCall { channelId: channel_id }.abi_encode();
+    let out = chain.call(alloy::rpc::types::TransactionRequest::default().to(escrow).input(call.into())).await?;
+    BatchSettlement::channelsCall::abi_decode_returns(&out)
+        .map_err(|e| crate::ChainError::Unavailable(format!("channels answered {out}: {e}")))
+}
+
 /// The ERC-3009 nonce of a deposit into `channel_id`: `keccak256(abi.encode(channelId, salt))`.
 pub fn deposit_nonce(channel_id: B256, salt: B256) -> B256 {
     alloy::primitives::keccak256([channel_id.as_slice(), salt.as_slice()].concat())

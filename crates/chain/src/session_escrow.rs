@@ -100,6 +100,20 @@ impl ChannelTerms {
     }
 }
 
+/// A channel as the escrow at `escrow` holds it (`getChannel`): its deposit, what was settled to the payee, and
+/// whether it is finalized (closed, with the rest of its deposit refunded to the payer).
+pub async fn channel(
+    chain: &dyn crate::Chain,
+    escrow: Address,
+    channel_id: B256,
+) -> Result<EvmPaymentChannel::Channel, crate::ChainError> {
+    use alloy::sol_types::SolCall;
+    let call = EvmPaymentChannel::getChannelCall { channelId: channel_id }.abi_encode();
+    let out = chain.call(alloy::rpc::types::TransactionRequest::default().to(escrow).input(call.into())).await?;
+    EvmPaymentChannel::getChannelCall::abi_decode_returns(&out)
+        .map_err(|e| crate::ChainError::Unavailable(format!("getChannel answered {out}: {e}")))
+}
+
 /// The ERC-3009 nonce of a relayed top-up: `keccak256(abi.encode(channelId, additionalDeposit, from, salt))`.
 pub fn top_up_nonce(channel_id: B256, additional: u128, from: Address, salt: B256) -> B256 {
     keccak256((channel_id, alloy::primitives::U256::from(additional), from, salt).abi_encode())

@@ -8,6 +8,7 @@
 //! pays MPP `evm` sessions ([`session`]) and x402 `batch-settlement` channels ([`x402_channel`]) from a channel.
 //! Money is atomic units and micro-dollars, never floats.
 
+mod channel_refunds;
 mod client;
 mod offer;
 mod payer_channel;
@@ -18,6 +19,7 @@ mod session_pay;
 mod session_stream;
 mod sign;
 mod spend;
+mod spend_sessions;
 mod wallet;
 pub mod x402_channel;
 
@@ -27,7 +29,8 @@ pub use policy::{CheapestOffer, OfferChooser, Policy, PolicyViolation, host_of};
 pub use reconcile::{ReconcileError, Reconciled, reconcile};
 pub use session_pay::SessionClosed;
 pub use sign::{CredentialHeader, SignError, credential};
-pub use spend::{SessionRecord, SpendError, SpendLog, SpendRecord, SpendState, Spent, now_ms};
+pub use spend::{SpendError, SpendLog, SpendRecord, SpendState, Spent, now_ms};
+pub use spend_sessions::SessionRecord;
 pub use wallet::{Wallet, WalletError};
 
 /// The environment variable holding the wallet's hex private key.

@@ -14,7 +14,7 @@ use crate::client::{PayError, authorization_name};
 use crate::offer::{Offer, Source};
 use crate::reconcile::AuthorizationNonce;
 use crate::session::{EvmSession, SessionError};
-use crate::spend::SessionRecord;
+use crate::spend_sessions::SessionRecord;
 use crate::x402_channel::X402Channel;
 
 /// The x402 error of a voucher for a channel the seller does not hold (`scheme_batch_settlement_evm.md`).

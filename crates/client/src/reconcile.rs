@@ -3,7 +3,8 @@
 //! the token's `authorizationState(payer, nonce)` says whether an ERC-3009 authorization was used (then the
 //! `AuthorizationUsed` log gives the transaction), Permit2's `nonceBitmap` whether a Permit2 one was, and an unused
 //! one past its `validBefore` (deadline) can never be. A pay-first transfer is decided by its receipt: mined and
-//! successful is money spent, reverted is nothing spent.
+//! successful is money spent, reverted is nothing spent. The same pass asks the channels' escrows what they
+//! refunded without the payer asking (`channel_refunds.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub struct Reconciled {
     pub unsigned: usize,
     /// Still undecided: not settled yet but still valid, or no chain given for their network.
     pub undecided: usize,
+    /// Channels whose escrow refunded the payer without its asking (the seller's idle close): the refund is now
+    /// a `refund` row that gives the budgets back what came back.
+    pub refunds: usize,
 }
 
 /// An authorization's nonce as the spend log keeps it: where the chain records its use.
@@ -106,7 +110,8 @@ async fn settlement(chain: &dyn Chain, row: &SpendRecord) -> Result<Option<(bool
     }
 }
 
-/// Decides every `pending` row of `log` that the chains in `chains` (by chain id) can decide.
+/// Decides every `pending` row of `log` that the chains in `chains` (by chain id) can decide, then records the
+/// refunds their channels' escrows made without the payer asking.
 pub async fn reconcile(
     log: &SpendLog,
     chains: &HashMap<u64, Arc<dyn Chain>>,
@@ -157,5 +162,7 @@ pub async fn reconcile(
             _ => done.undecided += 1,
         }
     }
+    // After the pending rows: a deposit decided just now makes its channel's escrow comparable with the log.
+    done.refunds = crate::channel_refunds::record_refunds(log, chains).await?;
     Ok(done)
 }

@@ -99,7 +99,7 @@ impl EvmSession {
         signer: PrivateKeySigner,
         challenge: &Challenge,
         token_domain: (String, String),
-        record: &crate::spend::SessionRecord,
+        record: &crate::spend_sessions::SessionRecord,
     ) -> Result<EvmSession, SessionError> {
         let salt = record.salt.parse().map_err(|_| SessionError::NotASession("the recorded salt".into()))?;
         let mut session = EvmSession::new(signer, challenge, token_domain, salt)?;

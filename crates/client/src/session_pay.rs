@@ -22,7 +22,8 @@ use crate::client::{Attempt, Outgoing, PAID_RETRIES, PayError, PayingClient, Pay
 use crate::offer::{Offer, Source};
 use crate::payer_channel::{ChannelReceipt, PayerChannel};
 use crate::session_stream::PaidStream;
-use crate::spend::{Entry, SessionRecord, SpendState, now_ms, signed};
+use crate::spend::{Entry, SpendState, now_ms, signed};
+use crate::spend_sessions::SessionRecord;
 
 /// The channel offer last paid for each request (method, URL and body), shared by a client's clones.
 pub(crate) type ChannelOffers = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<B256, Offer>>>;
@@ -298,6 +299,7 @@ impl PayingClient {
             })
             .ok_or_else(|| PayError::InvalidRequest(format!("{} no longer offers this channel", record.url)))?;
         let channel = PayerChannel::of(self.wallet.signer().clone(), &offer, Some(&record))?;
+        let refunded_before = self.log.refunded(&record.channel_id).await?;
         let receipt = if channel.close_needs_seller() {
             let (name, value) = channel.credential(channel.close())?;
             let response = self.send_once(&out, Some((&name, &value))).await.map_err(PayError::Transport)?;
@@ -331,7 +333,7 @@ impl PayingClient {
             kind: "refund",
             channel_id: Some(&record.channel_id),
         };
-        self.log.close_session(&record, refund, &transaction, now_ms()).await?;
+        self.log.close_session(&record, refund, refunded_before, &transaction, now_ms()).await?;
         Ok(SessionClosed {
             channel_id: record.channel_id.clone(),
             settled: settled.to_string(),

@@ -135,7 +135,7 @@ impl X402Channel {
         resource: &x402::ResourceInfo,
         requirements: &x402::PaymentRequirements,
         token_domain: Option<(String, String)>,
-        record: &crate::spend::SessionRecord,
+        record: &crate::spend_sessions::SessionRecord,
     ) -> Result<X402Channel, SessionError> {
         let salt = record.salt.parse().map_err(|_| SessionError::NotASession("the recorded salt".into()))?;
         let mut channel = X402Channel::new(signer, resource, requirements, token_domain, salt)?;

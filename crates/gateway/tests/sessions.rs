@@ -6,6 +6,8 @@
 #[macro_use]
 mod common;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
@@ -13,6 +15,7 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::signers::SignerSync;
 use alloy::sol_types::SolCall;
 use common::{Harness, Options, kind, payer, problem, session_challenge};
+use paygate_chain::Chain;
 use paygate_chain::devtoken::dev_account;
 use paygate_chain::session_escrow::{self, DEV_ESCROW, EvmPaymentChannel};
 use paygate_client::session::EvmSession;
@@ -81,9 +84,7 @@ fn valid_before(h: &Harness) -> u64 {
 }
 
 async fn on_chain(h: &Harness, id: B256) -> EvmPaymentChannel::Channel {
-    let call = EvmPaymentChannel::getChannelCall { channelId: id }.abi_encode();
-    let out = h.chain.chain.call(TransactionRequest::default().to(DEV_ESCROW).input(call.into())).await.unwrap();
-    EvmPaymentChannel::getChannelCall::abi_decode_returns(&out).unwrap()
+    session_escrow::channel(h.chain.chain.as_ref(), DEV_ESCROW, id).await.unwrap()
 }
 
 async fn charged(h: &Harness, s: &EvmSession) -> u128 {
@@ -455,6 +456,19 @@ async fn the_paying_client_pays_from_a_new_channel_once_the_seller_closed_its_id
         other => panic!("expected the seller's 410, got {other:?}"),
     }
     assert_eq!(log.session(&second.channel_id).await.unwrap().unwrap().state, "closed");
+
+    // The seller's two closes refunded 3 and 4 cents without the payer asking; the budgets counted both
+    // deposits. The escrow says so, and reconcile gives the budgets back exactly that, once.
+    use paygate_client::{Reconciled, now_ms, reconcile};
+    let chains: HashMap<u64, Arc<dyn Chain>> = HashMap::from([(31337, h.chain.chain.clone())]);
+    assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 3 * CENT);
+    assert_eq!(log.spent("", now_ms()).await.unwrap().total, 10 * CENT);
+    assert_eq!(reconcile(&log, &chains, now_ms()).await.unwrap(), Reconciled { refunds: 2, ..Default::default() });
+    assert_eq!(log.spent("", now_ms()).await.unwrap().total, 3 * CENT, "what left the wallet");
+    let refunds: Vec<String> =
+        log.records().await.unwrap().into_iter().filter(|r| r.kind == "refund").map(|r| r.amount_atomic).collect();
+    assert_eq!(refunds, ["30000", "40000"]);
+    assert_eq!(reconcile(&log, &chains, now_ms()).await.unwrap(), Reconciled::default(), "once");
 }
 
 /// The settlement and the close of an idle session each outlive the receipt timeout (anvil mines only when the

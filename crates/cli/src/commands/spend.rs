@@ -15,7 +15,8 @@ pub struct Args {
     #[arg(long, env = "PAYGATE_SPEND_LOG")]
     spend_log: Option<PathBuf>,
     /// First decide the payments a crash left `pending`, from the chain: settled ones become `paid`,
-    /// expired unsettled ones `failed`.
+    /// expired unsettled ones `failed`; and give the budgets back what channels' escrows refunded without
+    /// being asked (a seller's idle close).
     #[arg(long)]
     reconcile: bool,
     /// The JSON-RPC URL of a chain, `CHAIN_ID=URL` (repeatable); built-in networks default to their public
@@ -33,8 +34,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.reconcile {
         let done = paygate_client::reconcile(&log, &super::pay::chains(&args.rpc)?, paygate_client::now_ms()).await?;
         eprintln!(
-            "reconciled: {} settled, {} expired, {} never signed, {} undecided",
-            done.settled, done.expired, done.unsigned, done.undecided
+            "reconciled: {} settled, {} expired, {} never signed, {} undecided; {} channel refunds found on chain",
+            done.settled, done.expired, done.unsigned, done.undecided, done.refunds
         );
     }
     let records = log.records().await?;

@@ -1,11 +1,15 @@
 //! The paying client after its seller closed its idle x402 channel (`close_idle_secs`) and refunded the unspent
 //! deposit: the next voucher is above what the channel holds, the seller's corrective 402 states the channel, and
-//! the client tops the same channel up and pays the call, once.
+//! the client tops the same channel up and pays the call, once; `reconcile` finds the seller's refunds in the
+//! escrow and gives the budgets back exactly what came back to the wallet.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use paygate_chain::Chain;
 use paygate_chain::devtoken::dev_account;
-use paygate_client::{Policy, SpendLog, SpendState};
+use paygate_client::{Policy, Reconciled, SpendLog, SpendState, now_ms, reconcile};
 
 use super::common::{self, Harness, Options, pay_to};
 use super::{CENT, channel_option};
@@ -48,4 +52,23 @@ async fn the_paying_client_tops_up_a_channel_whose_idle_rest_the_seller_refunded
     pass().await;
     assert_eq!(h.chain.balance(pay_to()).await, seller_before + 3 * CENT);
     assert_eq!(h.chain.balance(buyer.address()).await, buyer_before - 3 * CENT);
+
+    // The budgets counted both deposits; the seller's two refunds (3 and 4 cents) came back without the payer
+    // asking. The escrow says so, and reconcile gives the budgets back exactly that, once.
+    let chains: HashMap<u64, Arc<dyn Chain>> = HashMap::from([(31337, h.chain.chain.clone())]);
+    assert_eq!(log.spent("", now_ms()).await.unwrap().total, 10 * CENT);
+    assert_eq!(reconcile(&log, &chains, now_ms()).await.unwrap(), Reconciled { refunds: 1, ..Default::default() });
+    assert_eq!(log.spent("", now_ms()).await.unwrap().total, 3 * CENT, "what left the wallet");
+    let records = log.records().await.unwrap();
+    let refunds: Vec<_> = records.iter().filter(|r| r.kind == "refund").collect();
+    assert_eq!(refunds.len(), 1, "{records:?}");
+    assert_eq!((refunds[0].amount_atomic.as_str(), refunds[0].state), ("70000", SpendState::Paid));
+    let session = log.session(&session.channel_id).await.unwrap().unwrap();
+    assert_eq!((session.deposit.as_str(), session.state.as_str()), ("30000", "open"), "what the channel holds");
+    assert_eq!(reconcile(&log, &chains, now_ms()).await.unwrap(), Reconciled::default(), "once");
+
+    // Nothing is left to refund: the payer's close is the spend log's alone, and gives nothing back twice.
+    let closed = client.close_session(&session.channel_id).await.unwrap();
+    assert_eq!(closed.refunded, "0");
+    assert_eq!(log.spent("", now_ms()).await.unwrap().total, 3 * CENT);
 }

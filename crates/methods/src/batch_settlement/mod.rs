@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, TxHash, U256};
-use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use async_trait::async_trait;
@@ -189,11 +188,9 @@ impl BatchSettlementMethod {
     }
 
     async fn on_chain(&self, channel_id: B256) -> Result<(u128, u128), Rejection> {
-        let call = BatchSettlement::channelsCall { channelId: channel_id }.abi_encode();
-        let tx = TransactionRequest::default().to(escrow::BATCH_SETTLEMENT).input(call.into());
-        let out = self.chain.call(tx).await.map_err(|e| chain_unavailable(&e))?;
-        let state = BatchSettlement::channelsCall::abi_decode_returns(&out)
-            .map_err(|_| chain_unavailable(&ChainError::Unavailable("the escrow answered garbage".into())))?;
+        let state = escrow::channel_state(self.chain.as_ref(), escrow::BATCH_SETTLEMENT, channel_id)
+            .await
+            .map_err(|e| chain_unavailable(&e))?;
         Ok((state.balance, state.totalClaimed))
     }
 

@@ -24,12 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, TxHash};
-use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use paygate_chain::session_escrow::EvmPaymentChannel;
+use paygate_chain::session_escrow::{self, EvmPaymentChannel};
 use paygate_chain::{Chain, ChainError, SendError, TxSender, wait_for_receipt};
 use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
 use paygate_core::clock::Clock;
@@ -155,11 +154,7 @@ impl EvmSessionMethod {
 
     /// The channel as the escrow holds it.
     async fn on_chain(&self, channel_id: B256) -> Result<EvmPaymentChannel::Channel, Rejection> {
-        let call = EvmPaymentChannel::getChannelCall { channelId: channel_id }.abi_encode();
-        let tx = TransactionRequest::default().to(self.escrow).input(call.into());
-        let out = self.chain.call(tx).await.map_err(|e| chain_unavailable(&e))?;
-        EvmPaymentChannel::getChannelCall::abi_decode_returns(&out)
-            .map_err(|_| chain_unavailable(&ChainError::Unavailable("the escrow answered garbage".into())))
+        session_escrow::channel(self.chain.as_ref(), self.escrow, channel_id).await.map_err(|e| chain_unavailable(&e))
     }
 
     /// Waits for a transaction's receipt: `Ok` when it succeeded.
