@@ -301,13 +301,67 @@ async fn pay_with_a_session_deposit_pays_x402_channels_that_channels_close_refun
     pays_from_a_channel("batch-settlement", "via x402 (batch-settlement)").await;
 }
 
-async fn pays_from_a_channel(rail: &str, via: &str) {
-    let session = format!(
-        "[[accept]]\nrail = \"{rail}\"\nnetwork = \"local\"\nasset = \"USDC\"\npay_to = \"{}\"\nsettler_key = \"{}\"\n",
+/// A channel option of `rail` (an `[[accept]]` table) with `settings` appended.
+fn channel_accept(rail: &str, settings: &str) -> String {
+    format!(
+        "[[accept]]\nrail = \"{rail}\"\nnetwork = \"local\"\nasset = \"USDC\"\npay_to = \"{}\"\nsettler_key = \"{}\"\n{settings}\n",
         dev_account(0).address(),
         paygate_testkit::SETTLER_KEY
-    );
-    let seller = Seller::start_with(&session).await;
+    )
+}
+
+/// A seller refunds an idle x402 channel on its own: the budgets counted the whole deposit, and
+/// `paygate spend --reconcile` finds the refund in the escrow and gives back exactly what came back, once; after
+/// a refund the payer learned of from the seller (its corrective 402), the next `paygate pay` does the same first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_reconcile_gives_the_budgets_back_a_refund_the_seller_made_on_its_own() {
+    let seller =
+        Seller::start_with(&channel_accept("batch-settlement", "claim_every_secs = 0\nclose_idle_secs = 0")).await;
+    let url = format!("{}/v1/quote", seller.base);
+    let payer = dev_account(1).address();
+    let before = seller.chain.balance(payer).await;
+    let (code, _, stderr) = seller.paygate(&["pay", "--max", "0.01", "--session-deposit", "0.05", &url]).await;
+    assert_eq!(code, 0, "{stderr}");
+    seller.gateway().reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(seller.chain.balance(payer).await, before - 10_000, "the seller claimed one call, refunded the rest");
+
+    let total = |spend: &str| {
+        let spend: serde_json::Value = serde_json::from_str(spend).unwrap();
+        spend["totals"][0]["usd_micros"].as_u64()
+    };
+    let (code, spend, _) = seller.paygate(&["spend", "--json"]).await;
+    assert_eq!((code, total(&spend)), (0, Some(50_000)), "the deposit counted whole");
+    let rpc = format!("31337={}", seller.chain.rpc_url);
+    let (code, spend, stderr) = seller.paygate(&["spend", "--json", "--reconcile", "--rpc", &rpc]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("1 channel refunds found on chain"), "{stderr}");
+    assert_eq!(total(&spend), Some(10_000), "what left the wallet: {spend}");
+    let (code, spend, stderr) = seller.paygate(&["spend", "--json", "--reconcile", "--rpc", &rpc]).await;
+    assert!(code == 0 && stderr.contains("0 channel refunds found on chain"), "{stderr}");
+    assert_eq!(total(&spend), Some(10_000), "once");
+
+    // The next call tops the channel up (the log knows it holds one cent); the seller refunds the rest again.
+    let args = ["pay", "--rpc", &rpc, "--max", "0.01", "--session-deposit", "0.05", url.as_str()];
+    let pay = || seller.paygate(&args);
+    let (code, _, stderr) = pay().await;
+    assert_eq!(code, 0, "{stderr}");
+    seller.gateway().reconciler(Duration::from_secs(60)).run_once().await.unwrap();
+    assert_eq!(seller.chain.balance(payer).await, before - 20_000);
+    // This call learns it from the seller's corrective 402 and tops up again: the budgets count that deposit too.
+    let (code, _, stderr) = pay().await;
+    assert!(code == 0 && !stderr.contains("channel refunds"), "{stderr}");
+    let (_, spend, _) = seller.paygate(&["spend", "--json"]).await;
+    assert_eq!(total(&spend), Some(110_000), "three deposits, one refund recorded");
+    // The next run asks the escrow first: the second refund comes back, and the budgets count what left the wallet.
+    let (code, _, stderr) = pay().await;
+    assert!(code == 0 && stderr.contains("1 channel refunds found on chain"), "{stderr}");
+    let (_, spend, _) = seller.paygate(&["spend", "--json"]).await;
+    assert_eq!(total(&spend), Some(70_000), "{spend}");
+    assert_eq!(seller.chain.balance(payer).await, before - 70_000, "paid from the channel: no new deposit");
+}
+
+async fn pays_from_a_channel(rail: &str, via: &str) {
+    let seller = Seller::start_with(&channel_accept(rail, "")).await;
     let url = format!("{}/v1/quote", seller.base);
     let payer = dev_account(1).address();
     let before = seller.chain.balance(payer).await;

@@ -33,6 +33,10 @@ struct ChannelMoney {
     refunded: u128,
     /// What its last voucher allows the seller.
     cumulative: u128,
+    /// What the spend log says the channel holds (its session's `deposit`: lowered when the seller stated less),
+    /// and whether it is open there.
+    holds: u128,
+    open: bool,
     /// A deposit whose fate is unknown yet: the escrow's state cannot be read against the log until it is decided.
     deposit_pending: bool,
     /// The first deposit row, whose request and asset a refund row repeats.
@@ -43,6 +47,12 @@ impl ChannelMoney {
     /// Whether the log still expects money back from the channel.
     fn owes_payer(&self) -> bool {
         !self.deposit_pending && self.deposited > self.refunded.saturating_add(self.cumulative)
+    }
+
+    /// Whether a seller said the channel was refunded, and the log has not recorded it: closed (MPP's 410) or
+    /// holding less than its deposits less its refunds (x402's stated balance), while money is still owed.
+    fn refund_suspected(&self) -> bool {
+        self.owes_payer() && (!self.open || self.holds < self.deposited - self.refunded)
     }
 }
 
@@ -64,8 +74,9 @@ fn amount(text: &str) -> Result<u128, SpendError> {
 /// The money of every channel (or of `only`), from its session and its `deposit` and `refund` rows.
 async fn channel_money(db: &mut SqliteConnection, only: Option<&str>) -> Result<Vec<ChannelMoney>, SpendError> {
     let rows = sqlx::query(
-        "SELECT s.channel_id, s.network, s.escrow, s.cumulative, l.id, l.protocol, l.kind, l.state, l.amount_atomic, \
-         l.usd_micros FROM sessions s JOIN spend_log l ON l.channel_id = s.channel_id \
+        "SELECT s.channel_id, s.network, s.escrow, s.cumulative, s.deposit, s.state AS session_state, l.id, \
+         l.protocol, l.kind, l.state, l.amount_atomic, l.usd_micros \
+         FROM sessions s JOIN spend_log l ON l.channel_id = s.channel_id \
          WHERE l.kind IN ('deposit', 'refund') AND (? IS NULL OR s.channel_id = ?) ORDER BY l.id",
     )
     .bind(only)
@@ -91,6 +102,8 @@ async fn channel_money(db: &mut SqliteConnection, only: Option<&str>) -> Result<
                     deposited_usd: 0,
                     refunded: 0,
                     cumulative: amount(&text("cumulative")?)?,
+                    holds: amount(&text("deposit")?)?,
+                    open: text("session_state")? == "open",
                     deposit_pending: false,
                     first_deposit: 0,
                 });
@@ -203,6 +216,13 @@ impl SpendLog {
         Ok(refund > 0)
     }
 
+    /// Whether a seller said a channel was refunded and the log has not recorded it yet: then `reconcile` has
+    /// something to ask the chain about (`paygate pay` runs it first).
+    pub async fn refunds_suspected(&self) -> Result<bool, SpendError> {
+        let mut db = self.pool.acquire().await.map_err(unavailable)?;
+        Ok(channel_money(&mut db, None).await?.iter().any(ChannelMoney::refund_suspected))
+    }
+
     /// What the `refund` rows of channel `channel_id` gave back, in atomic units.
     pub(crate) async fn refunded(&self, channel_id: &str) -> Result<u128, SpendError> {
         let mut db = self.pool.acquire().await.map_err(unavailable)?;
@@ -300,11 +320,13 @@ mod tests {
         let (log, session) = log_with_channel(&offer).await;
         let before = log.refunded(CHANNEL).await.unwrap();
         assert!(money(&log).await.owes_payer());
+        assert!(!log.refunds_suspected().await.unwrap(), "nobody said it was refunded");
         assert!(log.record_chain_refund(&money(&log).await, closed).await.unwrap());
         log.close_session(&session, entry(&offer, "refund", 30_000, -30_000), before, "0xabc", now_ms()).await.unwrap();
         assert_eq!(log.refunded(CHANNEL).await.unwrap(), 30_000);
         assert_eq!(log.spent("x", now_ms()).await.unwrap().total, 20_000);
         assert!(!money(&log).await.owes_payer());
+        assert!(!log.refunds_suspected().await.unwrap());
 
         // Closed by the payer first: the chain's refund is the close's, and nothing more is recorded.
         let (log, session) = log_with_channel(&offer).await;
@@ -312,6 +334,26 @@ mod tests {
         assert!(!log.record_chain_refund(&money(&log).await, closed).await.unwrap());
         assert_eq!(log.refunded(CHANNEL).await.unwrap(), 30_000);
         assert_eq!(log.spent("x", now_ms()).await.unwrap().total, 20_000);
+    }
+
+    #[tokio::test]
+    async fn a_refund_is_suspected_where_a_seller_stated_less_or_closed_until_it_is_recorded() {
+        let offer = offer();
+        let (log, session) = log_with_channel(&offer).await;
+        // x402: the seller stated the channel holds 20,000 of the 50,000.
+        assert!(log.shrink_session(CHANNEL, 50_000, 20_000).await.unwrap());
+        assert!(log.refunds_suspected().await.unwrap());
+        let refunded = OnChain { refunded: 30_000, holds: Some(20_000), closed: false };
+        assert!(log.record_chain_refund(&money(&log).await, refunded).await.unwrap());
+        assert!(!log.refunds_suspected().await.unwrap());
+
+        // MPP: the seller answered 410; the channel is closed in the log with its rest owed.
+        let (log, _) = log_with_channel(&offer).await;
+        log.forget_session(&session.channel_id).await.unwrap();
+        assert!(log.refunds_suspected().await.unwrap());
+        let closed = OnChain { refunded: 30_000, holds: None, closed: true };
+        assert!(log.record_chain_refund(&money(&log).await, closed).await.unwrap());
+        assert!(!log.refunds_suspected().await.unwrap());
     }
 
     #[tokio::test]

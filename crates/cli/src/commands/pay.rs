@@ -73,8 +73,8 @@ pub struct Args {
 #[derive(Debug, Clone, clap::Args)]
 pub struct PayerArgs {
     /// The JSON-RPC URL of a chain, `CHAIN_ID=URL` (repeatable): pay-first offers are paid by a transfer sent
-    /// there, and payments an earlier run left pending are reconciled there. Built-in networks default to their
-    /// public endpoint.
+    /// there, and payments an earlier run left pending (and channel refunds a seller spoke of) are reconciled
+    /// there. Built-in networks default to their public endpoint.
     #[arg(long, value_name = "CHAIN_ID=URL")]
     rpc: Vec<String>,
     /// Pay at most this many US dollars for one request (`0.01`: one cent), whatever the asset.
@@ -393,14 +393,18 @@ pub(super) fn chains(rpc: &[String]) -> anyhow::Result<HashMap<u64, Arc<dyn Chai
 }
 
 /// Decides the payments an earlier run left `pending` (killed between paying and the answer) before paying
-/// anything new: settled ones become `paid`, expired ones `failed`. A chain that cannot be asked now leaves
-/// them for the next run; it never stops this one.
+/// anything new: settled ones become `paid`, expired ones `failed`; and where a seller said it refunded a
+/// channel, records what the escrow refunded. A chain that cannot be asked now leaves them for the next run; it
+/// never stops this one.
 async fn reconcile_leftovers(log: &SpendLog, rpc: &[String]) {
-    match log.pending().await {
-        Ok(pending) if pending.is_empty() => return,
-        Ok(_) => {}
+    let leftovers = async {
+        Ok::<_, paygate_client::SpendError>(!log.pending().await?.is_empty() || log.refunds_suspected().await?)
+    };
+    match leftovers.await {
+        Ok(false) => return,
+        Ok(true) => {}
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the spend log's pending payments");
+            tracing::warn!(error = %e, "cannot read the spend log");
             return;
         }
     }
@@ -411,12 +415,13 @@ async fn reconcile_leftovers(log: &SpendLog, rpc: &[String]) {
         Err(e) => Err(e.to_string()),
     };
     match outcome {
-        Ok(done) if done.settled + done.expired + done.unsigned > 0 => eprintln!(
-            "reconciled earlier payments: {} settled, {} expired, {} never signed, {} undecided",
-            done.settled, done.expired, done.unsigned, done.undecided
+        Ok(done) if done.settled + done.expired + done.unsigned + done.refunds > 0 => eprintln!(
+            "reconciled earlier payments: {} settled, {} expired, {} never signed, {} undecided; {} channel refunds \
+             found on chain",
+            done.settled, done.expired, done.unsigned, done.undecided, done.refunds
         ),
         Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "earlier pending payments stay pending"),
+        Err(e) => tracing::warn!(error = %e, "earlier pending payments and channel refunds stay undecided"),
     }
 }
 
