@@ -246,8 +246,9 @@ impl SpendLog {
 
     /// Records a channel closed, and what its close gave back (a `refund` row, paid, that lowers what the
     /// budgets count). `refunded_before` is what the channel's `refund` rows held before the close was sent: what
-    /// was recorded since (the chain's refund, found by `reconcile` while the seller answered) is that same
-    /// money, and is not given back twice.
+    /// was recorded since (the chain's refund, found by `reconcile` while the seller answered) is taken for that
+    /// same money, and is not given back twice; should it have been another refund, the escrow still shows it, and
+    /// the next `reconcile` records it.
     pub(crate) async fn close_session(
         &self,
         channel: &SessionRecord,
