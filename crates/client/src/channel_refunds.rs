@@ -114,12 +114,13 @@ async fn channel_money(db: &mut SqliteConnection, only: Option<&str>) -> Result<
         let (kind, state, atomic) = (text("kind")?, text("state")?, amount(&text("amount_atomic")?)?);
         match (kind.as_str(), state.as_str()) {
             ("deposit", "paid") => {
-                channel.deposited += atomic;
+                // Saturating: a log edited by hand must not panic here (no real amount comes near 2^128).
+                channel.deposited = channel.deposited.saturating_add(atomic);
                 let usd: i64 = row.try_get("usd_micros").map_err(|e| SpendError::Corrupt(e.to_string()))?;
-                channel.deposited_usd += u128::from(usd.unsigned_abs());
+                channel.deposited_usd = channel.deposited_usd.saturating_add(u128::from(usd.unsigned_abs()));
             }
             ("deposit", "pending") => channel.deposit_pending = true,
-            ("refund", state) if state != "failed" => channel.refunded += atomic,
+            ("refund", state) if state != "failed" => channel.refunded = channel.refunded.saturating_add(atomic),
             _ => {}
         }
         if kind == "deposit" && channel.first_deposit == 0 {
