@@ -139,7 +139,8 @@ impl PayerArgs {
     }
 
     /// The paying client of `wallet` within these limits, with its spend log (payments an earlier run left
-    /// pending are reconciled first), the tokens it values, its chains and its session deposit.
+    /// pending, and channel refunds a seller spoke of, are reconciled first), the tokens it values, its chains and
+    /// its session deposit.
     pub async fn client(&self, wallet: Wallet) -> anyhow::Result<PayingClient> {
         let mut assets = AssetBook::builtin();
         for token in &self.usd_token {
