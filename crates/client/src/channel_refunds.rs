@@ -191,22 +191,15 @@ impl SpendLog {
             .await
             .map_err(unavailable)?;
         }
-        if let Some(holds) = chain.holds {
-            let deposit: String = sqlx::query_scalar("SELECT deposit FROM sessions WHERE channel_id = ?")
+        if let Some(holds) = chain.holds.filter(|&holds| now.holds > holds) {
+            sqlx::query("UPDATE sessions SET deposit = ? WHERE channel_id = ?")
+                .bind(holds.to_string())
                 .bind(&read.channel_id)
-                .fetch_one(&mut *tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            if amount(&deposit)? > holds {
-                sqlx::query("UPDATE sessions SET deposit = ? WHERE channel_id = ?")
-                    .bind(holds.to_string())
-                    .bind(&read.channel_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
         }
-        if chain.closed {
+        if chain.closed && now.open {
             sqlx::query("UPDATE sessions SET state = 'closed' WHERE channel_id = ?")
                 .bind(&read.channel_id)
                 .execute(&mut *tx)
