@@ -7,8 +7,12 @@
 //! the project's test-only stand-ins (`contracts/BatchSettlement.sol`, `contracts/Permit2DepositCollector.sol`:
 //! same interface, same EIP-712 domains and types) are placed at the canonical addresses.
 
+use std::sync::LazyLock;
+
 use alloy::primitives::{Address, B256, Bytes, address};
 use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
+
+use crate::eip712::{self, Separators, TypeHash};
 
 /// `x402BatchSettlement`, at the same address on every chain that has it.
 pub const BATCH_SETTLEMENT: Address = address!("4020074e9dF2ce1deE5A9C1b5c3f541D02a10003");
@@ -143,7 +147,14 @@ pub fn domain(chain_id: u64) -> Eip712Domain {
 /// A channel's id: the EIP-712 hash of its config in the escrow's domain (`getChannelId`). The ABI's struct is
 /// the EIP-712 type as well (the same name and fields).
 pub fn channel_id(config: &BatchSettlement::ChannelConfig, chain_id: u64) -> B256 {
-    config.eip712_signing_hash(&domain(chain_id))
+    static CONFIG: TypeHash = TypeHash::of::<BatchSettlement::ChannelConfig>();
+    eip712::signing_hash(separator(chain_id), &CONFIG, config)
+}
+
+/// The escrow's domain separator on chain `chain_id` (a voucher's check hashes in it twice).
+fn separator(chain_id: u64) -> B256 {
+    static SEPARATORS: LazyLock<Separators> = LazyLock::new(Separators::default);
+    SEPARATORS.get(chain_id, BATCH_SETTLEMENT, || domain(chain_id))
 }
 
 /// A channel's config as x402 payloads carry it (`channelConfig`: checksummed addresses, the salt in hex).
@@ -161,7 +172,9 @@ pub fn config_json(c: &BatchSettlement::ChannelConfig) -> serde_json::Value {
 
 /// What a payer signs to allow claims up to `max_claimable` on a channel (`getVoucherDigest`).
 pub fn voucher_digest(channel_id: B256, max_claimable: u128, chain_id: u64) -> B256 {
-    typed::Voucher { channelId: channel_id, maxClaimableAmount: max_claimable }.eip712_signing_hash(&domain(chain_id))
+    static VOUCHER: TypeHash = TypeHash::of::<typed::Voucher>();
+    let voucher = typed::Voucher { channelId: channel_id, maxClaimableAmount: max_claimable };
+    eip712::signing_hash(separator(chain_id), &VOUCHER, &voucher)
 }
 
 /// What the receiver's authorizer signs to have a batch of claims applied by anyone (`getClaimBatchDigest`);
@@ -251,5 +264,17 @@ mod tests {
         );
         let salt = b256!("900802f790af8d34ea7942a3a9de7c0825e5cd047f7dd10fd7170b28fdc81ed9");
         assert_eq!(deposit_nonce(id, salt), b256!("7f041645214d10001eb61c76f0e328773f79e4aee63258eb58cc34077857c973"));
+    }
+
+    /// The remembered separator and type hashes answer what alloy computes from scratch, on each chain in turn.
+    #[test]
+    fn remembered_hashes_are_alloys_on_every_chain() {
+        use alloy::sol_types::SolStruct;
+        for chain_id in [31337, 8453, 31337, 84532] {
+            let id = channel_id(&config(), chain_id);
+            assert_eq!(id, config().eip712_signing_hash(&domain(chain_id)), "chain {chain_id}");
+            let voucher = typed::Voucher { channelId: id, maxClaimableAmount: 7 };
+            assert_eq!(voucher_digest(id, 7, chain_id), voucher.eip712_signing_hash(&domain(chain_id)));
+        }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod abi;
 pub mod devtoken;
+mod eip712;
 pub mod escrow;
 pub mod nonce;
 mod rpc;

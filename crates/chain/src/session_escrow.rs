@@ -5,8 +5,12 @@
 //! through `paygate dev fund`, the embedded devnet at genesis) the project's test-only stand-in
 //! (`contracts/EvmPaymentChannel.sol`: the draft's interface, domain and types) is placed at [`DEV_ESCROW`].
 
+use std::sync::LazyLock;
+
 use alloy::primitives::{Address, B256, Bytes, address, keccak256};
-use alloy::sol_types::{Eip712Domain, SolStruct, SolValue, eip712_domain};
+use alloy::sol_types::{Eip712Domain, SolValue, eip712_domain};
+
+use crate::eip712::{self, Separators, TypeHash};
 
 /// Where the dev chains hold the stand-in escrow.
 pub const DEV_ESCROW: Address = address!("e5c0000000000000000000000000000000000402");
@@ -121,6 +125,31 @@ pub fn top_up_nonce(channel_id: B256, additional: u128, from: Address, salt: B25
 
 /// What a payer signs to allow `cumulative` in total from a channel.
 pub fn voucher_digest(channel_id: B256, cumulative: u128, chain_id: u64, escrow: Address) -> B256 {
-    typed::Voucher { channelId: channel_id, cumulativeAmount: cumulative }
-        .eip712_signing_hash(&domain(chain_id, escrow))
+    static SEPARATORS: LazyLock<Separators> = LazyLock::new(Separators::default);
+    static VOUCHER: TypeHash = TypeHash::of::<typed::Voucher>();
+    let separator = SEPARATORS.get(chain_id, escrow, || domain(chain_id, escrow));
+    eip712::signing_hash(separator, &VOUCHER, &typed::Voucher { channelId: channel_id, cumulativeAmount: cumulative })
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::b256;
+    use alloy::sol_types::SolStruct;
+
+    use super::*;
+
+    /// The remembered separator and type hash answer what alloy computes from scratch, for each escrow and chain.
+    #[test]
+    fn voucher_digests_are_alloys_for_every_escrow_and_chain() {
+        let channel = b256!("3dba7b750189e416712e643b7f71b0f6a79d0cce7f84596a48d48205120ffbce");
+        let other = address!("00000000000000000000000000000000000e5c00");
+        for (chain_id, escrow) in [(31337, DEV_ESCROW), (31337, other), (8453, DEV_ESCROW), (31337, DEV_ESCROW)] {
+            let voucher = typed::Voucher { channelId: channel, cumulativeAmount: 9 };
+            assert_eq!(
+                voucher_digest(channel, 9, chain_id, escrow),
+                voucher.eip712_signing_hash(&domain(chain_id, escrow)),
+                "chain {chain_id}, escrow {escrow}"
+            );
+        }
+    }
 }

@@ -192,7 +192,7 @@ impl Payment {
     /// authorizer, token, withdraw delay), its id is the config's, the voucher is signed by the payer's
     /// authorizer, and a deposit's authorization is signed by the payer for the collector.
     pub(super) fn read(payload: &Value, expected: &Expected) -> Result<Payment, Rejection> {
-        let wire: Wire = serde_json::from_value(payload.clone()).map_err(|e| malformed(e.to_string()))?;
+        let wire = Wire::deserialize(payload).map_err(|e| malformed(e.to_string()))?;
         let c = &wire.channel_config;
         let withdraw_delay = U40::try_from(c.withdraw_delay).map_err(|_| malformed("withdrawDelay is too large"))?;
         let config = ChannelConfig {

@@ -104,7 +104,7 @@ impl SignedAuthorization {
 
     /// From x402's `exact` EVM payload (`{signature, authorization}`).
     pub fn from_x402(payload: &Value) -> Result<Self, PayloadError> {
-        let payload: ExactEvmPayload = serde_json::from_value(payload.clone())
+        let payload = ExactEvmPayload::deserialize(payload)
             .map_err(|_| PayloadError("payload is not {signature, authorization}".into()))?;
         Self::from_exact(&payload)
     }

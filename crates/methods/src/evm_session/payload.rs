@@ -186,7 +186,7 @@ impl Voucher {
 impl Action {
     /// Reads a credential's payload; `source` is the credential's `did:pkh` payer when it names one.
     pub fn read(payload: &Value, source: Option<Address>, expected: &Expected) -> Result<Action, Rejection> {
-        let wire: Wire = serde_json::from_value(payload.clone()).map_err(|e| malformed(e.to_string()))?;
+        let wire = Wire::deserialize(payload).map_err(|e| malformed(e.to_string()))?;
         match wire.action.as_str() {
             "open" => Self::open(&wire, source, expected),
             "voucher" => {

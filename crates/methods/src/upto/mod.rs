@@ -178,7 +178,7 @@ impl UptoMethod {
 
     /// Reads `payload` and checks it against the offer of `max`, without IO.
     fn read(&self, payload: &Value, max: AtomicAmount) -> Result<Signed, Rejection> {
-        let wire: Payload = serde_json::from_value(payload.clone()).map_err(|e| malformed(e.to_string()))?;
+        let wire = Payload::deserialize(payload).map_err(|e| malformed(e.to_string()))?;
         let a = &wire.permit2_authorization;
         let mismatch = |reason, detail: &str| refused(RejectKind::VerificationFailed, reason, detail.to_owned());
         if a.spender != upto::UPTO_PROXY {
@@ -278,7 +278,7 @@ impl PaymentMethod for UptoMethod {
 
     fn proof_key(&self, proof: Proof<'_>) -> Option<String> {
         let Proof::X402 { payload, .. } = proof else { return None };
-        let wire: Payload = serde_json::from_value(payload.clone()).ok()?;
+        let wire = Payload::deserialize(payload).ok()?;
         let a = wire.permit2_authorization;
         Some(format!("eip155:{}:permit2:{:#x}:{}", self.chain_id, a.from, a.nonce))
     }
