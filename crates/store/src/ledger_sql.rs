@@ -9,9 +9,11 @@
 //! function needs for every bound and read type would be longer than the code they serve.
 
 /// Expands, in the calling module, a module `ledger` with `impl Store for $store` (whose `pool` field is a pool
-/// of `$db`), its helpers, and `ledger::unavailable`, the store's error for a database failure.
+/// of `$db`), its helpers, and `ledger::unavailable`, the store's error for a database failure. `$begin` starts a
+/// write transaction; `$one_statement` says whether two writes kept together run as one statement
+/// (`Statement::together_pg`: PostgreSQL) rather than in a transaction of their own.
 macro_rules! impl_store {
-    ($store:ident, $db:ty, begin: $begin:literal) => {
+    ($store:ident, $db:ty, begin: $begin:literal, one_statement: $one_statement:literal) => {
         mod ledger {
             use sqlx::Row as _;
 
@@ -119,6 +121,11 @@ macro_rules! impl_store {
                             direct.write_together(statements.iter().map(Statement::to_owned_statement).collect()).await
                     {
                         return Ok(written);
+                    }
+                    if $one_statement && let [first, then] = statements {
+                        let together = first.together_pg(then);
+                        let answer = together.query::<$db>().fetch_one(&self.pool).await;
+                        return crate::statement::read_together(answer, [first.returning, then.returning]).map_err(unavailable);
                     }
                     self.write_together_through_sqlx(statements).await
                 }
@@ -239,13 +246,15 @@ macro_rules! impl_store {
                     next: &paygate_core::channel::Channel,
                 ) -> Result<ClaimWithChannel, StoreError> {
                     let now = now_ms();
+                    // The swap first: under concurrent calls on one channel it is the write that loses, and ends the
+                    // write there (on PostgreSQL, without a failed statement).
                     let together =
-                        [Statement::insert_payment(p, PaymentState::Verified, now), Statement::swap_channel(expected, next, now)];
+                        [Statement::swap_channel(expected, next, now), Statement::insert_payment(p, PaymentState::Verified, now)];
                     let written = self.write_together(&together).await?;
                     Ok(match written.as_slice() {
-                        [Written { returned: Some(id), .. }, Written { changed: 1, .. }] => ClaimWithChannel::Claimed(*id),
-                        [_, _] => ClaimWithChannel::ChannelChanged,
-                        _ => ClaimWithChannel::Taken,
+                        [Written { changed: 1, .. }, Written { returned: Some(id), .. }] => ClaimWithChannel::Claimed(*id),
+                        [_, _] => ClaimWithChannel::Taken,
+                        _ => ClaimWithChannel::ChannelChanged,
                     })
                 }
 

@@ -4,6 +4,9 @@
 //! (or of the same live challenge, through the partial unique index) wait for the first one's transaction and
 //! then do nothing, so exactly one instance's claim wins however many race. Taking a voided row back and every
 //! transition lock the row (`UPDATE ... WHERE state = ...`, `SELECT ... FOR UPDATE`) inside their transaction.
+//! The two writes a channel-paid call keeps together (its claim with its channel's reservation, its charge with
+//! its payment's move to `settled`) are each one statement of data-modifying `WITH` queries
+//! (`crate::statement::Statement::together_pg`): a round trip each, where a transaction took four.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -40,5 +43,5 @@ impl PgStore {
     }
 }
 
-crate::ledger_sql::impl_store!(PgStore, sqlx::Postgres, begin: "BEGIN");
+crate::ledger_sql::impl_store!(PgStore, sqlx::Postgres, begin: "BEGIN", one_statement: true);
 crate::channels_sql::impl_channel_book!(PgStore, sqlx::Postgres);

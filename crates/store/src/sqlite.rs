@@ -70,5 +70,5 @@ impl SqliteStore {
     }
 }
 
-crate::ledger_sql::impl_store!(SqliteStore, sqlx::Sqlite, begin: "BEGIN IMMEDIATE");
+crate::ledger_sql::impl_store!(SqliteStore, sqlx::Sqlite, begin: "BEGIN IMMEDIATE", one_statement: false);
 crate::channels_sql::impl_channel_book!(SqliteStore, sqlx::Sqlite);

@@ -1,9 +1,12 @@
 //! The writes every paid call makes (its claim, its transitions, its channel's compare-and-swap), each as one
 //! [`Statement`]: its SQL text and its parameters as values, built once here and bound alike by sqlx (on either
 //! backend, [`Statement::query`]) and by the SQLite connection that runs on the calling thread
-//! (`crate::sqlite_direct`). One text and one list of values per write, whichever driver runs it.
+//! (`crate::sqlite_direct`). One text and one list of values per write, whichever driver runs it; on PostgreSQL,
+//! two writes kept together are made one statement ([`Statement::together_pg`]).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 
 use paygate_core::channel::Channel;
 
@@ -149,6 +152,39 @@ impl<'a> Statement<'a> {
         }
     }
 
+    /// On PostgreSQL, `self` and `then` kept together (all or nothing) as one statement of data-modifying `WITH`
+    /// queries: one round trip where their transaction (`BEGIN`, each, `COMMIT`) took four. `then` runs only when
+    /// `self` changed a row (an `UPDATE` whose `WHERE` joins its conditions with `AND`, or an `INSERT ... VALUES`);
+    /// a `then` that changed none fails the statement through `paygate_undo()` (migration 0012), which undoes
+    /// `self`. [`read_together`] reads what it did. Put first the write that most often changes nothing (a
+    /// compare-and-swap that lost): it then ends the statement without a failure for the server to log.
+    pub fn together_pg(&self, then: &Statement<'a>) -> Statement<'a> {
+        static TEXTS: LazyLock<RwLock<HashMap<(&'static str, &'static str), &'static str>>> =
+            LazyLock::new(Default::default);
+        let key = (self.sql, then.sql);
+        let cached = TEXTS.read().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
+        let sql = cached.unwrap_or_else(|| {
+            let returning = |s: &Statement<'_>, sql: String| {
+                if s.returning { sql } else { format!("{sql} RETURNING 0::bigint AS id") }
+            };
+            let first = returning(self, self.sql.to_owned());
+            let then = returning(then, only_after_first(&renumbered(then.sql, self.params.len())));
+            let text = format!(
+                "WITH first_write AS ({first}), then_write AS ({then}) \
+                 SELECT (SELECT count(*) FROM first_write), (SELECT max(id) FROM first_write), \
+                 (SELECT max(id) FROM then_write), \
+                 CASE WHEN NOT EXISTS (SELECT 1 FROM first_write) OR EXISTS (SELECT 1 FROM then_write) THEN 0 \
+                 ELSE paygate_undo() END"
+            );
+            // Two pairs of writes are ever kept together: each text is made once and kept for the process's life.
+            let text: &'static str = Box::leak(text.into_boxed_str());
+            TEXTS.write().unwrap_or_else(|p| p.into_inner()).insert(key, text);
+            text
+        });
+        let params = self.params.iter().chain(&then.params).cloned().collect();
+        Statement { sql, params, returning: true }
+    }
+
     /// The statement with its values owned, to be run by another task.
     pub fn to_owned_statement(&self) -> Statement<'static> {
         let params = self
@@ -173,5 +209,94 @@ impl<'a> Statement<'a> {
             Param::Text(text) => query.bind(text.as_deref()),
             Param::Int(int) => query.bind(*int),
         })
+    }
+}
+
+/// `sql` with each parameter `$n` numbered `$(n + by)`.
+fn renumbered(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The SQLSTATE `paygate_undo()` raises.
+const UNDONE: &str = "PGU01";
+
+/// `sql` (an `UPDATE ... WHERE`, or an `INSERT ... VALUES (...)` with a clause after them) changing rows only
+/// when the write `first_write` changed one.
+fn only_after_first(sql: &str) -> String {
+    const AFTER_FIRST: &str = "EXISTS (SELECT 1 FROM first_write)";
+    let Some(values) = sql.find(" VALUES (") else { return format!("{sql} AND {AFTER_FIRST}") };
+    let (head, rest) = sql.split_at(values);
+    let rest = &rest[" VALUES (".len()..];
+    let close = rest.find(") ON CONFLICT").or_else(|| rest.rfind(')')).unwrap_or(rest.len());
+    let tail = rest.get(close + 1..).unwrap_or("");
+    format!("{head} SELECT {} WHERE {AFTER_FIRST}{tail}", &rest[..close])
+}
+
+/// What a statement made by [`Statement::together_pg`] did (its row, or the failure that undid its first write),
+/// as the results of its two writes run one by one would say: `[first]` when the first changed nothing,
+/// `[first, then]` otherwise, each with its returned id when it returns one (`returns`).
+pub(crate) fn read_together<R: sqlx::Row>(
+    answer: Result<R, sqlx::Error>,
+    returns: [bool; 2],
+) -> Result<Vec<Written>, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let row = match answer {
+        Ok(row) => row,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDONE) => {
+            return Ok(vec![Written { changed: 1, returned: None }, Written { changed: 0, returned: None }]);
+        }
+        Err(e) => return Err(e),
+    };
+    let changed: i64 = row.try_get(0)?;
+    if changed == 0 {
+        return Ok(vec![Written { changed: 0, returned: None }]);
+    }
+    let (first, then): (Option<i64>, Option<i64>) = (row.try_get(1)?, row.try_get(2)?);
+    Ok(vec![
+        Written { changed: changed.unsigned_abs(), returned: first.filter(|_| returns[0]) },
+        Written { changed: 1, returned: then.filter(|_| returns[1]) },
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{only_after_first, renumbered};
+
+    #[test]
+    fn parameters_are_renumbered_and_nothing_else() {
+        assert_eq!(
+            renumbered("UPDATE t SET a = $1, b = $10 WHERE id = $9 AND c = '$'", 17),
+            "UPDATE t SET a = $18, b = $27 WHERE id = $26 AND c = '$'"
+        );
+    }
+
+    #[test]
+    fn a_second_write_is_made_to_wait_for_the_first() {
+        assert_eq!(
+            only_after_first("UPDATE t SET a = $1 WHERE id = $2 AND v = $3"),
+            "UPDATE t SET a = $1 WHERE id = $2 AND v = $3 AND EXISTS (SELECT 1 FROM first_write)"
+        );
+        assert_eq!(
+            only_after_first("INSERT INTO t (a, b) VALUES ($1, lower($2)) ON CONFLICT DO NOTHING RETURNING id"),
+            "INSERT INTO t (a, b) SELECT $1, lower($2) WHERE EXISTS (SELECT 1 FROM first_write) ON CONFLICT DO NOTHING \
+             RETURNING id"
+        );
     }
 }
