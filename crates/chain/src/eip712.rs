@@ -2,8 +2,8 @@
 //!
 //! A channel-paid call checks a voucher: it hashes the channel's config (its id) and the voucher, each in the
 //! escrow's domain. alloy's `SolStruct::eip712_signing_hash` hashes the domain (its type string, name and version:
-//! four keccaks) and the struct's type string again for every value: ten of a check's fourteen keccaks, and a
-//! few string allocations, for hashes that never change. The escrows keep them here, per chain and contract.
+//! four keccaks) and the struct's type string again for every value: ten of the fourteen keccaks of its two hashes,
+//! and a few string allocations, for hashes that never change. The escrows keep them here, per chain and contract.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
