@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
-use paygate_core::channel::{Channel, ChannelBook, ChannelRefusal, update_channel};
+use paygate_core::channel::{
+    Channel, ChannelBook, ChannelBookError, ChannelRefusal, ChannelWrite, update_channel, update_channel_writing,
+};
 use paygate_core::channel_cache::CachedBook;
 use paygate_core::channel_journal::{ChannelTransaction, TransactionKind, TransactionState};
-use paygate_store::{Claim, ClaimWithChannel, PaymentQuery, PaymentState, Store, StoreError, Transition};
+use paygate_store::{Claim, ClaimWithChannel, NewPayment, PaymentQuery, PaymentState, Store, StoreError, Transition};
 
 mod common;
 
@@ -21,6 +23,7 @@ on_both_backends!(
     a_journaled_refund_lowers_the_deposit_in_the_same_write_and_a_failed_one_gives_it_back_once,
     a_charge_and_its_payments_move_to_settled_are_written_together_or_not_at_all,
     a_claim_and_its_calls_reservation_are_written_together_or_not_at_all,
+    racing_claims_with_reservations_never_accept_more_than_the_deposit,
 );
 
 const PRICE: u128 = 10_000;
@@ -234,4 +237,66 @@ async fn a_claim_and_its_calls_reservation_are_written_together_or_not_at_all(db
     assert!(matches!(store.claim(&payment("voucher-1", None)).await.unwrap(), Claim::Taken { .. }));
     let kept = store.channel("0xc2").await.unwrap().unwrap();
     assert_eq!((kept.version, kept.reserved()), (1, PRICE));
+}
+
+/// A call's claim written with its channel's reservation, as the gateway writes it, and the row it claimed.
+struct ClaimWith<'a>(&'a dyn Store, &'a NewPayment, std::sync::Mutex<Option<i64>>);
+
+#[async_trait::async_trait]
+impl ChannelWrite for ClaimWith<'_> {
+    async fn write(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError> {
+        match self.0.claim_with_channel(self.1, expected, next).await {
+            Ok(ClaimWithChannel::Claimed(id)) => {
+                *self.2.lock().unwrap() = Some(id);
+                Ok(true)
+            }
+            Ok(ClaimWithChannel::ChannelChanged) => Ok(false),
+            Ok(ClaimWithChannel::Taken) => Err(ChannelBookError("taken".into())),
+            Err(e) => Err(ChannelBookError(Box::new(e))),
+        }
+    }
+}
+
+/// Two instances that remember channels, 200 calls each claimed with its reservation in one write, racing on a
+/// channel whose deposit covers 100, and each proof sent twice: exactly 100 claims and reservations are kept,
+/// together (on PostgreSQL one statement each, whose lost swaps must claim nothing), a proof is claimed once
+/// however often it is sent, and no reservation is left without its claim.
+async fn racing_claims_with_reservations_never_accept_more_than_the_deposit(db: Database) {
+    let stores: [Arc<dyn Store>; 2] = [db.open().await, db.open().await];
+    let books = stores.clone().map(|s| Arc::new(CachedBook::new(s)) as Arc<dyn ChannelBook>);
+    let deposit = 100 * PRICE + 200;
+    assert!(books[0].open_channel(&channel("0xclaims", deposit)).await.unwrap());
+    let tasks: Vec<_> = (1..=200u128)
+        .map(|k| {
+            let (store, book) = (stores[(k % 2) as usize].clone(), books[(k % 2) as usize].clone());
+            tokio::spawn(async move {
+                let (voucher, signature) = (deposit - k, format!("0xsig{k}"));
+                let paid = payment(&format!("voucher-{k}"), None);
+                let mut claimed = 0;
+                for _ in 0..2 {
+                    let write = ClaimWith(store.as_ref(), &paid, Default::default());
+                    let reserve = |c: &Channel| c.reserve(PRICE, voucher, &signature);
+                    match update_channel_writing(book.as_ref(), "0xclaims", reserve, &write).await {
+                        // Kept, or nothing to write (the voucher is in flight already: a replay).
+                        Ok(Some(Ok(_))) => claimed += usize::from(write.2.into_inner().unwrap().is_some()),
+                        Ok(Some(Err(_refused))) => {}
+                        Err(ChannelBookError(e)) => assert_eq!(e.to_string(), "taken", "call {k}"),
+                        Ok(None) => panic!("the channel is there"),
+                    }
+                }
+                claimed
+            })
+        })
+        .collect();
+    let mut claimed = 0;
+    for task in tasks {
+        let once = task.await.unwrap();
+        assert!(once <= 1, "a proof is claimed once");
+        claimed += once;
+    }
+    assert_eq!(claimed, 100);
+    let rows = stores[0].payments(&PaymentQuery::default()).await.unwrap();
+    assert_eq!(rows.len(), 100, "one row per kept claim");
+    let after = stores[1].channel("0xclaims").await.unwrap().unwrap();
+    assert_eq!((after.reserved(), after.charged, after.version), (100 * PRICE, 0, 100));
 }
