@@ -298,5 +298,9 @@ mod tests {
             "INSERT INTO t (a, b) SELECT $1, lower($2) WHERE EXISTS (SELECT 1 FROM first_write) ON CONFLICT DO NOTHING \
              RETURNING id"
         );
+        assert_eq!(
+            only_after_first("INSERT INTO t (a) VALUES (lower($1))"),
+            "INSERT INTO t (a) SELECT lower($1) WHERE EXISTS (SELECT 1 FROM first_write)"
+        );
     }
 }
