@@ -240,14 +240,18 @@ async fn a_claim_and_its_calls_reservation_are_written_together_or_not_at_all(db
 }
 
 /// A call's claim written with its channel's reservation, as the gateway writes it, and the row it claimed.
-struct ClaimWith<'a>(&'a dyn Store, &'a NewPayment, std::sync::Mutex<Option<i64>>);
+struct ClaimWith<'a> {
+    store: &'a dyn Store,
+    payment: &'a NewPayment,
+    claimed: std::sync::Mutex<Option<i64>>,
+}
 
 #[async_trait::async_trait]
 impl ChannelWrite for ClaimWith<'_> {
     async fn write(&self, expected: i64, next: &Channel) -> Result<bool, ChannelBookError> {
-        match self.0.claim_with_channel(self.1, expected, next).await {
+        match self.store.claim_with_channel(self.payment, expected, next).await {
             Ok(ClaimWithChannel::Claimed(id)) => {
-                *self.2.lock().unwrap() = Some(id);
+                *self.claimed.lock().unwrap() = Some(id);
                 Ok(true)
             }
             Ok(ClaimWithChannel::ChannelChanged) => Ok(false),
@@ -274,11 +278,11 @@ async fn racing_claims_with_reservations_never_accept_more_than_the_deposit(db: 
                 let paid = payment(&format!("voucher-{k}"), None);
                 let mut claimed = 0;
                 for _ in 0..2 {
-                    let write = ClaimWith(store.as_ref(), &paid, Default::default());
+                    let write = ClaimWith { store: store.as_ref(), payment: &paid, claimed: Default::default() };
                     let reserve = |c: &Channel| c.reserve(PRICE, voucher, &signature);
                     match update_channel_writing(book.as_ref(), "0xclaims", reserve, &write).await {
                         // Kept, or nothing to write (the voucher is in flight already: a replay).
-                        Ok(Some(Ok(_))) => claimed += usize::from(write.2.into_inner().unwrap().is_some()),
+                        Ok(Some(Ok(_))) => claimed += usize::from(write.claimed.into_inner().unwrap().is_some()),
                         Ok(Some(Err(_refused))) => {}
                         Err(ChannelBookError(e)) => assert_eq!(e.to_string(), "taken", "call {k}"),
                         Ok(None) => panic!("the channel is there"),

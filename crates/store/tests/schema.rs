@@ -1,12 +1,14 @@
 //! Rules the ledger's schema keeps on both backends, read from the migrated database itself: every index costs a
 //! write on each claim and transition of a paid call, so none may be the leading part of another (which answers
-//! every lookup the shorter one answers).
+//! every lookup the shorter one answers). And instances sharing one PostgreSQL database that start together
+//! migrate it once, as `docs/operate.md` tells operators.
 
+use paygate_store::Claim;
 use sqlx::Row;
 
 mod common;
 
-use common::Database;
+use common::{Database, payment};
 
 on_both_backends!(no_index_is_the_leading_part_of_another);
 
@@ -92,4 +94,27 @@ async fn no_index_is_the_leading_part_of_another(db: Database) {
         })
         .collect();
     assert!(redundant.is_empty(), "{redundant:?}");
+}
+
+/// Three instances starting at once on a new PostgreSQL database (as an orchestrator starts replicas): each opens,
+/// every migration is applied once and succeeded, and each instance claims on the schema they made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_together_on_postgres_migrate_the_ledger_once() {
+    let db = Database::postgres().await;
+    let (a, b, c) = tokio::join!(db.open(), db.open(), db.open());
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|e| e == "sql"))
+        .count();
+    let pool = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let applied: Vec<(i64, bool)> = sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied.len(), migrations, "each migration once: {applied:?}");
+    assert!(applied.iter().all(|(_, success)| *success), "{applied:?}");
+    for (n, store) in [a, b, c].iter().enumerate() {
+        let claimed = store.claim(&payment(&format!("proof-{n}"), None)).await.unwrap();
+        assert!(matches!(claimed, Claim::Claimed(_)), "instance {n}: {claimed:?}");
+    }
 }
